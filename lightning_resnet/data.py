@@ -1,0 +1,378 @@
+"""Image folders in, normalized batches out: the ``ImageFolderDataModule``.
+
+Images are decoded to ``uint8`` RGB tensors in the workers (JPEGs at reduced size when the
+target is much smaller, through PIL's draft mode), resized and augmented as ``uint8`` with
+``torchvision.transforms.v2``, moved to the device as ``uint8`` and normalized there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from PIL import Image, ImageOps
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, random_split
+from torchvision.datasets.folder import make_dataset
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+DEMO_DATA = "demo:digits"
+DEMO_DIR = Path("data/digits")
+
+TrainAugment = Literal["basic", "standard", "trivialaugment", "randaugment", "autoaugment"]
+Normalize = Literal["imagenet", "auto"]
+
+
+class LayoutError(ValueError):
+    """A data folder that is not laid out as one sub-folder of images per class."""
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True for a visible file with an image extension (any case); hidden files such as ``._x.jpg`` are not."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def load_image(path: str | Path, draft_size: int | None = None) -> Tensor:
+    """Decode ``path`` to a ``uint8`` RGB tensor of shape ``(3, H, W)``.
+
+    ``draft_size`` lets a JPEG decode at 1/2, 1/4 or 1/8 scale while both sides stay at least
+    ``draft_size`` pixels. EXIF orientation is applied. Grayscale, palette, CMYK and 16-bit
+    images become RGB; transparent pixels are composited onto white.
+    """
+    with Image.open(path) as image:
+        if draft_size and image.format == "JPEG":
+            image.draft("RGB", (draft_size, draft_size))
+        image = ImageOps.exif_transpose(image)
+        return TF.pil_to_tensor(to_rgb(image))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        levels = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or levels.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(np.rint(levels * (255.0 / peak)), 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        levels = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if levels.max() <= 1.0 else 1.0
+        image = Image.fromarray(np.clip(np.rint(levels * scale), 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+class ImageSamples(Dataset):
+    """``(path, class index)`` pairs read as ``(uint8 tensor, index)``; index -1 when unlabelled."""
+
+    def __init__(self, samples: Sequence[tuple[str, int]], transform: Callable, draft_size: int | None = None):
+        self.samples = list(samples)
+        self.transform = transform
+        self.draft_size = draft_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        path, target = self.samples[index]
+        return self.transform(load_image(path, self.draft_size)), target
+
+
+def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names and samples of a folder with one sub-folder of images per class.
+
+    Hidden folders and files are ignored. Empty class folders are left out with a warning,
+    unless ``classes`` fixes the class list (a test folder must use the training classes).
+    """
+    if not root.exists():
+        raise LayoutError(f"data folder {root} does not exist: expected {root}/<class name>/<image files>")
+    if not root.is_dir():
+        raise LayoutError(f"data path {root} is not a folder: expected {root}/<class name>/<image files>")
+    found = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    if not found:
+        raise LayoutError(f"{root} holds no class folders: expected {root}/<class name>/<image files>")
+    if classes is None:
+        per_class = {name: make_dataset(root / name, {"": 0}, is_valid_file=is_image_file, allow_empty=True)
+                     for name in found}
+        empty = [name for name, files in per_class.items() if not files]
+        if empty:
+            warnings.warn(f"{root}: left out {len(empty)} empty class folder(s): {', '.join(empty)}", stacklevel=2)
+        classes = [name for name in found if name not in empty]
+        if not classes:
+            raise LayoutError(f"{root} holds no image files in its class folders {found}")
+    else:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise LayoutError(f"{root} has class folders the model was not trained on: {', '.join(unknown)}")
+    class_to_idx = {name: index for index, name in enumerate(classes)}
+    present = {name: index for name, index in class_to_idx.items() if (root / name).is_dir()}
+    samples = make_dataset(root, present, is_valid_file=is_image_file, allow_empty=True)
+    return list(classes), samples
+
+
+def scan_unlabelled(path: Path) -> list[tuple[str, int]]:
+    """One image file, or every image file under a folder (recursively), with target -1."""
+    if path.is_file():
+        return [(str(path), -1)]
+    if not path.is_dir():
+        raise LayoutError(f"predict path {path} does not exist: expected an image file or a folder of images")
+    files = sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_file(p)
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise LayoutError(f"{path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return [(file, -1) for file in files]
+
+
+def write_digits_demo(root: Path) -> None:
+    """Write scikit-learn's 1,797 handwritten digits (8x8, 10 classes) as an ImageFolder tree of PNGs."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    partial = root.with_name(root.name + ".partial")
+    for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+        folder = partial / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        ink = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)
+        Image.fromarray(ink, "L").save(folder / f"{index:04d}.png")
+    partial.rename(root)
+    log.info("wrote the scikit-learn digits demo (%d images) to %s", len(digits.target), root)
+
+
+class ImageFolderDataModule(LightningDataModule):
+    """Train / validation split of a folder of class sub-folders, plus optional test and predict inputs.
+
+    Args:
+        data_dir: folder with one sub-folder of images per class; ``demo:digits`` writes and uses
+            scikit-learn's digits under ``data/digits``.
+        val_fraction: share of ``data_dir`` held out for validation by a random split.
+        seed: seed of that split; the same seed gives the same split on every machine and process.
+        test_dir: optional folder laid out like ``data_dir`` for ``test``.
+        predict_dir: an image file or a folder of images for ``predict``.
+        image_size: side of the square images the model sees.
+        crop_fraction: evaluation resizes the shorter side to ``image_size / crop_fraction``, then
+            center-crops ``image_size`` (0.875 is the ImageNet convention; 1.0 keeps the whole image).
+        train_augment: ``basic`` (evaluation's resize and crop), ``standard`` (random resized crop
+            and horizontal flip), or ``standard`` followed by ``trivialaugment``, ``randaugment`` or
+            ``autoaugment``.
+        normalize: ``imagenet`` mean/std, or ``auto`` to measure the training split's once and cache it.
+        batch_size: images per batch and process.
+        num_workers: loader processes; by default one per CPU core.
+        class_names: the classes in index order; read from ``data_dir`` when not given. The command
+            line takes them from the checkpoint when one is given, so that indices keep their meaning.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = DEMO_DATA,
+        val_fraction: float = 0.2,
+        seed: int = 42,
+        test_dir: str | None = None,
+        predict_dir: str | None = None,
+        image_size: int = 224,
+        crop_fraction: float = 0.875,
+        train_augment: TrainAugment = "standard",
+        normalize: Normalize = "imagenet",
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+        if not 0.0 < crop_fraction <= 1.0:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+        self.save_hyperparameters()
+        self.data_dir = DEMO_DIR if data_dir == DEMO_DATA else Path(data_dir).expanduser()
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.test_dir = Path(test_dir).expanduser() if test_dir else None
+        self.predict_dir = Path(predict_dir).expanduser() if predict_dir else None
+        self.image_size = image_size
+        self.crop_fraction = crop_fraction
+        self.train_augment = train_augment
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.num_workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+        self.mean: tuple[float, ...] = IMAGENET_MEAN
+        self.std: tuple[float, ...] = IMAGENET_STD
+        self._class_names = list(class_names) if class_names else None
+        self._samples: list[tuple[str, int]] | None = None
+
+    # ----- classes and split -------------------------------------------------------------------
+
+    def _ensure_demo(self) -> None:
+        if self.hparams.data_dir == DEMO_DATA and not self.data_dir.exists():
+            write_digits_demo(self.data_dir)
+
+    def _scan(self) -> None:
+        if self._samples is None:
+            self._ensure_demo()
+            self._class_names, self._samples = scan_image_folder(self.data_dir, self._class_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        if self._class_names is None:
+            self._scan()
+        return list(self._class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """The (train, validation) samples: a random split fixed by ``seed``."""
+        self._scan()
+        generator = torch.Generator().manual_seed(self.seed)
+        train, val = random_split(range(len(self._samples)), [1 - self.val_fraction, self.val_fraction], generator)
+        if len(train) == 0 or len(val) == 0:
+            raise LayoutError(
+                f"{self.data_dir} has {len(self._samples)} images: too few for a {self.val_fraction:.0%} validation split"
+            )
+        return [self._samples[i] for i in train.indices], [self._samples[i] for i in val.indices]
+
+    # ----- transforms ----------------------------------------------------------------------------
+
+    @property
+    def resize_size(self) -> int:
+        return round(self.image_size / self.crop_fraction)
+
+    def eval_transform(self) -> v2.Transform:
+        return v2.Compose([v2.Resize(self.resize_size, antialias=True), v2.CenterCrop(self.image_size)])
+
+    def train_transform(self) -> v2.Transform:
+        if self.train_augment == "basic":
+            return self.eval_transform()
+        steps: list[v2.Transform] = [
+            v2.RandomResizedCrop(self.image_size, antialias=True),
+            v2.RandomHorizontalFlip(),
+        ]
+        policy = {
+            "standard": None,
+            "trivialaugment": v2.TrivialAugmentWide,
+            "randaugment": v2.RandAugment,
+            "autoaugment": v2.AutoAugment,
+        }[self.train_augment]
+        if policy is not None:
+            steps.append(policy())
+        return v2.Compose(steps)
+
+    # ----- normalization -----------------------------------------------------------------------
+
+    def _stats_cache(self, train: list[tuple[str, int]]) -> Path:
+        digest = hashlib.sha1()
+        for path, _ in train:
+            stat = os.stat(path)
+            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{self.image_size}|{self.crop_fraction}".encode())
+        cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        return cache_home / "lightning_resnet" / f"normalization-{digest.hexdigest()[:16]}.json"
+
+    def measure_mean_std(self, samples: list[tuple[str, int]]) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of ``samples`` after the evaluation resize and crop, in [0, 1] units."""
+        loader = DataLoader(ImageSamples(samples, self.eval_transform(), self.resize_size),
+                            batch_size=256, num_workers=self.num_workers)
+        total = torch.zeros(3, dtype=torch.float64)
+        total_sq = torch.zeros(3, dtype=torch.float64)
+        count = 0
+        for images, _ in loader:
+            pixels = images.to(torch.float64).div_(255).transpose(0, 1).reshape(3, -1)
+            total += pixels.sum(1)
+            total_sq += pixels.square().sum(1)
+            count += pixels.shape[1]
+        mean = total / count
+        std = (total_sq / count - mean.square()).clamp_min(1e-12).sqrt()
+        return mean.tolist(), std.tolist()
+
+    def _auto_stats(self, compute: bool) -> tuple[list[float], list[float]] | None:
+        train, _ = self.split()
+        cache = self._stats_cache(train)
+        if cache.is_file():
+            stats = json.loads(cache.read_text())
+            return stats["mean"], stats["std"]
+        if not compute:
+            return None
+        mean, std = self.measure_mean_std(train)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"data_dir": str(self.data_dir), "mean": mean, "std": std}))
+        except OSError as error:
+            warnings.warn(f"could not cache the normalization statistics in {cache}: {error}", stacklevel=2)
+        return mean, std
+
+    # ----- Lightning hooks -----------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        self._ensure_demo()
+        if self.normalize == "auto" and self.data_dir.exists():
+            self._auto_stats(compute=True)
+
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate"):
+            train, val = self.split()
+            if self.normalize == "auto":
+                self.mean, self.std = map(tuple, self._auto_stats(compute=True))
+            self.train_set = ImageSamples(train, self.train_transform(), self.image_size)
+            self.val_set = ImageSamples(val, self.eval_transform(), self.resize_size)
+        if stage == "test":
+            if self.test_dir is None:
+                raise ValueError("test needs data.test_dir: a folder laid out like data_dir")
+            _, samples = scan_image_folder(self.test_dir, self.class_names)
+            self.test_set = ImageSamples(samples, self.eval_transform(), self.resize_size)
+        if stage == "predict":
+            if self.predict_dir is None:
+                raise ValueError("predict needs data.predict_dir: an image file or a folder of images")
+            self.predict_set = ImageSamples(scan_unlabelled(self.predict_dir), self.eval_transform(), self.resize_size)
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=on_gpu,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle and len(dataset) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        """Turn the ``uint8`` images into normalized floats on the device."""
+        images, targets = batch
+        images = TF.to_dtype(images, torch.float32, scale=True)
+        return TF.normalize(images, list(self.mean), list(self.std)), targets
+
+    def state_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std), "class_names": self._class_names}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.mean = tuple(state_dict["mean"])
+        self.std = tuple(state_dict["std"])

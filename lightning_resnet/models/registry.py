@@ -1,0 +1,186 @@
+"""The named architectures (torchvision's names) and loading of their weights."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from .resnet import BasicBlock, Bottleneck, ResNet
+
+
+def resnet18(num_classes: int = 1000, **options: Any) -> ResNet:
+    """ResNet-18 (He et al., 2015): BasicBlock, [2, 2, 2, 2]."""
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, **options)
+
+
+def resnet34(num_classes: int = 1000, **options: Any) -> ResNet:
+    """ResNet-34: BasicBlock, [3, 4, 6, 3]."""
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, **options)
+
+
+def resnet50(num_classes: int = 1000, **options: Any) -> ResNet:
+    """ResNet-50: Bottleneck, [3, 4, 6, 3]."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, **options)
+
+
+def resnet101(num_classes: int = 1000, **options: Any) -> ResNet:
+    """ResNet-101: Bottleneck, [3, 4, 23, 3]."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, **options)
+
+
+def resnet152(num_classes: int = 1000, **options: Any) -> ResNet:
+    """ResNet-152: Bottleneck, [3, 8, 36, 3]."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, **options)
+
+
+def resnext50_32x4d(num_classes: int = 1000, **options: Any) -> ResNet:
+    """ResNeXt-50 (Xie et al., 2016): 32 groups of 4 channels in the first stage's 3x3 conv."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, groups=32, width_per_group=4, **options)
+
+
+def resnext101_32x8d(num_classes: int = 1000, **options: Any) -> ResNet:
+    """ResNeXt-101 32x8d."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, groups=32, width_per_group=8, **options)
+
+
+def resnext101_64x4d(num_classes: int = 1000, **options: Any) -> ResNet:
+    """ResNeXt-101 64x4d."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, groups=64, width_per_group=4, **options)
+
+
+def wide_resnet50_2(num_classes: int = 1000, **options: Any) -> ResNet:
+    """Wide ResNet-50-2 (Zagoruyko & Komodakis, 2016): the bottleneck's 3x3 conv twice as wide."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, width_per_group=128, **options)
+
+
+def wide_resnet101_2(num_classes: int = 1000, **options: Any) -> ResNet:
+    """Wide ResNet-101-2."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, width_per_group=128, **options)
+
+
+_MODELS: dict[str, Callable[..., ResNet]] = {
+    factory.__name__: factory
+    for factory in (
+        resnet18,
+        resnet34,
+        resnet50,
+        resnet101,
+        resnet152,
+        resnext50_32x4d,
+        resnext101_32x8d,
+        resnext101_64x4d,
+        wide_resnet50_2,
+        wide_resnet101_2,
+    )
+}
+
+
+def list_models() -> list[str]:
+    return list(_MODELS)
+
+
+def create_model(name: str, **options: Any) -> ResNet:
+    """Build the architecture ``name`` (one of :func:`list_models`) with the given options."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(_MODELS)}")
+    try:
+        return _MODELS[name](**options)
+    except TypeError as error:
+        raise TypeError(f"bad option for backbone {name!r}: {error}") from None
+
+
+_PREFIXES = ("model.", "module.", "_orig_mod.")
+_HEAD_KEYS = ("fc.weight", "fc.bias")
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Tensors from a ``.safetensors`` file, a ``.pth``/``.pt`` state dict or a Lightning ``.ckpt``.
+
+    Pickled files are read with ``weights_only=True``: a file that would run code is refused.
+    Prefixes added by this project's LightningModule, DDP and ``torch.compile`` are removed.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path), device="cpu")
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(
+                f"refusing to load {path}: it holds pickled objects other than tensors and plain data, "
+                f"which could run code (loaded with weights_only=True). Re-save it as a state_dict. ({error})"
+            ) from None
+    if isinstance(state, dict):
+        for wrapper in ("state_dict", "model", "model_state_dict"):
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path} holds no state dict of tensors")
+    return {_strip_prefixes(key): value for key, value in state.items()}
+
+
+def _strip_prefixes(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix) :], True
+    return key
+
+
+def load_pretrained(model: ResNet, path: str | Path) -> dict[str, list[str]]:
+    """Load weights from ``path`` into ``model`` and say what did not fit.
+
+    A classifier of another number of classes is not loaded: the model keeps its new head.
+    Any other shape difference is an architecture mismatch and raises ``ValueError``.
+    Missing and unexpected keys are loaded around and reported in a warning.
+
+    Returns the lists ``missing``, ``unexpected`` and ``skipped_head`` (keys not loaded).
+    """
+    state = read_state_dict(path)
+    own = model.state_dict()
+    skipped_head = []
+    file_head, own_head = state.get("fc.weight"), own.get("fc.weight")
+    if (
+        file_head is not None
+        and own_head is not None
+        and file_head.shape[1:] == own_head.shape[1:]
+        and file_head.shape[0] != own_head.shape[0]
+    ):
+        skipped_head = [key for key in _HEAD_KEYS if key in state]
+    if skipped_head:
+        warnings.warn(
+            f"{path}: its classifier has {state['fc.weight'].shape[0]} classes, the model "
+            f"{own['fc.weight'].shape[0]}: loaded the backbone and kept the model's new head",
+            stacklevel=2,
+        )
+        for key in skipped_head:
+            del state[key]
+    for key, tensor in state.items():
+        if key in own and own[key].shape != tensor.shape:
+            raise ValueError(
+                f"{path} is not this architecture: {key!r} has shape {tuple(tensor.shape)} in the file "
+                f"and {tuple(own[key].shape)} in the model"
+            )
+    if not set(state) & set(own):
+        raise ValueError(f"{path} shares no parameter names with the model: is it a ResNet state dict?")
+    result = model.load_state_dict(state, strict=False)
+    missing = [key for key in result.missing_keys if key not in skipped_head]
+    if missing or result.unexpected_keys:
+        warnings.warn(
+            f"{path}: {len(missing)} missing keys {missing[:8]}, "
+            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:8]} (left untouched)",
+            stacklevel=2,
+        )
+    return {"missing": missing, "unexpected": list(result.unexpected_keys), "skipped_head": skipped_head}
