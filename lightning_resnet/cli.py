@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jsonargparse import lazy_instance
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
-from jsonargparse import lazy_instance
 
 from .data import ImageFolderDataModule
 from .module import ImageClassifier
@@ -34,7 +34,6 @@ class ResNetCLI(LightningCLI):
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch{epoch:02d}-acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
-                "lr_monitor.logging_interval": "epoch",
                 "trainer.logger": lazy_instance(TensorBoardLogger, save_dir="logs", name="default"),
             }
         )

@@ -11,9 +11,12 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -141,18 +144,29 @@ def scan_unlabelled(path: Path) -> list[tuple[str, int]]:
 
 
 def write_digits_demo(root: Path) -> None:
-    """Write scikit-learn's 1,797 handwritten digits (8x8, 10 classes) as an ImageFolder tree of PNGs."""
+    """Write scikit-learn's 1,797 handwritten digits (8x8, 10 classes) as an ImageFolder tree of PNGs.
+
+    The tree is written to a temporary folder beside ``root`` and renamed into place, so that
+    an interrupted write or a second process never leaves a partial data set at ``root``.
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    partial = root.with_name(root.name + ".partial")
-    for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
-        folder = partial / str(label)
-        folder.mkdir(parents=True, exist_ok=True)
-        ink = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)
-        Image.fromarray(ink, "L").save(folder / f"{index:04d}.png")
-    partial.rename(root)
-    log.info("wrote the scikit-learn digits demo (%d images) to %s", len(digits.target), root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+            folder = partial / str(label)
+            folder.mkdir(exist_ok=True)
+            ink = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)
+            Image.fromarray(ink, "L").save(folder / f"{index:04d}.png")
+        partial.rename(root)
+        log.info("wrote the scikit-learn digits demo (%d images) to %s", len(digits.target), root)
+    except OSError:
+        if not root.is_dir():
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 class ImageFolderDataModule(LightningDataModule):
@@ -171,6 +185,8 @@ class ImageFolderDataModule(LightningDataModule):
         train_augment: ``basic`` (evaluation's resize and crop), ``standard`` (random resized crop
             and horizontal flip), or ``standard`` followed by ``trivialaugment``, ``randaugment`` or
             ``autoaugment``.
+        crop_scale: area range of the random resized crop (0.08-1 for ImageNet; narrower for small images).
+        hflip: probability of a horizontal flip (0 for digits and text).
         normalize: ``imagenet`` mean/std, or ``auto`` to measure the training split's once and cache it.
         batch_size: images per batch and process.
         num_workers: loader processes; by default one per CPU core.
@@ -188,6 +204,8 @@ class ImageFolderDataModule(LightningDataModule):
         image_size: int = 224,
         crop_fraction: float = 0.875,
         train_augment: TrainAugment = "standard",
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        hflip: float = 0.5,
         normalize: Normalize = "imagenet",
         batch_size: int = 32,
         num_workers: int | None = None,
@@ -198,7 +216,7 @@ class ImageFolderDataModule(LightningDataModule):
             raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
         if not 0.0 < crop_fraction <= 1.0:
             raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["class_names"])
         self.data_dir = DEMO_DIR if data_dir == DEMO_DATA else Path(data_dir).expanduser()
         self.val_fraction = val_fraction
         self.seed = seed
@@ -207,6 +225,8 @@ class ImageFolderDataModule(LightningDataModule):
         self.image_size = image_size
         self.crop_fraction = crop_fraction
         self.train_augment = train_augment
+        self.crop_scale = tuple(crop_scale)
+        self.hflip = hflip
         self.normalize = normalize
         self.batch_size = batch_size
         self.num_workers = (os.cpu_count() or 1) if num_workers is None else num_workers
@@ -243,7 +263,8 @@ class ImageFolderDataModule(LightningDataModule):
         train, val = random_split(range(len(self._samples)), [1 - self.val_fraction, self.val_fraction], generator)
         if len(train) == 0 or len(val) == 0:
             raise LayoutError(
-                f"{self.data_dir} has {len(self._samples)} images: too few for a {self.val_fraction:.0%} validation split"
+                f"{self.data_dir} has {len(self._samples)} images: "
+                f"too few for a {self.val_fraction:.0%} validation split"
             )
         return [self._samples[i] for i in train.indices], [self._samples[i] for i in val.indices]
 
@@ -259,10 +280,9 @@ class ImageFolderDataModule(LightningDataModule):
     def train_transform(self) -> v2.Transform:
         if self.train_augment == "basic":
             return self.eval_transform()
-        steps: list[v2.Transform] = [
-            v2.RandomResizedCrop(self.image_size, antialias=True),
-            v2.RandomHorizontalFlip(),
-        ]
+        steps: list[v2.Transform] = [v2.RandomResizedCrop(self.image_size, scale=self.crop_scale, antialias=True)]
+        if self.hflip > 0:
+            steps.append(v2.RandomHorizontalFlip(self.hflip))
         policy = {
             "standard": None,
             "trivialaugment": v2.TrivialAugmentWide,

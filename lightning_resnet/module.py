@@ -170,7 +170,8 @@ class ImageClassifier(LightningModule):
         if schedule == "cosine":
             main = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup))
         elif schedule == "step":
-            main = StepLR(optimizer, step_size=self.hparams.step_epochs * steps_per_epoch, gamma=self.hparams.step_gamma)
+            step_size = self.hparams.step_epochs * steps_per_epoch
+            main = StepLR(optimizer, step_size=step_size, gamma=self.hparams.step_gamma)
         else:
             main = LinearLR(optimizer, start_factor=1.0, end_factor=1.0, total_iters=1)
         scheduler = main

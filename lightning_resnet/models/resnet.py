@@ -12,7 +12,8 @@ features-only mode for dense tasks and transfer learning.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -166,7 +167,8 @@ class ResNet(nn.Module):
             raise ValueError(f"layers must give the blocks of 4 stages, got {list(layers)}")
         if len(replace_stride_with_dilation) != 3:
             raise ValueError(
-                f"replace_stride_with_dilation must have 3 entries (stages 2-4), got {list(replace_stride_with_dilation)}"
+                "replace_stride_with_dilation must have 3 entries (stages 2-4), "
+                f"got {list(replace_stride_with_dilation)}"
             )
         self.groups = groups
         self.base_width = width_per_group

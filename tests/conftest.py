@@ -1,0 +1,40 @@
+"""Small image folders made by the tests themselves: nothing is downloaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (200, 60, 200)]
+
+
+def make_image_folder(
+    root: Path, classes: int = 3, per_class: int = 10, size: tuple[int, int] = (40, 32), seed: int = 0
+) -> Path:
+    """One sub-folder per class; each class a noisy colour with a bright square, so it can be learned."""
+    rng = np.random.default_rng(seed)
+    for index in range(classes):
+        folder = root / f"class_{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for item in range(per_class):
+            pixels = rng.normal(CLASS_COLOURS[index], 25, size=(size[1], size[0], 3))
+            corner = rng.integers(0, min(size) // 2)
+            pixels[corner : corner + 8, corner : corner + 8] = 255
+            image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+            suffix = ".jpg" if item % 3 == 0 else ".png"
+            image.save(folder / f"{item:03d}{suffix}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the normalization cache of each test in its own folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

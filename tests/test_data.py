@@ -1,0 +1,240 @@
+"""ImageFolderDataModule: the split, the transforms, normalization and RGB decoding."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lightning_resnet.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageFolderDataModule,
+    LayoutError,
+    load_image,
+    write_digits_demo,
+)
+
+from .conftest import make_image_folder
+
+
+def datamodule(folder: Path, **options) -> ImageFolderDataModule:
+    options = {"image_size": 32, "batch_size": 4, "num_workers": 0, **options}
+    return ImageFolderDataModule(data_dir=str(folder), **options)
+
+
+# ----- split ------------------------------------------------------------------------------------
+
+
+def test_split_is_80_20_disjoint_and_reproducible(tmp_path):
+    folder = make_image_folder(tmp_path / "images", classes=4, per_class=25)
+    train, val = datamodule(folder).split()
+    assert (len(train), len(val)) == (80, 20)
+    assert not {p for p, _ in train} & {p for p, _ in val}
+    assert {p for p, _ in train} | {p for p, _ in val} == {str(p) for p in folder.rglob("*.*")}
+    assert datamodule(folder).split() == (train, val)
+    assert datamodule(folder, seed=7).split()[1] != val
+    assert len(datamodule(folder, val_fraction=0.3).split()[1]) == 30
+
+
+def test_classes_are_the_sorted_sub_folders(image_folder):
+    data = datamodule(image_folder)
+    assert data.class_names == ["class_0", "class_1", "class_2"]
+    assert data.num_classes == 3
+    _, val = data.split()
+    assert all(Path(path).parent.name == data.class_names[target] for path, target in val)
+
+
+def test_given_class_names_fix_the_indices(image_folder):
+    data = datamodule(image_folder, class_names=["class_2", "class_1", "class_0", "class_9"])
+    assert data.num_classes == 4
+    train, _ = data.split()
+    assert all(Path(path).parent.name == data.class_names[target] for path, target in train)
+
+
+def test_train_transforms_only_on_the_train_part(image_folder):
+    data = datamodule(image_folder, train_augment="standard")
+    data.setup("fit")
+    torch.manual_seed(0)
+    train_views = {tuple(data.train_set[0][0].flatten()[:64].tolist()) for _ in range(6)}
+    val_views = {tuple(data.val_set[0][0].flatten()[:64].tolist()) for _ in range(6)}
+    assert len(train_views) > 1
+    assert len(val_views) == 1
+    image, target = data.val_set[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, 32, 32) and isinstance(target, int)
+
+
+@pytest.mark.parametrize("preset", ["basic", "standard", "trivialaugment", "randaugment", "autoaugment"])
+def test_every_augment_preset_gives_uint8_crops(image_folder, preset):
+    data = datamodule(image_folder, train_augment=preset)
+    data.setup("fit")
+    image, _ = data.train_set[1]
+    assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)
+
+
+def test_eval_resize_then_center_crop(tmp_path):
+    Image.new("RGB", (80, 40), (10, 20, 30)).save(tmp_path / "wide.png")
+    data = datamodule(tmp_path, image_size=32, crop_fraction=0.5)
+    assert data.resize_size == 64
+    assert data.eval_transform()(load_image(tmp_path / "wide.png")).shape == (3, 32, 32)
+
+
+def test_loaders_batch_uint8_and_normalize_on_the_device(image_folder):
+    data = datamodule(image_folder)
+    data.setup("fit")
+    images, targets = next(iter(data.train_dataloader()))
+    assert images.dtype == torch.uint8 and images.shape == (4, 3, 32, 32) and targets.dtype == torch.int64
+    normalized, same_targets = data.on_after_batch_transfer((images, targets), 0)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(normalized, (images.float() / 255 - mean) / std, atol=1e-6)
+    assert same_targets is targets
+
+
+def test_loader_defaults(image_folder):
+    data = ImageFolderDataModule(data_dir=str(image_folder))
+    assert data.num_workers == os.cpu_count()
+    data = datamodule(image_folder, num_workers=1)
+    data.setup("fit")
+    loader = data.train_dataloader()
+    assert loader.persistent_workers and not loader.pin_memory and loader.drop_last
+    assert not data.val_dataloader().drop_last
+
+
+def test_auto_normalization_measures_the_train_split_once(image_folder, monkeypatch):
+    data = datamodule(image_folder, normalize="auto", crop_fraction=1.0)
+    data.prepare_data()
+    data.setup("fit")
+    train, _ = data.split()
+    pixels = np.concatenate(
+        [np.asarray(Image.open(path).convert("RGB").resize((32, 32), Image.BILINEAR)).reshape(-1, 3)
+         for path, _ in train]
+    ) / 255.0
+    assert np.allclose(data.mean, pixels.mean(0), atol=0.01)
+    assert np.allclose(data.std, pixels.std(0), atol=0.01)
+    assert not np.allclose(data.mean, IMAGENET_MEAN, atol=0.05)
+    cache_files = list(Path(os.environ["XDG_CACHE_HOME"]).rglob("normalization-*.json"))
+    assert len(cache_files) == 1 and json.loads(cache_files[0].read_text())["mean"] == list(data.mean)
+
+    def must_not_measure(*_):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(ImageFolderDataModule, "measure_mean_std", must_not_measure)
+    again = datamodule(image_folder, normalize="auto", crop_fraction=1.0)
+    again.setup("fit")
+    assert again.mean == data.mean and again.std == data.std
+
+
+def test_normalization_travels_in_the_datamodule_state(image_folder):
+    data = datamodule(image_folder)
+    data.mean, data.std = (0.5, 0.4, 0.3), (0.2, 0.2, 0.2)
+    restored = datamodule(image_folder)
+    restored.load_state_dict(data.state_dict())
+    assert restored.mean == (0.5, 0.4, 0.3) and restored.std == (0.2, 0.2, 0.2)
+
+
+def test_missing_data_dir_names_the_path_and_the_layout(tmp_path):
+    with pytest.raises(LayoutError, match=f"{tmp_path / 'nowhere'} does not exist: expected .*<class name>"):
+        _ = datamodule(tmp_path / "nowhere").num_classes
+
+
+def test_predict_takes_one_image_or_a_folder(image_folder):
+    single = next(image_folder.rglob("*.png"))
+    data = datamodule(image_folder, predict_dir=str(single))
+    data.setup("predict")
+    assert len(data.predict_set) == 1 and data.predict_set[0][1] == -1
+    data = datamodule(image_folder, predict_dir=str(image_folder))
+    data.setup("predict")
+    assert len(data.predict_set) == 30
+
+
+def test_test_dir_uses_the_training_classes(tmp_path):
+    train = make_image_folder(tmp_path / "train", classes=3)
+    test = make_image_folder(tmp_path / "test", classes=3, per_class=2, seed=1)
+    (test / "class_1").rename(test / "renamed")
+    data = datamodule(train, test_dir=str(test))
+    with pytest.raises(LayoutError, match="not trained on: renamed"):
+        data.setup("test")
+
+
+def test_demo_writes_the_digits_as_an_image_folder(tmp_path):
+    write_digits_demo(tmp_path / "digits")
+    folders = sorted(p.name for p in (tmp_path / "digits").iterdir())
+    assert folders == [str(d) for d in range(10)]
+    assert len(list((tmp_path / "digits").rglob("*.png"))) == 1797
+    assert [p.name for p in tmp_path.iterdir()] == ["digits"]
+    image = load_image(next((tmp_path / "digits" / "0").iterdir()))
+    assert image.shape == (3, 8, 8) and image.max() > 200
+
+
+# ----- decoding to RGB -----------------------------------------------------------------------------
+
+
+def test_grayscale_becomes_three_equal_channels(tmp_path):
+    Image.fromarray(np.full((6, 5), 77, np.uint8), "L").save(tmp_path / "gray.png")
+    image = load_image(tmp_path / "gray.png")
+    assert image.shape == (3, 6, 5) and image.dtype == torch.uint8
+    assert torch.all(image == 77)
+
+
+def test_palette_with_transparency_is_composited_on_white(tmp_path):
+    palette = Image.new("P", (4, 4), 1)
+    palette.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)
+    palette.putpixel((0, 0), 0)
+    palette.info["transparency"] = 0
+    palette.save(tmp_path / "palette.png", transparency=0)
+    image = load_image(tmp_path / "palette.png")
+    assert image[:, 0, 0].tolist() == [255, 255, 255]
+    assert image[:, 3, 3].tolist() == [200, 30, 30]
+
+
+def test_rgba_and_la_are_composited_on_white(tmp_path):
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (255, 0, 0, 0)
+    rgba[0, 1] = (0, 0, 255, 255)
+    rgba[1, 0] = (0, 0, 0, 128)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    image = load_image(tmp_path / "rgba.png")
+    assert image[:, 0, 0].tolist() == [255, 255, 255]
+    assert image[:, 0, 1].tolist() == [0, 0, 255]
+    assert all(abs(v - 127) <= 1 for v in image[:, 1, 0].tolist())
+    Image.fromarray(np.array([[[10, 0], [10, 255]]], np.uint8), "LA").save(tmp_path / "la.png")
+    image = load_image(tmp_path / "la.png")
+    assert image[:, 0, 0].tolist() == [255, 255, 255] and image[:, 0, 1].tolist() == [10, 10, 10]
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    Image.new("CMYK", (16, 16), (255, 0, 0, 0)).save(tmp_path / "cyan.jpg")
+    image = load_image(tmp_path / "cyan.jpg").float()
+    assert image.shape == (3, 16, 16)
+    assert image[0].mean() < 20 and image[1].mean() > 235 and image[2].mean() > 235
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    levels = np.array([[0, 257 * 64, 32768, 65535]], np.uint16)
+    Image.fromarray(levels).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    image = load_image(tmp_path / "deep.png")
+    assert image[0, 0].tolist() == [0, 64, 128, 255]
+    assert torch.equal(image[0], image[2])
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.new("RGB", (40, 20), (0, 128, 0)).save(tmp_path / "rotated.jpg", exif=exif)
+    assert load_image(tmp_path / "rotated.jpg").shape == (3, 40, 20)
+
+
+def test_jpeg_draft_decodes_smaller_but_never_below_the_target(tmp_path):
+    Image.new("RGB", (1024, 768), (90, 100, 110)).save(tmp_path / "photo.jpg")
+    full = load_image(tmp_path / "photo.jpg")
+    reduced = load_image(tmp_path / "photo.jpg", draft_size=224)
+    assert full.shape == (3, 768, 1024)
+    assert reduced.shape == (3, 384, 512)
+    assert load_image(tmp_path / "photo.jpg", draft_size=500).shape == (3, 768, 1024)
