@@ -384,11 +384,11 @@ class ImageFolderDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_set, shuffle=False)
 
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        """Turn the ``uint8`` images into normalized floats on the device."""
+    def on_after_batch_transfer(self, batch: list[Tensor], dataloader_idx: int) -> list[Tensor]:
+        """Turn the ``uint8`` images into normalized floats on the device (a list, so callbacks can replace them)."""
         images, targets = batch
         images = TF.to_dtype(images, torch.float32, scale=True)
-        return TF.normalize(images, list(self.mean), list(self.std)), targets
+        return [TF.normalize(images, list(self.mean), list(self.std)), targets]
 
     def state_dict(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std), "class_names": self._class_names}

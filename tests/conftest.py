@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parents[1]
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (200, 60, 200)]
 
 
@@ -38,3 +39,28 @@ def image_folder(tmp_path: Path) -> Path:
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the normalization cache of each test in its own folder."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def tiny_args(data_dir: Path, *extra: str, subcommand: str = "fit") -> list[str]:
+    return [
+        subcommand,
+        "--data.data_dir", str(data_dir),
+        "--data.image_size", "32",
+        "--data.batch_size", "8",
+        "--data.num_workers", "0",
+        "--data.train_augment", "basic",
+        "--model.backbone", "resnet18",
+        "--model.backbone_options", "{stem: cifar}",
+        "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.logger.init_args.name", "tiny",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "images", classes=3, per_class=10)
+    make_image_folder(tmp_path / "holdout", classes=3, per_class=3, seed=5)
+    return tmp_path

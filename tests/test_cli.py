@@ -14,35 +14,9 @@ import yaml
 
 from lightning_resnet.cli import main
 
-from .conftest import make_image_folder
+from .conftest import ROOT, make_image_folder, tiny_args
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-
-
-def tiny_args(data_dir: Path, *extra: str, subcommand: str = "fit") -> list[str]:
-    return [
-        subcommand,
-        "--data.data_dir", str(data_dir),
-        "--data.image_size", "32",
-        "--data.batch_size", "8",
-        "--data.num_workers", "0",
-        "--data.train_augment", "basic",
-        "--model.backbone", "resnet18",
-        "--model.backbone_options", "{stem: cifar}",
-        "--trainer.accelerator", "cpu",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.logger.init_args.name", "tiny",
-        *extra,
-    ]
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    make_image_folder(tmp_path / "images", classes=3, per_class=10)
-    make_image_folder(tmp_path / "holdout", classes=3, per_class=3, seed=5)
-    return tmp_path
 
 
 @pytest.fixture

@@ -89,11 +89,11 @@ def test_loaders_batch_uint8_and_normalize_on_the_device(image_folder):
     data.setup("fit")
     images, targets = next(iter(data.train_dataloader()))
     assert images.dtype == torch.uint8 and images.shape == (4, 3, 32, 32) and targets.dtype == torch.int64
-    normalized, same_targets = data.on_after_batch_transfer((images, targets), 0)
+    normalized, same_targets = data.on_after_batch_transfer([images, targets], 0)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     assert torch.allclose(normalized, (images.float() / 255 - mean) / std, atol=1e-6)
-    assert same_targets is targets
+    assert same_targets is targets and isinstance(normalized, torch.Tensor)
 
 
 def test_loader_defaults(image_folder):
