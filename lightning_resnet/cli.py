@@ -1,32 +1,90 @@
-"""``python -m lightning_resnet {fit,validate,test,predict}``: Lightning's CLI with this project's defaults."""
+"""``python -m lightning_resnet``: Lightning's CLI with this project's defaults and two extra subcommands.
+
+Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), ``summary`` (the per-stage
+table of the configured model) and ``export`` (a checkpoint to ONNX or ``torch.export``).
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import torch
 from jsonargparse import lazy_instance
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from .data import ImageFolderDataModule
+from .data import DEMO_DATA, ImageFolderDataModule, LayoutError
+from .export import SUFFIXES, ExportFormat, export_model, write_metadata
+from .models import format_summary, summarize
 from .module import ImageClassifier
+from .reports import EvaluationReport, PredictionWriter, TrainingReport
+
+
+class ResNetTrainer(Trainer):
+    """Lightning's Trainer, plus the ``summary`` and ``export`` subcommands of the command line."""
+
+    def summary(self, model: ImageClassifier, datamodule: ImageFolderDataModule) -> None:
+        """Print output shapes, trainable and frozen parameters and GMACs of each stage of the model."""
+        title = (f"{model.hparams.backbone} at {datamodule.image_size} px, "
+                 f"{model.num_classes} classes {model.hparams.backbone_options or ''}")
+        print(format_summary(summarize(model.model, image_size=datamodule.image_size), title=title))
+
+    def export(
+        self,
+        model: ImageClassifier,
+        datamodule: ImageFolderDataModule,
+        ckpt_path: str,
+        format: ExportFormat = "onnx",
+        output: str | None = None,
+    ) -> Path:
+        """Export the checkpoint's model; class names and normalization go to a JSON file beside it.
+
+        Args:
+            ckpt_path: the checkpoint to export.
+            format: ``onnx`` or ``torch_export`` (a ``.pt2`` program for ``torch.export.load``).
+            output: the model file; by default the checkpoint's path with the format's suffix.
+        """
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(checkpoint["state_dict"])
+        model.on_load_checkpoint(checkpoint)
+        datamodule_state = checkpoint.get(type(datamodule).__qualname__)
+        if datamodule_state:
+            datamodule.load_state_dict(datamodule_state)
+        target = Path(output) if output else Path(ckpt_path).with_suffix(SUFFIXES[format])
+        in_chans = (model.hparams.backbone_options or {}).get("in_chans", 3)
+        export_model(model.model, target, datamodule.image_size, in_chans, format)
+        metadata = write_metadata(target, model.class_names, datamodule.mean, datamodule.std, datamodule.image_size,
+                                  datamodule.resize_size, in_chans, model.hparams.backbone)
+        print(f"exported {ckpt_path} to {target} (metadata: {metadata})")
+        return target
 
 
 class ResNetCLI(LightningCLI):
     """Links the classes from the data to the model, and keeps checkpoints and TensorBoard logs under ``logs/``.
 
-    ``ModelCheckpoint`` (best by ``val/acc`` and ``last.ckpt``) and ``LearningRateMonitor`` are always
-    present and configured under ``checkpoint`` and ``lr_monitor``; ``trainer.callbacks`` adds others.
-    ``fit --ckpt_path last`` resumes the experiment's newest ``last.ckpt`` in its own log folder.
-    With a checkpoint, the class names come from it, so predicting needs no training folder.
+    Always present, and configured under their own keys: ``checkpoint`` (``ModelCheckpoint``, the best
+    by ``val/acc`` and ``last.ckpt``), ``lr_monitor``, ``predictions`` (``predictions.csv``),
+    ``evaluation`` (reports of ``validate`` and ``test``) and ``training_report`` (curves, HPARAMS).
+    ``trainer.callbacks`` adds others. ``fit --ckpt_path last`` resumes the experiment's newest
+    ``last.ckpt`` in its own log folder. With a checkpoint, the class names come from it, so
+    predicting needs no training folder.
     """
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "summary": {"model", "datamodule"}, "export": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_lightning_class_args(EvaluationReport, "evaluation")
+        parser.add_lightning_class_args(TrainingReport, "training_report")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -34,7 +92,8 @@ class ResNetCLI(LightningCLI):
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch{epoch:02d}-acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
-                "trainer.logger": lazy_instance(TensorBoardLogger, save_dir="logs", name="default"),
+                "trainer.logger": lazy_instance(TensorBoardLogger, save_dir="logs", name="default",
+                                                default_hp_metric=False),
             }
         )
 
@@ -46,6 +105,11 @@ class ResNetCLI(LightningCLI):
         if trained_classes:
             # the checkpoint's hyper-parameters (Lightning put them in the config): its classes win
             config.data.class_names = trained_classes
+        if self.subcommand == "summary" and not config.data.get("class_names"):
+            data_dir = config.data.data_dir
+            if data_dir != DEMO_DATA and not Path(data_dir).expanduser().is_dir():
+                print(f"{data_dir} does not exist: summarizing with a 1000-class head, as for ImageNet")
+                config.data.class_names = [str(index) for index in range(1000)]
 
     def _resolve_last_checkpoint(self) -> None:
         """Point ``ckpt_path last`` at the newest ``last.ckpt`` of the experiment and log into its folder."""
@@ -64,9 +128,14 @@ class ResNetCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> ResNetCLI:
-    return ResNetCLI(
-        ImageClassifier,
-        ImageFolderDataModule,
-        seed_everything_default=42,
-        args=args,
-    )
+    try:
+        return ResNetCLI(
+            ImageClassifier,
+            ImageFolderDataModule,
+            trainer_class=ResNetTrainer,
+            seed_everything_default=42,
+            args=args,
+        )
+    except LayoutError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
+import random
 import shutil
 import tempfile
 import warnings
@@ -23,7 +25,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from PIL import Image, ImageOps
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, random_split
+from torch.utils.data import DataLoader, Dataset, default_collate, random_split
 from torchvision.datasets.folder import make_dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -82,20 +84,49 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-class ImageSamples(Dataset):
-    """``(path, class index)`` pairs read as ``(uint8 tensor, index)``; index -1 when unlabelled."""
+UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
-    def __init__(self, samples: Sequence[tuple[str, int]], transform: Callable, draft_size: int | None = None):
+
+class ImageSamples(Dataset):
+    """``(path, target)`` pairs read as ``(uint8 tensor, target)``.
+
+    The target is the class index of labelled images and the path of images to predict.
+    An image that cannot be decoded is counted in ``skipped`` (shared by the loader's worker
+    processes) and warned about; then, with ``replace_unreadable`` (training), another random
+    sample takes its place so that batches keep their size, and otherwise the sample is ``None``
+    and :func:`collate_readable` leaves it out of the batch.
+    """
+
+    def __init__(self, samples: Sequence[tuple[str, int | str]], transform: Callable, draft_size: int | None = None,
+                 replace_unreadable: bool = False):
         self.samples = list(samples)
         self.transform = transform
         self.draft_size = draft_size
+        self.replace_unreadable = replace_unreadable
+        self.skipped = multiprocessing.Value("i", 0)
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        path, target = self.samples[index]
-        return self.transform(load_image(path, self.draft_size)), target
+    def __getitem__(self, index: int) -> tuple[Tensor, int | str] | None:
+        for _ in range(10):
+            path, target = self.samples[index]
+            try:
+                return self.transform(load_image(path, self.draft_size)), target
+            except UNREADABLE as error:
+                with self.skipped.get_lock():
+                    self.skipped.value += 1
+                warnings.warn(f"skipped unreadable image {path}: {error}", stacklevel=2)
+                if not self.replace_unreadable:
+                    return None
+                index = random.randrange(len(self.samples))
+        raise RuntimeError(f"10 unreadable images in a row, the last {path}: is the data folder readable?")
+
+
+def collate_readable(batch: list[tuple[Tensor, int | str] | None]) -> list | None:
+    """``default_collate`` of the samples that could be read; None when none could."""
+    readable = [sample for sample in batch if sample is not None]
+    return default_collate(readable) if readable else None
 
 
 def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
@@ -130,17 +161,17 @@ def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple
     return list(classes), samples
 
 
-def scan_unlabelled(path: Path) -> list[tuple[str, int]]:
-    """One image file, or every image file under a folder (recursively), with target -1."""
+def scan_unlabelled(path: Path) -> list[str]:
+    """One image file, or every image file under a folder (recursively)."""
     if path.is_file():
-        return [(str(path), -1)]
+        return [str(path)]
     if not path.is_dir():
         raise LayoutError(f"predict path {path} does not exist: expected an image file or a folder of images")
     files = sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_file(p)
                    and not any(part.startswith(".") for part in p.relative_to(path).parts))
     if not files:
         raise LayoutError(f"{path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    return [(file, -1) for file in files]
+    return files
 
 
 def write_digits_demo(root: Path) -> None:
@@ -234,6 +265,7 @@ class ImageFolderDataModule(LightningDataModule):
         self.std: tuple[float, ...] = IMAGENET_STD
         self._class_names = list(class_names) if class_names else None
         self._samples: list[tuple[str, int]] | None = None
+        self.predict_paths: list[str] = []
 
     # ----- classes and split -------------------------------------------------------------------
 
@@ -269,6 +301,12 @@ class ImageFolderDataModule(LightningDataModule):
         return [self._samples[i] for i in train.indices], [self._samples[i] for i in val.indices]
 
     # ----- transforms ----------------------------------------------------------------------------
+
+    @property
+    def skipped_images(self) -> int:
+        """Images that could not be decoded so far, in every split and loader worker."""
+        sets = [getattr(self, name, None) for name in ("train_set", "val_set", "test_set", "predict_set")]
+        return sum(dataset.skipped.value for dataset in sets if dataset is not None)
 
     @property
     def resize_size(self) -> int:
@@ -307,11 +345,11 @@ class ImageFolderDataModule(LightningDataModule):
     def measure_mean_std(self, samples: list[tuple[str, int]]) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of ``samples`` after the evaluation resize and crop, in [0, 1] units."""
         loader = DataLoader(ImageSamples(samples, self.eval_transform(), self.resize_size),
-                            batch_size=256, num_workers=self.num_workers)
+                            batch_size=256, num_workers=self.num_workers, collate_fn=collate_readable)
         total = torch.zeros(3, dtype=torch.float64)
         total_sq = torch.zeros(3, dtype=torch.float64)
         count = 0
-        for images, _ in loader:
+        for images, _ in filter(None, loader):
             pixels = images.to(torch.float64).div_(255).transpose(0, 1).reshape(3, -1)
             total += pixels.sum(1)
             total_sq += pixels.square().sum(1)
@@ -348,7 +386,7 @@ class ImageFolderDataModule(LightningDataModule):
             train, val = self.split()
             if self.normalize == "auto":
                 self.mean, self.std = map(tuple, self._auto_stats(compute=True))
-            self.train_set = ImageSamples(train, self.train_transform(), self.image_size)
+            self.train_set = ImageSamples(train, self.train_transform(), self.image_size, replace_unreadable=True)
             self.val_set = ImageSamples(val, self.eval_transform(), self.resize_size)
         if stage == "test":
             if self.test_dir is None:
@@ -358,7 +396,9 @@ class ImageFolderDataModule(LightningDataModule):
         if stage == "predict":
             if self.predict_dir is None:
                 raise ValueError("predict needs data.predict_dir: an image file or a folder of images")
-            self.predict_set = ImageSamples(scan_unlabelled(self.predict_dir), self.eval_transform(), self.resize_size)
+            self.predict_paths = scan_unlabelled(self.predict_dir)
+            samples = [(path, path) for path in self.predict_paths]
+            self.predict_set = ImageSamples(samples, self.eval_transform(), self.resize_size)
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
@@ -370,6 +410,7 @@ class ImageFolderDataModule(LightningDataModule):
             pin_memory=on_gpu,
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle and len(dataset) > self.batch_size,
+            collate_fn=collate_readable,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -384,8 +425,10 @@ class ImageFolderDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_set, shuffle=False)
 
-    def on_after_batch_transfer(self, batch: list[Tensor], dataloader_idx: int) -> list[Tensor]:
+    def on_after_batch_transfer(self, batch: list[Tensor] | None, dataloader_idx: int) -> list[Tensor] | None:
         """Turn the ``uint8`` images into normalized floats on the device (a list, so callbacks can replace them)."""
+        if batch is None:
+            return None
         images, targets = batch
         images = TF.to_dtype(images, torch.float32, scale=True)
         return [TF.normalize(images, list(self.mean), list(self.std)), targets]

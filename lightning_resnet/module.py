@@ -12,7 +12,12 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, OneCycleLR, SequentialLR, StepLR
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
 from .models import create_model, load_pretrained
 
@@ -24,9 +29,12 @@ def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
         {
             "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
             "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            "precision": MulticlassPrecision(num_classes, average="macro"),
+            "recall": MulticlassRecall(num_classes, average="macro"),
             "f1": MulticlassF1Score(num_classes, average="macro"),
         },
         prefix=prefix,
+        compute_groups=False,  # each metric is logged on its own; shared states would be reset by the first
     )
 
 
@@ -119,25 +127,31 @@ class ImageClassifier(LightningModule):
         loss = self.loss(logits, targets)
         hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
         self.train_metrics.update(logits, hard_targets)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metrics: MetricCollection) -> None:
+    def _evaluate(self, batch: tuple[Tensor, Tensor] | None, stage: str, metrics: MetricCollection) -> Tensor | None:
+        if batch is None:  # every image of the batch was unreadable
+            return None
         images, targets = batch
         logits = self(images)
         self.log(f"{stage}/loss", self.loss(logits, targets), on_epoch=True, sync_dist=True, prog_bar=True)
         metrics.update(logits, targets)
         for name, metric in metrics.items():
             self.log(name, metric, on_epoch=True, prog_bar=name.endswith("/acc"))
+        return logits
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_metrics)
+    def validation_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Tensor | None:
+        """Returns the logits, for callbacks such as :class:`~lightning_resnet.reports.EvaluationReport`."""
+        return self._evaluate(batch, "val", self.val_metrics)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_metrics)
+    def test_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Tensor | None:
+        return self._evaluate(batch, "test", self.test_metrics)
 
-    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+    def predict_step(self, batch: tuple[Tensor, Any] | None, batch_idx: int) -> dict[str, Tensor] | None:
+        if batch is None:
+            return None
         probabilities = self(batch[0]).softmax(dim=1)
         return {"probabilities": probabilities, "predictions": probabilities.argmax(dim=1)}
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lightning_resnet.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (200, 60, 200)]
 
@@ -64,3 +66,10 @@ def workdir(tmp_path, monkeypatch) -> Path:
     make_image_folder(tmp_path / "images", classes=3, per_class=10)
     make_image_folder(tmp_path / "holdout", classes=3, per_class=3, seed=5)
     return tmp_path
+
+
+@pytest.fixture
+def trained(workdir) -> Path:
+    """A 2-epoch fit through the command line; returns its log folder."""
+    main(tiny_args(workdir / "images", "--trainer.max_epochs", "2"))
+    return workdir / "logs" / "tiny" / "version_0"

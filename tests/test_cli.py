@@ -6,7 +6,6 @@ import contextlib
 import io
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,13 +16,6 @@ from lightning_resnet.cli import main
 from .conftest import ROOT, make_image_folder, tiny_args
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-
-
-@pytest.fixture
-def trained(workdir) -> Path:
-    """A 2-epoch fit through the command line; returns its log folder."""
-    main(tiny_args(workdir / "images", "--trainer.max_epochs", "2"))
-    return workdir / "logs" / "tiny" / "version_0"
 
 
 def test_fit_writes_checkpoints_logs_and_config(trained):

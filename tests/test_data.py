@@ -147,7 +147,8 @@ def test_predict_takes_one_image_or_a_folder(image_folder):
     single = next(image_folder.rglob("*.png"))
     data = datamodule(image_folder, predict_dir=str(single))
     data.setup("predict")
-    assert len(data.predict_set) == 1 and data.predict_set[0][1] == -1
+    assert len(data.predict_set) == 1 and data.predict_set[0][1] == str(single)
+    assert data.predict_paths == [str(single)]
     data = datamodule(image_folder, predict_dir=str(image_folder))
     data.setup("predict")
     assert len(data.predict_set) == 30

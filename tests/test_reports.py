@@ -1,0 +1,198 @@
+"""What a run leaves to read: predictions.csv, evaluation reports, curves, HPARAMS, summary and export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lightning_resnet import ImageClassifier
+from lightning_resnet.cli import main
+from lightning_resnet.data import ImageFolderDataModule
+from lightning_resnet.reports import read_curves
+
+from .conftest import ROOT, tiny_args
+
+
+def best_checkpoint(run: Path) -> Path:
+    return next((run / "checkpoints").glob("best-*.ckpt"))
+
+
+def newest_run(workdir: Path) -> Path:
+    return max((workdir / "logs" / "tiny").iterdir(), key=lambda p: int(p.name.split("_")[1]))
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def events(run: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_predict_writes_a_csv_with_names_confidences_and_unreadable_files(trained, workdir):
+    inputs = workdir / "holdout"
+    (inputs / "class_0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (inputs / "empty.png").write_bytes(b"")
+    (inputs / "notes.txt").write_text("not an image")
+    main(tiny_args(workdir / "images", "--ckpt_path", str(best_checkpoint(trained)),
+                   "--data.predict_dir", str(inputs), subcommand="predict"))
+    rows = read_rows(newest_run(workdir) / "predictions.csv")
+    assert list(rows[0]) == ["path", "prediction", "confidence", "top5_classes", "top5_probabilities", "error"]
+    assert len(rows) == 11 and [row["path"] for row in rows] == sorted(row["path"] for row in rows)
+    failed = {Path(row["path"]).name: row for row in rows if row["error"]}
+    assert set(failed) == {"broken.jpg", "empty.png"}
+    assert all(row["prediction"] == "" for row in failed.values())
+    for row in rows:
+        if row["error"]:
+            continue
+        names = row["top5_classes"].split("|")
+        probabilities = [float(p) for p in row["top5_probabilities"].split("|")]
+        assert names[0] == row["prediction"] and set(names) == {"class_0", "class_1", "class_2"}
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert float(row["confidence"]) == probabilities[0] and sum(probabilities) == pytest.approx(1, abs=1e-4)
+
+
+def test_predict_with_two_processes_writes_each_image_once(trained, workdir):
+    command = [sys.executable, "-m", "lightning_resnet",
+               *tiny_args(workdir / "images", "--ckpt_path", str(best_checkpoint(trained)),
+                          "--data.predict_dir", str(workdir / "images"), "--data.batch_size", "4",
+                          "--trainer.devices", "2", "--trainer.strategy", "ddp", subcommand="predict")]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = newest_run(workdir)
+    rows = read_rows(run / "predictions.csv")
+    assert len(rows) == 30 and len({row["path"] for row in rows}) == 30
+    assert not list(run.glob(".predictions.csv.part*"))
+
+
+def test_test_prints_a_report_and_saves_the_confusion_matrix_and_mistakes(trained, workdir, capsys):
+    cli = main(tiny_args(workdir / "images", "--ckpt_path", str(best_checkpoint(trained)),
+                         "--data.test_dir", str(workdir / "images"), subcommand="test"))
+    printed = capsys.readouterr().out
+    for line in ("test: 30 images, 3 classes", "top-1 accuracy", "top-5 accuracy", "macro precision",
+                 "macro recall", "macro F1", "class_0", "class_2"):
+        assert line in printed
+    run = newest_run(workdir)
+    assert (run / "report_test.txt").read_text().strip() in printed
+    assert (run / "confusion_matrix_test.png").stat().st_size > 1000
+    matrix = list(csv.reader(open(run / "confusion_matrix_test.csv")))
+    counts = np.array([[int(v) for v in row[1:]] for row in matrix[1:]])
+    assert counts.sum() == 30 and list(counts.sum(1)) == [10, 10, 10]
+    accuracy = np.trace(counts) / 30
+    assert float(cli.trainer.callback_metrics["test/acc"]) == pytest.approx(accuracy)
+    report_lines = {line.split()[0]: line.split() for line in printed.splitlines() if line.strip().startswith("class_")}
+    for index, name in enumerate(["class_0", "class_1", "class_2"]):
+        assert float(report_lines[name][2]) == pytest.approx(counts[index, index] / 10, abs=1e-4)
+    figures = events(run).Tags()["images"]
+    assert "test/confusion_matrix" in figures
+    if accuracy < 1:
+        assert (run / "mistakes_test.png").is_file() and "test/most_confident_mistakes" in figures
+
+
+def test_logged_macro_metrics_agree_with_sklearn(image_folder):
+    from lightning.pytorch import Trainer
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    model = ImageClassifier(backbone="resnet18", num_classes=3, backbone_options={"stem": "cifar"})
+    data = ImageFolderDataModule(data_dir=str(image_folder), image_size=32, batch_size=5, num_workers=0)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.validate(model, datamodule=data)
+    predicted, targets = [], []
+    model.eval()
+    with torch.no_grad():
+        for batch in data.val_dataloader():
+            images, labels = data.on_after_batch_transfer(batch, 0)
+            predicted += model(images).argmax(1).tolist()
+            targets += labels.tolist()
+    logged = trainer.callback_metrics
+    assert float(logged["val/acc"]) == pytest.approx(np.mean(np.array(predicted) == np.array(targets)))
+    labels = [0, 1, 2]
+    kwargs = dict(labels=labels, average="macro", zero_division=0)
+    assert float(logged["val/f1"]) == pytest.approx(f1_score(targets, predicted, **kwargs), abs=1e-5)
+    assert float(logged["val/precision"]) == pytest.approx(precision_score(targets, predicted, **kwargs), abs=1e-5)
+    assert float(logged["val/recall"]) == pytest.approx(recall_score(targets, predicted, **kwargs), abs=1e-5)
+
+
+def test_fit_leaves_curves_hparams_and_the_augmented_inputs(trained):
+    assert (trained / "training_curves.png").stat().st_size > 10_000
+    curves = read_curves(trained)
+    assert set(curves) == {"train loss", "val loss", "train accuracy", "val accuracy"}
+    assert all([epoch for epoch, _ in points] == [0, 1] for points in curves.values())
+    recorded = events(trained)
+    assert [event.value for event in recorded.Scalars("val/acc")] == [value for _, value in curves["val accuracy"]]
+    assert "train/inputs" in recorded.Tags()["images"]
+    plugin_data = [
+        value.metadata.plugin_data.content
+        for event in _raw_events(trained)
+        for value in event.summary.value
+        if value.metadata.plugin_data.plugin_name == "hparams"
+    ]
+    joined = b"".join(plugin_data)
+    for name in (b"hp/val_acc", b"hp/val_loss", b"hp/best_val_acc", b"backbone", b"data.image_size"):
+        assert name in joined
+    assert "hp/best_val_acc" in recorded.Tags()["scalars"]
+
+
+def _raw_events(folder: Path):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        yield from EventFileLoader(str(path)).Load()
+
+
+def test_summary_subcommand_prints_the_stage_table(workdir, capsys):
+    main(["summary", "--model.backbone", "resnet50", "--data.image_size", "224",
+          "--data.data_dir", str(workdir / "no_such_folder")])
+    printed = capsys.readouterr().out
+    assert "resnet50 at 224 px, 1000 classes" in printed
+    for stage in ("stem", "layer1", "layer2", "layer3", "layer4", "head"):
+        assert f"\n{stage} " in printed
+    assert "2048x7x7" in printed and "25.56 M parameters, 4.09 GMACs" in printed
+
+
+def test_summary_follows_the_config(workdir, capsys):
+    main(tiny_args(workdir / "images", "--model.freeze_backbone", "true", subcommand="summary"))
+    printed = capsys.readouterr().out
+    assert "resnet18 at 32 px, 3 classes" in printed and "512x4x4" in printed
+    head = next(line for line in printed.splitlines() if line.startswith("head"))
+    assert head.split()[2] == f"{512 * 3 + 3:,}" and head.split()[3] == "0"
+
+
+@pytest.mark.parametrize("export_format", ["onnx", "torch_export"])
+def test_export_matches_the_checkpoint(trained, workdir, export_format):
+    checkpoint_path = best_checkpoint(trained)
+    output = workdir / "exported" / f"model.{'onnx' if export_format == 'onnx' else 'pt2'}"
+    main(tiny_args(workdir / "gone", "--ckpt_path", str(checkpoint_path), "--format", export_format,
+                   "--output", str(output), subcommand="export"))
+    metadata = json.loads(output.with_suffix(".json").read_text())
+    checkpoint = torch.load(checkpoint_path, weights_only=True)
+    assert metadata["class_names"] == ["class_0", "class_1", "class_2"]
+    assert metadata["input"]["mean"] == checkpoint["ImageFolderDataModule"]["mean"]
+    assert metadata["input"]["std"] == checkpoint["ImageFolderDataModule"]["std"]
+    assert metadata["input"]["shape"] == ["batch", 3, 32, 32]
+
+    model = ImageClassifier.load_from_checkpoint(checkpoint_path, weights_only=True).eval()
+    images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(images).numpy()
+    if export_format == "onnx":
+        session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+        exported = session.run(["logits"], {"images": images.numpy()})[0]
+    else:
+        exported = torch.export.load(output).module()(images).detach().numpy()
+    assert exported.shape == (5, 3)
+    assert np.abs(exported - expected).max() < 1e-4
