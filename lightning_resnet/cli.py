@@ -6,6 +6,8 @@ table of the configured model) and ``export`` (a checkpoint to ONNX or ``torch.e
 
 from __future__ import annotations
 
+import pickle
+import signal
 import sys
 from pathlib import Path
 
@@ -15,11 +17,13 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from .checkpointing import InterruptCheckpoint
 from .data import DEMO_DATA, ImageFolderDataModule, LayoutError
 from .export import SUFFIXES, ExportFormat, export_model, write_metadata
-from .models import format_summary, summarize
-from .module import ImageClassifier
+from .models import UnknownBackboneError, WeightsError, format_summary, summarize
+from .module import ImageClassifier, NonFiniteLossError
 from .reports import EvaluationReport, PredictionWriter, TrainingReport
 
 
@@ -66,11 +70,13 @@ class ResNetCLI(LightningCLI):
     """Links the classes from the data to the model, and keeps checkpoints and TensorBoard logs under ``logs/``.
 
     Always present, and configured under their own keys: ``checkpoint`` (``ModelCheckpoint``, the best
-    by ``val/acc`` and ``last.ckpt``), ``lr_monitor``, ``predictions`` (``predictions.csv``),
-    ``evaluation`` (reports of ``validate`` and ``test``) and ``training_report`` (curves, HPARAMS).
+    by ``val/acc``), ``last_checkpoint`` (``last.ckpt``, after every epoch), ``lr_monitor``,
+    ``predictions`` (``predictions.csv``), ``evaluation`` (reports of ``validate`` and ``test``) and
+    ``training_report`` (curves, HPARAMS).
     ``trainer.callbacks`` adds others. ``fit --ckpt_path last`` resumes the experiment's newest
-    ``last.ckpt`` in its own log folder. With a checkpoint, the class names come from it, so
-    predicting needs no training folder.
+    ``last.ckpt`` in its own log folder; Ctrl-C and SIGTERM save one (``interrupt_checkpoint``), and
+    every checkpoint is written to a temporary file and renamed into place (``AtomicCheckpointIO``).
+    With a checkpoint, the class names come from it, so predicting needs no training folder.
     """
 
     @staticmethod
@@ -81,7 +87,9 @@ class ResNetCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(InterruptCheckpoint, "interrupt_checkpoint")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(EvaluationReport, "evaluation")
         parser.add_lightning_class_args(TrainingReport, "training_report")
@@ -89,11 +97,16 @@ class ResNetCLI(LightningCLI):
             {
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch{epoch:02d}-acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
+                # Lightning 2.6 writes save_last only when a best checkpoint is written: a checkpoint
+                # of its own, unmonitored, keeps last.ckpt at the latest epoch
+                "last_checkpoint.filename": "last",
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.enable_version_counter": False,
                 "trainer.logger": lazy_instance(TensorBoardLogger, save_dir="logs", name="default",
                                                 default_hp_metric=False),
+                "trainer.plugins": {"class_path": "lightning_resnet.checkpointing.AtomicCheckpointIO"},
             }
         )
 
@@ -128,6 +141,7 @@ class ResNetCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> ResNetCLI:
+    """Run the command line; errors a user can act on end it with one line on stderr, not a traceback."""
     try:
         return ResNetCLI(
             ImageClassifier,
@@ -136,6 +150,12 @@ def main(args: list[str] | None = None) -> ResNetCLI:
             seed_everything_default=42,
             args=args,
         )
-    except LayoutError as error:
+    except SIGTERMException:
+        raise SystemExit(128 + signal.SIGTERM) from None  # the run did not finish: let a scheduler see it
+    except (LayoutError, NonFiniteLossError, WeightsError, UnknownBackboneError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(2 if isinstance(error, LayoutError) else 1) from None
+    except pickle.UnpicklingError as error:
+        print(f"error: refusing a checkpoint that holds more than tensors and plain data, which could run code "
+              f"(read with weights_only=True): {str(error).splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -16,7 +16,9 @@ import random
 import shutil
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -133,32 +135,73 @@ def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple
     """Class names and samples of a folder with one sub-folder of images per class.
 
     Hidden folders and files are ignored. Empty class folders are left out with a warning,
-    unless ``classes`` fixes the class list (a test folder must use the training classes).
+    unless ``classes`` fixes the class list (the classes a model was trained on).
     """
+    layout = f"expected {root}/<class name>/<image files>"
     if not root.exists():
-        raise LayoutError(f"data folder {root} does not exist: expected {root}/<class name>/<image files>")
+        raise LayoutError(f"data folder {root} does not exist: {layout}")
     if not root.is_dir():
-        raise LayoutError(f"data path {root} is not a folder: expected {root}/<class name>/<image files>")
+        raise LayoutError(f"data path {root} is not a folder: {layout}")
     found = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
     if not found:
-        raise LayoutError(f"{root} holds no class folders: expected {root}/<class name>/<image files>")
-    if classes is None:
-        per_class = {name: make_dataset(root / name, {"": 0}, is_valid_file=is_image_file, allow_empty=True)
-                     for name in found}
-        empty = [name for name, files in per_class.items() if not files]
-        if empty:
-            warnings.warn(f"{root}: left out {len(empty)} empty class folder(s): {', '.join(empty)}", stacklevel=2)
-        classes = [name for name in found if name not in empty]
-        if not classes:
-            raise LayoutError(f"{root} holds no image files in its class folders {found}")
-    else:
+        raise LayoutError(f"{root} holds no class folders: {layout}")
+    if classes is not None:
         unknown = sorted(set(found) - set(classes))
         if unknown:
-            raise LayoutError(f"{root} has class folders the model was not trained on: {', '.join(unknown)}")
-    class_to_idx = {name: index for index, name in enumerate(classes)}
-    present = {name: index for name, index in class_to_idx.items() if (root / name).is_dir()}
-    samples = make_dataset(root, present, is_valid_file=is_image_file, allow_empty=True)
-    return list(classes), samples
+            raise LayoutError(
+                f"{root} has {len(found)} class folders and the model {len(classes)} classes: "
+                f"{', '.join(unknown)} are not among the model's ({', '.join(classes)})"
+            )
+        present = {name: index for index, name in enumerate(classes) if name in found}
+        return list(classes), make_dataset(root, present, is_valid_file=is_image_file, allow_empty=True)
+
+    samples = make_dataset(root, {name: index for index, name in enumerate(found)},
+                           is_valid_file=is_image_file, allow_empty=True)
+    counts = Counter(target for _, target in samples)
+    empty = [name for index, name in enumerate(found) if not counts[index]]
+    if len(empty) == len(found):
+        raise LayoutError(f"{root} holds no image files ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+    if empty:
+        warnings.warn(f"{root}: left out {len(empty)} empty class folder(s): {', '.join(empty)}", stacklevel=2)
+        kept = [name for name in found if name not in empty]
+        new_index = {found.index(name): index for index, name in enumerate(kept)}
+        return kept, [(path, new_index[target]) for path, target in samples]
+    return found, samples
+
+
+def unreadable_reason(path: str) -> str | None:
+    """Why ``path`` cannot be an image, from its header and its last bytes only; None if it looks whole.
+
+    Finds empty files, files that are no image, and JPEG and PNG files cut short (no end marker).
+    """
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return "empty file"
+        with Image.open(path) as image:
+            kind = image.format
+        end_marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}.get(kind)
+        if end_marker:
+            with open(path, "rb") as handle:
+                handle.seek(max(0, size - 1024))
+                if end_marker not in handle.read():
+                    return f"truncated {kind}"
+    except UNREADABLE as error:
+        return str(error) or type(error).__name__
+    return None
+
+
+def without_unreadable(samples: list[tuple[str, int]], where: Path) -> list[tuple[str, int]]:
+    """``samples`` less the files that :func:`unreadable_reason` rejects, named in one warning."""
+    with ThreadPoolExecutor(max_workers=min(32, 4 * (os.cpu_count() or 1))) as pool:
+        reasons = list(pool.map(unreadable_reason, [path for path, _ in samples]))
+    bad = [(path, reason) for (path, _), reason in zip(samples, reasons) if reason]
+    if bad:
+        listed = "; ".join(f"{path} ({reason})" for path, reason in bad[:10])
+        more = f"; and {len(bad) - 10} more" if len(bad) > 10 else ""
+        warnings.warn(f"{where}: left out {len(bad)} unreadable image(s) of {len(samples)}: {listed}{more}",
+                      stacklevel=2)
+    return [sample for sample, reason in zip(samples, reasons) if not reason]
 
 
 def scan_unlabelled(path: Path) -> list[str]:
@@ -221,6 +264,8 @@ class ImageFolderDataModule(LightningDataModule):
         normalize: ``imagenet`` mean/std, or ``auto`` to measure the training split's once and cache it.
         batch_size: images per batch and process.
         num_workers: loader processes; by default one per CPU core.
+        verify_images: at setup, leave out (and list) empty, truncated and undecodable files, reading
+            only each file's header and last bytes. A file that fails later is skipped and counted.
         class_names: the classes in index order; read from ``data_dir`` when not given. The command
             line takes them from the checkpoint when one is given, so that indices keep their meaning.
     """
@@ -240,6 +285,7 @@ class ImageFolderDataModule(LightningDataModule):
         normalize: Normalize = "imagenet",
         batch_size: int = 32,
         num_workers: int | None = None,
+        verify_images: bool = True,
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -261,6 +307,7 @@ class ImageFolderDataModule(LightningDataModule):
         self.normalize = normalize
         self.batch_size = batch_size
         self.num_workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+        self.verify_images = verify_images
         self.mean: tuple[float, ...] = IMAGENET_MEAN
         self.std: tuple[float, ...] = IMAGENET_STD
         self._class_names = list(class_names) if class_names else None
@@ -276,7 +323,8 @@ class ImageFolderDataModule(LightningDataModule):
     def _scan(self) -> None:
         if self._samples is None:
             self._ensure_demo()
-            self._class_names, self._samples = scan_image_folder(self.data_dir, self._class_names)
+            self._class_names, samples = scan_image_folder(self.data_dir, self._class_names)
+            self._samples = without_unreadable(samples, self.data_dir) if self.verify_images else samples
 
     @property
     def class_names(self) -> list[str]:
@@ -392,6 +440,8 @@ class ImageFolderDataModule(LightningDataModule):
             if self.test_dir is None:
                 raise ValueError("test needs data.test_dir: a folder laid out like data_dir")
             _, samples = scan_image_folder(self.test_dir, self.class_names)
+            if self.verify_images:
+                samples = without_unreadable(samples, self.test_dir)
             self.test_set = ImageSamples(samples, self.eval_transform(), self.resize_size)
         if stage == "predict":
             if self.predict_dir is None:

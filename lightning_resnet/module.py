@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
@@ -22,6 +24,30 @@ from torchmetrics.classification import (
 from .models import create_model, load_pretrained
 
 Schedule = Literal["constant", "cosine", "onecycle", "step"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training diverged: the loss or the weights are no longer finite numbers."""
+
+
+def rng_states() -> dict[str, Any]:
+    """The random generators' states, in types that ``torch.load(weights_only=True)`` reads back."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    random.setstate(tuple(tuple(part) if isinstance(part, list) else part for part in states["python"]))
 
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -94,6 +120,7 @@ class ImageClassifier(LightningModule):
         self.train_metrics = classification_metrics(num_classes, "train/")
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
+        self._pending_loss: Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -116,6 +143,33 @@ class ImageClassifier(LightningModule):
         """Cross-entropy against class indices or, as Mixup/CutMix make them, class probabilities."""
         return F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
 
+    def _check_loss(self, loss: Tensor | None) -> None:
+        if loss is not None:
+            self._stop_if_not_finite(not torch.isfinite(loss).item(), f"the training loss is {loss.item()}")
+
+    def on_train_epoch_end(self) -> None:
+        self._check_loss(self._pending_loss)
+        self._pending_loss = None
+        skipped = getattr(self.trainer.datamodule, "skipped_images", None)
+        if skipped is not None:
+            self.log("data/skipped_images", float(skipped), reduce_fx="sum", sync_dist=True)
+
+    def _stop_if_not_finite(self, broken: bool, what: str) -> None:
+        """Raise on every process as soon as one of them sees a non-finite number."""
+        if self.trainer.strategy.reduce_boolean_decision(broken, all=False):
+            folder = getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir
+            raise NonFiniteLossError(
+                f"{what if broken else 'a non-finite loss on another process'} at epoch {self.current_epoch}, "
+                f"step {self.global_step}: training stopped. The last good checkpoints are kept in {folder}. "
+                "Try a lower learning rate, a warm-up, gradient clipping (--trainer.gradient_clip_val 1.0) "
+                "or bf16 instead of 16-bit precision."
+            )
+
+    def on_validation_epoch_start(self) -> None:
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            broken = not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all().item()
+            self._stop_if_not_finite(broken, "the weights hold NaN or infinite values")
+
     def on_train_epoch_start(self) -> None:
         epoch = self.hparams.unfreeze_at_epoch
         if epoch is not None and self.current_epoch >= epoch and self.model.backbone_frozen:
@@ -125,6 +179,9 @@ class ImageClassifier(LightningModule):
         images, targets = batch
         logits = self(images)
         loss = self.loss(logits, targets)
+        # the previous step's loss: checking it does not make the GPU wait for this step
+        self._check_loss(self._pending_loss)
+        self._pending_loss = loss.detach()
         hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
         self.train_metrics.update(logits, hard_targets)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
@@ -157,8 +214,12 @@ class ImageClassifier(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["class_names"] = self.class_names
+        checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Check the classes; when resuming ``fit``, continue the random streams where they stopped."""
+        if "rng_states" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
+            set_rng_states(checkpoint["rng_states"])
         names = checkpoint.get("class_names")
         if names is not None:
             if len(names) != self.num_classes:

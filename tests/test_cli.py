@@ -32,6 +32,17 @@ def test_fit_writes_checkpoints_logs_and_config(trained):
     assert "val/acc" in str(last["callbacks"])
 
 
+def test_last_checkpoint_is_the_latest_epoch_even_without_improvement(workdir):
+    make_image_folder(workdir / "easy", classes=2, per_class=10)
+    main(tiny_args(workdir / "easy", "--trainer.max_epochs", "3"))
+    folder = workdir / "logs/tiny/version_0/checkpoints"
+    last = torch.load(folder / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3 * 2  # 16 training images, batches of 8
+    best = torch.load(next(folder.glob("best-*.ckpt")), weights_only=True)
+    assert best["global_step"] <= last["global_step"]
+    assert sorted(p.name for p in folder.iterdir())[-1] == "last.ckpt" and len(list(folder.iterdir())) == 2
+
+
 def test_the_class_count_is_linked_from_the_data(workdir):
     make_image_folder(workdir / "five", classes=5, per_class=4)
     cli = main(tiny_args(workdir / "five", "--trainer.fast_dev_run", "true"))
@@ -108,7 +119,8 @@ def test_every_config_parses(config, workdir):
         main(["fit", "--config", str(config), "--print_config"])
     assert exit_code.value.code == 0
     parsed = yaml.safe_load(printed.getvalue())
-    assert parsed["checkpoint"]["monitor"] == "val/acc" and parsed["checkpoint"]["save_last"] is True
+    assert parsed["checkpoint"]["monitor"] == "val/acc"
+    assert parsed["last_checkpoint"]["filename"] == "last" and parsed["last_checkpoint"]["monitor"] is None
     assert parsed["trainer"]["logger"]["init_args"]["save_dir"] == "logs"
 
 

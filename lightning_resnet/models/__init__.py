@@ -1,6 +1,8 @@
 """Hand-written ResNet / ResNeXt backbones, weight-compatible with torchvision and timm."""
 
 from .registry import (
+    UnknownBackboneError,
+    WeightsError,
     create_model,
     list_models,
     load_pretrained,
@@ -24,6 +26,8 @@ __all__ = [
     "Bottleneck",
     "ResNet",
     "StageSummary",
+    "UnknownBackboneError",
+    "WeightsError",
     "create_model",
     "format_summary",
     "list_models",

@@ -88,11 +88,19 @@ def list_models() -> list[str]:
 def create_model(name: str, **options: Any) -> ResNet:
     """Build the architecture ``name`` (one of :func:`list_models`) with the given options."""
     if name not in _MODELS:
-        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(_MODELS)}")
+        raise UnknownBackboneError(f"unknown backbone {name!r}; valid names: {', '.join(_MODELS)}")
     try:
         return _MODELS[name](**options)
     except TypeError as error:
         raise TypeError(f"bad option for backbone {name!r}: {error}") from None
+
+
+class UnknownBackboneError(ValueError):
+    """A backbone name that is not in the registry."""
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be loaded into the model: refused, or of another architecture."""
 
 
 _PREFIXES = ("model.", "module.", "_orig_mod.")
@@ -116,7 +124,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            raise ValueError(
+            raise WeightsError(
                 f"refusing to load {path}: it holds pickled objects other than tensors and plain data, "
                 f"which could run code (loaded with weights_only=True). Re-save it as a state_dict. ({error})"
             ) from None
@@ -126,7 +134,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
                 state = state[wrapper]
                 break
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds no state dict of tensors")
+        raise WeightsError(f"{path} holds no state dict of tensors")
     return {_strip_prefixes(key): value for key, value in state.items()}
 
 
@@ -144,7 +152,7 @@ def load_pretrained(model: ResNet, path: str | Path) -> dict[str, list[str]]:
     """Load weights from ``path`` into ``model`` and say what did not fit.
 
     A classifier of another number of classes is not loaded: the model keeps its new head.
-    Any other shape difference is an architecture mismatch and raises ``ValueError``.
+    Any other shape difference is an architecture mismatch and raises :class:`WeightsError`.
     Missing and unexpected keys are loaded around and reported in a warning.
 
     Returns the lists ``missing``, ``unexpected`` and ``skipped_head`` (keys not loaded).
@@ -170,12 +178,12 @@ def load_pretrained(model: ResNet, path: str | Path) -> dict[str, list[str]]:
             del state[key]
     for key, tensor in state.items():
         if key in own and own[key].shape != tensor.shape:
-            raise ValueError(
+            raise WeightsError(
                 f"{path} is not this architecture: {key!r} has shape {tuple(tensor.shape)} in the file "
                 f"and {tuple(own[key].shape)} in the model"
             )
     if not set(state) & set(own):
-        raise ValueError(f"{path} shares no parameter names with the model: is it a ResNet state dict?")
+        raise WeightsError(f"{path} shares no parameter names with the model: is it a ResNet state dict?")
     result = model.load_state_dict(state, strict=False)
     missing = [key for key in result.missing_keys if key not in skipped_head]
     if missing or result.unexpected_keys:

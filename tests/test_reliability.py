@@ -1,0 +1,371 @@
+"""Real-world folders, interruptions, safe checkpoints, faults, several processes and safe loading."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+from PIL import Image, ImageFile
+
+from lightning_resnet import ImageClassifier
+from lightning_resnet.checkpointing import AtomicCheckpointIO
+from lightning_resnet.cli import main
+from lightning_resnet.data import ImageFolderDataModule, load_image, unreadable_reason
+
+from .conftest import ROOT, make_image_folder, tiny_args
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def run_cli_process(workdir: Path, *args: str, **options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lightning_resnet", *args], cwd=workdir, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+
+
+def cli_error(capsys, args: list[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_code:
+        main(args)
+    return exit_code.value.code, capsys.readouterr().err
+
+
+def datamodule(folder: Path, **options) -> ImageFolderDataModule:
+    return ImageFolderDataModule(**{"data_dir": str(folder), "image_size": 32, "batch_size": 4, "num_workers": 0,
+                                    **options})
+
+
+# ----- bad data ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["missing", "a file", "no class folders"])
+def test_bad_data_dir_is_one_line_naming_the_path_and_layout(workdir, capsys, case):
+    target = workdir / "bad"
+    if case == "a file":
+        target.write_text("not a folder")
+    elif case == "no class folders":
+        target.mkdir()
+        (target / "loose.jpg").write_bytes(b"")
+    code, error = cli_error(capsys, tiny_args(target, "--trainer.fast_dev_run", "true"))
+    assert code == 2
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert str(target) in error and f"expected {target}/<class name>/<image files>" in error
+
+
+def test_a_real_process_prints_no_traceback(workdir):
+    process = run_cli_process(workdir, *tiny_args(workdir / "nowhere", "--trainer.fast_dev_run", "true"))
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert "Traceback" not in error and error.strip().splitlines()[-1].startswith("error: data folder")
+
+
+def test_an_unknown_backbone_is_one_line_listing_the_names(workdir, capsys):
+    code, error = cli_error(capsys, tiny_args(workdir / "images", "--model.backbone", "resnet99"))
+    assert code == 1 and error.count("\n") == 1
+    assert "unknown backbone 'resnet99'; valid names: resnet18, resnet34" in error
+
+
+def test_an_empty_class_folder_is_warned_about_and_left_out(image_folder):
+    (image_folder / "class_9").mkdir()
+    with pytest.warns(UserWarning, match="left out 1 empty class folder.*class_9"):
+        assert datamodule(image_folder).class_names == ["class_0", "class_1", "class_2"]
+
+
+def test_stray_hidden_and_upper_case_files(image_folder):
+    folder = image_folder / "class_0"
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "._001.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (folder / "notes.txt").write_text("photographer's notes")
+    (image_folder / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (12, 12), (1, 2, 3)).save(folder / "UPPER.JPG")
+    Image.new("RGB", (12, 12), (1, 2, 3)).save(folder / "Mixed.Png", format="PNG")
+    data = datamodule(image_folder)
+    paths = {Path(path).name for path, _ in data.split()[0] + data.split()[1]}
+    assert {"UPPER.JPG", "Mixed.Png"} <= paths
+    assert not {".DS_Store", "._001.png", "notes.txt"} & paths
+    assert data.class_names == ["class_0", "class_1", "class_2"]
+
+
+def broken_files(folder: Path) -> dict[str, str]:
+    """A zero-byte, a truncated JPEG, a truncated PNG and a text file named as an image."""
+    good = folder / "001.png"
+    photo = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(folder / "whole.jpg", quality=90)
+    data = (folder / "whole.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
+    png = good.read_bytes()
+    (folder / "cut.png").write_bytes(png[: len(png) // 2])
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "text.png").write_text("this is not an image")
+    return {"cut.jpg": "truncated JPEG", "cut.png": "truncated PNG", "zero.jpg": "empty file", "text.png": ""}
+
+
+def test_broken_files_are_found_at_setup_listed_once_and_left_out(image_folder, monkeypatch):
+    expected = broken_files(image_folder / "class_1")
+
+    def no_full_decode(self, *args, **kwargs):
+        raise AssertionError("the start-up check decoded a whole image")
+
+    Image.init()  # import every format plugin first: some build small images when imported
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_full_decode)
+    with pytest.warns(UserWarning) as caught:
+        data = datamodule(image_folder)
+        train, val = data.split()
+    messages = [str(w.message) for w in caught if "unreadable" in str(w.message)]
+    assert len(messages) == 1 and "left out 4 unreadable image(s) of 35" in messages[0]
+    for name, reason in expected.items():
+        assert name in messages[0] and reason in messages[0]
+    kept = {Path(path).name for path, _ in train + val}
+    assert "whole.jpg" in kept and not set(expected) & kept
+    assert unreadable_reason(str(image_folder / "class_1" / "whole.jpg")) is None
+
+
+def test_a_file_that_breaks_later_is_skipped_and_counted(image_folder):
+    data = datamodule(image_folder, batch_size=6)
+    data.setup("fit")
+    Path(data.train_set.samples[0][0]).write_bytes(b"")
+    with pytest.warns(UserWarning, match="skipped unreadable image .*: "):
+        for _ in range(2):
+            batches = list(data.train_dataloader())
+            assert all(len(images) == 6 for images, _ in batches)  # replaced by another sample
+    assert data.skipped_images == 2
+    for sample in data.val_set.samples[:2]:
+        Path(sample[0]).write_bytes(b"\x89PNG broken")
+    with pytest.warns(UserWarning, match="skipped unreadable image"):
+        images = torch.cat([batch[0] for batch in data.val_dataloader()])
+    assert len(images) == len(data.val_set) - 2
+    assert data.skipped_images == 4
+
+
+class BreakAFile(Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 0:
+            Path(trainer.datamodule.train_set.samples[3][0]).write_bytes(b"")
+
+
+def test_fit_survives_a_file_that_breaks_in_a_worker_and_logs_the_count(image_folder):
+    model = ImageClassifier(backbone="resnet18", num_classes=3, backbone_options={"stem": "cifar"})
+    data = ImageFolderDataModule(data_dir=str(image_folder), image_size=32, batch_size=8, num_workers=1)
+    trainer = Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[BreakAFile()])
+    trainer.fit(model, datamodule=data)
+    assert trainer.state.finished
+    assert trainer.callback_metrics["data/skipped_images"] == 2  # read once in each of epochs 1 and 2
+
+
+def test_small_images_are_scaled_up(tmp_path):
+    make_image_folder(tmp_path / "tiny", classes=2, per_class=5, size=(5, 3))
+    data = datamodule(tmp_path / "tiny", image_size=32, train_augment="standard")
+    data.setup("fit")
+    assert data.train_set[0][0].shape == (3, 32, 32) and data.val_set[0][0].shape == (3, 32, 32)
+
+
+def test_class_count_mismatch_names_both(trained, workdir, capsys):
+    make_image_folder(workdir / "four", classes=4, per_class=3)
+    last = trained / "checkpoints" / "last.ckpt"
+    code, error = cli_error(capsys, tiny_args(workdir / "four", "--ckpt_path", str(last), subcommand="validate"))
+    assert code == 2 and "has 4 class folders and the model 3 classes: class_3 are not among" in error
+
+
+# ----- interruptions --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_fit_leaves_a_loadable_last_checkpoint_to_resume(workdir, signal_number):
+    make_image_folder(workdir / "more", classes=3, per_class=40)
+    args = tiny_args(workdir / "more", "--trainer.max_epochs", "4", "--data.batch_size", "4")
+    process = run_cli_process(workdir, *args)
+    last = workdir / "logs/tiny/version_0/checkpoints/last.ckpt"
+    deadline = time.time() + 180
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), process.communicate()[1][-2000:]
+    epoch_end_step = torch.load(last, weights_only=True)["global_step"]
+    time.sleep(2.0)
+    process.send_signal(signal_number)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == (1 if signal_number == signal.SIGINT else 128 + signal.SIGTERM)
+    saved = torch.load(last, weights_only=True)
+    assert "interrupted: saved" in error
+    assert epoch_end_step < saved["global_step"] < 4 * 24
+    cli = main([*args, "--ckpt_path", "last"])
+    assert cli.trainer.global_step == 4 * 24  # 96 training images, batches of 4, four epochs
+    assert not (workdir / "logs/tiny/version_1").exists()
+
+
+class InterruptAfterEpoch(Callback):
+    """Presses Ctrl-C at the end of an epoch (for the resume test)."""
+
+    def __init__(self, epoch: int = 1):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_at_an_epoch_boundary_ends_like_an_uninterrupted_run(workdir):
+    common = ["--trainer.max_epochs", "3", "--data.train_augment", "standard",
+              "--model.backbone_options", "{stem: cifar, drop_path_rate: 0.1}"]
+    straight = main(tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "straight"))
+    interrupted = tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "resumed")
+    with pytest.raises(SystemExit):
+        main([*interrupted, "--trainer.callbacks+=tests.test_reliability.InterruptAfterEpoch"])
+    resumed = main([*interrupted, "--ckpt_path", "last"])
+    first = straight.model.state_dict()
+    second = resumed.model.state_dict()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    for key in ("val/acc", "val/loss", "train/acc"):
+        assert float(straight.trainer.callback_metrics[key]) == float(resumed.trainer.callback_metrics[key])
+
+
+# ----- safe checkpoint writes -------------------------------------------------------------------
+
+
+def test_the_command_line_writes_checkpoints_atomically(workdir):
+    cli = main(tiny_args(workdir / "images", "--trainer.fast_dev_run", "true"))
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_a_write_goes_to_a_temporary_file_in_the_same_folder(tmp_path, monkeypatch):
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renames.append((src, dst)), real_replace(src, dst)))
+    AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(3)}, tmp_path / "last.ckpt")
+    (source, target), = renames
+    assert Path(source).parent == tmp_path and Path(target) == tmp_path / "last.ckpt"
+    assert torch.equal(torch.load(tmp_path / "last.ckpt", weights_only=True)["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_process_killed_mid_write_leaves_the_old_checkpoint_whole(tmp_path):
+    target = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1, "weights": torch.zeros(1000)}, target)
+    script = textwrap.dedent(f"""
+        import os, torch
+        from lightning_resnet.checkpointing import AtomicCheckpointIO
+        def dies_half_way(obj, file, *args, **kwargs):
+            file.write(b"PK" + b"x" * 100_000)
+            file.flush()
+            os.kill(os.getpid(), 9)
+        torch.save = dies_half_way
+        AtomicCheckpointIO().save_checkpoint({{"epoch": 2, "weights": torch.ones(10**6)}}, {str(target)!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, timeout=120)
+    assert result.returncode == -9
+    checkpoint = torch.load(target, weights_only=True)
+    assert checkpoint["epoch"] == 1 and torch.equal(checkpoint["weights"], torch.zeros(1000))
+
+
+# ----- numerical faults --------------------------------------------------------------------------
+
+
+class PoisonWeightsAtEpoch(Callback):
+    def __init__(self, epoch: int = 1):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                pl_module.model.fc.weight.fill_(float("nan"))
+
+
+def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_good_checkpoints(workdir, capsys):
+    code, error = cli_error(capsys, tiny_args(
+        workdir / "images", "--trainer.max_epochs", "3",
+        "--trainer.callbacks+=tests.test_reliability.PoisonWeightsAtEpoch"))
+    assert code == 1 and error.count("\n") == 1
+    assert "the training loss is nan at epoch 1" in error and "last good checkpoints are kept in" in error
+    folder = workdir / "logs/tiny/version_0/checkpoints"
+    for path in folder.glob("*.ckpt"):
+        checkpoint = torch.load(path, weights_only=True)
+        assert checkpoint["global_step"] == 3  # the end of epoch 0
+        assert all(torch.isfinite(tensor).all() for tensor in checkpoint["state_dict"].values())
+
+
+# ----- several processes ---------------------------------------------------------------------------
+
+
+def test_two_processes_match_one_and_write_once(workdir):
+    make_image_folder(workdir / "more", classes=3, per_class=20, seed=2)
+    common = ["--trainer.max_epochs", "3", "--data.batch_size", "4"]
+    single = main(tiny_args(workdir / "more", *common, "--trainer.logger.init_args.name", "single"))
+    process = run_cli_process(workdir, *tiny_args(workdir / "more", *common, "--trainer.devices", "2",
+                                                   "--trainer.strategy", "ddp", "--trainer.logger.init_args.name",
+                                                   "double"))
+    _, error = process.communicate(timeout=300)
+    assert process.returncode == 0, error[-3000:]
+    runs = list((workdir / "logs/double").iterdir())
+    assert [run.name for run in runs] == ["version_0"]
+    checkpoints = sorted(path.name for path in (runs[0] / "checkpoints").iterdir())
+    assert len(checkpoints) == 2 and "last.ckpt" in checkpoints
+    double = torch.load(runs[0] / "checkpoints" / "last.ckpt", weights_only=True)
+    assert double["global_step"] == 3 * 6  # 48 training images, 24 per process, batches of 4
+    single_acc = float(single.trainer.callback_metrics["val/acc"])
+    double_acc = float(double["callbacks"][next(k for k in double["callbacks"] if "ModelCheckpoint" in k)]
+                       ["best_model_score"])
+    assert single_acc >= 0.8 and double_acc >= 0.8 and abs(single_acc - double_acc) <= 0.2
+
+    process = run_cli_process(workdir, *tiny_args(
+        workdir / "more", "--ckpt_path", str(runs[0] / "checkpoints" / "last.ckpt"), "--trainer.devices", "2",
+        "--trainer.strategy", "ddp", "--trainer.logger.init_args.name", "double", subcommand="validate"))
+    _, error = process.communicate(timeout=300)
+    assert process.returncode == 0, error[-3000:]
+    report = (workdir / "logs/double/version_1/report_val.txt").read_text()
+    assert report.startswith("val: 12 images, 3 classes")  # both processes' halves of the split, synced
+
+
+# ----- safe loading -------------------------------------------------------------------------------
+
+
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(trained, workdir, capsys):
+    marker = workdir / "code_ran"
+    evil = workdir / "evil.ckpt"
+    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["payload"] = RunsCode(marker)
+    torch.save(checkpoint, evil)
+    for subcommand in ("fit", "predict"):
+        code, error = cli_error(capsys, tiny_args(workdir / "images", "--ckpt_path", str(evil),
+                                                  "--data.predict_dir", str(workdir / "holdout"),
+                                                  subcommand=subcommand))
+        assert code == 1 and "refusing a checkpoint" in error and "Traceback" not in error
+    code, error = cli_error(capsys, tiny_args(workdir / "images", "--model.pretrained", str(evil),
+                                              "--trainer.fast_dev_run", "true"))
+    assert "refusing to load" in error
+    assert not marker.exists()
+
+
+def test_nothing_reaches_the_network(workdir, monkeypatch):
+    attempts = []
+
+    def refuse(self, address, *args):
+        attempts.append(address)
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "1"))
+    assert cli.trainer.state.finished
+    assert not [address for address in attempts if not str(address).startswith(("127.", "/"))]
+
+
+def test_load_image_reads_what_the_check_accepts(image_folder):
+    for path in image_folder.rglob("*.*"):
+        assert unreadable_reason(str(path)) is None
+        assert load_image(path).shape[0] == 3
