@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +49,7 @@ def tiny_args(data_dir: Path, *extra: str, subcommand: str = "fit") -> list[str]
     return [
         subcommand,
         "--data.data_dir", str(data_dir),
-        "--data.image_size", "32",
+        "--data.image_size", "16",
         "--data.batch_size", "8",
         "--data.num_workers", "0",
         "--data.train_augment", "basic",
@@ -68,8 +70,22 @@ def workdir(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def trained_once(tmp_path_factory) -> Path:
+    """The logs of one 2-epoch fit through the command line on the ``workdir`` images."""
+    root = tmp_path_factory.mktemp("trained")
+    make_image_folder(root / "images", classes=3, per_class=10)
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        main(tiny_args(root / "images", "--trainer.max_epochs", "2"))
+    finally:
+        os.chdir(previous)
+    return root / "logs"
+
+
 @pytest.fixture
-def trained(workdir) -> Path:
-    """A 2-epoch fit through the command line; returns its log folder."""
-    main(tiny_args(workdir / "images", "--trainer.max_epochs", "2"))
+def trained(workdir, trained_once) -> Path:
+    """A copy of that fit's logs in this test's ``workdir``; returns its run folder."""
+    shutil.copytree(trained_once, workdir / "logs")
     return workdir / "logs" / "tiny" / "version_0"

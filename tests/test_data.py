@@ -159,7 +159,7 @@ def test_test_dir_uses_the_training_classes(tmp_path):
     test = make_image_folder(tmp_path / "test", classes=3, per_class=2, seed=1)
     (test / "class_1").rename(test / "renamed")
     data = datamodule(train, test_dir=str(test))
-    with pytest.raises(LayoutError, match="not trained on: renamed"):
+    with pytest.raises(LayoutError, match="has 3 class folders and the model 3 classes: renamed are not among"):
         data.setup("test")
 
 

@@ -72,7 +72,9 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(self.drop_path(out) + identity)
+        out = self.drop_path(out)
+        out += identity
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -117,7 +119,9 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(self.drop_path(out) + identity)
+        out = self.drop_path(out)
+        out += identity
+        return self.relu(out)
 
 
 Block = type[BasicBlock] | type[Bottleneck]

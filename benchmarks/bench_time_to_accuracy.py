@@ -1,0 +1,57 @@
+"""Time to accuracy: wall time for ``configs/demo.yaml`` to reach 97 % validation accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+from lightning.pytorch import Callback
+
+from benchmarks.common import ROOT, report, table
+
+PROCESS_START = time.perf_counter()
+
+
+class TimeToAccuracy(Callback):
+    """Records, after each validation, the time since training started and the accuracy."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.epochs: list[tuple[int, float, float]] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            accuracy = float(trainer.callback_metrics["val/acc"])
+            self.epochs.append((trainer.current_epoch, time.perf_counter() - self.start, accuracy))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--target", type=float, default=0.97)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    from lightning_resnet.cli import main as cli
+
+    imported = time.perf_counter() - PROCESS_START
+    with tempfile.TemporaryDirectory() as logs:
+        run = cli(["fit", "--config", "configs/demo.yaml", "--trainer.logger.init_args.save_dir", logs,
+                   "--trainer.enable_progress_bar", "false",
+                   "--trainer.callbacks+=benchmarks.bench_time_to_accuracy.TimeToAccuracy"])
+    total = time.perf_counter() - PROCESS_START
+    recorder = next(callback for callback in run.trainer.callbacks if isinstance(callback, TimeToAccuracy))
+    reached = next(((epoch, seconds) for epoch, seconds, accuracy in recorder.epochs if accuracy >= args.target), None)
+    rows = [[str(epoch + 1), f"{seconds:.1f}", f"{accuracy:.4f}"] for epoch, seconds, accuracy in recorder.epochs]
+    summary = (f"reached {args.target:.0%} after epoch {reached[0] + 1}, {reached[1]:.1f} s of training"
+               if reached else f"did not reach {args.target:.0%}")
+    report("Time to accuracy: configs/demo.yaml",
+           table(["epoch", "training seconds", "val/acc"], rows)
+           + f"\n\n{summary}; whole run {total:.1f} s including {imported:.1f} s of imports and set-up.")
+
+
+if __name__ == "__main__":
+    main()

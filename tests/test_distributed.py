@@ -1,0 +1,84 @@
+"""Two processes on the CPU (DDP over gloo): one run of fit, validate and predict, checked from every side."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightning_resnet.cli import main
+
+from .conftest import ROOT, make_image_folder, tiny_args
+
+CALLBACKS = [
+    "--trainer.callbacks+=lightning_resnet.callbacks.RandomErasing", "--trainer.callbacks.probability=0.5",
+    "--trainer.callbacks+=lightning_resnet.callbacks.MixupCutmix", "--trainer.callbacks.off_epoch=2",
+]
+COMMON = ["--trainer.max_epochs", "3", "--data.batch_size", "4", *CALLBACKS]
+TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
+
+
+def run(root: Path, *args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "lightning_resnet", *args], cwd=root, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory) -> Path:
+    """fit, then validate and predict from its last checkpoint, each with two processes."""
+    root = tmp_path_factory.mktemp("ddp")
+    make_image_folder(root / "images", classes=3, per_class=20, seed=2)
+    images = root / "images"
+    run(root, *tiny_args(images, *COMMON, *TWO_PROCESSES))
+    last = root / "logs/tiny/version_0/checkpoints/last.ckpt"
+    run(root, *tiny_args(images, "--ckpt_path", str(last), *TWO_PROCESSES, subcommand="validate"))
+    run(root, *tiny_args(images, "--ckpt_path", str(last), "--data.predict_dir", str(images), *TWO_PROCESSES,
+                         subcommand="predict"))
+    return root
+
+
+def test_fit_runs_with_the_augmentation_callbacks(ddp):
+    config = yaml.safe_load((ddp / "logs/tiny/version_0/config.yaml").read_text())
+    callbacks = {callback["class_path"]: callback["init_args"] for callback in config["trainer"]["callbacks"]}
+    assert callbacks["lightning_resnet.callbacks.RandomErasing"]["probability"] == 0.5
+    assert callbacks["lightning_resnet.callbacks.MixupCutmix"]["off_epoch"] == 2
+    last = torch.load(ddp / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert last["global_step"] == 3 * 6  # 48 training images split in two, batches of 4, three epochs
+
+
+def test_every_process_sees_the_same_split_and_writes_once(ddp):
+    runs = sorted(path.name for path in (ddp / "logs/tiny").iterdir())
+    assert runs == ["version_0", "version_1", "version_2"]  # fit, validate, predict: one folder each
+    checkpoints = sorted(path.name for path in (ddp / "logs/tiny/version_0/checkpoints").iterdir())
+    assert len(checkpoints) == 2 and checkpoints[1] == "last.ckpt" and checkpoints[0].startswith("best-")
+    assert not list(ddp.rglob("*.tmp")) and not list(ddp.rglob(".predictions.csv.part*"))
+
+
+def test_validation_metrics_are_synced_over_both_halves(ddp):
+    report = (ddp / "logs/tiny/version_1/report_val.txt").read_text()
+    assert report.startswith("val: 12 images, 3 classes")  # 6 per process, counted together
+
+
+def test_predictions_are_written_once(ddp):
+    with open(ddp / "logs/tiny/version_2/predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 60 and len({row["path"] for row in rows}) == 60
+    assert all(row["prediction"] in {"class_0", "class_1", "class_2"} for row in rows)
+
+
+def test_two_processes_match_one_within_noise(ddp, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    single = main(tiny_args(ddp / "images", *COMMON))
+    double = torch.load(ddp / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
+    state = next(value for key, value in double["callbacks"].items() if "'val/acc'" in key)
+    single_best = float(single.trainer.checkpoint_callback.best_model_score)
+    double_best = float(state["best_model_score"])
+    assert single_best >= 0.8 and double_best >= 0.8
+    assert abs(single_best - double_best) <= 0.2
