@@ -1,4 +1,5 @@
 # Two commands from a fresh clone: `make train` and `make test`. Each installs what it needs first.
+# `make bench` runs the benchmarks (benchmarks/README.md) and keeps their tables in logs/bench/latest.md.
 PYTHON3 ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -24,7 +25,13 @@ tensorboard: $(INSTALLED)
 	$(VENV)/bin/tensorboard --logdir logs
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check lightning_resnet tests
+	$(VENV)/bin/ruff check lightning_resnet tests benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+bench: $(INSTALLED)
+	mkdir -p logs/bench
+	for script in backbone loop input fast_paths time_to_accuracy; do \
+		PYTHONPATH=. $(PY) benchmarks/bench_$$script.py || exit 1; \
+	done | tee logs/bench/latest.md

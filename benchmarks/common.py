@@ -30,8 +30,9 @@ def machine() -> str:
 
 
 def command() -> str:
-    return "python " + " ".join([Path(sys.argv[0]).relative_to(ROOT).as_posix(), *sys.argv[1:]]) \
-        if Path(sys.argv[0]).resolve().is_relative_to(ROOT) else " ".join(sys.argv)
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(ROOT).as_posix() if script.is_relative_to(ROOT) else str(script)
+    return " ".join(["python", shown, *sys.argv[1:]])
 
 
 def interleaved(candidates: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
@@ -75,6 +76,10 @@ class StepTimes(Callback):
 
 
 def steady_throughput(times: list[float], batch_sizes: list[int], skip: int) -> float:
-    """Images per second between the end of step ``skip`` and the end of the last step."""
-    images = sum(batch_sizes[skip + 1 :])
-    return images / (times[-1] - times[skip])
+    """Images per second of the median step after the first ``skip`` steps.
+
+    The median step, not the mean, so that a moment of contention on a shared machine does not
+    decide the figure.
+    """
+    durations = [later - earlier for earlier, later in zip(times[skip:], times[skip + 1 :])]
+    return median(batch_sizes[skip + 1 :]) / median(durations)

@@ -150,6 +150,10 @@ class ImageClassifier(LightningModule):
     def on_train_epoch_end(self) -> None:
         self._check_loss(self._pending_loss)
         self._pending_loss = None
+        if self.train_metrics["acc"].update_called:
+            # computed once per epoch: logging the metric objects at every step costs ~2 % of a CPU step
+            self.log_dict(self.train_metrics.compute())
+            self.train_metrics.reset()
         skipped = getattr(self.trainer.datamodule, "skipped_images", None)
         if skipped is not None:
             self.log("data/skipped_images", float(skipped), reduce_fx="sum", sync_dist=True)
@@ -185,7 +189,6 @@ class ImageClassifier(LightningModule):
         hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
         self.train_metrics.update(logits, hard_targets)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
     def _evaluate(self, batch: tuple[Tensor, Tensor] | None, stage: str, metrics: MetricCollection) -> Tensor | None:

@@ -9,13 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter, JpegImagePlugin
+from torchvision import transforms as T
+from torchvision.transforms.v2 import functional as TF
 
 from lightning_resnet.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    CenterView,
     ImageFolderDataModule,
     LayoutError,
+    RandomResizedCropView,
     load_image,
     write_digits_demo,
 )
@@ -81,7 +85,7 @@ def test_eval_resize_then_center_crop(tmp_path):
     Image.new("RGB", (80, 40), (10, 20, 30)).save(tmp_path / "wide.png")
     data = datamodule(tmp_path, image_size=32, crop_fraction=0.5)
     assert data.resize_size == 64
-    assert data.eval_transform()(load_image(tmp_path / "wide.png")).shape == (3, 32, 32)
+    assert data.eval_view()(tmp_path / "wide.png").shape == (3, 32, 32)
 
 
 def test_loaders_batch_uint8_and_normalize_on_the_device(image_folder):
@@ -233,9 +237,58 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_jpeg_draft_decodes_smaller_but_never_below_the_target(tmp_path):
-    Image.new("RGB", (1024, 768), (90, 100, 110)).save(tmp_path / "photo.jpg")
-    full = load_image(tmp_path / "photo.jpg")
-    reduced = load_image(tmp_path / "photo.jpg", draft_size=224)
-    assert full.shape == (3, 768, 1024)
-    assert reduced.shape == (3, 384, 512)
-    assert load_image(tmp_path / "photo.jpg", draft_size=500).shape == (3, 768, 1024)
+    Image.new("RGB", (2048, 1536), (90, 100, 110)).save(tmp_path / "photo.jpg")
+    assert load_image(tmp_path / "photo.jpg").shape == (3, 1536, 2048)
+    assert load_image(tmp_path / "photo.jpg", 224).shape == (3, 384, 512)  # 1/4: 1/8 would be 192 high
+    assert load_image(tmp_path / "photo.jpg", 400).shape == (3, 1536, 2048)  # less than 4x: full decode
+    assert load_image(tmp_path / "photo.jpg", (250, 190)).shape == (3, 192, 256)
+
+
+def photo_like(path: Path, width: int, height: int, seed: int = 0) -> Path:
+    """A JPEG with colour gradients, sharp-edged shapes and blur, like a photo at that size."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, width // 8, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 1, height // 8, dtype=np.float32)[:, None, None]
+    corners = rng.uniform(0, 255, (4, 3)).astype(np.float32)
+    field = corners[0] * (1 - x) * (1 - y) + corners[1] * x * (1 - y) + corners[2] * (1 - x) * y + corners[3] * x * y
+    image = Image.fromarray(np.clip(field, 0, 255).astype(np.uint8)).resize((width, height), Image.BILINEAR)
+    draw = ImageDraw.Draw(image)
+    for _ in range(30):
+        xs, ys = sorted(rng.integers(0, width, 2)), sorted(rng.integers(0, height, 2))
+        draw.rectangle([xs[0], ys[0], xs[1], ys[1]], fill=tuple(rng.integers(0, 255, 3).tolist()))
+    image.filter(ImageFilter.GaussianBlur(1.5)).save(path, quality=92)
+    return path
+
+
+@pytest.fixture
+def draft_calls(monkeypatch) -> list[tuple]:
+    calls, real_draft = [], JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft",
+                        lambda self, *args: (calls.append(args), real_draft(self, *args))[1])
+    return calls
+
+
+def test_fast_eval_view_matches_the_slow_path(tmp_path, draft_calls):
+    path = photo_like(tmp_path / "photo.jpg", 4096, 3072)
+    slow = T.Compose([T.Resize(256), T.CenterCrop(224), T.PILToTensor()])(Image.open(path).convert("RGB"))
+    fast = CenterView(256, 224)(path)
+    assert draft_calls == [("RGB", (512, 512))]  # decoded at 1/4: 1024x768
+    difference = (slow.float() - fast.float()).abs()
+    assert fast.shape == slow.shape == (3, 224, 224)
+    assert difference.mean() < 0.5 and difference.flatten().quantile(0.99) <= 4  # interpolation noise
+
+
+@pytest.mark.parametrize("scale, reduced", [((0.02, 0.03), False), ((0.9, 1.0), True)], ids=["small", "whole"])
+def test_fast_train_crop_matches_the_same_crop_of_the_full_image(tmp_path, draft_calls, scale, reduced):
+    path = photo_like(tmp_path / "photo.jpg", 4096, 3072, seed=1)
+    full = T.PILToTensor()(Image.open(path).convert("RGB"))
+    view = RandomResizedCropView(224, scale)
+    torch.manual_seed(3)
+    fast = view(path)
+    torch.manual_seed(3)
+    box = view.crop.make_params([full])
+    slow = TF.resized_crop(full, box["top"], box["left"], box["height"], box["width"], [224, 224], antialias=True)
+    difference = (slow.float() - fast.float()).abs()
+    # the box, cut from a 1/4-scale decode, lands up to 2 full-resolution pixels off: grey-level noise
+    assert difference.mean() < 1.0 and difference.flatten().quantile(0.99) <= 20
+    assert bool(draft_calls) == reduced  # a small crop needs the full resolution
