@@ -1,8 +1,9 @@
 """Image folders in, normalized batches out: the ``ImageFolderDataModule``.
 
-Images are decoded to ``uint8`` RGB tensors in the workers (JPEGs at reduced size when the
-target is much smaller, through PIL's draft mode), resized and augmented as ``uint8`` with
-``torchvision.transforms.v2``, moved to the device as ``uint8`` and normalized there.
+Images are decoded to ``uint8`` RGB tensors in the loader's workers (JPEGs by libjpeg-turbo, or
+at reduced scale when the crop needs far less than the full resolution), cropped, resized and
+augmented as ``uint8`` with ``torchvision.transforms.v2``, moved to the device as ``uint8`` and
+normalized there.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def load_image(path: str | Path, min_size: int | tuple[int, int] | None = None) 
     A JPEG that is at least four times ``min_size`` (width, height as stored, or one side for
     both) decodes at 1/4 or 1/8 scale with PIL's draft mode, never below ``min_size``; other
     JPEGs decode in full with torchvision's libjpeg-turbo decoder, about three times faster than
-    through PIL. Grayscale,
-    palette, CMYK and 16-bit images become RGB; transparent pixels are composited onto white.
+    through PIL. Grayscale, palette, CMYK and 16-bit images become RGB; transparent pixels are
+    composited onto white.
     """
     data = Path(path).read_bytes()
     with Image.open(io.BytesIO(data)) as image:
@@ -117,8 +118,8 @@ class RandomResizedCropView:
 
     The crop box is drawn by torchvision's ``RandomResizedCrop`` from the image size in the file's
     header; the file is then decoded at the lowest resolution at which the box still spans twice
-    ``size`` pixels each way (see :func:`load_image`), so a small crop of a large photo keeps its detail and
-    a large crop of it costs a fraction of a full decode.
+    ``size`` pixels each way (see :func:`load_image`), so a small crop of a large photo keeps its
+    detail and a large crop of it costs a fraction of a full decode.
     """
 
     def __init__(self, size: int, scale: tuple[float, float] = (0.08, 1.0)) -> None:
