@@ -46,7 +46,8 @@ def main() -> None:
                    "--trainer.callbacks+=benchmarks.bench_time_to_accuracy.TimeToAccuracy",
                    f"--trainer.callbacks.target={args.target}"])
     total = time.perf_counter() - PROCESS_START
-    recorder = next(callback for callback in run.trainer.callbacks if isinstance(callback, TimeToAccuracy))
+    # the CLI built the callback from this file imported as a module, not from ``__main__``
+    recorder = next(callback for callback in run.trainer.callbacks if type(callback).__name__ == "TimeToAccuracy")
     reached = next(((epoch, seconds) for epoch, seconds, accuracy in recorder.epochs if accuracy >= args.target), None)
     rows = [[str(epoch + 1), f"{seconds:.1f}", f"{accuracy:.4f}"] for epoch, seconds, accuracy in recorder.epochs]
     summary = (f"reached {args.target:.0%} after epoch {reached[0] + 1} of 6, {reached[1]:.1f} s of training "

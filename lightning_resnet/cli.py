@@ -74,8 +74,7 @@ class ResNetCLI(LightningCLI):
     ``predictions`` (``predictions.csv``), ``evaluation`` (reports of ``validate`` and ``test``) and
     ``training_report`` (curves, HPARAMS).
     ``trainer.callbacks`` adds others. ``fit --ckpt_path last`` resumes the experiment's newest
-    ``last.ckpt`` in its own log folder; Ctrl-C and SIGTERM save one (``interrupt_checkpoint``), and
-    every checkpoint is written to a temporary file and renamed into place (``AtomicCheckpointIO``).
+    ``last.ckpt`` in its own log folder; Ctrl-C and SIGTERM save one (``interrupt_checkpoint``).
     With a checkpoint, the class names come from it, so predicting needs no training folder.
     """
 
@@ -106,7 +105,6 @@ class ResNetCLI(LightningCLI):
                 "last_checkpoint.enable_version_counter": False,
                 "trainer.logger": lazy_instance(TensorBoardLogger, save_dir="logs", name="default",
                                                 default_hp_metric=False),
-                "trainer.plugins": {"class_path": "lightning_resnet.checkpointing.AtomicCheckpointIO"},
             }
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 
 import pytest
 import torch
@@ -81,6 +82,13 @@ def test_resume_from_last_continues_in_the_same_run(trained, workdir):
     last = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 3 * 3  # 24 training images, batches of 8, three epochs
     assert (trained / "config.yaml").is_file()
+
+
+def test_a_fit_without_ckpt_path_starts_afresh_beside_a_stray_last_checkpoint(trained, workdir):
+    shutil.copy(trained / "checkpoints" / "last.ckpt", workdir / "last.ckpt")
+    cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "1"))
+    assert cli.trainer.global_step == 3  # one epoch from scratch; resuming would have ended at step 6
+    assert (workdir / "logs" / "tiny" / "version_1").is_dir()
 
 
 def test_print_config_reproduces_the_run(workdir):
