@@ -4,8 +4,9 @@ A generated folder of photo-sized JPEGs (500x375 to 1024x768, quality 90) is rea
 by both, with the same worker count and batch size, for training (random resized crop and
 flip) and for evaluation (resize 256, center crop 224). The seeds' pipeline decodes each JPEG
 in full with PIL, transforms the PIL image and makes normalized float tensors in the workers;
-the data module decodes JPEGs at reduced size (PIL draft mode), transforms ``uint8`` tensors
-and normalizes after the batch reaches the device (here the CPU, and counted).
+the data module decodes JPEGs with libjpeg-turbo through torchvision (or at 1/4 or 1/8 scale
+through PIL's draft mode when the crop needs that little), transforms ``uint8`` tensors and
+normalizes after the batch reaches the device (here the CPU, and counted).
 """
 
 from __future__ import annotations
