@@ -23,7 +23,14 @@ from torchvision import datasets
 from torchvision import transforms as T
 
 from benchmarks.common import ROOT, interleaved, median, report, table
-from lightning_resnet.data import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataModule
+from lightning_resnet.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CenterView,
+    ImageFolderDataModule,
+    RandomResizedCropView,
+    load_image,
+)
 
 
 def make_photos(root: Path, classes: int, per_class: int, sizes: list[tuple[int, int]]) -> Path:
@@ -101,6 +108,36 @@ def compare(root: Path, batch_size: int, args) -> list[list[str]]:
     return rows
 
 
+def per_image_costs(root: Path) -> list[list[str]]:
+    """Milliseconds per image of each step, in this process on one thread: where the time goes."""
+    files = sorted(str(path) for path in root.rglob("*.jpg"))
+    seeds_train = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
+                             T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    seeds_eval = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    steps = {
+        "seeds' training view (PIL decode, crop, flip, ToTensor, Normalize)": lambda f: seeds_train(
+            Image.open(f).convert("RGB")),
+        "seeds' evaluation view (PIL decode, Resize, CenterCrop, ToTensor, Normalize)": lambda f: seeds_eval(
+            Image.open(f).convert("RGB")),
+        "of which the PIL decode": lambda f: Image.open(f).convert("RGB"),
+        "our training view (`RandomResizedCropView`)": RandomResizedCropView(224),
+        "our evaluation view (`CenterView`)": CenterView(256, 224),
+        "of which the libjpeg-turbo decode (`load_image`)": load_image,
+    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    for name, step in steps.items():
+        for path in files[:8]:
+            step(path)
+        start = time.perf_counter()
+        for path in files:
+            step(path)
+        rows.append([name, f"{(time.perf_counter() - start) / len(files) * 1000:.2f}"])
+    torch.set_num_threads(threads)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=240, help="photo-sized JPEGs")
@@ -110,14 +147,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--passes", type=int, default=2, help="epochs per measurement")
     args = parser.parse_args()
-    rows = compare(make_photos(ROOT / "data" / "bench_photos", 3, args.images // 3, PHOTO_SIZES), args.batch_size,
-                   args)
+    photos = make_photos(ROOT / "data" / "bench_photos", 3, args.images // 3, PHOTO_SIZES)
+    rows = compare(photos, args.batch_size, args)
     if args.phone_images:
         phones = make_photos(ROOT / "data" / "bench_phone_photos", 3, args.phone_images // 3, PHONE_SIZES)
         rows += compare(phones, 8, args)
     report(f"Input pipeline: images/s at 224 px, {args.workers} workers, {args.passes} epochs per measurement",
            table(["JPEGs (count)", "loader", "seeds' ImageFolder + PIL + Compose", "ImageFolderDataModule",
                   "speed-up"], rows))
+    report(f"Input pipeline: milliseconds per image of the {photos.name} JPEGs, one process, one thread",
+           table(["step", "ms per image"], per_image_costs(photos)))
 
 
 if __name__ == "__main__":
