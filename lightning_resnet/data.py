@@ -63,9 +63,9 @@ def load_image(path: str | Path, min_size: int | tuple[int, int] | None = None) 
 
     A JPEG that is at least four times ``min_size`` (width, height as stored, or one side for
     both) decodes at 1/4 or 1/8 scale with PIL's draft mode, never below ``min_size``; other
-    JPEGs decode in full with torchvision's libjpeg-turbo decoder, about three times faster than
-    through PIL. Grayscale, palette, CMYK and 16-bit images become RGB; transparent pixels are
-    composited onto white.
+    JPEGs decode in full with torchvision's libjpeg-turbo decoder, straight into a tensor with no
+    PIL image in between. Grayscale, palette, CMYK and 16-bit images become RGB; transparent
+    pixels are composited onto white.
     """
     data = Path(path).read_bytes()
     with Image.open(io.BytesIO(data)) as image:
