@@ -58,16 +58,18 @@ def is_image_file(path: str | Path) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def load_image(path: str | Path, min_size: int | tuple[int, int] | None = None) -> Tensor:
+def load_image(
+    path: str | Path, min_size: int | tuple[int, int] | None = None, data: bytes | None = None
+) -> Tensor:
     """Decode ``path`` to a ``uint8`` RGB tensor of shape ``(3, H, W)``, EXIF orientation applied.
 
     A JPEG that is at least four times ``min_size`` (width, height as stored, or one side for
     both) decodes at 1/4 or 1/8 scale with PIL's draft mode, never below ``min_size``; other
     JPEGs decode in full with torchvision's libjpeg-turbo decoder, straight into a tensor with no
     PIL image in between. Grayscale, palette, CMYK and 16-bit images become RGB; transparent
-    pixels are composited onto white.
+    pixels are composited onto white. ``data`` is the file's content when the caller has read it.
     """
-    data = Path(path).read_bytes()
+    data = Path(path).read_bytes() if data is None else data
     with Image.open(io.BytesIO(data)) as image:
         if image.format == "JPEG":
             wanted = (min_size, min_size) if isinstance(min_size, int) else min_size
@@ -127,12 +129,14 @@ class RandomResizedCropView:
         self.crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
 
     def __call__(self, path: str | Path) -> Tensor:
-        with Image.open(path) as image:
+        data = Path(path).read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
             width, height = oriented_size(image)
             box = self.crop.make_params([torch.empty(1, 1, 1).expand(3, height, width)])
             needed = DRAFT_MARGIN * max(self.size / box["width"], self.size / box["height"])
             stored_width, stored_height = image.size
-        pixels = load_image(path, (math.ceil(stored_width * needed), math.ceil(stored_height * needed)))
+        wanted = (math.ceil(stored_width * needed), math.ceil(stored_height * needed))
+        pixels = load_image(path, wanted, data=data)
         scale_y, scale_x = pixels.shape[1] / height, pixels.shape[2] / width
         return TF.resized_crop(
             pixels,
