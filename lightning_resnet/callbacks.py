@@ -16,6 +16,9 @@ from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing as TimmRandomErasing
 from torch import Tensor
 
+from .data import image_data
+from .errors import UserError
+
 
 class MixupCutmix(Callback):
     """Mixup and CutMix of training batches (timm's ``Mixup``), with soft targets for the loss.
@@ -44,7 +47,7 @@ class MixupCutmix(Callback):
         mode: Literal["batch", "pair", "elem"] = "batch",
     ) -> None:
         if mixup_alpha <= 0 and cutmix_alpha <= 0:
-            raise ValueError("MixupCutmix needs mixup_alpha > 0 or cutmix_alpha > 0")
+            raise UserError("MixupCutmix needs mixup_alpha > 0 or cutmix_alpha > 0")
         self.options = dict(
             mixup_alpha=mixup_alpha,
             cutmix_alpha=cutmix_alpha,
@@ -57,9 +60,9 @@ class MixupCutmix(Callback):
         self.mixup: Mixup | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        batch_size = getattr(trainer.datamodule, "batch_size", None)
-        if batch_size is not None and batch_size % 2:
-            raise ValueError(f"MixupCutmix mixes pairs of images: data.batch_size must be even, got {batch_size}")
+        data = image_data(trainer)
+        if data is not None and data.batch_size % 2:
+            raise UserError(f"MixupCutmix mixes pairs of images: data.batch_size must be even, got {data.batch_size}")
         self.mixup = Mixup(num_classes=pl_module.num_classes, **self.options)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:

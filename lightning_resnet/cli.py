@@ -11,7 +11,6 @@ import signal
 import sys
 from pathlib import Path
 
-import torch
 from jsonargparse import lazy_instance
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -20,10 +19,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .checkpointing import InterruptCheckpoint
-from .data import DEMO_DATA, ImageFolderDataModule, LayoutError
-from .export import SUFFIXES, ExportFormat, export_model, write_metadata
-from .models import UnknownBackboneError, WeightsError, format_summary, summarize
-from .module import ImageClassifier, NonFiniteLossError
+from .data import DEMO_DATA, ImageFolderDataModule
+from .divergence import NonFiniteLossError
+from .errors import UserError
+from .export import ExportFormat, export_checkpoint
+from .metrics import MONITOR, MONITOR_MODE
+from .models import format_summary, summarize
+from .module import ImageClassifier
 from .reports import EvaluationReport, PredictionWriter, TrainingReport
 
 
@@ -46,32 +48,22 @@ class ResNetTrainer(Trainer):
     ) -> Path:
         """Export the checkpoint's model; class names and normalization go to a JSON file beside it.
 
+        The model and data settings are the checkpoint's, whatever the configuration says.
+
         Args:
             ckpt_path: the checkpoint to export.
             format: ``onnx`` or ``torch_export`` (a ``.pt2`` program for ``torch.export.load``).
             output: the model file; by default the checkpoint's path with the format's suffix.
         """
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(checkpoint["state_dict"])
-        model.on_load_checkpoint(checkpoint)
-        datamodule_state = checkpoint.get(type(datamodule).__qualname__)
-        if datamodule_state:
-            datamodule.load_state_dict(datamodule_state)
-        target = Path(output) if output else Path(ckpt_path).with_suffix(SUFFIXES[format])
-        in_chans = (model.hparams.backbone_options or {}).get("in_chans", 3)
-        export_model(model.model, target, datamodule.image_size, in_chans, format)
-        metadata = write_metadata(target, model.class_names, datamodule.mean, datamodule.std, datamodule.image_size,
-                                  datamodule.resize_size, in_chans, model.hparams.backbone)
-        print(f"exported {ckpt_path} to {target} (metadata: {metadata})")
-        return target
+        return export_checkpoint(ckpt_path, format, output)
 
 
 class ResNetCLI(LightningCLI):
     """Links the classes from the data to the model, and keeps checkpoints and TensorBoard logs under ``logs/``.
 
     Always present, and configured under their own keys: ``checkpoint`` (``ModelCheckpoint``, the best
-    by ``val/acc``), ``last_checkpoint`` (``last.ckpt``, after every epoch), ``lr_monitor``,
-    ``predictions`` (``predictions.csv``), ``evaluation`` (reports of ``validate`` and ``test``) and
+    by :data:`~lightning_resnet.metrics.MONITOR`), ``last_checkpoint`` (``last.ckpt``, after every epoch),
+    ``lr_monitor``, ``predictions`` (``predictions.csv``), ``evaluation`` (reports of ``validate`` and ``test``) and
     ``training_report`` (curves, HPARAMS).
     ``trainer.callbacks`` adds others. ``fit --ckpt_path last`` resumes the experiment's newest
     ``last.ckpt`` in its own log folder; Ctrl-C and SIGTERM save one (``interrupt_checkpoint``).
@@ -94,9 +86,9 @@ class ResNetCLI(LightningCLI):
         parser.add_lightning_class_args(TrainingReport, "training_report")
         parser.set_defaults(
             {
-                "checkpoint.monitor": "val/acc",
-                "checkpoint.mode": "max",
-                "checkpoint.filename": "best-epoch{epoch:02d}-acc{val/acc:.4f}",
+                "checkpoint.monitor": MONITOR,
+                "checkpoint.mode": MONITOR_MODE,
+                "checkpoint.filename": f"best-epoch{{epoch:02d}}-acc{{{MONITOR}:.4f}}",
                 "checkpoint.auto_insert_metric_name": False,
                 # Lightning 2.6 writes save_last only when a best checkpoint is written: a checkpoint
                 # of its own, unmonitored, keeps last.ckpt at the latest epoch
@@ -139,7 +131,12 @@ class ResNetCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> ResNetCLI:
-    """Run the command line; errors a user can act on end it with one line on stderr, not a traceback."""
+    """Run the command line; errors a user can act on end it with one line on stderr, not a traceback.
+
+    Exit codes: 2 for a configuration, path or folder that cannot work (:class:`~lightning_resnet.errors.UserError`,
+    a missing file), 1 for a run that diverged or a file refused because it could run code, and
+    128 + 15 for SIGTERM.
+    """
     try:
         return ResNetCLI(
             ImageClassifier,
@@ -150,10 +147,15 @@ def main(args: list[str] | None = None) -> ResNetCLI:
         )
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None  # the run did not finish: let a scheduler see it
-    except (LayoutError, NonFiniteLossError, WeightsError, UnknownBackboneError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(error, LayoutError) else 1) from None
+    except (UserError, FileNotFoundError) as error:
+        _fail(str(error), 2)
+    except NonFiniteLossError as error:
+        _fail(str(error), 1)
     except pickle.UnpicklingError as error:
-        print(f"error: refusing a checkpoint that holds more than tensors and plain data, which could run code "
-              f"(read with weights_only=True): {str(error).splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(1) from None
+        _fail("refusing a checkpoint that holds more than tensors and plain data, which could run code "
+              f"(read with weights_only=True): {str(error).splitlines()[0]}", 1)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(code) from None

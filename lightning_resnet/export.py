@@ -1,4 +1,4 @@
-"""A trained backbone as a file other programs can run: ONNX or a ``torch.export`` program.
+"""A checkpoint as a file other programs can run: ONNX or a ``torch.export`` program.
 
 Beside the model, a JSON file records what a caller needs to feed it and read it: the class
 names in output order, the input size and the normalization.
@@ -13,6 +13,9 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from .data import ImageFolderDataModule
+from .module import ImageClassifier
 
 ExportFormat = Literal["onnx", "torch_export"]
 SUFFIXES = {"onnx": ".onnx", "torch_export": ".pt2"}
@@ -59,3 +62,20 @@ def write_metadata(output: Path, class_names: Sequence[str], mean: Sequence[floa
     path = output.with_suffix(".json")
     path.write_text(json.dumps(metadata, indent=2) + "\n")
     return path
+
+
+def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", output: str | Path | None = None) -> Path:
+    """Export the model of a checkpoint of this project, with its metadata JSON beside it.
+
+    The model and the data settings (size, normalization, class names) are rebuilt from the
+    checkpoint by Lightning. ``output`` defaults to the checkpoint's path with the format's suffix.
+    """
+    model = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    data = ImageFolderDataModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    target = Path(output) if output else Path(ckpt_path).with_suffix(SUFFIXES[format])
+    in_chans = (model.hparams.backbone_options or {}).get("in_chans", 3)
+    export_model(model.model, target, data.image_size, in_chans, format)
+    metadata = write_metadata(target, model.class_names, data.mean, data.std, data.image_size, data.resize_size,
+                              in_chans, model.hparams.backbone)
+    print(f"exported {ckpt_path} to {target} (metadata: {metadata})")
+    return target

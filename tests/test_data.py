@@ -21,6 +21,7 @@ from lightning_resnet.data import (
     LayoutError,
     RandomResizedCropView,
     load_image,
+    normalization,
     write_digits_demo,
 )
 
@@ -128,7 +129,7 @@ def test_auto_normalization_measures_the_train_split_once(image_folder, monkeypa
     def must_not_measure(*_):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(ImageFolderDataModule, "measure_mean_std", must_not_measure)
+    monkeypatch.setattr(normalization, "measure_mean_std", must_not_measure)
     again = datamodule(image_folder, normalize="auto", crop_fraction=1.0)
     again.setup("fit")
     assert again.mean == data.mean and again.std == data.std

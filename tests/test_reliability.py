@@ -69,7 +69,7 @@ def test_a_real_process_prints_no_traceback(workdir):
 
 def test_an_unknown_backbone_is_one_line_listing_the_names(workdir, capsys):
     code, error = cli_error(capsys, tiny_args(workdir / "images", "--model.backbone", "resnet99"))
-    assert code == 1 and error.count("\n") == 1
+    assert code == 2 and error.count("\n") == 1
     assert "unknown backbone 'resnet99'; valid names: resnet18, resnet34" in error
 
 

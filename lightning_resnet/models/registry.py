@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import UserError
 from .resnet import BasicBlock, Bottleneck, ResNet
 
 
@@ -91,16 +92,24 @@ def create_model(name: str, **options: Any) -> ResNet:
         raise UnknownBackboneError(f"unknown backbone {name!r}; valid names: {', '.join(_MODELS)}")
     try:
         return _MODELS[name](**options)
-    except TypeError as error:
-        raise TypeError(f"bad option for backbone {name!r}: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise BackboneOptionsError(f"bad option for backbone {name!r} (model.backbone_options): {error}") from None
 
 
-class UnknownBackboneError(ValueError):
+class UnknownBackboneError(UserError):
     """A backbone name that is not in the registry."""
 
 
-class WeightsError(ValueError):
+class BackboneOptionsError(UserError, TypeError):
+    """Options that the architecture does not take, or values it cannot build."""
+
+
+class WeightsError(UserError):
     """A weights file that cannot be loaded into the model: refused, or of another architecture."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """A weights file that is not there."""
 
 
 _PREFIXES = ("model.", "module.", "_orig_mod.")
@@ -115,7 +124,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise WeightsNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

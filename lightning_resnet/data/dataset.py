@@ -1,0 +1,59 @@
+"""The dataset of ``(path, target)`` samples read through a view, and the collate that drops unreadable ones."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import warnings
+from collections.abc import Callable, Sequence
+
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
+
+from .decode import DECODE_ERRORS
+
+Sample = tuple[str, int]
+"""An image file and its class index."""
+
+
+class ImageSamples(Dataset):
+    """``(path, target)`` pairs read as ``(uint8 tensor, target)`` by ``view``, then ``augmentation``.
+
+    The target is the class index of labelled images and the path of images to predict.
+    An image that cannot be decoded is counted in ``skipped`` (shared by the loader's worker
+    processes) and warned about; then, with ``replace_unreadable`` (training), another random
+    sample takes its place so that batches keep their size, and otherwise the sample is ``None``
+    and :func:`collate_readable` leaves it out of the batch.
+    """
+
+    def __init__(self, samples: Sequence[tuple[str, int | str]], view: Callable[[str], Tensor],
+                 augmentation: Callable[[Tensor], Tensor] | None = None, replace_unreadable: bool = False):
+        self.samples = list(samples)
+        self.view = view
+        self.augmentation = augmentation
+        self.replace_unreadable = replace_unreadable
+        self.skipped = multiprocessing.Value("i", 0)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int | str] | None:
+        for _ in range(10):
+            path, target = self.samples[index]
+            try:
+                image = self.view(path)
+                return (self.augmentation(image) if self.augmentation else image), target
+            except DECODE_ERRORS as error:
+                with self.skipped.get_lock():
+                    self.skipped.value += 1
+                warnings.warn(f"skipped unreadable image {path}: {error}", stacklevel=2)
+                if not self.replace_unreadable:
+                    return None
+                index = random.randrange(len(self.samples))
+        raise RuntimeError(f"10 unreadable images in a row, the last {path}: is the data folder readable?")
+
+
+def collate_readable(batch: list[tuple[Tensor, int | str] | None]) -> list | None:
+    """``default_collate`` of the samples that could be read; None when none could."""
+    readable = [sample for sample in batch if sample is not None]
+    return default_collate(readable) if readable else None

@@ -1,0 +1,72 @@
+"""Normalization statistics: ImageNet's, or the training split's measured once and cached on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from .dataset import ImageSamples, Sample, collate_readable
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Normalize = Literal["imagenet", "auto"]
+"""``imagenet``: ImageNet's mean and std; ``auto``: the training split's, measured once and cached."""
+
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+def cache_path(samples: Sequence[Sample], *settings: object) -> Path:
+    """The cache file of ``samples`` (paths, sizes and modification times) seen with ``settings``.
+
+    It lives under ``$XDG_CACHE_HOME/lightning_resnet`` (``~/.cache`` by default); a changed,
+    added or removed file gives another name, so a stale entry is never read.
+    """
+    digest = hashlib.sha1()
+    for path, _ in samples:
+        stat = os.stat(path)
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    digest.update("|".join(map(str, settings)).encode())
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache_home / "lightning_resnet" / f"normalization-{digest.hexdigest()[:16]}.json"
+
+
+def measure_mean_std(samples: Sequence[Sample], view: Callable[[str], Tensor], num_workers: int) -> Stats:
+    """Per-channel mean and std of ``samples`` as ``view`` shows them, in [0, 1] units."""
+    loader = DataLoader(ImageSamples(samples, view), batch_size=256, num_workers=num_workers,
+                        collate_fn=collate_readable)
+    total = total_sq = None
+    count = 0
+    for images, _ in filter(None, loader):
+        pixels = images.to(torch.float64).div_(255).transpose(0, 1).flatten(1)
+        total = pixels.sum(1) if total is None else total + pixels.sum(1)
+        total_sq = pixels.square().sum(1) if total_sq is None else total_sq + pixels.square().sum(1)
+        count += pixels.shape[1]
+    mean = total / count
+    std = (total_sq / count - mean.square()).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def cached_mean_std(samples: Sequence[Sample], view: Callable[[str], Tensor], num_workers: int,
+                    *settings: object) -> Stats:
+    """The statistics of ``samples`` from the cache, or measured and written to it (a warning if it cannot be)."""
+    cache = cache_path(samples, *settings)
+    if cache.is_file():
+        stats = json.loads(cache.read_text())
+        return tuple(stats["mean"]), tuple(stats["std"])
+    mean, std = measure_mean_std(samples, view, num_workers)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"mean": list(mean), "std": list(std)}))
+    except OSError as error:
+        warnings.warn(f"could not cache the normalization statistics in {cache}: {error}", stacklevel=2)
+    return mean, std

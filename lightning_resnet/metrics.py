@@ -1,0 +1,60 @@
+"""Metric names shared by the model, the command line and the reports, and the metrics behind them.
+
+Every logged key is ``<stage>/<metric>``: :func:`metric_key` builds it, and the names below are
+the only spelling of each. ``MONITOR`` is what the best checkpoint is chosen by.
+"""
+
+from __future__ import annotations
+
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+TRAIN, VAL, TEST = "train", "val", "test"
+
+ACCURACY = "acc"
+TOP5_ACCURACY = "acc_top5"
+PRECISION = "precision"
+RECALL = "recall"
+F1 = "f1"
+LOSS = "loss"
+
+METRIC_LABELS = {
+    ACCURACY: "top-1 accuracy",
+    TOP5_ACCURACY: "top-5 accuracy",
+    PRECISION: "macro precision",
+    RECALL: "macro recall",
+    F1: "macro F1",
+    LOSS: "loss",
+}
+"""The metrics of an evaluation report, in the order it lists them, with their labels."""
+
+
+def metric_key(stage: str, metric: str) -> str:
+    return f"{stage}/{metric}"
+
+
+MONITOR = metric_key(VAL, ACCURACY)
+MONITOR_MODE = "max"
+TRAIN_LOSS = metric_key(TRAIN, LOSS)
+TRAIN_LOSS_EPOCH = f"{TRAIN_LOSS}_epoch"  # Lightning's name for the epoch mean of a loss logged on_step and on_epoch
+SKIPPED_IMAGES = "data/skipped_images"
+
+
+def classification_metrics(num_classes: int, stage: str) -> MetricCollection:
+    """Top-1 and top-5 accuracy and macro precision, recall and F1, logged as ``<stage>/<metric>``."""
+    return MetricCollection(
+        {
+            ACCURACY: MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            TOP5_ACCURACY: MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            PRECISION: MulticlassPrecision(num_classes, average="macro"),
+            RECALL: MulticlassRecall(num_classes, average="macro"),
+            F1: MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix=f"{stage}/",
+        compute_groups=False,  # each metric is logged on its own; shared states would be reset by the first
+    )

@@ -1,0 +1,23 @@
+"""What a run leaves for a person to read: prediction files, evaluation reports, training curves.
+
+Three callbacks that the command line always adds (configured under ``predictions``,
+``evaluation`` and ``training_report``) decide what to write; ``plots`` draws the figures.
+Files go beside the run, into the logger's folder ``logs/<experiment>/version_N/``; figures
+also go to TensorBoard.
+"""
+
+from .evaluation import EvaluationReport, format_report
+from .predictions import PredictionRow, PredictionWriter
+from .run import run_dir, tensorboard
+from .training import TrainingReport, read_curves
+
+__all__ = [
+    "EvaluationReport",
+    "PredictionRow",
+    "PredictionWriter",
+    "TrainingReport",
+    "format_report",
+    "read_curves",
+    "run_dir",
+    "tensorboard",
+]

@@ -1,0 +1,148 @@
+"""The report of ``validate`` and ``test``: a table, the confusion matrix and the most confident mistakes."""
+
+from __future__ import annotations
+
+import csv
+import heapq
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from ..data import image_data
+from ..metrics import METRIC_LABELS, TEST, VAL, metric_key
+from . import plots
+from .run import run_dir, tensorboard
+
+
+@dataclass(order=True)
+class Mistake:
+    """A wrong prediction; mistakes order by confidence, then by when they were seen."""
+
+    confidence: float
+    seen: int
+    image: Tensor = field(compare=False)
+    target: int = field(compare=False)
+    predicted: int = field(compare=False)
+
+
+class EvaluationReport(Callback):
+    """After ``validate`` and ``test``: a readable table, the confusion matrix and the most confident mistakes.
+
+    The table (top-1, top-5, macro precision / recall / F1, per-class accuracy) is printed and saved
+    as ``report_<stage>.txt``; the confusion matrix and a grid of the ``mistakes`` most confident
+    wrong predictions are saved as PNGs beside the run and logged to TensorBoard. Validation
+    inside ``fit`` writes nothing.
+    """
+
+    def __init__(self, mistakes: int = 16, max_plot_classes: int = 40) -> None:
+        self.mistakes = mistakes
+        self.max_plot_classes = max_plot_classes
+        self.metrics: MetricCollection | None = None
+        self._worst: list[Mistake] = []  # a min-heap of the most confident mistakes so far
+        self._seen = 0
+
+    @staticmethod
+    def _active(trainer: Trainer) -> bool:
+        return trainer.state.fn in ("validate", "test")
+
+    def _start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._active(trainer):
+            return
+        classes = pl_module.num_classes
+        self.metrics = MetricCollection(
+            {
+                "per_class": MulticlassAccuracy(classes, average="none"),
+                "confusion": MulticlassConfusionMatrix(classes),
+            }
+        ).to(pl_module.device)
+        self._worst = []
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start(trainer, pl_module)
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start(trainer, pl_module)
+
+    def _collect(self, trainer: Trainer, logits: Tensor | None, batch: Any) -> None:
+        if not self._active(trainer) or logits is None:
+            return
+        images, targets = batch
+        self.metrics.update(logits, targets)
+        confidence, predicted = logits.float().softmax(dim=1).max(dim=1)
+        for index in (predicted != targets).nonzero().flatten().tolist():
+            self._seen += 1
+            mistake = Mistake(confidence[index].item(), self._seen, images[index].cpu(),
+                              targets[index].item(), predicted[index].item())
+            if len(self._worst) < self.mistakes:
+                heapq.heappush(self._worst, mistake)
+            else:
+                heapq.heappushpop(self._worst, mistake)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, outputs, batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, outputs, batch)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._active(trainer):
+            self._report(trainer, pl_module, VAL)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._active(trainer):
+            self._report(trainer, pl_module, TEST)
+
+    def _report(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        results = self.metrics.compute()  # every process takes part in the sync and in run_dir
+        folder = run_dir(trainer)
+        if trainer.is_global_zero:
+            self._write(trainer, pl_module, stage, folder, {k: v.cpu() for k, v in results.items()})
+        self.metrics.reset()
+
+    def _write(self, trainer: Trainer, pl_module: LightningModule, stage: str, folder: Path,
+               results: dict[str, Tensor]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        names = pl_module.class_names
+        confusion = results["confusion"]
+        table = format_report(stage, trainer.callback_metrics, names, results["per_class"], confusion.sum(1))
+        print(table)
+        (folder / f"report_{stage}.txt").write_text(table + "\n")
+        with open(folder / f"confusion_matrix_{stage}.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows([["true \\ predicted", *names],
+                                          *([name, *row] for name, row in zip(names, confusion.tolist()))])
+        figures = {}
+        if len(names) <= self.max_plot_classes:
+            figures["confusion_matrix"] = plots.confusion_matrix_figure(confusion, names)
+        if self._worst:
+            worst = sorted(self._worst, reverse=True)
+            data = image_data(trainer)
+            images = plots.to_viewable(torch.stack([m.image for m in worst]), data and data.mean, data and data.std)
+            titles = [f"true {names[m.target]}\npred {names[m.predicted]} {m.confidence:.2f}" for m in worst]
+            figures["mistakes"] = plots.mistakes_figure(images, titles)
+        writer = tensorboard(trainer)
+        for name, figure in figures.items():
+            figure.savefig(folder / f"{name}_{stage}.png", dpi=120, bbox_inches="tight")
+            if writer is not None:
+                tag = "most_confident_mistakes" if name == "mistakes" else name
+                writer.add_figure(f"{stage}/{tag}", figure, trainer.global_step)
+
+
+def format_report(stage: str, logged: dict[str, Tensor], names: list[str], per_class: Tensor, counts: Tensor) -> str:
+    """The printed table: the stage's logged metrics, then each class's image count and accuracy."""
+    lines = [f"{stage}: {int(counts.sum())} images, {len(names)} classes"]
+    for metric, label in METRIC_LABELS.items():
+        value = logged.get(metric_key(stage, metric))
+        if value is not None:
+            lines.append(f"  {label:<16} {float(value):.4f}")
+    width = max(12, *(len(name) for name in names))
+    lines.append(f"  {'class':<{width}} {'images':>7} {'accuracy':>9}")
+    for name, count, accuracy in zip(names, counts.tolist(), per_class.tolist()):
+        shown = f"{accuracy:.4f}" if count else "-"
+        lines.append(f"  {name:<{width}} {int(count):>7} {shown:>9}")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""The figures of the reports, drawn with matplotlib's object-oriented API (no pyplot, no backend to choose)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from torch import Tensor
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+
+def to_viewable(images: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> Tensor:
+    """Normalized images back to [0, 1] with ``mean`` and ``std`` (min-max scaled without them)."""
+    images = images.detach().float().cpu()
+    if mean is not None and std is not None:
+        images = images * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
+    else:
+        low = images.amin(dim=(1, 2, 3), keepdim=True)
+        high = images.amax(dim=(1, 2, 3), keepdim=True)
+        images = (images - low) / (high - low).clamp_min(1e-6)
+    return images.clamp(0, 1)
+
+
+def confusion_matrix_figure(confusion: Tensor, names: list[str]) -> Figure:
+    """torchmetrics' confusion-matrix plot, sized to the number of classes."""
+    figure = Figure(figsize=(max(5, 0.5 * len(names) + 3), max(4, 0.5 * len(names) + 2)))
+    MulticlassConfusionMatrix(len(names)).plot(val=confusion, ax=figure.subplots(), labels=names)
+    figure.tight_layout()
+    return figure
+
+
+def mistakes_figure(images: Tensor, titles: list[str]) -> Figure:
+    """A grid of viewable ``images`` (N, C, H, W in [0, 1]), each with its title."""
+    columns = min(8, len(images))
+    rows = math.ceil(len(images) / columns)
+    figure = Figure(figsize=(2.2 * columns, 2.8 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, title in zip(axes.flat, images, titles):
+        axis.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+        axis.set_title(title, fontsize=8)
+    figure.suptitle("most confident mistakes")
+    figure.tight_layout()
+    return figure
+
+
+def curves_figure(curves: dict[str, list[tuple[int, float]]]) -> Figure:
+    """Loss and accuracy per epoch, train and validation, from :func:`~lightning_resnet.reports.read_curves`."""
+    figure = Figure(figsize=(11, 4))
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
+    for axis, kind in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+        for split, style in (("train", "o-"), ("val", "s-")):
+            points = curves.get(f"{split} {kind}")
+            if points:
+                axis.plot([epoch + 1 for epoch, _ in points], [value for _, value in points], style, label=split)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(kind)
+        axis.set_title(f"{kind} per epoch")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    return figure

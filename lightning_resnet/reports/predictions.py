@@ -1,0 +1,105 @@
+"""``predictions.csv``: one row per image of ``predict``, written once however many processes predict."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import Tensor
+
+from ..data import image_data
+from .run import run_dir
+
+
+@dataclass
+class PredictionRow:
+    """One line of ``predictions.csv``; the class and probability columns are empty for an unreadable image."""
+
+    path: str
+    prediction: str = ""
+    confidence: str = ""
+    top_classes: str = ""  # "|"-joined, most probable first
+    top_probabilities: str = ""
+    error: str = ""
+
+    @staticmethod
+    def header(top_k: int) -> list[str]:
+        return ["path", "prediction", "confidence", f"top{top_k}_classes", f"top{top_k}_probabilities", "error"]
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes ``predictions.csv`` beside the run: path, class, confidence and the top-k classes.
+
+    Each process writes its own part; process 0 joins them in path order (dropping the repeats
+    that a distributed sampler pads with) and lists the images that could not be read.
+    """
+
+    def __init__(self, filename: str = "predictions.csv", top_k: int = 5) -> None:
+        super().__init__(write_interval="batch")
+        self.filename = filename
+        self.top_k = top_k
+        self.folder: Path | None = None
+
+    def _part(self, rank: int) -> Path:
+        return self.folder / f".{self.filename}.part{rank}"
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.folder = run_dir(trainer)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._part(trainer.global_rank).write_text("")
+
+    def write_on_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        prediction: dict[str, Tensor] | None,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        if prediction is None:
+            return
+        paths = batch[1]
+        probabilities = prediction["probabilities"].float().cpu()
+        top = probabilities.topk(min(self.top_k, probabilities.shape[1]), dim=1)
+        names = pl_module.class_names
+        with open(self._part(trainer.global_rank), "a", newline="") as handle:
+            writer = csv.writer(handle)
+            for path, values, indices in zip(paths, top.values.tolist(), top.indices.tolist()):
+                row = PredictionRow(
+                    path=path,
+                    prediction=names[indices[0]],
+                    confidence=f"{values[0]:.6f}",
+                    top_classes="|".join(names[i] for i in indices),
+                    top_probabilities="|".join(f"{v:.6f}" for v in values),
+                )
+                writer.writerow(astuple(row))
+
+    def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        trainer.strategy.barrier()
+        if trainer.is_global_zero:
+            self._join(trainer)
+        trainer.strategy.barrier()
+
+    def _join(self, trainer: Trainer) -> None:
+        rows: dict[str, PredictionRow] = {}
+        for rank in range(trainer.world_size):
+            part = self._part(rank)
+            with open(part, newline="") as handle:
+                rows.update((fields[0], PredictionRow(*fields)) for fields in csv.reader(handle))
+            part.unlink()
+        data = image_data(trainer)
+        for path in data.predict_paths if data is not None else []:
+            rows.setdefault(path, PredictionRow(path, error="could not be read"))
+        output = self.folder / self.filename
+        with open(output, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(PredictionRow.header(self.top_k))
+            writer.writerows(astuple(rows[path]) for path in sorted(rows))
+        unreadable = sum(1 for row in rows.values() if row.error)
+        print(f"wrote {len(rows)} predictions to {output}" + (f" ({unreadable} unreadable)" if unreadable else ""))

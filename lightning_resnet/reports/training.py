@@ -1,0 +1,89 @@
+"""What ``fit`` leaves to read: the augmented inputs of the first step, learning curves and HPARAMS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torchvision.utils import make_grid
+
+from ..data import image_data
+from ..metrics import ACCURACY, LOSS, TRAIN, TRAIN_LOSS_EPOCH, VAL, metric_key
+from . import plots
+from .run import run_dir, tensorboard
+
+CURVES = {
+    "train loss": TRAIN_LOSS_EPOCH,
+    "val loss": metric_key(VAL, LOSS),
+    "train accuracy": metric_key(TRAIN, ACCURACY),
+    "val accuracy": metric_key(VAL, ACCURACY),
+}
+"""The curves of ``training_curves.png`` and the TensorBoard scalars they are read from."""
+
+
+class TrainingReport(Callback):
+    """During and after ``fit``: the augmented inputs of the first step, learning curves and HPARAMS.
+
+    At the first training step a grid of the batch as the model sees it (after Mixup, Erasing)
+    goes to TensorBoard. At the end, ``training_curves.png`` (loss and accuracy per epoch, train
+    and validation, read back from the TensorBoard events) is written beside the run, and the
+    hyper-parameters are logged with the final metrics for TensorBoard's HPARAMS tab.
+    """
+
+    def __init__(self, input_grid: int = 32) -> None:
+        self.input_grid = input_grid
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
+        writer = tensorboard(trainer)
+        if trainer.global_step != 1 or writer is None or self.input_grid <= 0:
+            return
+        data = image_data(trainer)
+        images = plots.to_viewable(batch[0][: self.input_grid], data and data.mean, data and data.std)
+        writer.add_image("train/inputs", make_grid(images, nrow=8, padding=2), trainer.global_step)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        folder = run_dir(trainer)
+        writer = tensorboard(trainer)
+        if not trainer.is_global_zero or writer is None:
+            return
+        self._log_hparams(trainer, pl_module)
+        for logger in trainer.loggers:
+            logger.save()
+        writer.flush()
+        curves = read_curves(folder)
+        if curves:
+            plots.curves_figure(curves).savefig(folder / "training_curves.png", dpi=120)
+
+    def _log_hparams(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        metrics = {f"hp/{key.replace('/', '_')}": float(value) for key, value in trainer.callback_metrics.items()
+                   if key.startswith(f"{VAL}/") and value.numel() == 1}
+        checkpoint = trainer.checkpoint_callback
+        if checkpoint is not None and checkpoint.best_model_score is not None:
+            metrics[f"hp/best_{checkpoint.monitor.replace('/', '_')}"] = float(checkpoint.best_model_score)
+        hparams = dict(pl_module.hparams)
+        if trainer.datamodule is not None:
+            hparams.update({f"data.{k}": v for k, v in trainer.datamodule.hparams.items()})
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(hparams, metrics=metrics, step=trainer.global_step)
+
+
+def read_curves(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-epoch train/val loss and accuracy as recorded in the TensorBoard event files of ``folder``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = set(events.Tags().get("scalars", []))
+    if "epoch" not in tags:
+        return {}
+    epoch_at_step = {event.step: int(event.value) for event in events.Scalars("epoch")}
+    curves = {}
+    for name, tag in CURVES.items():
+        if tag in tags:
+            by_epoch = {epoch_at_step.get(event.step, event.step): event.value for event in events.Scalars(tag)}
+            curves[name] = sorted(by_epoch.items())
+    return curves

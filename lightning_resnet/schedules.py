@@ -1,0 +1,54 @@
+"""Learning-rate schedules over a whole run, stepped once per optimizer step."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import (
+    ConstantLR,
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    OneCycleLR,
+    SequentialLR,
+    StepLR,
+)
+
+Schedule = Literal["constant", "cosine", "onecycle", "step"]
+
+
+def build_scheduler(
+    optimizer: Optimizer,
+    schedule: Schedule,
+    total_steps: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+    step_epochs: int = 30,
+    step_gamma: float = 0.1,
+) -> LRScheduler:
+    """The ``schedule`` over ``total_steps``, after a linear warm-up from 1 % over ``warmup_epochs``.
+
+    ``cosine`` decays to zero, ``step`` multiplies by ``step_gamma`` every ``step_epochs``,
+    ``constant`` keeps the optimizer's rate. ``onecycle`` has a warm-up of its own: it rises for
+    ``warmup_epochs``, or for a quarter of the run when that is 0.
+    """
+    total_steps = max(1, total_steps)
+    steps_per_epoch = max(1, steps_per_epoch)
+    warmup = min(total_steps - 1, round(warmup_epochs * steps_per_epoch))
+    if schedule == "onecycle":
+        peak = [group["lr"] for group in optimizer.param_groups]
+        rising = warmup / total_steps if warmup > 0 else 0.25
+        return OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=rising)
+    if schedule == "cosine":
+        main = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup))
+    elif schedule == "step":
+        main = StepLR(optimizer, step_size=step_epochs * steps_per_epoch, gamma=step_gamma)
+    elif schedule == "constant":
+        main = ConstantLR(optimizer, factor=1.0, total_iters=0)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}")
+    if warmup <= 0:
+        return main
+    ramp = LinearLR(optimizer, start_factor=0.01, end_factor=1.0, total_iters=warmup)
+    return SequentialLR(optimizer, [ramp, main], milestones=[warmup])
