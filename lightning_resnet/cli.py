@@ -9,7 +9,9 @@ from __future__ import annotations
 import pickle
 import signal
 import sys
+import warnings
 from pathlib import Path
+from typing import Any, NoReturn
 
 from jsonargparse import lazy_instance
 from lightning.pytorch import Trainer
@@ -24,13 +26,35 @@ from .divergence import NonFiniteLossError
 from .errors import UserError
 from .export import ExportFormat, export_checkpoint
 from .metrics import MONITOR, MONITOR_MODE
-from .models import format_summary, summarize
+from .models import format_summary, summarize, would_run_code
 from .module import ImageClassifier
 from .reports import EvaluationReport, PredictionWriter, TrainingReport
 
 
 class ResNetTrainer(Trainer):
-    """Lightning's Trainer, plus the ``summary`` and ``export`` subcommands of the command line."""
+    """Lightning's Trainer, plus the ``summary`` and ``export`` subcommands of the command line.
+
+    The ``limit_*_batches`` options are re-declared with ``int`` before ``float``: Lightning
+    annotates them ``Union[float, int, None]``, so the command line read ``1`` (one batch) as
+    ``1.0`` (all of them).
+    """
+
+    def __init__(
+        self,
+        *,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            limit_train_batches=limit_train_batches,
+            limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches,
+            limit_predict_batches=limit_predict_batches,
+            **kwargs,
+        )
 
     def summary(self, model: ImageClassifier, datamodule: ImageFolderDataModule) -> None:
         """Print output shapes, trainable and frozen parameters and GMACs of each stage of the model."""
@@ -58,6 +82,18 @@ class ResNetTrainer(Trainer):
         return export_checkpoint(ckpt_path, format, output)
 
 
+class ResNetArgumentParser(LightningArgumentParser):
+    """Lightning's parser, with the error as the first thing a user reads instead of a long usage dump."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        sys.stderr.write(f"error: {message.strip()}\n")
+        sys.stderr.write(f"see: {parser.prog.replace(' [options]', '')} --help\n")
+        raise SystemExit(2)
+
+
 class ResNetCLI(LightningCLI):
     """Links the classes from the data to the model, and keeps checkpoints and TensorBoard logs under ``logs/``.
 
@@ -77,6 +113,7 @@ class ResNetCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.link_arguments("model.backbone_options", "data.channels", compute_fn=input_channels)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
@@ -100,8 +137,27 @@ class ResNetCLI(LightningCLI):
             }
         )
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads the checkpoint's hyper-parameters here first: a file that is no checkpoint is one line."""
+        try:
+            super()._parse_ckpt_path()
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+            if isinstance(error, pickle.UnpicklingError) and would_run_code(error):
+                raise  # refused by weights_only=True: main says so
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            reason = "torch.save did not write it" if isinstance(error, pickle.UnpicklingError) else (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+            raise UserError(f"ckpt_path {path} is not a readable checkpoint (truncated or not written by "
+                            f"Lightning?): {reason}") from None
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
+        # Warnings that ask nothing of the user here. ModelCheckpoint's state in a checkpoint names the
+        # folder of the run that wrote it; a validate, test or predict run logs into a folder of its own.
+        warnings.filterwarnings("ignore", message=".*The dirpath has changed from.*")
+        if config.model.get("freeze_backbone"):
+            # a frozen backbone keeps its BatchNorm layers in eval mode on purpose
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
         if self.subcommand == "fit" and config.get("ckpt_path") == "last":
             self._resolve_last_checkpoint()
         trained_classes = config.model.get("class_names")
@@ -123,11 +179,18 @@ class ResNetCLI(LightningCLI):
         experiment = Path(logger.init_args.save_dir) / logger.init_args.name
         candidates = sorted(experiment.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
         if not candidates:
+            print(f"no {experiment}/version_*/checkpoints/last.ckpt to resume: starting a new run", file=sys.stderr)
+            config.ckpt_path = None
             return
         last = candidates[-1]
         config.ckpt_path = str(last)
         logger.init_args.version = last.parent.parent.name
         self.save_config_kwargs["overwrite"] = True
+
+
+def input_channels(backbone_options: dict | None) -> int:
+    """The image channels the model takes: what the data module must produce."""
+    return int((backbone_options or {}).get("in_chans", 3))
 
 
 def main(args: list[str] | None = None) -> ResNetCLI:
@@ -142,6 +205,8 @@ def main(args: list[str] | None = None) -> ResNetCLI:
             ImageClassifier,
             ImageFolderDataModule,
             trainer_class=ResNetTrainer,
+            parser_class=ResNetArgumentParser,
+            parser_kwargs={"prog": "python -m lightning_resnet"},
             seed_everything_default=42,
             args=args,
         )

@@ -51,7 +51,7 @@ def write_metadata(output: Path, class_names: Sequence[str], mean: Sequence[floa
         "class_names": list(class_names),
         "input": {
             "shape": ["batch", in_chans, image_size, image_size],
-            "layout": "NCHW, RGB, float32",
+            "layout": f"NCHW, {'gray' if in_chans == 1 else 'RGB'}, float32",
             "preprocessing": (f"resize the shorter side to {resize_size} px, center-crop {image_size} px, "
                               "scale to [0, 1], then (x - mean) / std per channel"),
             "mean": list(mean),

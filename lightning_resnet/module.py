@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 
 from .checkpointing import RNG_STATES, rng_states, set_rng_states
 from .data import image_data
@@ -18,7 +19,7 @@ from .divergence import DivergenceGuard
 from .errors import UserError, check
 from .metrics import LOSS, SKIPPED_IMAGES, TEST, TRAIN, TRAIN_LOSS, VAL, classification_metrics, metric_key
 from .models import create_model, load_pretrained
-from .schedules import Schedule, build_scheduler
+from .schedules import Schedule, build_scheduler, stretch_to
 
 
 class ImageClassifier(LightningModule):
@@ -78,6 +79,10 @@ class ImageClassifier(LightningModule):
         self.train_metrics = classification_metrics(num_classes, TRAIN)
         self.val_metrics = classification_metrics(num_classes, VAL)
         self.test_metrics = classification_metrics(num_classes, TEST)
+        # torchmetrics' mean is synchronized as a sum and a count: exact when processes hold
+        # different numbers of images (Lightning's sync_dist mean of a logged tensor is not)
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
         self.divergence = DivergenceGuard()
 
     @property
@@ -103,9 +108,24 @@ class ImageClassifier(LightningModule):
 
     # ----- training ------------------------------------------------------------------------------
 
+    def on_train_start(self) -> None:
+        self._freeze_for_epoch()  # a run resumed in the middle of an epoch gets no on_train_epoch_start for it
+        if self.global_step > 0:  # resumed: the schedule's state is the checkpoint's, planned for its run
+            for config in self.trainer.lr_scheduler_configs:
+                change = stretch_to(config.scheduler, int(self.trainer.estimated_stepping_batches))
+                if change:
+                    rank_zero_info(change)
+
     def on_train_epoch_start(self) -> None:
-        epoch = self.hparams.unfreeze_at_epoch
-        if epoch is not None and self.current_epoch >= epoch and self.model.backbone_frozen:
+        self._freeze_for_epoch()
+
+    def _freeze_for_epoch(self) -> None:
+        """Frozen or not follows from the epoch alone, however the run got there (fresh or resumed)."""
+        unfreeze_at = self.hparams.unfreeze_at_epoch
+        frozen = self.hparams.freeze_backbone and (unfreeze_at is None or self.current_epoch < unfreeze_at)
+        if frozen and not self.model.backbone_frozen:
+            self.model.freeze_backbone()
+        elif not frozen and self.model.backbone_frozen:
             self.model.unfreeze_backbone()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -136,12 +156,14 @@ class ImageClassifier(LightningModule):
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             self.divergence.before_validation(self)
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor] | None, stage: str, metrics: MetricCollection) -> Tensor | None:
+    def _evaluate(self, batch: tuple[Tensor, Tensor] | None, stage: str, metrics: MetricCollection,
+                  loss: MeanMetric) -> Tensor | None:
         if batch is None:  # every image of the batch was unreadable
             return None
         images, targets = batch
         logits = self(images)
-        self.log(metric_key(stage, LOSS), self.loss(logits, targets), on_epoch=True, sync_dist=True, prog_bar=True)
+        loss.update(self.loss(logits, targets), weight=len(targets))
+        self.log(metric_key(stage, LOSS), loss, on_epoch=True, prog_bar=True)
         metrics.update(logits, targets)
         for name, metric in metrics.items():
             self.log(name, metric, on_epoch=True, prog_bar=name.endswith("/acc"))
@@ -149,10 +171,10 @@ class ImageClassifier(LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Tensor | None:
         """Returns the logits, for callbacks such as :class:`~lightning_resnet.reports.EvaluationReport`."""
-        return self._evaluate(batch, VAL, self.val_metrics)
+        return self._evaluate(batch, VAL, self.val_metrics, self.val_loss)
 
     def test_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Tensor | None:
-        return self._evaluate(batch, TEST, self.test_metrics)
+        return self._evaluate(batch, TEST, self.test_metrics, self.test_loss)
 
     def predict_step(self, batch: tuple[Tensor, Any] | None, batch_idx: int) -> dict[str, Tensor] | None:
         if batch is None:

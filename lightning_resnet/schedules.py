@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from torch.optim import Optimizer
@@ -14,6 +15,8 @@ from torch.optim.lr_scheduler import (
     SequentialLR,
     StepLR,
 )
+
+from .errors import UserError
 
 Schedule = Literal["constant", "cosine", "onecycle", "step"]
 
@@ -52,3 +55,31 @@ def build_scheduler(
         return main
     ramp = LinearLR(optimizer, start_factor=0.01, end_factor=1.0, total_iters=warmup)
     return SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def stretch_to(scheduler: LRScheduler, total_steps: int) -> str | None:
+    """Fit a restored schedule to a resumed run of ``total_steps`` (a larger ``max_epochs``, say).
+
+    A cosine decay is re-planned to reach zero at the new end, and the rate set to where that
+    plan is at this step (continuing the old recursion from a finished decay would stay at zero,
+    and the old plan would climb back up); a one-cycle schedule cannot run past the steps it was
+    planned for. Returns a line saying what changed, or None.
+    """
+    parts = scheduler._schedulers if isinstance(scheduler, SequentialLR) else [scheduler]
+    warmup = scheduler._milestones[0] if isinstance(scheduler, SequentialLR) else 0
+    for part in parts:
+        if isinstance(part, CosineAnnealingLR) and part.T_max != max(1, total_steps - warmup):
+            planned = part.T_max + warmup
+            part.T_max = max(1, total_steps - warmup)
+            progress = min(1.0, max(0, part.last_epoch) / part.T_max)
+            rates = [part.eta_min + (base - part.eta_min) * (1 + math.cos(math.pi * progress)) / 2
+                     for base in part.base_lrs]
+            for group, rate in zip(part.optimizer.param_groups, rates):
+                group["lr"] = rate
+            part._last_lr = scheduler._last_lr = rates
+            return (f"resumed a cosine schedule planned for {planned} steps: re-planned to end at step {total_steps}, "
+                    f"learning rate now {rates[0]:.3g}")
+        if isinstance(part, OneCycleLR) and part.total_steps < total_steps:
+            raise UserError(f"model.lr_scheduler onecycle was planned for {part.total_steps} steps and cannot run "
+                            f"{total_steps}: resume with the trainer.max_epochs it started with, or start a new run")
+    return None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shutil
 
 import pytest
 import torch
 import yaml
+from lightning.pytorch import Callback
 
 from lightning_resnet.cli import main
 
@@ -134,3 +136,59 @@ def test_imagenet_recipe_asks_for_the_documented_hardware():
     trainer = config["trainer"]
     assert (trainer["accelerator"], trainer["strategy"], trainer["precision"]) == ("gpu", "ddp", "bf16-mixed")
     assert trainer["devices"] >= 4 and config["model"]["channels_last"] is True
+
+
+def test_an_integer_limit_stays_a_number_of_batches(workdir):
+    args = tiny_args(workdir / "images", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+                     "--trainer.limit_val_batches", "2", "--data.batch_size", "4")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), pytest.raises(SystemExit):
+        main([*args, "--print_config"])
+    trainer_config = yaml.safe_load(printed.getvalue())["trainer"]
+    assert trainer_config["limit_train_batches"] == 1 and isinstance(trainer_config["limit_train_batches"], int)
+    cli = main(args)
+    assert cli.trainer.global_step == 1 and cli.trainer.num_val_batches == [2]
+
+
+def test_a_gray_model_trains_and_exports_one_channel(workdir):
+    gray = ["--model.backbone_options", "{stem: cifar, in_chans: 1}", "--data.normalize", "auto"]
+    cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "1", *gray))
+    assert cli.datamodule.channels == 1 and cli.model.model.conv1.in_channels == 1
+    assert len(cli.datamodule.mean) == len(cli.datamodule.std) == 1
+    batch = next(iter(cli.datamodule.val_dataloader()))
+    assert batch[0].shape[1:] == (1, 16, 16)
+    last = workdir / "logs/tiny/version_0/checkpoints/last.ckpt"
+    main(["export", "--ckpt_path", str(last)])
+    metadata = json.loads(last.with_suffix(".json").read_text())["input"]
+    assert metadata["shape"][1] == 1 and len(metadata["mean"]) == len(metadata["std"]) == 1
+    assert "gray" in metadata["layout"]
+
+
+def test_predict_follows_linked_folders_as_fit_does(trained, workdir):
+    elsewhere = make_image_folder(workdir / "elsewhere", classes=1, per_class=2)
+    inputs = workdir / "inputs"
+    inputs.mkdir()
+    (inputs / "linked").symlink_to(elsewhere / "class_0", target_is_directory=True)
+    best = next((trained / "checkpoints").glob("best-*.ckpt"))
+    cli = main(tiny_args(workdir / "images", "--ckpt_path", str(best), "--data.predict_dir", str(inputs),
+                         subcommand="predict"))
+    assert len(cli.datamodule.predict_paths) == 2
+    assert all("/linked/" in path for path in cli.datamodule.predict_paths)
+
+
+class RecordLearningRates(Callback):
+    rates: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        RecordLearningRates.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_resuming_with_more_epochs_continues_the_cosine_decay(workdir, capsys):
+    args = tiny_args(workdir / "images", "--model.lr_scheduler", "cosine",
+                     "--trainer.callbacks+=tests.test_cli.RecordLearningRates")
+    main([*args, "--trainer.max_epochs", "2"])
+    RecordLearningRates.rates = []
+    main([*args, "--trainer.max_epochs", "4", "--ckpt_path", "last"])
+    rates = RecordLearningRates.rates
+    assert len(rates) == 2 * 3 and all(later < earlier for earlier, later in zip(rates, rates[1:]))
+    assert rates[-1] < 0.05 * rates[0]  # close to zero at the new end, not climbing back up

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch import Callback
 
 from lightning_resnet.cli import main
 
@@ -30,15 +31,36 @@ def run(root: Path, *args: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+def with_progress_bar(args: list[str]) -> list[str]:
+    """``args`` less tiny_args' ``--trainer.enable_progress_bar false``: the default bar, as a user has it."""
+    at = args.index("--trainer.enable_progress_bar")
+    return args[:at] + args[at + 2 :]
+
+
+class RecordLoaderWorkers(Callback):
+    """Writes each process's training-loader worker count to ``workers_rank<N>.txt``."""
+
+    def on_train_start(self, trainer, pl_module):
+        Path(f"workers_rank{trainer.global_rank}.txt").write_text(str(trainer.train_dataloader.num_workers))
+
+
+ODD_VALIDATION = ["--data.val_fraction", "0.25"]  # 15 of the 60 images: one process gets 8, the other 7
+
+
 @pytest.fixture(scope="module")
 def ddp(tmp_path_factory) -> Path:
-    """fit, then validate and predict from its last checkpoint, each with two processes."""
+    """fit with the demo recipe, then validate and predict from its last checkpoint, each with two processes."""
     root = tmp_path_factory.mktemp("ddp")
     make_image_folder(root / "images", classes=3, per_class=20, seed=2)
     images = root / "images"
-    run(root, *tiny_args(images, *COMMON, *TWO_PROCESSES))
+    demo = ["--config", str(ROOT / "configs" / "demo.yaml")]
+    fit = with_progress_bar(tiny_args(images, *COMMON, *TWO_PROCESSES,
+                                      "--data.num_workers", "null", "--data.train_augment", "standard",
+                                      "--trainer.callbacks+=tests.test_distributed.RecordLoaderWorkers"))
+    run(root, fit[0], *demo, *fit[1:])
     last = root / "logs/tiny/version_0/checkpoints/last.ckpt"
-    run(root, *tiny_args(images, "--ckpt_path", str(last), *TWO_PROCESSES, subcommand="validate"))
+    run(root, *with_progress_bar(tiny_args(images, "--ckpt_path", str(last), *ODD_VALIDATION, *TWO_PROCESSES,
+                                           subcommand="validate")))
     run(root, *tiny_args(images, "--ckpt_path", str(last), "--data.predict_dir", str(images), *TWO_PROCESSES,
                          subcommand="predict"))
     return root
@@ -46,7 +68,7 @@ def ddp(tmp_path_factory) -> Path:
 
 def test_fit_runs_with_the_augmentation_callbacks(ddp):
     config = yaml.safe_load((ddp / "logs/tiny/version_0/config.yaml").read_text())
-    callbacks = {callback["class_path"]: callback["init_args"] for callback in config["trainer"]["callbacks"]}
+    callbacks = {callback["class_path"]: callback.get("init_args") for callback in config["trainer"]["callbacks"]}
     assert callbacks["lightning_resnet.callbacks.RandomErasing"]["probability"] == 0.5
     assert callbacks["lightning_resnet.callbacks.MixupCutmix"]["off_epoch"] == 2
     last = torch.load(ddp / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
@@ -61,9 +83,21 @@ def test_every_process_sees_the_same_split_and_writes_once(ddp):
     assert not list(ddp.rglob("*.tmp")) and not list(ddp.rglob(".predictions.csv.part*"))
 
 
-def test_validation_metrics_are_synced_over_both_halves(ddp):
+def test_validation_counts_each_image_once_and_equals_one_process(ddp, tmp_path, monkeypatch):
     report = (ddp / "logs/tiny/version_1/report_val.txt").read_text()
-    assert report.startswith("val: 12 images, 3 classes")  # 6 per process, counted together
+    assert report.startswith("val: 15 images, 3 classes")  # 8 + 7, no padded repeat
+    monkeypatch.chdir(tmp_path)
+    last = ddp / "logs/tiny/version_0/checkpoints/last.ckpt"
+    single = main(tiny_args(ddp / "images", "--ckpt_path", str(last), *ODD_VALIDATION, subcommand="validate"))
+    assert (tmp_path / "logs/tiny/version_0/report_val.txt").read_text() == report
+    assert f"{float(single.trainer.callback_metrics['val/acc']):.4f}" in report
+    assert f"{float(single.trainer.callback_metrics['val/loss']):.4f}" in report
+
+
+def test_the_default_workers_share_the_cores_among_the_processes(ddp):
+    cores = len(os.sched_getaffinity(0))
+    for rank in (0, 1):
+        assert int((ddp / f"workers_rank{rank}.txt").read_text()) == max(1, cores // 2 - 1)
 
 
 def test_predictions_are_written_once(ddp):

@@ -233,6 +233,40 @@ def test_resume_at_an_epoch_boundary_ends_like_an_uninterrupted_run(workdir):
         assert float(straight.trainer.callback_metrics[key]) == float(resumed.trainer.callback_metrics[key])
 
 
+class InterruptAtStep(Callback):
+    """Presses Ctrl-C at the start of training step 8: the third of six in the second epoch."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 8:
+            raise KeyboardInterrupt
+
+
+MID_EPOCH_CASES = {
+    "augmented, no workers": ["--data.train_augment", "standard",
+                              "--model.backbone_options", "{stem: cifar, drop_path_rate: 0.1}"],
+    "augmented, one worker": ["--data.train_augment", "standard", "--data.num_workers", "1"],
+    "inside the unfreeze epoch": ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1"],
+}
+
+
+@pytest.mark.parametrize("case", list(MID_EPOCH_CASES))
+def test_resume_in_the_middle_of_an_epoch_ends_like_an_uninterrupted_run(workdir, case):
+    common = ["--trainer.max_epochs", "3", "--data.batch_size", "4", *MID_EPOCH_CASES[case]]
+    straight = main(tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "straight"))
+    interrupted = tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "resumed")
+    with pytest.raises(SystemExit):
+        main([*interrupted, "--trainer.callbacks+=tests.test_reliability.InterruptAtStep"])
+    saved = torch.load(workdir / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert saved["global_step"] == 8  # interrupted mid-epoch, not at a boundary
+    resumed = main([*interrupted, "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == straight.trainer.global_step == 3 * 6
+    first = straight.model.state_dict()
+    second = resumed.model.state_dict()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    for key in ("val/acc", "val/loss", "train/acc"):
+        assert float(straight.trainer.callback_metrics[key]) == float(resumed.trainer.callback_metrics[key])
+
+
 # ----- safe checkpoint writes -------------------------------------------------------------------
 
 

@@ -10,20 +10,35 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
 from torch import Tensor
-from torch.utils.data import DataLoader, random_split
+from torch.utils.data import DataLoader, Sampler, SequentialSampler, random_split
 
 from ..errors import UserError, check
 from .dataset import ImageSamples, Sample, collate_readable
-from .folders import DEMO_DATA, DEMO_DIR, LayoutError, scan_image_folder, scan_unlabelled, without_unreadable, \
-    write_digits_demo
-from .normalization import IMAGENET_MEAN, IMAGENET_STD, Normalize, Stats, cached_mean_std
-from .transforms import AugmentPreset, CenterView, RandomResizedCropView, eval_view, resize_size, train_augmentation, \
-    train_view
+from .folders import (
+    DEMO_DATA,
+    DEMO_DIR,
+    LayoutError,
+    scan_image_folder,
+    scan_unlabelled,
+    without_unreadable,
+    write_digits_demo,
+)
+from .normalization import Normalize, Stats, cached_mean_std, imagenet_stats
+from .samplers import ResumableShuffle, evaluation_sampler
+from .transforms import (
+    AugmentPreset,
+    CenterView,
+    RandomResizedCropView,
+    eval_view,
+    resize_size,
+    train_augmentation,
+    train_view,
+)
 
 
 @runtime_checkable
@@ -65,11 +80,15 @@ class ImageFolderDataModule(LightningDataModule):
         hflip: probability of a horizontal flip (0 for digits and text).
         normalize: ``imagenet`` mean/std, or ``auto`` to measure the training split's once and cache it.
         batch_size: images per batch and process.
-        num_workers: loader processes; by default one per CPU core.
+        num_workers: loader processes of each training process; by default the CPU cores this
+            machine gives the run, shared among its training processes, less one core for each
+            of them (at least one worker).
         verify_images: at setup, leave out (and list) empty, truncated and undecodable files, reading
             only each file's header and last bytes. A file that fails later is skipped and counted.
         class_names: the classes in index order; read from ``data_dir`` when not given. The command
             line takes them from the checkpoint when one is given, so that indices keep their meaning.
+        channels: image channels, 3 (RGB) or 1 (gray); the command line links it from
+            ``model.backbone_options.in_chans``, so it is never set by hand there.
     """
 
     def __init__(
@@ -89,9 +108,11 @@ class ImageFolderDataModule(LightningDataModule):
         num_workers: int | None = None,
         verify_images: bool = True,
         class_names: list[str] | None = None,
+        channels: int = 3,
     ) -> None:
         super().__init__()
-        check(0.0 < val_fraction < 1.0, f"data.val_fraction must be between 0 and 1 (both excluded), got {val_fraction}")
+        check(0.0 < val_fraction < 1.0,
+              f"data.val_fraction must be between 0 and 1 (both excluded), got {val_fraction}")
         check(0.0 < crop_fraction <= 1.0, f"data.crop_fraction must be in (0, 1], got {crop_fraction}")
         check(image_size >= 1, f"data.image_size must be a positive number of pixels, got {image_size}")
         check(batch_size >= 1, f"data.batch_size must be at least 1, got {batch_size}")
@@ -99,6 +120,7 @@ class ImageFolderDataModule(LightningDataModule):
         check(len(crop_scale) == 2 and 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0,
               f"data.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(crop_scale)}")
         check(0.0 <= hflip <= 1.0, f"data.hflip is a probability in [0, 1], got {hflip}")
+        check(channels in (1, 3), f"model.backbone_options.in_chans must be 1 (gray) or 3 (RGB), got {channels}")
         self.save_hyperparameters(ignore=["class_names"])  # for the checkpoint and TensorBoard only: read below
 
         self.is_demo = data_dir == DEMO_DATA
@@ -114,11 +136,11 @@ class ImageFolderDataModule(LightningDataModule):
         self.hflip = hflip
         self.normalize = normalize
         self.batch_size = batch_size
-        self.num_workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+        self.num_workers_option = num_workers
         self.verify_images = verify_images
+        self.channels = channels
 
-        self.mean: tuple[float, ...] = IMAGENET_MEAN
-        self.std: tuple[float, ...] = IMAGENET_STD
+        self.mean, self.std = imagenet_stats(channels)
         self._class_names: list[str] | None = list(class_names) if class_names else None
         self._samples: list[Sample] | None = None  # every readable image of data_dir, after the first scan
         self._measured: Stats | None = None  # the training split's statistics once read or measured
@@ -127,7 +149,18 @@ class ImageFolderDataModule(LightningDataModule):
         self.test_set: ImageSamples | None = None
         self.predict_set: ImageSamples | None = None
         self.predict_paths: list[str] = []
+        self._train_sampler: ResumableShuffle | None = None
+        self._resume_at: tuple[int, int] | None = None  # (epoch, training batches done) of a checkpoint
         self._normalization_on: tuple[str, Tensor, Tensor] | None = None  # device, shift, scale
+
+    @property
+    def num_workers(self) -> int:
+        """Loader processes per training process: ``num_workers``, or the default that shares the cores."""
+        if self.num_workers_option is not None:
+            return self.num_workers_option
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        local_processes = self.trainer.num_devices if self.trainer is not None else 1
+        return max(1, cores // local_processes - 1)
 
     # ----- classes and split -------------------------------------------------------------------
 
@@ -175,11 +208,11 @@ class ImageFolderDataModule(LightningDataModule):
 
     def eval_view(self) -> CenterView:
         """How validation, test and predict read an image: resize, then center-crop ``image_size``."""
-        return eval_view(self.image_size, self.crop_fraction)
+        return eval_view(self.image_size, self.crop_fraction, self.channels)
 
     def train_view(self) -> CenterView | RandomResizedCropView:
         """How training reads an image, before :func:`~lightning_resnet.data.transforms.train_augmentation`."""
-        return train_view(self.train_augment, self.image_size, self.crop_fraction, self.crop_scale)
+        return train_view(self.train_augment, self.image_size, self.crop_fraction, self.crop_scale, self.channels)
 
     # ----- normalization -----------------------------------------------------------------------
 
@@ -222,30 +255,54 @@ class ImageFolderDataModule(LightningDataModule):
             self.predict_paths = scan_unlabelled(self.predict_dir)
             self.predict_set = ImageSamples([(path, path) for path in self.predict_paths], eval_crop)
 
-    def _loader(self, dataset: ImageSamples, shuffle: bool) -> DataLoader:
+    def _processes(self) -> tuple[int, int]:
+        """(number of training processes, this one's rank): how the loaders share the images out."""
+        if self.trainer is None:
+            return 1, 0
+        return self.trainer.world_size, self.trainer.global_rank
+
+    def _loader(self, dataset: ImageSamples, sampler: Sampler, persistent: bool = False, **options: Any) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        workers = self.num_workers
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
+            sampler=sampler,
+            num_workers=workers,
             pin_memory=on_gpu,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(dataset) > self.batch_size,
+            persistent_workers=persistent and workers > 0,
             collate_fn=collate_readable,
+            # its own generator: creating an iterator then draws nothing from torch's global random
+            # stream, which an exactly resumed run must find where the interrupted one left it
+            generator=torch.Generator().manual_seed(self.seed),
+            **options,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        """A shuffle fixed by ``seed`` and the epoch, which Lightning resumes mid-epoch from a checkpoint."""
+        processes, rank = self._processes()
+        self._train_sampler = ResumableShuffle(self.train_set, num_replicas=processes, rank=rank, seed=self.seed)
+        if self._resume_at is not None:
+            self._resume_from(*self._resume_at)
+        return self._loader(self.train_set, self._train_sampler, persistent=True,
+                            drop_last=len(self.train_set) > self.batch_size * processes)
+
+    def _resume_from(self, epoch: int, batches_done: int) -> None:
+        self._train_sampler.resume(epoch, batches_done * self.batch_size)
+        self._resume_at = None
+
+    def _evaluation_loader(self, dataset: ImageSamples) -> DataLoader:
+        return self._loader(dataset, evaluation_sampler(dataset, *self._processes()))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._evaluation_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._evaluation_loader(self.test_set)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_set, shuffle=False)
+        # Lightning shares predict sets out among processes without repeats by itself
+        return self._loader(self.predict_set, SequentialSampler(self.predict_set))
 
     def on_after_batch_transfer(self, batch: list[Tensor] | None, dataloader_idx: int) -> list[Tensor] | None:
         """Turn the ``uint8`` images into normalized floats on the device (a list, so callbacks can replace them)."""
@@ -268,11 +325,21 @@ class ImageFolderDataModule(LightningDataModule):
     # ----- checkpoint state ----------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {"mean": list(self.mean), "std": list(self.std), "class_names": self._class_names}
+        """Normalization, classes and, during ``fit``, the place in the training epoch (for an exact resume)."""
+        state = {"mean": list(self.mean), "std": list(self.std), "class_names": self._class_names}
+        if self._train_sampler is not None and self.trainer is not None and self.trainer.state.fn == "fit":
+            # Lightning's count of the epoch's completed batches is also where its loop resumes
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            state["train_position"] = [self._train_sampler.epoch, done]
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.mean = tuple(state_dict["mean"])
         self.std = tuple(state_dict["std"])
+        if "train_position" in state_dict:
+            self._resume_at = tuple(state_dict["train_position"])
+            if self._train_sampler is not None:  # the loader came first (some strategies restore late)
+                self._resume_from(*self._resume_at)
         saved = state_dict.get("class_names")
         if saved is None:
             return

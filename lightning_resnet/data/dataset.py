@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import random
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
@@ -19,10 +21,12 @@ Sample = tuple[str, int]
 class ImageSamples(Dataset):
     """``(path, target)`` pairs read as ``(uint8 tensor, target)`` by ``view``, then ``augmentation``.
 
-    The target is the class index of labelled images and the path of images to predict.
-    An image that cannot be decoded is counted in ``skipped`` (shared by the loader's worker
-    processes) and warned about; then, with ``replace_unreadable`` (training), another random
-    sample takes its place so that batches keep their size, and otherwise the sample is ``None``
+    The target is the class index of labelled images and the path of images to predict. A key is
+    an index, or an ``(index, seed)`` pair from :class:`~lightning_resnet.data.samplers.ResumableShuffle`
+    whose seed fixes the sample's random augmentation. An image that cannot be decoded is counted
+    in ``skipped`` (shared by the loader's worker processes) and warned about; then, with
+    ``replace_unreadable`` (training), another random sample takes its place so that batches keep
+    their size, and otherwise the sample is ``None``
     and :func:`collate_readable` leaves it out of the batch.
     """
 
@@ -37,20 +41,33 @@ class ImageSamples(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int | str] | None:
-        for _ in range(10):
-            path, target = self.samples[index]
-            try:
-                image = self.view(path)
-                return (self.augmentation(image) if self.augmentation else image), target
-            except DECODE_ERRORS as error:
-                with self.skipped.get_lock():
-                    self.skipped.value += 1
-                warnings.warn(f"skipped unreadable image {path}: {error}", stacklevel=2)
-                if not self.replace_unreadable:
-                    return None
-                index = random.randrange(len(self.samples))
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int | str] | None:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        with seeded(seed):
+            for _ in range(10):
+                path, target = self.samples[index]
+                try:
+                    image = self.view(path)
+                    return (self.augmentation(image) if self.augmentation else image), target
+                except DECODE_ERRORS as error:
+                    with self.skipped.get_lock():
+                        self.skipped.value += 1
+                    warnings.warn(f"skipped unreadable image {path}: {error}", stacklevel=2)
+                    if not self.replace_unreadable:
+                        return None
+                    index = random.randrange(len(self.samples)) if seed is None else int(torch.randint(len(self), ()))
         raise RuntimeError(f"10 unreadable images in a row, the last {path}: is the data folder readable?")
+
+
+@contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run the block with torch's CPU random stream started at ``seed``, then restore it (nothing for None)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)  # the CPU stream only: torch.manual_seed also queues CUDA seeding
+        yield
 
 
 def collate_readable(batch: list[tuple[Tensor, int | str] | None]) -> list | None:

@@ -1,4 +1,4 @@
-"""File bytes to a ``uint8`` RGB tensor ``(3, H, W)``: the first step of every image's path to the model."""
+"""File bytes to a ``uint8`` RGB (or gray) tensor ``(C, H, W)``: the first step of an image's path to the model."""
 
 from __future__ import annotations
 
@@ -35,25 +35,27 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def decode_jpeg(data: bytes, path: str | Path) -> Tensor:
+def decode_jpeg(data: bytes, path: str | Path, channels: int = 3) -> Tensor:
     """libjpeg-turbo through torchvision (deprecated in torchvision 0.29 for TorchCodec, still shipped)."""
+    mode = tv_io.ImageReadMode.GRAY if channels == 1 else tv_io.ImageReadMode.RGB
     try:
-        return tv_io.decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=tv_io.ImageReadMode.RGB,
+        return tv_io.decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode,
                                  apply_exif_orientation=True)
     except RuntimeError as error:  # torchvision reports undecodable data as RuntimeError
         raise OSError(f"cannot decode {path}: {error}") from None
 
 
 def load_image(
-    path: str | Path, min_size: int | tuple[int, int] | None = None, data: bytes | None = None
+    path: str | Path, min_size: int | tuple[int, int] | None = None, data: bytes | None = None, channels: int = 3
 ) -> Tensor:
-    """Decode ``path`` to a ``uint8`` RGB tensor of shape ``(3, H, W)``, EXIF orientation applied.
+    """Decode ``path`` to a ``uint8`` tensor of shape ``(channels, H, W)``, RGB or gray, EXIF orientation applied.
 
     A JPEG that is at least four times ``min_size`` (width, height as stored, or one side for
     both) decodes at 1/4 or 1/8 scale with PIL's draft mode, never below ``min_size``; other
     JPEGs decode in full with torchvision's libjpeg-turbo decoder, straight into a tensor with no
     PIL image in between. Grayscale, palette, CMYK and 16-bit images become RGB; transparent
-    pixels are composited onto white. ``data`` is the file's content when the caller has read it.
+    pixels are composited onto white; with ``channels=1`` the result is gray (ITU-R 601 luma).
+    ``data`` is the file's content when the caller has read it.
     """
     data = Path(path).read_bytes() if data is None else data
     with Image.open(io.BytesIO(data)) as image:
@@ -62,9 +64,10 @@ def load_image(
             if wanted and min(image.size[0] // max(wanted[0], 1), image.size[1] // max(wanted[1], 1)) >= 4:
                 image.draft("RGB", wanted)
             else:
-                return decode_jpeg(data, path)
+                return decode_jpeg(data, path, channels)
         ImageOps.exif_transpose(image, in_place=True)
-        return TF.pil_to_tensor(to_rgb(image))
+        rgb = to_rgb(image)
+        return TF.pil_to_tensor(rgb.convert("L") if channels == 1 else rgb)
 
 
 def oriented_size(image: Image.Image) -> tuple[int, int]:

@@ -68,6 +68,10 @@ def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple
     empty = [name for index, name in enumerate(found) if not counts[index]]
     if len(empty) == len(found):
         raise LayoutError(f"{root} holds no image files ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+    if len(found) - len(empty) < 2:
+        kept = [name for name in found if name not in empty]
+        raise LayoutError(f"{root} has images of one class only ({kept[0]}): a classifier needs at least two "
+                          f"class folders, {layout}")
     if empty:
         warnings.warn(f"{root}: left out {len(empty)} empty class folder(s): {', '.join(empty)}", stacklevel=2)
         kept = [name for name in found if name not in empty]
@@ -77,13 +81,16 @@ def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple
 
 
 def scan_unlabelled(path: Path) -> list[str]:
-    """One image file, or every image file under a folder (recursively)."""
+    """One image file, or every image file under a folder (recursively, following links to folders)."""
     if path.is_file():
         return [str(path)]
     if not path.is_dir():
         raise LayoutError(f"predict path {path} does not exist: expected an image file or a folder of images")
-    files = sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_file(p)
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = []
+    for folder, subfolders, names in os.walk(path, followlinks=True):  # as torchvision's scan for training does
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        files.extend(os.path.join(folder, name) for name in names if is_image_file(name))
+    files.sort()
     if not files:
         raise LayoutError(f"{path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return files

@@ -19,6 +19,15 @@ from .dataset import ImageSamples, Sample, collate_readable
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+
+
+def imagenet_stats(channels: int) -> Stats:
+    """ImageNet's mean and std, averaged over the colours for gray images (as timm does for ``in_chans=1``)."""
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (sum(IMAGENET_MEAN) / 3,) * channels, (sum(IMAGENET_STD) / 3,) * channels
+
+
 Normalize = Literal["imagenet", "auto"]
 """``imagenet``: ImageNet's mean and std; ``auto``: the training split's, measured once and cached."""
 

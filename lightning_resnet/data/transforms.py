@@ -42,12 +42,13 @@ class CenterView:
     Large JPEGs decode at reduced scale (see :func:`~lightning_resnet.data.decode.load_image`).
     """
 
-    def __init__(self, resize_size: int, size: int) -> None:
+    def __init__(self, resize_size: int, size: int, channels: int = 3) -> None:
         self.resize_size = resize_size
+        self.channels = channels
         self.transform = v2.Compose([v2.Resize(resize_size, antialias=True), v2.CenterCrop(size)])
 
     def __call__(self, path: str | Path) -> Tensor:
-        return self.transform(load_image(path, DRAFT_MARGIN * self.resize_size))
+        return self.transform(load_image(path, DRAFT_MARGIN * self.resize_size, channels=self.channels))
 
 
 class RandomResizedCropView:
@@ -59,8 +60,9 @@ class RandomResizedCropView:
     of it costs a fraction of a full decode.
     """
 
-    def __init__(self, size: int, scale: tuple[float, float] = (0.08, 1.0)) -> None:
+    def __init__(self, size: int, scale: tuple[float, float] = (0.08, 1.0), channels: int = 3) -> None:
         self.size = size
+        self.channels = channels
         self.crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
 
     def __call__(self, path: str | Path) -> Tensor:
@@ -71,7 +73,7 @@ class RandomResizedCropView:
             needed = DRAFT_MARGIN * max(self.size / box["width"], self.size / box["height"])
             stored_width, stored_height = image.size
         wanted = (math.ceil(stored_width * needed), math.ceil(stored_height * needed))
-        pixels = load_image(path, wanted, data=data)
+        pixels = load_image(path, wanted, data=data, channels=self.channels)
         scale_y, scale_x = pixels.shape[1] / height, pixels.shape[2] / width
         return TF.resized_crop(
             pixels,
@@ -89,15 +91,15 @@ def resize_size(image_size: int, crop_fraction: float) -> int:
     return round(image_size / crop_fraction)
 
 
-def eval_view(image_size: int, crop_fraction: float) -> CenterView:
-    return CenterView(resize_size(image_size, crop_fraction), image_size)
+def eval_view(image_size: int, crop_fraction: float, channels: int = 3) -> CenterView:
+    return CenterView(resize_size(image_size, crop_fraction), image_size, channels)
 
 
-def train_view(preset: AugmentPreset, image_size: int, crop_fraction: float,
-               crop_scale: tuple[float, float]) -> CenterView | RandomResizedCropView:
+def train_view(preset: AugmentPreset, image_size: int, crop_fraction: float, crop_scale: tuple[float, float],
+               channels: int = 3) -> CenterView | RandomResizedCropView:
     if preset == "basic":
-        return eval_view(image_size, crop_fraction)
-    return RandomResizedCropView(image_size, crop_scale)
+        return eval_view(image_size, crop_fraction, channels)
+    return RandomResizedCropView(image_size, crop_scale, channels)
 
 
 def train_augmentation(preset: AugmentPreset, hflip: float) -> v2.Transform | None:

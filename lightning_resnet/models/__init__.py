@@ -17,6 +17,7 @@ from .registry import (
     resnext101_64x4d,
     wide_resnet50_2,
     wide_resnet101_2,
+    would_run_code,
 )
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .summary import StageSummary, format_summary, summarize
@@ -44,4 +45,5 @@ __all__ = [
     "summarize",
     "wide_resnet50_2",
     "wide_resnet101_2",
+    "would_run_code",
 ]

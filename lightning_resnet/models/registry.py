@@ -125,18 +125,22 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsNotFoundError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path), device="cpu")
-    else:
-        try:
+            state = load_file(str(path), device="cpu")
+        else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
+    except pickle.UnpicklingError as error:
+        if would_run_code(error):
             raise WeightsError(
                 f"refusing to load {path}: it holds pickled objects other than tensors and plain data, "
                 f"which could run code (loaded with weights_only=True). Re-save it as a state_dict. ({error})"
             ) from None
+        raise WeightsError(f"{path} is not a readable weights file: torch.save did not write it") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:  # truncated or corrupt files
+        raise WeightsError(f"{path} is not a readable weights file (truncated?): {_first_line(error)}") from None
     if isinstance(state, dict):
         for wrapper in ("state_dict", "model", "model_state_dict"):
             if isinstance(state.get(wrapper), dict):
@@ -145,6 +149,15 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{path} holds no state dict of tensors")
     return {_strip_prefixes(key): value for key, value in state.items()}
+
+
+def would_run_code(error: pickle.UnpicklingError) -> bool:
+    """True when ``torch.load(weights_only=True)`` refused a file for the code it names, not for being corrupt."""
+    return "global" in str(error)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _strip_prefixes(key: str) -> str:

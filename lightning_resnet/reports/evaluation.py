@@ -99,11 +99,24 @@ class EvaluationReport(Callback):
             self._report(trainer, pl_module, TEST)
 
     def _report(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        results = self.metrics.compute()  # every process takes part in the sync and in run_dir
+        results = self.metrics.compute()  # every process takes part in the sync, the gather and run_dir
+        self._worst = self._gather_worst(trainer)
         folder = run_dir(trainer)
         if trainer.is_global_zero:
             self._write(trainer, pl_module, stage, folder, {k: v.cpu() for k, v in results.items()})
         self.metrics.reset()
+
+    def _gather_worst(self, trainer: Trainer) -> list[Mistake]:
+        """Every process's most confident mistakes, merged; each process saw its own share of the images."""
+        if trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return self._worst
+        shares: list[list[Mistake] | None] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(shares, [(m.confidence, m.image, m.target, m.predicted)
+                                                     for m in self._worst])
+        merged = [Mistake(confidence, rank * 10**9 + order, image, target, predicted)
+                  for rank, share in enumerate(shares) for order, (confidence, image, target, predicted)
+                  in enumerate(share)]
+        return sorted(merged, reverse=True)[: self.mistakes]
 
     def _write(self, trainer: Trainer, pl_module: LightningModule, stage: str, folder: Path,
                results: dict[str, Tensor]) -> None:

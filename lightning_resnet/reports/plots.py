@@ -41,7 +41,10 @@ def mistakes_figure(images: Tensor, titles: list[str]) -> Figure:
     for axis in axes.flat:
         axis.axis("off")
     for axis, image, title in zip(axes.flat, images, titles):
-        axis.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+        if image.shape[0] == 1:
+            axis.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        else:
+            axis.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
         axis.set_title(title, fontsize=8)
     figure.suptitle("most confident mistakes")
     figure.tight_layout()

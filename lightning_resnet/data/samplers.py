@@ -1,0 +1,57 @@
+"""The order images are read in: a training shuffle that can resume mid-epoch, and evaluation shards.
+
+Both are ``DistributedSampler`` subclasses, so Lightning uses them as they are under DDP
+instead of putting its own in their place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sized
+
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DistributedSampler
+
+SampleKey = tuple[int, int]
+"""What the training sampler yields: a sample's index and the seed of its augmentation."""
+
+
+class ResumableShuffle(DistributedSampler):
+    """Each epoch a shuffle fixed by ``(seed, epoch)``, this process's share of it, and a seed per sample.
+
+    The seed of each sample depends on ``(seed, epoch, index)`` alone, so the random crop, flip
+    and policy an image gets are the same whatever the number of loader workers, and the same
+    again when an interrupted epoch is resumed. :meth:`resume` skips the samples the interrupted
+    run had already trained on (the data module keeps the place in its checkpoint state).
+    """
+
+    def __init__(self, dataset: Sized, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self._resume_at: tuple[int, int] | None = None  # (epoch, samples of this process already trained on)
+
+    def resume(self, epoch: int, samples_done: int) -> None:
+        """Continue ``epoch`` after its first ``samples_done`` samples of this process.
+
+        The epoch is set here too: when resuming, Lightning creates the loader's iterator (and
+        loader workers start drawing samples) before it calls ``set_epoch``.
+        """
+        self.set_epoch(epoch)
+        self._resume_at = (epoch, samples_done)
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        skip = 0
+        if self._resume_at is not None and self._resume_at[0] == self.epoch:
+            skip = self._resume_at[1]
+            self._resume_at = None
+        indices = list(super().__iter__())[skip:]
+        return iter([(index, self._sample_seed(index)) for index in indices])
+
+    def _sample_seed(self, index: int) -> int:
+        return ((self.seed * 1_000_003 + self.epoch) * 1_000_033 + index) % (2**63)
+
+
+def evaluation_sampler(dataset: Sized, num_replicas: int, rank: int) -> UnrepeatedDistributedSampler:
+    """This process's share of an evaluation set, in order, with no image repeated to even out the shares.
+
+    Lightning's default pads the shares with repeats, which are then counted twice in the metrics.
+    """
+    return UnrepeatedDistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
