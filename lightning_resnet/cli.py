@@ -1,7 +1,8 @@
-"""``python -m lightning_resnet``: Lightning's CLI with this project's defaults and two extra subcommands.
+"""``python -m lightning_resnet``: Lightning's CLI with this project's defaults and three extra subcommands.
 
-Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), ``summary`` (the per-stage
-table of the configured model) and ``export`` (a checkpoint to ONNX or ``torch.export``).
+Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), ``lr_find`` (Lightning's
+learning-rate finder), ``summary`` (the per-stage table of the configured model) and ``export``
+(a checkpoint to ONNX or ``torch.export``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from .divergence import NonFiniteLossError
 from .errors import UserError
 from .export import ExportFormat, export_checkpoint
 from .metrics import MONITOR, MONITOR_MODE
-from .models import format_summary, summarize, would_run_code
+from .models import format_summary, is_weights_name, resolve, summarize, would_run_code
 from .module import ImageClassifier
 from .reports import EvaluationReport, PredictionWriter, TrainingReport
+from .throughput import ThroughputDisplay
+from .tuning import find_learning_rate
 
 
 class ResNetTrainer(Trainer):
@@ -61,6 +64,23 @@ class ResNetTrainer(Trainer):
         title = (f"{model.hparams.backbone} at {datamodule.image_size} px, "
                  f"{model.num_classes} classes {model.hparams.backbone_options or ''}")
         print(format_summary(summarize(model.model, image_size=datamodule.image_size), title=title))
+
+    def lr_find(
+        self,
+        model: ImageClassifier,
+        datamodule: ImageFolderDataModule,
+        min_lr: float = 1e-7,
+        max_lr: float = 1.0,
+        num_training: int = 100,
+    ) -> float | None:
+        """Find a learning rate with Lightning's finder: prints it and writes ``lr_find.png`` beside the run.
+
+        Args:
+            min_lr: the rate of the first step.
+            max_lr: the rate of the last step.
+            num_training: steps to take, the rate rising exponentially.
+        """
+        return find_learning_rate(self, model, datamodule, min_lr, max_lr, num_training)
 
     def export(
         self,
@@ -108,12 +128,15 @@ class ResNetCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {**LightningCLI.subcommands(), "summary": {"model", "datamodule"}, "export": {"model", "datamodule"}}
+        return {**LightningCLI.subcommands(), "summary": {"model", "datamodule"}, "export": {"model", "datamodule"},
+                "lr_find": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("model.backbone_options", "data.channels", compute_fn=input_channels)
+        parser.link_arguments(("model.pretrained", "model.backbone", "model.backbone_options"),
+                              "data.weights_normalization", compute_fn=weights_normalization)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
@@ -121,6 +144,7 @@ class ResNetCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(EvaluationReport, "evaluation")
         parser.add_lightning_class_args(TrainingReport, "training_report")
+        parser.add_lightning_class_args(ThroughputDisplay, "throughput")
         parser.set_defaults(
             {
                 "checkpoint.monitor": MONITOR,
@@ -191,6 +215,17 @@ class ResNetCLI(LightningCLI):
 def input_channels(backbone_options: dict | None) -> int:
     """The image channels the model takes: what the data module must produce."""
     return int((backbone_options or {}).get("in_chans", 3))
+
+
+def weights_normalization(pretrained: str | None, backbone: str, backbone_options: dict | None) -> list | None:
+    """``[mean, std]`` of weights named in ``model.pretrained`` (read from the library, no download), else None."""
+    if not is_weights_name(pretrained):
+        return None
+    try:
+        weights = resolve(pretrained, backbone, backbone_options)
+    except UserError:
+        return None  # said in one line when the model loads the weights
+    return [list(weights.mean), list(weights.std)]
 
 
 def main(args: list[str] | None = None) -> ResNetCLI:

@@ -43,6 +43,7 @@ MONITOR_MODE = "max"
 TRAIN_LOSS = metric_key(TRAIN, LOSS)
 TRAIN_LOSS_EPOCH = f"{TRAIN_LOSS}_epoch"  # Lightning's name for the epoch mean of a loss logged on_step and on_epoch
 SKIPPED_IMAGES = "data/skipped_images"
+IMAGES_PER_SEC = metric_key(TRAIN, "images_per_sec")
 
 
 def classification_metrics(num_classes: int, stage: str) -> MetricCollection:

@@ -18,8 +18,23 @@ from .data import image_data
 from .divergence import DivergenceGuard
 from .errors import UserError, check
 from .metrics import LOSS, SKIPPED_IMAGES, TEST, TRAIN, TRAIN_LOSS, VAL, classification_metrics, metric_key
-from .models import create_model, load_pretrained
+from .models import create_model, load_weights
 from .schedules import Schedule, build_scheduler, stretch_to
+
+
+class SharedByCopies:
+    """A value that deep copies of the module share instead of copying.
+
+    The optimizer callable of the command line refers to the command line itself, and so to the
+    trainer and the data; Lightning's ``EMAWeightAveraging`` deep-copies the module for its
+    average, which must not copy those (it fails on the loaders' shared counters).
+    """
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __deepcopy__(self, memo: dict) -> SharedByCopies:
+        return self
 
 
 class ImageClassifier(LightningModule):
@@ -29,10 +44,14 @@ class ImageClassifier(LightningModule):
         backbone: architecture name, one of ``lightning_resnet.models.list_models()``.
         num_classes: classifier outputs; linked from the data module on the command line.
         backbone_options: keyword options of the architecture, e.g. ``{stem: cifar, drop_path_rate: 0.1}``.
-        pretrained: weights file (``.pth``, ``.safetensors`` or a ``.ckpt`` of this project) loaded
-            when training starts; a classifier of another size is replaced by a new one.
+        pretrained: weights loaded when training starts: ``torchvision`` (the architecture's default
+            torchvision weights), ``torchvision:IMAGENET1K_V1``, ``timm:resnet50.a1_in1k``, or a file
+            (``.pth``, ``.safetensors``, a ``.ckpt`` of this project); see :mod:`lightning_resnet.models.hub`.
+            A classifier of another size is replaced by a new one.
         freeze_backbone: train only the classifier (the backbone's BatchNorm statistics stay fixed).
         unfreeze_at_epoch: with ``freeze_backbone``, train the whole network from this epoch on.
+        backbone_lr_factor: the backbone's learning rate as a fraction of the head's (fastai's
+            discriminative rates: e.g. 0.1 when fine-tuning pretrained weights).
         label_smoothing: cross-entropy label smoothing; targets may also be class probabilities.
         optimizer: optimizer class and arguments; biases and norm weights get no weight decay.
         lr_scheduler: per-step schedule over the whole run: ``constant``, ``cosine`` (to zero),
@@ -54,6 +73,7 @@ class ImageClassifier(LightningModule):
         pretrained: str | None = None,
         freeze_backbone: bool = False,
         unfreeze_at_epoch: int | None = None,
+        backbone_lr_factor: float = 1.0,
         label_smoothing: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: Schedule = "cosine",
@@ -67,6 +87,7 @@ class ImageClassifier(LightningModule):
         super().__init__()
         check(class_names is None or len(class_names) == num_classes,
               f"model.class_names: {len(class_names or [])} class names given for num_classes={num_classes}")
+        check(backbone_lr_factor > 0, f"model.backbone_lr_factor must be positive, got {backbone_lr_factor}")
         check(0.0 <= label_smoothing < 1.0, f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         self.save_hyperparameters(ignore=["optimizer"])
         self.model = create_model(backbone, num_classes=num_classes, **(backbone_options or {}))
@@ -74,7 +95,7 @@ class ImageClassifier(LightningModule):
             self.model.to(memory_format=torch.channels_last)
         if freeze_backbone:
             self.model.freeze_backbone()
-        self.optimizer_factory = optimizer
+        self.optimizer_factory = SharedByCopies(optimizer)
         self.class_names = list(class_names) if class_names else [str(index) for index in range(num_classes)]
         self.train_metrics = classification_metrics(num_classes, TRAIN)
         self.val_metrics = classification_metrics(num_classes, VAL)
@@ -91,7 +112,7 @@ class ImageClassifier(LightningModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained:
-            load_pretrained(self.model, self.hparams.pretrained)
+            load_weights(self.model, self.hparams.pretrained, self.hparams.backbone, self.hparams.backbone_options)
 
     def configure_model(self) -> None:
         if self.hparams.compile:
@@ -205,9 +226,18 @@ class ImageClassifier(LightningModule):
         # Every parameter goes to the optimizer, the frozen ones too: unfreeze_at_epoch turns their
         # gradients on in the middle of the run, and a parameter left out here would then never
         # train. While frozen they have no gradient, and the optimizer skips them.
-        decay = [p for p in self.model.parameters() if p.ndim > 1]
-        no_decay = [p for p in self.model.parameters() if p.ndim <= 1]
-        optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+        # Biases and norm weights get no weight decay; the backbone's groups run at backbone_lr_factor.
+        head = {id(p) for p in self.model.fc.parameters()}
+        groups = []
+        for part in ("backbone", "head"):
+            params = [p for p in self.model.parameters() if (id(p) in head) == (part == "head")]
+            groups.append({"name": part, "params": [p for p in params if p.ndim > 1]})
+            groups.append({"name": f"{part}_no_decay", "params": [p for p in params if p.ndim <= 1],
+                           "weight_decay": 0.0})
+        optimizer = self.optimizer_factory.value(groups)
+        for group in optimizer.param_groups:
+            if group["name"].startswith("backbone"):
+                group["lr"] *= self.hparams.backbone_lr_factor
         trainer = self.trainer
         scheduler = build_scheduler(
             optimizer,

@@ -192,3 +192,9 @@ def test_resuming_with_more_epochs_continues_the_cosine_decay(workdir, capsys):
     rates = RecordLearningRates.rates
     assert len(rates) == 2 * 3 and all(later < earlier for earlier, later in zip(rates, rates[1:]))
     assert rates[-1] < 0.05 * rates[0]  # close to zero at the new end, not climbing back up
+
+
+def test_resume_from_last_without_a_last_checkpoint_says_so_and_starts_afresh(workdir, capsys):
+    cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "1", "--ckpt_path", "last"))
+    assert "last.ckpt to resume: starting a new run" in capsys.readouterr().err
+    assert cli.trainer.global_step == 3 and (workdir / "logs/tiny/version_0/checkpoints/last.ckpt").is_file()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+from lightning_resnet.cli import main
 
 from .conftest import ROOT, make_image_folder
 
@@ -33,12 +36,18 @@ CASES = [
     ("a truncated checkpoint", ["validate", "--ckpt_path", "truncated.ckpt"], ["ckpt_path truncated.ckpt"]),
     ("a corrupt weights file", ["fit", "--model.pretrained", "corrupt.pth"], ["corrupt.pth", "not a readable"]),
     ("an unknown key in a config", ["fit", "--config", "typo.yaml"], ["data.colour"]),
+    ("timm weights of another architecture", ["fit", "--model.backbone", "resnet50", "--model.pretrained",
+                                              "timm:resnet18.a1_in1k"], ["resnet18", "resnet50"]),
+    ("a torchvision weight the architecture lacks", ["fit", "--model.pretrained", "torchvision:IMAGENET1K_V9"],
+     ["IMAGENET1K_V9", "IMAGENET1K_V1"]),
+    ("a ResNet-D weight without the deep stem", ["fit", "--model.backbone", "resnet50", "--model.pretrained",
+                                                 "timm:resnet50d.a1_in1k"], ["stem: deep"]),
 ]
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
-    """All cases, run as real processes at the same time (each spends most of its time importing)."""
+def folder(tmp_path_factory) -> Path:
+    """A working folder with the images, files and configs the cases point at."""
     root = tmp_path_factory.mktemp("errors")
     make_image_folder(root / "images", classes=3, per_class=4)
     make_image_folder(root / "one_class", classes=1, per_class=4)
@@ -46,21 +55,45 @@ def outcomes(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     (root / "truncated.ckpt").write_bytes((root / "whole.ckpt").read_bytes()[:1500])
     (root / "corrupt.pth").write_bytes(b"\x80\x02 not a pickle at all")
     (root / "typo.yaml").write_text("data:\n  colour: red\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(root / "cache")}
-    processes = {}
-    for case, (subcommand, *args), _ in CASES:
-        command = [sys.executable, "-m", "lightning_resnet", subcommand, "--data.data_dir", "images", *FAST, *args]
-        processes[case] = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE, text=True)
-    return {case: subprocess.CompletedProcess(p.args, p.wait(timeout=300), *p.communicate())
-            for case, p in processes.items()}
+    return root
+
+
+def command(case: str) -> list[str]:
+    subcommand, *args = next(arguments for name, arguments, _ in CASES if name == case)
+    return [subcommand, "--data.data_dir", "images", *FAST, *args]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
 @pytest.mark.parametrize(("case", "words"), [(case, words) for case, _, words in CASES], ids=[c[0] for c in CASES])
-def test_a_user_error_is_one_line_naming_the_option(outcomes, case, words):
-    outcome = outcomes[case]
-    errors = [line for line in outcome.stderr.splitlines() if line.startswith("error:")]
-    assert outcome.returncode == 2, outcome.stderr[-2000:]
-    assert "Traceback" not in outcome.stderr
-    assert len(errors) == 1 and errors[0] in outcome.stderr.strip().splitlines()[-2:]
+def test_a_user_error_is_one_line_naming_the_option(folder, monkeypatch, capsys, case, words):
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder / "cache"))
+    with pytest.raises(SystemExit) as exit_code:
+        main(command(case))
+    stderr = capsys.readouterr().err
+    errors = error_lines(stderr)
+    assert exit_code.value.code == 2, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert len(errors) == 1 and errors[0] in stderr.strip().splitlines()[-2:]
     assert all(word in errors[0] for word in words), errors[0]
+
+
+REAL_PROCESS_CASES = ["val_fraction 1.5", "test without a test folder", "an unknown key in a config",
+                      "a truncated checkpoint"]
+
+
+def test_python_dash_m_ends_the_same_way(folder):
+    """A constructor's, a hook's, the parser's and Lightning's loading error, each from a real process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(folder / "cache")}
+    processes = {case: subprocess.Popen([sys.executable, "-m", "lightning_resnet", *command(case)], cwd=folder,
+                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for case in REAL_PROCESS_CASES}
+    for case, process in processes.items():
+        _, stderr = process.communicate(timeout=300)
+        words = next(words for name, _, words in CASES if name == case)
+        errors = error_lines(stderr)
+        assert process.returncode == 2 and "Traceback" not in stderr, stderr[-2000:]
+        assert len(errors) == 1 and all(word in errors[0] for word in words), (case, errors)

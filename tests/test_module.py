@@ -103,11 +103,13 @@ def test_norm_weights_and_biases_get_no_weight_decay(tmp_path):
                        lr_scheduler="constant")
     trainer = tiny_trainer(max_epochs=1, default_root_dir=tmp_path)
     trainer.fit(model, tiny_loader())
-    decayed, plain = trainer.optimizers[0].param_groups
-    assert decayed["weight_decay"] == 1e-4 and plain["weight_decay"] == 0.0
-    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim == 1 for p in plain["params"])
-    assert decayed["momentum"] == 0.9
-    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+    groups = trainer.optimizers[0].param_groups  # backbone and head, each with and without decay
+    decayed = [p for group in groups if group["weight_decay"] == 1e-4 for p in group["params"]]
+    plain = [p for group in groups if group["weight_decay"] == 0.0 for p in group["params"]]
+    assert {group["name"] for group in groups} == {"backbone", "backbone_no_decay", "head", "head_no_decay"}
+    assert all(p.ndim > 1 for p in decayed) and all(p.ndim == 1 for p in plain)
+    assert all(group["momentum"] == 0.9 for group in groups)
+    assert len(decayed) + len(plain) == len(list(model.parameters()))
 
 
 class RecordLearningRate(Callback):

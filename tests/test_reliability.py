@@ -242,23 +242,24 @@ class InterruptAtStep(Callback):
 
 
 MID_EPOCH_CASES = {
-    "augmented, no workers": ["--data.train_augment", "standard",
-                              "--model.backbone_options", "{stem: cifar, drop_path_rate: 0.1}"],
-    "augmented, one worker": ["--data.train_augment", "standard", "--data.num_workers", "1"],
-    "inside the unfreeze epoch": ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1"],
+    # per-image augmentation seeds: the resumed run may even use another number of loader workers
+    "augmented, drop-path, workers changed": (["--data.train_augment", "standard", "--model.backbone_options",
+                                               "{stem: cifar, drop_path_rate: 0.1}"], ["--data.num_workers", "1"]),
+    "inside the unfreeze epoch": (["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1"], []),
 }
 
 
 @pytest.mark.parametrize("case", list(MID_EPOCH_CASES))
 def test_resume_in_the_middle_of_an_epoch_ends_like_an_uninterrupted_run(workdir, case):
-    common = ["--trainer.max_epochs", "3", "--data.batch_size", "4", *MID_EPOCH_CASES[case]]
+    options, on_resume = MID_EPOCH_CASES[case]
+    common = ["--trainer.max_epochs", "3", "--data.batch_size", "4", *options]
     straight = main(tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "straight"))
     interrupted = tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "resumed")
     with pytest.raises(SystemExit):
         main([*interrupted, "--trainer.callbacks+=tests.test_reliability.InterruptAtStep"])
     saved = torch.load(workdir / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
     assert saved["global_step"] == 8  # interrupted mid-epoch, not at a boundary
-    resumed = main([*interrupted, "--ckpt_path", "last"])
+    resumed = main([*interrupted, *on_resume, "--ckpt_path", "last"])
     assert resumed.trainer.global_step == straight.trainer.global_step == 3 * 6
     first = straight.model.state_dict()
     second = resumed.model.state_dict()

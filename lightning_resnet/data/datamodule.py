@@ -78,7 +78,9 @@ class ImageFolderDataModule(LightningDataModule):
             ``trivialaugment``, ``randaugment`` or ``autoaugment``.
         crop_scale: area range of the random resized crop (0.08-1 for ImageNet; narrower for small images).
         hflip: probability of a horizontal flip (0 for digits and text).
-        normalize: ``imagenet`` mean/std, or ``auto`` to measure the training split's once and cache it.
+        normalize: ``imagenet`` mean/std, ``auto`` to measure the training split's once and cache it, or
+            null (the default): the mean/std the pretrained weights were trained with when
+            ``model.pretrained`` names them (``weights_normalization``), else ImageNet's.
         batch_size: images per batch and process.
         num_workers: loader processes of each training process; by default the CPU cores this
             machine gives the run, shared among its training processes, less one core for each
@@ -89,6 +91,8 @@ class ImageFolderDataModule(LightningDataModule):
             line takes them from the checkpoint when one is given, so that indices keep their meaning.
         channels: image channels, 3 (RGB) or 1 (gray); the command line links it from
             ``model.backbone_options.in_chans``, so it is never set by hand there.
+        weights_normalization: ``[mean, std]`` of the pretrained weights; the command line links it
+            from ``model.pretrained``.
     """
 
     def __init__(
@@ -103,12 +107,13 @@ class ImageFolderDataModule(LightningDataModule):
         train_augment: AugmentPreset = "standard",
         crop_scale: tuple[float, float] = (0.08, 1.0),
         hflip: float = 0.5,
-        normalize: Normalize = "imagenet",
+        normalize: Normalize | None = None,
         batch_size: int = 32,
         num_workers: int | None = None,
         verify_images: bool = True,
         class_names: list[str] | None = None,
         channels: int = 3,
+        weights_normalization: tuple[list[float], list[float]] | None = None,
     ) -> None:
         super().__init__()
         check(0.0 < val_fraction < 1.0,
@@ -140,7 +145,10 @@ class ImageFolderDataModule(LightningDataModule):
         self.verify_images = verify_images
         self.channels = channels
 
-        self.mean, self.std = imagenet_stats(channels)
+        if normalize is None and weights_normalization is not None:
+            self.mean, self.std = tuple(weights_normalization[0]), tuple(weights_normalization[1])
+        else:
+            self.mean, self.std = imagenet_stats(channels)
         self._class_names: list[str] | None = list(class_names) if class_names else None
         self._samples: list[Sample] | None = None  # every readable image of data_dir, after the first scan
         self._measured: Stats | None = None  # the training split's statistics once read or measured

@@ -1,5 +1,6 @@
 """Hand-written ResNet / ResNeXt backbones, weight-compatible with torchvision and timm."""
 
+from .hub import NamedWeights, fetch, is_weights_name, load_weights, resolve
 from .registry import (
     UnknownBackboneError,
     WeightsError,
@@ -29,7 +30,12 @@ __all__ = [
     "StageSummary",
     "UnknownBackboneError",
     "WeightsError",
+    "NamedWeights",
     "create_model",
+    "fetch",
+    "is_weights_name",
+    "load_weights",
+    "resolve",
     "format_summary",
     "list_models",
     "load_pretrained",

@@ -170,8 +170,9 @@ def _strip_prefixes(key: str) -> str:
     return key
 
 
-def load_pretrained(model: ResNet, path: str | Path) -> dict[str, list[str]]:
-    """Load weights from ``path`` into ``model`` and say what did not fit.
+def load_pretrained(model: ResNet, weights: str | Path | dict[str, Tensor], label: str | None = None
+                    ) -> dict[str, list[str]]:
+    """Load ``weights`` (a file, or a state dict named ``label`` in messages) into ``model``; say what did not fit.
 
     A classifier of another number of classes is not loaded: the model keeps its new head.
     Any other shape difference is an architecture mismatch and raises :class:`WeightsError`.
@@ -179,7 +180,10 @@ def load_pretrained(model: ResNet, path: str | Path) -> dict[str, list[str]]:
 
     Returns the lists ``missing``, ``unexpected`` and ``skipped_head`` (keys not loaded).
     """
-    state = read_state_dict(path)
+    if isinstance(weights, dict):
+        state, path = {_strip_prefixes(key): value for key, value in weights.items()}, label or "the state dict"
+    else:
+        state, path = read_state_dict(weights), label or weights
     own = model.state_dict()
     skipped_head = []
     file_head, own_head = state.get("fc.weight"), own.get("fc.weight")
