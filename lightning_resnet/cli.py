@@ -115,12 +115,15 @@ class ResNetArgumentParser(LightningArgumentParser):
 
 
 class ResNetCLI(LightningCLI):
-    """Links the classes from the data to the model, and keeps checkpoints and TensorBoard logs under ``logs/``.
+    """Lightning's CLI with this project's links, callbacks and logs under ``logs/``.
 
-    Always present, and configured under their own keys: ``checkpoint`` (``ModelCheckpoint``, the best
-    by :data:`~lightning_resnet.metrics.MONITOR`), ``last_checkpoint`` (``last.ckpt``, after every epoch),
-    ``lr_monitor``, ``predictions`` (``predictions.csv``), ``evaluation`` (reports of ``validate`` and ``test``) and
-    ``training_report`` (curves, HPARAMS).
+    Linked, so never typed twice: the classes from the data to the model, and from the model to
+    the data its input channels (``backbone_options.in_chans``) and the normalization of weights
+    named in ``pretrained``. Always present, and configured under their own keys: ``checkpoint``
+    (``ModelCheckpoint``, the best by :data:`~lightning_resnet.metrics.MONITOR`), ``last_checkpoint``
+    (``last.ckpt``, after every epoch), ``lr_monitor``, ``predictions`` (``predictions.csv``),
+    ``evaluation`` (reports of ``validate`` and ``test``), ``training_report`` (curves, HPARAMS) and
+    ``throughput`` (images/s in the progress bar).
     ``trainer.callbacks`` adds others. ``fit --ckpt_path last`` resumes the experiment's newest
     ``last.ckpt`` in its own log folder; Ctrl-C and SIGTERM save one (``interrupt_checkpoint``).
     With a checkpoint, the class names come from it, so predicting needs no training folder.
