@@ -186,10 +186,17 @@ class SlowAfterFirstEpoch(Callback):
             time.sleep(0.5)
 
 
+def interruptible() -> None:
+    """Ctrl-C reaches the child as from a terminal, even when the tests run where SIGINT is ignored
+    (a background job of a non-interactive shell), which a child would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_during_fit_leaves_a_loadable_last_checkpoint_to_resume(workdir, signal_number):
     args = tiny_args(workdir / "images", "--trainer.max_epochs", "3", "--data.batch_size", "4")
-    process = run_cli_process(workdir, *args, "--trainer.callbacks+=tests.test_reliability.SlowAfterFirstEpoch")
+    process = run_cli_process(workdir, *args, "--trainer.callbacks+=tests.test_reliability.SlowAfterFirstEpoch",
+                              preexec_fn=interruptible)
     last = workdir / "logs/tiny/version_0/checkpoints/last.ckpt"
     deadline = time.time() + 180
     while not last.exists() and time.time() < deadline and process.poll() is None:
