@@ -8,6 +8,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.tuner import Tuner
 from matplotlib.figure import Figure
 
+from .errors import check
 from .reports import run_dir
 
 
@@ -18,9 +19,11 @@ def find_learning_rate(trainer: Trainer, model: LightningModule, datamodule: Lig
     The model's weights are restored afterwards (Lightning does it). Prints the suggestion and the
     command-line option that applies it, and writes ``lr_find.png`` beside the run.
     """
+    check(num_training >= 2, f"lr_find --num_training must be at least 2 steps, got {num_training}")
+    check(0 < min_lr < max_lr, f"lr_find needs 0 < --min_lr < --max_lr, got {min_lr} and {max_lr}")
     finder = Tuner(trainer).lr_find(model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr,
                                     num_training=num_training, update_attr=False)
-    if finder is None:  # not process 0, or the finder did not run
+    if finder is None:  # fast_dev_run: Lightning skips the finder and says so
         return None
     suggestion = finder.suggestion()
     folder = run_dir(trainer)

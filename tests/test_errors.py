@@ -40,6 +40,9 @@ CASES = [
                                               "timm:resnet18.a1_in1k"], ["resnet18", "resnet50"]),
     ("a torchvision weight the architecture lacks", ["fit", "--model.pretrained", "torchvision:IMAGENET1K_V9"],
      ["IMAGENET1K_V9", "IMAGENET1K_V1"]),
+    ("lr_find with no steps", ["lr_find", "--num_training", "0"], ["--num_training", "at least 2"]),
+    ("a backbone learning-rate factor of 0", ["fit", "--model.backbone_lr_factor", "0"],
+     ["model.backbone_lr_factor", "positive"]),
     ("a ResNet-D weight without the deep stem", ["fit", "--model.backbone", "resnet50", "--model.pretrained",
                                                  "timm:resnet50d.a1_in1k"], ["stem: deep"]),
 ]
