@@ -39,6 +39,7 @@ class NamedWeights:
     std: tuple[float, ...]
     url: str  # where a download comes from
     cache_path: Path  # where the library keeps the file (for timm, the one a manual copy should go to)
+    hf_repo: str | None = None  # timm's weights: their Hugging Face repository
 
 
 def is_weights_name(pretrained: str | None) -> bool:
@@ -94,7 +95,7 @@ def _timm(name: str, backbone: str, options: dict) -> NamedWeights:
     folder = Path(HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
     return NamedWeights(TIMM, name, tuple(config.mean), tuple(config.std),
                         f"https://huggingface.co/{repo}/resolve/main/{HF_FILENAME}",
-                        folder / "snapshots" / "manual" / HF_FILENAME)
+                        folder / "snapshots" / "manual" / HF_FILENAME, hf_repo=repo)
 
 
 def fetch(weights: NamedWeights) -> Path | dict[str, Tensor]:
@@ -109,9 +110,8 @@ def fetch(weights: NamedWeights) -> Path | dict[str, Tensor]:
             return get_weight(weights.name).get_state_dict(progress=False, check_hash=True, weights_only=True)
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-        repo = weights.url.split("huggingface.co/", 1)[1].split("/resolve/", 1)[0]
-        cached = try_to_load_from_cache(repo, HF_FILENAME)
-        return Path(cached) if isinstance(cached, str) else Path(hf_hub_download(repo, HF_FILENAME))
+        cached = try_to_load_from_cache(weights.hf_repo, HF_FILENAME)
+        return Path(cached) if isinstance(cached, str) else Path(hf_hub_download(weights.hf_repo, HF_FILENAME))
     except (OSError, ValueError, RuntimeError) as error:  # no network, a firewall, a bad download
         manual = (f"write 'manual' into {weights.cache_path.parents[2] / 'refs' / 'main'}"
                   if weights.source == TIMM else "")
