@@ -1,8 +1,9 @@
-"""``python -m lightning_resnet``: Lightning's CLI with this project's defaults and three extra subcommands.
+"""``python -m lightning_resnet``: Lightning's CLI with this project's defaults and extra subcommands.
 
 Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), ``lr_find`` (Lightning's
-learning-rate finder), ``summary`` (the per-stage table of the configured model) and ``export``
-(a checkpoint to ONNX or ``torch.export``).
+learning-rate finder), ``summary`` (the per-stage table of the configured model), ``inspect``
+(the data folder: counts, sizes, duplicates, leaks), ``export`` (a checkpoint to ONNX or
+``torch.export``) and ``cross_validate`` (``fit`` on each of K folds, then the mean and spread).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from . import crossval
 from .checkpointing import InterruptCheckpoint
 from .data import DEMO_DATA, ImageFolderDataModule
 from .divergence import NonFiniteLossError
@@ -29,7 +31,7 @@ from .export import ExportFormat, export_checkpoint
 from .metrics import MONITOR, MONITOR_MODE
 from .models import format_summary, is_weights_name, resolve, summarize, would_run_code
 from .module import ImageClassifier
-from .reports import EvaluationReport, PredictionWriter, TrainingReport
+from .reports import EvaluationReport, PredictionWriter, TrainingReport, inspect_folder, run_dir
 from .throughput import ThroughputDisplay
 from .tuning import find_learning_rate
 
@@ -64,6 +66,15 @@ class ResNetTrainer(Trainer):
         title = (f"{model.hparams.backbone} at {datamodule.image_size} px, "
                  f"{model.num_classes} classes {model.hparams.backbone_options or ''}")
         print(format_summary(summarize(model.model, image_size=datamodule.image_size), title=title))
+
+    def inspect(self, model: ImageClassifier, datamodule: ImageFolderDataModule, per_class: int = 8) -> None:
+        """Look at the data folder before training: counts per class and split, formats, sizes, unreadable
+        files, duplicates and leaks; writes ``duplicates.csv`` and ``classes.png`` beside the run.
+
+        Args:
+            per_class: images of each class in ``classes.png``.
+        """
+        print(inspect_folder(datamodule, run_dir(self), per_class))
 
     def lr_find(
         self,
@@ -132,6 +143,7 @@ class ResNetCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {**LightningCLI.subcommands(), "summary": {"model", "datamodule"}, "export": {"model", "datamodule"},
+                "inspect": {"model", "datamodule"},
                 "lr_find": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -178,7 +190,7 @@ class ResNetCLI(LightningCLI):
                             f"Lightning?): {reason}") from None
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self.config[self.subcommand] if self.subcommand else self.config
         # Warnings that ask nothing of the user here. ModelCheckpoint's state in a checkpoint names the
         # folder of the run that wrote it; a validate, test or predict run logs into a folder of its own.
         warnings.filterwarnings("ignore", message=".*The dirpath has changed from.*")
@@ -231,7 +243,19 @@ def weights_normalization(pretrained: str | None, backbone: str, backbone_option
     return [list(weights.mean), list(weights.std)]
 
 
-def main(args: list[str] | None = None) -> ResNetCLI:
+def cli_options() -> dict[str, Any]:
+    """How :func:`main` builds :class:`ResNetCLI`, less the arguments."""
+    return {
+        "model_class": ImageClassifier,
+        "datamodule_class": ImageFolderDataModule,
+        "trainer_class": ResNetTrainer,
+        "parser_class": ResNetArgumentParser,
+        "parser_kwargs": {"prog": "python -m lightning_resnet"},
+        "seed_everything_default": 42,
+    }
+
+
+def main(args: list[str] | None = None) -> ResNetCLI | None:
     """Run the command line; errors a user can act on end it with one line on stderr, not a traceback.
 
     Exit codes: 2 for a configuration, path or folder that cannot work (:class:`~lightning_resnet.errors.UserError`,
@@ -239,15 +263,10 @@ def main(args: list[str] | None = None) -> ResNetCLI:
     128 + 15 for SIGTERM.
     """
     try:
-        return ResNetCLI(
-            ImageClassifier,
-            ImageFolderDataModule,
-            trainer_class=ResNetTrainer,
-            parser_class=ResNetArgumentParser,
-            parser_kwargs={"prog": "python -m lightning_resnet"},
-            seed_everything_default=42,
-            args=args,
-        )
+        given = sys.argv[1:] if args is None else args
+        if given[:1] == [crossval.COMMAND]:
+            return crossval.cross_validate(given[1:])
+        return ResNetCLI(args=args, **cli_options())
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None  # the run did not finish: let a scheduler see it
     except (UserError, FileNotFoundError) as error:

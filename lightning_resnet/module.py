@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,9 @@ class ImageClassifier(LightningModule):
         backbone_lr_factor: the backbone's learning rate as a fraction of the head's (fastai's
             discriminative rates: e.g. 0.1 when fine-tuning pretrained weights).
         label_smoothing: cross-entropy label smoothing; targets may also be class probabilities.
+        class_weights: weights of the classes in the training loss: ``balanced`` (the training
+            split's images over the number of classes times each class's count, scikit-learn's rule),
+            one number per class, or null (all equal). Validation and test losses stay unweighted.
         optimizer: optimizer class and arguments; biases and norm weights get no weight decay.
         lr_scheduler: per-step schedule over the whole run: ``constant``, ``cosine`` (to zero),
             ``onecycle`` (rising for ``warmup_epochs``, or a quarter of the run) or ``step``.
@@ -75,6 +78,7 @@ class ImageClassifier(LightningModule):
         unfreeze_at_epoch: int | None = None,
         backbone_lr_factor: float = 1.0,
         label_smoothing: float = 0.0,
+        class_weights: Literal["balanced"] | list[float] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: Schedule = "cosine",
         warmup_epochs: float = 0.0,
@@ -89,6 +93,9 @@ class ImageClassifier(LightningModule):
               f"model.class_names: {len(class_names or [])} class names given for num_classes={num_classes}")
         check(backbone_lr_factor > 0, f"model.backbone_lr_factor must be positive, got {backbone_lr_factor}")
         check(0.0 <= label_smoothing < 1.0, f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        check(not isinstance(class_weights, list) or (len(class_weights) == num_classes and min(class_weights) > 0),
+              f"model.class_weights must be 'balanced' or {num_classes} positive numbers, one per class, "
+              f"got {class_weights}")
         self.save_hyperparameters(ignore=["optimizer"])
         self.model = create_model(backbone, num_classes=num_classes, **(backbone_options or {}))
         if channels_last:
@@ -105,6 +112,8 @@ class ImageClassifier(LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.divergence = DivergenceGuard()
+        # the classes' weights in the training loss, set up with the data; a buffer, so it follows the device
+        self.register_buffer("loss_weights", None, persistent=False)
 
     @property
     def num_classes(self) -> int:
@@ -113,6 +122,19 @@ class ImageClassifier(LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained:
             load_weights(self.model, self.hparams.pretrained, self.hparams.backbone, self.hparams.backbone_options)
+        if stage == "fit" and self.hparams.class_weights is not None:
+            self.loss_weights = self._class_weights()
+
+    def _class_weights(self) -> Tensor:
+        weights = self.hparams.class_weights
+        if weights != "balanced":
+            return torch.tensor(weights, dtype=torch.float32)
+        data = image_data(self.trainer)
+        if data is None:
+            raise UserError("model.class_weights balanced needs this project's data module, which counts the "
+                            "training images of each class; give one weight per class instead")
+        counts = torch.tensor(data.class_counts(data.split()[0]), dtype=torch.float32)
+        return counts.sum() / (len(counts) * counts.clamp_min(1))
 
     def configure_model(self) -> None:
         if self.hparams.compile:
@@ -123,9 +145,9 @@ class ImageClassifier(LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
-    def loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+    def loss(self, logits: Tensor, targets: Tensor, class_weights: Tensor | None = None) -> Tensor:
         """Cross-entropy against class indices or, as Mixup/CutMix make them, class probabilities."""
-        return F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
+        return F.cross_entropy(logits, targets, weight=class_weights, label_smoothing=self.hparams.label_smoothing)
 
     # ----- training ------------------------------------------------------------------------------
 
@@ -152,7 +174,7 @@ class ImageClassifier(LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch
         logits = self(images)
-        loss = self.loss(logits, targets)
+        loss = self.loss(logits, targets, self.loss_weights)
         trainer = self._trainer  # None when a step is called by hand
         last_of_epoch = trainer is not None and (trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches)
         self.divergence.after_training_step(self, loss, last_of_epoch)

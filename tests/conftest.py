@@ -19,15 +19,20 @@ CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (2
 def make_image_folder(
     root: Path, classes: int = 3, per_class: int = 10, size: tuple[int, int] = (40, 32), seed: int = 0
 ) -> Path:
-    """One sub-folder per class; each class a noisy colour with a bright square, so it can be learned."""
+    """One sub-folder per class; each class a noisy colour with a bright square, so it can be learned,
+    and dark and bright blots that make every image distinct (no two are near duplicates)."""
     rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[0 : size[1], 0 : size[0]]
     for index in range(classes):
         folder = root / f"class_{index}"
         folder.mkdir(parents=True, exist_ok=True)
         for item in range(per_class):
             pixels = rng.normal(CLASS_COLOURS[index], 25, size=(size[1], size[0], 3))
-            corner = rng.integers(0, min(size) // 2)
-            pixels[corner : corner + 8, corner : corner + 8] = 255
+            for blot in range(4):
+                y, x, radius = rng.uniform(0, size[1]), rng.uniform(0, size[0]), rng.uniform(4, 10)
+                pixels[(rows - y) ** 2 + (columns - x) ** 2 < radius**2] *= 0.1 if blot % 2 else 1.8
+            top, left = rng.integers(0, max(1, size[1] - 8)), rng.integers(0, max(1, size[0] - 8))
+            pixels[top : top + 8, left : left + 8] = 255
             image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
             suffix = ".jpg" if item % 3 == 0 else ".png"
             image.save(folder / f"{item:03d}{suffix}")

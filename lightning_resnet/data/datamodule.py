@@ -1,35 +1,43 @@
 """``ImageFolderDataModule``: a folder of class sub-folders in, normalized batches on the device out.
 
-The path of an image, in the order of this package's files: ``folders`` finds and checks it,
-``decode`` and ``transforms`` turn it into a ``uint8`` crop in a loader worker, ``dataset``
-batches it, and :meth:`ImageFolderDataModule.on_after_batch_transfer` normalizes it on the
-device with the statistics of ``normalization``.
+The path of an image, in the order of this package's files: ``folders`` finds it, ``catalog``
+checks and hashes it (once per folder), ``duplicates`` and ``splits`` put it on one side of the
+split, ``decode`` and ``transforms`` turn it into a ``uint8`` crop in a loader worker,
+``dataset`` and ``samplers`` batch it, and :meth:`ImageFolderDataModule.on_after_batch_transfer`
+normalizes it on the device with the statistics of ``normalization``.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler, SequentialSampler, random_split
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 from ..errors import UserError, check
+from .catalog import ImageRecord, catalog, warn_unreadable
 from .dataset import ImageSamples, Sample, collate_readable
+from .duplicates import DuplicateGroup, duplicate_groups
 from .folders import (
     DEMO_DATA,
     DEMO_DIR,
+    FolderLayout,
     LayoutError,
+    detect_layout,
     scan_image_folder,
+    scan_split_part,
     scan_unlabelled,
-    without_unreadable,
     write_digits_demo,
 )
 from .normalization import Normalize, Stats, cached_mean_std, imagenet_stats
-from .samplers import ResumableShuffle, evaluation_sampler
+from .samplers import BalancedDraw, ResumableShuffle, evaluation_sampler
+from .splits import TEST_SPLIT, TRAIN_SPLIT, VAL_SPLIT, fold_split, stratified_split
 from .transforms import (
     AugmentPreset,
     CenterView,
@@ -53,6 +61,20 @@ class ImageData(Protocol):
     @property
     def skipped_images(self) -> int: ...
 
+    def split(self) -> tuple[list[Sample], list[Sample]]: ...
+
+    def class_counts(self, samples: list[Sample]) -> list[int]: ...
+
+    def split_rows(self) -> list[tuple[str, str, str]]: ...
+
+
+SamplerKind = Literal["shuffle", "balanced"]
+"""``shuffle``: every training image once per epoch; ``balanced``: images drawn with replacement, every
+class equally often (``WeightedRandomSampler``)."""
+IMBALANCE_WARNING_RATIO = 5.0
+"""Start-up warns when the largest class of the training split has more than this many times the
+images of the smallest."""
+
 
 def image_data(trainer: Trainer) -> ImageData | None:
     """The trainer's data module when it is one of this project's kind, else None (plain dataloaders)."""
@@ -61,14 +83,25 @@ def image_data(trainer: Trainer) -> ImageData | None:
 
 
 class ImageFolderDataModule(LightningDataModule):
-    """Train / validation split of a folder of class sub-folders, plus optional test and predict inputs.
+    """Train / validation split of a folder of images, plus optional test and predict inputs.
 
     Args:
-        data_dir: folder with one sub-folder of images per class; ``demo:digits`` writes and uses
-            scikit-learn's digits under ``data/digits``.
-        val_fraction: share of ``data_dir`` held out for validation by a random split.
+        data_dir: a folder with one sub-folder of images per class, split here; or a folder split
+            already, with ``train/<class>/`` and ``val/`` (or ``valid/``, ``validation/``) and
+            optionally ``test/``, used as it is. ``demo:digits`` writes and uses scikit-learn's
+            digits under ``data/digits``.
+        val_fraction: share of each class held out for validation (a stratified random split);
+            a pre-split folder without ``val/`` splits its ``train/`` so.
         seed: seed of that split; the same seed gives the same split on every machine and process.
-        test_dir: optional folder laid out like ``data_dir`` for ``test``.
+        num_folds: split into this many stratified folds instead (k-fold cross-validation; see
+            ``python -m lightning_resnet cross_validate``); ``fold`` is held out for validation.
+        fold: the fold held out, from 0 to ``num_folds - 1``.
+        group_duplicates: look for exact and near-duplicate images (cached once per folder) and
+            keep each group of them on one side of the split; duplicates shared between the
+            parts of a pre-split folder are reported as leaks.
+        sampler: ``shuffle`` (each training image once per epoch) or ``balanced`` (drawn with
+            replacement so that every class comes equally often; also under DDP).
+        test_dir: folder laid out like ``data_dir`` for ``test``; by default a pre-split folder's ``test/``.
         predict_dir: an image file or a folder of images for ``predict``.
         image_size: side of the square images the model sees.
         crop_fraction: evaluation resizes the shorter side to ``image_size / crop_fraction``, then
@@ -86,7 +119,8 @@ class ImageFolderDataModule(LightningDataModule):
             machine gives the run, shared among its training processes, less one core for each
             of them (at least one worker).
         verify_images: at setup, leave out (and list) empty, truncated and undecodable files, reading
-            only each file's header and last bytes. A file that fails later is skipped and counted.
+            only each file's header and last bytes (cached with the duplicate search). A file that
+            fails later is skipped and counted.
         class_names: the classes in index order; read from ``data_dir`` when not given. The command
             line takes them from the checkpoint when one is given, so that indices keep their meaning.
         channels: image channels, 3 (RGB) or 1 (gray); the command line links it from
@@ -100,6 +134,10 @@ class ImageFolderDataModule(LightningDataModule):
         data_dir: str = DEMO_DATA,
         val_fraction: float = 0.2,
         seed: int = 42,
+        num_folds: int | None = None,
+        fold: int = 0,
+        group_duplicates: bool = True,
+        sampler: SamplerKind = "shuffle",
         test_dir: str | None = None,
         predict_dir: str | None = None,
         image_size: int = 224,
@@ -118,6 +156,9 @@ class ImageFolderDataModule(LightningDataModule):
         super().__init__()
         check(0.0 < val_fraction < 1.0,
               f"data.val_fraction must be between 0 and 1 (both excluded), got {val_fraction}")
+        check(num_folds is None or num_folds >= 2, f"data.num_folds must be 2 or more, got {num_folds}")
+        check(0 <= fold < (num_folds or 1) or (num_folds is None and fold == 0),
+              f"data.fold must be between 0 and data.num_folds - 1 ({(num_folds or 1) - 1}), got {fold}")
         check(0.0 < crop_fraction <= 1.0, f"data.crop_fraction must be in (0, 1], got {crop_fraction}")
         check(image_size >= 1, f"data.image_size must be a positive number of pixels, got {image_size}")
         check(batch_size >= 1, f"data.batch_size must be at least 1, got {batch_size}")
@@ -132,6 +173,10 @@ class ImageFolderDataModule(LightningDataModule):
         self.data_dir = DEMO_DIR if self.is_demo else Path(data_dir).expanduser()
         self.val_fraction = val_fraction
         self.seed = seed
+        self.num_folds = num_folds
+        self.fold = fold
+        self.group_duplicates = group_duplicates
+        self.sampler = sampler
         self.test_dir = Path(test_dir).expanduser() if test_dir else None
         self.predict_dir = Path(predict_dir).expanduser() if predict_dir else None
         self.image_size = image_size
@@ -150,14 +195,22 @@ class ImageFolderDataModule(LightningDataModule):
         else:
             self.mean, self.std = imagenet_stats(channels)
         self._class_names: list[str] | None = list(class_names) if class_names else None
-        self._samples: list[Sample] | None = None  # every readable image of data_dir, after the first scan
+        self._layout: FolderLayout | None = None
+        # every image file of data_dir, listed once, and the part of a pre-split folder each is in
+        self._files: list[Sample] | None = None
+        self._parts: list[str | None] = []
+        self._records: list[ImageRecord] | None = None  # of _files: the start-up check and hashes
+        self._hashed = False  # whether _records hold hashes
+        self._groups: list[DuplicateGroup] = []  # duplicates among _files
+        self._split: tuple[list[int], list[int]] | None = None  # indices into _files
+        self._announced = False
         self._measured: Stats | None = None  # the training split's statistics once read or measured
         self.train_set: ImageSamples | None = None
         self.val_set: ImageSamples | None = None
         self.test_set: ImageSamples | None = None
         self.predict_set: ImageSamples | None = None
         self.predict_paths: list[str] = []
-        self._train_sampler: ResumableShuffle | None = None
+        self._train_sampler: ResumableShuffle | BalancedDraw | None = None
         self._resume_at: tuple[int, int] | None = None  # (epoch, training batches done) of a checkpoint
         self._normalization_on: tuple[str, Tensor, Tensor] | None = None  # device, shift, scale
 
@@ -170,39 +223,190 @@ class ImageFolderDataModule(LightningDataModule):
         local_processes = self.trainer.num_devices if self.trainer is not None else 1
         return max(1, cores // local_processes - 1)
 
-    # ----- classes and split -------------------------------------------------------------------
+    # ----- files, classes and split -------------------------------------------------------------
 
-    def _scan(self) -> list[Sample]:
-        """Every readable image of ``data_dir`` with its class index; the folder is read and checked once."""
-        if self._samples is None:
+    def _list_files(self) -> list[Sample]:
+        """Every image file of ``data_dir`` and its class index: the folder is listed once (cheap, no file read)."""
+        if self._files is None:
             if self.is_demo and not self.data_dir.exists():
                 write_digits_demo(self.data_dir)
-            self._class_names, samples = scan_image_folder(self.data_dir, self._class_names)
-            self._samples = without_unreadable(samples, self.data_dir) if self.verify_images else samples
-        return self._samples
+            self._layout = layout = detect_layout(self.data_dir)
+            if not layout.presplit:
+                self._class_names, self._files = scan_image_folder(self.data_dir, self._class_names)
+                self._parts = [None] * len(self._files)
+                return self._files
+            check(self.num_folds is None, f"data.num_folds: {layout.describe()} is split already; k-fold "
+                                          "needs one folder per class (merge train/ and val/ to cross-validate)")
+            self._class_names, files = scan_image_folder(layout.train, self._class_names)
+            parts: list[str | None] = [TRAIN_SPLIT] * len(files)
+            for part, folder in ((VAL_SPLIT, layout.val), (TEST_SPLIT, layout.test)):
+                if folder is not None:
+                    more = scan_split_part(folder, self._class_names, layout.train)
+                    files += more
+                    parts += [part] * len(more)
+            self._files, self._parts = files, parts
+        return self._files
+
+    @property
+    def layout(self) -> FolderLayout:
+        """How ``data_dir`` is laid out (the first read lists the folder)."""
+        self._list_files()
+        return self._layout
 
     @property
     def class_names(self) -> list[str]:
-        """The classes in index order. Unless given, the first read scans and checks ``data_dir`` (once)."""
+        """The classes in index order. Unless given, the first read lists ``data_dir`` (once)."""
         if self._class_names is None:
-            self._scan()
+            self._list_files()
         return list(self._class_names)
 
     @property
     def num_classes(self) -> int:
-        """The number of classes; like :attr:`class_names`, the first read may scan ``data_dir``."""
+        """The number of classes; like :attr:`class_names`, the first read may list ``data_dir``."""
         return len(self.class_names)
 
+    def examine(self, find_duplicates: bool | None = None) -> list[ImageRecord] | None:
+        """The start-up check and, with ``find_duplicates`` (``group_duplicates`` by default), the hashes
+        and duplicate groups of every listed file, from the cache where it has them; None when neither
+        the check nor the hashes are asked for."""
+        files = self._list_files()
+        hashes = self.group_duplicates if find_duplicates is None else find_duplicates
+        if not (self.verify_images or hashes):
+            return None
+        if self._records is None or (hashes and not self._hashed):
+            paths = [path for path, _ in files]
+            first = self._records is None
+            self._records = catalog(self.data_dir, paths, with_hashes=hashes)
+            self._hashed = hashes
+            if self.verify_images and first:
+                warn_unreadable(paths, self._records, self.data_dir)
+            if hashes:
+                self._groups = duplicate_groups(self._records)
+        return self._records
+
+    @property
+    def duplicates(self) -> list[DuplicateGroup]:
+        """Groups of copies among the listed files (indices into :meth:`files`), once hashes were computed."""
+        return self._groups
+
+    def files(self) -> tuple[list[Sample], list[str | None]]:
+        """Every image file of ``data_dir`` with its class, and its part of a pre-split folder (else None)."""
+        return self._list_files(), list(self._parts)
+
+    def _readable(self) -> list[bool]:
+        records = self.examine()
+        if records is None or not self.verify_images:
+            return [True] * len(self._list_files())
+        return [record.readable for record in records]
+
+    def split_indices(self) -> tuple[list[int], list[int]]:
+        """(train, validation) indices into the listed files (see :meth:`split`)."""
+        if self._split is not None:
+            return self._split
+        files = self._list_files()
+        readable = self._readable()
+        layout = self._layout
+        if layout.presplit and layout.val is not None:
+            self._split = ([i for i, part in enumerate(self._parts) if part == TRAIN_SPLIT and readable[i]],
+                           [i for i, part in enumerate(self._parts) if part == VAL_SPLIT and readable[i]])
+            return self._split
+        pool = [i for i, part in enumerate(self._parts) if part in (None, TRAIN_SPLIT) and readable[i]]
+        position = {index: order for order, index in enumerate(pool)}
+        groups = [[position[i] for i in group.members if i in position] for group in self._groups]
+        groups = [group for group in groups if len(group) > 1] if self.group_duplicates else []
+        targets = [files[i][1] for i in pool]
+        if self.num_folds is not None:
+            train, val = fold_split(targets, self.num_folds, self.fold, self.seed, groups)
+        else:
+            train, val = stratified_split(targets, self.val_fraction, self.seed, groups)
+        if not train or not val:
+            raise LayoutError(f"{self.data_dir} has {len(pool)} readable images: too few for a "
+                              f"{self.val_fraction:.0%} validation split")
+        self._split = [pool[i] for i in train], [pool[i] for i in val]
+        return self._split
+
     def split(self) -> tuple[list[Sample], list[Sample]]:
-        """The (train, validation) samples: a random split fixed by ``seed``."""
-        samples = self._scan()
-        generator = torch.Generator().manual_seed(self.seed)
-        train, val = random_split(range(len(samples)), [1 - self.val_fraction, self.val_fraction], generator)
-        if len(train) == 0 or len(val) == 0:
-            raise LayoutError(
-                f"{self.data_dir} has {len(samples)} images: too few for a {self.val_fraction:.0%} validation split"
-            )
-        return [samples[i] for i in train.indices], [samples[i] for i in val.indices]
+        """The (train, validation) samples: a pre-split folder's own, else a stratified random split fixed
+        by ``seed`` (or fold ``fold`` of ``num_folds``) that keeps duplicates together."""
+        files = self._list_files()
+        train, val = self.split_indices()
+        return [files[i] for i in train], [files[i] for i in val]
+
+    def test_samples(self) -> list[Sample]:
+        """The labelled images of ``test``: ``test_dir``, else a pre-split folder's ``test/``."""
+        if self.test_dir is not None:
+            _, samples = scan_image_folder(self.test_dir, self.class_names)
+            if self.verify_images:
+                records = catalog(self.test_dir, [path for path, _ in samples], with_hashes=False)
+                warn_unreadable([path for path, _ in samples], records, self.test_dir)
+                samples = [sample for sample, record in zip(samples, records) if record.readable]
+            return samples
+        if self.layout.test is None:
+            raise UserError("test needs data.test_dir, or a test/ folder beside train/ in data.data_dir: "
+                            "a folder laid out like data_dir (<class name>/<images>)")
+        readable = self._readable()
+        return [sample for sample, part, ok in zip(self._files, self._parts, readable) if part == TEST_SPLIT and ok]
+
+    def split_rows(self) -> list[tuple[str, str, str]]:
+        """``(path, split, class)`` of every image the run uses: what ``split.csv`` holds."""
+        names = self.class_names
+        train, val = self.split()
+        rows = [(path, TRAIN_SPLIT, names[target]) for path, target in train]
+        rows += [(path, VAL_SPLIT, names[target]) for path, target in val]
+        if self.test_dir is not None or self.layout.test is not None:
+            rows += [(path, TEST_SPLIT, names[target]) for path, target in self.test_samples()]
+        return rows
+
+    def class_counts(self, samples: list[Sample]) -> list[int]:
+        """Images of each class among ``samples``, in class index order."""
+        counts = Counter(target for _, target in samples)
+        return [counts[index] for index in range(self.num_classes)]
+
+    def leaks(self) -> list[tuple[DuplicateGroup, list[str]]]:
+        """Duplicate groups whose copies are in more than one part (train, val, test): each with those parts."""
+        self.examine()
+        train, val = self.split_indices()
+        part_of = dict.fromkeys(train, TRAIN_SPLIT) | dict.fromkeys(val, VAL_SPLIT)
+        part_of |= {i: TEST_SPLIT for i, part in enumerate(self._parts) if part == TEST_SPLIT}
+        found = []
+        for group in self._groups:
+            parts = sorted({part_of[i] for i in group.members if i in part_of})
+            if len(parts) > 1:
+                found.append((group, parts))
+        return found
+
+    def _announce(self, train: list[Sample], val: list[Sample]) -> None:
+        """One line at start-up on the layout and split, and warnings on leaks and class imbalance."""
+        if self._announced:
+            return
+        self._announced = True
+        if self._layout.presplit and self._layout.val is not None:
+            how = "its own split"
+        elif self.num_folds is not None:
+            how = f"stratified fold {self.fold} of {self.num_folds} (seed {self.seed})"
+        else:
+            how = f"stratified {1 - self.val_fraction:.0%}/{self.val_fraction:.0%} split (seed {self.seed})"
+        grouped = sum(len(group.members) for group in self._groups)
+        duplicates = (f"; {len(self._groups)} groups of duplicates ({grouped} images)"
+                      + (" kept on one side" if self.group_duplicates and not self._layout.presplit else "")
+                      if self._groups else "")
+        rank_zero_info(f"data: {self._layout.describe()}, {self.num_classes} classes, {how}: "
+                       f"{len(train)} training and {len(val)} validation images{duplicates}")
+        leaks = self.leaks()
+        if leaks:
+            files = self._files
+            examples = "; ".join(" = ".join(files[i][0] for i in group.members[:2]) for group, _ in leaks[:3])
+            rank_zero_warn(f"{self.data_dir}: {len(leaks)} groups of duplicate images are in more than one of "
+                           f"train/val/test, which inflates the held-out scores (e.g. {examples}); "
+                           "see python -m lightning_resnet inspect")
+        counts = self.class_counts(train)
+        largest, smallest = max(range(len(counts)), key=counts.__getitem__), min(range(len(counts)),
+                                                                                  key=counts.__getitem__)
+        if self.sampler != "balanced" and counts[largest] > IMBALANCE_WARNING_RATIO * max(counts[smallest], 1):
+            names = self.class_names
+            rank_zero_warn(f"{self.data_dir}: the classes are imbalanced ({names[largest]}: {counts[largest]} "
+                           f"training images, {names[smallest]}: {counts[smallest]}); consider "
+                           "--model.class_weights balanced or --data.sampler balanced")
 
     @property
     def skipped_images(self) -> int:
@@ -235,28 +439,28 @@ class ImageFolderDataModule(LightningDataModule):
     # ----- Lightning hooks -----------------------------------------------------------------------
 
     def prepare_data(self) -> None:
-        """Once per node: write the demo, and measure ``auto`` statistics into the cache for every process."""
+        """Once per node: write the demo, check and hash the files and measure ``auto`` statistics into the
+        caches, which the other processes then read."""
         if self.is_demo and not self.data_dir.exists():
             write_digits_demo(self.data_dir)
-        if self.normalize == "auto" and self.data_dir.exists():
-            self.training_stats()
+        stage = self.trainer.state.fn if self.trainer is not None else None
+        if stage != "predict" and self.data_dir.exists():
+            self.examine()
+            if self.normalize == "auto":
+                self.training_stats()
 
     def setup(self, stage: str) -> None:
         eval_crop = self.eval_view()
         if stage in ("fit", "validate"):
             train, val = self.split()
+            self._announce(train, val)
             if self.normalize == "auto":
                 self.mean, self.std = self.training_stats()
             self.train_set = ImageSamples(train, self.train_view(), train_augmentation(self.train_augment, self.hflip),
                                           replace_unreadable=True)
             self.val_set = ImageSamples(val, eval_crop)
         if stage == "test":
-            if self.test_dir is None:
-                raise UserError("test needs data.test_dir: a folder laid out like data_dir (<class name>/<images>)")
-            _, samples = scan_image_folder(self.test_dir, self.class_names)
-            if self.verify_images:
-                samples = without_unreadable(samples, self.test_dir)
-            self.test_set = ImageSamples(samples, eval_crop)
+            self.test_set = ImageSamples(self.test_samples(), eval_crop)
         if stage == "predict":
             if self.predict_dir is None:
                 raise UserError("predict needs data.predict_dir: an image file or a folder of images")
@@ -287,9 +491,13 @@ class ImageFolderDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """A shuffle fixed by ``seed`` and the epoch, which Lightning resumes mid-epoch from a checkpoint."""
+        """A shuffle (or balanced draw) fixed by ``seed`` and the epoch, resumed mid-epoch from a checkpoint."""
         processes, rank = self._processes()
-        self._train_sampler = ResumableShuffle(self.train_set, num_replicas=processes, rank=rank, seed=self.seed)
+        if self.sampler == "balanced":
+            targets = [target for _, target in self.train_set.samples]
+            self._train_sampler = BalancedDraw(targets, num_replicas=processes, rank=rank, seed=self.seed)
+        else:
+            self._train_sampler = ResumableShuffle(self.train_set, num_replicas=processes, rank=rank, seed=self.seed)
         if self._resume_at is not None:
             self._resume_from(*self._resume_at)
         return self._loader(self.train_set, self._train_sampler, persistent=True,

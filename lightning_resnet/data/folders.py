@@ -1,4 +1,4 @@
-"""Image folders on disk: layout checks, scanning, the start-up check of each file, and the digits demo."""
+"""Image folders on disk: which layout a folder has, the files and classes in it, and the digits demo."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,6 @@ from torchvision.datasets.folder import make_dataset
 
 from ..errors import UserError
 from .dataset import Sample
-from .decode import DECODE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,77 @@ DEMO_DATA = "demo:digits"
 DEMO_DIR = Path("data/digits")
 
 
+SPLIT_FOLDER_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+"""Sub-folders that make a folder pre-split, and the part each one is (case does not matter)."""
+
+
 class LayoutError(UserError):
     """A data folder that is not laid out as one sub-folder of images per class."""
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """How ``data_dir`` is laid out: one sub-folder per class, or split into ``train/``, ``val/`` and ``test/``."""
+
+    root: Path
+    train: Path | None = None
+    """``root/train`` of a pre-split folder; None when ``root`` holds the class folders itself."""
+    val: Path | None = None
+    test: Path | None = None
+
+    @property
+    def presplit(self) -> bool:
+        return self.train is not None
+
+    def describe(self) -> str:
+        if not self.presplit:
+            return f"{self.root} (one folder per class)"
+        parts = [f"{path.name}/" for path in (self.train, self.val, self.test) if path is not None]
+        return f"{self.root} (split by its folders: {', '.join(parts)})"
+
+
+def visible_folders(root: Path) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+
+
+def detect_layout(root: Path) -> FolderLayout:
+    """Whether ``root`` holds class folders or ``train/`` and ``val/`` (or ``valid/``, ``validation/``), ``test/``."""
+    layout = f"expected {root}/<class name>/<image files> or {root}/train/<class name>/ with {root}/val/<class name>/"
+    if not root.exists():
+        raise LayoutError(f"data folder {root} does not exist: {layout}")
+    if not root.is_dir():
+        raise LayoutError(f"data path {root} is not a folder: {layout}")
+    names = visible_folders(root)
+    parts: dict[str, list[str]] = {}
+    for name in names:
+        if name.lower() in SPLIT_FOLDER_NAMES:
+            parts.setdefault(SPLIT_FOLDER_NAMES[name.lower()], []).append(name)
+    if not parts:
+        return FolderLayout(root)
+    others = [name for name in names if name.lower() not in SPLIT_FOLDER_NAMES]
+    if others:
+        raise LayoutError(f"{root} mixes split folders ({', '.join(sum(parts.values(), []))}) with other folders "
+                          f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}): {layout}")
+    doubled = [folders for folders in parts.values() if len(folders) > 1]
+    if doubled:
+        raise LayoutError(f"{root} has {' and '.join(doubled[0])}, which are the same part of a split: keep one")
+    if "train" not in parts:
+        raise LayoutError(f"{root} has {', '.join(sum(parts.values(), []))}/ but no train/ folder: {layout}")
+    folder = {part: root / names[0] for part, names in parts.items()}
+    return FolderLayout(root, folder["train"], folder.get("val"), folder.get("test"))
+
+
+def scan_split_part(folder: Path, classes: Sequence[str], reference: Path) -> list[Sample]:
+    """The samples of a pre-split folder's ``val/``, whose classes must be those of ``reference`` (``train/``)."""
+    extra = sorted(set(visible_folders(folder)) - set(classes))
+    _, samples = scan_image_folder(folder, classes) if not extra else (None, [])
+    present = {target for _, target in samples}
+    missing = [name for index, name in enumerate(classes) if index not in present]
+    if extra or missing:
+        differences = ([f"only in {folder.name}/: {', '.join(extra)}"] if extra else []) + (
+            [f"no images in {folder.name}/: {', '.join(missing)}"] if missing and not extra else [])
+        raise LayoutError(f"{folder} and {reference} must have the same class folders: {'; '.join(differences)}")
+    return samples
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -49,7 +117,7 @@ def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple
         raise LayoutError(f"data folder {root} does not exist: {layout}")
     if not root.is_dir():
         raise LayoutError(f"data path {root} is not a folder: {layout}")
-    found = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    found = visible_folders(root)
     if not found:
         raise LayoutError(f"{root} holds no class folders: {layout}")
     if classes is not None:
@@ -94,41 +162,6 @@ def scan_unlabelled(path: Path) -> list[str]:
     if not files:
         raise LayoutError(f"{path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return files
-
-
-def unreadable_reason(path: str) -> str | None:
-    """Why ``path`` cannot be an image, from its header and its last bytes only; None if it looks whole.
-
-    Finds empty files, files that are no image, and JPEG and PNG files cut short (no end marker).
-    """
-    try:
-        size = os.path.getsize(path)
-        if size == 0:
-            return "empty file"
-        with Image.open(path) as image:
-            kind = image.format
-        end_marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}.get(kind)
-        if end_marker:
-            with open(path, "rb") as handle:
-                handle.seek(max(0, size - 1024))
-                if end_marker not in handle.read():
-                    return f"truncated {kind}"
-    except DECODE_ERRORS as error:
-        return str(error) or type(error).__name__
-    return None
-
-
-def without_unreadable(samples: list[Sample], where: Path) -> list[Sample]:
-    """``samples`` less the files that :func:`unreadable_reason` rejects, named in one warning."""
-    with ThreadPoolExecutor(max_workers=min(32, 4 * (os.cpu_count() or 1))) as pool:
-        reasons = list(pool.map(unreadable_reason, [path for path, _ in samples]))
-    bad = [(path, reason) for (path, _), reason in zip(samples, reasons) if reason]
-    if bad:
-        listed = "; ".join(f"{path} ({reason})" for path, reason in bad[:10])
-        more = f"; and {len(bad) - 10} more" if len(bad) > 10 else ""
-        warnings.warn(f"{where}: left out {len(bad)} unreadable image(s) of {len(samples)}: {listed}{more}",
-                      stacklevel=2)
-    return [sample for sample, reason in zip(samples, reasons) if not reason]
 
 
 def write_digits_demo(root: Path) -> None:

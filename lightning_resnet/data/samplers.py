@@ -1,15 +1,18 @@
-"""The order images are read in: a training shuffle that can resume mid-epoch, and evaluation shards.
+"""The order images are read in: a training shuffle or a class-balanced draw, both resumable mid-epoch,
+and evaluation shards.
 
-Both are ``DistributedSampler`` subclasses, so Lightning uses them as they are under DDP
-instead of putting its own in their place.
+All are ``DistributedSampler`` subclasses, so Lightning uses them as they are under DDP instead
+of putting its own in their place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections import Counter
+from collections.abc import Iterator, Sequence, Sized
 
+import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, WeightedRandomSampler
 
 SampleKey = tuple[int, int]
 """What the training sampler yields: a sample's index and the seed of its augmentation."""
@@ -42,11 +45,34 @@ class ResumableShuffle(DistributedSampler):
         if self._resume_at is not None and self._resume_at[0] == self.epoch:
             skip = self._resume_at[1]
             self._resume_at = None
-        indices = list(super().__iter__())[skip:]
+        indices = self._epoch_indices()[skip:]
         return iter([(index, self._sample_seed(index)) for index in indices])
+
+    def _epoch_indices(self) -> list[int]:
+        """This process's share of the epoch's indices."""
+        return list(super().__iter__())
 
     def _sample_seed(self, index: int) -> int:
         return ((self.seed * 1_000_003 + self.epoch) * 1_000_033 + index) % (2**63)
+
+
+class BalancedDraw(ResumableShuffle):
+    """Each epoch as many draws as there are images, with replacement, every class equally likely.
+
+    Torch's ``WeightedRandomSampler`` (weights one over the class's count) draws the epoch's
+    indices with a generator seeded by ``(seed, epoch)``, so every process draws the same list and
+    takes its own share of it, and a resumed epoch draws it again.
+    """
+
+    def __init__(self, targets: Sequence[int], num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        super().__init__(targets, num_replicas=num_replicas, rank=rank, seed=seed)
+        counts = Counter(targets)
+        self.weights = torch.tensor([1.0 / counts[target] for target in targets], dtype=torch.float64)
+
+    def _epoch_indices(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        drawn = list(WeightedRandomSampler(self.weights, self.total_size, replacement=True, generator=generator))
+        return drawn[self.rank : self.total_size : self.num_replicas]
 
 
 def evaluation_sampler(dataset: Sized, num_replicas: int, rank: int) -> UnrepeatedDistributedSampler:

@@ -1,4 +1,4 @@
-"""What ``fit`` leaves to read: the augmented inputs of the first step, learning curves and HPARAMS."""
+"""What ``fit`` leaves to read: ``split.csv``, the augmented inputs of the first step, learning curves and HPARAMS."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid
 
-from ..data import image_data
-from ..metrics import ACCURACY, LOSS, TRAIN, TRAIN_LOSS_EPOCH, VAL, metric_key
+from ..data import SPLIT_CSV, image_data, write_split_csv
+from ..metrics import ACCURACY, LOSS, MONITOR, MONITOR_MODE, TRAIN, TRAIN_LOSS_EPOCH, VAL, metric_key
 from . import plots
 from .run import run_dir, tensorboard
 
@@ -24,9 +24,10 @@ CURVES = {
 
 
 class TrainingReport(Callback):
-    """During and after ``fit``: the augmented inputs of the first step, learning curves and HPARAMS.
+    """During and after ``fit``: the split, the augmented inputs of the first step, learning curves and HPARAMS.
 
-    At the first training step a grid of the batch as the model sees it (after Mixup, Erasing)
+    At the start, ``split.csv`` (``path,split,class`` of every image: which were held out) is
+    written beside the run. At the first training step a grid of the batch as the model sees it (after Mixup, Erasing)
     goes to TensorBoard. At the end, ``training_curves.png`` (loss and accuracy per epoch, train
     and validation, read back from the TensorBoard events) is written beside the run, and the
     hyper-parameters are logged with the final metrics for TensorBoard's HPARAMS tab.
@@ -34,6 +35,13 @@ class TrainingReport(Callback):
 
     def __init__(self, input_grid: int = 32) -> None:
         self.input_grid = input_grid
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        folder = run_dir(trainer)
+        data = image_data(trainer)
+        if trainer.is_global_zero and data is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_split_csv(folder / SPLIT_CSV, data.split_rows())
 
     @rank_zero_only
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
@@ -71,8 +79,8 @@ class TrainingReport(Callback):
                 logger.log_hyperparams(hparams, metrics=metrics, step=trainer.global_step)
 
 
-def read_curves(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    """Per-epoch train/val loss and accuracy as recorded in the TensorBoard event files of ``folder``."""
+def _by_epoch(folder: Path, wanted) -> dict[str, dict[int, float]]:
+    """Scalars of ``folder``'s TensorBoard events whose tag ``wanted(tag)`` accepts, per epoch."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
@@ -81,9 +89,23 @@ def read_curves(folder: Path) -> dict[str, list[tuple[int, float]]]:
     if "epoch" not in tags:
         return {}
     epoch_at_step = {event.step: int(event.value) for event in events.Scalars("epoch")}
-    curves = {}
-    for name, tag in CURVES.items():
-        if tag in tags:
-            by_epoch = {epoch_at_step.get(event.step, event.step): event.value for event in events.Scalars(tag)}
-            curves[name] = sorted(by_epoch.items())
-    return curves
+    return {tag: {epoch_at_step.get(event.step, event.step): event.value for event in events.Scalars(tag)}
+            for tag in sorted(tags) if wanted(tag)}
+
+
+def read_curves(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-epoch train/val loss and accuracy as recorded in the TensorBoard event files of ``folder``."""
+    scalars = _by_epoch(folder, set(CURVES.values()).__contains__)
+    return {name: sorted(scalars[tag].items()) for name, tag in CURVES.items() if tag in scalars}
+
+
+def best_epoch_metrics(folder: Path) -> tuple[int, dict[str, float]] | None:
+    """The epoch the best checkpoint was chosen at (the first best by :data:`MONITOR`) and its validation
+    metrics, from ``folder``'s TensorBoard events; None when it has no validated epoch."""
+    scalars = _by_epoch(folder, lambda tag: tag.startswith(f"{VAL}/"))
+    monitored = scalars.get(MONITOR)
+    if not monitored:
+        return None
+    sign = 1 if MONITOR_MODE == "max" else -1
+    best = max(sorted(monitored), key=lambda epoch: sign * monitored[epoch])
+    return best, {tag: values[best] for tag, values in scalars.items() if best in values}

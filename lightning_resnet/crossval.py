@@ -1,0 +1,90 @@
+"""``cross_validate``: ``fit`` once per fold of ``data.num_folds``, then each fold's scores and their mean ± std.
+
+Each fold is an ordinary ``fit`` in a process of its own (so DDP and every ``fit`` option work as
+they do alone), logged to ``logs/<experiment>/crossval_N/fold_K/`` with its own checkpoints and
+``split.csv``. A fold's scores are the validation metrics of the epoch its best checkpoint was
+chosen at, read back from its TensorBoard events. The table is printed and written to
+``crossval_N/cross_validation.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from .errors import UserError
+from .metrics import METRIC_LABELS, VAL, metric_key
+from .reports import best_epoch_metrics
+
+COMMAND = "cross_validate"
+RESULTS_CSV = "cross_validation.csv"
+COLUMNS = [metric_key(VAL, name) for name in METRIC_LABELS]
+
+
+def cross_validate(args: list[str]) -> None:
+    """Run ``python -m lightning_resnet fit <args> --data.fold K`` for every fold, then report."""
+    from .cli import ResNetCLI, cli_options  # the folds are fits: the same parser, the same checks
+
+    if any(arg in ("-h", "--help") for arg in args):
+        print(f"usage: python -m lightning_resnet {COMMAND} [fit options] --data.num_folds K\n\n"
+              f"{__doc__.strip()}\nEvery option of fit (python -m lightning_resnet fit --help) applies.")
+        return
+    cli = ResNetCLI(args=args, run=False, **cli_options())
+    folds = cli.datamodule.num_folds
+    if folds is None:
+        raise UserError(f"{COMMAND} needs data.num_folds: the number of folds (2 or more), e.g. --data.num_folds 5")
+    logger = cli.trainer.logger
+    if not isinstance(logger, TensorBoardLogger):
+        raise UserError(f"{COMMAND} keeps each fold's run with trainer.logger, which must be the TensorBoard logger")
+    experiment = Path(logger.save_dir) / logger.name
+    group = next(f"crossval_{n}" for n in range(10_000) if not (experiment / f"crossval_{n}").exists())
+    del cli
+
+    scores: list[dict[str, float]] = []
+    for fold in range(folds):
+        print(f"cross-validation: fold {fold} of {folds} -> {experiment / group / f'fold_{fold}'}", flush=True)
+        command = [sys.executable, "-m", "lightning_resnet", "fit", *args, "--data.fold", str(fold),
+                   "--trainer.logger.init_args.version", f"{group}/fold_{fold}"]
+        finished = subprocess.run(command)
+        if finished.returncode != 0:
+            raise SystemExit(finished.returncode)
+        best = best_epoch_metrics(experiment / group / f"fold_{fold}")
+        if best is None:
+            raise UserError(f"fold {fold} logged no validation metrics (trainer.limit_val_batches 0?): "
+                            "nothing to cross-validate")
+        scores.append(best[1])
+    print(format_results(scores, experiment / group))
+    write_results(experiment / group / RESULTS_CSV, scores)
+
+
+def format_results(scores: list[dict[str, float]], folder: Path) -> str:
+    """Each fold's validation metrics, then their mean ± standard deviation over the folds."""
+    columns = [column for column in COLUMNS if all(column in fold for fold in scores)]
+    lines = [f"cross-validation over {len(scores)} folds ({folder}); the best epoch of each fold",
+             f"{'fold':<12}" + "".join(f"{column:>22}" for column in columns)]
+    for number, fold in enumerate(scores):
+        lines.append(f"{number:<12}" + "".join(f"{fold[column]:>22.4f}" for column in columns))
+    summary = [summarize([fold[column] for fold in scores]) for column in columns]
+    lines.append(f"{'mean ± std':<12}" + "".join(f"{mean:>13.4f} ± {std:<6.4f}" for mean, std in summary))
+    return "\n".join(lines)
+
+
+def summarize(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1) over the folds."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def write_results(path: Path, scores: list[dict[str, float]]) -> None:
+    columns = [column for column in COLUMNS if all(column in fold for fold in scores)]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["fold", *columns])
+        writer.writerows([number, *(fold[column] for column in columns)] for number, fold in enumerate(scores))
+        writer.writerow(["mean", *(summarize([fold[c] for fold in scores])[0] for c in columns)])
+        writer.writerow(["std", *(summarize([fold[c] for fold in scores])[1] for c in columns)])
+

@@ -1,0 +1,114 @@
+"""How the images of a folder are shared between training and validation: stratified, by groups, or in K folds.
+
+Every split here is stratified (each class split with the same fraction) and moves whole groups
+(a group of duplicates lands on one side). It depends on the seed and the sorted file list only,
+so it is the same on every machine and in every process.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+TRAIN_SPLIT, VAL_SPLIT, TEST_SPLIT = "train", "val", "test"
+SPLIT_CSV = "split.csv"
+SPLIT_COLUMNS = ("path", "split", "class")
+
+Units = list[list[int]]
+"""Indices of samples that move together: a group of duplicates, or one sample."""
+
+
+def units_by_class(targets: Sequence[int], groups: Iterable[Sequence[int]] = ()) -> dict[int, Units]:
+    """Each class's units; a group belongs to the class of its first sample."""
+    grouped = set()
+    units: dict[int, Units] = {}
+    for group in groups:
+        members = sorted(group)
+        units.setdefault(targets[members[0]], []).append(members)
+        grouped.update(members)
+    for index, target in enumerate(targets):
+        if index not in grouped:
+            units.setdefault(target, []).append([index])
+    return {target: sorted(class_units) for target, class_units in sorted(units.items())}
+
+
+def _shuffled(units: Units, seed: int, target: int) -> Units:
+    generator = torch.Generator().manual_seed(seed * 100_003 + target)
+    return [units[i] for i in torch.randperm(len(units), generator=generator).tolist()]
+
+
+def _validation_quota(sizes: dict[int, int], fraction: float) -> dict[int, int]:
+    """Images each class gives to validation: ``fraction`` of the total in all (largest remainders),
+    and at least one of every class with two images or more, never all of them."""
+    total = round(sum(sizes.values()) * fraction)
+    exact = {target: size * fraction for target, size in sizes.items()}
+    quota = {target: int(share) for target, share in exact.items()}
+    by_remainder = sorted(exact, key=lambda target: (quota[target] - exact[target], target))
+    for target in by_remainder[: max(0, total - sum(quota.values()))]:
+        quota[target] += 1
+    return {target: min(max(quota[target], 1 if size >= 2 else 0), max(size - 1, 0))
+            for target, size in sizes.items()}
+
+
+def stratified_split(targets: Sequence[int], fraction: float, seed: int,
+                     groups: Iterable[Sequence[int]] = ()) -> tuple[list[int], list[int]]:
+    """(train, validation) indices: each class gives about ``fraction`` of its images to validation.
+
+    Units of a class are taken in a seeded order; one goes to validation when it fits in what is
+    left of the class's quota. If none fits (large groups), the smallest unit goes, so a class
+    of two images or more always has one in validation, unless that would leave it none in training.
+    """
+    units = units_by_class(targets, groups)
+    sizes = {target: sum(map(len, class_units)) for target, class_units in units.items()}
+    quota = _validation_quota(sizes, fraction)
+    train, val = [], []
+    for target, class_units in units.items():
+        chosen, taken = [], 0
+        for unit in _shuffled(class_units, seed, target):
+            if taken + len(unit) <= quota[target]:
+                chosen.append(unit)
+                taken += len(unit)
+        if not chosen and quota[target] > 0:
+            smallest = min(class_units, key=len)
+            if len(smallest) < sizes[target]:
+                chosen.append(smallest)
+        held_out = {index for unit in chosen for index in unit}
+        val.extend(held_out)
+        train.extend(index for unit in class_units for index in unit if index not in held_out)
+    return sorted(train), sorted(val)
+
+
+def fold_split(targets: Sequence[int], num_folds: int, fold: int, seed: int,
+               groups: Iterable[Sequence[int]] = ()) -> tuple[list[int], list[int]]:
+    """(train, validation) indices of fold ``fold`` of ``num_folds`` stratified folds.
+
+    Each class's units, in a seeded order, go one by one to the fold holding the fewest images
+    of that class so far, so the folds are disjoint, cover every image and are evenly sized.
+    """
+    folds = [0] * len(targets)
+    for target, class_units in units_by_class(targets, groups).items():
+        filled = [0] * num_folds
+        for unit in _shuffled(class_units, seed, target):
+            chosen = min(range(num_folds), key=lambda f: (filled[f], (f - target) % num_folds))
+            filled[chosen] += len(unit)
+            for index in unit:
+                folds[index] = chosen
+    val = [index for index, f in enumerate(folds) if f == fold]
+    train = [index for index, f in enumerate(folds) if f != fold]
+    return train, val
+
+
+def write_split_csv(path: Path, rows: Iterable[tuple[str, str, str]]) -> None:
+    """``path,split,class``: every image of the run and the part it was in."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SPLIT_COLUMNS)
+        writer.writerows(rows)
+
+
+def read_split_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))

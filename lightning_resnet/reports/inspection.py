@@ -1,0 +1,112 @@
+"""``inspect``: a data folder as the data module sees it, before any training.
+
+Per-class counts per part of the split, formats and colour modes, image sizes, unreadable
+files, exact and near-duplicate groups, leaks between the parts, the imbalance ratio; with
+``duplicates.csv`` (every copy and the part it is in) and ``classes.png`` (a few images per
+class) written beside the run.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from ..data import TEST_SPLIT, TRAIN_SPLIT, VAL_SPLIT, ImageFolderDataModule, load_image
+
+DUPLICATES_CSV = "duplicates.csv"
+CLASSES_PNG = "classes.png"
+PARTS = (TRAIN_SPLIT, VAL_SPLIT, TEST_SPLIT)
+
+
+def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8) -> str:
+    """The printed summary of ``data``'s folder; writes ``duplicates.csv`` and ``classes.png`` into ``folder``."""
+    files, parts = data.files()
+    records = data.examine(find_duplicates=True)
+    names = data.class_names
+    part_of: dict[int, str] = {i: part for i, part in enumerate(parts) if part == TEST_SPLIT}
+    train, val = data.split_indices()
+    part_of |= dict.fromkeys(train, TRAIN_SPLIT) | dict.fromkeys(val, VAL_SPLIT)
+    readable = [i for i, record in enumerate(records) if record.readable]
+    lines = [f"{data.layout.describe()}: {len(files)} image files, {len(names)} classes"]
+
+    shown_parts = [part for part in PARTS if any(p == part for p in part_of.values())]
+    counts = {part: Counter(files[i][1] for i, p in part_of.items() if p == part) for part in shown_parts}
+    width = max(len("class"), *map(len, names))
+    lines.append(f"{'class':<{width}} " + " ".join(f"{part:>7}" for part in shown_parts) + f" {'total':>7}")
+    for index, name in enumerate(names):
+        row = [counts[part][index] for part in shown_parts]
+        lines.append(f"{name:<{width}} " + " ".join(f"{n:>7,}" for n in row) + f" {sum(row):>7,}")
+    totals = Counter(files[i][1] for i in part_of)
+    largest, smallest = max(totals.values(), default=0), min((totals[i] for i in range(len(names))), default=0)
+    lines.append(f"imbalance: largest class / smallest = {largest} / {smallest}"
+                 + (f" = {largest / smallest:.1f}" if smallest else ""))
+
+    def tally(values: list) -> str:
+        return ", ".join(f"{value} {count:,}" for value, count in Counter(values).most_common())
+
+    lines.append(f"formats: {tally([records[i].format for i in readable])}")
+    lines.append(f"colour modes: {tally([records[i].mode for i in readable])}")
+    for side in ("width", "height"):
+        values = np.array([getattr(records[i], side) for i in readable])
+        if len(values):
+            low, p5, median, p95, high = np.percentile(values, [0, 5, 50, 95, 100]).round().astype(int)
+            lines.append(f"{side} px: min {low}, 5% {p5}, median {median}, 95% {p95}, max {high}")
+    unreadable = [(files[i][0], record.problem) for i, record in enumerate(records) if not record.readable]
+    lines.append(f"unreadable: {len(unreadable)}" + "".join(f"\n  {path} ({problem})"
+                                                             for path, problem in unreadable[:20]))
+
+    groups = data.duplicates
+    for kind in ("exact", "near"):
+        chosen = [group for group in groups if group.kind == kind]
+        lines.append(f"{kind} duplicates: {len(chosen)} groups, {sum(len(g.members) for g in chosen)} images")
+    conflicts = [group for group in groups if len({files[i][1] for i in group.members}) > 1]
+    if conflicts:
+        lines.append(f"label conflicts: {len(conflicts)} groups of copies filed under different classes")
+    leaks = [group for group in groups if len({part_of[i] for i in group.members if i in part_of}) > 1]
+    lines.append(f"leaks: {len(leaks)} groups with copies in more than one of {', '.join(shown_parts)}"
+                 + ("" if not leaks or data.layout.presplit else " (data.group_duplicates is off)"))
+    for group in leaks[:5]:
+        lines.append("  " + " = ".join(f"{files[i][0]} ({part_of.get(i, '-')})" for i in group.members[:3]))
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / DUPLICATES_CSV, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group", "kind", "path", "split", "class"])
+        for number, group in enumerate(groups):
+            for i in group.members:
+                writer.writerow([number, group.kind, files[i][0], part_of.get(i, ""), names[files[i][1]]])
+    examples = {index: [] for index in range(len(names))}
+    for i in readable:
+        if len(examples[files[i][1]]) < per_class:
+            examples[files[i][1]].append(files[i][0])
+    classes_figure(examples, names, data.channels).savefig(folder / CLASSES_PNG, dpi=100, bbox_inches="tight")
+    lines.append(f"wrote {folder / DUPLICATES_CSV} and {folder / CLASSES_PNG}")
+    return "\n".join(lines)
+
+
+def classes_figure(examples: dict[int, list[str]], names: list[str], channels: int, side: int = 96) -> Figure:
+    """One row per class: up to ``per_class`` of its images, each fitted into a ``side`` square."""
+    rows = max(1, len(names))
+    columns = max(1, max(map(len, examples.values()), default=1))
+    figure = Figure(figsize=(1.2 * columns + 1.5, 1.2 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for row, (index, paths) in enumerate(examples.items()):
+        axes[row][0].set_ylabel(names[index], rotation=0, ha="right", va="center", fontsize=9)
+        for column in range(columns):
+            axis = axes[row][column]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            for spine in axis.spines.values():
+                spine.set_visible(False)
+            if column < len(paths):
+                image = load_image(paths[column], min_size=side, channels=channels).permute(1, 2, 0).numpy()
+                thumbnail = Image.fromarray(image.squeeze(-1) if channels == 1 else image)
+                thumbnail.thumbnail((side, side))
+                axis.imshow(np.asarray(thumbnail), cmap="gray" if channels == 1 else None, interpolation="nearest")
+    figure.suptitle("images per class")
+    return figure
