@@ -120,7 +120,7 @@ class ResNetArgumentParser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        sys.stderr.write(f"error: {message.strip()}\n")
+        sys.stderr.write(f"error: {' '.join(message.split())}\n")
         sys.stderr.write(f"see: {parser.prog.replace(' [options]', '')} --help\n")
         raise SystemExit(2)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from lightning_resnet.cli import main
 
@@ -37,6 +37,35 @@ def make_image_folder(
             suffix = ".jpg" if item % 3 == 0 else ".png"
             image.save(folder / f"{item:03d}{suffix}")
     return root
+
+
+def make_scene(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    """A photo-like image: a background colour and eight random ellipses and rectangles, lightly noisy."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 255, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(8):
+        left, top = int(rng.integers(0, size[0])), int(rng.integers(0, size[1]))
+        box = (left, top, left + int(rng.integers(8, 48)), top + int(rng.integers(8, 40)))
+        colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    pixels = np.asarray(image, dtype=np.float64) + rng.normal(0, 6, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def make_folder_with_copies(root: Path, classes: int = 3, per_class: int = 12) -> list[tuple[Path, Path]]:
+    """Distinct scenes, each with a copy resized to 60 % and saved as JPEG quality 50; returns the pairs."""
+    pairs = []
+    for index in range(classes):
+        folder = root / f"class_{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for item in range(per_class):
+            scene = make_scene(1000 * index + item)
+            original, copy = folder / f"{item:03d}.png", folder / f"{item:03d}_copy.jpg"
+            scene.save(original)
+            scene.resize((scene.width * 6 // 10, scene.height * 6 // 10), Image.BILINEAR).save(copy, quality=50)
+            pairs.append((original, copy))
+    return pairs
 
 
 @pytest.fixture

@@ -45,6 +45,19 @@ CASES = [
      ["model.backbone_lr_factor", "positive"]),
     ("a ResNet-D weight without the deep stem", ["fit", "--model.backbone", "resnet50", "--model.pretrained",
                                                  "timm:resnet50d.a1_in1k"], ["stem: deep"]),
+    ("a folder mixing split and class folders", ["fit", "--data.data_dir", "mixed"], ["mixed", "train", "class_0"]),
+    ("split folders whose classes differ", ["fit", "--data.data_dir", "split_differs"],
+     ["split_differs/val", "only in val/: class_9"]),
+    ("a val folder lacking a class", ["fit", "--data.data_dir", "val_lacks"], ["no images in val/: class_2"]),
+    ("split folders without train/", ["fit", "--data.data_dir", "no_train"], ["no train/"]),
+    ("k-fold on a pre-split folder", ["fit", "--data.data_dir", "presplit", "--data.num_folds", "3"],
+     ["data.num_folds", "split already"]),
+    ("a fold out of range", ["fit", "--data.num_folds", "3", "--data.fold", "3"], ["data.fold", "got 3"]),
+    ("one fold", ["fit", "--data.num_folds", "1"], ["data.num_folds", "2 or more"]),
+    ("cross_validate without num_folds", ["cross_validate"], ["data.num_folds", "cross_validate"]),
+    ("class weights of the wrong length", ["fit", "--model.class_weights", "[1, 2]"],
+     ["model.class_weights", "3 positive numbers"]),
+    ("an unknown sampler", ["fit", "--data.sampler", "oversample"], ["data.sampler", "oversample"]),
 ]
 
 
@@ -54,6 +67,18 @@ def folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("errors")
     make_image_folder(root / "images", classes=3, per_class=4)
     make_image_folder(root / "one_class", classes=1, per_class=4)
+    make_image_folder(root / "mixed" / "train", classes=2, per_class=3)
+    make_image_folder(root / "mixed", classes=1, per_class=3)
+    for name in ("split_differs", "val_lacks", "presplit"):
+        make_image_folder(root / name / "train", classes=3, per_class=3)
+    make_image_folder(root / "split_differs" / "val", classes=2, per_class=2)
+    make_image_folder(root / "split_differs" / "val" / "class_9", classes=1, per_class=1)
+    make_image_folder(root / "val_lacks" / "val", classes=3, per_class=2)
+    for image in (root / "val_lacks" / "val" / "class_2").iterdir():
+        image.unlink()
+    make_image_folder(root / "presplit" / "val", classes=3, per_class=2)
+    make_image_folder(root / "no_train" / "val", classes=2, per_class=2)
+    make_image_folder(root / "no_train" / "test", classes=2, per_class=2)
     torch.save({"state_dict": {"weight": torch.zeros(1000)}}, root / "whole.ckpt")
     (root / "truncated.ckpt").write_bytes((root / "whole.ckpt").read_bytes()[:1500])
     (root / "corrupt.pth").write_bytes(b"\x80\x02 not a pickle at all")

@@ -7,7 +7,7 @@
 -> ``normalization`` (statistics) -> ``datamodule`` (all of it behind Lightning's hooks).
 """
 
-from .catalog import ImageRecord, catalog, unreadable_reason
+from .catalog import ImageRecord, image_records, unreadable_reason
 from .datamodule import ImageData, ImageFolderDataModule, SamplerKind, image_data
 from .dataset import ImageSamples, Sample, collate_readable
 from .decode import DECODE_ERRORS, load_image, to_rgb
@@ -54,7 +54,7 @@ __all__ = [
     "RandomResizedCropView",
     "Sample",
     "cached_mean_std",
-    "catalog",
+    "image_records",
     "detect_layout",
     "duplicate_groups",
     "collate_readable",

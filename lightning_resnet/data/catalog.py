@@ -156,7 +156,7 @@ def _write_cache(path: Path, records: dict[str, ImageRecord]) -> None:
         warnings.warn(f"could not cache the image checks in {path}: {error}", stacklevel=3)
 
 
-def catalog(root: Path, paths: Sequence[str], with_hashes: bool, workers: int | None = None) -> list[ImageRecord]:
+def image_records(root: Path, paths: Sequence[str], with_hashes: bool, workers: int | None = None) -> list[ImageRecord]:
     """The records of ``paths`` (files under ``root``), from the cache where the file has not changed.
 
     Only new and changed files are read; the cache is rewritten when any was.

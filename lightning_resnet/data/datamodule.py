@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 from ..errors import UserError, check
-from .catalog import ImageRecord, catalog, warn_unreadable
+from .catalog import ImageRecord, image_records, warn_unreadable
 from .dataset import ImageSamples, Sample, collate_readable
 from .duplicates import DuplicateGroup, duplicate_groups
 from .folders import (
@@ -276,7 +276,7 @@ class ImageFolderDataModule(LightningDataModule):
         if self._records is None or (hashes and not self._hashed):
             paths = [path for path, _ in files]
             first = self._records is None
-            self._records = catalog(self.data_dir, paths, with_hashes=hashes)
+            self._records = image_records(self.data_dir, paths, with_hashes=hashes)
             self._hashed = hashes
             if self.verify_images and first:
                 warn_unreadable(paths, self._records, self.data_dir)
@@ -337,7 +337,7 @@ class ImageFolderDataModule(LightningDataModule):
         if self.test_dir is not None:
             _, samples = scan_image_folder(self.test_dir, self.class_names)
             if self.verify_images:
-                records = catalog(self.test_dir, [path for path, _ in samples], with_hashes=False)
+                records = image_records(self.test_dir, [path for path, _ in samples], with_hashes=False)
                 warn_unreadable([path for path, _ in samples], records, self.test_dir)
                 samples = [sample for sample, record in zip(samples, records) if record.readable]
             return samples

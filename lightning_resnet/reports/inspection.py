@@ -2,8 +2,8 @@
 
 Per-class counts per part of the split, formats and colour modes, image sizes, unreadable
 files, exact and near-duplicate groups, leaks between the parts, the imbalance ratio; with
-``duplicates.csv`` (every copy and the part it is in) and ``classes.png`` (a few images per
-class) written beside the run.
+``duplicates.csv`` (every copy and the part it is in), ``split.csv`` (the split ``fit`` would use
+with the same options) and ``classes.png`` (a few images per class) written beside the run.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..data import TEST_SPLIT, TRAIN_SPLIT, VAL_SPLIT, ImageFolderDataModule, load_image
+from ..data import SPLIT_CSV, TEST_SPLIT, TRAIN_SPLIT, VAL_SPLIT, ImageFolderDataModule, load_image, write_split_csv
 
 DUPLICATES_CSV = "duplicates.csv"
 CLASSES_PNG = "classes.png"
@@ -24,7 +24,8 @@ PARTS = (TRAIN_SPLIT, VAL_SPLIT, TEST_SPLIT)
 
 
 def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8) -> str:
-    """The printed summary of ``data``'s folder; writes ``duplicates.csv`` and ``classes.png`` into ``folder``."""
+    """The printed summary of ``data``'s folder; writes ``duplicates.csv``, ``split.csv`` and ``classes.png``
+    into ``folder``."""
     files, parts = data.files()
     records = data.examine(find_duplicates=True)
     names = data.class_names
@@ -80,12 +81,13 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
         for number, group in enumerate(groups):
             for i in group.members:
                 writer.writerow([number, group.kind, files[i][0], part_of.get(i, ""), names[files[i][1]]])
+    write_split_csv(folder / SPLIT_CSV, data.split_rows())
     examples = {index: [] for index in range(len(names))}
     for i in readable:
         if len(examples[files[i][1]]) < per_class:
             examples[files[i][1]].append(files[i][0])
     classes_figure(examples, names, data.channels).savefig(folder / CLASSES_PNG, dpi=100, bbox_inches="tight")
-    lines.append(f"wrote {folder / DUPLICATES_CSV} and {folder / CLASSES_PNG}")
+    lines.append(f"wrote {folder / DUPLICATES_CSV}, {folder / SPLIT_CSV} and {folder / CLASSES_PNG}")
     return "\n".join(lines)
 
 
@@ -109,4 +111,5 @@ def classes_figure(examples: dict[int, list[str]], names: list[str], channels: i
                 thumbnail.thumbnail((side, side))
                 axis.imshow(np.asarray(thumbnail), cmap="gray" if channels == 1 else None, interpolation="nearest")
     figure.suptitle("images per class")
+    figure.tight_layout()
     return figure
