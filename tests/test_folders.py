@@ -168,8 +168,8 @@ def test_copies_stay_on_one_side_and_inspect_finds_them_from_the_cache(workdir, 
     pair_of = {str(path): number for number, pair in enumerate(pairs) for path in pair}
     for group in members:
         assert len({pair_of[row["path"]] for row in rows if row["group"] == group}) == 1
-    assert f"near duplicates: {found} groups, {2 * found} images" in printed
-    assert "leaks: 0 groups" in printed
+    assert f"near duplicates: {found} group(s), {2 * found} images" in printed
+    assert "leaks: 0 group(s)" in printed
     split = {row["path"]: row["split"] for row in read_split_csv(written / "split.csv")}
     assert all(split[str(original)] == split[str(copy)] for original, copy in pairs if
                group_of.get(str(original)) == group_of.get(str(copy), -1))
@@ -183,7 +183,7 @@ def test_copies_stay_on_one_side_and_inspect_finds_them_from_the_cache(workdir, 
     assert "(data.group_duplicates is off)" in printed
     split = {row["path"]: row["split"] for row in read_split_csv(written / "split.csv")}
     leaked = sum(split[str(original)] != split[str(copy)] for original, copy in pairs)
-    assert leaked > 0 and f"leaks: {leaked} groups" in printed
+    assert leaked > 0 and f"leaks: {leaked} group(s)" in printed
 
 
 def test_a_changed_file_is_checked_again_and_only_it(image_folder, monkeypatch):
@@ -206,6 +206,6 @@ def test_a_presplit_folder_reports_copies_shared_between_train_and_val_as_leaks(
     make_image_folder(root / "val", classes=2, per_class=2, seed=1)
     shutil.copy(root / "train" / "class_0" / "004.png", root / "val" / "class_0" / "leaked.png")
     data = ImageFolderDataModule(data_dir=str(root), image_size=16, num_workers=0)
-    with pytest.warns(UserWarning, match="1 groups of duplicate images are in more than one of train/val/test"):
+    with pytest.warns(UserWarning, match=r"1 group\(s\) of duplicate images are in more than one of train/val/test"):
         data.setup("fit")
     assert len(data.val_set) == 5  # the folder's own split is kept as it is

@@ -387,7 +387,7 @@ class ImageFolderDataModule(LightningDataModule):
         else:
             how = f"stratified {1 - self.val_fraction:.0%}/{self.val_fraction:.0%} split (seed {self.seed})"
         grouped = sum(len(group.members) for group in self._groups)
-        duplicates = (f"; {len(self._groups)} groups of duplicates ({grouped} images)"
+        duplicates = (f"; {len(self._groups)} group(s) of duplicates ({grouped} images)"
                       + (" kept on one side" if self.group_duplicates and not self._layout.presplit else "")
                       if self._groups else "")
         rank_zero_info(f"data: {self._layout.describe()}, {self.num_classes} classes, {how}: "
@@ -396,7 +396,7 @@ class ImageFolderDataModule(LightningDataModule):
         if leaks:
             files = self._files
             examples = "; ".join(" = ".join(files[i][0] for i in group.members[:2]) for group, _ in leaks[:3])
-            rank_zero_warn(f"{self.data_dir}: {len(leaks)} groups of duplicate images are in more than one of "
+            rank_zero_warn(f"{self.data_dir}: {len(leaks)} group(s) of duplicate images are in more than one of "
                            f"train/val/test, which inflates the held-out scores (e.g. {examples}); "
                            "see python -m lightning_resnet inspect")
         counts = self.class_counts(train)

@@ -64,12 +64,12 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
     groups = data.duplicates
     for kind in ("exact", "near"):
         chosen = [group for group in groups if group.kind == kind]
-        lines.append(f"{kind} duplicates: {len(chosen)} groups, {sum(len(g.members) for g in chosen)} images")
+        lines.append(f"{kind} duplicates: {len(chosen)} group(s), {sum(len(g.members) for g in chosen)} images")
     conflicts = [group for group in groups if len({files[i][1] for i in group.members}) > 1]
     if conflicts:
-        lines.append(f"label conflicts: {len(conflicts)} groups of copies filed under different classes")
+        lines.append(f"label conflicts: {len(conflicts)} group(s) of copies filed under different classes")
     leaks = [group for group in groups if len({part_of[i] for i in group.members if i in part_of}) > 1]
-    lines.append(f"leaks: {len(leaks)} groups with copies in more than one of {', '.join(shown_parts)}"
+    lines.append(f"leaks: {len(leaks)} group(s) with copies in more than one of {', '.join(shown_parts)}"
                  + ("" if not leaks or data.layout.presplit else " (data.group_duplicates is off)"))
     for group in leaks[:5]:
         lines.append("  " + " = ".join(f"{files[i][0]} ({part_of.get(i, '-')})" for i in group.members[:3]))
