@@ -54,8 +54,9 @@ def make_small_files(root: Path, classes: int, per_class: int) -> Path:
 
 def start_up(code: Path, data_dir: Path, cache: Path, **options) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "XDG_CACHE_HOME": str(cache)}
-    finished = subprocess.run([sys.executable, "-c", MEASURE, str(data_dir), json.dumps(options)], env=env,
-                              capture_output=True, text=True, check=True)
+    # run in the checkout: ``python -c`` puts the working folder before PYTHONPATH
+    finished = subprocess.run([sys.executable, "-c", MEASURE, str(data_dir.resolve()), json.dumps(options)], env=env,
+                              cwd=code, capture_output=True, text=True, check=True)
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 

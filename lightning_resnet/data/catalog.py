@@ -128,11 +128,15 @@ def unreadable_reason(path: str) -> str | None:
     return examine(path, with_hashes=False).problem
 
 
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/lightning_resnet`` (``~/.cache/lightning_resnet`` by default): every cache of this project."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lightning_resnet"
+
+
 def cache_file(root: Path) -> Path:
     """Where the records of the files under ``root`` are kept (one file per folder)."""
     key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache_home / "lightning_resnet" / f"catalog-{root.name}-{key}.json"
+    return cache_dir() / f"catalog-{root.name}-{key}.json"
 
 
 def _read_cache(path: Path) -> dict[str, ImageRecord]:
@@ -145,15 +149,21 @@ def _read_cache(path: Path) -> dict[str, ImageRecord]:
     return {name: ImageRecord(*fields) for name, fields in saved["files"].items()}
 
 
-def _write_cache(path: Path, records: dict[str, ImageRecord]) -> None:
-    """Written to a temporary file and renamed, so a process reading it never sees half of it."""
+def write_json_atomically(path: Path, content: object, what: str) -> None:
+    """Written to a temporary file and renamed, so a process reading it never sees half of it; a warning
+    naming ``what`` if it cannot be written (the run goes on without the cache)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-            json.dump({"version": CACHE_VERSION, "files": {name: astuple(r) for name, r in records.items()}}, handle)
+            json.dump(content, handle)
         os.replace(handle.name, path)
     except OSError as error:
-        warnings.warn(f"could not cache the image checks in {path}: {error}", stacklevel=3)
+        warnings.warn(f"could not cache {what} in {path}: {error}", stacklevel=3)
+
+
+def _write_cache(path: Path, records: dict[str, ImageRecord]) -> None:
+    write_json_atomically(path, {"version": CACHE_VERSION, "files": {name: astuple(r) for name, r in records.items()}},
+                          "the image checks")
 
 
 def image_records(root: Path, paths: Sequence[str], with_hashes: bool, workers: int | None = None) -> list[ImageRecord]:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Sampler, SequentialSampler
 from ..errors import UserError, check
 from .catalog import ImageRecord, image_records, warn_unreadable
 from .dataset import ImageSamples, Sample, collate_readable
-from .duplicates import DuplicateGroup, duplicate_groups
+from .duplicates import DuplicateGroup, cached_duplicate_groups
 from .folders import (
     DEMO_DATA,
     DEMO_DIR,
@@ -281,7 +281,7 @@ class ImageFolderDataModule(LightningDataModule):
             if self.verify_images and first:
                 warn_unreadable(paths, self._records, self.data_dir)
             if hashes:
-                self._groups = duplicate_groups(self._records)
+                self._groups = cached_duplicate_groups(self._records)
         return self._records
 
     @property

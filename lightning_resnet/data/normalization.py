@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -14,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from .catalog import cache_dir, write_json_atomically
 from .dataset import ImageSamples, Sample, collate_readable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,8 +45,7 @@ def cache_path(samples: Sequence[Sample], *settings: object) -> Path:
         stat = os.stat(path)
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     digest.update("|".join(map(str, settings)).encode())
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache_home / "lightning_resnet" / f"normalization-{digest.hexdigest()[:16]}.json"
+    return cache_dir() / f"normalization-{digest.hexdigest()[:16]}.json"
 
 
 def measure_mean_std(samples: Sequence[Sample], view: Callable[[str], Tensor], num_workers: int) -> Stats:
@@ -73,9 +72,5 @@ def cached_mean_std(samples: Sequence[Sample], view: Callable[[str], Tensor], nu
         stats = json.loads(cache.read_text())
         return tuple(stats["mean"]), tuple(stats["std"])
     mean, std = measure_mean_std(samples, view, num_workers)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"mean": list(mean), "std": list(std)}))
-    except OSError as error:
-        warnings.warn(f"could not cache the normalization statistics in {cache}: {error}", stacklevel=2)
+    write_json_atomically(cache, {"mean": list(mean), "std": list(std)}, "the normalization statistics")
     return mean, std
