@@ -13,6 +13,7 @@ import csv
 import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -24,6 +25,12 @@ from .reports import best_epoch_metrics
 COMMAND = "cross_validate"
 RESULTS_CSV = "cross_validation.csv"
 COLUMNS = [metric_key(VAL, name) for name in METRIC_LABELS]
+HELP = f"""usage: python -m lightning_resnet {COMMAND} [fit options] --data.num_folds K
+
+Runs fit once per fold (--data.fold 0 to K-1), each in its own process and run folder
+logs/<experiment>/crossval_N/fold_K/, then prints each fold's validation metrics at its best
+epoch and their mean and standard deviation (also in crossval_N/{RESULTS_CSV}).
+Every option of fit applies: python -m lightning_resnet fit --help"""
 
 
 def cross_validate(args: list[str]) -> None:
@@ -31,9 +38,10 @@ def cross_validate(args: list[str]) -> None:
     from .cli import ResNetCLI, cli_options  # the folds are fits: the same parser, the same checks
 
     if any(arg in ("-h", "--help") for arg in args):
-        print(f"usage: python -m lightning_resnet {COMMAND} [fit options] --data.num_folds K\n\n"
-              f"{__doc__.strip()}\nEvery option of fit (python -m lightning_resnet fit --help) applies.")
+        print(HELP)
         return
+    # the folds' options come from this command line, read here through args=: nothing is given twice
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     cli = ResNetCLI(args=args, run=False, **cli_options())
     folds = cli.datamodule.num_folds
     if folds is None:
@@ -47,7 +55,8 @@ def cross_validate(args: list[str]) -> None:
 
     scores: list[dict[str, float]] = []
     for fold in range(folds):
-        print(f"cross-validation: fold {fold} of {folds} -> {experiment / group / f'fold_{fold}'}", flush=True)
+        print(f"cross-validation: fold {fold} ({fold + 1} of {folds}) -> {experiment / group / f'fold_{fold}'}",
+              flush=True)
         command = [sys.executable, "-m", "lightning_resnet", "fit", *args, "--data.fold", str(fold),
                    "--trainer.logger.init_args.version", f"{group}/fold_{fold}"]
         finished = subprocess.run(command)

@@ -383,7 +383,7 @@ class ImageFolderDataModule(LightningDataModule):
         if self._layout.presplit and self._layout.val is not None:
             how = "its own split"
         elif self.num_folds is not None:
-            how = f"stratified fold {self.fold} of {self.num_folds} (seed {self.seed})"
+            how = f"stratified fold {self.fold} ({self.fold + 1} of {self.num_folds}, seed {self.seed})"
         else:
             how = f"stratified {1 - self.val_fraction:.0%}/{self.val_fraction:.0%} split (seed {self.seed})"
         grouped = sum(len(group.members) for group in self._groups)
