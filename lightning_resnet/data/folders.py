@@ -56,6 +56,14 @@ class FolderLayout:
         return f"{self.root} (split by its folders: {', '.join(parts)})"
 
 
+def require_folder(root: Path, layout: str) -> None:
+    """A one-line error unless ``root`` is an existing folder; ``layout`` says what it should hold."""
+    if not root.exists():
+        raise LayoutError(f"data folder {root} does not exist: {layout}")
+    if not root.is_dir():
+        raise LayoutError(f"data path {root} is not a folder: {layout}")
+
+
 def visible_folders(root: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
 
@@ -63,10 +71,7 @@ def visible_folders(root: Path) -> list[str]:
 def detect_layout(root: Path) -> FolderLayout:
     """Whether ``root`` holds class folders or ``train/`` and ``val/`` (or ``valid/``, ``validation/``), ``test/``."""
     layout = f"expected {root}/<class name>/<image files> or {root}/train/<class name>/ with {root}/val/<class name>/"
-    if not root.exists():
-        raise LayoutError(f"data folder {root} does not exist: {layout}")
-    if not root.is_dir():
-        raise LayoutError(f"data path {root} is not a folder: {layout}")
+    require_folder(root, layout)
     names = visible_folders(root)
     parts: dict[str, list[str]] = {}
     for name in names:
@@ -113,10 +118,7 @@ def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple
     unless ``classes`` fixes the class list (the classes a model was trained on).
     """
     layout = f"expected {root}/<class name>/<image files>"
-    if not root.exists():
-        raise LayoutError(f"data folder {root} does not exist: {layout}")
-    if not root.is_dir():
-        raise LayoutError(f"data path {root} is not a folder: {layout}")
+    require_folder(root, layout)
     found = visible_folders(root)
     if not found:
         raise LayoutError(f"{root} holds no class folders: {layout}")
