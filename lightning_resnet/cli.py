@@ -176,6 +176,26 @@ class ResNetCLI(LightningCLI):
             }
         )
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "fit":
+            parser.add_argument("--test_after_fit", type=bool, default=True,
+                                help="when there is a test set (data.test_dir, or a test/ folder beside train/), "
+                                     "end by testing the best checkpoint; its report goes beside the run")
+        return parser
+
+    def after_fit(self) -> None:
+        """Test the best checkpoint when a test set exists, as the Lightning-Hydra template does."""
+        data = self.datamodule
+        if (not self.config.fit.get("test_after_fit") or self.trainer.interrupted
+                or not isinstance(data, ImageFolderDataModule) or not data.has_test_set):
+            return
+        best = next((callback.best_model_path for callback in self.trainer.checkpoint_callbacks
+                     if callback.monitor == MONITOR and callback.best_model_path), None)
+        if best is None:
+            print("testing the weights as they are: no best checkpoint was chosen (no validation?)")
+        self.trainer.test(self.model, datamodule=data, ckpt_path=best)
+
     def _parse_ckpt_path(self) -> None:
         """Lightning reads the checkpoint's hyper-parameters here first: a file that is no checkpoint is one line."""
         try:

@@ -45,7 +45,7 @@ def inspect(data_dir: Path, *extra: str) -> Path:
     return max(Path("logs/look").glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
 
 
-def test_a_presplit_folder_trains_on_its_own_split_and_test_finds_its_test_folder(workdir, caplog):
+def test_a_presplit_folder_trains_on_its_own_split_tests_after_fit_and_test_finds_its_test_folder(workdir, caplog):
     root = workdir / "birds"
     make_image_folder(root / "train", classes=3, per_class=6)
     make_image_folder(root / "valid", classes=3, per_class=2, seed=1)
@@ -59,8 +59,16 @@ def test_a_presplit_folder_trains_on_its_own_split_and_test_finds_its_test_folde
                            "test": files_under(root / "test")}
     assert all(Path(row["path"]).parent.name == row["class"] for row in rows)
 
+    # fit ended by testing its best checkpoint on test/, beside the run
+    best = next((run / "checkpoints").glob("best-*.ckpt"))
+    assert f"Restoring states from the checkpoint path at {best.relative_to(workdir)}" in caplog.text
+    assert (run / "report_test.txt").read_text().startswith("test: 9 images")
+
     main(tiny_args(root, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), subcommand="test"))
     assert (workdir / "logs" / "tiny" / "version_1" / "report_test.txt").read_text().startswith("test: 9 images")
+    main(tiny_args(root, "--trainer.max_epochs", "1", "--test_after_fit", "false"))
+    assert not (workdir / "logs" / "tiny" / "version_2" / "report_test.txt").exists()
+    assert (workdir / "logs" / "tiny" / "version_2" / "split.csv").exists()
 
 
 def test_every_class_of_two_images_or_more_gets_validation_images(workdir, capsys):

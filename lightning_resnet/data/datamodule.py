@@ -332,6 +332,11 @@ class ImageFolderDataModule(LightningDataModule):
         train, val = self.split_indices()
         return [files[i] for i in train], [files[i] for i in val]
 
+    @property
+    def has_test_set(self) -> bool:
+        """Whether ``test`` has images to read: ``test_dir``, or a pre-split folder's ``test/``."""
+        return self.test_dir is not None or self.layout.test is not None
+
     def test_samples(self) -> list[Sample]:
         """The labelled images of ``test``: ``test_dir``, else a pre-split folder's ``test/``."""
         if self.test_dir is not None:
@@ -353,7 +358,7 @@ class ImageFolderDataModule(LightningDataModule):
         train, val = self.split()
         rows = [(path, TRAIN_SPLIT, names[target]) for path, target in train]
         rows += [(path, VAL_SPLIT, names[target]) for path, target in val]
-        if self.test_dir is not None or self.layout.test is not None:
+        if self.has_test_set:
             rows += [(path, TEST_SPLIT, names[target]) for path, target in self.test_samples()]
         return rows
 
