@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from . import crossval
+from .calibration import calibrate
 from .checkpointing import InterruptCheckpoint
 from .data import DEMO_DATA, ImageFolderDataModule
 from .divergence import NonFiniteLossError
@@ -185,13 +186,18 @@ class ResNetCLI(LightningCLI):
         return parser
 
     def after_fit(self) -> None:
-        """Test the best checkpoint when a test set exists, as the Lightning-Hydra template does."""
-        data = self.datamodule
-        if (not self.config.fit.get("test_after_fit") or self.trainer.interrupted
-                or not isinstance(data, ImageFolderDataModule) or not data.has_test_set):
+        """Calibrate the best checkpoint (``model.calibrate``), then test it when a test set exists, as the
+        Lightning-Hydra template does (``test_after_fit``)."""
+        if self.trainer.interrupted:
             return
         best = next((callback.best_model_path for callback in self.trainer.checkpoint_callbacks
                      if callback.monitor == MONITOR and callback.best_model_path), None)
+        if best and self.model.hparams.calibrate:
+            calibrate(self.trainer, self.model, self.datamodule, best)
+        data = self.datamodule
+        if (not self.config.fit.get("test_after_fit") or not isinstance(data, ImageFolderDataModule)
+                or not data.has_test_set):
+            return
         if best is None:
             print("testing the weights as they are: no best checkpoint was chosen (no validation?)")
         self.trainer.test(self.model, datamodule=data, ckpt_path=best)

@@ -64,6 +64,8 @@ class ImageClassifier(LightningModule):
         step_gamma: for ``step``, the decay factor.
         channels_last: run the backbone in channels-last memory format (faster with tensor cores).
         compile: compile the backbone with ``torch.compile``.
+        calibrate: end ``fit`` by fitting a temperature on the validation split (temperature scaling),
+            stored in the best checkpoint and applied by ``validate``, ``test`` and ``predict``.
         class_names: names of the classes in index order; linked from the data module and saved
             in checkpoints so that prediction needs no training folder.
     """
@@ -86,6 +88,7 @@ class ImageClassifier(LightningModule):
         step_gamma: float = 0.1,
         channels_last: bool = False,
         compile: bool = False,
+        calibrate: bool = True,
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -114,6 +117,8 @@ class ImageClassifier(LightningModule):
         self.divergence = DivergenceGuard()
         # the classes' weights in the training loss, set up with the data; a buffer, so it follows the device
         self.register_buffer("loss_weights", None, persistent=False)
+        # divides the logits of validate, test and predict; fitted after fit (see calibration.py)
+        self.register_buffer("temperature", torch.ones(()))
 
     @property
     def num_classes(self) -> int:
@@ -150,6 +155,9 @@ class ImageClassifier(LightningModule):
         return F.cross_entropy(logits, targets, weight=class_weights, label_smoothing=self.hparams.label_smoothing)
 
     # ----- training ------------------------------------------------------------------------------
+
+    def on_fit_start(self) -> None:
+        self.temperature.fill_(1.0)  # the checkpoints of a run hold the model's own probabilities
 
     def on_train_start(self) -> None:
         self._freeze_for_epoch()  # a run resumed in the middle of an epoch gets no on_train_epoch_start for it
@@ -204,7 +212,7 @@ class ImageClassifier(LightningModule):
         if batch is None:  # every image of the batch was unreadable
             return None
         images, targets = batch
-        logits = self(images)
+        logits = self(images) / self.temperature
         loss.update(self.loss(logits, targets), weight=len(targets))
         self.log(metric_key(stage, LOSS), loss, on_epoch=True, prog_bar=True)
         metrics.update(logits, targets)
@@ -213,7 +221,8 @@ class ImageClassifier(LightningModule):
         return logits
 
     def validation_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Tensor | None:
-        """Returns the logits, for callbacks such as :class:`~lightning_resnet.reports.EvaluationReport`."""
+        """Returns the logits divided by the temperature, for callbacks such as
+        :class:`~lightning_resnet.reports.EvaluationReport`."""
         return self._evaluate(batch, VAL, self.val_metrics, self.val_loss)
 
     def test_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Tensor | None:
@@ -222,7 +231,7 @@ class ImageClassifier(LightningModule):
     def predict_step(self, batch: tuple[Tensor, Any] | None, batch_idx: int) -> dict[str, Tensor] | None:
         if batch is None:
             return None
-        probabilities = self(batch[0]).softmax(dim=1)
+        probabilities = (self(batch[0]) / self.temperature).softmax(dim=1)
         return {"probabilities": probabilities, "predictions": probabilities.argmax(dim=1)}
 
     # ----- checkpoints and optimization ------------------------------------------------------------
@@ -233,6 +242,7 @@ class ImageClassifier(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Check the classes; when resuming ``fit``, continue the random streams where they stopped."""
+        checkpoint["state_dict"].setdefault("temperature", torch.ones(()))  # written before calibration existed
         if RNG_STATES in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
             set_rng_states(checkpoint[RNG_STATES])
         names = checkpoint.get("class_names")

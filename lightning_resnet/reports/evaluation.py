@@ -1,4 +1,4 @@
-"""The report of ``validate`` and ``test``: a table, the confusion matrix and the most confident mistakes."""
+"""The report of ``validate`` and ``test``: a table, calibration, the confusion matrix, the worst mistakes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
+from ..calibration import CALIBRATION_BINS, ReliabilityBins
 from ..data import image_data
 from ..metrics import METRIC_LABELS, TEST, VAL, metric_key
 from . import plots
@@ -34,10 +35,11 @@ class Mistake:
 class EvaluationReport(Callback):
     """After ``validate`` and ``test``: a readable table, the confusion matrix and the most confident mistakes.
 
-    The table (top-1, top-5, macro precision / recall / F1, per-class accuracy) is printed and saved
-    as ``report_<stage>.txt``; the confusion matrix and a grid of the ``mistakes`` most confident
-    wrong predictions are saved as PNGs beside the run and logged to TensorBoard. Validation
-    inside ``fit`` writes nothing.
+    The table (top-1, top-5, macro precision / recall / F1, the expected calibration error with
+    the temperature the probabilities were divided by, per-class accuracy) is printed and saved
+    as ``report_<stage>.txt``; the reliability diagram (``calibration_<stage>.png``), the
+    confusion matrix and a grid of the ``mistakes`` most confident wrong predictions are saved as
+    PNGs beside the run and logged to TensorBoard. Validation inside ``fit`` writes nothing.
     """
 
     def __init__(self, mistakes: int = 16, max_plot_classes: int = 40) -> None:
@@ -59,6 +61,8 @@ class EvaluationReport(Callback):
             {
                 "per_class": MulticlassAccuracy(classes, average="none"),
                 "confusion": MulticlassConfusionMatrix(classes),
+                "calibration_error": MulticlassCalibrationError(classes, n_bins=CALIBRATION_BINS),
+                "reliability": ReliabilityBins(CALIBRATION_BINS),
             }
         ).to(pl_module.device)
         self._worst = []
@@ -73,8 +77,9 @@ class EvaluationReport(Callback):
         if not self._active(trainer) or logits is None:
             return
         images, targets = batch
-        self.metrics.update(logits, targets)
-        confidence, predicted = logits.float().softmax(dim=1).max(dim=1)
+        probabilities = logits.float().softmax(dim=1)
+        self.metrics.update(probabilities, targets)
+        confidence, predicted = probabilities.max(dim=1)
         for index in (predicted != targets).nonzero().flatten().tolist():
             self._seen += 1
             mistake = Mistake(confidence[index].item(), self._seen, images[index].cpu(),
@@ -123,13 +128,15 @@ class EvaluationReport(Callback):
         folder.mkdir(parents=True, exist_ok=True)
         names = pl_module.class_names
         confusion = results["confusion"]
-        table = format_report(stage, trainer.callback_metrics, names, results["per_class"], confusion.sum(1))
+        calibration = (float(results["calibration_error"]), float(pl_module.temperature))
+        table = format_report(stage, trainer.callback_metrics, names, results["per_class"], confusion.sum(1),
+                              calibration)
         print(table)
         (folder / f"report_{stage}.txt").write_text(table + "\n")
         with open(folder / f"confusion_matrix_{stage}.csv", "w", newline="") as handle:
             csv.writer(handle).writerows([["true \\ predicted", *names],
                                           *([name, *row] for name, row in zip(names, confusion.tolist()))])
-        figures = {}
+        figures = {"calibration": plots.reliability_figure(results["reliability"], calibration[0], stage)}
         if len(names) <= self.max_plot_classes:
             figures["confusion_matrix"] = plots.confusion_matrix_figure(confusion, names)
         if self._worst:
@@ -146,13 +153,21 @@ class EvaluationReport(Callback):
                 writer.add_figure(f"{stage}/{tag}", figure, trainer.global_step)
 
 
-def format_report(stage: str, logged: dict[str, Tensor], names: list[str], per_class: Tensor, counts: Tensor) -> str:
-    """The printed table: the stage's logged metrics, then each class's image count and accuracy."""
+def format_report(stage: str, logged: dict[str, Tensor], names: list[str], per_class: Tensor, counts: Tensor,
+                  calibration: tuple[float, float]) -> str:
+    """The printed table: the stage's logged metrics and calibration, then each class's image count and accuracy.
+
+    ``calibration`` is the expected calibration error and the temperature the logits were divided by.
+    """
     lines = [f"{stage}: {int(counts.sum())} images, {len(names)} classes"]
     for metric, label in METRIC_LABELS.items():
         value = logged.get(metric_key(stage, metric))
         if value is not None:
             lines.append(f"  {label:<16} {float(value):.4f}")
+    ece, temperature = calibration
+    calibrated = (f"calibrated: temperature {temperature:.3f} fitted on the validation split" if temperature != 1.0
+                  else "not calibrated (temperature 1)")
+    lines.append(f"  {'ECE':<16} {ece:.4f} ({CALIBRATION_BINS} bins; {calibrated})")
     width = max(12, *(len(name) for name in names))
     lines.append(f"  {'class':<{width}} {'images':>7} {'accuracy':>9}")
     for name, count, accuracy in zip(names, counts.tolist(), per_class.tolist()):

@@ -68,3 +68,31 @@ def curves_figure(curves: dict[str, list[tuple[int, float]]]) -> Figure:
         axis.legend()
     figure.tight_layout()
     return figure
+
+
+def reliability_figure(bins: Tensor, ece: float, stage: str) -> Figure:
+    """Accuracy against confidence per bin (rows of :class:`~lightning_resnet.calibration.ReliabilityBins`),
+    with the diagonal a calibrated model follows and the share of images in each bin."""
+    count, confidence, accuracy = (row.cpu().numpy() for row in bins)
+    edges = [index / len(count) for index in range(len(count) + 1)]
+    centres = [(low + high) / 2 for low, high in zip(edges, edges[1:])]
+    width = 1 / len(count)
+    figure = Figure(figsize=(5, 6))
+    top, bottom = figure.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    filled = count > 0
+    shown = [centre for centre, used in zip(centres, filled) if used]
+    top.bar(shown, accuracy[filled], width=width * 0.9, label="accuracy", color="tab:blue", edgecolor="black",
+            linewidth=0.5)
+    top.scatter(shown, confidence[filled], marker="_", s=200, linewidths=2.5, color="tab:red",
+                label="mean confidence", zorder=3)
+    top.plot([0, 1], [0, 1], "k--", linewidth=1, label="calibrated")
+    top.set_ylabel("accuracy")
+    top.set_ylim(0, 1)
+    top.set_title(f"reliability diagram, {stage}: ECE {ece:.4f}")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(centres, count / max(count.sum(), 1), width=width * 0.9, color="gray")
+    bottom.set_xlabel("confidence (top-1 probability)")
+    bottom.set_ylabel("share of images")
+    bottom.set_xlim(0, 1)
+    figure.tight_layout()
+    return figure
