@@ -105,12 +105,16 @@ def calibrate(trainer: Trainer, model: LightningModule, datamodule: LightningDat
     """
     collector = _LogitCollector()
     trainer.callbacks.append(collector)
+    test_time_augmentation, model.tta = model.tta, "none"  # the temperature is the model's own, fitted without
     try:
         trainer.validate(model, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
     finally:
         trainer.callbacks.remove(collector)
+        model.tta = test_time_augmentation
     device = model.device
-    logits = torch.cat(collector.logits).to(device) * model.temperature  # as the model gives them, unscaled
+    # the model's log-probabilities times its temperature: its logits less a constant per image (which
+    # no softmax sees), as if divided by a temperature of 1
+    logits = torch.cat(collector.logits).to(device) * model.temperature
     targets = torch.cat(collector.targets).to(device)
 
     def total(sums: Tensor) -> Tensor:

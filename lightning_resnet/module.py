@@ -20,6 +20,7 @@ from .errors import UserError, check
 from .metrics import LOSS, SKIPPED_IMAGES, TEST, TRAIN, TRAIN_LOSS, VAL, classification_metrics, metric_key
 from .models import create_model, load_weights
 from .schedules import Schedule, build_scheduler, stretch_to
+from .tta import TestTimeAugmentation, test_time_views
 
 
 class SharedByCopies:
@@ -64,6 +65,8 @@ class ImageClassifier(LightningModule):
         step_gamma: for ``step``, the decay factor.
         channels_last: run the backbone in channels-last memory format (faster with tensor cores).
         compile: compile the backbone with ``torch.compile``.
+        tta: test-time augmentation of ``validate``, ``test`` and ``predict``: ``none``, ``hflip`` (the
+            image and its mirror) or ``five_crop`` (corners and centre); their softmax is averaged.
         calibrate: end ``fit`` by fitting a temperature on the validation split (temperature scaling),
             stored in the best checkpoint and applied by ``validate``, ``test`` and ``predict``.
         class_names: names of the classes in index order; linked from the data module and saved
@@ -88,6 +91,7 @@ class ImageClassifier(LightningModule):
         step_gamma: float = 0.1,
         channels_last: bool = False,
         compile: bool = False,
+        tta: TestTimeAugmentation = "none",
         calibrate: bool = True,
         class_names: list[str] | None = None,
     ) -> None:
@@ -99,13 +103,15 @@ class ImageClassifier(LightningModule):
         check(not isinstance(class_weights, list) or (len(class_weights) == num_classes and min(class_weights) > 0),
               f"model.class_weights must be 'balanced' or {num_classes} positive numbers, one per class, "
               f"got {class_weights}")
-        self.save_hyperparameters(ignore=["optimizer"])
+        # tta is how this run reads images, not part of the trained model: a checkpoint does not impose it
+        self.save_hyperparameters(ignore=["optimizer", "tta"])
         self.model = create_model(backbone, num_classes=num_classes, **(backbone_options or {}))
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         if freeze_backbone:
             self.model.freeze_backbone()
         self.optimizer_factory = SharedByCopies(optimizer)
+        self.tta = tta
         self.class_names = list(class_names) if class_names else [str(index) for index in range(num_classes)]
         self.train_metrics = classification_metrics(num_classes, TRAIN)
         self.val_metrics = classification_metrics(num_classes, VAL)
@@ -212,7 +218,7 @@ class ImageClassifier(LightningModule):
         if batch is None:  # every image of the batch was unreadable
             return None
         images, targets = batch
-        logits = self(images) / self.temperature
+        logits = self.classify(images)
         loss.update(self.loss(logits, targets), weight=len(targets))
         self.log(metric_key(stage, LOSS), loss, on_epoch=True, prog_bar=True)
         metrics.update(logits, targets)
@@ -220,8 +226,17 @@ class ImageClassifier(LightningModule):
             self.log(name, metric, on_epoch=True, prog_bar=name.endswith("/acc"))
         return logits
 
+    def classify(self, images: Tensor) -> Tensor:
+        """Log-probabilities as ``validate``, ``test`` and ``predict`` give them: the softmax of the logits
+        divided by the temperature, averaged over the test-time views (``tta``)."""
+        views = test_time_views(images, self.tta)
+        if len(views) == 1:
+            return F.log_softmax(self(images) / self.temperature, dim=1)
+        probabilities = torch.stack([(self(view) / self.temperature).softmax(dim=1) for view in views]).mean(0)
+        return probabilities.log()
+
     def validation_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Tensor | None:
-        """Returns the logits divided by the temperature, for callbacks such as
+        """Returns :meth:`classify`'s log-probabilities, for callbacks such as
         :class:`~lightning_resnet.reports.EvaluationReport`."""
         return self._evaluate(batch, VAL, self.val_metrics, self.val_loss)
 
@@ -231,7 +246,7 @@ class ImageClassifier(LightningModule):
     def predict_step(self, batch: tuple[Tensor, Any] | None, batch_idx: int) -> dict[str, Tensor] | None:
         if batch is None:
             return None
-        probabilities = (self(batch[0]) / self.temperature).softmax(dim=1)
+        probabilities = self.classify(batch[0]).exp()
         return {"probabilities": probabilities, "predictions": probabilities.argmax(dim=1)}
 
     # ----- checkpoints and optimization ------------------------------------------------------------

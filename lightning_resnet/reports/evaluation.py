@@ -130,7 +130,7 @@ class EvaluationReport(Callback):
         confusion = results["confusion"]
         calibration = (float(results["calibration_error"]), float(pl_module.temperature))
         table = format_report(stage, trainer.callback_metrics, names, results["per_class"], confusion.sum(1),
-                              calibration)
+                              calibration, getattr(pl_module, "tta", "none"))
         print(table)
         (folder / f"report_{stage}.txt").write_text(table + "\n")
         with open(folder / f"confusion_matrix_{stage}.csv", "w", newline="") as handle:
@@ -154,12 +154,14 @@ class EvaluationReport(Callback):
 
 
 def format_report(stage: str, logged: dict[str, Tensor], names: list[str], per_class: Tensor, counts: Tensor,
-                  calibration: tuple[float, float]) -> str:
+                  calibration: tuple[float, float], tta: str = "none") -> str:
     """The printed table: the stage's logged metrics and calibration, then each class's image count and accuracy.
 
-    ``calibration`` is the expected calibration error and the temperature the logits were divided by.
+    ``calibration`` is the expected calibration error and the temperature the logits were divided by;
+    ``tta`` the test-time augmentation the probabilities were averaged over.
     """
-    lines = [f"{stage}: {int(counts.sum())} images, {len(names)} classes"]
+    views = "" if tta == "none" else f"; test-time augmentation {tta}"
+    lines = [f"{stage}: {int(counts.sum())} images, {len(names)} classes{views}"]
     for metric, label in METRIC_LABELS.items():
         value = logged.get(metric_key(stage, metric))
         if value is not None:

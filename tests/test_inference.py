@@ -1,0 +1,64 @@
+"""What validate, test and predict compute from a checkpoint: test-time augmentation."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from lightning_resnet import ImageClassifier
+from lightning_resnet.cli import main
+from lightning_resnet.data import ImageFolderDataModule
+
+from .conftest import tiny_args
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def normalized_batch(checkpoint: Path, paths: list[str]) -> torch.Tensor:
+    """The images as predict feeds them to the model: the checkpoint's evaluation view and normalization."""
+    data = ImageFolderDataModule.load_from_checkpoint(checkpoint, weights_only=True)
+    data.load_state_dict(torch.load(checkpoint, weights_only=True)["ImageFolderDataModule"])
+    images = torch.stack([data.eval_view()(path) for path in paths])
+    return data.on_after_batch_transfer([images, torch.zeros(len(paths))], 0)[0]
+
+
+def test_hflip_tta_is_the_mean_softmax_of_the_image_and_its_mirror(trained, workdir, capsys):
+    checkpoint = trained / "checkpoints" / "last.ckpt"
+    main(tiny_args(workdir / "images", "--ckpt_path", str(checkpoint), "--data.predict_dir", str(workdir / "holdout"),
+                   "--model.tta", "hflip", "--trainer.logger.init_args.name", "tta", subcommand="predict"))
+    rows = read_rows(workdir / "logs" / "tta" / "version_0" / "predictions.csv")
+
+    model = ImageClassifier.load_from_checkpoint(checkpoint, weights_only=True).eval()
+    images = normalized_batch(checkpoint, [row["path"] for row in rows])
+    with torch.no_grad():
+        plain = (model(images) / model.temperature).softmax(dim=1)
+        mirrored = (model(TF.horizontal_flip(images)) / model.temperature).softmax(dim=1)
+    by_hand = (plain + mirrored) / 2
+    for row, expected in zip(rows, by_hand):
+        top = expected.topk(3)
+        assert row["prediction"] == model.class_names[int(top.indices[0])]
+        written = [float(value) for value in row["top5_probabilities"].split("|")]
+        assert torch.allclose(torch.tensor(written, dtype=torch.float64), top.values.double(), atol=2e-6)
+    assert (by_hand - plain).abs().max() > 1e-3  # the mirror changed something: the check can fail
+
+    main(tiny_args(workdir / "images", "--ckpt_path", str(checkpoint), "--model.tta", "hflip", subcommand="validate"))
+    assert "val: 6 images, 3 classes; test-time augmentation hflip" in capsys.readouterr().out
+
+
+def test_five_crop_tta_averages_five_views(trained, workdir):
+    checkpoint = trained / "checkpoints" / "last.ckpt"
+    model = ImageClassifier.load_from_checkpoint(checkpoint, weights_only=True, tta="five_crop").eval()
+    images = normalized_batch(checkpoint, sorted(str(path) for path in (workdir / "holdout").rglob("*.*")))
+    with torch.no_grad():
+        probabilities = model.classify(images).exp()
+        crops = TF.five_crop(images, [14, 14])  # 87.5 % of 16 px
+        by_hand = torch.stack([(model(TF.resize(crop, [16, 16], antialias=True)) / model.temperature).softmax(1)
+                               for crop in crops]).mean(0)
+    assert torch.allclose(probabilities, by_hand, atol=1e-6)
+    assert torch.allclose(probabilities.sum(1), torch.ones(len(images)), atol=1e-5)
