@@ -3,7 +3,8 @@
 Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), ``lr_find`` (Lightning's
 learning-rate finder), ``summary`` (the per-stage table of the configured model), ``inspect``
 (the data folder: counts, sizes, duplicates, leaks), ``export`` (a checkpoint to ONNX or
-``torch.export``) and ``cross_validate`` (``fit`` on each of K folds, then the mean and spread).
+``torch.export``, preprocessing inside), ``predict_onnx`` (an exported model over a folder with
+onnxruntime) and ``cross_validate`` (``fit`` on each of K folds, then the mean and spread).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from . import crossval
+from . import crossval, onnx_predict
 from .calibration import calibrate
 from .checkpointing import InterruptCheckpoint
 from .data import DEMO_DATA, ImageFolderDataModule
@@ -292,6 +293,8 @@ def main(args: list[str] | None = None) -> ResNetCLI | None:
         given = sys.argv[1:] if args is None else args
         if given[:1] == [crossval.COMMAND]:
             return crossval.cross_validate(given[1:])
+        if given[:1] == [onnx_predict.COMMAND]:
+            return onnx_predict.predict_onnx(given[1:])
         return ResNetCLI(args=args, **cli_options())
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None  # the run did not finish: let a scheduler see it

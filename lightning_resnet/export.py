@@ -1,7 +1,11 @@
-"""A checkpoint as a file other programs can run: ONNX or a ``torch.export`` program.
+"""A checkpoint as a file other programs can run: ONNX or a ``torch.export`` program that carries its preprocessing.
 
-Beside the model, a JSON file records what a caller needs to feed it and read it: the class
-names in output order, the input size and the normalization.
+The exported program takes the image as ``uint8`` (already resized and center-cropped to the
+training size, NCHW) and does the rest inside: normalization with the training mean and std,
+the network, the calibration temperature and the softmax. It returns probabilities and logits,
+so a shipped file cannot disagree with the checkpoint by a forgotten normalization. The JSON
+beside it keeps the class names and the resize-and-crop rule; ``predict_onnx`` (see
+:mod:`lightning_resnet.onnx_predict`) applies that rule to a folder with onnxruntime.
 """
 
 from __future__ import annotations
@@ -12,29 +16,42 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .data import ImageFolderDataModule
 from .module import ImageClassifier
 
 ExportFormat = Literal["onnx", "torch_export"]
 SUFFIXES = {"onnx": ".onnx", "torch_export": ".pt2"}
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("probabilities", "logits")
+
+
+class ShippedClassifier(nn.Module):
+    """The network as it ships: ``uint8`` images in; probabilities and calibrated logits out."""
+
+    def __init__(self, network: nn.Module, mean: Sequence[float], std: Sequence[float], temperature: float) -> None:
+        super().__init__()
+        self.network = network
+        self.register_buffer("shift", torch.tensor(mean).view(1, -1, 1, 1) * 255)
+        self.register_buffer("scale", 1 / (torch.tensor(std).view(1, -1, 1, 1) * 255))
+        self.temperature = float(temperature)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.network((images.float() - self.shift) * self.scale) / self.temperature
+        return logits.softmax(dim=1), logits
 
 
 def export_model(model: nn.Module, output: Path, image_size: int, in_chans: int = 3,
                  format: ExportFormat = "onnx") -> Path:
-    """Write ``model`` (in eval mode) to ``output``, with a dynamic batch dimension.
-
-    The input is a float tensor ``(batch, in_chans, image_size, image_size)`` already normalized;
-    the output is the logits ``(batch, num_classes)``.
-    """
+    """Write ``model`` (in eval mode; ``uint8`` images in) to ``output``, with a dynamic batch dimension."""
     model = model.eval()
-    example = (torch.randn(2, in_chans, image_size, image_size),)
+    example = (torch.randint(0, 256, (2, in_chans, image_size, image_size), dtype=torch.uint8),)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},)
     output.parent.mkdir(parents=True, exist_ok=True)
     if format == "onnx":
-        program = torch.onnx.export(model, example, dynamo=True, input_names=["images"], output_names=["logits"],
-                                    dynamic_shapes=dynamic, verbose=False)
+        program = torch.onnx.export(model, example, dynamo=True, input_names=[INPUT_NAME],
+                                    output_names=list(OUTPUT_NAMES), dynamic_shapes=dynamic, verbose=False)
         program.save(str(output))
     elif format == "torch_export":
         torch.export.save(torch.export.export(model, example, dynamic_shapes=dynamic), output)
@@ -43,21 +60,27 @@ def export_model(model: nn.Module, output: Path, image_size: int, in_chans: int 
     return output
 
 
-def write_metadata(output: Path, class_names: Sequence[str], mean: Sequence[float], std: Sequence[float],
-                   image_size: int, resize_size: int, in_chans: int, backbone: str) -> Path:
-    """The JSON beside an exported model: how to prepare its input and name its outputs."""
+def write_metadata(output: Path, class_names: Sequence[str], data: ImageFolderDataModule, in_chans: int,
+                   backbone: str, temperature: float) -> Path:
+    """The JSON beside an exported model: how to prepare its input and read its outputs."""
     metadata = {
         "backbone": backbone,
         "class_names": list(class_names),
         "input": {
-            "shape": ["batch", in_chans, image_size, image_size],
-            "layout": f"NCHW, {'gray' if in_chans == 1 else 'RGB'}, float32",
-            "preprocessing": (f"resize the shorter side to {resize_size} px, center-crop {image_size} px, "
-                              "scale to [0, 1], then (x - mean) / std per channel"),
-            "mean": list(mean),
-            "std": list(std),
+            "name": INPUT_NAME,
+            "shape": ["batch", in_chans, data.image_size, data.image_size],
+            "layout": f"NCHW, {'gray' if in_chans == 1 else 'RGB'}, uint8 0-255",
+            "preprocessing": (f"resize the shorter side to {data.resize_size} px (bilinear, antialiased), "
+                              f"center-crop {data.image_size} px; normalization is inside the model"),
+            "image_size": data.image_size,
+            "crop_fraction": data.crop_fraction,
+            "channels": in_chans,
+            "mean": list(data.mean),
+            "std": list(data.std),
         },
-        "output": "logits (batch, num_classes); softmax for probabilities",
+        "temperature": temperature,
+        "outputs": {"probabilities": "softmax of the logits (batch, num_classes)",
+                    "logits": "divided by the temperature (batch, num_classes)"},
     }
     path = output.with_suffix(".json")
     path.write_text(json.dumps(metadata, indent=2) + "\n")
@@ -74,8 +97,9 @@ def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", outp
     data = ImageFolderDataModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
     target = Path(output) if output else Path(ckpt_path).with_suffix(SUFFIXES[format])
     in_chans = (model.hparams.backbone_options or {}).get("in_chans", 3)
-    export_model(model.model, target, data.image_size, in_chans, format)
-    metadata = write_metadata(target, model.class_names, data.mean, data.std, data.image_size, data.resize_size,
-                              in_chans, model.hparams.backbone)
+    temperature = float(model.temperature)
+    export_model(ShippedClassifier(model.model, data.mean, data.std, temperature), target, data.image_size,
+                 in_chans, format)
+    metadata = write_metadata(target, model.class_names, data, in_chans, model.hparams.backbone, temperature)
     print(f"exported {ckpt_path} to {target} (metadata: {metadata})")
     return target

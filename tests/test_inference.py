@@ -1,4 +1,5 @@
-"""What validate, test and predict compute from a checkpoint: test-time augmentation."""
+"""What validate, test and predict compute from a checkpoint (test-time augmentation), and what an exported
+model computes from the image files."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def normalized_batch(checkpoint: Path, paths: list[str]) -> torch.Tensor:
     """The images as predict feeds them to the model: the checkpoint's evaluation view and normalization."""
     data = ImageFolderDataModule.load_from_checkpoint(checkpoint, weights_only=True)
-    data.load_state_dict(torch.load(checkpoint, weights_only=True)["ImageFolderDataModule"])
     images = torch.stack([data.eval_view()(path) for path in paths])
     return data.on_after_batch_transfer([images, torch.zeros(len(paths))], 0)[0]
 
@@ -62,3 +62,29 @@ def test_five_crop_tta_averages_five_views(trained, workdir):
                                for crop in crops]).mean(0)
     assert torch.allclose(probabilities, by_hand, atol=1e-6)
     assert torch.allclose(probabilities.sum(1), torch.ones(len(images)), atol=1e-5)
+
+
+def test_the_exported_onnx_agrees_with_predict_on_the_demo_validation_images(trained, workdir):
+    best = next((trained / "checkpoints").glob("best-*.ckpt"))
+    demo = ImageFolderDataModule(data_dir="demo:digits")  # written into the working folder
+    folder = workdir / "demo_val"
+    folder.mkdir()
+    for path, _ in demo.split()[1]:
+        (folder / f"{Path(path).parent.name}_{Path(path).name}").symlink_to(Path(path).resolve())
+    main(tiny_args(workdir / "images", "--ckpt_path", str(best), "--data.predict_dir", str(folder),
+                   "--trainer.logger.init_args.name", "shipped", subcommand="predict"))
+    from_checkpoint = read_rows(workdir / "logs" / "shipped" / "version_0" / "predictions.csv")
+    model = workdir / "shipped" / "model.onnx"
+    main(["export", "--ckpt_path", str(best), "--output", str(model)])
+    main(["predict_onnx", "--model", str(model), "--input", str(folder)])
+    from_onnx = read_rows(model.with_suffix(".predictions.csv"))
+
+    assert len(from_onnx) == len(from_checkpoint) == 359
+    assert [row["path"] for row in from_onnx] == [row["path"] for row in from_checkpoint]
+    agree = sum(a["prediction"] == b["prediction"] for a, b in zip(from_onnx, from_checkpoint)) / 359
+    assert agree >= 0.995
+    for a, b in zip(from_onnx, from_checkpoint):  # with three classes the top five list all of them
+        onnx = dict(zip(a["top5_classes"].split("|"), map(float, a["top5_probabilities"].split("|"))))
+        checkpoint = dict(zip(b["top5_classes"].split("|"), map(float, b["top5_probabilities"].split("|"))))
+        assert onnx.keys() == checkpoint.keys()
+        assert max(abs(onnx[name] - checkpoint[name]) for name in onnx) <= 1e-3

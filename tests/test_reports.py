@@ -156,7 +156,7 @@ def test_summary_follows_the_config(workdir, capsys):
 
 
 @pytest.mark.parametrize("export_format", ["onnx", "torch_export"])
-def test_export_matches_the_checkpoint(trained, workdir, export_format):
+def test_export_carries_normalization_temperature_and_softmax(trained, workdir, export_format):
     checkpoint_path = best_checkpoint(trained)
     output = workdir / "exported" / f"model.{'onnx' if export_format == 'onnx' else 'pt2'}"
     main(tiny_args(workdir / "gone", "--ckpt_path", str(checkpoint_path), "--format", export_format,
@@ -166,16 +166,21 @@ def test_export_matches_the_checkpoint(trained, workdir, export_format):
     assert metadata["class_names"] == ["class_0", "class_1", "class_2"]
     assert metadata["input"]["mean"] == checkpoint["ImageFolderDataModule"]["mean"]
     assert metadata["input"]["std"] == checkpoint["ImageFolderDataModule"]["std"]
-    assert metadata["input"]["shape"] == ["batch", 3, 16, 16]
+    assert metadata["input"]["shape"] == ["batch", 3, 16, 16] and "uint8" in metadata["input"]["layout"]
+    assert metadata["temperature"] == pytest.approx(float(checkpoint["state_dict"]["temperature"]))
+    assert metadata["temperature"] != 1.0  # the fit calibrated the best checkpoint
 
     model = ImageClassifier.load_from_checkpoint(checkpoint_path, weights_only=True).eval()
-    images = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    mean = torch.tensor(metadata["input"]["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(metadata["input"]["std"]).view(1, 3, 1, 1)
     with torch.no_grad():
-        expected = model(images).numpy()
+        expected_logits = model((images.float() / 255 - mean) / std) / model.temperature
     if export_format == "onnx":
         session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
-        exported = session.run(["logits"], {"images": images.numpy()})[0]
+        probabilities, logits = session.run(["probabilities", "logits"], {"images": images.numpy()})
     else:
-        exported = torch.export.load(output).module()(images).detach().numpy()
-    assert exported.shape == (5, 3)
-    assert np.abs(exported - expected).max() < 1e-4
+        probabilities, logits = (t.detach().numpy() for t in torch.export.load(output).module()(images))
+    assert probabilities.shape == logits.shape == (5, 3)
+    assert np.abs(logits - expected_logits.numpy()).max() < 1e-4
+    assert np.abs(probabilities - expected_logits.softmax(1).numpy()).max() < 1e-5

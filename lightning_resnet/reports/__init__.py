@@ -8,7 +8,7 @@ also go to TensorBoard.
 
 from .evaluation import EvaluationReport, format_report
 from .inspection import inspect_folder
-from .predictions import PredictionRow, PredictionWriter
+from .predictions import PredictionRow, PredictionWriter, write_predictions
 from .run import run_dir, tensorboard
 from .training import TrainingReport, best_epoch_metrics, read_curves
 
@@ -23,4 +23,5 @@ __all__ = [
     "read_curves",
     "run_dir",
     "tensorboard",
+    "write_predictions",
 ]

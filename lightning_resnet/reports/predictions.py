@@ -30,6 +30,25 @@ class PredictionRow:
     def header(top_k: int) -> list[str]:
         return ["path", "prediction", "confidence", f"top{top_k}_classes", f"top{top_k}_probabilities", "error"]
 
+    @classmethod
+    def from_probabilities(cls, path: str, probabilities: Tensor, names: list[str], top_k: int) -> PredictionRow:
+        """The row of one image from its class probabilities."""
+        top = probabilities.float().topk(min(top_k, len(probabilities)))
+        values, indices = top.values.tolist(), top.indices.tolist()
+        return cls(path=path, prediction=names[indices[0]], confidence=f"{values[0]:.6f}",
+                   top_classes="|".join(names[i] for i in indices),
+                   top_probabilities="|".join(f"{v:.6f}" for v in values))
+
+
+def write_predictions(output: Path, rows: dict[str, PredictionRow], top_k: int) -> None:
+    """``predictions.csv``: the rows in path order, under the header; says how many and how many unreadable."""
+    with open(output, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PredictionRow.header(top_k))
+        writer.writerows(astuple(rows[path]) for path in sorted(rows))
+    unreadable = sum(1 for row in rows.values() if row.error)
+    print(f"wrote {len(rows)} predictions to {output}" + (f" ({unreadable} unreadable)" if unreadable else ""))
+
 
 class PredictionWriter(BasePredictionWriter):
     """Writes ``predictions.csv`` beside the run: path, class, confidence and the top-k classes.
@@ -64,21 +83,12 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         if prediction is None:
             return
-        paths = batch[1]
-        probabilities = prediction["probabilities"].float().cpu()
-        top = probabilities.topk(min(self.top_k, probabilities.shape[1]), dim=1)
-        names = pl_module.class_names
+        probabilities = prediction["probabilities"].cpu()
         with open(self._part(trainer.global_rank), "a", newline="") as handle:
             writer = csv.writer(handle)
-            for path, values, indices in zip(paths, top.values.tolist(), top.indices.tolist()):
-                row = PredictionRow(
-                    path=path,
-                    prediction=names[indices[0]],
-                    confidence=f"{values[0]:.6f}",
-                    top_classes="|".join(names[i] for i in indices),
-                    top_probabilities="|".join(f"{v:.6f}" for v in values),
-                )
-                writer.writerow(astuple(row))
+            for path, image in zip(batch[1], probabilities):
+                writer.writerow(astuple(PredictionRow.from_probabilities(path, image, pl_module.class_names,
+                                                                         self.top_k)))
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         trainer.strategy.barrier()
@@ -96,10 +106,4 @@ class PredictionWriter(BasePredictionWriter):
         data = image_data(trainer)
         for path in data.predict_paths if data is not None else []:
             rows.setdefault(path, PredictionRow(path, error="could not be read"))
-        output = self.folder / self.filename
-        with open(output, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(PredictionRow.header(self.top_k))
-            writer.writerows(astuple(rows[path]) for path in sorted(rows))
-        unreadable = sum(1 for row in rows.values() if row.error)
-        print(f"wrote {len(rows)} predictions to {output}" + (f" ({unreadable} unreadable)" if unreadable else ""))
+        write_predictions(self.folder / self.filename, rows, self.top_k)
