@@ -62,7 +62,7 @@ def ddp(tmp_path_factory) -> Path:
     run(root, *with_progress_bar(tiny_args(images, "--ckpt_path", str(last), *ODD_VALIDATION, *TWO_PROCESSES,
                                            subcommand="validate")))
     run(root, *tiny_args(images, "--ckpt_path", str(last), "--data.predict_dir", str(images), *TWO_PROCESSES,
-                         subcommand="predict"))
+                         "--predictions.cam", "true", subcommand="predict"))
     return root
 
 
@@ -100,11 +100,15 @@ def test_the_default_workers_share_the_cores_among_the_processes(ddp):
         assert int((ddp / f"workers_rank{rank}.txt").read_text()) == max(1, cores // 2 - 1)
 
 
-def test_predictions_are_written_once(ddp):
+def test_predictions_and_class_activation_maps_are_written_once(ddp):
     with open(ddp / "logs/tiny/version_2/predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 60 and len({row["path"] for row in rows}) == 60
     assert all(row["prediction"] in {"class_0", "class_1", "class_2"} for row in rows)
+    overlays = sorted((ddp / "logs/tiny/version_2/cam").rglob("*.png"))
+    images = sorted((ddp / "images").rglob("*.*"))
+    assert [path.relative_to(ddp / "logs/tiny/version_2/cam") for path in overlays] == sorted(
+        path.relative_to(ddp / "images").with_suffix(".png") for path in images)
 
 
 def test_two_processes_match_one_within_noise(ddp, tmp_path, monkeypatch):

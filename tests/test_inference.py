@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_resnet import ImageClassifier
@@ -88,3 +90,20 @@ def test_the_exported_onnx_agrees_with_predict_on_the_demo_validation_images(tra
         checkpoint = dict(zip(b["top5_classes"].split("|"), map(float, b["top5_probabilities"].split("|"))))
         assert onnx.keys() == checkpoint.keys()
         assert max(abs(onnx[name] - checkpoint[name]) for name in onnx) <= 1e-3
+
+
+def test_class_activation_maps_are_overlays_at_the_image_size(trained, workdir):
+    checkpoint = trained / "checkpoints" / "last.ckpt"
+    main(tiny_args(workdir / "images", "--ckpt_path", str(checkpoint), "--data.predict_dir", str(workdir / "holdout"),
+                   "--predictions.cam", "true", "--trainer.logger.init_args.name", "cam", subcommand="predict"))
+    folder = workdir / "logs" / "cam" / "version_0" / "cam"
+    images = sorted((workdir / "holdout").rglob("*.*"))
+    for image in images:
+        overlay = folder / image.relative_to(workdir / "holdout").with_suffix(".png")
+        with Image.open(image) as original, Image.open(overlay) as drawn:
+            assert drawn.size == original.size == (40, 32)
+            # the map lies over the 32x32 center crop the model saw; the 4-pixel bands beside it stay as they were
+            difference = np.abs(np.asarray(drawn, np.int16) - np.asarray(original.convert("RGB"), np.int16))
+            assert difference[:, 4:36].mean() > 10
+            assert difference[:, :4].max() == difference[:, 36:].max() == 0
+    assert len(list(folder.rglob("*.png"))) == len(images) == 9

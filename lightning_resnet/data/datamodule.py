@@ -57,6 +57,7 @@ class ImageData(Protocol):
     std: tuple[float, ...]
     batch_size: int
     predict_paths: list[str]
+    resize_size: int
 
     @property
     def skipped_images(self) -> int: ...

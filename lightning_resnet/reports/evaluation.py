@@ -17,7 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 from ..calibration import CALIBRATION_BINS, ReliabilityBins
 from ..data import image_data
 from ..metrics import METRIC_LABELS, TEST, VAL, metric_key
-from . import plots
+from . import cam, plots
 from .run import run_dir, tensorboard
 
 
@@ -38,12 +38,14 @@ class EvaluationReport(Callback):
     The table (top-1, top-5, macro precision / recall / F1, the expected calibration error with
     the temperature the probabilities were divided by, per-class accuracy) is printed and saved
     as ``report_<stage>.txt``; the reliability diagram (``calibration_<stage>.png``), the
-    confusion matrix and a grid of the ``mistakes`` most confident wrong predictions are saved as
-    PNGs beside the run and logged to TensorBoard. Validation inside ``fit`` writes nothing.
+    confusion matrix and a grid of the ``mistakes`` most confident wrong predictions (each beside
+    its Grad-CAM overlay for the predicted class, with ``cam``) are saved as PNGs beside the run
+    and logged to TensorBoard. Validation inside ``fit`` writes nothing.
     """
 
-    def __init__(self, mistakes: int = 16, max_plot_classes: int = 40) -> None:
+    def __init__(self, mistakes: int = 16, max_plot_classes: int = 40, cam: bool = True) -> None:
         self.mistakes = mistakes
+        self.cam = cam
         self.max_plot_classes = max_plot_classes
         self.metrics: MetricCollection | None = None
         self._worst: list[Mistake] = []  # a min-heap of the most confident mistakes so far
@@ -142,8 +144,17 @@ class EvaluationReport(Callback):
         if self._worst:
             worst = sorted(self._worst, reverse=True)
             data = image_data(trainer)
-            images = plots.to_viewable(torch.stack([m.image for m in worst]), data and data.mean, data and data.std)
+            normalized = torch.stack([m.image for m in worst])
+            images = plots.to_viewable(normalized, data and data.mean, data and data.std)
             titles = [f"true {names[m.target]}\npred {names[m.predicted]} {m.confidence:.2f}" for m in worst]
+            if self.cam:
+                heat = cam.grad_cam(pl_module.model, normalized.to(pl_module.device),
+                                    torch.tensor([m.predicted for m in worst])).cpu()
+                overlays = [torch.from_numpy(cam.overlay((image.expand(3, -1, -1).permute(1, 2, 0) * 255).byte()
+                                                         .numpy(), map_.numpy())).permute(2, 0, 1) / 255
+                            for image, map_ in zip(images, heat)]
+                images = torch.stack([view for pair in zip(images, overlays) for view in pair])
+                titles = [title for pair in zip(titles, ["Grad-CAM"] * len(titles)) for title in pair]
             figures["mistakes"] = plots.mistakes_figure(images, titles)
         writer = tensorboard(trainer)
         for name, figure in figures.items():

@@ -1,17 +1,21 @@
-"""``predictions.csv``: one row per image of ``predict``, written once however many processes predict."""
+"""``predictions.csv``: one row per image of ``predict``, written once however many processes predict;
+with ``cam``, a Grad-CAM overlay per image in ``cam/``."""
 
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
+from PIL import Image
 from torch import Tensor
 
-from ..data import image_data
+from ..data import image_data, load_image
+from . import cam
 from .run import run_dir
 
 
@@ -54,14 +58,18 @@ class PredictionWriter(BasePredictionWriter):
     """Writes ``predictions.csv`` beside the run: path, class, confidence and the top-k classes.
 
     Each process writes its own part; process 0 joins them in path order (dropping the repeats
-    that a distributed sampler pads with) and lists the images that could not be read.
+    that a distributed sampler pads with) and lists the images that could not be read. With
+    ``cam``, each process also writes, for each of its images, the Grad-CAM of the predicted class
+    over the image at its own size (``cam/<path under the predicted folder>.png``, see :mod:`.cam`).
     """
 
-    def __init__(self, filename: str = "predictions.csv", top_k: int = 5) -> None:
+    def __init__(self, filename: str = "predictions.csv", top_k: int = 5, cam: bool = False) -> None:
         super().__init__(write_interval="batch")
         self.filename = filename
         self.top_k = top_k
+        self.cam = cam
         self.folder: Path | None = None
+        self._inputs_root = ""  # the folder the predicted paths share, for the names in cam/
 
     def _part(self, rank: int) -> Path:
         return self.folder / f".{self.filename}.part{rank}"
@@ -70,6 +78,9 @@ class PredictionWriter(BasePredictionWriter):
         self.folder = run_dir(trainer)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._part(trainer.global_rank).write_text("")
+        data = image_data(trainer)
+        paths = data.predict_paths if data is not None else []
+        self._inputs_root = os.path.dirname(paths[0]) if len(paths) == 1 else os.path.commonpath(paths) if paths else ""
 
     def write_on_batch_end(
         self,
@@ -89,6 +100,18 @@ class PredictionWriter(BasePredictionWriter):
             for path, image in zip(batch[1], probabilities):
                 writer.writerow(astuple(PredictionRow.from_probabilities(path, image, pl_module.class_names,
                                                                          self.top_k)))
+        if self.cam:
+            self._write_cams(trainer, pl_module, batch, prediction["predictions"])
+
+    def _write_cams(self, trainer: Trainer, pl_module: LightningModule, batch: Any, classes: Tensor) -> None:
+        heat = cam.grad_cam(pl_module.model, batch[0], classes).cpu()
+        resize_size = image_data(trainer).resize_size
+        for path, image_heat in zip(batch[1], heat):
+            original = load_image(path, channels=3).permute(1, 2, 0).numpy()
+            placed = cam.place_in_original(image_heat, original.shape[:2], resize_size)
+            target = self.folder / "cam" / Path(os.path.relpath(path, self._inputs_root)).with_suffix(".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(cam.overlay(original, placed)).save(target)
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         trainer.strategy.barrier()

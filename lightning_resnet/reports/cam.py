@@ -1,0 +1,59 @@
+"""Class activation maps: where in the image the last stage saw the predicted class (Grad-CAM).
+
+Captum's ``LayerGradCam`` does the hooks and the gradient weighting on the backbone's last stage
+(``layer4``); it is used instead of hand-written hooks, and instead of pytorch-grad-cam, because
+it needs nothing beyond torch, numpy and matplotlib, which this project has already (the other
+pulls in OpenCV). Here the maps are only scaled and laid over the images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerGradCam
+from matplotlib import colormaps
+from torch import Tensor, nn
+
+OVERLAY_OPACITY = 0.45
+
+
+def grad_cam(network: nn.Module, images: Tensor, classes: Tensor) -> Tensor:
+    """Grad-CAM of ``classes`` on ``network.layer4`` for normalized ``images``: ``(N, H, W)`` in [0, 1].
+
+    Works inside ``predict``/``validate`` too: gradients are turned back on for the call.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        inputs = images.detach().clone().requires_grad_(True)
+        maps = LayerGradCam(network, network.layer4).attribute(inputs, target=classes.tolist(),
+                                                                 relu_attributions=True)
+        maps = F.interpolate(maps.detach(), size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    peak = maps.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1)
+    return (maps / peak).clamp(0, 1)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) ``uint8`` with ``heat`` (H, W, in [0, 1]) laid over it in the jet colours;
+    where ``heat`` is NaN (outside what the model saw) the image stays as it is."""
+    seen = np.isfinite(heat)
+    colours = colormaps["jet"](np.where(seen, heat, 0))[..., :3] * 255
+    blended = image.astype(np.float32) * (1 - OVERLAY_OPACITY) + colours * OVERLAY_OPACITY
+    return np.where(seen[..., None], blended.round().clip(0, 255), image).astype(np.uint8)
+
+
+def place_in_original(heat: Tensor, original_size: tuple[int, int], resize_size: int) -> np.ndarray:
+    """A map of the center crop (as ``eval_view`` cut it) put back where the crop lies in the original image.
+
+    The evaluation view resizes the shorter side to ``resize_size`` and cuts the centre; outside
+    the crop the map is NaN.
+    """
+    height, width = original_size
+    scale = min(height, width) / resize_size
+    side_h, side_w = (max(1, round(n * scale)) for n in heat.shape)
+    top, left = max(0, (height - side_h) // 2), max(0, (width - side_w) // 2)
+    placed = np.full((height, width), np.nan, dtype=np.float32)
+    resized = F.interpolate(heat[None, None].float(), size=(side_h, side_w), mode="bilinear",
+                            align_corners=False)[0, 0].numpy()
+    crop = resized[: height - top, : width - left]
+    placed[top : top + crop.shape[0], left : left + crop.shape[1]] = crop
+    return placed
