@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
@@ -107,3 +108,11 @@ def test_class_activation_maps_are_overlays_at_the_image_size(trained, workdir):
             assert difference[:, 4:36].mean() > 10
             assert difference[:, :4].max() == difference[:, 36:].max() == 0
     assert len(list(folder.rglob("*.png"))) == len(images) == 9
+
+
+def test_predict_onnx_without_an_exported_model_is_one_line(workdir, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["predict_onnx", "--model", "nowhere/model.onnx", "--input", str(workdir / "holdout")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert exit_code.value.code == 2 and len(errors) == 1
+    assert "--model nowhere/model.onnx" in errors[0] and ".json beside it" in errors[0]
