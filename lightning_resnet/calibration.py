@@ -4,8 +4,9 @@ after ``fit`` so that the predicted probabilities can be read as probabilities.
 Dividing the logits by ``T`` never changes the top-1 class, only how confident each prediction is.
 ``T`` minimises the validation negative log-likelihood (NLL); the NLL is convex in ``1 / T``, so a
 golden-section search over it finds the minimum, and each step needs only two sums over the
-validation images, added up across DDP processes. The fitted ``T`` is stored in the best
-checkpoint, which ``predict``, ``validate`` and ``test`` then read.
+validation images, added up across DDP processes. The logits are those of the validation epoch
+the best checkpoint was chosen at, kept during ``fit``; the fitted ``T`` is stored in that
+checkpoint, which ``predict``, ``validate``, ``test`` and ``export`` then read.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import math
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassCalibrationError
+
+from .metrics import MONITOR, MONITOR_MODE
 
 CALIBRATION_BINS = 15
 """Confidence bins of the expected calibration error and the reliability diagram (Guo et al.'s 15)."""
@@ -47,19 +51,6 @@ class ReliabilityBins(Metric):
         """Rows: count, mean confidence and accuracy of each bin (0 where empty)."""
         filled = self.count.clamp_min(1)
         return torch.stack([self.count, self.confidence / filled, self.correct / filled])
-
-
-class _LogitCollector(Callback):
-    """Keeps this process's validation logits and targets of one ``validate`` call."""
-
-    def __init__(self) -> None:
-        self.logits: list[Tensor] = []
-        self.targets: list[Tensor] = []
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if outputs is not None:
-            self.logits.append(outputs.detach().float())
-            self.targets.append(batch[1])
 
 
 def fit_temperature(logits: Tensor, targets: Tensor, total: callable = lambda sums: sums) -> float:
@@ -97,34 +88,68 @@ def _scores(logits: Tensor, targets: Tensor, temperature: float, num_classes: in
     return float(sums[0] / sums[1]), float(ece.compute())
 
 
-def calibrate(trainer: Trainer, model: LightningModule, datamodule: LightningDataModule, checkpoint: str) -> float:
-    """Fit the temperature of ``checkpoint`` on the validation split, store it there and in ``model``.
+class TemperatureScaling(Callback):
+    """During ``fit``: keeps the validation logits of the epoch the best checkpoint is chosen at; at the
+    end, fits the temperature on them and writes it into that checkpoint (with ``model.calibrate``).
 
-    Runs ``validate`` on the checkpoint (which also writes its validation report), prints the
-    NLL and ECE before and after, and returns the temperature.
+    No extra pass over the data, and the trainer's model and metrics stay those of the fit. The
+    best epoch is the first with the best :data:`~lightning_resnet.metrics.MONITOR`, as
+    ``ModelCheckpoint`` chooses it.
     """
-    collector = _LogitCollector()
-    trainer.callbacks.append(collector)
-    test_time_augmentation, model.tta = model.tta, "none"  # the temperature is the model's own, fitted without
-    try:
-        trainer.validate(model, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
-    finally:
-        trainer.callbacks.remove(collector)
-        model.tta = test_time_augmentation
-    device = model.device
-    # the model's log-probabilities times its temperature: its logits less a constant per image (which
-    # no softmax sees), as if divided by a temperature of 1
-    logits = torch.cat(collector.logits).to(device) * model.temperature
-    targets = torch.cat(collector.targets).to(device)
+
+    def __init__(self) -> None:
+        self._logits: list[Tensor] = []
+        self._targets: list[Tensor] = []
+        self._kept: tuple[float, Tensor, Tensor] | None = None  # (monitored score, logits, targets)
+
+    @staticmethod
+    def _active(trainer: Trainer, pl_module: LightningModule) -> bool:
+        return (trainer.state.fn == "fit" and not trainer.sanity_checking
+                and bool(getattr(pl_module.hparams, "calibrate", False)))
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._logits, self._targets = [], []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._active(trainer, pl_module) and outputs is not None:
+            # log-probabilities times the temperature: the logits less a constant per image, which no
+            # softmax sees (the temperature is 1 during fit anyway)
+            self._logits.append((outputs.detach().float() * pl_module.temperature).cpu())
+            self._targets.append(batch[1].detach().cpu())
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        score = trainer.callback_metrics.get(MONITOR)
+        if not self._active(trainer, pl_module) or score is None or not self._logits:
+            return
+        sign = 1 if MONITOR_MODE == "max" else -1
+        if self._kept is None or sign * float(score) > sign * self._kept[0]:
+            self._kept = (float(score), torch.cat(self._logits), torch.cat(self._targets))
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        best = next((callback for callback in trainer.checkpoint_callbacks
+                     if callback.monitor == MONITOR and callback.best_model_path), None)
+        if not self._active(trainer, pl_module) or self._kept is None or best is None:
+            return
+        score, logits, targets = self._kept
+        if best.best_model_score is None or abs(float(best.best_model_score) - score) > 1e-9:
+            rank_zero_warn(f"not calibrated: the validation logits kept do not belong to {best.best_model_path}")
+            return
+        calibrate_checkpoint(trainer, best.best_model_path, logits.to(pl_module.device),
+                             targets.to(pl_module.device), pl_module.num_classes)
+
+
+def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targets: Tensor,
+                         num_classes: int) -> float:
+    """Fit the temperature of ``checkpoint`` on these validation ``logits`` (every process its own share),
+    store it in the checkpoint and print the NLL and ECE before and after; returns it."""
 
     def total(sums: Tensor) -> Tensor:
         return trainer.strategy.reduce(sums, reduce_op="sum")
 
     temperature = fit_temperature(logits, targets, total)
-    before = _scores(logits, targets, 1.0, model.num_classes, total)
-    after = _scores(logits, targets, temperature, model.num_classes, total)
-    count = int(total(torch.tensor([float(len(targets))], device=device))[0])
-    model.temperature.fill_(temperature)
+    before = _scores(logits, targets, 1.0, num_classes, total)
+    after = _scores(logits, targets, temperature, num_classes, total)
+    count = int(total(torch.tensor([float(len(targets))], device=logits.device))[0])
     if trainer.is_global_zero:
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
         saved["state_dict"]["temperature"] = torch.tensor(temperature)

@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from . import crossval, onnx_predict
-from .calibration import calibrate
+from .calibration import TemperatureScaling
 from .checkpointing import InterruptCheckpoint
 from .data import DEMO_DATA, ImageFolderDataModule
 from .divergence import NonFiniteLossError
@@ -135,8 +135,9 @@ class ResNetCLI(LightningCLI):
     named in ``pretrained``. Always present, and configured under their own keys: ``checkpoint``
     (``ModelCheckpoint``, the best by :data:`~lightning_resnet.metrics.MONITOR`), ``last_checkpoint``
     (``last.ckpt``, after every epoch), ``lr_monitor``, ``predictions`` (``predictions.csv``),
-    ``evaluation`` (reports of ``validate`` and ``test``), ``training_report`` (curves, HPARAMS) and
-    ``throughput`` (images/s in the progress bar).
+    ``evaluation`` (reports of ``validate`` and ``test``), ``training_report`` (curves, HPARAMS),
+    ``throughput`` (images/s in the progress bar) and ``calibration`` (the temperature of the best
+    checkpoint, with ``model.calibrate``).
     ``trainer.callbacks`` adds others. ``fit --ckpt_path last`` resumes the experiment's newest
     ``last.ckpt`` in its own log folder; Ctrl-C and SIGTERM save one (``interrupt_checkpoint``).
     With a checkpoint, the class names come from it, so predicting needs no training folder.
@@ -162,6 +163,7 @@ class ResNetCLI(LightningCLI):
         parser.add_lightning_class_args(EvaluationReport, "evaluation")
         parser.add_lightning_class_args(TrainingReport, "training_report")
         parser.add_lightning_class_args(ThroughputDisplay, "throughput")
+        parser.add_lightning_class_args(TemperatureScaling, "calibration")
         parser.set_defaults(
             {
                 "checkpoint.monitor": MONITOR,
@@ -187,14 +189,12 @@ class ResNetCLI(LightningCLI):
         return parser
 
     def after_fit(self) -> None:
-        """Calibrate the best checkpoint (``model.calibrate``), then test it when a test set exists, as the
+        """Test the best checkpoint (calibrated by ``calibration``) when a test set exists, as the
         Lightning-Hydra template does (``test_after_fit``)."""
         if self.trainer.interrupted:
             return
         best = next((callback.best_model_path for callback in self.trainer.checkpoint_callbacks
                      if callback.monitor == MONITOR and callback.best_model_path), None)
-        if best and self.model.hparams.calibrate:
-            calibrate(self.trainer, self.model, self.datamodule, best)
         data = self.datamodule
         if (not self.config.fit.get("test_after_fit") or not isinstance(data, ImageFolderDataModule)
                 or not data.has_test_set):

@@ -228,8 +228,9 @@ class ImageClassifier(LightningModule):
 
     def classify(self, images: Tensor) -> Tensor:
         """Log-probabilities as ``validate``, ``test`` and ``predict`` give them: the softmax of the logits
-        divided by the temperature, averaged over the test-time views (``tta``)."""
-        views = test_time_views(images, self.tta)
+        divided by the temperature, averaged over the test-time views (``tta``, outside ``fit``)."""
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"  # model selection and the
+        views = test_time_views(images, "none" if fitting else self.tta)  # temperature see single views
         if len(views) == 1:
             return F.log_softmax(self(images) / self.temperature, dim=1)
         probabilities = torch.stack([(self(view) / self.temperature).softmax(dim=1) for view in views]).mean(0)

@@ -153,7 +153,7 @@ class EvaluationReport(Callback):
                 overlays = [torch.from_numpy(cam.overlay((image.expand(3, -1, -1).permute(1, 2, 0) * 255).byte()
                                                          .numpy(), map_.numpy())).permute(2, 0, 1) / 255
                             for image, map_ in zip(images, heat)]
-                images = torch.stack([view for pair in zip(images, overlays) for view in pair])
+                images = torch.stack([view for pair in zip(images.expand(-1, 3, -1, -1), overlays) for view in pair])
                 titles = [title for pair in zip(titles, ["Grad-CAM"] * len(titles)) for title in pair]
             figures["mistakes"] = plots.mistakes_figure(images, titles)
         writer = tensorboard(trainer)
