@@ -158,7 +158,8 @@ class ImageFolderDataModule(LightningDataModule):
         check(0.0 < val_fraction < 1.0,
               f"data.val_fraction must be between 0 and 1 (both excluded), got {val_fraction}")
         check(num_folds is None or num_folds >= 2, f"data.num_folds must be 2 or more, got {num_folds}")
-        check(0 <= fold < (num_folds or 1) or (num_folds is None and fold == 0),
+        check(num_folds is not None or fold == 0, f"data.fold {fold} needs data.num_folds (the number of folds)")
+        check(num_folds is None or 0 <= fold < num_folds,
               f"data.fold must be between 0 and data.num_folds - 1 ({(num_folds or 1) - 1}), got {fold}")
         check(0.0 < crop_fraction <= 1.0, f"data.crop_fraction must be in (0, 1], got {crop_fraction}")
         check(image_size >= 1, f"data.image_size must be a positive number of pixels, got {image_size}")
