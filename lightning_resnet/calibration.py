@@ -12,6 +12,7 @@ checkpoint, which ``predict``, ``validate``, ``test`` and ``export`` then read.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +54,7 @@ class ReliabilityBins(Metric):
         return torch.stack([self.count, self.confidence / filled, self.correct / filled])
 
 
-def fit_temperature(logits: Tensor, targets: Tensor, total: callable = lambda sums: sums) -> float:
+def fit_temperature(logits: Tensor, targets: Tensor, total: Callable[[Tensor], Tensor] = lambda sums: sums) -> float:
     """The ``T`` minimising the mean NLL of ``logits / T``; ``total`` adds sums up across processes."""
 
     def mean_nll(log_inverse: float) -> float:
@@ -78,7 +79,8 @@ def fit_temperature(logits: Tensor, targets: Tensor, total: callable = lambda su
     return 1 / math.exp((low + high) / 2)
 
 
-def _scores(logits: Tensor, targets: Tensor, temperature: float, num_classes: int, total) -> tuple[float, float]:
+def _scores(logits: Tensor, targets: Tensor, temperature: float, num_classes: int,
+            total: Callable[[Tensor], Tensor]) -> tuple[float, float]:
     """(NLL, ECE) of ``logits / temperature`` over every process's images."""
     scaled = logits / temperature
     sums = total(torch.stack([F.cross_entropy(scaled, targets, reduction="sum").double(),

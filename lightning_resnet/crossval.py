@@ -71,9 +71,14 @@ def cross_validate(args: list[str]) -> None:
     write_results(experiment / group / RESULTS_CSV, scores)
 
 
+def _columns(scores: list[dict[str, float]]) -> list[str]:
+    """The metrics every fold logged, in the report's order."""
+    return [column for column in COLUMNS if all(column in fold for fold in scores)]
+
+
 def format_results(scores: list[dict[str, float]], folder: Path) -> str:
     """Each fold's validation metrics, then their mean ± standard deviation over the folds."""
-    columns = [column for column in COLUMNS if all(column in fold for fold in scores)]
+    columns = _columns(scores)
     lines = [f"cross-validation over {len(scores)} folds ({folder}); the best epoch of each fold",
              f"{'fold':<12}" + "".join(f"{column:>22}" for column in columns)]
     for number, fold in enumerate(scores):
@@ -89,7 +94,7 @@ def summarize(values: list[float]) -> tuple[float, float]:
 
 
 def write_results(path: Path, scores: list[dict[str, float]]) -> None:
-    columns = [column for column in COLUMNS if all(column in fold for fold in scores)]
+    columns = _columns(scores)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["fold", *columns])

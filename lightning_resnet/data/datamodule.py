@@ -369,12 +369,16 @@ class ImageFolderDataModule(LightningDataModule):
         counts = Counter(target for _, target in samples)
         return [counts[index] for index in range(self.num_classes)]
 
+    def part_of_files(self) -> dict[int, str]:
+        """The part (train, val, test) each listed file is in, by index; unreadable files are in none."""
+        train, val = self.split_indices()
+        part_of = {i: TEST_SPLIT for i, part in enumerate(self._parts) if part == TEST_SPLIT}
+        return part_of | dict.fromkeys(train, TRAIN_SPLIT) | dict.fromkeys(val, VAL_SPLIT)
+
     def leaks(self) -> list[tuple[DuplicateGroup, list[str]]]:
         """Duplicate groups whose copies are in more than one part (train, val, test): each with those parts."""
         self.examine()
-        train, val = self.split_indices()
-        part_of = dict.fromkeys(train, TRAIN_SPLIT) | dict.fromkeys(val, VAL_SPLIT)
-        part_of |= {i: TEST_SPLIT for i, part in enumerate(self._parts) if part == TEST_SPLIT}
+        part_of = self.part_of_files()
         found = []
         for group in self._groups:
             parts = sorted({part_of[i] for i in group.members if i in part_of})

@@ -29,9 +29,7 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
     files, parts = data.files()
     records = data.examine(find_duplicates=True)
     names = data.class_names
-    part_of: dict[int, str] = {i: part for i, part in enumerate(parts) if part == TEST_SPLIT}
-    train, val = data.split_indices()
-    part_of |= dict.fromkeys(train, TRAIN_SPLIT) | dict.fromkeys(val, VAL_SPLIT)
+    part_of = data.part_of_files()
     readable = [i for i, record in enumerate(records) if record.readable]
     lines = [f"{data.layout.describe()}: {len(files)} image files, {len(names)} classes"]
 
@@ -68,7 +66,7 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
     conflicts = [group for group in groups if len({files[i][1] for i in group.members}) > 1]
     if conflicts:
         lines.append(f"label conflicts: {len(conflicts)} group(s) of copies filed under different classes")
-    leaks = [group for group in groups if len({part_of[i] for i in group.members if i in part_of}) > 1]
+    leaks = [group for group, _ in data.leaks()]
     lines.append(f"leaks: {len(leaks)} group(s) with copies in more than one of {', '.join(shown_parts)}"
                  + ("" if not leaks or data.layout.presplit else " (data.group_duplicates is off)"))
     for group in leaks[:5]:
