@@ -31,6 +31,11 @@ CASES = [
     ("missing data folder", ["fit", "--data.data_dir", "nowhere"], ["nowhere", "<class name>/<image files>"]),
     ("backbone option it does not take", ["fit", "--model.backbone_options", "{colour: red}"],
      ["model.backbone_options", "colour"]),
+    ("three stage widths", ["fit", "--model.backbone_options", "{channels: [16, 32, 64]}"],
+     ["model.backbone_options", "channels must give 4 positive widths", "[16, 32, 64]"]),
+    ("default-width weights on a narrow network", ["fit", "--model.pretrained", "stem64.pth",
+                                                   "--model.backbone_options", "{channels: [16, 32, 64, 128]}"],
+     ["stem64.pth", "not this architecture", "conv1.weight", "(16, 3, 7, 7)"]),
     ("missing weights file", ["fit", "--model.pretrained", "weights/none.pth"], ["weights/none.pth"]),
     ("a folder of one class", ["fit", "--data.data_dir", "one_class"], ["one_class", "two", "class_0"]),
     ("a truncated checkpoint", ["validate", "--ckpt_path", "truncated.ckpt"], ["ckpt_path truncated.ckpt"]),
@@ -81,6 +86,7 @@ def folder(tmp_path_factory) -> Path:
     make_image_folder(root / "no_train" / "test", classes=2, per_class=2)
     torch.save({"state_dict": {"weight": torch.zeros(1000)}}, root / "whole.ckpt")
     (root / "truncated.ckpt").write_bytes((root / "whole.ckpt").read_bytes()[:1500])
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, root / "stem64.pth")
     (root / "corrupt.pth").write_bytes(b"\x80\x02 not a pickle at all")
     (root / "typo.yaml").write_text("data:\n  colour: red\n")
     return root

@@ -203,6 +203,22 @@ def test_features_only_returns_the_four_stage_maps_without_a_classifier():
     assert model.stage_channels == [256, 512, 1024, 2048]
 
 
+@pytest.mark.parametrize("stem", ["imagenet", "cifar", "deep"])
+def test_quarter_channels_give_narrow_stages_and_a_sixteenth_of_the_macs(stem):
+    narrow = resnet50(stem=stem, channels=(16, 32, 64, 128), features_only=True).eval()
+    with torch.no_grad():
+        maps = narrow(torch.randn(1, 3, 64, 64))
+    assert [m.shape[1] for m in maps] == narrow.stage_channels == [64, 128, 256, 512]
+    full_macs = sum(row.macs for row in summarize(resnet50(stem=stem), image_size=64)[:-1])
+    narrow_macs = sum(row.macs for row in summarize(narrow, image_size=64))
+    assert 1 / 20 < narrow_macs / full_macs < 1 / 12
+
+
+def test_channels_other_than_four_positive_widths_are_refused():
+    with pytest.raises(ValueError, match=r"channels must give 4 positive widths.*\[16, 0, 64, 128\]"):
+        resnet18(channels=(16, 0, 64, 128))
+
+
 @pytest.mark.parametrize("factory, width", [(resnet18, 512), (resnet50, 2048)])
 def test_forward_features_is_the_pooled_vector_the_classifier_reads(factory, width):
     model = factory(num_classes=7).eval()
@@ -303,6 +319,12 @@ def test_wrong_architecture_names_the_first_mismatched_key(tmp_path, torchvision
     with pytest.raises(ValueError, match=r"'layer1.0.conv1.weight' has shape \(64, 64, 3, 3\) in the file "
                                          r"and \(64, 64, 1, 1\) in the model"):
         load_pretrained(resnet50(), path)
+
+
+def test_a_narrow_network_refuses_the_default_widths_weights(torchvision_resnet18):
+    with pytest.raises(ValueError, match=r"resnet18 is not this architecture: 'conv1.weight' has shape "
+                                         r"\(64, 3, 7, 7\) in the file and \(32, 3, 7, 7\) in the model"):
+        load_pretrained(resnet18(channels=(32, 64, 128, 256)), torchvision_resnet18.state_dict(), "resnet18")
 
 
 def test_missing_and_unexpected_keys_are_reported(tmp_path, torchvision_resnet18):

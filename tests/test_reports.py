@@ -150,9 +150,9 @@ def test_summary_subcommand_prints_the_stage_table(workdir, capsys):
 def test_summary_follows_the_config(workdir, capsys):
     main(tiny_args(workdir / "images", "--model.freeze_backbone", "true", subcommand="summary"))
     printed = capsys.readouterr().out
-    assert "resnet18 at 16 px, 3 classes" in printed and "512x2x2" in printed
+    assert "resnet18 at 16 px, 3 classes" in printed and "128x2x2" in printed  # tiny_args: channels up to 128
     head = next(line for line in printed.splitlines() if line.startswith("head"))
-    assert head.split()[2] == f"{512 * 3 + 3:,}" and head.split()[3] == "0"
+    assert head.split()[2] == f"{128 * 3 + 3:,}" and head.split()[3] == "0"
 
 
 @pytest.mark.parametrize("export_format", ["onnx", "torch_export"])

@@ -137,6 +137,10 @@ class ResNet(nn.Module):
         in_chans: input channels (1 for grayscale data).
         stem: ``"imagenet"`` (7x7 stride-2 conv and max-pool), ``"cifar"`` (3x3 stride-1 conv,
             no max-pool, for 32 px inputs) or ``"deep"`` (three 3x3 convs, ResNet-C).
+        channels: the width of the four stages before the block's expansion; the stem gives the first.
+            Narrower than the default (64, 128, 256, 512) is a smaller network for small data or a laptop
+            (a quarter of the width is a sixteenth of the weights and the multiply-adds); pretrained
+            weights fit only the default.
         groups: cardinality of the grouped 3x3 convolution (ResNeXt).
         width_per_group: channels per group of the 3x3 convolution at the first stage.
         stride_in_1x1: stride on the first 1x1 convolution of a Bottleneck (v1) instead of the 3x3 (v1.5).
@@ -156,6 +160,7 @@ class ResNet(nn.Module):
         *,
         in_chans: int = 3,
         stem: Stem = "imagenet",
+        channels: Sequence[int] = (64, 128, 256, 512),
         groups: int = 1,
         width_per_group: int = 64,
         stride_in_1x1: bool = False,
@@ -169,6 +174,8 @@ class ResNet(nn.Module):
         super().__init__()
         if len(layers) != 4:
             raise ValueError(f"layers must give the blocks of 4 stages, got {list(layers)}")
+        if len(channels) != 4 or not all(isinstance(width, int) and width > 0 for width in channels):
+            raise ValueError(f"channels must give 4 positive widths, one per stage, got {list(channels)}")
         if len(replace_stride_with_dilation) != 3:
             raise ValueError(
                 "replace_stride_with_dilation must have 3 entries (stages 2-4), "
@@ -178,13 +185,13 @@ class ResNet(nn.Module):
         self.base_width = width_per_group
         self.stride_in_1x1 = stride_in_1x1
         self.avg_down = avg_down
-        self.in_channels = 64
+        self.in_channels = channels[0]
         self.dilation = 1
         self.features_only = features_only
         self._backbone_frozen = False
 
-        self.conv1 = self._make_stem(stem, in_chans)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = self._make_stem(stem, in_chans, channels[0])
+        self.bn1 = nn.BatchNorm2d(channels[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity() if stem == "cifar" else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
@@ -193,14 +200,14 @@ class ResNet(nn.Module):
         strides = (1, 2, 2, 2)
         dilate = (False, *replace_stride_with_dilation)
         first = 0
-        for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
+        for index, (planes, blocks) in enumerate(zip(channels, layers)):
             stage = self._make_layer(
                 block, planes, blocks, strides[index], dilate[index], path_rates[first : first + blocks]
             )
             self.add_module(f"layer{index + 1}", stage)
             first += blocks
 
-        self.stage_channels = [planes * block.expansion for planes in (64, 128, 256, 512)]
+        self.stage_channels = [planes * block.expansion for planes in channels]
         self.num_features = self.stage_channels[-1]
         self.num_classes = 0 if features_only else num_classes
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
@@ -211,20 +218,21 @@ class ResNet(nn.Module):
         self._init_weights(zero_init_residual)
 
     @staticmethod
-    def _make_stem(stem: Stem, in_chans: int) -> nn.Module:
+    def _make_stem(stem: Stem, in_chans: int, width: int) -> nn.Module:
         if stem == "imagenet":
-            return nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            return nn.Conv2d(in_chans, width, kernel_size=7, stride=2, padding=3, bias=False)
         if stem == "cifar":
-            return conv3x3(in_chans, 64)
+            return conv3x3(in_chans, width)
         if stem == "deep":
+            half = max(width // 2, 1)
             return nn.Sequential(
-                conv3x3(in_chans, 32, stride=2),
-                nn.BatchNorm2d(32),
+                conv3x3(in_chans, half, stride=2),
+                nn.BatchNorm2d(half),
                 nn.ReLU(inplace=True),
-                conv3x3(32, 32),
-                nn.BatchNorm2d(32),
+                conv3x3(half, half),
+                nn.BatchNorm2d(half),
                 nn.ReLU(inplace=True),
-                conv3x3(32, 64),
+                conv3x3(half, width),
             )
         raise ValueError(f"unknown stem {stem!r}: expected 'imagenet', 'cifar' or 'deep'")
 
@@ -282,7 +290,7 @@ class ResNet(nn.Module):
         return maps
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The pooled feature vector (``num_features`` = 512 or 2048 wide) that feeds the classifier."""
+        """The pooled vector that feeds the classifier: ``num_features`` wide (512 or 2048 at default widths)."""
         return torch.flatten(self.avgpool(self.forward_stages(x)[-1]), 1)
 
     def forward_head(self, features: Tensor) -> Tensor:
