@@ -5,7 +5,7 @@ The module layout and parameter names follow torchvision's ``resnet.py`` (``conv
 of the same architecture load with ``strict=True``.
 
 Deviations from the torchvision defaults are keyword options of :class:`ResNet`:
-the stem (ImageNet 7x7, CIFAR 3x3, deep ResNet-C), stride placement (v1 / v1.5),
+the stem (ImageNet 7x7, CIFAR 3x3, deep ResNet-C), the stage widths, stride placement (v1 / v1.5),
 average-pool shortcuts (ResNet-D), dilation, dropout, stochastic depth and a
 features-only mode for dense tasks and transfer learning.
 """
