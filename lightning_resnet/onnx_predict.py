@@ -23,6 +23,7 @@ from .export import INPUT_NAME
 from .reports import PredictionRow, write_predictions
 
 COMMAND = "predict_onnx"
+EXPORT_COMMAND = "python -m lightning_resnet export --ckpt_path <ckpt>"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,12 +53,19 @@ def predict_onnx(args: list[str]) -> Path:
     metadata_path = options.model.with_suffix(".json")
     if not options.model.is_file() or not metadata_path.is_file():
         raise UserError(f"--model {options.model}: expected an exported .onnx with its .json beside it "
-                        "(python -m lightning_resnet export --ckpt_path <ckpt>)")
-    metadata = json.loads(metadata_path.read_text())
-    settings = metadata["input"]
-    names = metadata["class_names"]
-    view = eval_view(settings["image_size"], settings["crop_fraction"], settings["channels"])
-    session = onnxruntime.InferenceSession(str(options.model), providers=["CPUExecutionProvider"])
+                        f"({EXPORT_COMMAND})")
+    try:
+        metadata = json.loads(metadata_path.read_text())
+        settings, names = metadata["input"], metadata["class_names"]
+        view = eval_view(settings["image_size"], settings["crop_fraction"], settings["channels"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{metadata_path} is not the JSON that export writes beside the model "
+                        f"({type(error).__name__}: {error}); export again ({EXPORT_COMMAND})") from None
+    try:
+        session = onnxruntime.InferenceSession(str(options.model), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own classes for unreadable or invalid files
+        message = " ".join(str(error).split())[:200]
+        raise UserError(f"--model {options.model} is not a readable ONNX model ({message})") from None
 
     rows: dict[str, PredictionRow] = {}
     paths = scan_unlabelled(options.input)

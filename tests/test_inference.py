@@ -4,6 +4,7 @@ model computes from the image files."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,20 @@ def test_predict_onnx_without_an_exported_model_is_one_line(workdir, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert exit_code.value.code == 2 and len(errors) == 1
     assert "--model nowhere/model.onnx" in errors[0] and ".json beside it" in errors[0]
+
+
+@pytest.mark.parametrize(("onnx_bytes", "metadata", "words"), [
+    (b"not onnx", "{broken", ["model.json", "not the JSON that export writes", "JSONDecodeError"]),
+    (b"not onnx", '{"input": {}}', ["model.json", "not the JSON that export writes", "class_names"]),
+    (b"not onnx", json.dumps({"input": {"image_size": 16, "crop_fraction": 1.0, "channels": 3},
+                              "class_names": ["a", "b"]}), ["--model", "model.onnx", "not a readable ONNX model"]),
+], ids=["broken JSON", "JSON of something else", "a file that is not ONNX"])
+def test_predict_onnx_with_unreadable_files_is_one_line(workdir, capsys, onnx_bytes, metadata, words):
+    (workdir / "model.onnx").write_bytes(onnx_bytes)
+    (workdir / "model.json").write_text(metadata)
+    with pytest.raises(SystemExit) as exit_code:
+        main(["predict_onnx", "--model", str(workdir / "model.onnx"), "--input", str(workdir / "holdout")])
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert exit_code.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr
+    assert all(word in errors[0] for word in words), errors[0]
