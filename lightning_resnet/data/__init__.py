@@ -25,7 +25,7 @@ from .folders import (
     write_digits_demo,
 )
 from .normalization import IMAGENET_MEAN, IMAGENET_STD, Normalize, cached_mean_std, measure_mean_std
-from .splits import SPLIT_COLUMNS, SPLIT_CSV, TEST_SPLIT, TRAIN_SPLIT, VAL_SPLIT, read_split_csv, write_split_csv
+from .splits import SPLIT_COLUMNS, SPLIT_CSV, read_split_csv, write_split_csv
 from .transforms import AugmentPreset, CenterView, RandomResizedCropView, eval_view, train_augmentation, train_view
 
 __all__ = [
@@ -37,9 +37,6 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SPLIT_COLUMNS",
     "SPLIT_CSV",
-    "TEST_SPLIT",
-    "TRAIN_SPLIT",
-    "VAL_SPLIT",
     "AugmentPreset",
     "DuplicateGroup",
     "FolderLayout",

@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .cache import cache_dir, write_json_atomically
 from .decode import DECODE_ERRORS
 
 CACHE_VERSION = 1
@@ -128,11 +128,6 @@ def unreadable_reason(path: str) -> str | None:
     return examine(path, with_hashes=False).problem
 
 
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/lightning_resnet`` (``~/.cache/lightning_resnet`` by default): every cache of this project."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lightning_resnet"
-
-
 def cache_file(root: Path) -> Path:
     """Where the records of the files under ``root`` are kept (one file per folder)."""
     key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
@@ -147,18 +142,6 @@ def _read_cache(path: Path) -> dict[str, ImageRecord]:
     if saved.get("version") != CACHE_VERSION:
         return {}
     return {name: ImageRecord(*fields) for name, fields in saved["files"].items()}
-
-
-def write_json_atomically(path: Path, content: object, what: str) -> None:
-    """Written to a temporary file and renamed, so a process reading it never sees half of it; a warning
-    naming ``what`` if it cannot be written (the run goes on without the cache)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-            json.dump(content, handle)
-        os.replace(handle.name, path)
-    except OSError as error:
-        warnings.warn(f"could not cache {what} in {path}: {error}", stacklevel=3)
 
 
 def _write_cache(path: Path, records: dict[str, ImageRecord]) -> None:

@@ -37,7 +37,8 @@ from .folders import (
 )
 from .normalization import Normalize, Stats, cached_mean_std, imagenet_stats
 from .samplers import BalancedDraw, ResumableShuffle, evaluation_sampler
-from .splits import TEST_SPLIT, TRAIN_SPLIT, VAL_SPLIT, fold_split, stratified_split
+from ..stages import TEST, TRAIN, VAL
+from .splits import fold_split, stratified_split
 from .transforms import (
     AugmentPreset,
     CenterView,
@@ -240,8 +241,8 @@ class ImageFolderDataModule(LightningDataModule):
             check(self.num_folds is None, f"data.num_folds: {layout.describe()} is split already; k-fold "
                                           "needs one folder per class (merge train/ and val/ to cross-validate)")
             self._class_names, files = scan_image_folder(layout.train, self._class_names)
-            parts: list[str | None] = [TRAIN_SPLIT] * len(files)
-            for part, folder in ((VAL_SPLIT, layout.val), (TEST_SPLIT, layout.test)):
+            parts: list[str | None] = [TRAIN] * len(files)
+            for part, folder in ((VAL, layout.val), (TEST, layout.test)):
                 if folder is not None:
                     more = scan_split_part(folder, self._class_names, layout.train)
                     files += more
@@ -309,10 +310,10 @@ class ImageFolderDataModule(LightningDataModule):
         readable = self._readable()
         layout = self._layout
         if layout.presplit and layout.val is not None:
-            self._split = ([i for i, part in enumerate(self._parts) if part == TRAIN_SPLIT and readable[i]],
-                           [i for i, part in enumerate(self._parts) if part == VAL_SPLIT and readable[i]])
+            self._split = ([i for i, part in enumerate(self._parts) if part == TRAIN and readable[i]],
+                           [i for i, part in enumerate(self._parts) if part == VAL and readable[i]])
             return self._split
-        pool = [i for i, part in enumerate(self._parts) if part in (None, TRAIN_SPLIT) and readable[i]]
+        pool = [i for i, part in enumerate(self._parts) if part in (None, TRAIN) and readable[i]]
         position = {index: order for order, index in enumerate(pool)}
         groups = [[position[i] for i in group.members if i in position] for group in self._groups]
         groups = [group for group in groups if len(group) > 1] if self.group_duplicates else []
@@ -352,16 +353,16 @@ class ImageFolderDataModule(LightningDataModule):
             raise UserError("test needs data.test_dir, or a test/ folder beside train/ in data.data_dir: "
                             "a folder laid out like data_dir (<class name>/<images>)")
         readable = self._readable()
-        return [sample for sample, part, ok in zip(self._files, self._parts, readable) if part == TEST_SPLIT and ok]
+        return [sample for sample, part, ok in zip(self._files, self._parts, readable) if part == TEST and ok]
 
     def split_rows(self) -> list[tuple[str, str, str]]:
         """``(path, split, class)`` of every image the run uses: what ``split.csv`` holds."""
         names = self.class_names
         train, val = self.split()
-        rows = [(path, TRAIN_SPLIT, names[target]) for path, target in train]
-        rows += [(path, VAL_SPLIT, names[target]) for path, target in val]
+        rows = [(path, TRAIN, names[target]) for path, target in train]
+        rows += [(path, VAL, names[target]) for path, target in val]
         if self.has_test_set:
-            rows += [(path, TEST_SPLIT, names[target]) for path, target in self.test_samples()]
+            rows += [(path, TEST, names[target]) for path, target in self.test_samples()]
         return rows
 
     def class_counts(self, samples: list[Sample]) -> list[int]:
@@ -372,8 +373,8 @@ class ImageFolderDataModule(LightningDataModule):
     def part_of_files(self) -> dict[int, str]:
         """The part (train, val, test) each listed file is in, by index; unreadable files are in none."""
         train, val = self.split_indices()
-        part_of = {i: TEST_SPLIT for i, part in enumerate(self._parts) if part == TEST_SPLIT}
-        return part_of | dict.fromkeys(train, TRAIN_SPLIT) | dict.fromkeys(val, VAL_SPLIT)
+        part_of = {i: TEST for i, part in enumerate(self._parts) if part == TEST}
+        return part_of | dict.fromkeys(train, TRAIN) | dict.fromkeys(val, VAL)
 
     def leaks(self) -> list[tuple[DuplicateGroup, list[str]]]:
         """Duplicate groups whose copies are in more than one part (train, val, test): each with those parts."""

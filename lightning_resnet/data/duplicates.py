@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .catalog import ImageRecord, cache_dir, write_json_atomically
+from .cache import cache_dir, write_json_atomically
+from .catalog import ImageRecord
 
 NEAR_DISTANCE = 8
 """The most bits two perceptual hashes may differ by for their images to count as near copies."""

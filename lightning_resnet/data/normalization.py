@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from .catalog import cache_dir, write_json_atomically
+from .cache import cache_dir, write_json_atomically
 from .dataset import ImageSamples, Sample, collate_readable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-TRAIN_SPLIT, VAL_SPLIT, TEST_SPLIT = "train", "val", "test"
+
 SPLIT_CSV = "split.csv"
 SPLIT_COLUMNS = ("path", "split", "class")
 

@@ -14,9 +14,9 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
-from ..calibration import CALIBRATION_BINS, ReliabilityBins
+from ..inference.calibration import CALIBRATION_BINS, ReliabilityBins
 from ..data import image_data
-from ..metrics import METRIC_LABELS, TEST, VAL, metric_key
+from ..training.metrics import METRIC_LABELS, TEST, VAL, metric_key
 from . import cam, plots
 from .run import run_dir, tensorboard
 

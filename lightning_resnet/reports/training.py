@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid
 
 from ..data import SPLIT_CSV, image_data, write_split_csv
-from ..metrics import ACCURACY, LOSS, MONITOR, MONITOR_MODE, TRAIN, TRAIN_LOSS_EPOCH, VAL, metric_key
+from ..training.metrics import ACCURACY, LOSS, MONITOR, MONITOR_MODE, TRAIN, TRAIN_LOSS_EPOCH, VAL, metric_key
 from . import plots
 from .run import run_dir, tensorboard
 

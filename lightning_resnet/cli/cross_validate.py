@@ -18,9 +18,9 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from .errors import UserError
-from .metrics import METRIC_LABELS, VAL, metric_key
-from .reports import best_epoch_metrics
+from ..errors import UserError
+from ..training.metrics import METRIC_LABELS, VAL, metric_key
+from ..reports import best_epoch_metrics
 
 COMMAND = "cross_validate"
 RESULTS_CSV = "cross_validation.csv"
@@ -35,7 +35,7 @@ Every option of fit applies: python -m lightning_resnet fit --help"""
 
 def cross_validate(args: list[str]) -> None:
     """Run ``python -m lightning_resnet fit <args> --data.fold K`` for every fold, then report."""
-    from .cli import ResNetCLI, cli_options  # the folds are fits: the same parser, the same checks
+    from .app import ResNetCLI, cli_options  # the folds are fits: the same parser, the same checks
 
     if any(arg in ("-h", "--help") for arg in args):
         print(HELP)

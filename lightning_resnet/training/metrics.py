@@ -14,7 +14,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-TRAIN, VAL, TEST = "train", "val", "test"
+from ..stages import TEST, TRAIN, VAL
 
 ACCURACY = "acc"
 TOP5_ACCURACY = "acc_top5"

@@ -13,14 +13,14 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 
-from .checkpointing import RNG_STATES, rng_states, set_rng_states
-from .data import image_data
+from .checkpoints import RNG_STATES, rng_states, set_rng_states
+from ..data import image_data
 from .divergence import DivergenceGuard
-from .errors import UserError, check
+from ..errors import UserError, check
 from .metrics import LOSS, SKIPPED_IMAGES, TEST, TRAIN, TRAIN_LOSS, VAL, classification_metrics, metric_key
-from .models import create_model, load_weights
-from .schedules import Schedule, build_scheduler, stretch_to
-from .tta import TestTimeAugmentation, test_time_views
+from ..models import create_model, load_weights
+from .optimization import Schedule, build_scheduler, stretch_to
+from ..inference.tta import TestTimeAugmentation, test_time_views
 
 
 class SharedByCopies:

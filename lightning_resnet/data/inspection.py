@@ -16,11 +16,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..data import SPLIT_CSV, TEST_SPLIT, TRAIN_SPLIT, VAL_SPLIT, ImageFolderDataModule, load_image, write_split_csv
+from ..data import SPLIT_CSV, TEST, TRAIN, VAL, ImageFolderDataModule, load_image, write_split_csv
 
 DUPLICATES_CSV = "duplicates.csv"
 CLASSES_PNG = "classes.png"
-PARTS = (TRAIN_SPLIT, VAL_SPLIT, TEST_SPLIT)
+PARTS = (TRAIN, VAL, TEST)
 
 
 def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8) -> str:

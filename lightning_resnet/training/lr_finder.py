@@ -8,8 +8,8 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.tuner import Tuner
 from matplotlib.figure import Figure
 
-from .errors import check
-from .reports import run_dir
+from ..errors import check
+from ..reports import run_dir
 
 
 def find_learning_rate(trainer: Trainer, model: LightningModule, datamodule: LightningDataModule,

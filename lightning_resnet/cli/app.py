@@ -24,18 +24,18 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from . import crossval, onnx_predict
-from .calibration import TemperatureScaling
-from .checkpointing import InterruptCheckpoint
-from .data import DEMO_DATA, ImageFolderDataModule
-from .divergence import NonFiniteLossError
-from .errors import UserError
-from .export import ExportFormat, export_checkpoint
-from .metrics import MONITOR, MONITOR_MODE
-from .models import format_summary, is_weights_name, resolve, summarize, would_run_code
-from .module import ImageClassifier
-from .reports import EvaluationReport, PredictionWriter, TrainingReport, inspect_folder, run_dir
-from .throughput import ThroughputDisplay
-from .tuning import find_learning_rate
+from ..inference.calibration import TemperatureScaling
+from ..training.checkpoints import InterruptCheckpoint
+from ..data import DEMO_DATA, ImageFolderDataModule
+from ..training.divergence import NonFiniteLossError
+from ..errors import UserError
+from ..inference.export import ExportFormat, export_checkpoint
+from ..training.metrics import MONITOR, MONITOR_MODE
+from ..models import format_summary, is_weights_name, resolve, summarize, would_run_code
+from ..training.module import ImageClassifier
+from ..reports import EvaluationReport, PredictionWriter, TrainingReport, inspect_folder, run_dir
+from ..training.throughput import ThroughputDisplay
+from ..training.lr_finder import find_learning_rate
 
 
 class ResNetTrainer(Trainer):

@@ -18,8 +18,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .data import ImageFolderDataModule
-from .module import ImageClassifier
+from ..data import ImageFolderDataModule
+from ..training.module import ImageClassifier
 
 ExportFormat = Literal["onnx", "torch_export"]
 SUFFIXES = {"onnx": ".onnx", "torch_export": ".pt2"}

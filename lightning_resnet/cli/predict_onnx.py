@@ -17,10 +17,10 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from .data import DECODE_ERRORS, eval_view, scan_unlabelled
-from .errors import UserError, check
-from .export import INPUT_NAME
-from .reports import PredictionRow, write_predictions
+from ..data import DECODE_ERRORS, eval_view, scan_unlabelled
+from ..errors import UserError, check
+from ..inference.export import INPUT_NAME
+from ..reports import PredictionRow, write_predictions
 
 COMMAND = "predict_onnx"
 EXPORT_COMMAND = "python -m lightning_resnet export --ckpt_path <ckpt>"

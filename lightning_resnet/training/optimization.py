@@ -16,7 +16,7 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-from .errors import UserError
+from ..errors import UserError
 
 Schedule = Literal["constant", "cosine", "onecycle", "step"]
 

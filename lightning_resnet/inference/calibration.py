@@ -22,7 +22,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassCalibrationError
 
-from .metrics import MONITOR, MONITOR_MODE
+from ..training.metrics import MONITOR, MONITOR_MODE
 
 CALIBRATION_BINS = 15
 """Confidence bins of the expected calibration error and the reliability diagram (Guo et al.'s 15)."""

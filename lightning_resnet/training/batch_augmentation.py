@@ -16,8 +16,8 @@ from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing as TimmRandomErasing
 from torch import Tensor
 
-from .data import image_data
-from .errors import UserError
+from ..data import image_data
+from ..errors import UserError
 
 
 class MixupCutmix(Callback):
