@@ -1,6 +1,6 @@
 """lightning_resnet: image classification with hand-written ResNet / ResNeXt backbones on PyTorch Lightning."""
 
 from .data import ImageFolderDataModule
-from .module import ImageClassifier
+from .training import ImageClassifier
 
 __all__ = ["ImageClassifier", "ImageFolderDataModule"]

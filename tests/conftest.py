@@ -1,9 +1,13 @@
-"""Small image folders made by the tests themselves: nothing is downloaded."""
+"""What the tests share: small image folders they make themselves (nothing is downloaded), the tiny command
+line, and the ways of running the command line (in this process, or as a real one)."""
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +15,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from lightning_resnet.cli import main
+from lightning_resnet.data import ImageFolderDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+"""The environment of a real ``python -m lightning_resnet`` process started by a test."""
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (200, 60, 200)]
 
 
@@ -125,3 +132,30 @@ def trained(workdir, trained_once) -> Path:
     """A copy of that fit's logs in this test's ``workdir``; returns its run folder."""
     shutil.copytree(trained_once, workdir / "logs")
     return workdir / "logs" / "tiny" / "version_0"
+
+
+def datamodule(folder: Path, **options) -> ImageFolderDataModule:
+    """The data module of ``folder`` at 32 px, batch 4, no loader worker (``options`` override)."""
+    return ImageFolderDataModule(**{"data_dir": str(folder), "image_size": 32, "batch_size": 4, "num_workers": 0,
+                                    **options})
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV the project wrote, by column name."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def start_cli(cwd: Path, *args: str, env: dict[str, str] | None = None, **popen_options) -> subprocess.Popen:
+    """``python -m lightning_resnet <args>`` as a real process in ``cwd`` (``env`` added to :data:`ENV`), its
+    output captured as text."""
+    return subprocess.Popen([sys.executable, "-m", "lightning_resnet", *args], cwd=cwd, env={**ENV, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_options)
+
+
+def run_cli(cwd: Path, *args: str, timeout: float = 300) -> str:
+    """:func:`start_cli`, waited for; fails the test with the end of stderr unless it exits 0. Returns stdout."""
+    process = start_cli(cwd, *args)
+    output, error = process.communicate(timeout=timeout)
+    assert process.returncode == 0, error[-3000:]
+    return output

@@ -1,118 +1,51 @@
-"""``python -m lightning_resnet``: Lightning's CLI with this project's defaults and extra subcommands.
+"""The application behind ``python -m lightning_resnet``: Lightning's CLI with this project's links, callbacks,
+defaults and subcommands.
 
-Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), ``lr_find`` (Lightning's
-learning-rate finder), ``summary`` (the per-stage table of the configured model), ``inspect``
-(the data folder: counts, sizes, duplicates, leaks), ``export`` (a checkpoint to ONNX or
-``torch.export``, preprocessing inside), ``predict_onnx`` (an exported model over a folder with
-onnxruntime) and ``cross_validate`` (``fit`` on each of K folds, then the mean and spread).
+Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the trainer's
+``summary``, ``inspect``, ``lr_find`` and ``export`` (see :mod:`.trainer`). ``cross_validate`` and
+``predict_onnx`` are commands of their own (see :func:`lightning_resnet.cli.main`).
 """
 
 from __future__ import annotations
 
 import pickle
-import signal
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
 from jsonargparse import lazy_instance
-from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from . import crossval, onnx_predict
-from ..inference.calibration import TemperatureScaling
-from ..training.checkpoints import InterruptCheckpoint
 from ..data import DEMO_DATA, ImageFolderDataModule
-from ..training.divergence import NonFiniteLossError
-from ..errors import UserError
-from ..inference.export import ExportFormat, export_checkpoint
+from ..errors import UserError, exit_with, first_line
+from ..inference.calibration import TemperatureScaling
+from ..models import is_weights_name, resolve, would_run_code
+from ..reports import EvaluationReport, PredictionWriter, TrainingReport
+from ..training.checkpoints import EpochMetrics, InterruptCheckpoint, RandomState, best_checkpoint
+from ..training.divergence import DivergenceGuard
 from ..training.metrics import MONITOR, MONITOR_MODE
-from ..models import format_summary, is_weights_name, resolve, summarize, would_run_code
 from ..training.module import ImageClassifier
-from ..reports import EvaluationReport, PredictionWriter, TrainingReport, inspect_folder, run_dir
 from ..training.throughput import ThroughputDisplay
-from ..training.lr_finder import find_learning_rate
+from .trainer import ResNetTrainer
 
-
-class ResNetTrainer(Trainer):
-    """Lightning's Trainer, plus the ``summary`` and ``export`` subcommands of the command line.
-
-    The ``limit_*_batches`` options are re-declared with ``int`` before ``float``: Lightning
-    annotates them ``Union[float, int, None]``, so the command line read ``1`` (one batch) as
-    ``1.0`` (all of them).
-    """
-
-    def __init__(
-        self,
-        *,
-        limit_train_batches: int | float | None = None,
-        limit_val_batches: int | float | None = None,
-        limit_test_batches: int | float | None = None,
-        limit_predict_batches: int | float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            limit_train_batches=limit_train_batches,
-            limit_val_batches=limit_val_batches,
-            limit_test_batches=limit_test_batches,
-            limit_predict_batches=limit_predict_batches,
-            **kwargs,
-        )
-
-    def summary(self, model: ImageClassifier, datamodule: ImageFolderDataModule) -> None:
-        """Print output shapes, trainable and frozen parameters and GMACs of each stage of the model."""
-        title = (f"{model.hparams.backbone} at {datamodule.image_size} px, "
-                 f"{model.num_classes} classes {model.hparams.backbone_options or ''}")
-        print(format_summary(summarize(model.model, image_size=datamodule.image_size), title=title))
-
-    def inspect(self, model: ImageClassifier, datamodule: ImageFolderDataModule, per_class: int = 8) -> None:
-        """Look at the data folder before training: counts per class and split, formats, sizes, unreadable
-        files, duplicates and leaks; writes ``duplicates.csv`` and ``classes.png`` beside the run.
-
-        Args:
-            per_class: images of each class in ``classes.png``.
-        """
-        print(inspect_folder(datamodule, run_dir(self), per_class))
-
-    def lr_find(
-        self,
-        model: ImageClassifier,
-        datamodule: ImageFolderDataModule,
-        min_lr: float = 1e-7,
-        max_lr: float = 1.0,
-        num_training: int = 100,
-    ) -> float | None:
-        """Find a learning rate with Lightning's finder: prints it and writes ``lr_find.png`` beside the run.
-
-        Args:
-            min_lr: the rate of the first step.
-            max_lr: the rate of the last step.
-            num_training: steps to take, the rate rising exponentially.
-        """
-        return find_learning_rate(self, model, datamodule, min_lr, max_lr, num_training)
-
-    def export(
-        self,
-        model: ImageClassifier,
-        datamodule: ImageFolderDataModule,
-        ckpt_path: str,
-        format: ExportFormat = "onnx",
-        output: str | None = None,
-    ) -> Path:
-        """Export the checkpoint's model; class names and normalization go to a JSON file beside it.
-
-        The model and data settings are the checkpoint's, whatever the configuration says.
-
-        Args:
-            ckpt_path: the checkpoint to export.
-            format: ``onnx`` or ``torch_export`` (a ``.pt2`` program for ``torch.export.load``).
-            output: the model file; by default the checkpoint's path with the format's suffix.
-        """
-        return export_checkpoint(ckpt_path, format, output)
+ALWAYS_PRESENT = {
+    "checkpoint": ModelCheckpoint,
+    "last_checkpoint": ModelCheckpoint,
+    "lr_monitor": LearningRateMonitor,
+    "interrupt_checkpoint": InterruptCheckpoint,
+    "random_state": RandomState,
+    "epoch_metrics": EpochMetrics,
+    "divergence_guard": DivergenceGuard,
+    "predictions": PredictionWriter,
+    "evaluation": EvaluationReport,
+    "training_report": TrainingReport,
+    "throughput": ThroughputDisplay,
+    "calibration": TemperatureScaling,
+}
+"""The callbacks every run has, each configured under its own key."""
 
 
 class ResNetArgumentParser(LightningArgumentParser):
@@ -122,9 +55,7 @@ class ResNetArgumentParser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        sys.stderr.write(f"error: {' '.join(message.split())}\n")
-        sys.stderr.write(f"see: {parser.prog.replace(' [options]', '')} --help\n")
-        raise SystemExit(2)
+        exit_with(message, 2, usage=parser.prog.replace(" [options]", ""))
 
 
 class ResNetCLI(LightningCLI):
@@ -132,10 +63,13 @@ class ResNetCLI(LightningCLI):
 
     Linked, so never typed twice: the classes from the data to the model, and from the model to
     the data its input channels (``backbone_options.in_chans``) and the normalization of weights
-    named in ``pretrained``. Always present, and configured under their own keys: ``checkpoint``
-    (``ModelCheckpoint``, the best by :data:`~lightning_resnet.metrics.MONITOR`), ``last_checkpoint``
-    (``last.ckpt``, after every epoch), ``lr_monitor``, ``predictions`` (``predictions.csv``),
-    ``evaluation`` (reports of ``validate`` and ``test``), ``training_report`` (curves, HPARAMS),
+    named in ``pretrained``; the data's training class counts to the model (``class_weights:
+    balanced``). Always present, and configured under their own keys (:data:`ALWAYS_PRESENT`):
+    ``checkpoint`` (``ModelCheckpoint``, the best by :data:`~lightning_resnet.training.metrics.MONITOR`),
+    ``last_checkpoint`` (``last.ckpt``, after every epoch), ``lr_monitor``, ``interrupt_checkpoint``,
+    ``random_state`` (exact resume), ``epoch_metrics`` (each checkpoint's validation scores),
+    ``divergence_guard`` (stops on a non-finite loss), ``predictions`` (``predictions.csv``),
+    ``evaluation`` (reports of ``validate`` and ``test``), ``training_report`` (split, curves, HPARAMS),
     ``throughput`` (images/s in the progress bar) and ``calibration`` (the temperature of the best
     checkpoint, with ``model.calibrate``).
     ``trainer.callbacks`` adds others. ``fit --ckpt_path last`` resumes the experiment's newest
@@ -155,15 +89,10 @@ class ResNetCLI(LightningCLI):
         parser.link_arguments("model.backbone_options", "data.channels", compute_fn=input_channels)
         parser.link_arguments(("model.pretrained", "model.backbone", "model.backbone_options"),
                               "data.weights_normalization", compute_fn=weights_normalization)
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.add_lightning_class_args(InterruptCheckpoint, "interrupt_checkpoint")
-        parser.add_lightning_class_args(PredictionWriter, "predictions")
-        parser.add_lightning_class_args(EvaluationReport, "evaluation")
-        parser.add_lightning_class_args(TrainingReport, "training_report")
-        parser.add_lightning_class_args(ThroughputDisplay, "throughput")
-        parser.add_lightning_class_args(TemperatureScaling, "calibration")
+        parser.link_arguments("data", "model.class_counts", compute_fn=lambda data: data.training_class_counts,
+                              apply_on="instantiate")
+        for key, callback in ALWAYS_PRESENT.items():
+            parser.add_lightning_class_args(callback, key)
         parser.set_defaults(
             {
                 "checkpoint.monitor": MONITOR,
@@ -193,15 +122,14 @@ class ResNetCLI(LightningCLI):
         Lightning-Hydra template does (``test_after_fit``)."""
         if self.trainer.interrupted:
             return
-        best = next((callback.best_model_path for callback in self.trainer.checkpoint_callbacks
-                     if callback.monitor == MONITOR and callback.best_model_path), None)
+        best = best_checkpoint(self.trainer)
         data = self.datamodule
         if (not self.config.fit.get("test_after_fit") or not isinstance(data, ImageFolderDataModule)
                 or not data.has_test_set):
             return
         if best is None:
             print("testing the weights as they are: no best checkpoint was chosen (no validation?)")
-        self.trainer.test(self.model, datamodule=data, ckpt_path=best)
+        self.trainer.test(self.model, datamodule=data, ckpt_path=best and str(best.path))
 
     def _parse_ckpt_path(self) -> None:
         """Lightning reads the checkpoint's hyper-parameters here first: a file that is no checkpoint is one line."""
@@ -211,8 +139,7 @@ class ResNetCLI(LightningCLI):
             if isinstance(error, pickle.UnpicklingError) and would_run_code(error):
                 raise  # refused by weights_only=True: main says so
             path = self.config[self.config.subcommand].get("ckpt_path")
-            reason = "torch.save did not write it" if isinstance(error, pickle.UnpicklingError) else (
-                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+            reason = "torch.save did not write it" if isinstance(error, pickle.UnpicklingError) else first_line(error)
             raise UserError(f"ckpt_path {path} is not a readable checkpoint (truncated or not written by "
                             f"Lightning?): {reason}") from None
 
@@ -230,6 +157,7 @@ class ResNetCLI(LightningCLI):
         if trained_classes:
             # the checkpoint's hyper-parameters (Lightning put them in the config): its classes win
             config.data.class_names = trained_classes
+        # summary needs a class count, which the data folder gives; without one the head of ImageNet's 1000
         if self.subcommand == "summary" and not config.data.get("class_names"):
             data_dir = config.data.data_dir
             if data_dir != DEMO_DATA and not Path(data_dir).expanduser().is_dir():
@@ -280,33 +208,3 @@ def cli_options() -> dict[str, Any]:
         "parser_kwargs": {"prog": "python -m lightning_resnet"},
         "seed_everything_default": 42,
     }
-
-
-def main(args: list[str] | None = None) -> ResNetCLI | None:
-    """Run the command line; errors a user can act on end it with one line on stderr, not a traceback.
-
-    Exit codes: 2 for a configuration, path or folder that cannot work (:class:`~lightning_resnet.errors.UserError`,
-    a missing file), 1 for a run that diverged or a file refused because it could run code, and
-    128 + 15 for SIGTERM.
-    """
-    try:
-        given = sys.argv[1:] if args is None else args
-        if given[:1] == [crossval.COMMAND]:
-            return crossval.cross_validate(given[1:])
-        if given[:1] == [onnx_predict.COMMAND]:
-            return onnx_predict.predict_onnx(given[1:])
-        return ResNetCLI(args=args, **cli_options())
-    except SIGTERMException:
-        raise SystemExit(128 + signal.SIGTERM) from None  # the run did not finish: let a scheduler see it
-    except (UserError, FileNotFoundError) as error:
-        _fail(str(error), 2)
-    except NonFiniteLossError as error:
-        _fail(str(error), 1)
-    except pickle.UnpicklingError as error:
-        _fail("refusing a checkpoint that holds more than tensors and plain data, which could run code "
-              f"(read with weights_only=True): {str(error).splitlines()[0]}", 1)
-
-
-def _fail(message: str, code: int) -> None:
-    print(f"error: {' '.join(message.split())}", file=sys.stderr)
-    raise SystemExit(code) from None

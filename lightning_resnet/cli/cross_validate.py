@@ -2,8 +2,8 @@
 
 Each fold is an ordinary ``fit`` in a process of its own (so DDP and every ``fit`` option work as
 they do alone), logged to ``logs/<experiment>/crossval_N/fold_K/`` with its own checkpoints and
-``split.csv``. A fold's scores are the validation metrics of the epoch its best checkpoint was
-chosen at, read back from its TensorBoard events. The table is printed and written to
+``split.csv``. A fold's scores are the validation metrics its best checkpoint carries (those of the
+epoch ``ModelCheckpoint`` chose it at). The table is printed and written to
 ``crossval_N/cross_validation.csv``.
 """
 
@@ -19,8 +19,10 @@ from pathlib import Path
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..errors import UserError
-from ..training.metrics import METRIC_LABELS, VAL, metric_key
-from ..reports import best_epoch_metrics
+from ..stages import VAL
+from ..training.checkpoints import best_checkpoint_of_run, epoch_metrics
+from ..training.metrics import METRIC_LABELS, metric_key
+from .app import ResNetCLI, cli_options
 
 COMMAND = "cross_validate"
 RESULTS_CSV = "cross_validation.csv"
@@ -35,8 +37,6 @@ Every option of fit applies: python -m lightning_resnet fit --help"""
 
 def cross_validate(args: list[str]) -> None:
     """Run ``python -m lightning_resnet fit <args> --data.fold K`` for every fold, then report."""
-    from .app import ResNetCLI, cli_options  # the folds are fits: the same parser, the same checks
-
     if any(arg in ("-h", "--help") for arg in args):
         print(HELP)
         return
@@ -62,11 +62,11 @@ def cross_validate(args: list[str]) -> None:
         finished = subprocess.run(command)
         if finished.returncode != 0:
             raise SystemExit(finished.returncode)
-        best = best_epoch_metrics(experiment / group / f"fold_{fold}")
+        best = best_checkpoint_of_run(experiment / group / f"fold_{fold}")
         if best is None:
-            raise UserError(f"fold {fold} logged no validation metrics (trainer.limit_val_batches 0?): "
+            raise UserError(f"fold {fold} chose no best checkpoint (trainer.limit_val_batches 0?): "
                             "nothing to cross-validate")
-        scores.append(best[1])
+        scores.append(epoch_metrics(best.path))
     print(format_results(scores, experiment / group))
     write_results(experiment / group / RESULTS_CSV, scores)
 
@@ -83,12 +83,12 @@ def format_results(scores: list[dict[str, float]], folder: Path) -> str:
              f"{'fold':<12}" + "".join(f"{column:>22}" for column in columns)]
     for number, fold in enumerate(scores):
         lines.append(f"{number:<12}" + "".join(f"{fold[column]:>22.4f}" for column in columns))
-    summary = [summarize([fold[column] for fold in scores]) for column in columns]
+    summary = [mean_and_std([fold[column] for fold in scores]) for column in columns]
     lines.append(f"{'mean ± std':<12}" + "".join(f"{mean:>13.4f} ± {std:<6.4f}" for mean, std in summary))
     return "\n".join(lines)
 
 
-def summarize(values: list[float]) -> tuple[float, float]:
+def mean_and_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (n - 1) over the folds."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -99,6 +99,6 @@ def write_results(path: Path, scores: list[dict[str, float]]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["fold", *columns])
         writer.writerows([number, *(fold[column] for column in columns)] for number, fold in enumerate(scores))
-        writer.writerow(["mean", *(summarize([fold[c] for fold in scores])[0] for c in columns)])
-        writer.writerow(["std", *(summarize([fold[c] for fold in scores])[1] for c in columns)])
+        writer.writerow(["mean", *(mean_and_std([fold[c] for fold in scores])[0] for c in columns)])
+        writer.writerow(["std", *(mean_and_std([fold[c] for fold in scores])[1] for c in columns)])
 

@@ -1,20 +1,21 @@
 """The data's path from an image file on disk to a normalized batch on the device, one file per step.
 
-``folders`` (layouts, files and classes) -> ``catalog`` (the start-up check and hashes, cached)
--> ``duplicates`` (copies and leaks) -> ``splits`` (stratified, grouped, k-fold; ``split.csv``)
+``folders`` (layouts, files and classes; ``demo`` writes the offline digits) -> ``catalog`` (the
+start-up check and hashes, kept by ``cache``) -> ``duplicates`` (copies and leaks) -> ``splits``
+(stratified, grouped, k-fold; ``split.csv``) -> ``index`` (all of that, once, as one immutable value)
 -> ``decode`` (bytes to ``uint8`` RGB) -> ``transforms`` (views and augmentation presets) ->
 ``dataset`` (samples and collate) -> ``samplers`` (shuffle, balanced draw, evaluation shards)
--> ``normalization`` (statistics) -> ``datamodule`` (all of it behind Lightning's hooks).
+-> ``normalization`` (statistics, applied on the device) -> ``datamodule`` (Lightning's hooks).
+``inspection`` reports on a folder before any training.
 """
 
 from .catalog import ImageRecord, image_records, unreadable_reason
-from .datamodule import ImageData, ImageFolderDataModule, SamplerKind, image_data
+from .datamodule import ImageFolderDataModule, SamplerKind, datamodule_of
 from .dataset import ImageSamples, Sample, collate_readable
 from .decode import DECODE_ERRORS, load_image, to_rgb
+from .demo import DEMO_DATA, DEMO_DIR, write_digits_demo
 from .duplicates import DuplicateGroup, duplicate_groups
 from .folders import (
-    DEMO_DATA,
-    DEMO_DIR,
     IMAGE_EXTENSIONS,
     FolderLayout,
     LayoutError,
@@ -22,9 +23,9 @@ from .folders import (
     is_image_file,
     scan_image_folder,
     scan_unlabelled,
-    write_digits_demo,
 )
-from .normalization import IMAGENET_MEAN, IMAGENET_STD, Normalize, cached_mean_std, measure_mean_std
+from .index import FolderIndex, FolderListing, SplitRule, index_folder, list_folder
+from .normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization, Normalize, cached_mean_std, measure_mean_std
 from .splits import SPLIT_COLUMNS, SPLIT_CSV, read_split_csv, write_split_csv
 from .transforms import AugmentPreset, CenterView, RandomResizedCropView, eval_view, train_augmentation, train_view
 
@@ -38,26 +39,31 @@ __all__ = [
     "SPLIT_COLUMNS",
     "SPLIT_CSV",
     "AugmentPreset",
-    "DuplicateGroup",
-    "FolderLayout",
-    "ImageRecord",
-    "SamplerKind",
     "CenterView",
-    "ImageData",
+    "DuplicateGroup",
+    "FolderIndex",
+    "FolderLayout",
+    "FolderListing",
     "ImageFolderDataModule",
+    "ImageRecord",
     "ImageSamples",
     "LayoutError",
+    "Normalization",
     "Normalize",
     "RandomResizedCropView",
     "Sample",
+    "SamplerKind",
+    "SplitRule",
     "cached_mean_std",
-    "image_records",
+    "collate_readable",
+    "datamodule_of",
     "detect_layout",
     "duplicate_groups",
-    "collate_readable",
     "eval_view",
-    "image_data",
+    "image_records",
+    "index_folder",
     "is_image_file",
+    "list_folder",
     "load_image",
     "measure_mean_std",
     "read_split_csv",

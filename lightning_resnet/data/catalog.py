@@ -22,6 +22,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.fft
 from PIL import Image
 
 from .cache import cache_dir, write_json_atomically
@@ -57,17 +58,12 @@ class ImageRecord:
         return self.problem is not None or self.digest is not None
 
 
-def _dct_rows(size: int, keep: int) -> np.ndarray:
-    """The first ``keep`` rows of the orthonormal DCT-II matrix of ``size`` points."""
-    k = np.arange(keep)[:, None]
-    n = np.arange(size)[None, :]
-    rows = np.cos(np.pi * (2 * n + 1) * k / (2 * size)) * np.sqrt(2 / size)
-    rows[0] /= np.sqrt(2)
-    return rows.astype(np.float32)
-
-
 _THUMBNAIL = 32
-_DCT = _dct_rows(_THUMBNAIL, 8)
+_DCT = scipy.fft.dct(np.eye(_THUMBNAIL), type=2, norm="ortho", axis=0)[:8].astype(np.float32)
+"""The first 8 rows of the orthonormal DCT-II matrix: ``_DCT @ gray @ _DCT.T`` is ``dctn(gray, norm="ortho")[:8, :8]``.
+
+Two products with it rather than ``scipy.fft.dctn`` on the thumbnail: 1.9 instead of 7.8 us, and the very bits
+of the hashes cached before (dctn differs on flat images, 0 of 50 alike, whose bits are rounding noise)."""
 _BIT_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 
 
@@ -77,7 +73,7 @@ def perceptual_hash(image: Image.Image) -> int:
     Each bit says whether one of the 8x8 lowest spatial frequencies is above their median:
     re-encoding, resizing and light crops barely move them, distinct photos differ in about
     half the bits. Written here (two matrix products) rather than taken from ``imagehash``:
-    it needs only Pillow and numpy, and gives plain integers to compare in bulk.
+    it gives plain integers to compare in bulk.
     """
     image.draft("L", (2 * _THUMBNAIL, 2 * _THUMBNAIL))  # JPEG: decode at 1/2 to 1/8 scale, much faster
     gray = np.asarray(image.convert("L").resize((_THUMBNAIL, _THUMBNAIL), Image.Resampling.BOX), np.float32)

@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 
 from .cache import cache_dir, write_json_atomically
 from .catalog import ImageRecord
@@ -55,35 +57,26 @@ def near_pairs(hashes: np.ndarray, max_distance: int = NEAR_DISTANCE) -> Iterato
 
 
 def duplicate_groups(records: Sequence[ImageRecord]) -> list[DuplicateGroup]:
-    """Groups of two or more files that are exact or near copies (chained: a ~ b and b ~ c group a, b, c)."""
-    parent = list(range(len(records)))
+    """Groups of two or more files that are exact or near copies (chained: a ~ b and b ~ c group a, b, c).
 
-    def root(index: int) -> int:
-        while parent[index] != index:
-            parent[index] = parent[parent[index]]
-            index = parent[index]
-        return index
-
-    def join(a: int, b: int) -> None:
-        a, b = root(a), root(b)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-
+    The groups are the connected components of a graph whose edges join files with the same digest
+    and near pairs among files at least :data:`MIN_SIDE` pixels on each side; ordered by their smallest member.
+    """
     first_with_digest: dict[str, int] = {}
-    for index, record in enumerate(records):
-        if record.digest is not None:
-            join(first_with_digest.setdefault(record.digest, index), index)
+    edges = [(first_with_digest.setdefault(record.digest, index), index)
+             for index, record in enumerate(records) if record.digest is not None]
     comparable = [index for index, record in enumerate(records)
                   if record.phash is not None and min(record.width, record.height) >= MIN_SIDE]
     hashes = np.array([records[index].phash for index in comparable], dtype=np.uint64)
-    for a, b in near_pairs(hashes):
-        join(comparable[a], comparable[b])
-
+    edges += [(comparable[a], comparable[b]) for a, b in near_pairs(hashes)]
+    sources, targets = np.array(edges, dtype=np.int64).reshape(-1, 2).T
+    graph = coo_array((np.ones(len(edges), dtype=np.int8), (sources, targets)), shape=(len(records), len(records)))
+    _, labels = connected_components(graph, directed=False)
     members: dict[int, list[int]] = {}
-    for index in range(len(records)):
-        members.setdefault(root(index), []).append(index)
-    return [DuplicateGroup(tuple(group), exact=len({records[i].digest for i in group}) == 1)
-            for group in members.values() if len(group) > 1]
+    for index, label in enumerate(labels.tolist()):
+        members.setdefault(label, []).append(index)
+    groups = sorted(group for group in members.values() if len(group) > 1)
+    return [DuplicateGroup(tuple(group), exact=len({records[i].digest for i in group}) == 1) for group in groups]
 
 
 def cached_duplicate_groups(records: Sequence[ImageRecord]) -> list[DuplicateGroup]:

@@ -1,30 +1,20 @@
-"""Image folders on disk: which layout a folder has, the files and classes in it, and the digits demo."""
+"""Image folders on disk: which layout a folder has, and the files and classes in it."""
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from torchvision.datasets.folder import make_dataset
 
 from ..errors import UserError
 from .dataset import Sample
 
-log = logging.getLogger(__name__)
-
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
-DEMO_DATA = "demo:digits"
-"""The ``data_dir`` value of the offline demo: scikit-learn's digits, written to :data:`DEMO_DIR` on first use."""
-DEMO_DIR = Path("data/digits")
 
 
 SPLIT_FOLDER_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -164,29 +154,3 @@ def scan_unlabelled(path: Path) -> list[str]:
     if not files:
         raise LayoutError(f"{path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return files
-
-
-def write_digits_demo(root: Path) -> None:
-    """Write scikit-learn's 1,797 handwritten digits (8x8, 10 classes) as an ImageFolder tree of PNGs.
-
-    The tree is written to a temporary folder beside ``root`` and renamed into place, so that
-    an interrupted write or a second process never leaves a partial data set at ``root``.
-    """
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    root.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
-            folder = partial / str(label)
-            folder.mkdir(exist_ok=True)
-            ink = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)
-            Image.fromarray(ink, "L").save(folder / f"{index:04d}.png")
-        partial.rename(root)
-        log.info("wrote the scikit-learn digits demo (%d images) to %s", len(digits.target), root)
-    except OSError:
-        if not root.is_dir():
-            raise
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)

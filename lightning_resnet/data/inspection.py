@@ -16,20 +16,21 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..data import SPLIT_CSV, TEST, TRAIN, VAL, ImageFolderDataModule, load_image, write_split_csv
+from ..stages import PARTS
+from .datamodule import ImageFolderDataModule
+from .decode import load_image
+from .splits import SPLIT_CSV, write_split_csv
 
 DUPLICATES_CSV = "duplicates.csv"
 CLASSES_PNG = "classes.png"
-PARTS = (TRAIN, VAL, TEST)
 
 
 def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8) -> str:
     """The printed summary of ``data``'s folder; writes ``duplicates.csv``, ``split.csv`` and ``classes.png``
     into ``folder``."""
-    files, parts = data.files()
-    records = data.examine(find_duplicates=True)
+    folder_index = data.index(find_duplicates=True)
+    files, records, part_of = folder_index.files, folder_index.records, folder_index.part_of_files
     names = data.class_names
-    part_of = data.part_of_files()
     readable = [i for i, record in enumerate(records) if record.readable]
     lines = [f"{data.layout.describe()}: {len(files)} image files, {len(names)} classes"]
 
@@ -59,14 +60,14 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
     lines.append(f"unreadable: {len(unreadable)}" + "".join(f"\n  {path} ({problem})"
                                                              for path, problem in unreadable[:20]))
 
-    groups = data.duplicates
+    groups = folder_index.groups
     for kind in ("exact", "near"):
         chosen = [group for group in groups if group.kind == kind]
         lines.append(f"{kind} duplicates: {len(chosen)} group(s), {sum(len(g.members) for g in chosen)} images")
     conflicts = [group for group in groups if len({files[i][1] for i in group.members}) > 1]
     if conflicts:
         lines.append(f"label conflicts: {len(conflicts)} group(s) of copies filed under different classes")
-    leaks = [group for group, _ in data.leaks()]
+    leaks = [group for group, _ in folder_index.leaks]
     lines.append(f"leaks: {len(leaks)} group(s) with copies in more than one of {', '.join(shown_parts)}"
                  + ("" if not leaks or data.layout.presplit else " (data.group_duplicates is off)"))
     for group in leaks[:5]:

@@ -1,4 +1,5 @@
-"""Normalization statistics: ImageNet's, or the training split's measured once and cached on disk."""
+"""Normalization: the statistics (ImageNet's, the pretrained weights', or the training split's measured once and
+cached on disk), and the one place that applies them and undoes them (the data module, the export, the plots)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -19,19 +22,48 @@ from .dataset import ImageSamples, Sample, collate_readable
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-
-
-def imagenet_stats(channels: int) -> Stats:
-    """ImageNet's mean and std, averaged over the colours for gray images (as timm does for ``in_chans=1``)."""
-    if channels == 3:
-        return IMAGENET_MEAN, IMAGENET_STD
-    return (sum(IMAGENET_MEAN) / 3,) * channels, (sum(IMAGENET_STD) / 3,) * channels
-
-
 Normalize = Literal["imagenet", "auto"]
 """``imagenet``: ImageNet's mean and std; ``auto``: the training split's, measured once and cached."""
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel ``mean`` and ``std`` in [0, 1] units: ``uint8`` images in, normalized floats out."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def shift_and_scale(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """``mean`` and ``1 / std`` in ``uint8`` units, shaped to broadcast over NCHW (cached per device)."""
+        return _shift_and_scale(self, torch.device(device))
+
+    def __call__(self, images: Tensor) -> Tensor:
+        """Normalize a ``uint8`` batch: one conversion and two in-place passes, 4x faster on the CPU than
+        ``to_dtype`` followed by ``normalize``."""
+        shift, scale = self.shift_and_scale(images.device)
+        return images.float().sub_(shift).mul_(scale)
+
+    def invert(self, images: Tensor) -> Tensor:
+        """Normalized images back to [0, 1]."""
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        return (images.float() * std + mean).clamp(0, 1)
+
+
+@lru_cache(maxsize=16)
+def _shift_and_scale(normalization: Normalization, device: torch.device) -> tuple[Tensor, Tensor]:
+    shift = torch.tensor(normalization.mean, device=device).view(1, -1, 1, 1) * 255
+    scale = 1 / (torch.tensor(normalization.std, device=device).view(1, -1, 1, 1) * 255)
+    return shift, scale
+
+
+def imagenet_normalization(channels: int) -> Normalization:
+    """ImageNet's mean and std, averaged over the colours for gray images (as timm does for ``in_chans=1``)."""
+    if channels == 3:
+        return Normalization(IMAGENET_MEAN, IMAGENET_STD)
+    return Normalization((sum(IMAGENET_MEAN) / 3,) * channels, (sum(IMAGENET_STD) / 3,) * channels)
 
 
 def cache_path(samples: Sequence[Sample], *settings: object) -> Path:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-
 SPLIT_CSV = "split.csv"
 SPLIT_COLUMNS = ("path", "split", "class")
 
@@ -53,6 +52,7 @@ def _validation_quota(sizes: dict[int, int], fraction: float) -> dict[int, int]:
             for target, size in sizes.items()}
 
 
+# Not sklearn's: at 0.2 on 50/2/2 images its stratified splitters (StratifiedGroupKFold(5) too) leave a class 0 of 2.
 def stratified_split(targets: Sequence[int], fraction: float, seed: int,
                      groups: Iterable[Sequence[int]] = ()) -> tuple[list[int], list[int]]:
     """(train, validation) indices: each class gives about ``fraction`` of its images to validation.
@@ -81,6 +81,7 @@ def stratified_split(targets: Sequence[int], fraction: float, seed: int,
     return sorted(train), sorted(val)
 
 
+# Not StratifiedGroupKFold: 1.9 s against 0.02 s on 20,000 images, and it raises when every class has under K images.
 def fold_split(targets: Sequence[int], num_folds: int, fold: int, seed: int,
                groups: Iterable[Sequence[int]] = ()) -> tuple[list[int], list[int]]:
     """(train, validation) indices of fold ``fold`` of ``num_folds`` stratified folds.

@@ -2,10 +2,11 @@
 after ``fit`` so that the predicted probabilities can be read as probabilities.
 
 Dividing the logits by ``T`` never changes the top-1 class, only how confident each prediction is.
-``T`` minimises the validation negative log-likelihood (NLL); the NLL is convex in ``1 / T``, so a
-golden-section search over it finds the minimum, and each step needs only two sums over the
-validation images, added up across DDP processes. The logits are those of the validation epoch
-the best checkpoint was chosen at, kept during ``fit``; the fitted ``T`` is stored in that
+``T`` minimises the validation negative log-likelihood (NLL); the NLL is convex in ``1 / T``, so
+SciPy's bounded scalar minimisation over ``log(1 / T)`` finds it, and each step needs only two sums
+over the validation images, added up across DDP processes (every process takes the same steps).
+The logits are those of the validation epoch the best checkpoint was chosen at, kept during
+``fit``; the fitted ``T`` is stored in that
 checkpoint, which ``predict``, ``validate``, ``test`` and ``export`` then read.
 """
 
@@ -17,17 +18,19 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from scipy.optimize import minimize_scalar
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassCalibrationError
 
-from ..training.metrics import MONITOR, MONITOR_MODE
+from ..training.checkpoints import best_checkpoint, rewrite_checkpoint
 
 CALIBRATION_BINS = 15
 """Confidence bins of the expected calibration error and the reliability diagram (Guo et al.'s 15)."""
-_SEARCH_RANGE = (math.log(1 / 20), math.log(20))  # 1 / T from 1/20 to 20
-_SEARCH_STEPS = 60  # golden-section steps: the range shrinks to 0.618^60 of its width
+_LOG_INVERSE_RANGE = (math.log(1 / 20), math.log(20))  # 1 / T from 1/20 to 20
+
+Total = Callable[[Tensor], Tensor]
+"""Adds a tensor of sums up across processes (the identity in one process)."""
 
 
 class ReliabilityBins(Metric):
@@ -54,90 +57,80 @@ class ReliabilityBins(Metric):
         return torch.stack([self.count, self.confidence / filled, self.correct / filled])
 
 
-def fit_temperature(logits: Tensor, targets: Tensor, total: Callable[[Tensor], Tensor] = lambda sums: sums) -> float:
-    """The ``T`` minimising the mean NLL of ``logits / T``; ``total`` adds sums up across processes."""
-
-    def mean_nll(log_inverse: float) -> float:
-        local = F.cross_entropy(logits * math.exp(log_inverse), targets, reduction="sum")
-        sums = total(torch.stack([local.double(), torch.tensor(float(len(targets)), dtype=torch.float64,
-                                                               device=local.device)]))
-        return float(sums[0] / sums[1])
-
-    ratio = (math.sqrt(5) - 1) / 2
-    low, high = _SEARCH_RANGE
-    left, right = high - ratio * (high - low), low + ratio * (high - low)
-    left_value, right_value = mean_nll(left), mean_nll(right)
-    for _ in range(_SEARCH_STEPS):
-        if left_value < right_value:
-            high, right, right_value = right, left, left_value
-            left = high - ratio * (high - low)
-            left_value = mean_nll(left)
-        else:
-            low, left, left_value = left, right, right_value
-            right = low + ratio * (high - low)
-            right_value = mean_nll(right)
-    return 1 / math.exp((low + high) / 2)
+def mean_nll(logits: Tensor, targets: Tensor, temperature: float, total: Total = lambda sums: sums) -> float:
+    """The mean negative log-likelihood of ``logits / temperature`` over every process's images."""
+    local = F.cross_entropy(logits / temperature, targets, reduction="sum").double()
+    sums = total(torch.stack([local, torch.tensor(float(len(targets)), dtype=torch.float64, device=local.device)]))
+    return float(sums[0] / sums[1])
 
 
-def _scores(logits: Tensor, targets: Tensor, temperature: float, num_classes: int,
-            total: Callable[[Tensor], Tensor]) -> tuple[float, float]:
-    """(NLL, ECE) of ``logits / temperature`` over every process's images."""
-    scaled = logits / temperature
-    sums = total(torch.stack([F.cross_entropy(scaled, targets, reduction="sum").double(),
-                              torch.tensor(float(len(targets)), dtype=torch.float64, device=logits.device)]))
+def fit_temperature(logits: Tensor, targets: Tensor, total: Total = lambda sums: sums) -> float:
+    """The ``T`` in [1/20, 20] minimising :func:`mean_nll` of ``logits / T``."""
+    result = minimize_scalar(lambda log_inverse: mean_nll(logits, targets, math.exp(-log_inverse), total),
+                             bounds=_LOG_INVERSE_RANGE, method="bounded", options={"xatol": 1e-6})
+    return math.exp(-float(result.x))
+
+
+def expected_calibration_error(logits: Tensor, targets: Tensor, temperature: float, num_classes: int) -> float:
+    """The ECE of ``logits / temperature`` over every process's images (torchmetrics syncs it)."""
     ece = MulticlassCalibrationError(num_classes, n_bins=CALIBRATION_BINS).to(logits.device)
-    ece.update(scaled.softmax(dim=1), targets)  # computed across processes by torchmetrics
-    return float(sums[0] / sums[1]), float(ece.compute())
+    ece.update((logits / temperature).softmax(dim=1), targets)
+    return float(ece.compute())
 
 
 class TemperatureScaling(Callback):
-    """During ``fit``: keeps the validation logits of the epoch the best checkpoint is chosen at; at the
-    end, fits the temperature on them and writes it into that checkpoint (with ``model.calibrate``).
+    """During ``fit``: keeps the validation logits of the epoch the best checkpoint was written at; at the
+    end, fits the temperature on them, writes it into that checkpoint and into the model in memory
+    (with ``model.calibrate``).
 
-    No extra pass over the data, and the trainer's model and metrics stay those of the fit. The
-    best epoch is the first with the best :data:`~lightning_resnet.metrics.MONITOR`, as
-    ``ModelCheckpoint`` chooses it.
+    No extra pass over the data, and the trainer's metrics stay those of the fit. Which checkpoint
+    is best is ``ModelCheckpoint``'s answer (:func:`~lightning_resnet.training.checkpoints.best_checkpoint`):
+    it writes after this callback has seen the epoch, so the epoch's logits are adopted when the
+    best checkpoint has changed by the next validation or by the end of ``fit``. A run resumed after
+    its best epoch has not seen that epoch's logits and is left uncalibrated (temperature 1).
     """
 
     def __init__(self) -> None:
-        self._logits: list[Tensor] = []
-        self._targets: list[Tensor] = []
-        self._kept: tuple[float, Tensor, Tensor] | None = None  # (monitored score, logits, targets)
+        self._epoch: tuple[Tensor, Tensor] | None = None  # logits and targets of the last validation epoch
+        self._epoch_batches: list[tuple[Tensor, Tensor]] = []
+        self._best: tuple[str, Tensor, Tensor] | None = None  # best checkpoint's path, its logits and targets
 
     @staticmethod
     def _active(trainer: Trainer, pl_module: LightningModule) -> bool:
         return (trainer.state.fn == "fit" and not trainer.sanity_checking
                 and bool(getattr(pl_module.hparams, "calibrate", False)))
 
+    def _adopt_if_best(self, trainer: Trainer) -> None:
+        best = best_checkpoint(trainer)
+        if best is not None and self._epoch is not None and (self._best is None or self._best[0] != str(best.path)):
+            self._best = (str(best.path), *self._epoch)
+        self._epoch = None
+
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._logits, self._targets = [], []
+        if self._active(trainer, pl_module):
+            self._adopt_if_best(trainer)
+        self._epoch_batches = []
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._active(trainer, pl_module) and outputs is not None:
-            # log-probabilities times the temperature: the logits less a constant per image, which no
-            # softmax sees (the temperature is 1 during fit anyway)
-            self._logits.append((outputs.detach().float() * pl_module.temperature).cpu())
-            self._targets.append(batch[1].detach().cpu())
+            self._epoch_batches.append((outputs["logits"].detach().float().cpu(), batch[1].detach().cpu()))
 
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        score = trainer.callback_metrics.get(MONITOR)
-        if not self._active(trainer, pl_module) or score is None or not self._logits:
-            return
-        sign = 1 if MONITOR_MODE == "max" else -1
-        if self._kept is None or sign * float(score) > sign * self._kept[0]:
-            self._kept = (float(score), torch.cat(self._logits), torch.cat(self._targets))
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._active(trainer, pl_module) and self._epoch_batches:
+            self._epoch = (torch.cat([logits for logits, _ in self._epoch_batches]),
+                           torch.cat([targets for _, targets in self._epoch_batches]))
+        self._epoch_batches = []
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        best = next((callback for callback in trainer.checkpoint_callbacks
-                     if callback.monitor == MONITOR and callback.best_model_path), None)
-        if not self._active(trainer, pl_module) or self._kept is None or best is None:
+        if not getattr(pl_module.hparams, "calibrate", False):
             return
-        score, logits, targets = self._kept
-        if best.best_model_score is None or abs(float(best.best_model_score) - score) > 1e-9:
-            rank_zero_warn(f"not calibrated: the validation logits kept do not belong to {best.best_model_path}")
+        self._adopt_if_best(trainer)
+        if self._best is None:
             return
-        calibrate_checkpoint(trainer, best.best_model_path, logits.to(pl_module.device),
-                             targets.to(pl_module.device), pl_module.num_classes)
+        path, logits, targets = self._best
+        temperature = calibrate_checkpoint(trainer, path, logits.to(pl_module.device), targets.to(pl_module.device),
+                                           pl_module.num_classes)
+        pl_module.temperature.fill_(temperature)
 
 
 def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targets: Tensor,
@@ -149,14 +142,14 @@ def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targ
         return trainer.strategy.reduce(sums, reduce_op="sum")
 
     temperature = fit_temperature(logits, targets, total)
-    before = _scores(logits, targets, 1.0, num_classes, total)
-    after = _scores(logits, targets, temperature, num_classes, total)
+    nll = mean_nll(logits, targets, 1.0, total), mean_nll(logits, targets, temperature, total)
+    ece = (expected_calibration_error(logits, targets, 1.0, num_classes),
+           expected_calibration_error(logits, targets, temperature, num_classes))
     count = int(total(torch.tensor([float(len(targets))], device=logits.device))[0])
     if trainer.is_global_zero:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        saved["state_dict"]["temperature"] = torch.tensor(temperature)
-        torch.save(saved, checkpoint)
+        rewrite_checkpoint(trainer, checkpoint,
+                           lambda saved: saved["state_dict"].__setitem__("temperature", torch.tensor(temperature)))
         print(f"calibration on {count} validation images: temperature {temperature:.3f}; "
-              f"NLL {before[0]:.4f} -> {after[0]:.4f}, ECE {before[1]:.4f} -> {after[1]:.4f} (stored in {checkpoint})")
+              f"NLL {nll[0]:.4f} -> {nll[1]:.4f}, ECE {ece[0]:.4f} -> {ece[1]:.4f} (stored in {checkpoint})")
     trainer.strategy.barrier()
     return temperature

@@ -5,7 +5,7 @@ training size, NCHW) and does the rest inside: normalization with the training m
 the network, the calibration temperature and the softmax. It returns probabilities and logits,
 so a shipped file cannot disagree with the checkpoint by a forgotten normalization. The JSON
 beside it keeps the class names and the resize-and-crop rule; ``predict_onnx`` (see
-:mod:`lightning_resnet.onnx_predict`) applies that rule to a folder with onnxruntime.
+:mod:`lightning_resnet.inference.onnx`) applies that rule to a folder with onnxruntime.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..data import ImageFolderDataModule
+from ..data import ImageFolderDataModule, Normalization
 from ..training.module import ImageClassifier
 
 ExportFormat = Literal["onnx", "torch_export"]
@@ -30,11 +30,12 @@ OUTPUT_NAMES = ("probabilities", "logits")
 class ShippedClassifier(nn.Module):
     """The network as it ships: ``uint8`` images in; probabilities and calibrated logits out."""
 
-    def __init__(self, network: nn.Module, mean: Sequence[float], std: Sequence[float], temperature: float) -> None:
+    def __init__(self, network: nn.Module, normalization: Normalization, temperature: float) -> None:
         super().__init__()
         self.network = network
-        self.register_buffer("shift", torch.tensor(mean).view(1, -1, 1, 1) * 255)
-        self.register_buffer("scale", 1 / (torch.tensor(std).view(1, -1, 1, 1) * 255))
+        shift, scale = normalization.shift_and_scale()
+        self.register_buffer("shift", shift.clone())
+        self.register_buffer("scale", scale.clone())
         self.temperature = float(temperature)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -75,8 +76,8 @@ def write_metadata(output: Path, class_names: Sequence[str], data: ImageFolderDa
             "image_size": data.image_size,
             "crop_fraction": data.crop_fraction,
             "channels": in_chans,
-            "mean": list(data.mean),
-            "std": list(data.std),
+            "mean": list(data.normalization.mean),
+            "std": list(data.normalization.std),
         },
         "temperature": temperature,
         "outputs": {"probabilities": "softmax of the logits (batch, num_classes)",
@@ -98,7 +99,7 @@ def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", outp
     target = Path(output) if output else Path(ckpt_path).with_suffix(SUFFIXES[format])
     in_chans = (model.hparams.backbone_options or {}).get("in_chans", 3)
     temperature = float(model.temperature)
-    export_model(ShippedClassifier(model.model, data.mean, data.std, temperature), target, data.image_size,
+    export_model(ShippedClassifier(model.model, data.normalization, temperature), target, data.image_size,
                  in_chans, format)
     metadata = write_metadata(target, model.class_names, data, in_chans, model.hparams.backbone, temperature)
     print(f"exported {ckpt_path} to {target} (metadata: {metadata})")

@@ -7,21 +7,15 @@ also go to TensorBoard.
 """
 
 from .evaluation import EvaluationReport, format_report
-from .inspection import inspect_folder
 from .predictions import PredictionRow, PredictionWriter, write_predictions
-from .run import run_dir, tensorboard
-from .training import TrainingReport, best_epoch_metrics, read_curves
+from .training import TrainingReport, read_curves
 
 __all__ = [
     "EvaluationReport",
     "PredictionRow",
     "PredictionWriter",
     "TrainingReport",
-    "best_epoch_metrics",
     "format_report",
-    "inspect_folder",
     "read_curves",
-    "run_dir",
-    "tensorboard",
     "write_predictions",
 ]

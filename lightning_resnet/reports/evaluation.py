@@ -14,11 +14,12 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
+from ..data import datamodule_of
 from ..inference.calibration import CALIBRATION_BINS, ReliabilityBins
-from ..data import image_data
-from ..training.metrics import METRIC_LABELS, TEST, VAL, metric_key
+from ..stages import TEST, VAL
+from ..training.metrics import METRIC_LABELS, metric_key
+from ..training.run import run_dir, tensorboard
 from . import cam, plots
-from .run import run_dir, tensorboard
 
 
 @dataclass(order=True)
@@ -75,11 +76,11 @@ class EvaluationReport(Callback):
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start(trainer, pl_module)
 
-    def _collect(self, trainer: Trainer, logits: Tensor | None, batch: Any) -> None:
-        if not self._active(trainer) or logits is None:
+    def _collect(self, trainer: Trainer, outputs: dict[str, Tensor] | None, batch: Any) -> None:
+        if not self._active(trainer) or outputs is None:
             return
         images, targets = batch
-        probabilities = logits.float().softmax(dim=1)
+        probabilities = outputs["probabilities"].float()
         self.metrics.update(probabilities, targets)
         confidence, predicted = probabilities.max(dim=1)
         for index in (predicted != targets).nonzero().flatten().tolist():
@@ -143,9 +144,9 @@ class EvaluationReport(Callback):
             figures["confusion_matrix"] = plots.confusion_matrix_figure(confusion, names)
         if self._worst:
             worst = sorted(self._worst, reverse=True)
-            data = image_data(trainer)
+            data = datamodule_of(trainer)
             normalized = torch.stack([m.image for m in worst])
-            images = plots.to_viewable(normalized, data and data.mean, data and data.std)
+            images = plots.to_viewable(normalized, data and data.normalization)
             titles = [f"true {names[m.target]}\npred {names[m.predicted]} {m.confidence:.2f}" for m in worst]
             if self.cam:
                 heat = cam.grad_cam(pl_module.model, normalized.to(pl_module.device),

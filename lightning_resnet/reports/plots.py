@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ..data.normalization import Normalization
 
-def to_viewable(images: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> Tensor:
-    """Normalized images back to [0, 1] with ``mean`` and ``std`` (min-max scaled without them)."""
+
+def to_viewable(images: Tensor, normalization: Normalization | None) -> Tensor:
+    """Normalized images back to [0, 1] (min-max scaled without a normalization)."""
     images = images.detach().float().cpu()
-    if mean is not None and std is not None:
-        images = images * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
-    else:
-        low = images.amin(dim=(1, 2, 3), keepdim=True)
-        high = images.amax(dim=(1, 2, 3), keepdim=True)
-        images = (images - low) / (high - low).clamp_min(1e-6)
-    return images.clamp(0, 1)
+    if normalization is not None:
+        return normalization.invert(images)
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    high = images.amax(dim=(1, 2, 3), keepdim=True)
+    return ((images - low) / (high - low).clamp_min(1e-6)).clamp(0, 1)
 
 
 def confusion_matrix_figure(confusion: Tensor, names: list[str]) -> Figure:

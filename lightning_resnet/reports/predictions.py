@@ -14,9 +14,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 from torch import Tensor
 
-from ..data import image_data, load_image
+from ..data import datamodule_of, load_image
+from ..training.run import run_dir
 from . import cam
-from .run import run_dir
 
 
 @dataclass
@@ -78,7 +78,7 @@ class PredictionWriter(BasePredictionWriter):
         self.folder = run_dir(trainer)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._part(trainer.global_rank).write_text("")
-        data = image_data(trainer)
+        data = datamodule_of(trainer)
         paths = data.predict_paths if data is not None else []
         self._inputs_root = os.path.dirname(paths[0]) if len(paths) == 1 else os.path.commonpath(paths) if paths else ""
 
@@ -105,7 +105,7 @@ class PredictionWriter(BasePredictionWriter):
 
     def _write_cams(self, trainer: Trainer, pl_module: LightningModule, batch: Any, classes: Tensor) -> None:
         heat = cam.grad_cam(pl_module.model, batch[0], classes).cpu()
-        resize_size = image_data(trainer).resize_size
+        resize_size = datamodule_of(trainer).resize_size
         for path, image_heat in zip(batch[1], heat):
             original = load_image(path, channels=3).permute(1, 2, 0).numpy()
             placed = cam.place_in_original(image_heat, original.shape[:2], resize_size)
@@ -126,7 +126,7 @@ class PredictionWriter(BasePredictionWriter):
             with open(part, newline="") as handle:
                 rows.update((fields[0], PredictionRow(*fields)) for fields in csv.reader(handle))
             part.unlink()
-        data = image_data(trainer)
+        data = datamodule_of(trainer)
         for path in data.predict_paths if data is not None else []:
             rows.setdefault(path, PredictionRow(path, error="could not be read"))
         write_predictions(self.folder / self.filename, rows, self.top_k)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid
 
-from ..data import SPLIT_CSV, image_data, write_split_csv
-from ..training.metrics import ACCURACY, LOSS, MONITOR, MONITOR_MODE, TRAIN, TRAIN_LOSS_EPOCH, VAL, metric_key
+from ..data import SPLIT_CSV, datamodule_of, write_split_csv
+from ..stages import TRAIN, VAL
+from ..training.checkpoints import best_checkpoint
+from ..training.metrics import ACCURACY, LOSS, MONITOR, SKIPPED_IMAGES, TRAIN_LOSS_EPOCH, metric_key
+from ..training.run import run_dir, tensorboard
 from . import plots
-from .run import run_dir, tensorboard
 
 CURVES = {
     "train loss": TRAIN_LOSS_EPOCH,
@@ -38,18 +39,26 @@ class TrainingReport(Callback):
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         folder = run_dir(trainer)
-        data = image_data(trainer)
+        data = datamodule_of(trainer)
         if trainer.is_global_zero and data is not None:
             folder.mkdir(parents=True, exist_ok=True)
             write_split_csv(folder / SPLIT_CSV, data.split_rows())
 
-    @rank_zero_only
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
+        data = datamodule_of(trainer)
+        if data is not None and (trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches):
+            # at the epoch's last step, not at its end: see ImageClassifier.training_step
+            pl_module.log(SKIPPED_IMAGES, float(data.skipped_images), on_step=False, on_epoch=True,
+                          reduce_fx="sum", sync_dist=True)
+        if trainer.is_global_zero:
+            self._log_inputs(trainer, batch)
+
+    def _log_inputs(self, trainer: Trainer, batch) -> None:
         writer = tensorboard(trainer)
         if trainer.global_step != 1 or writer is None or self.input_grid <= 0:
             return
-        data = image_data(trainer)
-        images = plots.to_viewable(batch[0][: self.input_grid], data and data.mean, data and data.std)
+        data = datamodule_of(trainer)
+        images = plots.to_viewable(batch[0][: self.input_grid], data and data.normalization)
         writer.add_image("train/inputs", make_grid(images, nrow=8, padding=2), trainer.global_step)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -68,9 +77,9 @@ class TrainingReport(Callback):
     def _log_hparams(self, trainer: Trainer, pl_module: LightningModule) -> None:
         metrics = {f"hp/{key.replace('/', '_')}": float(value) for key, value in trainer.callback_metrics.items()
                    if key.startswith(f"{VAL}/") and value.numel() == 1}
-        checkpoint = trainer.checkpoint_callback
-        if checkpoint is not None and checkpoint.best_model_score is not None:
-            metrics[f"hp/best_{checkpoint.monitor.replace('/', '_')}"] = float(checkpoint.best_model_score)
+        best = best_checkpoint(trainer)
+        if best is not None:
+            metrics[f"hp/best_{MONITOR.replace('/', '_')}"] = best.score
         hparams = dict(pl_module.hparams)
         if trainer.datamodule is not None:
             hparams.update({f"data.{k}": v for k, v in trainer.datamodule.hparams.items()})
@@ -97,15 +106,3 @@ def read_curves(folder: Path) -> dict[str, list[tuple[int, float]]]:
     """Per-epoch train/val loss and accuracy as recorded in the TensorBoard event files of ``folder``."""
     scalars = _by_epoch(folder, set(CURVES.values()).__contains__)
     return {name: sorted(scalars[tag].items()) for name, tag in CURVES.items() if tag in scalars}
-
-
-def best_epoch_metrics(folder: Path) -> tuple[int, dict[str, float]] | None:
-    """The epoch the best checkpoint was chosen at (the first best by :data:`MONITOR`) and its validation
-    metrics, from ``folder``'s TensorBoard events; None when it has no validated epoch."""
-    scalars = _by_epoch(folder, lambda tag: tag.startswith(f"{VAL}/"))
-    monitored = scalars.get(MONITOR)
-    if not monitored:
-        return None
-    sign = 1 if MONITOR_MODE == "max" else -1
-    best = max(sorted(monitored), key=lambda epoch: sign * monitored[epoch])
-    return best, {tag: values[best] for tag, values in scalars.items() if best in values}

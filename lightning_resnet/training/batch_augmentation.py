@@ -16,7 +16,7 @@ from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing as TimmRandomErasing
 from torch import Tensor
 
-from ..data import image_data
+from ..data import datamodule_of
 from ..errors import UserError
 
 
@@ -60,7 +60,7 @@ class MixupCutmix(Callback):
         self.mixup: Mixup | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        data = image_data(trainer)
+        data = datamodule_of(trainer)
         if data is not None and data.batch_size % 2:
             raise UserError(f"MixupCutmix mixes pairs of images: data.batch_size must be even, got {data.batch_size}")
         self.mixup = Mixup(num_classes=pl_module.num_classes, **self.options)

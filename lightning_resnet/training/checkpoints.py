@@ -1,21 +1,82 @@
-"""Resuming a run: a ``last.ckpt`` that survives Ctrl-C and SIGTERM, and the random state that makes resume exact.
+"""A run's checkpoints: which one is best, ``last.ckpt`` on Ctrl-C and SIGTERM, rewriting one safely, and the
+random state that makes resume exact.
 
 Writes need nothing of ours to be safe: Lightning's ``TorchCheckpointIO`` writes each checkpoint
-through an fsspec transaction (a temporary file, then a move into place), which
-``tests/test_reliability.py`` checks by killing a process half-way through a write.
+through an fsspec transaction (a temporary file, then a move into place), and :func:`rewrite_checkpoint`
+goes through the same writer.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from .metrics import MONITOR
+
+EPOCH_METRICS = "epoch_metrics"
+"""The checkpoint key of the validation metrics of the epoch it was written at."""
+
+
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """The checkpoint ``ModelCheckpoint`` chose by :data:`~.metrics.MONITOR`, and its score."""
+
+    path: Path
+    score: float
+
+
+def best_checkpoint(trainer: Trainer) -> BestCheckpoint | None:
+    """The run's best checkpoint, as its ``ModelCheckpoint`` on :data:`~.metrics.MONITOR` chose it; None
+    before one is written (or without validation). The one place that answers "which checkpoint is best"."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor == MONITOR and callback.best_model_path:
+            return BestCheckpoint(Path(callback.best_model_path), float(callback.best_model_score))
+    return None
+
+
+def best_checkpoint_of_run(folder: Path) -> BestCheckpoint | None:
+    """The best checkpoint of a finished run folder, from the ``ModelCheckpoint`` state its ``last.ckpt`` holds."""
+    last = folder / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    states = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+    for key, state in states.items():
+        if key.startswith("ModelCheckpoint") and f"'monitor': '{MONITOR}'" in key and state.get("best_model_path"):
+            return BestCheckpoint(Path(state["best_model_path"]), float(state["best_model_score"]))
+    return None
+
+
+def epoch_metrics(checkpoint: Path) -> dict[str, float]:
+    """The validation metrics of the epoch ``checkpoint`` was written at (see :class:`EpochMetrics`)."""
+    return dict(torch.load(checkpoint, map_location="cpu", weights_only=True).get(EPOCH_METRICS, {}))
+
+
+def rewrite_checkpoint(trainer: Trainer, path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Read ``path``, apply ``change`` to it and write it back through the trainer's checkpoint writer (atomic)."""
+    io = trainer.strategy.checkpoint_io
+    checkpoint = io.load_checkpoint(path, map_location="cpu", weights_only=True)
+    change(checkpoint)
+    io.save_checkpoint(checkpoint, path)
+
+
+class EpochMetrics(Callback):
+    """Stores the validation metrics of the epoch in every checkpoint written then, so the best checkpoint
+    carries its own scores (``cross_validate`` and ``compare`` read them from there)."""
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[EPOCH_METRICS] = {key: float(value) for key, value in trainer.callback_metrics.items()
+                                     if key.startswith("val/") and value.numel() == 1}
 
 
 class InterruptCheckpoint(Callback):
@@ -43,26 +104,24 @@ class InterruptCheckpoint(Callback):
         rank_zero_info(f"interrupted: saved {path}; continue with --ckpt_path last")
 
 
-RNG_STATES = "rng_states"
-"""The checkpoint key of :func:`rng_states`."""
+class RandomState(Callback):
+    """Keeps the random generators' states in every checkpoint of ``fit`` and continues them on resume,
+    so that a resumed run draws what the uninterrupted one would have (dropout, drop-path, Mixup)."""
 
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            # types that torch.load(weights_only=True) reads back
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+            "python": random.getstate(),
+        }
 
-def rng_states() -> dict[str, Any]:
-    """The random generators' states, in types that ``torch.load(weights_only=True)`` reads back."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    """Continue every random stream where :func:`rng_states` recorded it."""
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    kind, keys, position, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
-    random.setstate(tuple(tuple(part) if isinstance(part, list) else part for part in states["python"]))
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        kind, keys, position, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+        random.setstate(tuple(tuple(part) if isinstance(part, list) else part for part in state_dict["python"]))

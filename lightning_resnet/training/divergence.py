@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 
@@ -11,7 +11,7 @@ class NonFiniteLossError(FloatingPointError):
     """The training diverged: the loss or the weights are no longer finite numbers."""
 
 
-class DivergenceGuard:
+class DivergenceGuard(Callback):
     """Checks each training loss one step late, and the weights before each validation.
 
     One step late: reading the loss as a Python number makes the GPU wait for the step that
@@ -24,6 +24,15 @@ class DivergenceGuard:
 
     def __init__(self) -> None:
         self.pending: Tensor | None = None
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        last_of_epoch = trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches
+        self.after_training_step(pl_module, loss, last_of_epoch)
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.before_validation(pl_module)
 
     def after_training_step(self, module: LightningModule, loss: Tensor, last_of_epoch: bool) -> None:
         previous, self.pending = self.pending, loss.detach()

@@ -9,7 +9,7 @@ from lightning.pytorch.tuner import Tuner
 from matplotlib.figure import Figure
 
 from ..errors import check
-from ..reports import run_dir
+from .run import run_dir
 
 
 def find_learning_rate(trainer: Trainer, model: LightningModule, datamodule: LightningDataModule,

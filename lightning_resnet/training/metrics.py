@@ -14,7 +14,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from ..stages import TEST, TRAIN, VAL
+from ..stages import TRAIN, VAL
 
 ACCURACY = "acc"
 TOP5_ACCURACY = "acc_top5"

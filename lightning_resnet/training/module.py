@@ -1,26 +1,38 @@
-"""The training logic: ``ImageClassifier``, a LightningModule around a hand-written ResNet."""
+"""The training logic: ``ImageClassifier``, a LightningModule around a hand-written ResNet.
+
+It holds the network, the loss, the metrics and the optimizer; what happens around the steps is
+in callbacks the command line adds (checkpoints, divergence guard, random state, reports) and in
+the fine-tuning callback the model asks for (:meth:`ImageClassifier.configure_callbacks`).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from sklearn.utils.class_weight import compute_class_weight
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 
-from .checkpoints import RNG_STATES, rng_states, set_rng_states
-from ..data import image_data
-from .divergence import DivergenceGuard
 from ..errors import UserError, check
-from .metrics import LOSS, SKIPPED_IMAGES, TEST, TRAIN, TRAIN_LOSS, VAL, classification_metrics, metric_key
 from ..models import create_model, load_weights
-from .optimization import Schedule, build_scheduler, stretch_to
-from ..inference.tta import TestTimeAugmentation, test_time_views
+from ..stages import TEST, TRAIN, VAL
+from .finetuning import BackboneFreeze
+from .metrics import LOSS, TRAIN_LOSS, classification_metrics, metric_key
+from .optimization import Schedule, apply_lr_factors, build_scheduler, parameter_groups, stretch_to
+from .tta import TestTimeAugmentation, test_time_views
+
+Evaluation = dict[str, Tensor]
+"""What an evaluation step returns to callbacks: ``logits`` (the network's output for the image, before
+the temperature) and ``probabilities`` (softmax of the logits over the temperature, averaged over the
+test-time views)."""
 
 
 class SharedByCopies:
@@ -71,6 +83,9 @@ class ImageClassifier(LightningModule):
             stored in the best checkpoint and applied by ``validate``, ``test`` and ``predict``.
         class_names: names of the classes in index order; linked from the data module and saved
             in checkpoints so that prediction needs no training folder.
+        class_counts: what ``class_weights: balanced`` weighs by: a function giving the training
+            split's image count of each class, called once when ``fit`` starts; the command line
+            links the data module's.
     """
 
     def __init__(
@@ -94,6 +109,7 @@ class ImageClassifier(LightningModule):
         tta: TestTimeAugmentation = "none",
         calibrate: bool = True,
         class_names: list[str] | None = None,
+        class_counts: Callable[[], Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
         check(class_names is None or len(class_names) == num_classes,
@@ -103,14 +119,15 @@ class ImageClassifier(LightningModule):
         check(not isinstance(class_weights, list) or (len(class_weights) == num_classes and min(class_weights) > 0),
               f"model.class_weights must be 'balanced' or {num_classes} positive numbers, one per class, "
               f"got {class_weights}")
+        check(unfreeze_at_epoch is None or unfreeze_at_epoch >= 0,
+              f"model.unfreeze_at_epoch must be 0 or more (or null: never), got {unfreeze_at_epoch}")
         # tta is how this run reads images, not part of the trained model: a checkpoint does not impose it
-        self.save_hyperparameters(ignore=["optimizer", "tta"])
+        self.save_hyperparameters(ignore=["optimizer", "tta", "class_counts"])
         self.model = create_model(backbone, num_classes=num_classes, **(backbone_options or {}))
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        if freeze_backbone:
-            self.model.freeze_backbone()
         self.optimizer_factory = SharedByCopies(optimizer)
+        self.class_counts = SharedByCopies(class_counts)
         self.tta = tta
         self.class_names = list(class_names) if class_names else [str(index) for index in range(num_classes)]
         self.train_metrics = classification_metrics(num_classes, TRAIN)
@@ -120,15 +137,19 @@ class ImageClassifier(LightningModule):
         # different numbers of images (Lightning's sync_dist mean of a logged tensor is not)
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
-        self.divergence = DivergenceGuard()
-        # the classes' weights in the training loss, set up with the data; a buffer, so it follows the device
+        # the classes' weights in the training loss, set when fit starts; a buffer, so it follows the device
         self.register_buffer("loss_weights", None, persistent=False)
-        # divides the logits of validate, test and predict; fitted after fit (see calibration.py)
+        # divides the logits of validate, test and predict; fitted at the end of fit (see inference/calibration.py)
         self.register_buffer("temperature", torch.ones(()))
 
     @property
     def num_classes(self) -> int:
         return self.hparams.num_classes
+
+    def configure_callbacks(self) -> list[Callback]:
+        if not self.hparams.freeze_backbone:
+            return []
+        return [BackboneFreeze(self.hparams.unfreeze_at_epoch)]
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained:
@@ -140,18 +161,23 @@ class ImageClassifier(LightningModule):
         weights = self.hparams.class_weights
         if weights != "balanced":
             return torch.tensor(weights, dtype=torch.float32)
-        data = image_data(self.trainer)
-        if data is None:
-            raise UserError("model.class_weights balanced needs this project's data module, which counts the "
-                            "training images of each class; give one weight per class instead")
-        counts = torch.tensor(data.class_counts(data.split()[0]), dtype=torch.float32)
-        return counts.sum() / (len(counts) * counts.clamp_min(1))
+        if self.class_counts.value is None:
+            raise UserError("model.class_weights balanced needs the training split's class counts, which this "
+                            "project's data module gives; give one weight per class instead")
+        counts = list(self.class_counts.value())
+        empty = [name for name, count in zip(self.class_names, counts) if not count]
+        check(not empty, f"model.class_weights balanced: {', '.join(empty)} have no training image; "
+                         "give one weight per class instead")
+        labels = np.repeat(np.arange(len(counts)), counts)
+        return torch.tensor(compute_class_weight("balanced", classes=np.arange(len(counts)), y=labels),
+                            dtype=torch.float32)
 
     def configure_model(self) -> None:
         if self.hparams.compile:
             self.model.compile()
 
     def forward(self, images: Tensor) -> Tensor:
+        """The network's logits."""
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
@@ -166,101 +192,78 @@ class ImageClassifier(LightningModule):
         self.temperature.fill_(1.0)  # the checkpoints of a run hold the model's own probabilities
 
     def on_train_start(self) -> None:
-        self._freeze_for_epoch()  # a run resumed in the middle of an epoch gets no on_train_epoch_start for it
         if self.global_step > 0:  # resumed: the schedule's state is the checkpoint's, planned for its run
             for config in self.trainer.lr_scheduler_configs:
                 change = stretch_to(config.scheduler, int(self.trainer.estimated_stepping_batches))
                 if change:
                     rank_zero_info(change)
 
-    def on_train_epoch_start(self) -> None:
-        self._freeze_for_epoch()
-
-    def _freeze_for_epoch(self) -> None:
-        """Frozen or not follows from the epoch alone, however the run got there (fresh or resumed)."""
-        unfreeze_at = self.hparams.unfreeze_at_epoch
-        frozen = self.hparams.freeze_backbone and (unfreeze_at is None or self.current_epoch < unfreeze_at)
-        if frozen and not self.model.backbone_frozen:
-            self.model.freeze_backbone()
-        elif not frozen and self.model.backbone_frozen:
-            self.model.unfreeze_backbone()
-
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch
         logits = self(images)
         loss = self.loss(logits, targets, self.loss_weights)
-        trainer = self._trainer  # None when a step is called by hand
-        last_of_epoch = trainer is not None and (trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches)
-        self.divergence.after_training_step(self, loss, last_of_epoch)
         hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
         self.train_metrics.update(logits, hard_targets)
         self.log(TRAIN_LOSS, loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
-        if last_of_epoch:
+        trainer = self._trainer  # None when a step is called by hand
+        if trainer is not None and (trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches):
             # Logged once, at the last step, and computed by Lightning at the epoch's end together with
             # every other epoch metric: logging the metric objects at every step costs ~2 % of a CPU
             # step, and computing them in on_train_epoch_end would add collective calls that process
             # 0 (whose progress bar computes the epoch metrics first) makes in another order.
             self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
-            data = image_data(trainer)
-            if data is not None:
-                self.log(SKIPPED_IMAGES, float(data.skipped_images), on_step=False, on_epoch=True,
-                         reduce_fx="sum", sync_dist=True)
         return loss
 
     # ----- evaluation ----------------------------------------------------------------------------
 
-    def on_validation_epoch_start(self) -> None:
-        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            self.divergence.before_validation(self)
+    def evaluate(self, images: Tensor) -> Evaluation:
+        """The logits of ``images`` and the probabilities ``validate``, ``test`` and ``predict`` report:
+        the softmax of the logits divided by the temperature, averaged over the test-time views
+        (``tta``, never inside ``fit``: model selection and the temperature see single views)."""
+        logits = self(images)
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        views = test_time_views(images, "none" if fitting else self.tta)
+        view_logits = [logits if view is images else self(view) for view in views]
+        probabilities = torch.stack([(each / self.temperature).softmax(dim=1) for each in view_logits]).mean(0)
+        return {"logits": logits, "probabilities": probabilities}
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor] | None, stage: str, metrics: MetricCollection,
-                  loss: MeanMetric) -> Tensor | None:
+    def _evaluation_step(self, batch: tuple[Tensor, Tensor] | None, stage: str, metrics: MetricCollection,
+                         loss: MeanMetric) -> Evaluation | None:
         if batch is None:  # every image of the batch was unreadable
             return None
         images, targets = batch
-        logits = self.classify(images)
-        loss.update(self.loss(logits, targets), weight=len(targets))
+        evaluation = self.evaluate(images)
+        probabilities = evaluation["probabilities"]
+        # the negative log-likelihood of what is reported: the cross-entropy of the calibrated logits
+        # when there is one view
+        nll = F.nll_loss(probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log(), targets)
+        loss.update(nll, weight=len(targets))
         self.log(metric_key(stage, LOSS), loss, on_epoch=True, prog_bar=True)
-        metrics.update(logits, targets)
+        metrics.update(probabilities, targets)
         for name, metric in metrics.items():
             self.log(name, metric, on_epoch=True, prog_bar=name.endswith("/acc"))
-        return logits
+        return evaluation
 
-    def classify(self, images: Tensor) -> Tensor:
-        """Log-probabilities as ``validate``, ``test`` and ``predict`` give them: the softmax of the logits
-        divided by the temperature, averaged over the test-time views (``tta``, outside ``fit``)."""
-        fitting = self._trainer is not None and self.trainer.state.fn == "fit"  # model selection and the
-        views = test_time_views(images, "none" if fitting else self.tta)  # temperature see single views
-        if len(views) == 1:
-            return F.log_softmax(self(images) / self.temperature, dim=1)
-        probabilities = torch.stack([(self(view) / self.temperature).softmax(dim=1) for view in views]).mean(0)
-        return probabilities.log()
+    def validation_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Evaluation | None:
+        return self._evaluation_step(batch, VAL, self.val_metrics, self.val_loss)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Tensor | None:
-        """Returns :meth:`classify`'s log-probabilities, for callbacks such as
-        :class:`~lightning_resnet.reports.EvaluationReport`."""
-        return self._evaluate(batch, VAL, self.val_metrics, self.val_loss)
-
-    def test_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Tensor | None:
-        return self._evaluate(batch, TEST, self.test_metrics, self.test_loss)
+    def test_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Evaluation | None:
+        return self._evaluation_step(batch, TEST, self.test_metrics, self.test_loss)
 
     def predict_step(self, batch: tuple[Tensor, Any] | None, batch_idx: int) -> dict[str, Tensor] | None:
         if batch is None:
             return None
-        probabilities = self.classify(batch[0]).exp()
-        return {"probabilities": probabilities, "predictions": probabilities.argmax(dim=1)}
+        evaluation = self.evaluate(batch[0])
+        return {**evaluation, "predictions": evaluation["probabilities"].argmax(dim=1)}
 
     # ----- checkpoints and optimization ------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["class_names"] = self.class_names
-        checkpoint[RNG_STATES] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Check the classes; when resuming ``fit``, continue the random streams where they stopped."""
+        """Check the classes against the model's."""
         checkpoint["state_dict"].setdefault("temperature", torch.ones(()))  # written before calibration existed
-        if RNG_STATES in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
-            set_rng_states(checkpoint[RNG_STATES])
         names = checkpoint.get("class_names")
         if names is not None:
             if len(names) != self.num_classes:
@@ -271,21 +274,8 @@ class ImageClassifier(LightningModule):
             self.class_names = list(names)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        # Every parameter goes to the optimizer, the frozen ones too: unfreeze_at_epoch turns their
-        # gradients on in the middle of the run, and a parameter left out here would then never
-        # train. While frozen they have no gradient, and the optimizer skips them.
-        # Biases and norm weights get no weight decay; the backbone's groups run at backbone_lr_factor.
-        head = {id(p) for p in self.model.fc.parameters()}
-        groups = []
-        for part in ("backbone", "head"):
-            params = [p for p in self.model.parameters() if (id(p) in head) == (part == "head")]
-            groups.append({"name": part, "params": [p for p in params if p.ndim > 1]})
-            groups.append({"name": f"{part}_no_decay", "params": [p for p in params if p.ndim <= 1],
-                           "weight_decay": 0.0})
-        optimizer = self.optimizer_factory.value(groups)
-        for group in optimizer.param_groups:
-            if group["name"].startswith("backbone"):
-                group["lr"] *= self.hparams.backbone_lr_factor
+        optimizer = apply_lr_factors(self.optimizer_factory.value(
+            parameter_groups(self.model, self.hparams.backbone_lr_factor)))
         trainer = self.trainer
         scheduler = build_scheduler(
             optimizer,

@@ -1,10 +1,12 @@
-"""Learning-rate schedules over a whole run, stepped once per optimizer step."""
+"""What the optimizer gets: parameter groups, and a learning-rate schedule over the whole run stepped once per
+optimizer step."""
 
 from __future__ import annotations
 
 import math
 from typing import Literal
 
+from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     ConstantLR,
@@ -19,6 +21,33 @@ from torch.optim.lr_scheduler import (
 from ..errors import UserError
 
 Schedule = Literal["constant", "cosine", "onecycle", "step"]
+
+
+def parameter_groups(model: nn.Module, backbone_lr_factor: float = 1.0) -> list[dict]:
+    """The backbone's and the classifier's (``fc``) parameters, each split into decayed weights and undecayed
+    biases and norm weights; the backbone's groups carry ``lr_factor`` ``backbone_lr_factor``.
+
+    Every parameter goes in, the frozen ones too: ``unfreeze_at_epoch`` turns their gradients on in
+    the middle of the run, and while frozen they have no gradient, which the optimizer skips. (timm's
+    ``param_groups_weight_decay`` leaves out parameters that do not require a gradient, so a frozen
+    backbone would never train after unfreezing.)
+    """
+    head = {id(p) for p in model.fc.parameters()}
+    groups = []
+    for part in ("backbone", "head"):
+        params = [p for p in model.parameters() if (id(p) in head) == (part == "head")]
+        factor = backbone_lr_factor if part == "backbone" else 1.0
+        groups.append({"name": part, "params": [p for p in params if p.ndim > 1], "lr_factor": factor})
+        groups.append({"name": f"{part}_no_decay", "params": [p for p in params if p.ndim <= 1],
+                       "weight_decay": 0.0, "lr_factor": factor})
+    return groups
+
+
+def apply_lr_factors(optimizer: Optimizer) -> Optimizer:
+    """Scale each group's learning rate by its ``lr_factor`` (the optimizer set every group to its ``lr``)."""
+    for group in optimizer.param_groups:
+        group["lr"] *= group.get("lr_factor", 1.0)
+    return optimizer
 
 
 def build_scheduler(

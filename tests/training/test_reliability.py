@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -20,16 +19,10 @@ from PIL import Image, ImageFile
 
 from lightning_resnet import ImageClassifier
 from lightning_resnet.cli import main
+from lightning_resnet.reports import TrainingReport
 from lightning_resnet.data import ImageFolderDataModule, load_image, unreadable_reason
 
-from .conftest import ROOT, make_image_folder, tiny_args
-
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def run_cli_process(workdir: Path, *args: str, **options) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lightning_resnet", *args], cwd=workdir, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+from ..conftest import ENV, datamodule, make_image_folder, start_cli, tiny_args
 
 
 def cli_error(capsys, args: list[str]) -> tuple[int, str]:
@@ -38,9 +31,6 @@ def cli_error(capsys, args: list[str]) -> tuple[int, str]:
     return exit_code.value.code, capsys.readouterr().err
 
 
-def datamodule(folder: Path, **options) -> ImageFolderDataModule:
-    return ImageFolderDataModule(**{"data_dir": str(folder), "image_size": 32, "batch_size": 4, "num_workers": 0,
-                                    **options})
 
 
 # ----- bad data ---------------------------------------------------------------------------------
@@ -61,7 +51,7 @@ def test_bad_data_dir_is_one_line_naming_the_path_and_layout(workdir, capsys, ca
 
 
 def test_a_real_process_prints_no_traceback(workdir):
-    process = run_cli_process(workdir, *tiny_args(workdir / "nowhere", "--trainer.fast_dev_run", "true"))
+    process = start_cli(workdir, *tiny_args(workdir / "nowhere", "--trainer.fast_dev_run", "true"))
     _, error = process.communicate(timeout=120)
     assert process.returncode == 2
     assert "Traceback" not in error and error.strip().splitlines()[-1].startswith("error: data folder")
@@ -155,7 +145,8 @@ def test_fit_survives_a_file_that_breaks_in_a_worker_and_logs_the_count(image_fo
     model = ImageClassifier(backbone="resnet18", num_classes=3, backbone_options={"stem": "cifar"})
     data = ImageFolderDataModule(data_dir=str(image_folder), image_size=32, batch_size=8, num_workers=1)
     trainer = Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, callbacks=[BreakAFile()])
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=image_folder.parent,
+                      callbacks=[BreakAFile(), TrainingReport()])  # which logs the count
     trainer.fit(model, datamodule=data)
     assert trainer.state.finished
     assert trainer.callback_metrics["data/skipped_images"] == 2  # read once in each of epochs 1 and 2
@@ -179,10 +170,12 @@ def test_class_count_mismatch_names_both(trained, workdir, capsys):
 
 
 class SlowAfterFirstEpoch(Callback):
-    """Makes each training step after the first epoch slow, so that a signal lands mid-epoch."""
+    """From the third step of the second epoch on, writes ``in_second_epoch`` in the working folder and makes
+    each step slow: a signal sent once the file is there lands mid-epoch, whatever the machine's speed."""
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.current_epoch >= 1:
+        if trainer.current_epoch >= 1 and batch_idx >= 2:
+            Path("in_second_epoch").touch()
             time.sleep(0.5)
 
 
@@ -195,14 +188,14 @@ def interruptible() -> None:
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_during_fit_leaves_a_loadable_last_checkpoint_to_resume(workdir, signal_number):
     args = tiny_args(workdir / "images", "--trainer.max_epochs", "3", "--data.batch_size", "4")
-    process = run_cli_process(workdir, *args, "--trainer.callbacks+=tests.test_reliability.SlowAfterFirstEpoch",
+    process = start_cli(workdir, *args, "--trainer.callbacks+=tests.training.test_reliability.SlowAfterFirstEpoch",
                               preexec_fn=interruptible)
     last = workdir / "logs/tiny/version_0/checkpoints/last.ckpt"
+    ready = workdir / "in_second_epoch"
     deadline = time.time() + 180
-    while not last.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.1)
-    assert last.exists(), process.communicate()[1][-2000:]
-    time.sleep(1.2)  # two or three slow steps into the second epoch
+    while not ready.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert ready.exists() and last.exists(), process.communicate()[1][-2000:]
     process.send_signal(signal_number)
     _, error = process.communicate(timeout=120)
     assert process.returncode == (1 if signal_number == signal.SIGINT else 128 + signal.SIGTERM)
@@ -212,6 +205,10 @@ def test_a_signal_during_fit_leaves_a_loadable_last_checkpoint_to_resume(workdir
     cli = main([*args, "--ckpt_path", "last"])
     assert cli.trainer.global_step == 3 * 6  # 24 training images, batches of 4, three epochs
     assert not (workdir / "logs/tiny/version_1").exists()
+
+
+# "temperature" is not trained: fit ends by fitting it on the best epoch's validation logits, which a run
+# resumed after its best epoch never saw (it then stays 1; see inference/calibration.py)
 
 
 class InterruptAfterEpoch(Callback):
@@ -231,11 +228,11 @@ def test_resume_at_an_epoch_boundary_ends_like_an_uninterrupted_run(workdir):
     straight = main(tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "straight"))
     interrupted = tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "resumed")
     with pytest.raises(SystemExit):
-        main([*interrupted, "--trainer.callbacks+=tests.test_reliability.InterruptAfterEpoch"])
+        main([*interrupted, "--trainer.callbacks+=tests.training.test_reliability.InterruptAfterEpoch"])
     resumed = main([*interrupted, "--ckpt_path", "last"])
     first = straight.model.state_dict()
     second = resumed.model.state_dict()
-    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert all(torch.equal(first[key], second[key]) for key in first if key != "temperature")
     for key in ("val/acc", "val/loss", "train/acc"):
         assert float(straight.trainer.callback_metrics[key]) == float(resumed.trainer.callback_metrics[key])
 
@@ -263,14 +260,14 @@ def test_resume_in_the_middle_of_an_epoch_ends_like_an_uninterrupted_run(workdir
     straight = main(tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "straight"))
     interrupted = tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "resumed")
     with pytest.raises(SystemExit):
-        main([*interrupted, "--trainer.callbacks+=tests.test_reliability.InterruptAtStep"])
+        main([*interrupted, "--trainer.callbacks+=tests.training.test_reliability.InterruptAtStep"])
     saved = torch.load(workdir / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
     assert saved["global_step"] == 8  # interrupted mid-epoch, not at a boundary
     resumed = main([*interrupted, *on_resume, "--ckpt_path", "last"])
     assert resumed.trainer.global_step == straight.trainer.global_step == 3 * 6
     first = straight.model.state_dict()
     second = resumed.model.state_dict()
-    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert all(torch.equal(first[key], second[key]) for key in first if key != "temperature")
     for key in ("val/acc", "val/loss", "train/acc"):
         assert float(straight.trainer.callback_metrics[key]) == float(resumed.trainer.callback_metrics[key])
 
@@ -324,7 +321,7 @@ class PoisonWeightsAtEpoch(Callback):
 def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_good_checkpoints(workdir, capsys):
     code, error = cli_error(capsys, tiny_args(
         workdir / "images", "--trainer.max_epochs", "3",
-        "--trainer.callbacks+=tests.test_reliability.PoisonWeightsAtEpoch"))
+        "--trainer.callbacks+=tests.training.test_reliability.PoisonWeightsAtEpoch"))
     assert code == 1 and error.count("\n") == 1
     assert "the training loss is nan at epoch 1" in error and "last good checkpoints are kept in" in error
     folder = workdir / "logs/tiny/version_0/checkpoints"

@@ -4,7 +4,6 @@ in the checkpoint, and changes predict's probabilities but never its top-1."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import os
 import random
@@ -16,8 +15,9 @@ import pytest
 import torch
 
 from lightning_resnet.cli import main
+from lightning_resnet.inference.calibration import fit_temperature, mean_nll
 
-from .conftest import make_image_folder, tiny_args
+from ..conftest import make_image_folder, read_rows, tiny_args
 
 CALIBRATION_LINE = re.compile(r"calibration on (\d+) validation images: temperature ([\d.]+); "
                               r"NLL ([\d.]+) -> ([\d.]+), ECE ([\d.]+) -> ([\d.]+)")
@@ -34,9 +34,6 @@ def noisy_labels(root: Path, share: float = 0.3) -> Path:
     return root
 
 
-def read_predictions(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +83,7 @@ def test_the_temperature_changes_predicted_probabilities_never_the_class(calibra
     for name, path in (("calibrated", best), ("raw", raw)):
         main(tiny_args(root / "noisy", "--ckpt_path", str(path), "--data.predict_dir", str(root / "noisy"),
                        "--trainer.logger.init_args.name", name, subcommand="predict"))
-        rows[name] = read_predictions(root / "logs" / name / "version_0" / "predictions.csv")
+        rows[name] = read_rows(root / "logs" / name / "version_0" / "predictions.csv")
     assert [row["prediction"] for row in rows["calibrated"]] == [row["prediction"] for row in rows["raw"]]
     assert all(float(a["confidence"]) < float(b["confidence"]) for a, b in zip(rows["calibrated"], rows["raw"])
                if float(b["confidence"]) < 0.999)
@@ -103,3 +100,13 @@ def test_calibrate_false_leaves_the_model_as_trained(workdir, capsys):
     assert "calibration on" not in capsys.readouterr().out
     best = next((workdir / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))
     assert float(torch.load(best, weights_only=True)["state_dict"]["temperature"]) == 1.0
+
+
+def test_fit_temperature_recovers_the_temperature_that_made_the_logits_over_confident():
+    generator = torch.Generator().manual_seed(0)
+    honest = torch.randn(4000, 5, generator=generator) * 2
+    targets = torch.multinomial(honest.softmax(dim=1), 1, generator=generator).squeeze(1)
+    assert fit_temperature(honest * 3.0, targets) == pytest.approx(3.0, rel=0.05)
+    assert fit_temperature(honest / 2.0, targets) == pytest.approx(0.5, rel=0.05)
+    nll = [mean_nll(honest * 3.0, targets, temperature) for temperature in (1.0, 3.0)]
+    assert nll[1] < nll[0]

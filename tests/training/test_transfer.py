@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +14,10 @@ from lightning.pytorch import Callback
 from safetensors.torch import save_file
 
 from lightning_resnet.cli import main
+from lightning_resnet.data import Normalization
 from lightning_resnet.models import create_model
 
-from .conftest import ROOT, tiny_args
+from ..conftest import ROOT, start_cli, tiny_args
 
 IMAGENET_STEM = ["--model.backbone_options", "{stem: imagenet}"]
 
@@ -48,7 +46,7 @@ def test_torchvision_weights_by_name_load_from_the_cache_and_stay_frozen(workdir
     _, state = torch_hub_file(workdir / "torch_home", "resnet18-f37072fd.pth")
     cli = main(tiny_args(workdir / "images", *IMAGENET_STEM, "--model.pretrained", "torchvision:IMAGENET1K_V1",
                          "--model.freeze_backbone", "true", "--trainer.max_epochs", "2"))
-    assert cli.datamodule.mean == (0.485, 0.456, 0.406) and cli.datamodule.std == (0.229, 0.224, 0.225)
+    assert cli.datamodule.normalization == Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     best = torch.load(next((workdir / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt")), weights_only=True)
     backbone = {key: value for key, value in state.items() if not key.startswith("fc.")}
     assert all(torch.equal(best["state_dict"][f"model.{key}"], value) for key, value in backbone.items())
@@ -78,20 +76,16 @@ def hf_cache_file(hf_home: Path, name: str, **options) -> dict[str, torch.Tensor
     return state
 
 
-def run_cli(workdir: Path, *args: str, **env: str) -> subprocess.Popen:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.Popen([sys.executable, "-m", "lightning_resnet", *args], cwd=workdir, env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_timm_resnet_d_weights_by_name_from_the_hugging_face_cache(workdir):
     state = hf_cache_file(workdir / "hf_home", "resnet18d.ra4_e3600_r224_in1k", stem="deep", avg_down=True)
     name = ["--model.pretrained", "timm:resnet18d.ra4_e3600_r224_in1k", "--trainer.max_epochs", "1",
             "--model.freeze_backbone", "true", "--model.backbone_options", "{stem: deep, avg_down: true}"]
-    found = run_cli(workdir, *tiny_args(workdir / "images", *name), HF_HOME=str(workdir / "hf_home"))
-    missing = run_cli(workdir, *tiny_args(workdir / "images", *name,
+    found = start_cli(workdir, *tiny_args(workdir / "images", *name), env={"HF_HOME": str(workdir / "hf_home")})
+    missing = start_cli(workdir, *tiny_args(workdir / "images", *name,
                                           "--trainer.logger.init_args.name", "missing"),
-                      HF_HOME=str(workdir / "empty"))
+                      env={"HF_HOME": str(workdir / "empty")})
     _, error = found.communicate(timeout=300)
     assert found.returncode == 0, error[-2000:]
     last = torch.load(workdir / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
@@ -136,7 +130,8 @@ class ValidatedWeights(Callback):
 
 def test_ema_preset_validates_and_saves_the_averaged_weights(workdir):
     cli = main(tiny_args(workdir / "images", "--config", str(ROOT / "configs/presets/ema.yaml"),
-                         "--trainer.callbacks+=tests.test_transfer.ValidatedWeights", "--trainer.max_epochs", "2"))
+                         "--trainer.callbacks+=tests.training.test_transfer.ValidatedWeights",
+                         "--trainer.max_epochs", "2"))
     ema = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "EMAWeightAveraging")
     recorder = next(cb for cb in cli.trainer.callbacks if isinstance(cb, ValidatedWeights))
     averaged = {k: v for k, v in ema._average_model.module.model.state_dict().items()}

@@ -14,7 +14,7 @@ from lightning.pytorch import Callback
 
 from lightning_resnet.cli import main
 
-from .conftest import ROOT, make_image_folder, tiny_args
+from ..conftest import ROOT, make_image_folder, tiny_args
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -131,11 +131,13 @@ def test_every_config_parses(config, workdir):
     assert parsed["trainer"]["logger"]["init_args"]["save_dir"] == "logs"
 
 
-def test_imagenet_recipe_asks_for_the_documented_hardware():
-    config = yaml.safe_load((ROOT / "configs" / "resnet50_imagenet.yaml").read_text())
-    trainer = config["trainer"]
-    assert (trainer["accelerator"], trainer["strategy"], trainer["precision"]) == ("gpu", "ddp", "bf16-mixed")
-    assert trainer["devices"] >= 4 and config["model"]["channels_last"] is True
+def test_the_gpu_recipe_on_a_machine_without_one_says_what_to_change(workdir, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["fit", "--config", str(ROOT / "configs" / "resnet50_imagenet.yaml"),
+              "--data.data_dir", str(workdir / "images")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_code.value.code == 2 and len(lines) == 1
+    assert "--trainer.accelerator cpu" in lines[0]
 
 
 def test_an_integer_limit_stays_a_number_of_batches(workdir):
@@ -154,7 +156,7 @@ def test_a_gray_model_trains_and_exports_one_channel(workdir):
     gray = ["--model.backbone_options", "{stem: cifar, in_chans: 1}", "--data.normalize", "auto"]
     cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "1", *gray))
     assert cli.datamodule.channels == 1 and cli.model.model.conv1.in_channels == 1
-    assert len(cli.datamodule.mean) == len(cli.datamodule.std) == 1
+    assert len(cli.datamodule.normalization.mean) == len(cli.datamodule.normalization.std) == 1
     batch = next(iter(cli.datamodule.val_dataloader()))
     assert batch[0].shape[1:] == (1, 16, 16)
     last = workdir / "logs/tiny/version_0/checkpoints/last.ckpt"
@@ -185,7 +187,7 @@ class RecordLearningRates(Callback):
 
 def test_resuming_with_more_epochs_continues_the_cosine_decay(workdir, capsys):
     args = tiny_args(workdir / "images", "--model.lr_scheduler", "cosine",
-                     "--trainer.callbacks+=tests.test_cli.RecordLearningRates")
+                     "--trainer.callbacks+=tests.cli.test_cli.RecordLearningRates")
     main([*args, "--trainer.max_epochs", "2"])
     RecordLearningRates.rates = []
     main([*args, "--trainer.max_epochs", "4", "--ckpt_path", "last"])

@@ -12,7 +12,7 @@ import torch
 
 from lightning_resnet.cli import main
 
-from .conftest import ROOT, make_image_folder
+from ..conftest import ROOT, make_image_folder
 
 FAST = ["--data.image_size", "16", "--data.num_workers", "0", "--model.backbone", "resnet18",
         "--trainer.accelerator", "cpu", "--trainer.fast_dev_run", "true"]

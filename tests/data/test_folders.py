@@ -18,7 +18,7 @@ from lightning_resnet.data import ImageFolderDataModule, read_split_csv
 from lightning_resnet.data import catalog as catalog_module
 from lightning_resnet.data.samplers import BalancedDraw
 
-from .conftest import ROOT, make_folder_with_copies, make_image_folder, tiny_args
+from ..conftest import ROOT, make_folder_with_copies, make_image_folder, tiny_args
 
 
 def make_imbalanced_folder(root: Path, counts: list[int], size: tuple[int, int] = (40, 32)) -> Path:
@@ -204,8 +204,9 @@ def test_a_changed_file_is_checked_again_and_only_it(image_folder, monkeypatch):
     data = ImageFolderDataModule(data_dir=str(image_folder))
     data.split()
     assert examined == [str(changed)]
-    assert data.duplicates and {str(changed), str(image_folder / "class_2" / "002.png")} == {
-        data.files()[0][i][0] for i in data.duplicates[0].members}
+    index = data.index()
+    assert index.groups and {str(changed), str(image_folder / "class_2" / "002.png")} == {
+        index.files[i][0] for i in index.groups[0].members}
 
 
 def test_a_presplit_folder_reports_copies_shared_between_train_and_val_as_leaks(tmp_path):

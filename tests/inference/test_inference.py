@@ -3,7 +3,6 @@ model computes from the image files."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -17,12 +16,7 @@ from lightning_resnet import ImageClassifier
 from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule
 
-from .conftest import tiny_args
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+from ..conftest import read_rows, tiny_args
 
 
 def normalized_batch(checkpoint: Path, paths: list[str]) -> torch.Tensor:
@@ -60,7 +54,7 @@ def test_five_crop_tta_averages_five_views(trained, workdir):
     model = ImageClassifier.load_from_checkpoint(checkpoint, weights_only=True, tta="five_crop").eval()
     images = normalized_batch(checkpoint, sorted(str(path) for path in (workdir / "holdout").rglob("*.*")))
     with torch.no_grad():
-        probabilities = model.classify(images).exp()
+        probabilities = model.evaluate(images)["probabilities"]
         crops = TF.five_crop(images, [14, 14])  # 87.5 % of 16 px
         by_hand = torch.stack([(model(TF.resize(crop, [16, 16], antialias=True)) / model.temperature).softmax(1)
                                for crop in crops]).mean(0)

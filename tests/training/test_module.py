@@ -1,9 +1,6 @@
-"""ImageClassifier: loss, metrics, prediction, freezing, optimizers and schedules."""
+"""ImageClassifier: loss, metrics, evaluation and prediction steps, freezing, pretrained weights."""
 
 from __future__ import annotations
-
-import math
-from functools import partial
 
 import pytest
 import torch
@@ -98,58 +95,29 @@ def test_class_names_are_saved_and_checked_on_load(tmp_path):
         other.on_load_checkpoint(checkpoint)
 
 
-def test_norm_weights_and_biases_get_no_weight_decay(tmp_path):
-    model = classifier(optimizer=partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=1e-4),
-                       lr_scheduler="constant")
-    trainer = tiny_trainer(max_epochs=1, default_root_dir=tmp_path)
-    trainer.fit(model, tiny_loader())
-    groups = trainer.optimizers[0].param_groups  # backbone and head, each with and without decay
-    decayed = [p for group in groups if group["weight_decay"] == 1e-4 for p in group["params"]]
-    plain = [p for group in groups if group["weight_decay"] == 0.0 for p in group["params"]]
-    assert {group["name"] for group in groups} == {"backbone", "backbone_no_decay", "head", "head_no_decay"}
-    assert all(p.ndim > 1 for p in decayed) and all(p.ndim == 1 for p in plain)
-    assert all(group["momentum"] == 0.9 for group in groups)
-    assert len(decayed) + len(plain) == len(list(model.parameters()))
+class RecordEvaluation(Callback):
+    """What each evaluation step hands to callbacks, beside the model's own output for the same images."""
 
-
-class RecordLearningRate(Callback):
     def __init__(self):
-        self.rates = []
+        self.seen = []
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
-
-
-def run_schedule(tmp_path, epochs=4, **options) -> list[float]:
-    recorder = RecordLearningRate()
-    model = classifier(optimizer=partial(torch.optim.SGD, lr=0.1), **options)
-    tiny_trainer(max_epochs=epochs, callbacks=[recorder], default_root_dir=tmp_path).fit(model, tiny_loader())
-    return recorder.rates
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        with torch.no_grad():
+            self.seen.append((outputs, pl_module(batch[0]), batch[1]))
 
 
-def test_cosine_with_linear_warmup(tmp_path):
-    rates = run_schedule(tmp_path, lr_scheduler="cosine", warmup_epochs=1)
-    assert len(rates) == 16
-    assert rates[0] == pytest.approx(0.001)
-    assert rates[:5] == sorted(rates[:5]) and rates[4] == pytest.approx(0.1)
-    assert rates[4:] == sorted(rates[4:], reverse=True)
-    assert rates[10] == pytest.approx(0.1 * (1 + math.cos(math.pi * 6 / 12)) / 2)
-
-
-def test_onecycle_rises_then_anneals(tmp_path):
-    rates = run_schedule(tmp_path, lr_scheduler="onecycle", warmup_epochs=1)
-    peak = rates.index(max(rates))
-    assert peak == 3 and max(rates) == pytest.approx(0.1, rel=1e-3)  # torch counts the rise as pct_start * steps - 1
-    assert rates[-1] < 0.001
-
-
-def test_step_decays_every_step_epochs(tmp_path):
-    rates = run_schedule(tmp_path, lr_scheduler="step", step_epochs=2, step_gamma=0.5)
-    assert rates[:8] == [pytest.approx(0.1)] * 8 and rates[8:] == [pytest.approx(0.05)] * 8
-
-
-def test_constant(tmp_path):
-    assert run_schedule(tmp_path, lr_scheduler="constant") == [pytest.approx(0.1)] * 16
+def test_evaluation_hands_callbacks_the_logits_and_the_calibrated_probabilities(tmp_path):
+    model = classifier()
+    model.temperature.fill_(2.0)
+    recorder = RecordEvaluation()
+    tiny_trainer(callbacks=[recorder], default_root_dir=tmp_path).validate(model, tiny_loader())
+    nll, count = 0.0, 0
+    for outputs, logits, targets in recorder.seen:
+        assert torch.allclose(outputs["logits"], logits, atol=1e-6)
+        assert torch.allclose(outputs["probabilities"], (logits / 2.0).softmax(dim=1), atol=1e-6)
+        nll += float(F.cross_entropy(logits / 2.0, targets, reduction="sum"))
+        count += len(targets)
+    assert model.trainer.callback_metrics["val/loss"] == pytest.approx(nll / count, rel=1e-5)
 
 
 class SnapshotBackbone(Callback):

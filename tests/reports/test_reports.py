@@ -17,7 +17,7 @@ from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule
 from lightning_resnet.reports import read_curves
 
-from .conftest import tiny_args
+from ..conftest import read_rows, tiny_args
 
 
 def best_checkpoint(run: Path) -> Path:
@@ -28,9 +28,6 @@ def newest_run(workdir: Path) -> Path:
     return max((workdir / "logs" / "tiny").iterdir(), key=lambda p: int(p.name.split("_")[1]))
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def events(run: Path) -> EventAccumulator:

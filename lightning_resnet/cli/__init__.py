@@ -1,0 +1,59 @@
+"""``python -m lightning_resnet``: one function, :func:`main`, that dispatches a command and maps errors to exit codes.
+
+Lightning's subcommands and this project's trainer methods (``summary``, ``inspect``, ``lr_find``,
+``export``) run through :class:`~.app.ResNetCLI`; the commands LightningCLI does not know each
+have a module here (``cross_validate``, ``predict_onnx``), started by name.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from ..errors import UserError, exit_with, first_line
+from ..training.divergence import NonFiniteLossError
+from . import cross_validate, predict_onnx
+from .app import ResNetCLI, cli_options
+
+COMMANDS: dict[str, Callable[[list[str]], Any]] = {
+    cross_validate.COMMAND: cross_validate.cross_validate,
+    predict_onnx.COMMAND: predict_onnx.predict_onnx,
+}
+"""The commands LightningCLI does not know, by name."""
+
+
+def _hint(message: str) -> str:
+    if "gpu" in message.lower() or "cuda" in message.lower():
+        return " (this machine has no GPU: run with --trainer.accelerator cpu --trainer.devices 1)"
+    return ""
+
+
+def main(args: list[str] | None = None) -> Any:
+    """Run the command line; errors a user can act on end it with one line on stderr, not a traceback.
+
+    Exit codes: 2 for a configuration, path or folder that cannot work (:class:`~lightning_resnet.errors.UserError`,
+    a missing file, a trainer option Lightning refuses), 1 for a run that diverged or a file refused because it
+    could run code, and 128 + 15 for SIGTERM.
+    """
+    try:
+        given = sys.argv[1:] if args is None else args
+        if given[:1] and given[0] in COMMANDS:
+            return COMMANDS[given[0]](given[1:])
+        return ResNetCLI(args=args, **cli_options())
+    except SIGTERMException:
+        raise SystemExit(128 + signal.SIGTERM) from None  # the run did not finish: let a scheduler see it
+    except (UserError, FileNotFoundError) as error:
+        exit_with(str(error), 2)
+    except MisconfigurationException as error:  # Lightning's word on trainer options that cannot work here
+        exit_with(f"{first_line(error)}{_hint(str(error))}", 2)
+    except NonFiniteLossError as error:
+        exit_with(str(error), 1)
+    except pickle.UnpicklingError as error:
+        exit_with("refusing a checkpoint that holds more than tensors and plain data, which could run code "
+                  f"(read with weights_only=True): {first_line(error)}", 1)

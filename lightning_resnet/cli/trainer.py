@@ -1,0 +1,95 @@
+"""The trainer of the command line: Lightning's, plus the subcommands that need a model and data but no loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Trainer
+
+from ..data import ImageFolderDataModule
+from ..data.inspection import inspect_folder
+from ..inference.export import ExportFormat, export_checkpoint
+from ..models import format_summary, summarize
+from ..training.lr_finder import find_learning_rate
+from ..training.module import ImageClassifier
+from ..training.run import run_dir
+
+
+class ResNetTrainer(Trainer):
+    """Lightning's Trainer, plus the ``summary``, ``inspect``, ``lr_find`` and ``export`` subcommands.
+
+    The ``limit_*_batches`` options are re-declared with ``int`` before ``float``: Lightning
+    annotates them ``Union[float, int, None]``, so the command line read ``1`` (one batch) as
+    ``1.0`` (all of them).
+    """
+
+    def __init__(
+        self,
+        *,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            limit_train_batches=limit_train_batches,
+            limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches,
+            limit_predict_batches=limit_predict_batches,
+            **kwargs,
+        )
+
+    def summary(self, model: ImageClassifier, datamodule: ImageFolderDataModule) -> None:
+        """Print output shapes, trainable and frozen parameters and GMACs of each stage of the model."""
+        title = (f"{model.hparams.backbone} at {datamodule.image_size} px, "
+                 f"{model.num_classes} classes {model.hparams.backbone_options or ''}")
+        print(format_summary(summarize(model.model, image_size=datamodule.image_size), title=title))
+
+    def inspect(self, model: ImageClassifier, datamodule: ImageFolderDataModule, per_class: int = 8) -> None:
+        """Look at the data folder before training: counts per class and split, formats, sizes, unreadable
+        files, duplicates and leaks; writes ``duplicates.csv`` and ``classes.png`` beside the run.
+
+        Args:
+            per_class: images of each class in ``classes.png``.
+        """
+        print(inspect_folder(datamodule, run_dir(self), per_class))
+
+    def lr_find(
+        self,
+        model: ImageClassifier,
+        datamodule: ImageFolderDataModule,
+        min_lr: float = 1e-7,
+        max_lr: float = 1.0,
+        num_training: int = 100,
+    ) -> float | None:
+        """Find a learning rate with Lightning's finder: prints it and writes ``lr_find.png`` beside the run.
+
+        Args:
+            min_lr: the rate of the first step.
+            max_lr: the rate of the last step.
+            num_training: steps to take, the rate rising exponentially.
+        """
+        return find_learning_rate(self, model, datamodule, min_lr, max_lr, num_training)
+
+    def export(
+        self,
+        model: ImageClassifier,
+        datamodule: ImageFolderDataModule,
+        ckpt_path: str,
+        format: ExportFormat = "onnx",
+        output: str | None = None,
+    ) -> Path:
+        """Export the checkpoint's model; class names and normalization go to a JSON file beside it.
+
+        The model and data settings are the checkpoint's, whatever the configuration says.
+
+        Args:
+            ckpt_path: the checkpoint to export.
+            format: ``onnx`` or ``torch_export`` (a ``.pt2`` program for ``torch.export.load``).
+            output: the model file; by default the checkpoint's path with the format's suffix.
+        """
+        return export_checkpoint(ckpt_path, format, output)
+
+

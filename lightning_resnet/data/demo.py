@@ -1,0 +1,43 @@
+"""The offline demo data set: scikit-learn's handwritten digits, which ship inside the installed package."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+DEMO_DATA = "demo:digits"
+"""The ``data_dir`` value of the offline demo: scikit-learn's digits, written to :data:`DEMO_DIR` on first use."""
+DEMO_DIR = Path("data/digits")
+
+
+def write_digits_demo(root: Path) -> None:
+    """Write scikit-learn's 1,797 handwritten digits (8x8, 10 classes) as an ImageFolder tree of PNGs.
+
+    The tree is written to a temporary folder beside ``root`` and renamed into place, so that
+    an interrupted write or a second process never leaves a partial data set at ``root``.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+            folder = partial / str(label)
+            folder.mkdir(exist_ok=True)
+            ink = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)
+            Image.fromarray(ink, "L").save(folder / f"{index:04d}.png")
+        partial.rename(root)
+        log.info("wrote the scikit-learn digits demo (%d images) to %s", len(digits.target), root)
+    except OSError:
+        if not root.is_dir():
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

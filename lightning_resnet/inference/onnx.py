@@ -1,0 +1,48 @@
+"""An exported model run with onnxruntime: the ``.onnx`` and the JSON beside it, read once, images in,
+probabilities out, reading each image as ``predict`` does (the same decoding, resize and center crop)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data import eval_view
+from ..errors import UserError
+from .export import INPUT_NAME
+
+EXPORT_COMMAND = "python -m lightning_resnet export --ckpt_path <ckpt>"
+
+
+class OnnxClassifier:
+    """An exported ``.onnx`` with its metadata JSON; :meth:`probabilities` of a batch of image files."""
+
+    def __init__(self, model: Path, option: str = "--model") -> None:
+        import onnxruntime  # only the commands that run an exported model pay for importing it
+
+        metadata_path = model.with_suffix(".json")
+        if not model.is_file() or not metadata_path.is_file():
+            raise UserError(f"{option} {model}: expected an exported .onnx with its .json beside it ({EXPORT_COMMAND})")
+        try:
+            metadata = json.loads(metadata_path.read_text())
+            settings = metadata["input"]
+            self.class_names: list[str] = list(metadata["class_names"])
+            self.view = eval_view(settings["image_size"], settings["crop_fraction"], settings["channels"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise UserError(f"{metadata_path} is not the JSON that export writes beside the model "
+                            f"({type(error).__name__}: {error}); export again ({EXPORT_COMMAND})") from None
+        self.metadata = metadata
+        try:
+            self.session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own classes for unreadable or invalid files
+            message = " ".join(str(error).split())[:200]
+            raise UserError(f"{option} {model} is not a readable ONNX model ({message})") from None
+
+    def probabilities(self, images: Sequence[Tensor]) -> Tensor:
+        """The probabilities of ``uint8`` crops as :attr:`view` makes them (one row per image)."""
+        output = self.session.run(["probabilities"], {INPUT_NAME: torch.stack(list(images)).numpy()})[0]
+        return torch.from_numpy(np.asarray(output))

@@ -1,0 +1,69 @@
+"""Which checkpoint is best (ModelCheckpoint's answer, in one place), the metrics it carries, and a rewrite
+that a kill cannot leave half-written."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import torch
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lightning_resnet.cli import main
+from lightning_resnet.inference.calibration import fit_temperature
+from lightning_resnet.training.checkpoints import best_checkpoint, best_checkpoint_of_run, epoch_metrics
+
+from ..conftest import ENV, tiny_args
+
+
+class RecordValidation(Callback):
+    def __init__(self):
+        self.logits, self.targets = [], []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.logits.append(outputs["logits"])
+        self.targets.append(batch[1])
+
+
+def test_the_best_checkpoint_is_model_checkpoints_and_carries_its_scores_and_temperature(workdir):
+    cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "3"))
+    chooser = next(c for c in cli.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor)
+    best = best_checkpoint(cli.trainer)
+    assert str(best.path) == chooser.best_model_path and best.score == float(chooser.best_model_score)
+    assert best_checkpoint_of_run(workdir / "logs" / "tiny" / "version_0") == best
+    scores = epoch_metrics(best.path)
+    assert scores["val/acc"] == best.score and {"val/loss", "val/f1", "val/acc_top5"} <= set(scores)
+
+    stored = float(torch.load(best.path, weights_only=True)["state_dict"]["temperature"])
+    assert stored != 1.0 and float(cli.model.temperature) == stored  # the model in memory is calibrated too
+    recorder = RecordValidation()
+    cli.trainer.callbacks.append(recorder)
+    cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=str(best.path), verbose=False)
+    refitted = fit_temperature(torch.cat(recorder.logits), torch.cat(recorder.targets))
+    assert abs(refitted - stored) < 1e-3 * stored  # fitted on the logits of the best epoch, not another's
+
+
+def test_a_kill_during_the_calibration_rewrite_leaves_the_checkpoint_loadable(tmp_path):
+    """The child may write at most 1 MB to a file; the kernel kills it (SIGXFSZ) part-way through rewriting
+    a 4 MB checkpoint with its temperature. A write straight into the file would leave it cut short."""
+    target = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {"weights": torch.zeros(10**6), "temperature": torch.ones(())}}, target)
+    script = textwrap.dedent(f"""
+        import resource, signal, torch
+        from lightning.pytorch import Trainer
+        from lightning_resnet.inference.calibration import calibrate_checkpoint
+        trainer = Trainer(accelerator="cpu", logger=False)
+        logits, targets = torch.randn(64, 3) * 5, torch.randint(0, 3, (64,))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the default is to die
+        calibrate_checkpoint(trainer, {str(target)!r}, logits, targets, num_classes=3)
+    """)
+    (tmp_path / "tmp").mkdir()
+    result = subprocess.run([sys.executable, "-c", script], env={**ENV, "TMPDIR": str(tmp_path / "tmp")},
+                            capture_output=True, timeout=120)
+    assert result.returncode == -signal.SIGXFSZ, result.stderr.decode()[-2000:]
+    kept = torch.load(target, weights_only=True)["state_dict"]
+    assert float(kept["temperature"]) == 1.0 and torch.equal(kept["weights"], torch.zeros(10**6))
