@@ -33,8 +33,8 @@ def plain_loop(epochs: int, skip: int) -> float:
     data.setup("fit")
     model = create_model("resnet18", num_classes=data.num_classes, stem="cifar").train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.002, weight_decay=0.05)
-    mean = torch.tensor(data.mean).view(1, 3, 1, 1)
-    std = torch.tensor(data.std).view(1, 3, 1, 1)
+    mean = torch.tensor(data.normalization.mean).view(1, 3, 1, 1)
+    std = torch.tensor(data.normalization.std).view(1, 3, 1, 1)
     loader = data.train_dataloader()
     times, sizes = [], []
     for _ in range(epochs):

@@ -5,7 +5,8 @@ checks and hashes it (once per folder, ``cache``), ``duplicates`` and ``splits``
 of the split, all of it gathered once in an immutable ``index``; ``decode`` and ``transforms``
 turn it into a ``uint8`` crop in a loader worker, ``dataset`` and ``samplers`` batch it, and
 :meth:`ImageFolderDataModule.on_after_batch_transfer` normalizes it on the device
-(``normalization``). This module holds the Lightning hooks.
+(``normalization``). This module holds the Lightning hooks. (It is over 300 lines because the class
+docstring is the ``data`` section of ``--help``, and its options are checked where they arrive.)
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 from ..errors import UserError, check
 from ..stages import TEST, TRAIN, VAL
-from .catalog import image_records, warn_unreadable
 from .dataset import ImageSamples, Sample, collate_readable
 from .demo import DEMO_DATA, DEMO_DIR, write_digits_demo
-from .folders import FolderLayout, scan_image_folder, scan_unlabelled
-from .index import FolderIndex, FolderListing, SplitRule, index_folder, list_folder
+from .folders import FolderLayout, scan_unlabelled
+from .index import FolderIndex, FolderListing, SplitRule, announce, index_folder, list_folder, list_test_folder
 from .normalization import Normalization, Normalize, cached_mean_std, imagenet_normalization
 from .samplers import BalancedDraw, ResumableShuffle, evaluation_sampler
 from .transforms import (
@@ -42,9 +41,6 @@ from .transforms import (
 SamplerKind = Literal["shuffle", "balanced"]
 """``shuffle``: every training image once per epoch; ``balanced``: images drawn with replacement, every
 class equally often (``WeightedRandomSampler``)."""
-IMBALANCE_WARNING_RATIO = 5.0
-"""Start-up warns when the largest class of the training split has more than this many times the
-images of the smallest."""
 
 
 def datamodule_of(trainer: Trainer) -> ImageFolderDataModule | None:
@@ -159,6 +155,11 @@ class ImageFolderDataModule(LightningDataModule):
         self.num_workers_option = num_workers
         self.verify_images = verify_images
         self.channels = channels
+        self.eval_view: CenterView = eval_view(image_size, crop_fraction, channels)
+        """How validation, test and predict read an image: resize, then center-crop ``image_size``."""
+        self.train_view: CenterView | RandomResizedCropView = train_view(train_augment, image_size, crop_fraction,
+                                                                         self.crop_scale, channels)
+        """How training reads an image, before :func:`~.transforms.train_augmentation`."""
         self.weights_normalization = (Normalization(tuple(weights_normalization[0]), tuple(weights_normalization[1]))
                                       if weights_normalization is not None else None)
         self.given_class_names = tuple(class_names) if class_names else None
@@ -204,7 +205,7 @@ class ImageFolderDataModule(LightningDataModule):
         hashes = self.split_rule.group_duplicates if find_duplicates is None else find_duplicates
         if self._index is None or (hashes and not self._index.hashed):
             self._index = index_folder(self.listing(), self.split_rule, self.verify_images, hashes)
-            self._announce(self._index)
+            announce(self._index, self.split_rule, balanced=self.sampler == "balanced")
         return self._index
 
     @property
@@ -240,12 +241,7 @@ class ImageFolderDataModule(LightningDataModule):
     def test_samples(self) -> list[Sample]:
         """The labelled images of ``test``: ``test_dir``, else a pre-split folder's ``test/``."""
         if self.test_dir is not None:
-            _, samples = scan_image_folder(self.test_dir, self.class_names)
-            if self.verify_images:
-                records = image_records(self.test_dir, [path for path, _ in samples], with_hashes=False)
-                warn_unreadable([path for path, _ in samples], records, self.test_dir)
-                samples = [sample for sample, record in zip(samples, records) if record.readable]
-            return samples
+            return list_test_folder(self.test_dir, self.class_names, self.verify_images)
         if self.layout.test is None:
             raise UserError("test needs data.test_dir, or a test/ folder beside train/ in data.data_dir: "
                             "a folder laid out like data_dir (<class name>/<images>)")
@@ -262,30 +258,6 @@ class ImageFolderDataModule(LightningDataModule):
             rows += [(path, TEST, names[target]) for path, target in self.test_samples()]
         return rows
 
-    def _announce(self, index: FolderIndex) -> None:
-        """One line on the layout and split when an index is made, and warnings on leaks and class imbalance."""
-        layout, names = index.listing.layout, index.listing.class_names
-        how = "its own split" if layout.presplit and layout.val is not None else self.split_rule.describe()
-        grouped = sum(len(group.members) for group in index.groups)
-        duplicates = (f"; {len(index.groups)} group(s) of duplicates ({grouped} images)"
-                      + (" kept on one side" if self.split_rule.group_duplicates and not layout.presplit else "")
-                      if index.groups else "")
-        rank_zero_info(f"data: {layout.describe()}, {len(names)} classes, {how}: "
-                       f"{len(index.train)} training and {len(index.val)} validation images{duplicates}")
-        if index.leaks:
-            examples = "; ".join(" = ".join(index.files[i][0] for i in group.members[:2])
-                                 for group, _ in index.leaks[:3])
-            rank_zero_warn(f"{self.data_dir}: {len(index.leaks)} group(s) of duplicate images are in more than one "
-                           f"of train/val/test, which inflates the held-out scores (e.g. {examples}); "
-                           "see python -m lightning_resnet inspect")
-        counts = index.class_counts(index.train)
-        largest = max(range(len(counts)), key=counts.__getitem__)
-        smallest = min(range(len(counts)), key=counts.__getitem__)
-        if self.sampler != "balanced" and counts[largest] > IMBALANCE_WARNING_RATIO * max(counts[smallest], 1):
-            rank_zero_warn(f"{self.data_dir}: the classes are imbalanced ({names[largest]}: {counts[largest]} "
-                           f"training images, {names[smallest]}: {counts[smallest]}); consider "
-                           "--model.class_weights balanced or --data.sampler balanced")
-
     @property
     def skipped_images(self) -> int:
         """Images that could not be decoded so far, in every split and loader worker."""
@@ -295,14 +267,6 @@ class ImageFolderDataModule(LightningDataModule):
     @property
     def resize_size(self) -> int:
         return resize_size(self.image_size, self.crop_fraction)
-
-    def eval_view(self) -> CenterView:
-        """How validation, test and predict read an image: resize, then center-crop ``image_size``."""
-        return eval_view(self.image_size, self.crop_fraction, self.channels)
-
-    def train_view(self) -> CenterView | RandomResizedCropView:
-        """How training reads an image, before :func:`~lightning_resnet.data.transforms.train_augmentation`."""
-        return train_view(self.train_augment, self.image_size, self.crop_fraction, self.crop_scale, self.channels)
 
     # ----- normalization -----------------------------------------------------------------------
 
@@ -322,7 +286,7 @@ class ImageFolderDataModule(LightningDataModule):
         """The training split's mean and std (``normalize: auto``): from the cache, or measured and cached."""
         if self._measured is None:
             train, _ = self.split()
-            self._measured = Normalization(*cached_mean_std(train, self.eval_view(), self.num_workers,
+            self._measured = Normalization(*cached_mean_std(train, self.eval_view, self.num_workers,
                                                             self.image_size, self.crop_fraction, self.channels))
         return self._measured
 
@@ -340,10 +304,10 @@ class ImageFolderDataModule(LightningDataModule):
                 self.measured_normalization()
 
     def setup(self, stage: str) -> None:
-        eval_crop = self.eval_view()
+        eval_crop = self.eval_view
         if stage in ("fit", "validate"):
             train, val = self.split()
-            self.train_set = ImageSamples(train, self.train_view(), train_augmentation(self.train_augment, self.hflip),
+            self.train_set = ImageSamples(train, self.train_view, train_augmentation(self.train_augment, self.hflip),
                                           replace_unreadable=True)
             self.val_set = ImageSamples(val, eval_crop)
         if stage == "test":

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
 from ..errors import check
 from ..stages import TEST, TRAIN, VAL
 from .catalog import ImageRecord, image_records, warn_unreadable
@@ -22,6 +24,10 @@ from .dataset import Sample
 from .duplicates import DuplicateGroup, cached_duplicate_groups
 from .folders import FolderLayout, LayoutError, detect_layout, scan_image_folder, scan_split_part
 from .splits import fold_split, stratified_split
+
+IMBALANCE_WARNING_RATIO = 5.0
+"""Start-up warns when the largest class of the training split has more than this many times the
+images of the smallest."""
 
 
 @dataclass(frozen=True)
@@ -155,3 +161,38 @@ def _split(listing: FolderListing, rule: SplitRule, readable: list[bool],
         raise LayoutError(f"{layout.root} has {len(pool)} readable images: too few for a "
                           f"{rule.val_fraction:.0%} validation split")
     return tuple(pool[i] for i in train), tuple(pool[i] for i in val)
+
+
+def list_test_folder(root: Path, class_names: Sequence[str], verify: bool) -> list[Sample]:
+    """The readable labelled images of a test folder laid out like the training one, with its classes."""
+    _, samples = scan_image_folder(root, class_names)
+    if not verify:
+        return samples
+    paths = [path for path, _ in samples]
+    records = image_records(root, paths, with_hashes=False)
+    warn_unreadable(paths, records, root)
+    return [sample for sample, record in zip(samples, records) if record.readable]
+
+
+def announce(index: FolderIndex, rule: SplitRule, balanced: bool) -> None:
+    """One line on the layout and the split, and warnings on leaks and (unless ``balanced``) class imbalance."""
+    layout, names = index.listing.layout, index.listing.class_names
+    how = "its own split" if layout.presplit and layout.val is not None else rule.describe()
+    grouped = sum(len(group.members) for group in index.groups)
+    duplicates = (f"; {len(index.groups)} group(s) of duplicates ({grouped} images)"
+                  + (" kept on one side" if rule.group_duplicates and not layout.presplit else "")
+                  if index.groups else "")
+    rank_zero_info(f"data: {layout.describe()}, {len(names)} classes, {how}: "
+                   f"{len(index.train)} training and {len(index.val)} validation images{duplicates}")
+    if index.leaks:
+        examples = "; ".join(" = ".join(index.files[i][0] for i in group.members[:2]) for group, _ in index.leaks[:3])
+        rank_zero_warn(f"{layout.root}: {len(index.leaks)} group(s) of duplicate images are in more than one "
+                       f"of train/val/test, which inflates the held-out scores (e.g. {examples}); "
+                       "see python -m lightning_resnet inspect")
+    counts = index.class_counts(index.train)
+    largest = max(range(len(counts)), key=counts.__getitem__)
+    smallest = min(range(len(counts)), key=counts.__getitem__)
+    if not balanced and counts[largest] > IMBALANCE_WARNING_RATIO * max(counts[smallest], 1):
+        rank_zero_warn(f"{layout.root}: the classes are imbalanced ({names[largest]}: {counts[largest]} "
+                       f"training images, {names[smallest]}: {counts[smallest]}); consider "
+                       "--model.class_weights balanced or --data.sampler balanced")

@@ -1,13 +1,16 @@
-"""Hand-written ResNet / ResNeXt backbones, weight-compatible with torchvision and timm."""
+"""Hand-written ResNet / ResNeXt backbones, weight-compatible with torchvision and timm.
+
+``resnet`` (the network, written by hand on purpose) -> ``registry`` (the named architectures) ->
+``weights`` (state dicts from files, loaded with a report) -> ``hub`` (weights by name from the
+torchvision and Hugging Face caches) -> ``summary`` (per-stage shapes, parameters and MACs).
+"""
 
 from .hub import NamedWeights, fetch, is_weights_name, load_weights, resolve
 from .registry import (
+    BackboneOptionsError,
     UnknownBackboneError,
-    WeightsError,
     create_model,
     list_models,
-    load_pretrained,
-    read_state_dict,
     resnet18,
     resnet34,
     resnet50,
@@ -18,18 +21,20 @@ from .registry import (
     resnext101_64x4d,
     wide_resnet50_2,
     wide_resnet101_2,
-    would_run_code,
 )
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .summary import StageSummary, format_summary, summarize
+from .weights import WeightsError, WeightsNotFoundError, load_pretrained, read_state_dict, would_run_code
 
 __all__ = [
     "BasicBlock",
     "Bottleneck",
     "ResNet",
     "StageSummary",
+    "BackboneOptionsError",
     "UnknownBackboneError",
     "WeightsError",
+    "WeightsNotFoundError",
     "NamedWeights",
     "create_model",
     "fetch",

@@ -22,8 +22,8 @@ from urllib.parse import urlparse
 from torch import Tensor
 
 from ..errors import UserError
-from .registry import load_pretrained
 from .resnet import ResNet
+from .weights import load_pretrained
 
 TORCHVISION, TIMM = "torchvision", "timm"
 HF_FILENAME = "model.safetensors"

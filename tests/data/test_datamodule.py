@@ -81,7 +81,7 @@ def test_eval_resize_then_center_crop(tmp_path):
     Image.new("RGB", (80, 40), (10, 20, 30)).save(tmp_path / "wide.png")
     data = datamodule(tmp_path, image_size=32, crop_fraction=0.5)
     assert data.resize_size == 64
-    assert data.eval_view()(tmp_path / "wide.png").shape == (3, 32, 32)
+    assert data.eval_view(tmp_path / "wide.png").shape == (3, 32, 32)
 
 
 def test_loaders_batch_uint8_and_normalize_on_the_device(image_folder):

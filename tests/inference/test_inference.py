@@ -22,7 +22,7 @@ from ..conftest import read_rows, tiny_args
 def normalized_batch(checkpoint: Path, paths: list[str]) -> torch.Tensor:
     """The images as predict feeds them to the model: the checkpoint's evaluation view and normalization."""
     data = ImageFolderDataModule.load_from_checkpoint(checkpoint, weights_only=True)
-    images = torch.stack([data.eval_view()(path) for path in paths])
+    images = torch.stack([data.eval_view(path) for path in paths])
     return data.on_after_batch_transfer([images, torch.zeros(len(paths))], 0)[0]
 
 

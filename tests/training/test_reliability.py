@@ -19,8 +19,8 @@ from PIL import Image, ImageFile
 
 from lightning_resnet import ImageClassifier
 from lightning_resnet.cli import main
-from lightning_resnet.reports import TrainingReport
 from lightning_resnet.data import ImageFolderDataModule, load_image, unreadable_reason
+from lightning_resnet.reports import TrainingReport
 
 from ..conftest import ENV, datamodule, make_image_folder, start_cli, tiny_args
 

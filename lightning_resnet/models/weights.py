@@ -1,0 +1,130 @@
+"""Weights for the architectures: reading a state dict from a file of any common kind, and loading it into a
+model, saying what did not fit."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+from ..errors import UserError, first_line
+from .resnet import ResNet
+
+
+class WeightsError(UserError):
+    """A weights file that cannot be loaded into the model: refused, or of another architecture."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """A weights file that is not there."""
+
+
+_PREFIXES = ("model.", "module.", "_orig_mod.")
+_HEAD_KEYS = ("fc.weight", "fc.bias")
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Tensors from a ``.safetensors`` file, a ``.pth``/``.pt`` state dict or a Lightning ``.ckpt``.
+
+    Pickled files are read with ``weights_only=True``: a file that would run code is refused.
+    Prefixes added by this project's LightningModule, DDP and ``torch.compile`` are removed.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if would_run_code(error):
+            raise WeightsError(
+                f"refusing to load {path}: it holds pickled objects other than tensors and plain data, "
+                f"which could run code (loaded with weights_only=True). Re-save it as a state_dict. ({error})"
+            ) from None
+        raise WeightsError(f"{path} is not a readable weights file: torch.save did not write it") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:  # truncated or corrupt files
+        raise WeightsError(f"{path} is not a readable weights file (truncated?): {first_line(error)}") from None
+    if isinstance(state, dict):
+        for wrapper in ("state_dict", "model", "model_state_dict"):
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError(f"{path} holds no state dict of tensors")
+    return _strip_prefixes(state)
+
+
+def would_run_code(error: pickle.UnpicklingError) -> bool:
+    """True when ``torch.load(weights_only=True)`` refused a file for the code it names, not for being corrupt."""
+    return "global" in str(error)
+
+
+def _strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` without the prefixes of :data:`_PREFIXES`, however they are nested (``module.model.``...)."""
+    state = OrderedDict(state)
+    while True:
+        keys = list(state)
+        for prefix in _PREFIXES:
+            consume_prefix_in_state_dict_if_present(state, prefix)
+        if list(state) == keys:
+            return dict(state)
+
+
+def load_pretrained(model: ResNet, weights: str | Path | dict[str, Tensor], label: str | None = None
+                    ) -> dict[str, list[str]]:
+    """Load ``weights`` (a file, or a state dict named ``label`` in messages) into ``model``; say what did not fit.
+
+    A classifier of another number of classes is not loaded: the model keeps its new head.
+    Any other shape difference is an architecture mismatch and raises :class:`WeightsError`.
+    Missing and unexpected keys are loaded around and reported in a warning.
+
+    Returns the lists ``missing``, ``unexpected`` and ``skipped_head`` (keys not loaded).
+    """
+    if isinstance(weights, dict):
+        state, path = _strip_prefixes(weights), label or "the state dict"
+    else:
+        state, path = read_state_dict(weights), label or weights
+    own = model.state_dict()
+    skipped_head = []
+    file_head, own_head = state.get("fc.weight"), own.get("fc.weight")
+    if (
+        file_head is not None
+        and own_head is not None
+        and file_head.shape[1:] == own_head.shape[1:]
+        and file_head.shape[0] != own_head.shape[0]
+    ):
+        skipped_head = [key for key in _HEAD_KEYS if key in state]
+    if skipped_head:
+        warnings.warn(
+            f"{path}: its classifier has {state['fc.weight'].shape[0]} classes, the model "
+            f"{own['fc.weight'].shape[0]}: loaded the backbone and kept the model's new head",
+            stacklevel=2,
+        )
+        for key in skipped_head:
+            del state[key]
+    for key, tensor in state.items():
+        if key in own and own[key].shape != tensor.shape:
+            raise WeightsError(
+                f"{path} is not this architecture: {key!r} has shape {tuple(tensor.shape)} in the file "
+                f"and {tuple(own[key].shape)} in the model"
+            )
+    if not set(state) & set(own):
+        raise WeightsError(f"{path} shares no parameter names with the model: is it a ResNet state dict?")
+    result = model.load_state_dict(state, strict=False)
+    missing = [key for key in result.missing_keys if key not in skipped_head]
+    if missing or result.unexpected_keys:
+        warnings.warn(
+            f"{path}: {len(missing)} missing keys {missing[:8]}, "
+            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:8]} (left untouched)",
+            stacklevel=2,
+        )
+    return {"missing": missing, "unexpected": list(result.unexpected_keys), "skipped_head": skipped_head}
