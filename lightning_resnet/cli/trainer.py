@@ -11,6 +11,7 @@ from ..data import ImageFolderDataModule
 from ..data.inspection import inspect_folder
 from ..inference.export import ExportFormat, export_checkpoint
 from ..models import format_summary, summarize
+from ..training.finetuning import BackboneFreeze
 from ..training.lr_finder import find_learning_rate
 from ..training.module import ImageClassifier
 from ..training.run import run_dir
@@ -42,7 +43,11 @@ class ResNetTrainer(Trainer):
         )
 
     def summary(self, model: ImageClassifier, datamodule: ImageFolderDataModule) -> None:
-        """Print output shapes, trainable and frozen parameters and GMACs of each stage of the model."""
+        """Print output shapes, trainable and frozen parameters and GMACs of each stage of the model, as the
+        first epoch of ``fit`` trains it (with ``model.freeze_backbone``, the backbone frozen)."""
+        for callback in model.configure_callbacks():
+            if isinstance(callback, BackboneFreeze):
+                callback.finetune_function(model, 0, None)
         title = (f"{model.hparams.backbone} at {datamodule.image_size} px, "
                  f"{model.num_classes} classes {model.hparams.backbone_options or ''}")
         print(format_summary(summarize(model.model, image_size=datamodule.image_size), title=title))

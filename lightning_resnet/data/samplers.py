@@ -27,6 +27,8 @@ class ResumableShuffle(DistributedSampler):
     run had already trained on (the data module keeps the place in its checkpoint state).
     """
 
+    # Not yet torchdata's StatefulDataLoader (not installed here): the robustness work found Lightning 2.6
+    # building the training loader before it restores a checkpoint; the exact-resume issue replaces this.
     def __init__(self, dataset: Sized, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self._resume_at: tuple[int, int] | None = None  # (epoch, samples of this process already trained on)

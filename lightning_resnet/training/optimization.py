@@ -94,6 +94,8 @@ def stretch_to(scheduler: LRScheduler, total_steps: int) -> str | None:
     and the old plan would climb back up); a one-cycle schedule cannot run past the steps it was
     planned for. Returns a line saying what changed, or None.
     """
+    # torch keeps a SequentialLR's parts, milestones and last rates in private fields and offers no public
+    # way to re-plan a restored schedule: unavoidable until the schedule is a closed form of the step
     parts = scheduler._schedulers if isinstance(scheduler, SequentialLR) else [scheduler]
     warmup = scheduler._milestones[0] if isinstance(scheduler, SequentialLR) else 0
     for part in parts:

@@ -150,6 +150,8 @@ def test_summary_follows_the_config(workdir, capsys):
     assert "resnet18 at 16 px, 3 classes" in printed and "128x2x2" in printed  # tiny_args: channels up to 128
     head = next(line for line in printed.splitlines() if line.startswith("head"))
     assert head.split()[2] == f"{128 * 3 + 3:,}" and head.split()[3] == "0"
+    stage = next(line for line in printed.splitlines() if line.startswith("layer1"))
+    assert stage.split()[2] == "0" and stage.split()[3] != "0"  # the backbone frozen, as fit's first epoch has it
 
 
 @pytest.mark.parametrize("export_format", ["onnx", "torch_export"])
