@@ -39,7 +39,7 @@ def main(args: list[str] | None = None) -> Any:
 
     Exit codes: 2 for a configuration, path or folder that cannot work (:class:`~lightning_resnet.errors.UserError`,
     a missing file, a trainer option Lightning refuses), 1 for a run that diverged or a file refused because it
-    could run code, and 128 + 15 for SIGTERM.
+    could run code, 128 + 2 for Ctrl-C and 128 + 15 for SIGTERM (both save ``last.ckpt`` during ``fit``).
     """
     try:
         given = sys.argv[1:] if args is None else args
@@ -48,6 +48,10 @@ def main(args: list[str] | None = None) -> Any:
         return ResNetCLI(args=args, **cli_options())
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None  # the run did not finish: let a scheduler see it
+    except SystemExit as exit_:
+        if exit_.code == 1 and isinstance(exit_.__context__, KeyboardInterrupt):
+            raise SystemExit(128 + signal.SIGINT) from None  # Lightning's exit after Ctrl-C, as a shell reports it
+        raise
     except (UserError, FileNotFoundError) as error:
         exit_with(str(error), 2)
     except MisconfigurationException as error:  # Lightning's word on trainer options that cannot work here

@@ -8,7 +8,6 @@ Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the
 
 from __future__ import annotations
 
-import pickle
 import sys
 import warnings
 from pathlib import Path
@@ -20,15 +19,24 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..data import DEMO_DATA, ImageFolderDataModule
-from ..errors import UserError, exit_with, first_line
+from ..errors import UserError, exit_with
 from ..inference.calibration import TemperatureScaling
-from ..models import is_weights_name, resolve, would_run_code
+from ..models import is_weights_name, resolve
 from ..reports import EvaluationReport, PredictionWriter, TrainingReport
 from ..training.checkpoints import EpochMetrics, InterruptCheckpoint, RandomState, best_checkpoint
 from ..training.divergence import DivergenceGuard
 from ..training.metrics import MONITOR, MONITOR_MODE
 from ..training.module import ImageClassifier
 from ..training.throughput import ThroughputDisplay
+from .checkpoint_options import (
+    EVALUATING,
+    NAMED,
+    given_options,
+    named_checkpoint,
+    newest_run,
+    read_checkpoint,
+    trained_settings,
+)
 from .trainer import ResNetTrainer
 
 ALWAYS_PRESENT = {
@@ -72,9 +80,10 @@ class ResNetCLI(LightningCLI):
     ``evaluation`` (reports of ``validate`` and ``test``), ``training_report`` (split, curves, HPARAMS),
     ``throughput`` (images/s in the progress bar) and ``calibration`` (the temperature of the best
     checkpoint, with ``model.calibrate``).
-    ``trainer.callbacks`` adds others. ``fit --ckpt_path last`` resumes the experiment's newest
-    ``last.ckpt`` in its own log folder; Ctrl-C and SIGTERM save one (``interrupt_checkpoint``).
-    With a checkpoint, the class names come from it, so predicting needs no training folder.
+    ``trainer.callbacks`` adds others. ``--ckpt_path best`` and ``last`` name the experiment's newest
+    run's checkpoints; ``fit --ckpt_path last`` resumes in that run's folder; Ctrl-C and SIGTERM save
+    a ``last.ckpt`` (``interrupt_checkpoint``). With a checkpoint, the model, the classes and the
+    preprocessing come from it (:mod:`.checkpoint_options`), so evaluating needs no config.
     """
 
     @staticmethod
@@ -131,17 +140,50 @@ class ResNetCLI(LightningCLI):
             print("testing the weights as they are: no best checkpoint was chosen (no validation?)")
         self.trainer.test(self.model, datamodule=data, ckpt_path=best and str(best.path))
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self.given_args = list(sys.argv[1:] if args is None else args)  # what the user typed, for _parse_ckpt_path
+        super().parse_arguments(parser, args)
+
     def _parse_ckpt_path(self) -> None:
-        """Lightning reads the checkpoint's hyper-parameters here first: a file that is no checkpoint is one line."""
-        try:
-            super()._parse_ckpt_path()
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-            if isinstance(error, pickle.UnpicklingError) and would_run_code(error):
-                raise  # refused by weights_only=True: main says so
-            path = self.config[self.config.subcommand].get("ckpt_path")
-            reason = "torch.save did not write it" if isinstance(error, pickle.UnpicklingError) else first_line(error)
-            raise UserError(f"ckpt_path {path} is not a readable checkpoint (truncated or not written by "
-                            f"Lightning?): {reason}") from None
+        """Resolve ``--ckpt_path best`` and ``last``; take the model and the preprocessing from the checkpoint
+        (refusing options that contradict it); refuse to evaluate without weights."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        path = config.get("ckpt_path")
+        if path in NAMED:
+            path = self._named_checkpoint(subcommand, path)
+        if path is None:
+            if subcommand in EVALUATING and not config.model.get("pretrained"):
+                raise UserError(f"{subcommand} needs trained weights: --ckpt_path best, last or a checkpoint file "
+                                "(or --model.pretrained); without them it would report an untrained model")
+            return
+        if not Path(path).is_file():
+            raise UserError(f"--ckpt_path {path} does not exist: give best, last or a checkpoint file")
+        overrides = trained_settings(read_checkpoint(path), config.model, config.data, given_options(self.given_args))
+        self.config = self.parser.parse_object({subcommand: overrides}, self.config)
+
+    def _named_checkpoint(self, subcommand: str, name: str) -> str | None:
+        """The file ``best`` or ``last`` names; ``fit --ckpt_path last`` also logs into that run's folder, and
+        starts a new run when there is none."""
+        config = self.config[subcommand]
+        logger = config.trainer.logger
+        if not (logger and "TensorBoardLogger" in str(logger.class_path)):
+            raise UserError(f"--ckpt_path {name} looks in the run folders of trainer.logger, which must be the "
+                            "TensorBoard logger; give a checkpoint file instead")
+        experiment = Path(logger.init_args.save_dir) / logger.init_args.name
+        if subcommand == "fit" and name == "last":
+            run = newest_run(experiment)
+            if run is None:
+                print(f"no {experiment}/version_*/checkpoints/last.ckpt to resume: starting a new run",
+                      file=sys.stderr)
+                config.ckpt_path = None
+                return None
+            logger.init_args.version = run.name
+            self.save_config_kwargs["overwrite"] = True
+        config.ckpt_path = str(named_checkpoint(name, experiment))
+        return config.ckpt_path
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -151,8 +193,6 @@ class ResNetCLI(LightningCLI):
         if config.model.get("freeze_backbone"):
             # a frozen backbone keeps its BatchNorm layers in eval mode on purpose
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
-        if self.subcommand == "fit" and config.get("ckpt_path") == "last":
-            self._resolve_last_checkpoint()
         trained_classes = config.model.get("class_names")
         if trained_classes:
             # the checkpoint's hyper-parameters (Lightning put them in the config): its classes win
@@ -163,23 +203,6 @@ class ResNetCLI(LightningCLI):
             if data_dir != DEMO_DATA and not Path(data_dir).expanduser().is_dir():
                 print(f"{data_dir} does not exist: summarizing with a 1000-class head, as for ImageNet")
                 config.data.class_names = [str(index) for index in range(1000)]
-
-    def _resolve_last_checkpoint(self) -> None:
-        """Point ``ckpt_path last`` at the newest ``last.ckpt`` of the experiment and log into its folder."""
-        config = self.config.fit
-        logger = config.trainer.logger
-        if not (logger and "TensorBoardLogger" in str(logger.class_path)):
-            return
-        experiment = Path(logger.init_args.save_dir) / logger.init_args.name
-        candidates = sorted(experiment.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            print(f"no {experiment}/version_*/checkpoints/last.ckpt to resume: starting a new run", file=sys.stderr)
-            config.ckpt_path = None
-            return
-        last = candidates[-1]
-        config.ckpt_path = str(last)
-        logger.init_args.version = last.parent.parent.name
-        self.save_config_kwargs["overwrite"] = True
 
 
 def input_channels(backbone_options: dict | None) -> int:

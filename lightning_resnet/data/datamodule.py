@@ -12,6 +12,7 @@ docstring is the ``data`` section of ``--help``, and its options are checked whe
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +42,14 @@ from .transforms import (
 SamplerKind = Literal["shuffle", "balanced"]
 """``shuffle``: every training image once per epoch; ``balanced``: images drawn with replacement, every
 class equally often (``WeightedRandomSampler``)."""
+
+
+def leave_signals_to_the_main_process(worker_id: int) -> None:
+    """Loader workers ignore Ctrl-C and SIGTERM sent to the whole process group (a terminal, a cluster
+    scheduler): the main process finishes its step, saves and stops them; a worker that died first
+    would end the run in a traceback with nothing saved."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def datamodule_of(trainer: Trainer) -> ImageFolderDataModule | None:
@@ -338,6 +347,7 @@ class ImageFolderDataModule(LightningDataModule):
             # its own generator: creating an iterator then draws nothing from torch's global random
             # stream, which an exactly resumed run must find where the interrupted one left it
             generator=torch.Generator().manual_seed(self.seed),
+            worker_init_fn=leave_signals_to_the_main_process,
             **options,
         )
 
@@ -386,9 +396,14 @@ class ImageFolderDataModule(LightningDataModule):
         state = {"mean": list(normalization.mean), "std": list(normalization.std),
                  "class_names": self.class_names if self.given_class_names or self._listing else None}
         if self._train_sampler is not None and self.trainer is not None and self.trainer.state.fn == "fit":
-            # Lightning's count of the epoch's completed batches is also where its loop resumes
-            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
-            state["train_position"] = [self._train_sampler.epoch, done]
+            # Where Lightning's loop resumes: after every batch whose optimizer step ran (processed; a save
+            # inside on_train_batch_end comes before the batch counts as completed), and at the next
+            # epoch's start once the epoch's batches are all done
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            epoch = self._train_sampler.epoch
+            if done >= self.trainer.num_training_batches:
+                epoch, done = epoch + 1, 0
+            state["train_position"] = [epoch, done]
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:

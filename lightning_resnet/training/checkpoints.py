@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +56,10 @@ def best_checkpoint_of_run(folder: Path) -> BestCheckpoint | None:
     states = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
     for key, state in states.items():
         if key.startswith("ModelCheckpoint") and f"'monitor': '{MONITOR}'" in key and state.get("best_model_path"):
-            return BestCheckpoint(Path(state["best_model_path"]), float(state["best_model_score"]))
+            path = Path(state["best_model_path"])
+            beside = last.parent / path.name  # the run folder may have been moved or copied since
+            return BestCheckpoint(path if path.is_file() or not beside.is_file() else beside,
+                                  float(state["best_model_score"]))
     return None
 
 
@@ -80,10 +86,14 @@ class EpochMetrics(Callback):
 
 
 class InterruptCheckpoint(Callback):
-    """On Ctrl-C or SIGTERM during ``fit``, saves the run's state as ``last.ckpt`` beside its other checkpoints.
+    """Ctrl-C or SIGTERM during ``fit`` stop the run at a step boundary and save its state as ``last.ckpt``
+    beside its other checkpoints; ``fit --ckpt_path last`` then continues exactly where it stopped.
 
-    ``fit --ckpt_path last`` then continues from where the run stopped. Other errors save nothing,
-    so that a run stopped by a fault (a non-finite loss) keeps its last good checkpoints.
+    Ctrl-C no longer interrupts a step half-way (a forward pass cut short has already moved the
+    BatchNorm statistics, and is then run again on resume): the first one is noted, every process
+    agrees at the start of the next step, and the run stops there; a second Ctrl-C stops at once.
+    SIGTERM is Lightning's to handle the same way (it stops after the step). Other errors save
+    nothing, so that a run stopped by a fault (a non-finite loss) keeps its last good checkpoints.
 
     Not Lightning's ``OnExceptionCheckpoint``: with one of those present, Lightning 2.6 turns every
     ``fit`` without ``ckpt_path`` into a resume from its file, so a fresh run could pick up a stray
@@ -92,8 +102,35 @@ class InterruptCheckpoint(Callback):
 
     def __init__(self, filename: str = "last") -> None:
         self.filename = filename
+        self.requested = False
+        self._previous_handler: Any = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.requested = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._note_interrupt)
+
+    def _note_interrupt(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this step and saving last.ckpt (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            raise KeyboardInterrupt
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._restore_handler()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != "fit":
             return
         folder = getattr(trainer.checkpoint_callback, "dirpath", None) or os.path.join(

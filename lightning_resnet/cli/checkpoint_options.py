@@ -1,0 +1,116 @@
+"""What ``--ckpt_path`` brings to a command: ``best`` and ``last`` by name, and the model and preprocessing the
+checkpoint was trained with, so that ``validate``, ``test``, ``predict`` and ``export`` need no ``--config``.
+
+A checkpoint holds the model's hyper-parameters (backbone, its options, classes) and the data
+module's (image size, crop, normalization); the mean and std themselves travel in the data
+module's state. An option given on the command line or in a config that contradicts the
+checkpoint is refused in one line: evaluating a model at another size or with another backbone
+than it was trained with gives a wrong number, not an error.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..errors import UserError, first_line
+from ..models import would_run_code
+from ..training.checkpoints import best_checkpoint_of_run
+
+NAMED = ("best", "last")
+MODEL_KEYS = ("backbone", "backbone_options")
+"""Model options that must be the checkpoint's: another value builds another network."""
+DATA_KEYS = ("image_size", "crop_fraction", "normalize")
+"""Data options the checkpoint decides: how its images were prepared."""
+EVALUATING = ("validate", "test", "predict")
+
+
+def newest_run(experiment: Path) -> Path | None:
+    """The run folder of ``experiment`` whose ``last.ckpt`` was written last, or None."""
+    candidates = sorted(experiment.glob("version_*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
+    return candidates[-1].parent.parent if candidates else None
+
+
+def named_checkpoint(name: str, experiment: Path) -> Path:
+    """``best`` or ``last`` of the experiment's newest run; one line when there is none."""
+    run = newest_run(experiment)
+    if run is None:
+        raise UserError(f"--ckpt_path {name}: {experiment} has no run with a checkpoint "
+                        "(version_*/checkpoints/last.ckpt); train first, or give a checkpoint file")
+    if name == "last":
+        return run / "checkpoints" / "last.ckpt"
+    best = best_checkpoint_of_run(run)
+    if best is None or not best.path.is_file():
+        raise UserError(f"--ckpt_path best: {run} has no best checkpoint (was it validated?); "
+                        "use --ckpt_path last")
+    return best.path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` (tensors on the CPU); one line when it is no checkpoint."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+        if isinstance(error, pickle.UnpicklingError) and would_run_code(error):
+            raise  # refused by weights_only=True: main says so
+        reason = "not a checkpoint file" if isinstance(error, pickle.UnpicklingError) else first_line(error)
+        raise UserError(f"--ckpt_path {path} is not a readable checkpoint (truncated or not written by "
+                        f"Lightning?): {reason}") from None
+
+
+def given_options(args: list[str]) -> set[str]:
+    """The dotted options (``model.backbone``) that ``args`` set, on the command line or in a ``--config`` file."""
+    given: set[str] = set()
+    for position, arg in enumerate(args):
+        if arg.startswith("--") and "." in arg and arg != "--config":
+            given.add(arg[2:].split("=", 1)[0])
+        if arg == "--config" and position + 1 < len(args) or arg.startswith("--config="):
+            source = arg.split("=", 1)[1] if "=" in arg else args[position + 1]
+            try:
+                loaded = yaml.safe_load(Path(source).read_text()) if Path(source).is_file() else yaml.safe_load(source)
+            except (OSError, yaml.YAMLError):
+                continue  # the parser has said what is wrong with it
+            given |= _dotted(loaded if isinstance(loaded, dict) else {})
+    return given
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in tree.items():
+        keys.add(f"{prefix}{key}")
+        if isinstance(value, dict) and prefix.count(".") < 1:
+            keys |= _dotted(value, f"{prefix}{key}.")
+    return keys
+
+
+def trained_settings(checkpoint: dict[str, Any], model: dict[str, Any], data: dict[str, Any],
+                     given: set[str]) -> dict[str, Any]:
+    """The checkpoint's model hyper-parameters and data preprocessing, as config overrides, after checking that
+    the options among them that were ``given`` (see :func:`given_options`) do not contradict them."""
+    trained_model = dict(checkpoint.get("hyper_parameters") or {})
+    trained_model.pop("_instantiator", None)
+    trained_data = checkpoint.get("datamodule_hyper_parameters") or {}
+    trained_data = {key: trained_data[key] for key in DATA_KEYS if key in trained_data}
+    for section, chosen, trained, keys in (("model", model, trained_model, MODEL_KEYS),
+                                           ("data", data, trained_data, DATA_KEYS)):
+        for key in keys:
+            value = chosen.get(key)
+            if key in trained and f"{section}.{key}" in given and _plain(value) != _plain(trained[key]):
+                raise UserError(f"{section}.{key} is {_plain(value)!r} here but the checkpoint was trained with "
+                                f"{_plain(trained[key])!r}: leave it out to use the checkpoint's")
+    return {"model": trained_model, "data": trained_data}
+
+
+def _plain(value: Any) -> Any:
+    """A config value as plain data (jsonargparse gives namespaces and tuples), for comparing."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()} or None
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

@@ -1,0 +1,80 @@
+"""A checkpoint carries everything: evaluating and predicting from it alone, ``best`` and ``last`` by name,
+no untrained model used silently, and a finished run extended by more epochs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_resnet.cli import main
+
+from ..conftest import read_rows, tiny_args
+
+
+def predictions(run) -> dict[str, tuple[str, str]]:
+    return {row["path"]: (row["prediction"], row["confidence"]) for row in read_rows(run / "predictions.csv")}
+
+
+def test_predict_and_validate_from_the_checkpoint_alone_match_the_full_command_line(trained, workdir, capsys):
+    best = next((trained / "checkpoints").glob("best-*.ckpt"))
+    holdout = str(workdir / "holdout")
+    main(tiny_args(workdir / "images", "--ckpt_path", str(best), "--data.predict_dir", holdout,
+                   "--trainer.logger.init_args.name", "full", subcommand="predict"))
+    main(["predict", "--ckpt_path", str(best), "--data.predict_dir", holdout, "--trainer.accelerator", "cpu",
+          "--trainer.logger.init_args.name", "alone"])
+    assert predictions(workdir / "logs/alone/version_0") == predictions(workdir / "logs/full/version_0")
+
+    full = main(tiny_args(workdir / "images", "--ckpt_path", str(best), subcommand="validate"))
+    alone = main(["validate", "--ckpt_path", str(best), "--data.data_dir", str(workdir / "images"),
+                  "--trainer.accelerator", "cpu"])
+    assert alone.datamodule.image_size == 16 and alone.model.hparams.backbone_options["channels"][0] == 16
+    for key in ("val/acc", "val/loss"):
+        assert float(alone.trainer.callback_metrics[key]) == float(full.trainer.callback_metrics[key])
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [
+    ("--model.backbone", "resnet50", ["model.backbone", "'resnet50'", "'resnet18'"]),
+    ("--data.image_size", "32", ["data.image_size", "32", "16"]),
+])
+def test_an_option_that_contradicts_the_checkpoint_is_one_line(trained, workdir, capsys, option, value, words):
+    best = next((trained / "checkpoints").glob("best-*.ckpt"))
+    with pytest.raises(SystemExit) as exit_code:
+        main(["validate", "--ckpt_path", str(best), "--data.data_dir", str(workdir / "images"),
+              "--trainer.accelerator", "cpu", option, value])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_code.value.code == 2 and len(lines) == 1 and all(word in lines[0] for word in words), lines
+
+
+def test_best_and_last_name_the_newest_runs_checkpoints_for_every_subcommand(trained, workdir):
+    run = main(tiny_args(workdir / "images", "--ckpt_path", "best", subcommand="validate"))
+    best = next((trained / "checkpoints").glob("best-*.ckpt"))
+    assert Path(run.config.validate.ckpt_path).resolve() == best.resolve()
+    run = main(tiny_args(workdir / "images", "--ckpt_path", "last", "--data.predict_dir", str(workdir / "holdout"),
+                         subcommand="predict"))
+    assert Path(run.config.predict.ckpt_path).resolve() == (trained / "checkpoints" / "last.ckpt").resolve()
+    exported = main(["export", "--ckpt_path", "best", "--trainer.logger.init_args.name", "tiny",
+                     "--output", str(workdir / "model.onnx")])
+    assert exported is not None and (workdir / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize("command", [["validate"], ["test"], ["predict", "--data.predict_dir", "holdout"],
+                                     ["validate", "--ckpt_path", "best"]])
+def test_evaluating_without_weights_is_refused_in_one_line(workdir, capsys, command):
+    with pytest.raises(SystemExit) as exit_code:
+        main([*command, "--data.data_dir", "images", "--trainer.accelerator", "cpu"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_code.value.code == 2 and len(lines) == 1 and "--ckpt_path" in lines[0], lines
+
+
+def test_a_finished_run_extended_by_one_epoch_trains_exactly_that_epoch(trained, workdir):
+    before = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    steps_per_epoch = before["global_step"] // 2  # the fixture trained 2 epochs
+    extended = main(tiny_args(workdir / "images", "--trainer.max_epochs", "3", "--ckpt_path", "last"))
+    assert extended.trainer.global_step == 3 * steps_per_epoch and extended.trainer.current_epoch == 3
+    assert "val/acc" in extended.trainer.callback_metrics
+    after = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    assert after["epoch"] == 2 and after["global_step"] == 3 * steps_per_epoch
+    weights = "model.layer1.0.conv1.weight"
+    assert not torch.equal(before["state_dict"][weights], after["state_dict"][weights])
