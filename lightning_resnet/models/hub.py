@@ -122,9 +122,11 @@ def fetch(weights: NamedWeights) -> Path | dict[str, Tensor]:
         ) from None
 
 
-def load_weights(model: ResNet, pretrained: str, backbone: str, options: dict | None = None) -> dict[str, list[str]]:
-    """Load ``pretrained`` (a weights name or a file path) into ``model``, an architecture ``backbone``."""
+def load_weights(model: ResNet, pretrained: str, backbone: str, options: dict | None = None,
+                 partial: bool = False) -> dict[str, list[str]]:
+    """Load ``pretrained`` (a weights name or a file path) into ``model``, an architecture ``backbone``
+    (``partial``: see :func:`~.weights.load_pretrained`)."""
     if not is_weights_name(pretrained):
-        return load_pretrained(model, pretrained)
+        return load_pretrained(model, pretrained, partial=partial)
     weights = resolve(pretrained, backbone, options)
-    return load_pretrained(model, fetch(weights), label=f"{weights.source} weights {weights.name}")
+    return load_pretrained(model, fetch(weights), label=f"{weights.source} weights {weights.name}", partial=partial)

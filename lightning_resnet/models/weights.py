@@ -79,9 +79,13 @@ def _strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
             return dict(state)
 
 
-def load_pretrained(model: ResNet, weights: str | Path | dict[str, Tensor], label: str | None = None
-                    ) -> dict[str, list[str]]:
+def load_pretrained(model: ResNet, weights: str | Path | dict[str, Tensor], label: str | None = None,
+                    partial: bool = False) -> dict[str, list[str]]:
     """Load ``weights`` (a file, or a state dict named ``label`` in messages) into ``model``; say what did not fit.
+
+    Weights that leave some of the model's tensors untouched, or hold tensors the model has not
+    (a ResNet-34 into a ResNet-18, or the other way), are refused unless ``partial``: half a network
+    at random is not a pretrained one.
 
     A classifier of another number of classes is not loaded: the model keeps its new head.
     Any other shape difference is an architecture mismatch and raises :class:`WeightsError`.
@@ -119,12 +123,16 @@ def load_pretrained(model: ResNet, weights: str | Path | dict[str, Tensor], labe
             )
     if not set(state) & set(own):
         raise WeightsError(f"{path} shares no parameter names with the model: is it a ResNet state dict?")
-    result = model.load_state_dict(state, strict=False)
-    missing = [key for key in result.missing_keys if key not in skipped_head]
-    if missing or result.unexpected_keys:
-        warnings.warn(
-            f"{path}: {len(missing)} missing keys {missing[:8]}, "
-            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:8]} (left untouched)",
-            stacklevel=2,
+    missing = [key for key in own if key not in state and key not in skipped_head]
+    unexpected = [key for key in state if key not in own]
+    if (missing or unexpected) and not partial:
+        raise WeightsError(
+            f"{path} does not fit the model: {len(missing)} of the model's tensors are not in it {missing[:3]} and "
+            f"{len(unexpected)} of its tensors are not the model's {unexpected[:3]}; another depth or variant? "
+            "(--model.partial_weights true loads what fits)"
         )
-    return {"missing": missing, "unexpected": list(result.unexpected_keys), "skipped_head": skipped_head}
+    model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        warnings.warn(f"{path}: {len(missing)} missing keys {missing[:8]}, {len(unexpected)} unexpected keys "
+                      f"{unexpected[:8]} (left untouched)", stacklevel=2)
+    return {"missing": missing, "unexpected": unexpected, "skipped_head": skipped_head}

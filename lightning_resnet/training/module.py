@@ -62,6 +62,8 @@ class ImageClassifier(LightningModule):
             torchvision weights), ``torchvision:IMAGENET1K_V1``, ``timm:resnet50.a1_in1k``, or a file
             (``.pth``, ``.safetensors``, a ``.ckpt`` of this project); see :mod:`lightning_resnet.models.hub`.
             A classifier of another size is replaced by a new one.
+        partial_weights: load ``pretrained`` weights that fit only part of the network (another depth,
+            extra tensors); by default such weights are refused in one line naming what does not fit.
         freeze_backbone: train only the classifier (the backbone's BatchNorm statistics stay fixed).
         unfreeze_at_epoch: with ``freeze_backbone``, train the whole network from this epoch on.
         backbone_lr_factor: the backbone's learning rate as a fraction of the head's (fastai's
@@ -95,6 +97,7 @@ class ImageClassifier(LightningModule):
         num_classes: int = 1000,
         backbone_options: dict[str, Any] | None = None,
         pretrained: str | None = None,
+        partial_weights: bool = False,
         freeze_backbone: bool = False,
         unfreeze_at_epoch: int | None = None,
         backbone_lr_factor: float = 1.0,
@@ -154,7 +157,8 @@ class ImageClassifier(LightningModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained:
-            load_weights(self.model, self.hparams.pretrained, self.hparams.backbone, self.hparams.backbone_options)
+            load_weights(self.model, self.hparams.pretrained, self.hparams.backbone, self.hparams.backbone_options,
+                         partial=self.hparams.partial_weights)
         if stage == "fit" and self.hparams.class_weights is not None:
             self.loss_weights = self._class_weights()
 
@@ -275,13 +279,20 @@ class ImageClassifier(LightningModule):
             self.class_names = list(names)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = apply_lr_factors(self.optimizer_factory.value(
-            parameter_groups(self.model, self.hparams.backbone_lr_factor)))
+        try:
+            optimizer = self.optimizer_factory.value(parameter_groups(self.model, self.hparams.backbone_lr_factor))
+        except (ValueError, TypeError) as error:  # torch checks its optimizers' arguments, e.g. a negative rate
+            raise UserError(f"model.optimizer: {error}") from None
+        apply_lr_factors(optimizer)
         trainer = self.trainer
+        total_steps = trainer.estimated_stepping_batches
+        check(math.isfinite(total_steps) and total_steps > 0,
+              f"trainer.limit_train_batches {trainer.limit_train_batches} and trainer.max_epochs "
+              f"{trainer.max_epochs} leave no training step (to evaluate without training, use validate)")
         scheduler = build_scheduler(
             optimizer,
             self.hparams.lr_scheduler,
-            total_steps=int(trainer.estimated_stepping_batches),
+            total_steps=int(total_steps),
             steps_per_epoch=math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches),
             warmup_epochs=self.hparams.warmup_epochs,
             step_epochs=self.hparams.step_epochs,

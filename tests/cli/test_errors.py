@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lightning_resnet.cli import main
+from lightning_resnet.models import create_model
 
 from ..conftest import ROOT, make_image_folder
 
@@ -19,8 +20,21 @@ FAST = ["--data.image_size", "16", "--data.num_workers", "0", "--model.backbone"
 
 # (case, arguments after the subcommand's data folder, the words the error line must hold)
 CASES = [
-    ("test without a test folder", ["test"], ["data.test_dir"]),
-    ("predict without a predict path", ["predict"], ["data.predict_dir"]),
+    ("test without a test folder", ["test", "--model.pretrained", "resnet18.pth"], ["data.test_dir"]),
+    ("predict without a predict path", ["predict", "--model.pretrained", "resnet18.pth"], ["data.predict_dir"]),
+    ("validate without weights", ["validate"], ["validate needs trained weights", "--ckpt_path"]),
+    ("weights of another depth", ["fit", "--model.pretrained", "resnet34.pth"],
+     ["resnet34.pth", "does not fit the model", "--model.partial_weights true"]),
+    ("a negative learning rate", ["fit", "--model.optimizer.init_args.lr", "-1"], ["model.optimizer", "-1"]),
+    ("no training batches", ["fit", "--trainer.fast_dev_run", "false", "--trainer.max_epochs", "1",
+                             "--trainer.limit_train_batches", "0"], ["trainer.limit_train_batches"]),
+    ("a validation share that is no batch", ["fit", "--trainer.fast_dev_run", "false", "--trainer.max_epochs", "1",
+                                             "--trainer.limit_val_batches", "0.0001"], ["limit_val_batches"]),
+    ("negative epochs", ["fit", "--trainer.fast_dev_run", "false", "--trainer.max_epochs", "-3"],
+     ["max_epochs", "-3"]),
+    ("a text file as weights", ["fit", "--model.pretrained", "notes.txt"], ["notes.txt"]),
+    ("a negative unfreeze epoch", ["fit", "--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "-1"],
+     ["model.unfreeze_at_epoch", "-1"]),
     ("val_fraction 0", ["fit", "--data.val_fraction", "0"], ["data.val_fraction", "between 0 and 1", "0.0"]),
     ("val_fraction 1.5", ["fit", "--data.val_fraction", "1.5"], ["data.val_fraction", "1.5"]),
     ("image_size 0", ["fit", "--data.image_size", "0"], ["data.image_size", "positive"]),
@@ -89,6 +103,9 @@ def folder(tmp_path_factory) -> Path:
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, root / "stem64.pth")
     (root / "corrupt.pth").write_bytes(b"\x80\x02 not a pickle at all")
     (root / "typo.yaml").write_text("data:\n  colour: red\n")
+    torch.save(create_model("resnet18", num_classes=3).state_dict(), root / "resnet18.pth")
+    torch.save(create_model("resnet34", num_classes=3).state_dict(), root / "resnet34.pth")
+    (root / "notes.txt").write_text("learning rate 1e-3 worked best\n")
     return root
 
 

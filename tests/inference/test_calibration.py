@@ -23,6 +23,9 @@ CALIBRATION_LINE = re.compile(r"calibration on (\d+) validation images: temperat
                               r"NLL ([\d.]+) -> ([\d.]+), ECE ([\d.]+) -> ([\d.]+)")
 
 
+FULL_WIDTH = ["--model.backbone_options", "{stem: cifar}"]
+
+
 def noisy_labels(root: Path, share: float = 0.3) -> Path:
     """A learnable folder where ``share`` of the images sit in a random class folder: a model that
     memorises them is sure of itself on validation images it gets wrong."""
@@ -49,8 +52,7 @@ def calibrated(tmp_path_factory) -> tuple[Path, str]:
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed):
-            main(tiny_args(root / "noisy", "--data.val_fraction", "0.5", "--trainer.max_epochs", "5",
-                           "--model.backbone_options", "{stem: cifar}"))
+            main(tiny_args(root / "noisy", "--data.val_fraction", "0.5", "--trainer.max_epochs", "5", *FULL_WIDTH))
     finally:
         os.chdir(previous)
     return root, printed.getvalue()
@@ -81,14 +83,15 @@ def test_the_temperature_changes_predicted_probabilities_never_the_class(calibra
     torch.save(checkpoint, raw)
     rows = {}
     for name, path in (("calibrated", best), ("raw", raw)):
-        main(tiny_args(root / "noisy", "--ckpt_path", str(path), "--data.predict_dir", str(root / "noisy"),
+        main(tiny_args(root / "noisy", *FULL_WIDTH, "--ckpt_path", str(path), "--data.predict_dir", str(root / "noisy"),
                        "--trainer.logger.init_args.name", name, subcommand="predict"))
         rows[name] = read_rows(root / "logs" / name / "version_0" / "predictions.csv")
     assert [row["prediction"] for row in rows["calibrated"]] == [row["prediction"] for row in rows["raw"]]
     assert all(float(a["confidence"]) < float(b["confidence"]) for a, b in zip(rows["calibrated"], rows["raw"])
                if float(b["confidence"]) < 0.999)
 
-    main(tiny_args(root / "noisy", "--data.val_fraction", "0.5", "--ckpt_path", str(best), subcommand="validate"))
+    main(tiny_args(root / "noisy", *FULL_WIDTH, "--data.val_fraction", "0.5", "--ckpt_path", str(best),
+                   subcommand="validate"))
     report = capsys.readouterr().out
     assert re.search(r"ECE\s+[\d.]+ \(15 bins; calibrated: temperature [\d.]+ fitted on the validation split\)",
                      report)

@@ -13,6 +13,7 @@ from torch import nn
 
 from lightning_resnet.models import (
     ResNet,
+    WeightsError,
     create_model,
     format_summary,
     list_models,
@@ -327,14 +328,19 @@ def test_a_narrow_network_refuses_the_default_widths_weights(torchvision_resnet1
         load_pretrained(resnet18(channels=(32, 64, 128, 256)), torchvision_resnet18.state_dict(), "resnet18")
 
 
-def test_missing_and_unexpected_keys_are_reported(tmp_path, torchvision_resnet18):
+def test_weights_that_fit_only_part_of_the_model_are_refused_unless_partial(tmp_path, torchvision_resnet18):
     state = dict(torchvision_resnet18.state_dict())
     del state["layer4.1.bn2.running_var"]
     state["extra.weight"] = torch.zeros(1)
     path = tmp_path / "partial.pth"
     torch.save(state, path)
+    model = resnet18()
+    untouched = model.conv1.weight.detach().clone()
+    with pytest.raises(WeightsError, match=r"1 of the model's tensors are not in it \['layer4.1.bn2.running_var'\]"):
+        load_pretrained(model, path)
+    assert torch.equal(model.conv1.weight, untouched)  # refused before anything was loaded
     with pytest.warns(UserWarning, match=r"1 missing keys \['layer4.1.bn2.running_var'\], 1 unexpected keys"):
-        report = load_pretrained(resnet18(), path)
+        report = load_pretrained(model, path, partial=True)
     assert report["missing"] == ["layer4.1.bn2.running_var"]
     assert report["unexpected"] == ["extra.weight"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -198,7 +199,7 @@ def test_a_signal_during_fit_leaves_a_loadable_last_checkpoint_to_resume(workdir
     assert ready.exists() and last.exists(), process.communicate()[1][-2000:]
     process.send_signal(signal_number)
     _, error = process.communicate(timeout=120)
-    assert process.returncode == (1 if signal_number == signal.SIGINT else 128 + signal.SIGTERM)
+    assert process.returncode == 128 + signal_number  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
     saved = torch.load(last, weights_only=True)
     assert "interrupted: saved" in error
     assert 6 < saved["global_step"] < 12  # past the first epoch's 6 steps, inside the second
@@ -245,29 +246,83 @@ class InterruptAtStep(Callback):
             raise KeyboardInterrupt
 
 
-MID_EPOCH_CASES = {
+class InterruptInBatchEnd(Callback):
+    """A KeyboardInterrupt raised inside on_train_batch_end, after step 8's optimizer step (as a second
+    Ctrl-C, which stops at once, can land)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == 8:
+            raise KeyboardInterrupt
+
+
+class CtrlCMidForward(Callback):
+    """A real SIGINT to this process in the middle of step 8's forward pass (between two stages)."""
+
+    def on_train_start(self, trainer, pl_module):
+        def signal_once(module, inputs):
+            if pl_module.training and trainer.global_step == 8 and not getattr(self, "sent", False):
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+
+        pl_module.model.layer2.register_forward_pre_hook(signal_once)
+
+
+class SigtermToTheGroup(Callback):
+    """SIGTERM to the whole process group, loader workers included, as a cluster scheduler sends it."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == 8:
+            os.killpg(os.getpgrp(), signal.SIGTERM)
+
+
+AUGMENTED = ["--data.train_augment", "standard", "--model.backbone_options", "{stem: cifar, drop_path_rate: 0.1}"]
+MOMENTS = {
+    # (options, interrupter, options on resume, the interrupted run's exit code, run as a process of its own)
     # per-image augmentation seeds: the resumed run may even use another number of loader workers
-    "augmented, drop-path, workers changed": (["--data.train_augment", "standard", "--model.backbone_options",
-                                               "{stem: cifar, drop_path_rate: 0.1}"], ["--data.num_workers", "1"]),
-    "inside the unfreeze epoch": (["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1"], []),
+    "step start, augmented, drop-path, workers changed": (AUGMENTED, "InterruptAtStep", ["--data.num_workers", "1"],
+                                                          130, False),
+    "step start, inside the unfreeze epoch": (["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1"],
+                                              "InterruptAtStep", [], 130, False),
+    "inside on_train_batch_end": (AUGMENTED, "InterruptInBatchEnd", [], 130, False),
+    "inside on_train_batch_end, unfreeze epoch": (["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch",
+                                                   "1"], "InterruptInBatchEnd", [], 130, False),
+    "Ctrl-C mid-forward, 2 workers": ([*AUGMENTED, "--data.num_workers", "2"], "CtrlCMidForward", [], 130, False),
+    "SIGTERM to the process group, 2 workers": ([*AUGMENTED, "--data.num_workers", "2"], "SigtermToTheGroup", [],
+                                                128 + signal.SIGTERM, True),
 }
 
 
-@pytest.mark.parametrize("case", list(MID_EPOCH_CASES))
-def test_resume_in_the_middle_of_an_epoch_ends_like_an_uninterrupted_run(workdir, case):
-    options, on_resume = MID_EPOCH_CASES[case]
+def final_state(run: Path) -> tuple[dict, dict]:
+    """The weights and buffers, and the optimizer state, of a run's final ``last.ckpt``."""
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    return saved["state_dict"], saved["optimizer_states"][0]
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_an_interrupt_at_any_moment_resumes_to_the_uninterrupted_runs_weights_buffers_and_optimizer(workdir, moment):
+    options, interrupter, on_resume, exit_code, own_process = MOMENTS[moment]
     common = ["--trainer.max_epochs", "3", "--data.batch_size", "4", *options]
     straight = main(tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "straight"))
     interrupted = tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "resumed")
-    with pytest.raises(SystemExit):
-        main([*interrupted, "--trainer.callbacks+=tests.training.test_reliability.InterruptAtStep"])
+    stop = f"--trainer.callbacks+=tests.training.test_reliability.{interrupter}"
+    if own_process:
+        process = start_cli(workdir, *interrupted, stop, start_new_session=True)
+        _, error = process.communicate(timeout=300)
+        assert process.returncode == exit_code and "Traceback" not in error, error[-3000:]
+    else:
+        with pytest.raises(SystemExit) as stopped:
+            main([*interrupted, stop])
+        assert stopped.value.code == exit_code
     saved = torch.load(workdir / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
-    assert saved["global_step"] == 8  # interrupted mid-epoch, not at a boundary
+    assert 6 < saved["global_step"] < 12  # interrupted mid-epoch, not at a boundary
     resumed = main([*interrupted, *on_resume, "--ckpt_path", "last"])
     assert resumed.trainer.global_step == straight.trainer.global_step == 3 * 6
-    first = straight.model.state_dict()
-    second = resumed.model.state_dict()
-    assert all(torch.equal(first[key], second[key]) for key in first if key != "temperature")
+    (weights, optimizer), (weights_again, optimizer_again) = (final_state(workdir / "logs" / name / "version_0")
+                                                              for name in ("straight", "resumed"))
+    assert [key for key in weights if not torch.equal(weights[key], weights_again[key])] in ([], ["temperature"])
+    assert optimizer["state"].keys() == optimizer_again["state"].keys()
+    for key, state in optimizer["state"].items():
+        assert all(torch.equal(value, optimizer_again["state"][key][name]) for name, value in state.items())
     for key in ("val/acc", "val/loss", "train/acc"):
         assert float(straight.trainer.callback_metrics[key]) == float(resumed.trainer.callback_metrics[key])
 
