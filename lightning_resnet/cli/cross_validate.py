@@ -46,6 +46,7 @@ def cross_validate(args: list[str]) -> None:
     folds = cli.datamodule.num_folds
     if folds is None:
         raise UserError(f"{COMMAND} needs data.num_folds: the number of folds (2 or more), e.g. --data.num_folds 5")
+    cli.datamodule.index()  # the folder and the fold count checked once, up front
     logger = cli.trainer.logger
     if not isinstance(logger, TensorBoardLogger):
         raise UserError(f"{COMMAND} keeps each fold's run with trainer.logger, which must be the TensorBoard logger")

@@ -154,12 +154,16 @@ def _split(listing: FolderListing, rule: SplitRule, readable: list[bool],
     units = [unit for unit in units if len(unit) > 1] if rule.group_duplicates else []
     targets = [listing.files[i][1] for i in pool]
     if rule.num_folds is not None:
+        counts = Counter(targets)
+        scarcest = min(range(len(listing.class_names)), key=lambda target: counts[target])
+        check(rule.num_folds <= counts[scarcest],
+              f"data.num_folds {rule.num_folds}: class {listing.class_names[scarcest]} has {counts[scarcest]} readable "
+              f"images in {layout.root}, so some folds would validate none of it; use at most {counts[scarcest]} folds")
         train, val = fold_split(targets, rule.num_folds, rule.fold, rule.seed, units)
     else:
         train, val = stratified_split(targets, rule.val_fraction, rule.seed, units)
     if not train or not val:
-        raise LayoutError(f"{layout.root} has {len(pool)} readable images: too few for a "
-                          f"{rule.val_fraction:.0%} validation split")
+        raise LayoutError(f"{layout.root} has {len(pool)} readable images: too few for a {rule.describe()}")
     return tuple(pool[i] for i in train), tuple(pool[i] for i in val)
 
 

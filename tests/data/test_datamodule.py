@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter, JpegImagePlugin
 from torchvision import transforms as T
 from torchvision.transforms.v2 import functional as TF
 
+from lightning_resnet.cli import main
 from lightning_resnet.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -26,7 +27,7 @@ from lightning_resnet.data import (
     write_digits_demo,
 )
 
-from ..conftest import datamodule, make_image_folder
+from ..conftest import datamodule, make_image_folder, tiny_args
 
 # ----- split ------------------------------------------------------------------------------------
 
@@ -130,6 +131,17 @@ def test_auto_normalization_measures_the_train_split_once(image_folder, monkeypa
     again = datamodule(image_folder, normalize="auto", crop_fraction=1.0)
     again.setup("fit")
     assert again.normalization == measured
+
+
+def test_measured_statistics_are_kept_per_channel_count_whichever_run_came_first(workdir):
+    """The cache of ``normalize: auto`` is keyed by everything its value depends on, the channels too."""
+    gray = ["--model.backbone_options", "{stem: cifar, channels: [16, 32, 64, 128], in_chans: 1}"]
+    runs = {}
+    for name, extra in (("rgb", []), ("gray", gray), ("rgb_again", []), ("gray_again", gray)):
+        runs[name] = main(tiny_args(workdir / "images", "--data.normalize", "auto", "--trainer.fast_dev_run", "true",
+                                    *extra)).datamodule.normalization
+    assert len(runs["rgb"].mean) == 3 and len(runs["gray"].mean) == 1
+    assert runs["rgb_again"] == runs["rgb"] and runs["gray_again"] == runs["gray"]
 
 
 def test_normalization_travels_in_the_datamodule_state(image_folder):
