@@ -8,6 +8,7 @@ Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -23,10 +24,12 @@ from ..errors import UserError, exit_with
 from ..inference.calibration import TemperatureScaling
 from ..models import is_weights_name, resolve
 from ..reports import EvaluationReport, PredictionWriter, TrainingReport
-from ..training.checkpoints import EpochMetrics, InterruptCheckpoint, RandomState, best_checkpoint
+from ..reports.training import TRAINING_CURVES
+from ..training.checkpoints import BestCheckpoint, InterruptCheckpoint, RandomState, best_checkpoint
 from ..training.divergence import DivergenceGuard
 from ..training.metrics import MONITOR, MONITOR_MODE
 from ..training.module import ImageClassifier
+from ..training.run import run_dir
 from ..training.throughput import ThroughputDisplay
 from .checkpoint_options import (
     EVALUATING,
@@ -45,7 +48,6 @@ ALWAYS_PRESENT = {
     "lr_monitor": LearningRateMonitor,
     "interrupt_checkpoint": InterruptCheckpoint,
     "random_state": RandomState,
-    "epoch_metrics": EpochMetrics,
     "divergence_guard": DivergenceGuard,
     "predictions": PredictionWriter,
     "evaluation": EvaluationReport,
@@ -75,11 +77,10 @@ class ResNetCLI(LightningCLI):
     balanced``). Always present, and configured under their own keys (:data:`ALWAYS_PRESENT`):
     ``checkpoint`` (``ModelCheckpoint``, the best by :data:`~lightning_resnet.training.metrics.MONITOR`),
     ``last_checkpoint`` (``last.ckpt``, after every epoch), ``lr_monitor``, ``interrupt_checkpoint``,
-    ``random_state`` (exact resume), ``epoch_metrics`` (each checkpoint's validation scores),
-    ``divergence_guard`` (stops on a non-finite loss), ``predictions`` (``predictions.csv``),
-    ``evaluation`` (reports of ``validate`` and ``test``), ``training_report`` (split, curves, HPARAMS),
-    ``throughput`` (images/s in the progress bar) and ``calibration`` (the temperature of the best
-    checkpoint, with ``model.calibrate``).
+    ``random_state`` (exact resume), ``divergence_guard`` (stops on a non-finite loss), ``predictions``
+    (``predictions.csv``), ``evaluation`` (reports of ``validate`` and ``test``), ``training_report``
+    (split, curves, HPARAMS), ``throughput`` (images/s in the progress bar) and ``calibration`` (the
+    temperature of the best checkpoint, with ``model.calibrate``).
     ``trainer.callbacks`` adds others. ``--ckpt_path best`` and ``last`` name the experiment's newest
     run's checkpoints; ``fit --ckpt_path last`` resumes in that run's folder; Ctrl-C and SIGTERM save
     a ``last.ckpt`` (``interrupt_checkpoint``). With a checkpoint, the model, the classes and the
@@ -108,6 +109,8 @@ class ResNetCLI(LightningCLI):
                 "checkpoint.mode": MONITOR_MODE,
                 "checkpoint.filename": f"best-epoch{{epoch:02d}}-acc{{{MONITOR}:.4f}}",
                 "checkpoint.auto_insert_metric_name": False,
+                # the best checkpoint is for evaluating and shipping; last.ckpt, for resuming, keeps the optimizer
+                "checkpoint.save_weights_only": True,
                 # Lightning 2.6 writes save_last only when a best checkpoint is written: a checkpoint
                 # of its own, unmonitored, keeps last.ckpt at the latest epoch
                 "last_checkpoint.filename": "last",
@@ -132,6 +135,7 @@ class ResNetCLI(LightningCLI):
         if self.trainer.interrupted:
             return
         best = best_checkpoint(self.trainer)
+        self._say_where_results_went(best)
         data = self.datamodule
         if (not self.config.fit.get("test_after_fit") or not isinstance(data, ImageFolderDataModule)
                 or not data.has_test_set):
@@ -143,6 +147,19 @@ class ResNetCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         self.given_args = list(sys.argv[1:] if args is None else args)  # what the user typed, for _parse_ckpt_path
         super().parse_arguments(parser, args)
+
+    def _say_where_results_went(self, best: BestCheckpoint | None) -> None:
+        folder = run_dir(self.trainer)  # every process asks: the folder is process 0's
+        if not self.trainer.is_global_zero:
+            return
+        lines = [f"run folder: {folder}"]
+        if best is not None:
+            lines.append(f"best checkpoint: {best.path} ({MONITOR} {best.score:.4f}); "
+                         "evaluate it with --ckpt_path best")
+        if (folder / TRAINING_CURVES).is_file():
+            lines.append(f"training curves: {folder / TRAINING_CURVES}")
+        lines.append(f"TensorBoard: tensorboard --logdir {folder.parent}")
+        print("\n".join(lines), flush=True)
 
     def _parse_ckpt_path(self) -> None:
         """Resolve ``--ckpt_path best`` and ``last``; take the model and the preprocessing from the checkpoint
@@ -187,9 +204,7 @@ class ResNetCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        # Warnings that ask nothing of the user here. ModelCheckpoint's state in a checkpoint names the
-        # folder of the run that wrote it; a validate, test or predict run logs into a folder of its own.
-        warnings.filterwarnings("ignore", message=".*The dirpath has changed from.*")
+        keep_quiet_what_asks_nothing_of_the_user()
         if config.model.get("freeze_backbone"):
             # a frozen backbone keeps its BatchNorm layers in eval mode on purpose
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
@@ -203,6 +218,36 @@ class ResNetCLI(LightningCLI):
             if data_dir != DEMO_DATA and not Path(data_dir).expanduser().is_dir():
                 print(f"{data_dir} does not exist: summarizing with a 1000-class head, as for ImageNet")
                 config.data.class_names = [str(index) for index in range(1000)]
+
+
+class _DropLines(logging.Filter):
+    def __init__(self, *fragments: str) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(fragment in record.getMessage() for fragment in self.fragments)
+
+
+def keep_quiet_what_asks_nothing_of_the_user() -> None:
+    """Lightning's warnings and notes that ask nothing of this project's user, each for the reason given."""
+    quiet = [
+        # a checkpoint's ModelCheckpoint state names the folder of the run that wrote it; validate, test and
+        # predict log into folders of their own
+        ".*The dirpath has changed from.*",
+        # deprecation inside Lightning's own pytree helper
+        ".*isinstance.treespec, LeafSpec.*",
+        # this project's resume is exact mid-epoch without a stateful loader (see data/samplers.py)
+        ".*dataloader is not resumable.*",
+        # the model's configure_model only compiles; EMA's averaged copy needs no sharding
+        ".*WeightAveraging doesn't support sharding.*",
+    ]
+    for message in quiet:
+        warnings.filterwarnings("ignore", message=message)
+    # an advertisement, and a note on an argument only Lightning's internals pass (its handlers print them)
+    for handler in logging.getLogger("lightning.pytorch").handlers:
+        if not any(isinstance(existing, _DropLines) for existing in handler.filters):
+            handler.addFilter(_DropLines("litlogger", "`weights_only` was not set"))
 
 
 def input_channels(backbone_options: dict | None) -> int:

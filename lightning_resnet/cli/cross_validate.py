@@ -97,7 +97,7 @@ def mean_and_std(values: list[float]) -> tuple[float, float]:
 def write_results(path: Path, scores: list[dict[str, float]]) -> None:
     columns = _columns(scores)
     with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["fold", *columns])
         writer.writerows([number, *(fold[column] for column in columns)] for number, fold in enumerate(scores))
         writer.writerow(["mean", *(mean_and_std([fold[c] for fold in scores])[0] for c in columns)])

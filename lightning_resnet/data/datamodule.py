@@ -11,6 +11,7 @@ docstring is the ``data`` section of ``--help``, and its options are checked whe
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from pathlib import Path
@@ -361,8 +362,11 @@ class ImageFolderDataModule(LightningDataModule):
             self._train_sampler = ResumableShuffle(self.train_set, num_replicas=processes, rank=rank, seed=self.seed)
         if self._resume_at is not None:
             self._resume_from(*self._resume_at)
+        # every process gets ceil(images / processes) (DDP's sampler pads); only a last batch of one image is
+        # dropped, which BatchNorm cannot train on
+        per_process = math.ceil(len(self.train_set) / processes)
         return self._loader(self.train_set, self._train_sampler, persistent=True,
-                            drop_last=len(self.train_set) > self.batch_size * processes)
+                            drop_last=per_process % self.batch_size == 1)
 
     def _resume_from(self, epoch: int, batches_done: int) -> None:
         self._train_sampler.resume(epoch, batches_done * self.batch_size)

@@ -143,6 +143,8 @@ def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple
 def scan_unlabelled(path: Path) -> list[str]:
     """One image file, or every image file under a folder (recursively, following links to folders)."""
     if path.is_file():
+        if not is_image_file(path):
+            raise LayoutError(f"predict path {path} is not an image file ({', '.join(IMAGE_EXTENSIONS)})")
         return [str(path)]
     if not path.is_dir():
         raise LayoutError(f"predict path {path} does not exist: expected an image file or a folder of images")

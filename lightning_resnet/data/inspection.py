@@ -75,7 +75,7 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
 
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / DUPLICATES_CSV, "w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["group", "kind", "path", "split", "class"])
         for number, group in enumerate(groups):
             for i in group.members:

@@ -105,7 +105,7 @@ def fold_split(targets: Sequence[int], num_folds: int, fold: int, seed: int,
 def write_split_csv(path: Path, rows: Iterable[tuple[str, str, str]]) -> None:
     """``path,split,class``: every image of the run and the part it was in."""
     with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(SPLIT_COLUMNS)
         writer.writerows(rows)
 

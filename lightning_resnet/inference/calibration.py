@@ -141,15 +141,25 @@ def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targ
     def total(sums: Tensor) -> Tensor:
         return trainer.strategy.reduce(sums, reduce_op="sum")
 
-    temperature = fit_temperature(logits, targets, total)
-    nll = mean_nll(logits, targets, 1.0, total), mean_nll(logits, targets, temperature, total)
+    fitted = fit_temperature(logits, targets, total)
+    nll = mean_nll(logits, targets, 1.0, total), mean_nll(logits, targets, fitted, total)
+    temperature = fitted if nll[1] < nll[0] else 1.0  # never store a temperature that does not help
     ece = (expected_calibration_error(logits, targets, 1.0, num_classes),
            expected_calibration_error(logits, targets, temperature, num_classes))
     count = int(total(torch.tensor([float(len(targets))], device=logits.device))[0])
     if trainer.is_global_zero:
         rewrite_checkpoint(trainer, checkpoint,
                            lambda saved: saved["state_dict"].__setitem__("temperature", torch.tensor(temperature)))
+        notes = []
+        if temperature != fitted:
+            notes.append(f"no temperature lowered the NLL ({fitted:.3f} did not): kept 1")
+        elif not math.exp(_LOG_INVERSE_RANGE[0]) * 1.01 < 1 / temperature < math.exp(_LOG_INVERSE_RANGE[1]) / 1.01:
+            notes.append("at the end of the searched range (1/20 to 20): the validation split may be too small "
+                         "for a temperature to mean much")
+        if ece[1] > ece[0]:
+            notes.append(f"the ECE rose: over {count} images its {CALIBRATION_BINS} bins are noisy")
         print(f"calibration on {count} validation images: temperature {temperature:.3f}; "
-              f"NLL {nll[0]:.4f} -> {nll[1]:.4f}, ECE {ece[0]:.4f} -> {ece[1]:.4f} (stored in {checkpoint})")
+              f"NLL {nll[0]:.4f} -> {min(nll):.4f}, ECE {ece[0]:.4f} -> {ece[1]:.4f} "
+              f"(stored in {checkpoint})" + "".join(f"; {note}" for note in notes))
     trainer.strategy.barrier()
     return temperature

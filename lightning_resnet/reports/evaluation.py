@@ -137,7 +137,7 @@ class EvaluationReport(Callback):
         print(table)
         (folder / f"report_{stage}.txt").write_text(table + "\n")
         with open(folder / f"confusion_matrix_{stage}.csv", "w", newline="") as handle:
-            csv.writer(handle).writerows([["true \\ predicted", *names],
+            csv.writer(handle, lineterminator="\n").writerows([["true \\ predicted", *names],
                                           *([name, *row] for name, row in zip(names, confusion.tolist()))])
         figures = {"calibration": plots.reliability_figure(results["reliability"], calibration[0], stage)}
         if len(names) <= self.max_plot_classes:
@@ -160,6 +160,9 @@ class EvaluationReport(Callback):
         writer = tensorboard(trainer)
         for name, figure in figures.items():
             figure.savefig(folder / f"{name}_{stage}.png", dpi=120, bbox_inches="tight")
+        print(f"wrote report_{stage}.txt, confusion_matrix_{stage}.csv and "
+              f"{', '.join(f'{name}_{stage}.png' for name in figures)} in {folder}", flush=True)
+        for name, figure in figures.items():
             if writer is not None:
                 tag = "most_confident_mistakes" if name == "mistakes" else name
                 writer.add_figure(f"{stage}/{tag}", figure, trainer.global_step)

@@ -47,7 +47,7 @@ class PredictionRow:
 def write_predictions(output: Path, rows: dict[str, PredictionRow], top_k: int) -> None:
     """``predictions.csv``: the rows in path order, under the header; says how many and how many unreadable."""
     with open(output, "w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(PredictionRow.header(top_k))
         writer.writerows(astuple(rows[path]) for path in sorted(rows))
     unreadable = sum(1 for row in rows.values() if row.error)
@@ -96,7 +96,7 @@ class PredictionWriter(BasePredictionWriter):
             return
         probabilities = prediction["probabilities"].cpu()
         with open(self._part(trainer.global_rank), "a", newline="") as handle:
-            writer = csv.writer(handle)
+            writer = csv.writer(handle, lineterminator="\n")
             for path, image in zip(batch[1], probabilities):
                 writer.writerow(astuple(PredictionRow.from_probabilities(path, image, pl_module.class_names,
                                                                          self.top_k)))

@@ -15,6 +15,7 @@ from ..training.metrics import ACCURACY, LOSS, MONITOR, SKIPPED_IMAGES, TRAIN_LO
 from ..training.run import run_dir, tensorboard
 from . import plots
 
+TRAINING_CURVES = "training_curves.png"
 CURVES = {
     "train loss": TRAIN_LOSS_EPOCH,
     "val loss": metric_key(VAL, LOSS),
@@ -72,7 +73,7 @@ class TrainingReport(Callback):
         writer.flush()
         curves = read_curves(folder)
         if curves:
-            plots.curves_figure(curves).savefig(folder / "training_curves.png", dpi=120)
+            plots.curves_figure(curves).savefig(folder / TRAINING_CURVES, dpi=120)
 
     def _log_hparams(self, trainer: Trainer, pl_module: LightningModule) -> None:
         metrics = {f"hp/{key.replace('/', '_')}": float(value) for key, value in trainer.callback_metrics.items()

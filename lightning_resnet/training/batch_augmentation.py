@@ -67,8 +67,8 @@ class MixupCutmix(Callback):
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         images, targets = _images_and_targets(batch)
-        if targets.ndim != 1:
-            return
+        if targets.ndim != 1 or len(targets) % 2:
+            return  # already mixed, or an epoch's odd last batch, which mixes no pair
         self.mixup.mixup_enabled = self.off_epoch is None or trainer.current_epoch < self.off_epoch
         batch[0], batch[1] = self.mixup(images, targets)
 

@@ -28,7 +28,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from .metrics import MONITOR
 
 EPOCH_METRICS = "epoch_metrics"
-"""The checkpoint key of the validation metrics of the epoch it was written at."""
+"""The checkpoint key of the validation metrics of the epoch it was written at (the module writes them)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def best_checkpoint_of_run(folder: Path) -> BestCheckpoint | None:
 
 
 def epoch_metrics(checkpoint: Path) -> dict[str, float]:
-    """The validation metrics of the epoch ``checkpoint`` was written at (see :class:`EpochMetrics`)."""
+    """The validation metrics of the epoch ``checkpoint`` was written at."""
     return dict(torch.load(checkpoint, map_location="cpu", weights_only=True).get(EPOCH_METRICS, {}))
 
 
@@ -74,15 +74,6 @@ def rewrite_checkpoint(trainer: Trainer, path: Path, change: Callable[[dict[str,
     checkpoint = io.load_checkpoint(path, map_location="cpu", weights_only=True)
     change(checkpoint)
     io.save_checkpoint(checkpoint, path)
-
-
-class EpochMetrics(Callback):
-    """Stores the validation metrics of the epoch in every checkpoint written then, so the best checkpoint
-    carries its own scores (``cross_validate`` and ``compare`` read them from there)."""
-
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
-        checkpoint[EPOCH_METRICS] = {key: float(value) for key, value in trainer.callback_metrics.items()
-                                     if key.startswith("val/") and value.numel() == 1}
 
 
 class InterruptCheckpoint(Callback):

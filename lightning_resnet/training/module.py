@@ -24,6 +24,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from ..errors import UserError, check
 from ..models import create_model, load_weights
 from ..stages import TEST, TRAIN, VAL
+from .checkpoints import EPOCH_METRICS
 from .finetuning import BackboneFreeze
 from .metrics import LOSS, TRAIN_LOSS, classification_metrics, metric_key
 from .optimization import Schedule, apply_lr_factors, build_scheduler, parameter_groups, stretch_to
@@ -264,7 +265,11 @@ class ImageClassifier(LightningModule):
     # ----- checkpoints and optimization ------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The class names, and the validation scores of the epoch (a best checkpoint carries its own)."""
         checkpoint["class_names"] = self.class_names
+        if self._trainer is not None:
+            checkpoint[EPOCH_METRICS] = {key: float(value) for key, value in self.trainer.callback_metrics.items()
+                                         if key.startswith(f"{VAL}/") and value.numel() == 1}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Check the classes against the model's."""

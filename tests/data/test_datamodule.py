@@ -104,8 +104,13 @@ def test_loader_defaults(image_folder):
     data = datamodule(image_folder, num_workers=1)
     data.setup("fit")
     loader = data.train_dataloader()
-    assert loader.persistent_workers and not loader.pin_memory and loader.drop_last
+    assert loader.persistent_workers and not loader.pin_memory
+    assert not loader.drop_last and len(loader) == 6  # 24 training images in batches of 4
     assert not data.val_dataloader().drop_last
+    for batch_size, kept in ((5, [5, 5, 5, 5, 4]), (23, [23])):  # a last batch of one image is dropped
+        data = datamodule(image_folder, num_workers=0, batch_size=batch_size)
+        data.setup("fit")
+        assert [len(targets) for _, targets in data.train_dataloader()] == kept
 
 
 def test_auto_normalization_measures_the_train_split_once(image_folder, monkeypatch):
