@@ -10,7 +10,9 @@ from __future__ import annotations
 import pickle
 import signal
 import sys
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -34,6 +36,21 @@ def _hint(message: str) -> str:
     return ""
 
 
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """This project's warnings as ``warning: <message>``: they name the option or file themselves, and the
+    source line that raised them means nothing to a user. Others keep Python's format."""
+    if str(filename).startswith(_PACKAGE):
+        print(f"warning: {message}", file=file or sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(args: list[str] | None = None) -> Any:
     """Run the command line; errors a user can act on end it with one line on stderr, not a traceback.
 
@@ -41,6 +58,7 @@ def main(args: list[str] | None = None) -> Any:
     a missing file, a trainer option Lightning refuses), 1 for a run that diverged or a file refused because it
     could run code, 128 + 2 for Ctrl-C and 128 + 15 for SIGTERM (both save ``last.ckpt`` during ``fit``).
     """
+    warnings.showwarning = _show_warning
     try:
         given = sys.argv[1:] if args is None else args
         if given[:1] and given[0] in COMMANDS:

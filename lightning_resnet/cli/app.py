@@ -9,6 +9,7 @@ Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -41,6 +42,10 @@ from .checkpoint_options import (
     trained_settings,
 )
 from .trainer import ResNetTrainer
+
+MORE_COMMANDS = ("two more commands, each with its own --help: cross_validate (fit on each of data.num_folds folds, "
+                 "then each fold's scores and their mean and spread) and predict_onnx (an exported .onnx over a "
+                 "folder of images with onnxruntime, into predictions.csv)")
 
 ALWAYS_PRESENT = {
     "checkpoint": ModelCheckpoint,
@@ -147,6 +152,26 @@ class ResNetCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         self.given_args = list(sys.argv[1:] if args is None else args)  # what the user typed, for _parse_ckpt_path
         super().parse_arguments(parser, args)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except UserError:
+            self._remove_run_folder_if_empty()
+            raise
+
+    def _remove_run_folder_if_empty(self) -> None:
+        """A run refused before it wrote anything of its own leaves no ``version_N`` behind (only its config
+        and an events file with no scalar in it)."""
+        logger = self.trainer.logger
+        if not (isinstance(logger, TensorBoardLogger) and self.trainer.is_global_zero):
+            return
+        folder = Path(logger.log_dir)
+        leftovers = [path.name for path in folder.rglob("*") if path.is_file()] if folder.is_dir() else None
+        if leftovers is not None and all(name in ("config.yaml", "hparams.yaml") or name.startswith("events.out")
+                                         for name in leftovers):
+            if all(path.stat().st_size < 4096 for path in folder.glob("events.out*")):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _say_where_results_went(self, best: BestCheckpoint | None) -> None:
         folder = run_dir(self.trainer)  # every process asks: the folder is process 0's
@@ -273,6 +298,6 @@ def cli_options() -> dict[str, Any]:
         "datamodule_class": ImageFolderDataModule,
         "trainer_class": ResNetTrainer,
         "parser_class": ResNetArgumentParser,
-        "parser_kwargs": {"prog": "python -m lightning_resnet"},
+        "parser_kwargs": {"prog": "python -m lightning_resnet", "epilog": MORE_COMMANDS},
         "seed_everything_default": 42,
     }

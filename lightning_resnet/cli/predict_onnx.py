@@ -59,5 +59,7 @@ def predict_onnx(args: list[str]) -> Path:
             rows[path] = PredictionRow.from_probabilities(path, image, classifier.class_names, options.top_k)
     output = options.output or options.model.with_suffix(".predictions.csv")
     output.parent.mkdir(parents=True, exist_ok=True)
+    replaced = output.exists()
     write_predictions(output, rows, options.top_k)
+    print(f"wrote {len(rows)} predictions to {output}" + (" (replacing the file that was there)" if replaced else ""))
     return output

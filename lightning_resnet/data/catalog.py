@@ -26,7 +26,7 @@ import scipy.fft
 from PIL import Image
 
 from .cache import cache_dir, write_json_atomically
-from .decode import DECODE_ERRORS
+from .decode import DECODE_ERRORS, decode_problem
 
 CACHE_VERSION = 1
 
@@ -116,7 +116,7 @@ def examine(path: str, with_hashes: bool) -> ImageRecord:
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         return ImageRecord(stat.st_size, stat.st_mtime_ns, None, kind, mode, width, height, digest, phash)
     except DECODE_ERRORS as error:
-        return ImageRecord(stat.st_size, stat.st_mtime_ns, problem=str(error) or type(error).__name__)
+        return ImageRecord(stat.st_size, stat.st_mtime_ns, problem=decode_problem(error))
 
 
 def unreadable_reason(path: str) -> str | None:

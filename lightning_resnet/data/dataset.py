@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
-from .decode import DECODE_ERRORS
+from .decode import DECODE_ERRORS, decode_problem
 
 Sample = tuple[str, int]
 """An image file and its class index."""
@@ -52,7 +52,7 @@ class ImageSamples(Dataset):
                 except DECODE_ERRORS as error:
                     with self.skipped.get_lock():
                         self.skipped.value += 1
-                    warnings.warn(f"skipped unreadable image {path}: {error}", stacklevel=2)
+                    warnings.warn(f"skipped unreadable image {path}: {decode_problem(error)}", stacklevel=2)
                     if not self.replace_unreadable:
                         return None
                     index = random.randrange(len(self.samples)) if seed is None else int(torch.randint(len(self), ()))

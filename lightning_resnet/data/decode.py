@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,12 @@ from torchvision import io as tv_io
 from torchvision.transforms.v2 import functional as TF
 
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def decode_problem(error: BaseException) -> str:
+    """Why a file could not be decoded, in words (Pillow names the in-memory buffer it read, which means nothing
+    to a user: ``cannot identify image file <_io.BytesIO object at 0x...>``)."""
+    return re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(error)).strip() or type(error).__name__
 """What PIL and torchvision raise for a file that is not a readable image."""
 
 

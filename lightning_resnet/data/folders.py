@@ -85,12 +85,12 @@ def detect_layout(root: Path) -> FolderLayout:
 def scan_split_part(folder: Path, classes: Sequence[str], reference: Path) -> list[Sample]:
     """The samples of a pre-split folder's ``val/``, whose classes must be those of ``reference`` (``train/``)."""
     extra = sorted(set(visible_folders(folder)) - set(classes))
-    _, samples = scan_image_folder(folder, classes) if not extra else (None, [])
-    present = {target for _, target in samples}
+    _, samples = scan_image_folder(folder, [name for name in classes] + extra)
+    present = {target for _, target in samples if target < len(classes)}
     missing = [name for index, name in enumerate(classes) if index not in present]
     if extra or missing:
         differences = ([f"only in {folder.name}/: {', '.join(extra)}"] if extra else []) + (
-            [f"no images in {folder.name}/: {', '.join(missing)}"] if missing and not extra else [])
+            [f"in {reference.name}/ but without images in {folder.name}/: {', '.join(missing)}"] if missing else [])
         raise LayoutError(f"{folder} and {reference} must have the same class folders: {'; '.join(differences)}")
     return samples
 

@@ -50,7 +50,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
                 f"refusing to load {path}: it holds pickled objects other than tensors and plain data, "
                 f"which could run code (loaded with weights_only=True). Re-save it as a state_dict. ({error})"
             ) from None
-        raise WeightsError(f"{path} is not a readable weights file: torch.save did not write it") from None
+        raise WeightsError(f"{path} is not a readable weights file (not one torch.save or safetensors wrote)") from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:  # truncated or corrupt files
         raise WeightsError(f"{path} is not a readable weights file (truncated?): {first_line(error)}") from None
     if isinstance(state, dict):

@@ -57,9 +57,9 @@ def curves_figure(curves: dict[str, list[tuple[int, float]]]) -> Figure:
         for split, style in (("train", "o-"), ("val", "s-")):
             points = curves.get(f"{split} {kind}")
             if points:
-                axis.plot([epoch + 1 for epoch, _ in points], [value for _, value in points], style, label=split)
+                axis.plot([epoch for epoch, _ in points], [value for _, value in points], style, label=split)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_xlabel("epoch")
+        axis.set_xlabel("epoch (from 0, as the progress bar and the checkpoint names count)")
         axis.set_ylabel(kind)
         axis.set_title(f"{kind} per epoch")
         axis.grid(alpha=0.3)

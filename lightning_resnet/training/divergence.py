@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
@@ -50,10 +52,12 @@ class DivergenceGuard(Callback):
     def _stop_if(module: LightningModule, broken: bool, what: str) -> None:
         trainer = module.trainer
         if trainer.strategy.reduce_boolean_decision(broken, all=False):
-            folder = getattr(trainer.checkpoint_callback, "dirpath", None) or trainer.default_root_dir
+            folder = getattr(trainer.checkpoint_callback, "dirpath", None)
+            kept = (f"The last good checkpoints are kept in {folder}." if folder and any(Path(folder).glob("*.ckpt"))
+                    else "No checkpoint had been written yet.")
             raise NonFiniteLossError(
                 f"{what if broken else 'a non-finite loss on another process'} at epoch {module.current_epoch}, "
-                f"step {module.global_step}: training stopped. The last good checkpoints are kept in {folder}. "
+                f"step {module.global_step}: training stopped. {kept} "
                 "Try a lower learning rate, a warm-up, gradient clipping (--trainer.gradient_clip_val 1.0) "
                 "or bf16 instead of 16-bit precision."
             )

@@ -200,3 +200,12 @@ def test_resume_from_last_without_a_last_checkpoint_says_so_and_starts_afresh(wo
     cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "1", "--ckpt_path", "last"))
     assert "last.ckpt to resume: starting a new run" in capsys.readouterr().err
     assert cli.trainer.global_step == 3 and (workdir / "logs/tiny/version_0/checkpoints/last.ckpt").is_file()
+
+
+def test_a_run_refused_once_started_leaves_no_run_folder_behind(workdir, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(tiny_args(workdir / "images", "--model.optimizer.init_args.lr", "-1"))
+    assert exit_code.value.code == 2 and "model.optimizer" in capsys.readouterr().err
+    assert not (workdir / "logs" / "tiny" / "version_0").exists()
+    main(tiny_args(workdir / "images", "--trainer.max_epochs", "1"))
+    assert (workdir / "logs" / "tiny" / "version_0" / "config.yaml").is_file()  # the next run takes its place
