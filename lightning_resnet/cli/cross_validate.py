@@ -59,7 +59,8 @@ def cross_validate(args: list[str]) -> None:
         print(f"cross-validation: fold {fold} ({fold + 1} of {folds}) -> {experiment / group / f'fold_{fold}'}",
               flush=True)
         command = [sys.executable, "-m", "lightning_resnet", "fit", *args, "--data.fold", str(fold),
-                   "--trainer.logger.init_args.version", f"{group}/fold_{fold}"]
+                   "--trainer.logger.init_args.version", f"{group}/fold_{fold}",
+                   *(["--trainer.enable_model_summary", "false"] if fold else [])]  # the layer table once
         finished = subprocess.run(command)
         if finished.returncode != 0:
             raise SystemExit(finished.returncode)

@@ -88,9 +88,10 @@ class ImageFolderDataModule(LightningDataModule):
             ``trivialaugment``, ``randaugment`` or ``autoaugment``.
         crop_scale: area range of the random resized crop (0.08-1 for ImageNet; narrower for small images).
         hflip: probability of a horizontal flip (0 for digits and text).
-        normalize: ``imagenet`` mean/std, ``auto`` to measure the training split's once and cache it, or
-            null (the default): the mean/std the pretrained weights were trained with when
-            ``model.pretrained`` names them (``weights_normalization``), else ImageNet's.
+        normalize: ``imagenet`` mean/std, ``auto`` to measure the training split's once and cache it,
+            ``{mean: [...], std: [...]}`` given by hand (one value per channel, in [0, 1] units, as timm's
+            ``--mean``/``--std``), or null (the default): the mean/std the pretrained weights were
+            trained with when ``model.pretrained`` names them (``weights_normalization``), else ImageNet's.
         batch_size: images per batch and process.
         num_workers: loader processes of each training process; by default the CPU cores this
             machine gives the run, shared among its training processes, less one core for each
@@ -122,7 +123,7 @@ class ImageFolderDataModule(LightningDataModule):
         train_augment: AugmentPreset = "standard",
         crop_scale: tuple[float, float] = (0.08, 1.0),
         hflip: float = 0.5,
-        normalize: Normalize | None = None,
+        normalize: Normalize | dict[str, list[float]] | None = None,
         batch_size: int = 32,
         num_workers: int | None = None,
         verify_images: bool = True,
@@ -144,6 +145,11 @@ class ImageFolderDataModule(LightningDataModule):
         check(len(crop_scale) == 2 and 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0,
               f"data.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(crop_scale)}")
         check(0.0 <= hflip <= 1.0, f"data.hflip is a probability in [0, 1], got {hflip}")
+        check(not isinstance(normalize, dict) or (
+            set(normalize) == {"mean", "std"} and len(normalize["mean"]) == len(normalize["std"]) == channels
+            and min(normalize["std"]) > 0),
+            f"data.normalize must be imagenet, auto or {{mean: [...], std: [...]}} with {channels} value(s) each "
+            f"and every std positive, got {normalize}")
         check(channels in (1, 3),
               f"data.channels (model.backbone_options.in_chans) must be 1 (gray) or 3 (RGB), got {channels}")
         self.save_hyperparameters(ignore=["class_names"])  # for the checkpoint and TensorBoard only: read below
@@ -288,6 +294,8 @@ class ImageFolderDataModule(LightningDataModule):
             return self._saved_normalization
         if self.normalize == "auto":
             return self.measured_normalization()
+        if isinstance(self.normalize, dict):
+            return Normalization(tuple(self.normalize["mean"]), tuple(self.normalize["std"]))
         if self.normalize is None and self.weights_normalization is not None:
             return self.weights_normalization
         return imagenet_normalization(self.channels)

@@ -149,6 +149,14 @@ def test_measured_statistics_are_kept_per_channel_count_whichever_run_came_first
     assert runs["rgb_again"] == runs["rgb"] and runs["gray_again"] == runs["gray"]
 
 
+def test_a_mean_and_std_given_by_hand_normalize_the_batches(image_folder):
+    data = datamodule(image_folder, normalize={"mean": [0.5, 0.25, 0.0], "std": [0.5, 0.5, 1.0]})
+    data.setup("fit")
+    images = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    normalized, _ = data.on_after_batch_transfer([images, torch.zeros(1)], 0)
+    assert torch.allclose(normalized[0, :, 0, 0], torch.tensor([1.0, 1.5, 1.0]))
+
+
 def test_normalization_travels_in_the_datamodule_state(image_folder):
     data = datamodule(image_folder, weights_normalization=([0.5, 0.4, 0.3], [0.2, 0.2, 0.2]))
     restored = datamodule(image_folder)
