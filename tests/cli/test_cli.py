@@ -209,3 +209,11 @@ def test_a_run_refused_once_started_leaves_no_run_folder_behind(workdir, capsys)
     assert not (workdir / "logs" / "tiny" / "version_0").exists()
     main(tiny_args(workdir / "images", "--trainer.max_epochs", "1"))
     assert (workdir / "logs" / "tiny" / "version_0" / "config.yaml").is_file()  # the next run takes its place
+
+
+def test_the_top_level_help_names_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["--help"])
+    printed = capsys.readouterr().out
+    assert exit_code.value.code == 0
+    assert all(command in printed for command in ("fit", "validate", "lr_find", "cross_validate", "predict_onnx"))

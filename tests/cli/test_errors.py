@@ -78,6 +78,8 @@ CASES = [
     ("class weights of the wrong length", ["fit", "--model.class_weights", "[1, 2]"],
      ["model.class_weights", "3 positive numbers"]),
     ("an unknown sampler", ["fit", "--data.sampler", "oversample"], ["data.sampler", "oversample"]),
+    ("predicting a text file", ["predict", "--model.pretrained", "resnet18.pth", "--data.predict_dir", "notes.txt"],
+     ["notes.txt", "not an image file"]),
     ("a mean without a std", ["fit", "--data.normalize", "{mean: [0.5, 0.5, 0.5]}"], ["data.normalize", "mean"]),
     ("more folds than a class has images", ["cross_validate", "--data.num_folds", "1000"],
      ["data.num_folds 1000", "class_0 has 4", "at most 4 folds"]),

@@ -34,6 +34,7 @@ def test_the_best_checkpoint_is_model_checkpoints_and_carries_its_scores_and_tem
     best = best_checkpoint(cli.trainer)
     assert str(best.path) == chooser.best_model_path and best.score == float(chooser.best_model_score)
     assert best_checkpoint_of_run(workdir / "logs" / "tiny" / "version_0") == best
+    assert "optimizer_states" not in torch.load(best.path, weights_only=True)  # for evaluating; last.ckpt resumes
     scores = epoch_metrics(best.path)
     assert scores["val/acc"] == best.score and {"val/loss", "val/f1", "val/acc_top5"} <= set(scores)
 
