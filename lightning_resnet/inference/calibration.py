@@ -86,12 +86,14 @@ class TemperatureScaling(Callback):
     No extra pass over the data, and the trainer's metrics stay those of the fit. Which checkpoint
     is best is ``ModelCheckpoint``'s answer (:func:`~lightning_resnet.training.checkpoints.best_checkpoint`):
     it writes after this callback has seen the epoch, so the epoch's logits are adopted when the
-    best checkpoint has changed by the next validation or by the end of ``fit``. A run resumed after
-    its best epoch has not seen that epoch's logits and is left uncalibrated (temperature 1).
+    best checkpoint changed during that validation (seen at the next one, or at the end of ``fit``).
+    A run resumed after its best epoch has not seen that epoch's logits: its best checkpoint keeps
+    the temperature it was given when it was written, and the model in memory keeps 1.
     """
 
     def __init__(self) -> None:
-        self._epoch: tuple[Tensor, Tensor] | None = None  # logits and targets of the last validation epoch
+        self._best_before: str | None = None  # the best checkpoint when the current validation began
+        self._epoch: tuple[str | None, Tensor, Tensor] | None = None  # that, and the last validation's logits, targets
         self._epoch_batches: list[tuple[Tensor, Tensor]] = []
         self._best: tuple[str, Tensor, Tensor] | None = None  # best checkpoint's path, its logits and targets
 
@@ -100,15 +102,24 @@ class TemperatureScaling(Callback):
         return (trainer.state.fn == "fit" and not trainer.sanity_checking
                 and bool(getattr(pl_module.hparams, "calibrate", False)))
 
-    def _adopt_if_best(self, trainer: Trainer) -> None:
+    @staticmethod
+    def _best_path(trainer: Trainer) -> str | None:
         best = best_checkpoint(trainer)
-        if best is not None and self._epoch is not None and (self._best is None or self._best[0] != str(best.path)):
-            self._best = (str(best.path), *self._epoch)
+        return None if best is None else str(best.path)
+
+    def _adopt_if_best(self, trainer: Trainer) -> None:
+        """The last validation's logits belong to the best checkpoint if that validation wrote it."""
+        if self._epoch is not None:
+            before, logits, targets = self._epoch
+            now = self._best_path(trainer)
+            if now is not None and now != before:
+                self._best = (now, logits, targets)
         self._epoch = None
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._active(trainer, pl_module):
             self._adopt_if_best(trainer)
+            self._best_before = self._best_path(trainer)
         self._epoch_batches = []
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -117,7 +128,8 @@ class TemperatureScaling(Callback):
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._active(trainer, pl_module) and self._epoch_batches:
-            self._epoch = (torch.cat([logits for logits, _ in self._epoch_batches]),
+            self._epoch = (self._best_before,
+                           torch.cat([logits for logits, _ in self._epoch_batches]),
                            torch.cat([targets for _, targets in self._epoch_batches]))
         self._epoch_batches = []
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lightning_resnet.cli import main
+from lightning_resnet.training.checkpoints import best_checkpoint_of_run
 
 from ..conftest import read_rows, tiny_args
 
@@ -71,6 +72,8 @@ def test_evaluating_without_weights_is_refused_in_one_line(workdir, capsys, comm
 def test_a_finished_run_extended_by_one_epoch_trains_exactly_that_epoch(trained, workdir):
     before = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
     steps_per_epoch = before["global_step"] // 2  # the fixture trained 2 epochs
+    best_before = best_checkpoint_of_run(trained)
+    temperature_before = torch.load(best_before.path, weights_only=True)["state_dict"]["temperature"]
     extended = main(tiny_args(workdir / "images", "--trainer.max_epochs", "3", "--ckpt_path", "last"))
     assert extended.trainer.global_step == 3 * steps_per_epoch and extended.trainer.current_epoch == 3
     assert "val/acc" in extended.trainer.callback_metrics
@@ -78,3 +81,9 @@ def test_a_finished_run_extended_by_one_epoch_trains_exactly_that_epoch(trained,
     assert after["epoch"] == 2 and after["global_step"] == 3 * steps_per_epoch
     weights = "model.layer1.0.conv1.weight"
     assert not torch.equal(before["state_dict"][weights], after["state_dict"][weights])
+    best_after = best_checkpoint_of_run(trained)
+    temperature_after = torch.load(best_after.path, weights_only=True)["state_dict"]["temperature"]
+    if best_after.path == best_before.path:  # calibrated by the first run, on its own epoch's logits: kept
+        assert torch.equal(temperature_after, temperature_before)
+    else:  # the new epoch is the best: calibrated on its logits
+        assert float(temperature_after) != 1.0
