@@ -39,16 +39,15 @@ def _hint(message: str) -> str:
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _format_warning(message, category, filename, lineno, line=None) -> str:
     """This project's warnings as ``warning: <message>``: they name the option or file themselves, and the
     source line that raised them means nothing to a user. Others keep Python's format."""
     if str(filename).startswith(_PACKAGE):
-        print(f"warning: {message}", file=file or sys.stderr)
-    else:
-        _python_show_warning(message, category, filename, lineno, file, line)
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
 
 
-_python_show_warning = warnings.showwarning
+_python_format_warning = warnings.formatwarning
 
 
 def main(args: list[str] | None = None) -> Any:
@@ -58,7 +57,7 @@ def main(args: list[str] | None = None) -> Any:
     a missing file, a trainer option Lightning refuses), 1 for a run that diverged or a file refused because it
     could run code, 128 + 2 for Ctrl-C and 128 + 15 for SIGTERM (both save ``last.ckpt`` during ``fit``).
     """
-    warnings.showwarning = _show_warning
+    warnings.formatwarning = _format_warning
     try:
         given = sys.argv[1:] if args is None else args
         if given[:1] and given[0] in COMMANDS:
