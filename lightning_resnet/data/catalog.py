@@ -18,7 +18,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,8 @@ class ImageRecord:
     """BLAKE2b of the bytes: equal for exact copies. None until duplicates are looked for."""
     phash: int | None = None
     """64-bit perceptual hash (:func:`perceptual_hash`). None until duplicates are looked for."""
+    path: str | None = field(default=None, compare=False, repr=False)
+    """The file, so that the duplicate search can decode it again; not cached (the cache is keyed by it)."""
 
     @property
     def readable(self) -> bool:
@@ -56,6 +58,9 @@ class ImageRecord:
     @property
     def hashed(self) -> bool:
         return self.problem is not None or self.digest is not None
+
+
+_CACHED_FIELDS = tuple(f.name for f in fields(ImageRecord) if f.name != "path")
 
 
 _THUMBNAIL = 32
@@ -137,12 +142,12 @@ def _read_cache(path: Path) -> dict[str, ImageRecord]:
         return {}
     if saved.get("version") != CACHE_VERSION:
         return {}
-    return {name: ImageRecord(*fields) for name, fields in saved["files"].items()}
+    return {name: ImageRecord(*values, path=name) for name, values in saved["files"].items()}
 
 
 def _write_cache(path: Path, records: dict[str, ImageRecord]) -> None:
-    write_json_atomically(path, {"version": CACHE_VERSION, "files": {name: astuple(r) for name, r in records.items()}},
-                          "the image checks")
+    files = {name: [getattr(record, key) for key in _CACHED_FIELDS] for name, record in records.items()}
+    write_json_atomically(path, {"version": CACHE_VERSION, "files": files}, "the image checks")
 
 
 def image_records(root: Path, paths: Sequence[str], with_hashes: bool, workers: int | None = None) -> list[ImageRecord]:
@@ -172,7 +177,7 @@ def image_records(root: Path, paths: Sequence[str], with_hashes: bool, workers: 
         workers = workers or min(32, 4 * (os.cpu_count() or 1))  # decoding releases the GIL
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for index, record in zip(todo, pool.map(lambda i: examine(paths[i], with_hashes), todo)):
-                records[index] = record
+                records[index] = replace(record, path=paths[index])
         known.update(zip(paths, records))
         _write_cache(cache, known)
     return records

@@ -19,6 +19,7 @@ from PIL import Image
 from ..stages import PARTS
 from .datamodule import ImageFolderDataModule
 from .decode import load_image
+from .duplicates import MIN_SIDE, left_out_of_near_search
 from .splits import SPLIT_CSV, write_split_csv
 
 DUPLICATES_CSV = "duplicates.csv"
@@ -64,6 +65,10 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
     for kind in ("exact", "near"):
         chosen = [group for group in groups if group.kind == kind]
         lines.append(f"{kind} duplicates: {len(chosen)} group(s), {sum(len(g.members) for g in chosen)} images")
+    too_small = left_out_of_near_search(records)
+    if too_small:
+        lines.append(f"near-copy search: left out {len(too_small)} image(s) under {MIN_SIDE} px a side (too few pixels "
+                     "to tell a resized copy from a look-alike; exact copies still count)")
     conflicts = [group for group in groups if len({files[i][1] for i in group.members}) > 1]
     if conflicts:
         lines.append(f"label conflicts: {len(conflicts)} group(s) of copies filed under different classes")

@@ -1,17 +1,32 @@
-"""Duplicate groups from records built by hand, and the perceptual hash on generated scenes."""
+"""Duplicate groups from records built by hand, the perceptual hash on generated scenes, and near copies of small
+images (28 px digits) from files."""
 
 from __future__ import annotations
 
 import io
 import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.datasets import load_digits
 
-from lightning_resnet.data.catalog import ImageRecord, perceptual_hash
-from lightning_resnet.data.duplicates import MIN_SIDE, NEAR_DISTANCE, DuplicateGroup, duplicate_groups
-from tests.conftest import make_scene
+from lightning_resnet.data import SplitRule, duplicates, index_folder, list_folder
+from lightning_resnet.data.catalog import ImageRecord, cache_file, image_records, perceptual_hash
+from lightning_resnet.data.duplicates import (
+    MIN_SIDE,
+    NEAR_DISTANCE,
+    SMALL_NEAR_DISTANCE,
+    DuplicateGroup,
+    cached_duplicate_groups,
+    duplicate_groups,
+)
+from lightning_resnet.data.inspection import inspect_folder
+from tests.conftest import datamodule, make_scene
 
 BASE_HASH = 0xDCB26F8730588EC6
 _serial = itertools.count()
@@ -102,3 +117,112 @@ def test_hash_bits_are_those_of_the_cached_hashes():
     """Values from the hand-built DCT matrix the caches on disk were filled with: a change here makes them stale."""
     assert [perceptual_hash(make_scene(seed)) for seed in range(3)] == [
         0xDCB26F8730588EC6, 0xB9649A6639796499, 0xCC3067593C93AC73]
+
+
+def small_digits(count: int, side: int = 28) -> tuple[list[Image.Image], np.ndarray]:
+    """The first ``count`` of scikit-learn's 8x8 handwritten digits (distinct drawings) at MNIST's 28 px, bilinear,
+    with light noise; and their classes."""
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    images = []
+    for pixels in digits.images[:count]:
+        drawn = Image.fromarray(np.uint8(pixels * 255 / 16), "L").resize((side, side), Image.BILINEAR)
+        noisy = np.asarray(drawn, dtype=np.float64) + rng.normal(0, 6, (side, side))
+        images.append(Image.fromarray(np.uint8(np.clip(noisy, 0, 255)), "L"))
+    return images, digits.target[:count]
+
+
+COPIES = {"jpeg": ((28, 28), ".jpg"), "smaller": ((21, 21), ".png"), "larger": ((35, 35), ".png")}
+"""Size and format of each kind of copy of a 28 px image: JPEG quality 50, and resized by -25 % and +25 %."""
+
+
+def digit_files(root: Path, count: int, kinds: Sequence[str]) -> tuple[list[str], list[int], list[int]]:
+    """``count`` 28 px digits as PNG files under ``root``, each with its copies of ``kinds``; returns the paths, the
+    drawing each file shows, and its class."""
+    images, classes = small_digits(count)
+    root.mkdir(parents=True, exist_ok=True)
+    paths, drawings = [], []
+    for number, image in enumerate(images):
+        paths.append(root / f"{number:03d}.png")
+        image.save(paths[-1])
+        for kind in kinds:
+            size, suffix = COPIES[kind]
+            paths.append(root / f"{number:03d}_{kind}{suffix}")
+            image.resize(size, Image.BICUBIC).save(paths[-1], quality=50)
+        drawings += [number] * (1 + len(kinds))
+    return [str(path) for path in paths], drawings, [int(classes[d]) for d in drawings]
+
+
+@pytest.mark.parametrize("kind", COPIES)
+def test_reencoded_and_resized_copies_of_28px_digits_are_grouped(tmp_path, kind):
+    paths, drawings, _ = digit_files(tmp_path, 30, [kind])
+    records = image_records(tmp_path, paths, with_hashes=True)
+    groups = duplicate_groups(records)
+    together = {(group.members[0], group.members[1]) for group in groups if len(group.members) == 2}
+    found = sum((i, i + 1) in together for i in range(0, len(paths), 2))
+    assert found >= 0.9 * 30, found
+    assert all(len({drawings[i] for i in group.members}) == 1 for group in groups)
+
+
+def test_different_28px_digits_are_not_grouped_even_with_their_copies_around(tmp_path):
+    paths, drawings, classes = digit_files(tmp_path, 60, list(COPIES))
+    groups = duplicate_groups(image_records(tmp_path, paths, with_hashes=True))
+    assert len(groups) >= 0.9 * 60
+    assert [group.members for group in groups if len({drawings[i] for i in group.members}) > 1] == []
+    assert all(len({classes[i] for i in group.members}) == 1 for group in groups)
+
+
+def test_a_copy_of_a_small_image_stays_on_one_side_of_the_split(tmp_path):
+    root = tmp_path / "digits"
+    images, classes = small_digits(40)
+    copies = []
+    for number, (image, target) in enumerate(zip(images, classes)):
+        folder = root / str(target)
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"{number:03d}.png")
+        if number % 5 == 0:
+            image.resize((21, 21), Image.BILINEAR).save(folder / f"{number:03d}_copy.jpg", quality=60)
+            copies.append((folder / f"{number:03d}.png", folder / f"{number:03d}_copy.jpg"))
+    listing = list_folder(root)
+    paths = [path for path, _ in listing.files]
+    for seed in range(3):
+        index = index_folder(listing, SplitRule(val_fraction=0.5, seed=seed), verify=True, find_duplicates=True)
+        for original, copy in copies:
+            pair = {paths.index(str(original)), paths.index(str(copy))}
+            assert any(set(group.members) == pair and group.kind == "near" for group in index.groups)
+            assert len({index.part_of_files[i] for i in pair}) == 1
+        assert not index.leaks and len(index.groups) == len(copies)
+
+
+def test_a_pair_that_cannot_be_decoded_again_is_held_to_the_hash_distance_of_big_images():
+    """Records built without a path (or whose file is gone) have no thumbnails to compare."""
+    small = [record(BASE_HASH, side=28), record(flipped(BASE_HASH, range(NEAR_DISTANCE)), side=28),
+             record(flipped(BASE_HASH, range(32, 32 + SMALL_NEAR_DISTANCE)), side=28)]
+    assert duplicate_groups(small) == [DuplicateGroup((0, 1), exact=False)]
+
+
+def test_records_carry_their_path_which_the_cache_does_not_keep(tmp_path):
+    paths, _, _ = digit_files(tmp_path / "images", 2, [])
+    records = image_records(tmp_path / "images", paths, with_hashes=True)
+    again = image_records(tmp_path / "images", paths, with_hashes=True)
+    assert [r.path for r in records] == [r.path for r in again] == paths and again == records
+    saved = json.loads(cache_file(tmp_path / "images").read_text())["files"]
+    assert all(len(values) == len(fields(ImageRecord)) - 1 for values in saved.values())
+
+
+def test_cached_groups_are_keyed_by_the_thumbnail_threshold_too(tmp_path, monkeypatch):
+    paths, _, _ = digit_files(tmp_path, 1, ["jpeg"])
+    records = image_records(tmp_path, paths, with_hashes=True)
+    assert cached_duplicate_groups(records) == [DuplicateGroup((0, 1), exact=False)]
+    monkeypatch.setattr(duplicates, "THUMBNAIL_RMS", 0.0)
+    assert cached_duplicate_groups(records) == []
+
+
+def test_inspect_says_how_many_images_are_too_small_for_the_near_search(tmp_path):
+    root = tmp_path / "tiny"
+    for number, image in enumerate(small_digits(12)[0]):
+        folder = root / f"class_{number % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (image.resize((MIN_SIDE - 4, MIN_SIDE - 4)) if number < 6 else image).save(folder / f"{number:02d}.png")
+    printed = inspect_folder(datamodule(root), tmp_path / "report")
+    assert f"near-copy search: left out 6 image(s) under {MIN_SIDE} px a side" in printed
