@@ -107,6 +107,8 @@ class ResNetCLI(LightningCLI):
                               "data.weights_normalization", compute_fn=weights_normalization)
         parser.link_arguments("data", "model.class_counts", compute_fn=lambda data: data.training_class_counts,
                               apply_on="instantiate")
+        parser.link_arguments("model.class_weights", "data.weighted_loss",
+                              compute_fn=lambda weights: weights is not None)
         for key, callback in ALWAYS_PRESENT.items():
             parser.add_lightning_class_args(callback, key)
         parser.set_defaults(

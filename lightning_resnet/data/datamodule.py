@@ -105,6 +105,8 @@ class ImageFolderDataModule(LightningDataModule):
             ``model.backbone_options.in_chans``, so it is never set by hand there.
         weights_normalization: ``[mean, std]`` of the pretrained weights; the command line links it
             from ``model.pretrained``.
+        weighted_loss: whether the model weighs its loss by class (``model.class_weights``); the command
+            line links it, so that the start-up's imbalance hint does not suggest what is already done.
     """
 
     def __init__(
@@ -130,6 +132,7 @@ class ImageFolderDataModule(LightningDataModule):
         class_names: list[str] | None = None,
         channels: int = 3,
         weights_normalization: tuple[list[float], list[float]] | None = None,
+        weighted_loss: bool = False,
     ) -> None:
         super().__init__()
         check(0.0 < val_fraction < 1.0,
@@ -179,6 +182,7 @@ class ImageFolderDataModule(LightningDataModule):
         self.weights_normalization = (Normalization(tuple(weights_normalization[0]), tuple(weights_normalization[1]))
                                       if weights_normalization is not None else None)
         self.given_class_names = tuple(class_names) if class_names else None
+        self.weighted_loss = weighted_loss
 
         self._listing: FolderListing | None = None  # the folder listed, once
         self._index: FolderIndex | None = None  # ... then checked, hashed and split, once
@@ -221,7 +225,7 @@ class ImageFolderDataModule(LightningDataModule):
         hashes = self.split_rule.group_duplicates if find_duplicates is None else find_duplicates
         if self._index is None or (hashes and not self._index.hashed):
             self._index = index_folder(self.listing(), self.split_rule, self.verify_images, hashes)
-            announce(self._index, self.split_rule, balanced=self.sampler == "balanced")
+            announce(self._index, self.split_rule, balanced=self.sampler == "balanced" or self.weighted_loss)
         return self._index
 
     @property

@@ -179,7 +179,8 @@ def list_test_folder(root: Path, class_names: Sequence[str], verify: bool) -> li
 
 
 def announce(index: FolderIndex, rule: SplitRule, balanced: bool) -> None:
-    """One line on the layout and the split, and warnings on leaks and (unless ``balanced``) class imbalance."""
+    """One line on the layout and the split, and warnings on leaks and, unless the sampler or the loss is
+    ``balanced`` already, on class imbalance."""
     layout, names = index.listing.layout, index.listing.class_names
     how = "its own split" if layout.presplit and layout.val is not None else rule.describe()
     grouped = sum(len(group.members) for group in index.groups)
