@@ -8,6 +8,8 @@ pulls in OpenCV). Here the maps are only scaled and laid over the images.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,9 @@ from matplotlib import colormaps
 from torch import Tensor, nn
 
 OVERLAY_OPACITY = 0.45
+VIEWING_SIDE = 64
+"""An overlay's shorter side is enlarged, by a whole factor, pixel for pixel, to at least this many pixels:
+an 8x8 digit's map is otherwise too small to look at."""
 
 
 def grad_cam(network: nn.Module, images: Tensor, classes: Tensor) -> Tensor:
@@ -57,3 +62,9 @@ def place_in_original(heat: Tensor, original_size: tuple[int, int], resize_size:
     crop = resized[: height - top, : width - left]
     placed[top : top + crop.shape[0], left : left + crop.shape[1]] = crop
     return placed
+
+
+def viewing_size(width: int, height: int) -> tuple[int, int]:
+    """The size an overlay of an image ``width`` x ``height`` is saved at (see :data:`VIEWING_SIDE`)."""
+    factor = max(1, math.ceil(VIEWING_SIDE / max(1, min(width, height))))
+    return width * factor, height * factor

@@ -111,7 +111,8 @@ class PredictionWriter(BasePredictionWriter):
             placed = cam.place_in_original(image_heat, original.shape[:2], resize_size)
             target = self.folder / "cam" / Path(os.path.relpath(path, self._inputs_root)).with_suffix(".png")
             target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(cam.overlay(original, placed)).save(target)
+            Image.fromarray(cam.overlay(original, placed)).resize(
+                cam.viewing_size(original.shape[1], original.shape[0]), Image.Resampling.NEAREST).save(target)
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         trainer.strategy.barrier()

@@ -88,7 +88,7 @@ def test_the_exported_onnx_agrees_with_predict_on_the_demo_validation_images(tra
         assert max(abs(onnx[name] - checkpoint[name]) for name in onnx) <= 1e-3
 
 
-def test_class_activation_maps_are_overlays_at_the_image_size(trained, workdir):
+def test_class_activation_maps_are_overlays_of_the_whole_image_enlarged_for_viewing(trained, workdir):
     checkpoint = trained / "checkpoints" / "last.ckpt"
     main(tiny_args(workdir / "images", "--ckpt_path", str(checkpoint), "--data.predict_dir", str(workdir / "holdout"),
                    "--predictions.cam", "true", "--trainer.logger.init_args.name", "cam", subcommand="predict"))
@@ -96,8 +96,11 @@ def test_class_activation_maps_are_overlays_at_the_image_size(trained, workdir):
     images = sorted((workdir / "holdout").rglob("*.*"))
     for image in images:
         overlay = folder / image.relative_to(workdir / "holdout").with_suffix(".png")
-        with Image.open(image) as original, Image.open(overlay) as drawn:
-            assert drawn.size == original.size == (40, 32)
+        with Image.open(image) as original, Image.open(overlay) as enlarged:
+            assert original.size == (40, 32) and enlarged.size == (80, 64)  # doubled, pixel for pixel, to view
+            drawn = enlarged.resize(original.size, Image.Resampling.NEAREST)
+            assert np.array_equal(np.asarray(drawn.resize(enlarged.size, Image.Resampling.NEAREST)),
+                                  np.asarray(enlarged))
             # the map lies over the 32x32 center crop the model saw; the 4-pixel bands beside it stay as they were
             difference = np.abs(np.asarray(drawn, np.int16) - np.asarray(original.convert("RGB"), np.int16))
             assert difference[:, 4:36].mean() > 10
