@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import torch
 import yaml
 
 from ..errors import UserError, check, exit_with
@@ -90,8 +91,6 @@ def _started(folder: Path) -> float:
 
 
 def _last_epoch(checkpoint: Path) -> int:
-    import torch
-
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("epoch", 0))
 
 
