@@ -1,0 +1,148 @@
+"""``sweep``: an Optuna study whose trials are real fits; trials.csv, a best.yaml that reproduces the best value,
+pruning, continuing after Ctrl-C, and one-line errors for a bad space or storage."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_resnet.cli import main
+from lightning_resnet.training.checkpoints import best_checkpoint
+
+from ..conftest import ROOT, start_cli, tiny_args
+
+SPACE = """model.optimizer.init_args.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
+data.batch_size: {choices: [4, 8]}
+model.label_smoothing: {low: 0.0, high: 0.2}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _trials_find_the_package(monkeypatch):
+    """Trials are ``python -m lightning_resnet`` processes started in the test's folder."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+
+
+def sweep_args(workdir: Path, space: str, *extra: str) -> list[str]:
+    (workdir / "space.yaml").write_text(space)
+    fit = tiny_args(workdir / "images", "--trainer.max_epochs", "2")[1:]
+    return ["sweep", "--space", str(workdir / "space.yaml"), *extra, *fit]
+
+
+def ctrl_c_as_from_a_terminal() -> None:
+    """Where the tests run with SIGINT ignored (a background job), the child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def read_trials(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "trials.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_sweep_writes_its_trials_and_a_best_config_that_fit_runs_to_the_same_value(workdir, capsys):
+    folder = main(sweep_args(workdir, SPACE, "--trials", "4"))
+    rows = read_trials(folder)
+    assert [row["trial"] for row in rows] == ["0", "1", "2", "3"] and {row["state"] for row in rows} == {"complete"}
+    assert {"model.optimizer.init_args.lr", "data.batch_size", "model.label_smoothing"} <= set(rows[0])
+    best = max(rows, key=lambda row: float(row["value"]))
+    printed = capsys.readouterr().out
+    assert f"best: trial {best['trial']}" in printed and (folder / "optimization_history.png").is_file()
+    rerun = main(["fit", "--config", str(folder / "best.yaml")])
+    assert best_checkpoint(rerun.trainer).score == pytest.approx(float(best["value"]), abs=1e-6)
+    assert rerun.model.hparams.label_smoothing == pytest.approx(float(best["model.label_smoothing"]))
+
+
+def test_a_trial_the_pruner_stops_is_recorded_as_pruned_with_fewer_epochs(workdir):
+    space = "model.optimizer.init_args.lr: {choices: [0.003, 1.0e-9]}\n"
+    args = sweep_args(workdir, space, "--trials", "4", "--pruner_startup_trials", "1")
+    folder = main([*args, "--trainer.max_epochs", "4"])
+    rows = read_trials(folder)
+    pruned = [row for row in rows if row["state"] == "pruned"]
+    assert pruned and all(row["model.optimizer.init_args.lr"] == "1e-09" for row in pruned)
+    for row in pruned:
+        last = torch.load(Path(row["folder"]) / "checkpoints" / "last.ckpt", weights_only=True)
+        assert last["epoch"] < 3  # stopped before its fourth epoch
+
+
+def test_a_sweep_stopped_by_ctrl_c_continues_to_the_requested_total(workdir):
+    args = sweep_args(workdir, SPACE, "--trials", "3")
+    process = start_cli(workdir, *args, start_new_session=True, preexec_fn=ctrl_c_as_from_a_terminal)
+    folder = workdir / "logs" / "tiny" / "sweep_space"
+    deadline = time.time() + 240
+    while not (folder / "trial_1.log").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    assert (folder / "trial_1.log").exists(), process.communicate()[1][-2000:]
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal sends it: to the sweep and its trial
+    _, error = process.communicate(timeout=240)
+    assert process.returncode == 130 and "the same command continues it" in error, error[-2000:]
+    main(args)
+    rows = read_trials(folder)
+    counted = [row for row in rows if row["reason"] != "interrupted"]
+    assert len(counted) == 3 and {row["state"] for row in counted} == {"complete"}
+
+
+@pytest.mark.parametrize(("space", "extra", "words"), [
+    ("model.no_such_option: {low: 0.0, high: 1.0}\n", [], ["model.no_such_option"]),
+    ("model.label_smoothing: {low: 0.2, high: 0.1}\n", [], ["model.label_smoothing", "empty", "low=0.2"]),
+    ("model.label_smoothing: {mean: 0.1}\n", [], ["model.label_smoothing", "low and high"]),
+    (SPACE, ["--storage", "postgresql://nobody@127.0.0.1:9/none"], ["--storage", "127.0.0.1"]),
+])
+def test_a_bad_space_or_storage_is_one_line_before_any_trial(workdir, capsys, space, extra, words):
+    with pytest.raises(SystemExit) as exit_code:
+        main(sweep_args(workdir, space, "--trials", "2", *extra))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_code.value.code == 2 and all(word in lines[-1] for word in words), lines
+    assert not list((workdir / "logs").rglob("trial_0.log")) if (workdir / "logs").exists() else True
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server on a free loopback port, run as the ``postgres`` user; its URL."""
+    servers = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    assert servers, "PostgreSQL is not installed: .ci/run installs Debian's postgresql package"
+    bin_dir = servers[-1].parent
+    root = Path(tempfile.mkdtemp(prefix="lightning-resnet-pg-"))  # pytest's folders are root's alone
+    shutil.chown(root, "postgres", "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def as_postgres(*command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
+
+    as_postgres(str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        as_postgres(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "sweeps")
+        yield f"postgresql://postgres@127.0.0.1:{port}/sweeps"
+    finally:
+        as_postgres(str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_sweeps_on_one_postgresql_study_add_up_to_the_total_without_running_a_trial_twice(workdir, postgres):
+    import optuna
+
+    args = sweep_args(workdir, SPACE, "--trials", "5", "--storage", postgres, "--study", "shared")
+    first, second = (start_cli(workdir, *args) for _ in range(2))
+    for process in (first, second):
+        _, error = process.communicate(timeout=600)
+        assert process.returncode == 0, error[-3000:]
+    trials = optuna.load_study(study_name="shared", storage=postgres).get_trials()
+    counted = [trial for trial in trials if not trial.user_attrs.get("surplus")]
+    assert len(counted) == 5 and all(trial.state.name == "COMPLETE" for trial in counted)
+    assert sorted(trial.number for trial in counted) == list(range(5))
+    folder = workdir / "logs" / "tiny" / "sweep_shared"
+    folders = sorted(path.name for path in folder.glob("trial_*") if path.is_dir())
+    assert folders == [f"trial_{number}" for number in range(5)]  # each trial ran once, in one folder
