@@ -38,7 +38,7 @@ def test_every_readme_command_parses(trained, workdir):
             at = words.index(">")
             words, output = words[:at], workdir / words[at + 1]
         args = words[words.index("lightning_resnet") + 1 :]
-        if args[0] in ("predict_onnx", "compare"):  # not LightningCLI commands: they have no --print_config
+        if args[0] in ("predict_onnx", "compare", "sweep"):  # not LightningCLI commands: no --print_config
             args.append("--help")
         if "--help" not in args and "--print_config" not in args:
             args.append("--print_config")

@@ -43,10 +43,11 @@ from .checkpoint_options import (
 )
 from .trainer import ResNetTrainer
 
-MORE_COMMANDS = ("three more commands, each with its own --help: cross_validate (fit on each of data.num_folds "
-                 "folds, then each fold's scores and their mean and spread), compare (runs side by side: the "
-                 "config keys that differ and the scores of each run's best epoch) and predict_onnx (an exported "
-                 ".onnx over a folder of images with onnxruntime, into predictions.csv)")
+MORE_COMMANDS = ("four more commands, each with its own --help: sweep (a hyper-parameter study with Optuna, each "
+                 "trial a fit), cross_validate (fit on each of data.num_folds folds, then each fold's scores and "
+                 "their mean and spread), compare (runs side by side: the config keys that differ and the scores "
+                 "of each run's best epoch) and predict_onnx (an exported .onnx over a folder of images with "
+                 "onnxruntime, into predictions.csv)")
 
 ALWAYS_PRESENT = {
     "checkpoint": ModelCheckpoint,

@@ -76,6 +76,9 @@ def read_run(folder: Path) -> Run:
         raise UserError(f"{folder} has no validated checkpoint yet (checkpoints/last.ckpt naming a best one): "
                         "is the run still in its first epoch, or was it run without validation?")
     config = flatten(yaml.safe_load((folder / "config.yaml").read_text()) or {})
+    callbacks = [callback for callback in config.get("trainer.callbacks") or []
+                 if not str(callback.get("class_path", "")).endswith(".TrialReport")]  # a sweep's, one per trial
+    config["trainer.callbacks"] = callbacks or None
     last = folder / "checkpoints" / "last.ckpt"
     epochs = int(_last_epoch(last)) + 1
     seconds = last.stat().st_mtime - _started(folder)

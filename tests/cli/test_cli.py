@@ -216,4 +216,5 @@ def test_the_top_level_help_names_every_command(capsys):
         main(["--help"])
     printed = capsys.readouterr().out
     assert exit_code.value.code == 0
-    assert all(command in printed for command in ("fit", "validate", "lr_find", "cross_validate", "predict_onnx"))
+    assert all(command in printed for command in ("fit", "validate", "lr_find", "cross_validate", "predict_onnx",
+                                                  "sweep", "compare"))

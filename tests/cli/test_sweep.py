@@ -57,6 +57,9 @@ def test_a_sweep_writes_its_trials_and_a_best_config_that_fit_runs_to_the_same_v
     best = max(rows, key=lambda row: float(row["value"]))
     printed = capsys.readouterr().out
     assert f"best: trial {best['trial']}" in printed and (folder / "optimization_history.png").is_file()
+    main(["compare", str(folder)])
+    header = capsys.readouterr().out.splitlines()[1]
+    assert "model.label_smoothing" in header and "trainer.callbacks" not in header  # the sweep's own callback
     rerun = main(["fit", "--config", str(folder / "best.yaml")])
     assert best_checkpoint(rerun.trainer).score == pytest.approx(float(best["value"]), abs=1e-6)
     assert rerun.model.hparams.label_smoothing == pytest.approx(float(best["model.label_smoothing"]))
