@@ -77,6 +77,16 @@ def test_a_trial_the_pruner_stops_is_recorded_as_pruned_with_fewer_epochs(workdi
         assert last["epoch"] < 3  # stopped before its fourth epoch
 
 
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(workdir):
+    space = "model.optimizer.init_args.lr: {choices: [1.0e+12, 0.003]}\n"
+    folder = main(sweep_args(workdir, space, "--trials", "4", "--pruner", "none"))
+    rows = read_trials(folder)
+    failed = [row for row in rows if row["state"] == "fail"]
+    assert len(rows) == 4 and failed and all(row["model.optimizer.init_args.lr"] == "1000000000000.0" for row in failed)
+    assert all(row["reason"].startswith("error: ") and "loss" in row["reason"] for row in failed)
+    assert any(row["state"] == "complete" for row in rows)
+
+
 def test_a_sweep_stopped_by_ctrl_c_continues_to_the_requested_total(workdir):
     args = sweep_args(workdir, SPACE, "--trials", "3")
     process = start_cli(workdir, *args, start_new_session=True, preexec_fn=ctrl_c_as_from_a_terminal)
