@@ -263,6 +263,7 @@ def write_best_config(path: Path, trial_folder: Path) -> None:
 
 def write_plots(study: Any, folder: Path) -> list[Path]:
     """Optuna's optimization history, parallel coordinates and parameter importances as PNGs."""
+    import matplotlib.pyplot as pyplot  # Optuna's matplotlib plots draw on pyplot figures
     import optuna
     from optuna.visualization import matplotlib as plots
 
@@ -280,8 +281,6 @@ def write_plots(study: Any, folder: Path) -> list[Path]:
             figure = (axes[0] if hasattr(axes, "__len__") else axes).get_figure()
             figure.savefig(folder / f"{name}.png", dpi=110, bbox_inches="tight")
             written.append(folder / f"{name}.png")
-            import matplotlib.pyplot as pyplot
-
             pyplot.close(figure)
     return written
 
