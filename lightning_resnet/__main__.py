@@ -2,4 +2,5 @@
 
 from .cli import main
 
-main()
+if __name__ == "__main__":  # processes started by "spawn" (serve's workers) import this module again
+    main()

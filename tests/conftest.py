@@ -6,8 +6,11 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +162,37 @@ def run_cli(cwd: Path, *args: str, timeout: float = 300) -> str:
     output, error = process.communicate(timeout=timeout)
     assert process.returncode == 0, error[-3000:]
     return output
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(process: subprocess.Popen, url: str, timeout: float = 180) -> None:
+    """Poll ``url`` until it answers 200; fails the test with the process's output if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output, error = process.communicate()
+            raise AssertionError(f"the server exited with {process.returncode}: {error[-3000:]}{output[-1000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def stop(process: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM, as a service manager stops a server; returns its output once every process of it has ended."""
+    process.terminate()
+    try:
+        return process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        raise

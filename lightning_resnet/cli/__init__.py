@@ -2,7 +2,8 @@
 
 Lightning's subcommands and this project's trainer methods (``summary``, ``inspect``, ``lr_find``,
 ``export``) run through :class:`~.app.ResNetCLI`; the commands LightningCLI does not know each
-have a module here (``cross_validate``, ``predict_onnx``, ``compare``, ``sweep``), started by name.
+have a module here (``cross_validate``, ``predict_onnx``, ``compare``, ``sweep``, ``serve``, ``demo``), started
+by name.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..errors import UserError, exit_with, first_line
 from ..training.divergence import NonFiniteLossError
-from . import compare, cross_validate, predict_onnx, sweep
+from . import compare, cross_validate, demo, predict_onnx, serve, sweep
 from .app import ResNetCLI, cli_options
 
 COMMANDS: dict[str, Callable[[list[str]], Any]] = {
     compare.COMMAND: compare.compare,
     cross_validate.COMMAND: cross_validate.cross_validate,
+    demo.COMMAND: demo.demo,
     predict_onnx.COMMAND: predict_onnx.predict_onnx,
+    serve.COMMAND: serve.serve,
     sweep.COMMAND: sweep.sweep,
 }
 """The commands LightningCLI does not know, by name."""

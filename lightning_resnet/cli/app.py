@@ -22,11 +22,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..data import DEMO_DATA, ImageFolderDataModule
 from ..errors import UserError, exit_with
-from ..inference.calibration import TemperatureScaling
+from ..inference.calibration import Calibration
 from ..models import is_weights_name, resolve
 from ..reports import EvaluationReport, PredictionWriter, TrainingReport
 from ..reports.training import TRAINING_CURVES
-from ..training.checkpoints import BestCheckpoint, InterruptCheckpoint, RandomState, best_checkpoint
+from ..training.checkpoints import BestCheckpoint, InterruptCheckpoint, RandomState, best_checkpoint, read_checkpoint
 from ..training.divergence import DivergenceGuard
 from ..training.metrics import MONITOR, MONITOR_MODE
 from ..training.module import ImageClassifier
@@ -38,7 +38,6 @@ from .checkpoint_options import (
     given_options,
     named_checkpoint,
     newest_run,
-    read_checkpoint,
     trained_settings,
 )
 from .trainer import ResNetTrainer
@@ -60,7 +59,7 @@ ALWAYS_PRESENT = {
     "evaluation": EvaluationReport,
     "training_report": TrainingReport,
     "throughput": ThroughputDisplay,
-    "calibration": TemperatureScaling,
+    "calibration": Calibration,
 }
 """The callbacks every run has, each configured under its own key."""
 
@@ -87,7 +86,7 @@ class ResNetCLI(LightningCLI):
     ``random_state`` (exact resume), ``divergence_guard`` (stops on a non-finite loss), ``predictions``
     (``predictions.csv``), ``evaluation`` (reports of ``validate`` and ``test``), ``training_report``
     (split, curves, HPARAMS), ``throughput`` (images/s in the progress bar) and ``calibration`` (the
-    temperature of the best checkpoint, with ``model.calibrate``).
+    temperature of the best checkpoint, with ``model.calibrate``, and its unsure threshold).
     ``trainer.callbacks`` adds others. ``--ckpt_path best`` and ``last`` name the experiment's newest
     run's checkpoints; ``fit --ckpt_path last`` resumes in that run's folder; Ctrl-C and SIGTERM save
     a ``last.ckpt`` (``interrupt_checkpoint``). With a checkpoint, the model, the classes and the

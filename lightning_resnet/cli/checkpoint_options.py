@@ -10,15 +10,12 @@ than it was trained with gives a wrong number, not an error.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from ..errors import UserError, first_line
-from ..models import would_run_code
+from ..errors import UserError
 from ..training.checkpoints import best_checkpoint_of_run
 
 NAMED = ("best", "last")
@@ -48,18 +45,6 @@ def named_checkpoint(name: str, experiment: Path) -> Path:
         raise UserError(f"--ckpt_path best: {run} has no best checkpoint (was it validated?); "
                         "use --ckpt_path last")
     return best.path
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at ``path`` (tensors on the CPU); one line when it is no checkpoint."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-        if isinstance(error, pickle.UnpicklingError) and would_run_code(error):
-            raise  # refused by weights_only=True: main says so
-        reason = "not a checkpoint file" if isinstance(error, pickle.UnpicklingError) else first_line(error)
-        raise UserError(f"--ckpt_path {path} is not a readable checkpoint (truncated or not written by "
-                        f"Lightning?): {reason}") from None
 
 
 def given_options(args: list[str]) -> set[str]:

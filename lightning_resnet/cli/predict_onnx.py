@@ -10,28 +10,26 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import NoReturn
 
 from ..data import DECODE_ERRORS, scan_unlabelled
-from ..errors import check, exit_with
+from ..errors import check
+from ..inference.verdict import verdict
 from ..reports import PredictionRow, write_predictions
+from .options import OptionParser
 
 COMMAND = "predict_onnx"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        exit_with(message, 2, usage=self.prog)
-
-
 def parse(args: list[str]) -> argparse.Namespace:
-    parser = _Parser(prog=f"python -m lightning_resnet {COMMAND}", description=__doc__.splitlines()[0])
+    parser = OptionParser(prog=f"python -m lightning_resnet {COMMAND}", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="the exported .onnx (its .json beside it)")
     parser.add_argument("--input", type=Path, required=True, help="an image file or a folder of images")
     parser.add_argument("--output", type=Path, default=None,
                         help="the CSV to write (default: <model>.predictions.csv beside the model)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--top_k", type=int, default=5)
+    parser.add_argument("--reject_below", type=float, default=None,
+                        help="a prediction whose top probability is below this is unsure (default: the export's)")
     return parser.parse_args(args)
 
 
@@ -42,7 +40,10 @@ def predict_onnx(args: list[str]) -> Path:
     options = parse(args)
     check(options.batch_size >= 1, f"--batch_size must be at least 1, got {options.batch_size}")
     check(options.top_k >= 1, f"--top_k must be at least 1, got {options.top_k}")
+    check(options.reject_below is None or 0.0 <= options.reject_below <= 1.0,
+          f"--reject_below must be a probability in [0, 1], got {options.reject_below}")
     classifier = OnnxClassifier(options.model)
+    reject_below = classifier.reject_below if options.reject_below is None else options.reject_below
     rows: dict[str, PredictionRow] = {}
     paths = scan_unlabelled(options.input)
     for start in range(0, len(paths), options.batch_size):
@@ -56,10 +57,11 @@ def predict_onnx(args: list[str]) -> Path:
         if not images:
             continue
         for path, image in zip(readable, classifier.probabilities(images)):
-            rows[path] = PredictionRow.from_probabilities(path, image, classifier.class_names, options.top_k)
+            rows[path] = PredictionRow.from_verdict(path, verdict(image, classifier.class_names, options.top_k,
+                                                                  reject_below))
     output = options.output or options.model.with_suffix(".predictions.csv")
     output.parent.mkdir(parents=True, exist_ok=True)
-    replaced = output.exists()
+    if output.exists():
+        print(f"replacing {output}")
     write_predictions(output, rows, options.top_k)
-    print(f"wrote {len(rows)} predictions to {output}" + (" (replacing the file that was there)" if replaced else ""))
     return output

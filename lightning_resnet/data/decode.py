@@ -48,8 +48,8 @@ def decode_jpeg(data: bytes, path: str | Path, channels: int = 3) -> Tensor:
     try:
         return tv_io.decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode,
                                  apply_exif_orientation=True)
-    except RuntimeError as error:  # torchvision reports undecodable data as RuntimeError
-        raise OSError(f"cannot decode {path}: {error}") from None
+    except RuntimeError as error:  # torchvision reports undecodable data as RuntimeError, after its source line
+        raise OSError(f"cannot decode {path}: {re.sub(r'^.*[.]cpp:[0-9]+, ', '', str(error))}") from None
 
 
 def load_image(

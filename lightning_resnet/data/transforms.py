@@ -47,8 +47,9 @@ class CenterView:
         self.channels = channels
         self.transform = v2.Compose([v2.Resize(resize_size, antialias=True), v2.CenterCrop(size)])
 
-    def __call__(self, path: str | Path) -> Tensor:
-        return self.transform(load_image(path, DRAFT_MARGIN * self.resize_size, channels=self.channels))
+    def __call__(self, path: str | Path, data: bytes | None = None) -> Tensor:
+        """The crop of the file at ``path``, or of its bytes ``data`` when given (``path`` then only names them)."""
+        return self.transform(load_image(path, DRAFT_MARGIN * self.resize_size, data=data, channels=self.channels))
 
 
 class RandomResizedCropView:

@@ -1,13 +1,15 @@
-"""Temperature scaling (Guo et al. 2017): one number dividing the logits, fitted on the validation split
-after ``fit`` so that the predicted probabilities can be read as probabilities.
+"""Calibration at the end of ``fit``: the temperature (temperature scaling, Guo et al. 2017), so that the predicted
+probabilities can be read as probabilities, and the threshold below which a prediction is unsure (see
+:mod:`.verdict`), both chosen on the validation split.
 
 Dividing the logits by ``T`` never changes the top-1 class, only how confident each prediction is.
 ``T`` minimises the validation negative log-likelihood (NLL); the NLL is convex in ``1 / T``, so
 SciPy's bounded scalar minimisation over ``log(1 / T)`` finds it, and each step needs only two sums
 over the validation images, added up across DDP processes (every process takes the same steps).
-The logits are those of the validation epoch the best checkpoint was chosen at, kept during
-``fit``; the fitted ``T`` is stored in that
-checkpoint, which ``predict``, ``validate``, ``test`` and ``export`` then read.
+The threshold is then a quantile of the calibrated top probabilities of the correctly classified
+images. The logits are those of the validation epoch the best checkpoint was chosen at, kept during
+``fit``; the temperature and the threshold are stored in that checkpoint, which ``predict``,
+``validate``, ``test`` and ``export`` then read.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassCalibrationError
 
+from ..errors import check
 from ..training.checkpoints import best_checkpoint, rewrite_checkpoint
+from .verdict import KEEP_CORRECT, choose_reject_below, is_unsure
 
 CALIBRATION_BINS = 15
 """Confidence bins of the expected calibration error and the reliability diagram (Guo et al.'s 15)."""
@@ -78,29 +82,36 @@ def expected_calibration_error(logits: Tensor, targets: Tensor, temperature: flo
     return float(ece.compute())
 
 
-class TemperatureScaling(Callback):
+class Calibration(Callback):
     """During ``fit``: keeps the validation logits of the epoch the best checkpoint was written at; at the
-    end, fits the temperature on them, writes it into that checkpoint and into the model in memory
-    (with ``model.calibrate``).
+    end, fits the temperature on them (with ``model.calibrate``), chooses the threshold below which a
+    prediction is unsure (the one that keeps ``keep_correct`` of the correctly classified validation
+    images), and writes both into that checkpoint and into the model in memory.
 
     No extra pass over the data, and the trainer's metrics stay those of the fit. Which checkpoint
     is best is ``ModelCheckpoint``'s answer (:func:`~lightning_resnet.training.checkpoints.best_checkpoint`):
     it writes after this callback has seen the epoch, so the epoch's logits are adopted when the
     best checkpoint changed during that validation (seen at the next one, or at the end of ``fit``).
     A run resumed after its best epoch has not seen that epoch's logits: its best checkpoint keeps
-    the temperature it was given when it was written, and the model in memory keeps 1.
+    the temperature and threshold it was given when it was written, and the model in memory keeps
+    1 and 0.
+
+    Args:
+        keep_correct: the share of the correctly classified validation images the unsure threshold
+            keeps (their calibrated top probability is at or above it); 1 flags nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_correct: float = KEEP_CORRECT) -> None:
+        check(0.0 < keep_correct <= 1.0, f"calibration.keep_correct must be in (0, 1], got {keep_correct}")
+        self.keep_correct = keep_correct
         self._best_before: str | None = None  # the best checkpoint when the current validation began
         self._epoch: tuple[str | None, Tensor, Tensor] | None = None  # that, and the last validation's logits, targets
         self._epoch_batches: list[tuple[Tensor, Tensor]] = []
         self._best: tuple[str, Tensor, Tensor] | None = None  # best checkpoint's path, its logits and targets
 
     @staticmethod
-    def _active(trainer: Trainer, pl_module: LightningModule) -> bool:
-        return (trainer.state.fn == "fit" and not trainer.sanity_checking
-                and bool(getattr(pl_module.hparams, "calibrate", False)))
+    def _active(trainer: Trainer) -> bool:
+        return trainer.state.fn == "fit" and not trainer.sanity_checking
 
     @staticmethod
     def _best_path(trainer: Trainer) -> str | None:
@@ -117,61 +128,95 @@ class TemperatureScaling(Callback):
         self._epoch = None
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._active(trainer, pl_module):
+        if self._active(trainer):
             self._adopt_if_best(trainer)
             self._best_before = self._best_path(trainer)
         self._epoch_batches = []
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._active(trainer, pl_module) and outputs is not None:
+        if self._active(trainer) and outputs is not None:
             self._epoch_batches.append((outputs["logits"].detach().float().cpu(), batch[1].detach().cpu()))
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._active(trainer, pl_module) and self._epoch_batches:
+        if self._active(trainer) and self._epoch_batches:
             self._epoch = (self._best_before,
                            torch.cat([logits for logits, _ in self._epoch_batches]),
                            torch.cat([targets for _, targets in self._epoch_batches]))
         self._epoch_batches = []
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not getattr(pl_module.hparams, "calibrate", False):
-            return
         self._adopt_if_best(trainer)
         if self._best is None:
             return
         path, logits, targets = self._best
-        temperature = calibrate_checkpoint(trainer, path, logits.to(pl_module.device), targets.to(pl_module.device),
-                                           pl_module.num_classes)
+        temperature, reject_below = calibrate_checkpoint(
+            trainer, path, logits.to(pl_module.device), targets.to(pl_module.device), pl_module.num_classes,
+            fit_the_temperature=bool(getattr(pl_module.hparams, "calibrate", True)), keep_correct=self.keep_correct)
         pl_module.temperature.fill_(temperature)
+        pl_module.reject_below.fill_(reject_below)
 
 
-def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targets: Tensor,
-                         num_classes: int) -> float:
-    """Fit the temperature of ``checkpoint`` on these validation ``logits`` (every process its own share),
-    store it in the checkpoint and print the NLL and ECE before and after; returns it."""
+def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targets: Tensor, num_classes: int,
+                         fit_the_temperature: bool = True, keep_correct: float = KEEP_CORRECT) -> tuple[float, float]:
+    """Fit the temperature of ``checkpoint`` on these validation ``logits`` (every process its own share; or keep
+    1 without ``fit_the_temperature``), choose the unsure threshold on the calibrated probabilities, store both
+    in the checkpoint and print what they did; returns them."""
 
     def total(sums: Tensor) -> Tensor:
         return trainer.strategy.reduce(sums, reduce_op="sum")
 
-    fitted = fit_temperature(logits, targets, total)
-    nll = mean_nll(logits, targets, 1.0, total), mean_nll(logits, targets, fitted, total)
-    temperature = fitted if nll[1] < nll[0] else 1.0  # never store a temperature that does not help
-    ece = (expected_calibration_error(logits, targets, 1.0, num_classes),
-           expected_calibration_error(logits, targets, temperature, num_classes))
+    temperature, notes = 1.0, []
+    if fit_the_temperature:
+        fitted = fit_temperature(logits, targets, total)
+        nll = mean_nll(logits, targets, 1.0, total), mean_nll(logits, targets, fitted, total)
+        temperature = fitted if nll[1] < nll[0] else 1.0  # never store a temperature that does not help
+        ece = (expected_calibration_error(logits, targets, 1.0, num_classes),
+               expected_calibration_error(logits, targets, temperature, num_classes))
+    probabilities = (logits / temperature).softmax(dim=1)
+    reject_below = choose_reject_below(probabilities, targets, keep_correct, lambda values: gather(trainer, values))
+    flagged_wrong = _share_flagged_of_wrong(probabilities, targets, reject_below, total)
     count = int(total(torch.tensor([float(len(targets))], device=logits.device))[0])
     if trainer.is_global_zero:
-        rewrite_checkpoint(trainer, checkpoint,
-                           lambda saved: saved["state_dict"].__setitem__("temperature", torch.tensor(temperature)))
-        notes = []
-        if temperature != fitted:
-            notes.append(f"no temperature lowered the NLL ({fitted:.3f} did not): kept 1")
-        elif not math.exp(_LOG_INVERSE_RANGE[0]) * 1.01 < 1 / temperature < math.exp(_LOG_INVERSE_RANGE[1]) / 1.01:
-            notes.append("at the end of the searched range (1/20 to 20): the validation split may be too small "
-                         "for a temperature to mean much")
-        if ece[1] > ece[0]:
-            notes.append(f"the ECE rose: over {count} images its {CALIBRATION_BINS} bins are noisy")
-        print(f"calibration on {count} validation images: temperature {temperature:.3f}; "
-              f"NLL {nll[0]:.4f} -> {min(nll):.4f}, ECE {ece[0]:.4f} -> {ece[1]:.4f} "
-              f"(stored in {checkpoint})" + "".join(f"; {note}" for note in notes))
+        def store(saved: dict) -> None:
+            saved["state_dict"]["temperature"] = torch.tensor(temperature)
+            saved["state_dict"]["reject_below"] = torch.tensor(reject_below)
+
+        rewrite_checkpoint(trainer, checkpoint, store)
+        if fit_the_temperature:
+            if temperature != fitted:
+                notes.append(f"no temperature lowered the NLL ({fitted:.3f} did not): kept 1")
+            elif not (math.exp(_LOG_INVERSE_RANGE[0]) * 1.01 < 1 / temperature
+                      < math.exp(_LOG_INVERSE_RANGE[1]) / 1.01):
+                notes.append("at the end of the searched range (1/20 to 20): the validation split may be too small "
+                             "for a temperature to mean much")
+            if ece[1] > ece[0]:
+                notes.append(f"the ECE rose: over {count} images its {CALIBRATION_BINS} bins are noisy")
+            done = (f"temperature {temperature:.3f}; NLL {nll[0]:.4f} -> {min(nll):.4f}, "
+                    f"ECE {ece[0]:.4f} -> {ece[1]:.4f}")
+        else:
+            done = "temperature 1 (model.calibrate is off)"
+        wrong = "no validation image was misclassified" if flagged_wrong is None else \
+            f"{flagged_wrong:.0%} of the misclassified flagged"
+        print(f"calibration on {count} validation images: {done}; unsure below {reject_below:.4f} "
+              f"(keeps {keep_correct:.0%} of the correctly classified, {wrong}) (stored in {checkpoint})"
+              + "".join(f"; {note}" for note in notes))
     trainer.strategy.barrier()
-    return temperature
+    return temperature, reject_below
+
+
+def gather(trainer: Trainer, values: Tensor) -> Tensor:
+    """The 1-d ``values`` of every process joined (their lengths may differ)."""
+    if trainer.world_size == 1:
+        return values
+    lengths = trainer.strategy.all_gather(torch.tensor([len(values)], device=values.device)).flatten()
+    padded = torch.full((int(lengths.max()),), math.nan, dtype=values.dtype, device=values.device)
+    padded[: len(values)] = values
+    joined = trainer.strategy.all_gather(padded).flatten()
+    return joined[~joined.isnan()]
+
+
+def _share_flagged_of_wrong(probabilities: Tensor, targets: Tensor, reject_below: float, total: Total) -> float | None:
+    confidence, predicted = probabilities.max(dim=1)
+    wrong = predicted != targets
+    sums = total(torch.stack([(wrong & is_unsure(confidence, reject_below)).sum(), wrong.sum()]).double())
+    return None if sums[1] == 0 else float(sums[0] / sums[1])

@@ -4,8 +4,8 @@ The exported program takes the image as ``uint8`` (already resized and center-cr
 training size, NCHW) and does the rest inside: normalization with the training mean and std,
 the network, the calibration temperature and the softmax. It returns probabilities and logits,
 so a shipped file cannot disagree with the checkpoint by a forgotten normalization. The JSON
-beside it keeps the class names and the resize-and-crop rule; ``predict_onnx`` (see
-:mod:`lightning_resnet.inference.onnx`) applies that rule to a folder with onnxruntime.
+beside it keeps the class names, the resize-and-crop rule and the unsure threshold; ``predict_onnx``
+(see :mod:`lightning_resnet.inference.onnx`) applies that rule to a folder with onnxruntime.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -61,10 +61,11 @@ def export_model(model: nn.Module, output: Path, image_size: int, in_chans: int 
     return output
 
 
-def write_metadata(output: Path, class_names: Sequence[str], data: ImageFolderDataModule, in_chans: int,
-                   backbone: str, temperature: float) -> Path:
-    """The JSON beside an exported model: how to prepare its input and read its outputs."""
-    metadata = {
+def shipped_metadata(class_names: Sequence[str], data: ImageFolderDataModule, in_chans: int, backbone: str,
+                     temperature: float, reject_below: float) -> dict[str, Any]:
+    """What a shipped model needs besides its weights: how to prepare its input and read its outputs (the JSON
+    beside an export, and what ``serve`` tells at ``/info``)."""
+    return {
         "backbone": backbone,
         "class_names": list(class_names),
         "input": {
@@ -80,27 +81,43 @@ def write_metadata(output: Path, class_names: Sequence[str], data: ImageFolderDa
             "std": list(data.normalization.std),
         },
         "temperature": temperature,
+        "reject_below": reject_below,
         "outputs": {"probabilities": "softmax of the logits (batch, num_classes)",
-                    "logits": "divided by the temperature (batch, num_classes)"},
+                    "logits": "divided by the temperature (batch, num_classes)",
+                    "unsure": "a prediction whose top probability is below reject_below may be none of the classes"},
     }
+
+
+def write_metadata(output: Path, metadata: dict[str, Any]) -> Path:
+    """The JSON beside an exported model (:func:`shipped_metadata`)."""
     path = output.with_suffix(".json")
     path.write_text(json.dumps(metadata, indent=2) + "\n")
     return path
 
 
-def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", output: str | Path | None = None) -> Path:
-    """Export the model of a checkpoint of this project, with its metadata JSON beside it.
+def load_shipped(ckpt_path: str | Path) -> tuple[ShippedClassifier, dict[str, Any]]:
+    """The model of a checkpoint of this project as it ships, and its metadata.
 
     The model and the data settings (size, normalization, class names) are rebuilt from the
-    checkpoint by Lightning. ``output`` defaults to the checkpoint's path with the format's suffix.
+    checkpoint by Lightning.
     """
     model = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
     data = ImageFolderDataModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
-    target = Path(output) if output else Path(ckpt_path).with_suffix(SUFFIXES[format])
     in_chans = (model.hparams.backbone_options or {}).get("in_chans", 3)
-    temperature = float(model.temperature)
-    export_model(ShippedClassifier(model.model, data.normalization, temperature), target, data.image_size,
-                 in_chans, format)
-    metadata = write_metadata(target, model.class_names, data, in_chans, model.hparams.backbone, temperature)
-    print(f"exported {ckpt_path} to {target} (metadata: {metadata})")
+    temperature, reject_below = float(model.temperature), float(model.reject_below)
+    metadata = shipped_metadata(model.class_names, data, in_chans, model.hparams.backbone, temperature, reject_below)
+    return ShippedClassifier(model.model, data.normalization, temperature).eval(), metadata
+
+
+def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", output: str | Path | None = None) -> Path:
+    """Export the model of a checkpoint of this project, with its metadata JSON beside it.
+
+    ``output`` defaults to the checkpoint's path with the format's suffix.
+    """
+    shipped, metadata = load_shipped(ckpt_path)
+    target = Path(output) if output else Path(ckpt_path).with_suffix(SUFFIXES[format])
+    settings = metadata["input"]
+    export_model(shipped, target, settings["image_size"], settings["channels"], format)
+    written = write_metadata(target, metadata)
+    print(f"exported {ckpt_path} to {target} (metadata: {written})")
     return target

@@ -32,6 +32,7 @@ class OnnxClassifier:
             settings = metadata["input"]
             self.class_names: list[str] = list(metadata["class_names"])
             self.view = eval_view(settings["image_size"], settings["crop_fraction"], settings["channels"])
+            self.reject_below = float(metadata.get("reject_below", 0.0))  # exports before the threshold: none
         except (ValueError, KeyError, TypeError) as error:
             raise UserError(f"{metadata_path} is not the JSON that export writes beside the model "
                             f"({type(error).__name__}: {error}); export again ({EXPORT_COMMAND})") from None

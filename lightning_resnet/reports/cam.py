@@ -9,13 +9,17 @@ pulls in OpenCV). Here the maps are only scaled and laid over the images.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam
 from matplotlib import colormaps
+from PIL import Image
 from torch import Tensor, nn
+
+from ..data import load_image
 
 OVERLAY_OPACITY = 0.45
 VIEWING_SIDE = 64
@@ -68,3 +72,11 @@ def viewing_size(width: int, height: int) -> tuple[int, int]:
     """The size an overlay of an image ``width`` x ``height`` is saved at (see :data:`VIEWING_SIDE`)."""
     factor = max(1, math.ceil(VIEWING_SIDE / max(1, min(width, height))))
     return width * factor, height * factor
+
+
+def overlay_on_file(path: str | Path, heat: Tensor, resize_size: int) -> Image.Image:
+    """The map of the center crop of the image at ``path`` laid over the whole image, enlarged for viewing."""
+    original = load_image(path, channels=3).permute(1, 2, 0).numpy()
+    placed = place_in_original(heat, original.shape[:2], resize_size)
+    return Image.fromarray(overlay(original, placed)).resize(viewing_size(original.shape[1], original.shape[0]),
+                                                             Image.Resampling.NEAREST)

@@ -1,20 +1,23 @@
-"""``predictions.csv``: one row per image of ``predict``, written once however many processes predict;
-with ``cam``, a Grad-CAM overlay per image in ``cam/``."""
+"""``predictions.csv``: one row per image of ``predict``, written once however many processes predict, each
+with its top classes and whether it is unsure (see :mod:`lightning_resnet.inference.verdict`); with ``cam``,
+a Grad-CAM overlay per image in ``cam/``."""
 
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
-from PIL import Image
 from torch import Tensor
 
-from ..data import datamodule_of, load_image
+from ..data import datamodule_of
+from ..errors import check
+from ..inference.verdict import Verdict, verdict
 from ..training.run import run_dir
 from . import cam
 
@@ -28,20 +31,21 @@ class PredictionRow:
     confidence: str = ""
     top_classes: str = ""  # "|"-joined, most probable first
     top_probabilities: str = ""
+    unsure: str = ""  # "true" when the top probability is below the model's threshold
     error: str = ""
 
     @staticmethod
     def header(top_k: int) -> list[str]:
-        return ["path", "prediction", "confidence", f"top{top_k}_classes", f"top{top_k}_probabilities", "error"]
+        return ["path", "prediction", "confidence", f"top{top_k}_classes", f"top{top_k}_probabilities", "unsure",
+                "error"]
 
     @classmethod
-    def from_probabilities(cls, path: str, probabilities: Tensor, names: list[str], top_k: int) -> PredictionRow:
-        """The row of one image from its class probabilities."""
-        top = probabilities.float().topk(min(top_k, len(probabilities)))
-        values, indices = top.values.tolist(), top.indices.tolist()
-        return cls(path=path, prediction=names[indices[0]], confidence=f"{values[0]:.6f}",
-                   top_classes="|".join(names[i] for i in indices),
-                   top_probabilities="|".join(f"{v:.6f}" for v in values))
+    def from_verdict(cls, path: str, said: Verdict) -> PredictionRow:
+        """The row of one image from what the model said of it."""
+        return cls(path=path, prediction=said.prediction, confidence=f"{said.confidence:.6f}",
+                   top_classes="|".join(name for name, _ in said.top),
+                   top_probabilities="|".join(f"{value:.6f}" for _, value in said.top),
+                   unsure=str(said.unsure).lower())
 
 
 def write_predictions(output: Path, rows: dict[str, PredictionRow], top_k: int) -> None:
@@ -50,12 +54,20 @@ def write_predictions(output: Path, rows: dict[str, PredictionRow], top_k: int) 
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(PredictionRow.header(top_k))
         writer.writerows(astuple(rows[path]) for path in sorted(rows))
-    unreadable = sum(1 for row in rows.values() if row.error)
-    print(f"wrote {len(rows)} predictions to {output}" + (f" ({unreadable} unreadable)" if unreadable else ""))
+    print(f"wrote {len(rows)} predictions to {output}{counts(rows.values())}")
+
+
+def counts(rows: Iterable[PredictionRow]) -> str:
+    """`` (N unsure, M unreadable)``, the parts that are not zero."""
+    rows = list(rows)
+    parts = [f"{count} {what}" for what, count in (("unsure", sum(row.unsure == "true" for row in rows)),
+                                                   ("unreadable", sum(bool(row.error) for row in rows))) if count]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes ``predictions.csv`` beside the run: path, class, confidence and the top-k classes.
+    """Writes ``predictions.csv`` beside the run: path, class, confidence, the top-k classes and ``unsure``
+    (the top probability is below ``reject_below``: the checkpoint's threshold unless given here).
 
     Each process writes its own part; process 0 joins them in path order (dropping the repeats
     that a distributed sampler pads with) and lists the images that could not be read. With
@@ -63,11 +75,17 @@ class PredictionWriter(BasePredictionWriter):
     over the image at its own size (``cam/<path under the predicted folder>.png``, see :mod:`.cam`).
     """
 
-    def __init__(self, filename: str = "predictions.csv", top_k: int = 5, cam: bool = False) -> None:
+    def __init__(self, filename: str = "predictions.csv", top_k: int = 5, cam: bool = False,
+                 reject_below: float | None = None) -> None:
         super().__init__(write_interval="batch")
+        check(top_k >= 1, f"predictions.top_k must be at least 1, got {top_k}")
+        check(reject_below is None or 0.0 <= reject_below <= 1.0,
+              f"predictions.reject_below must be a probability in [0, 1] (or null: the checkpoint's), "
+              f"got {reject_below}")
         self.filename = filename
         self.top_k = top_k
         self.cam = cam
+        self.reject_below = reject_below
         self.folder: Path | None = None
         self._inputs_root = ""  # the folder the predicted paths share, for the names in cam/
 
@@ -95,11 +113,12 @@ class PredictionWriter(BasePredictionWriter):
         if prediction is None:
             return
         probabilities = prediction["probabilities"].cpu()
+        reject_below = float(pl_module.reject_below) if self.reject_below is None else self.reject_below
         with open(self._part(trainer.global_rank), "a", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             for path, image in zip(batch[1], probabilities):
-                writer.writerow(astuple(PredictionRow.from_probabilities(path, image, pl_module.class_names,
-                                                                         self.top_k)))
+                said = verdict(image, pl_module.class_names, self.top_k, reject_below)
+                writer.writerow(astuple(PredictionRow.from_verdict(path, said)))
         if self.cam:
             self._write_cams(trainer, pl_module, batch, prediction["predictions"])
 
@@ -107,12 +126,9 @@ class PredictionWriter(BasePredictionWriter):
         heat = cam.grad_cam(pl_module.model, batch[0], classes).cpu()
         resize_size = datamodule_of(trainer).resize_size
         for path, image_heat in zip(batch[1], heat):
-            original = load_image(path, channels=3).permute(1, 2, 0).numpy()
-            placed = cam.place_in_original(image_heat, original.shape[:2], resize_size)
             target = self.folder / "cam" / Path(os.path.relpath(path, self._inputs_root)).with_suffix(".png")
             target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(cam.overlay(original, placed)).resize(
-                cam.viewing_size(original.shape[1], original.shape[0]), Image.Resampling.NEAREST).save(target)
+            cam.overlay_on_file(path, image_heat, resize_size).save(target)
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         trainer.strategy.barrier()

@@ -9,6 +9,7 @@ goes through the same writer.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import signal
 import sys
@@ -25,6 +26,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from ..errors import UserError, first_line
+from ..models import would_run_code
 from .metrics import MONITOR
 
 EPOCH_METRICS = "epoch_metrics"
@@ -61,6 +64,18 @@ def best_checkpoint_of_run(folder: Path) -> BestCheckpoint | None:
             return BestCheckpoint(path if path.is_file() or not beside.is_file() else beside,
                                   float(state["best_model_score"]))
     return None
+
+
+def read_checkpoint(path: str | Path, option: str = "--ckpt_path") -> dict[str, Any]:
+    """The checkpoint at ``path`` (tensors on the CPU); one line naming ``option`` when it is no checkpoint."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+        if isinstance(error, pickle.UnpicklingError) and would_run_code(error):
+            raise  # refused by weights_only=True: the command line says so
+        reason = "not a checkpoint file" if isinstance(error, pickle.UnpicklingError) else first_line(error)
+        raise UserError(f"{option} {path} is not a readable checkpoint (truncated or not written by "
+                        f"Lightning?): {reason}") from None
 
 
 def epoch_metrics(checkpoint: Path) -> dict[str, float]:

@@ -84,7 +84,9 @@ class ImageClassifier(LightningModule):
         tta: test-time augmentation of ``validate``, ``test`` and ``predict``: ``none``, ``hflip`` (the
             image and its mirror) or ``five_crop`` (corners and centre); their softmax is averaged.
         calibrate: end ``fit`` by fitting a temperature on the validation split (temperature scaling),
-            stored in the best checkpoint and applied by ``validate``, ``test`` and ``predict``.
+            stored in the best checkpoint and applied by ``validate``, ``test`` and ``predict``. The
+            threshold below which a prediction is unsure is chosen then too (``calibration.keep_correct``),
+            with the temperature or, without it, on the softmax as it is.
         class_names: names of the classes in index order; linked from the data module and saved
             in checkpoints so that prediction needs no training folder.
         class_counts: what ``class_weights: balanced`` weighs by: a function giving the training
@@ -146,6 +148,9 @@ class ImageClassifier(LightningModule):
         self.register_buffer("loss_weights", None, persistent=False)
         # divides the logits of validate, test and predict; fitted at the end of fit (see inference/calibration.py)
         self.register_buffer("temperature", torch.ones(()))
+        # a prediction whose calibrated top probability is below it is unsure (see inference/verdict.py);
+        # chosen at the end of fit, 0 (nothing unsure) until then
+        self.register_buffer("reject_below", torch.zeros(()))
 
     @property
     def num_classes(self) -> int:
@@ -196,6 +201,7 @@ class ImageClassifier(LightningModule):
 
     def on_fit_start(self) -> None:
         self.temperature.fill_(1.0)  # the checkpoints of a run hold the model's own probabilities
+        self.reject_below.fill_(0.0)
 
     def on_train_start(self) -> None:
         if self.global_step > 0:  # resumed: the schedule's state is the checkpoint's, planned for its run
@@ -274,6 +280,7 @@ class ImageClassifier(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Check the classes against the model's."""
         checkpoint["state_dict"].setdefault("temperature", torch.ones(()))  # written before calibration existed
+        checkpoint["state_dict"].setdefault("reject_below", torch.zeros(()))  # written before the threshold existed
         names = checkpoint.get("class_names")
         if names is not None:
             if len(names) != self.num_classes:

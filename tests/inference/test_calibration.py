@@ -98,11 +98,12 @@ def test_the_temperature_changes_predicted_probabilities_never_the_class(calibra
     assert (root / "logs/tiny/version_1/calibration_val.png").exists()
 
 
-def test_calibrate_false_leaves_the_model_as_trained(workdir, capsys):
+def test_calibrate_false_keeps_the_temperature_at_1_and_still_chooses_the_threshold(workdir, capsys):
     main(tiny_args(workdir / "images", "--trainer.max_epochs", "1", "--model.calibrate", "false"))
-    assert "calibration on" not in capsys.readouterr().out
+    assert "temperature 1 (model.calibrate is off); unsure below" in capsys.readouterr().out
     best = next((workdir / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))
-    assert float(torch.load(best, weights_only=True)["state_dict"]["temperature"]) == 1.0
+    state = torch.load(best, weights_only=True)["state_dict"]
+    assert float(state["temperature"]) == 1.0 and float(state["reject_below"]) > 0
 
 
 def test_fit_temperature_recovers_the_temperature_that_made_the_logits_over_confident():

@@ -1,0 +1,46 @@
+"""``demo``: a page to try a trained model in the browser (Gradio): upload an image or use the webcam, and read
+the top classes, the class activation map of the top class and whether the model is unsure.
+
+Offline: no analytics, no share link, no flagging; it listens on 127.0.0.1 unless ``--host 0.0.0.0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data import scan_unlabelled
+from .options import OptionParser, add_model_options, served_model, stop_on_sigterm
+from .serve import add_address_options, check_address
+
+COMMAND = "demo"
+
+
+def parse(args: list[str]) -> argparse.Namespace:
+    parser = OptionParser(prog=f"python -m lightning_resnet {COMMAND}", description=__doc__.splitlines()[0])
+    add_model_options(parser)
+    add_address_options(parser, port=7860)
+    parser.add_argument("--examples", type=Path, default=None,
+                        help="a folder of example images (default: a few of the validation split of the run that "
+                             "wrote the checkpoint, from its split.csv)")
+    return parser.parse_args(args)
+
+
+def demo(args: list[str]) -> None:
+    """Start the page and serve it until Ctrl-C."""
+    options = parse(args)
+    check_address(options.host, options.port)
+    from ..serving.page import PAGE_CSS, build_page, validation_examples  # only demo pays for importing Gradio
+
+    served, model = served_model(options)
+    if options.examples:
+        examples, label = scan_unlabelled(options.examples)[:24], f"examples from {options.examples}"
+    else:
+        examples, label = validation_examples(options.model), "examples from the validation split"
+    page = build_page(model, served, examples, label)
+    where = f"http://{'localhost' if options.host == '127.0.0.1' else options.host}:{options.port}"
+    print(f"demo of {served.path} ({served.name}, version {served.version}) at {where}; Ctrl-C stops", flush=True)
+    stop_on_sigterm()
+    page.launch(server_name=options.host, server_port=options.port, share=False, ssr_mode=False, quiet=True,
+                allowed_paths=sorted({str(Path(path).resolve().parent) for path in examples}), show_error=True,
+                css=PAGE_CSS)

@@ -1,0 +1,90 @@
+"""A trained model as ``serve``, ``demo`` and ``predict_onnx`` run it: a checkpoint (its network in torch, wrapped
+as ``export`` ships it) or an exported ``.onnx`` with its JSON (onnxruntime, :mod:`.onnx`).
+
+Both read an image as ``predict`` does (the checkpoint's evaluation view: the same decoding,
+resize and center crop), take the ``uint8`` crops and return calibrated probabilities, so that
+they answer as ``predict`` does; both carry the metadata ``export`` writes (classes, input size,
+normalization, temperature, unsure threshold).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..data import CenterView, Normalization, eval_view
+from ..errors import UserError
+from ..training.checkpoints import read_checkpoint
+from .export import load_shipped
+from .onnx import OnnxClassifier
+
+
+class CheckpointClassifier:
+    """A checkpoint of this project, run in torch as it ships; :meth:`probabilities` of a batch of crops."""
+
+    def __init__(self, path: Path, option: str = "--model") -> None:
+        read_checkpoint(path, option)  # one line when it is not a checkpoint
+        self.shipped, self.metadata = load_shipped(path)
+        settings = self.metadata["input"]
+        self.class_names: list[str] = list(self.metadata["class_names"])
+        self.view: CenterView = eval_view(settings["image_size"], settings["crop_fraction"], settings["channels"])
+        self.reject_below = float(self.metadata["reject_below"])
+
+    @property
+    def network(self) -> nn.Module:
+        """The backbone and head, without normalization or temperature (what class activation maps look into)."""
+        return self.shipped.network
+
+    @property
+    def normalization(self) -> Normalization:
+        settings = self.metadata["input"]
+        return Normalization(tuple(settings["mean"]), tuple(settings["std"]))
+
+    def to(self, device: torch.device | str) -> CheckpointClassifier:
+        self.shipped.to(device)
+        return self
+
+    def probabilities(self, images: Sequence[Tensor]) -> Tensor:
+        """The probabilities of ``uint8`` crops as :attr:`view` makes them (one row per image)."""
+        device = self.shipped.shift.device
+        with torch.inference_mode():
+            return self.shipped(torch.stack(list(images)).to(device))[0].cpu()
+
+
+ShippedModel = CheckpointClassifier | OnnxClassifier
+"""Either form of a trained model; both have ``class_names``, ``view``, ``reject_below``, ``metadata`` and
+``probabilities``."""
+
+
+def load_classifier(path: Path, option: str = "--model") -> ShippedModel:
+    """The model at ``path``: an exported ``.onnx`` (with its ``.json``) or a checkpoint; one line when it is
+    neither."""
+    if not path.is_file():
+        raise UserError(f"{option} {path} does not exist: expected a checkpoint (.ckpt) of this project, or an "
+                        "exported .onnx with its .json beside it")
+    if path.suffix == ".onnx":
+        return OnnxClassifier(path, option)
+    return CheckpointClassifier(path, option)
+
+
+def describe(model: ShippedModel, name: str, version: str) -> dict[str, Any]:
+    """The model's metadata with its ``name`` and ``version``: what ``serve`` tells at ``/info``."""
+    return {"name": name, "version": version, **model.metadata}
+
+
+def identity(path: Path) -> tuple[str, str]:
+    """The model's default name and version: the experiment it was trained in (``logs/<experiment>/version_N/
+    checkpoints/``), else the file's name; and the first 12 hex digits of the file's SHA-256, which changes
+    exactly when the file does."""
+    parts = path.resolve().parts
+    trained_in = len(parts) >= 4 and parts[-2] == "checkpoints" and parts[-3].startswith("version_")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return (parts[-4] if trained_in else path.stem), digest.hexdigest()[:12]

@@ -1,0 +1,137 @@
+"""The HTTP service of ``serve``: LitServe around a trained model, with dynamic batching.
+
+``POST /predict`` takes an image (the body, or the multipart field ``file``) and answers the
+top classes with their calibrated probabilities, the model's name and version and whether it is
+unsure (:func:`answer`); LitServe's own ``GET /health`` and ``GET /info`` (the model's metadata:
+classes, input size, normalization, temperature, threshold) come with it.
+
+The upload is read, checked and cut to the model's input in the HTTP process (:class:`ImageUploadSpec`,
+a LitServe spec whose endpoint does that before the request is queued), so a bad request is
+answered there with a 4xx and never joins a batch: LitServe fails every request of a batch when
+one request's ``decode_request`` raises. The inference worker (:class:`ClassifierAPI`) stacks
+the ``uint8`` crops of up to ``max_batch_size`` requests into one forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import litserve as ls
+import numpy as np
+import torch
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+from litserve.specs.base import LitSpec
+from litserve.utils import LitAPIStatus, ResponseBufferItem
+from starlette.concurrency import run_in_threadpool
+
+from ..data import CenterView
+from ..inference.shipped import CheckpointClassifier, ShippedModel, load_classifier
+from ..inference.verdict import Verdict, verdict
+from .uploads import BadUpload, UploadLimits, prepare, read_upload
+
+PREDICT_PATH = "/predict"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the service says of its model in every answer, and how it reads it."""
+
+    path: Path
+    name: str
+    version: str
+    top_k: int
+    reject_below: float
+
+
+def answer(said: Verdict, model: ServedModel) -> dict[str, Any]:
+    """The JSON answer to one image."""
+    return {
+        "prediction": said.prediction,
+        "confidence": said.confidence,
+        "unsure": said.unsure,
+        "reject_below": model.reject_below,
+        "top": [{"class": name, "probability": probability} for name, probability in said.top],
+        "model": {"name": model.name, "version": model.version},
+    }
+
+
+def error(status: int, message: str) -> JSONResponse:
+    """A 4xx or 5xx answer: one line of JSON."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class ImageUploadSpec(LitSpec):
+    """``POST /predict`` in LitServe's HTTP processes: an upload in, checked and cropped
+    (:mod:`.uploads`), queued to the inference workers as a ``uint8`` array, their answer out."""
+
+    def __init__(self, view: CenterView, limits: UploadLimits) -> None:
+        super().__init__()
+        self.api_path = PREDICT_PATH
+        self.view = view
+        self.limits = limits
+
+    def pre_setup(self, lit_api: ls.LitAPI) -> None:
+        self.add_endpoint(self.api_path, self.predict_endpoint, ["POST"])
+
+    def decode_request(self, request: np.ndarray, context_kwargs: dict | None = None) -> np.ndarray:
+        return request
+
+    def encode_response(self, output: dict, context_kwargs: dict | None = None) -> dict:
+        return output
+
+    async def predict_endpoint(self, request: Request) -> JSONResponse:
+        try:
+            data = await read_upload(request, self.limits)
+            image = await run_in_threadpool(prepare, data, self.view, self.limits)  # decoding leaves the loop free
+        except BadUpload as bad:
+            return error(bad.status, bad.message)
+        uid = str(uuid.uuid4())
+        event = asyncio.Event()
+        self.response_buffer[uid] = ResponseBufferItem(event=event)
+        self.request_queue.put_nowait((self.response_queue_id, uid, time.monotonic(), image))
+        await event.wait()
+        response, status = self.response_buffer.pop(uid).response
+        if status == LitAPIStatus.ERROR:
+            if isinstance(response, HTTPException):  # LitServe's: a request that waited past --timeout
+                return error(response.status_code, str(response.detail))
+            return error(500, "the model failed on this image; the server's log says why")
+        return JSONResponse(response)
+
+
+class ClassifierAPI(ls.LitAPI):
+    """The inference worker: the model loaded once (:func:`~lightning_resnet.inference.shipped.load_classifier`),
+    batches of crops through it, one :func:`answer` per image."""
+
+    def __init__(self, served: ServedModel, view: CenterView, limits: UploadLimits, max_batch_size: int = 1,
+                 batch_timeout: float = 0.0) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
+                         spec=ImageUploadSpec(view, limits))
+        self.served = served
+        self.model: ShippedModel | None = None  # loaded in the worker, by setup
+
+    def setup(self, device: str) -> None:
+        # Ctrl-C reaches the whole process group; the server process stops the workers itself
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.model = load_classifier(self.served.path)
+        if isinstance(self.model, CheckpointClassifier):
+            self.model.to(device)
+
+    def decode_request(self, request: np.ndarray) -> np.ndarray:
+        return request
+
+    def predict(self, images: np.ndarray) -> torch.Tensor:
+        """Probabilities of one crop (C, H, W) or of a batch of them (N, C, H, W), one row each."""
+        batch = torch.from_numpy(images if images.ndim == 4 else images[None])
+        probabilities = self.model.probabilities(list(batch))
+        return probabilities if images.ndim == 4 else probabilities[0]
+
+    def encode_response(self, probabilities: torch.Tensor) -> dict[str, Any]:
+        served = self.served
+        return answer(verdict(probabilities, self.model.class_names, served.top_k, served.reject_below), served)

@@ -1,0 +1,164 @@
+"""``serve`` as a client meets it: a real server process on a loopback port, answering concurrent requests as
+``predict`` answers the same images, refusing bad uploads with a 4xx while it keeps serving, and writing nothing
+where it was started."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import requests
+import torch
+from PIL import Image
+
+from lightning_resnet.cli import main
+
+from ..conftest import free_port, make_image_folder, read_rows, start_cli, stop, tiny_args, wait_until_up
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, trained_once):
+    """The tiny model of ``trained_once`` served by a real ``serve`` process (batches of up to 8), the images
+    sent to it, and ``predict``'s predictions.csv of the same images."""
+    root = tmp_path_factory.mktemp("serve")
+    shutil.copytree(trained_once, root / "logs")
+    checkpoint = next((root / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))
+    images = make_image_folder(root / "new", classes=3, per_class=6, seed=7)
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        main(tiny_args(root / "images", "--ckpt_path", str(checkpoint), "--data.predict_dir", str(images),
+                       "--trainer.logger.init_args.name", "predicted", subcommand="predict"))
+    finally:
+        os.chdir(previous)
+    expected = {row["path"]: row for row in read_rows(root / "logs/predicted/version_0/predictions.csv")}
+    started_in = root / "started_here"
+    started_in.mkdir()
+    port = free_port()
+    process = start_cli(started_in, "serve", "--model", str(checkpoint), "--port", str(port), "--max_batch_size", "8",
+                        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(process, f"{url}/health")
+    yield SimpleNamespace(url=url, checkpoint=checkpoint, expected=expected, started_in=started_in)
+    output, error = stop(process)
+    assert process.returncode == 0, error[-3000:]
+    assert "Traceback" not in error, error[-3000:]
+    assert list(started_in.iterdir()) == []  # no client.py, no logs: nothing where it was started
+
+
+def post(url: str, path: str, as_multipart: bool) -> requests.Response:
+    data = Path(path).read_bytes()
+    if as_multipart:
+        return requests.post(f"{url}/predict", files={"file": (Path(path).name, data)}, timeout=60)
+    return requests.post(f"{url}/predict", data=data, headers={"Content-Type": "application/octet-stream"},
+                         timeout=60)
+
+
+def test_64_concurrent_requests_are_answered_as_predict_answers_them(service):
+    paths = sorted(service.expected)
+    jobs = [(paths[index % len(paths)], index % 2 == 1) for index in range(64)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda job: post(service.url, *job), jobs))
+    assert [response.status_code for response in responses] == [200] * 64
+    for (path, _), response in zip(jobs, responses):
+        served, predicted = response.json(), service.expected[path]
+        assert served["prediction"] == predicted["prediction"], path
+        assert served["unsure"] == (predicted["unsure"] == "true"), path
+        written = dict(zip(predicted["top5_classes"].split("|"),
+                           map(float, predicted["top5_probabilities"].split("|"))))
+        assert [entry["class"] for entry in served["top"]] == list(written)
+        assert all(abs(entry["probability"] - written[entry["class"]]) <= 1e-4 for entry in served["top"])
+        assert served["model"] == {"name": "tiny", "version": served["model"]["version"]}
+    assert len({response.json()["model"]["version"] for response in responses}) == 1
+
+
+def test_info_tells_the_models_classes_input_and_calibration(service):
+    info = requests.get(f"{service.url}/info", timeout=10).json()["model"]
+    state = torch.load(service.checkpoint, weights_only=True)["state_dict"]
+    assert info["class_names"] == ["class_0", "class_1", "class_2"] and info["name"] == "tiny"
+    assert info["input"]["image_size"] == 16 and len(info["input"]["mean"]) == 3
+    assert info["temperature"] == pytest.approx(float(state["temperature"]))
+    assert info["reject_below"] == pytest.approx(float(state["reject_below"])) and 0 < info["reject_below"] < 1
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def bad_requests() -> dict[str, tuple[dict, int, str]]:
+    """Each bad request as ``requests.post`` arguments, the status it must get and a word of its error."""
+    jpeg = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(jpeg, "JPEG")
+    octet = {"Content-Type": "application/octet-stream"}
+    return {
+        "empty body": ({"data": b"", "headers": octet}, 400, "holds no image"),
+        "text file": ({"data": b"hello, this is not an image\n" * 20, "headers": octet}, 415, "not an image"),
+        "text/plain body": ({"data": b"hello", "headers": {"Content-Type": "text/plain"}}, 415, "not an image"),
+        "truncated JPEG": ({"data": jpeg.getvalue()[: len(jpeg.getvalue()) // 2], "headers": octet}, 400,
+                           "truncated"),
+        "12000x12000 PNG": ({"data": png_bytes(Image.new("1", (12000, 12000))), "headers": octet}, 413,
+                            "144,000,000 pixels"),
+        "unknown field": ({"files": {"photo": ("a.png", png_bytes(Image.new("RGB", (20, 20))))}}, 400,
+                          "unknown field 'photo'"),
+        "text field": ({"files": {"file": (None, "just text")}}, 400, "must be a file"),
+        "JSON body": ({"json": {"image": "abc"}}, 415, "application/json"),
+    }
+
+
+def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(service):
+    for name, (arguments, status, words) in bad_requests().items():
+        response = requests.post(f"{service.url}/predict", timeout=60, **arguments)
+        assert response.status_code == status, (name, response.text)
+        message = response.json()["error"]
+        assert words in message and "\n" not in message, (name, message)
+    assert requests.get(f"{service.url}/health", timeout=10).text == "ok"
+    path = sorted(service.expected)[0]
+    assert post(service.url, path, as_multipart=False).json()["prediction"] == service.expected[path]["prediction"]
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [
+    ("--port", "80", ["--port", "1024 and 65535"]),
+    ("--host", "10.1.2.3", ["--host 10.1.2.3", "127.0.0.1"]),
+    ("--max_batch_size", "0", ["--max_batch_size", "at least 1"]),
+    ("--batch_timeout", "-1", ["--batch_timeout"]),
+    ("--workers", "0", ["--workers"]),
+    ("--reject_below", "1.5", ["--reject_below", "[0, 1]"]),
+    ("--top_k", "0", ["--top_k"]),
+    ("--model", "nowhere.ckpt", ["--model nowhere.ckpt", "does not exist"]),
+    ("--model", "notes.txt", ["--model notes.txt", "not a readable checkpoint"]),
+    ("--max_upload_mb", "0", ["--max_upload_mb"]),
+], ids=lambda value: str(value))
+def test_a_bad_serve_option_is_one_line(service, tmp_path, monkeypatch, capsys, option, value, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a model")
+    options = {"--model": str(service.checkpoint), option: value}
+    with pytest.raises(SystemExit) as exit_code:
+        main(["serve", *[part for pair in options.items() for part in pair]])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert exit_code.value.code == 2 and len(errors) == 1
+    assert all(word in errors[0] for word in words), errors[0]
+
+
+def test_a_port_in_use_is_one_line(service, capsys):
+    port = service.url.rsplit(":", 1)[1]
+    with pytest.raises(SystemExit) as exit_code:
+        main(["serve", "--model", str(service.checkpoint), "--port", port])
+    error = capsys.readouterr().err
+    assert exit_code.value.code == 2 and f"--port {port}" in error and "another" in error
+
+
+def test_the_answer_says_unsure_against_the_models_threshold(service):
+    info = json.loads(requests.get(f"{service.url}/info", timeout=10).text)["model"]
+    path = sorted(service.expected)[0]
+    answer = post(service.url, path, as_multipart=True).json()
+    assert answer["reject_below"] == pytest.approx(info["reject_below"])
+    assert answer["unsure"] == (answer["confidence"] < answer["reject_below"])
