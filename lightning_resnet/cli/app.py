@@ -2,8 +2,9 @@
 defaults and subcommands.
 
 Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the trainer's
-``summary``, ``inspect``, ``lr_find`` and ``export`` (see :mod:`.trainer`). ``cross_validate`` and
-``predict_onnx`` are commands of their own (see :func:`lightning_resnet.cli.main`).
+``summary``, ``inspect``, ``lr_find`` and ``export`` (see :mod:`.trainer`). ``cross_validate``,
+``predict_onnx``, ``compare``, ``sweep``, ``serve`` and ``demo`` are commands of their own (see
+:func:`lightning_resnet.cli.main`).
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ from .checkpoint_options import (
 )
 from .trainer import ResNetTrainer
 
-MORE_COMMANDS = ("four more commands, each with its own --help: sweep (a hyper-parameter study with Optuna, each "
+MORE_COMMANDS = ("six more commands, each with its own --help: sweep (a hyper-parameter study with Optuna, each "
                  "trial a fit), cross_validate (fit on each of data.num_folds folds, then each fold's scores and "
                  "their mean and spread), compare (runs side by side: the config keys that differ and the scores "
-                 "of each run's best epoch) and predict_onnx (an exported .onnx over a folder of images with "
-                 "onnxruntime, into predictions.csv)")
+                 "of each run's best epoch), predict_onnx (an exported .onnx over a folder of images with "
+                 "onnxruntime, into predictions.csv), serve (a checkpoint or .onnx as an HTTP service with "
+                 "batching, LitServe) and demo (a page to try it in the browser, Gradio)")
 
 ALWAYS_PRESENT = {
     "checkpoint": ModelCheckpoint,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import signal
 from pathlib import Path
@@ -29,12 +30,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="a checkpoint of this project (.ckpt), or an exported .onnx with its .json beside it")
     parser.add_argument("--top_k", type=int, default=5, help="classes in each answer, most probable first")
     parser.add_argument("--reject_below", type=float, default=None,
-                        help="a prediction whose top probability is below this is unsure (default: the threshold "
-                             "fit chose on the validation split, stored in the model)")
+                        help="a prediction whose energy score is below this is unsure (default: the threshold fit "
+                             "chose on the validation split, stored in the model)")
     parser.add_argument("--name", default=None,
                         help="the model's name in answers (default: its experiment, or the file's name)")
     parser.add_argument("--version", default=None,
                         help="the model's version in answers (default: the start of the file's SHA-256)")
+
+
+def check_threshold(reject_below: float | None) -> None:
+    check(reject_below is None or not math.isnan(reject_below),
+          "--reject_below must be an energy score (a number, or -inf: nothing unsure), got nan")
 
 
 def served_model(options: argparse.Namespace) -> tuple[ServedModel, ShippedModel]:
@@ -43,8 +49,7 @@ def served_model(options: argparse.Namespace) -> tuple[ServedModel, ShippedModel
     from ..serving.api import ServedModel
 
     check(options.top_k >= 1, f"--top_k must be at least 1, got {options.top_k}")
-    check(options.reject_below is None or 0.0 <= options.reject_below <= 1.0,
-          f"--reject_below must be a probability in [0, 1], got {options.reject_below}")
+    check_threshold(options.reject_below)
     model = load_classifier(options.model)
     name, version = identity(options.model)
     reject_below = model.reject_below if options.reject_below is None else options.reject_below

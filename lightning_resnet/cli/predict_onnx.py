@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ..data import DECODE_ERRORS, scan_unlabelled
 from ..errors import check
-from ..inference.verdict import verdict
+from ..inference.verdict import verdicts
 from ..reports import PredictionRow, write_predictions
-from .options import OptionParser
+from .options import OptionParser, check_threshold
 
 COMMAND = "predict_onnx"
 
@@ -29,7 +29,7 @@ def parse(args: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--top_k", type=int, default=5)
     parser.add_argument("--reject_below", type=float, default=None,
-                        help="a prediction whose top probability is below this is unsure (default: the export's)")
+                        help="a prediction whose energy score is below this is unsure (default: the export's)")
     return parser.parse_args(args)
 
 
@@ -40,8 +40,7 @@ def predict_onnx(args: list[str]) -> Path:
     options = parse(args)
     check(options.batch_size >= 1, f"--batch_size must be at least 1, got {options.batch_size}")
     check(options.top_k >= 1, f"--top_k must be at least 1, got {options.top_k}")
-    check(options.reject_below is None or 0.0 <= options.reject_below <= 1.0,
-          f"--reject_below must be a probability in [0, 1], got {options.reject_below}")
+    check_threshold(options.reject_below)
     classifier = OnnxClassifier(options.model)
     reject_below = classifier.reject_below if options.reject_below is None else options.reject_below
     rows: dict[str, PredictionRow] = {}
@@ -56,9 +55,10 @@ def predict_onnx(args: list[str]) -> Path:
                 rows[path] = PredictionRow(path, error="could not be read")
         if not images:
             continue
-        for path, image in zip(readable, classifier.probabilities(images)):
-            rows[path] = PredictionRow.from_verdict(path, verdict(image, classifier.class_names, options.top_k,
-                                                                  reject_below))
+        probabilities, logits = classifier.classify(images)
+        said = verdicts(probabilities, logits, classifier.temperature, classifier.class_names, options.top_k,
+                        reject_below)
+        rows.update((path, PredictionRow.from_verdict(path, each)) for path, each in zip(readable, said))
     output = options.output or options.model.with_suffix(".predictions.csv")
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists():

@@ -90,8 +90,8 @@ def serve(args: list[str]) -> None:
                           model_metadata=metadata)
     where = f"http://{'localhost' if options.host == '127.0.0.1' else options.host}:{options.port}"
     print(f"serving {served.path} ({served.name}, version {served.version}; {len(metadata['class_names'])} classes, "
-          f"unsure below {served.reject_below:.4f}) at {where}{PREDICT_PATH}; GET /health, GET /info; "
-          f"batches of up to {options.max_batch_size}; Ctrl-C stops", flush=True)
+          f"unsure below an energy score of {served.reject_below:.4f}) at {where}{PREDICT_PATH}; "
+          f"GET /health, GET /info; batches of up to {options.max_batch_size}; Ctrl-C stops", flush=True)
     stop_on_sigterm()
     server.run(host=options.host, port=options.port, log_level=options.log_level, generate_client_file=False)
 

@@ -6,10 +6,10 @@ Dividing the logits by ``T`` never changes the top-1 class, only how confident e
 ``T`` minimises the validation negative log-likelihood (NLL); the NLL is convex in ``1 / T``, so
 SciPy's bounded scalar minimisation over ``log(1 / T)`` finds it, and each step needs only two sums
 over the validation images, added up across DDP processes (every process takes the same steps).
-The threshold is then a quantile of the calibrated top probabilities of the correctly classified
-images. The logits are those of the validation epoch the best checkpoint was chosen at, kept during
-``fit``; the temperature and the threshold are stored in that checkpoint, which ``predict``,
-``validate``, ``test`` and ``export`` then read.
+The threshold is then a quantile of the energy scores of the correctly classified images. The
+logits are those of the validation epoch the best checkpoint was chosen at, kept during ``fit``;
+the temperature and the threshold are stored in that checkpoint, which ``predict``, ``validate``,
+``test`` and ``export`` then read.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from ..errors import check
 from ..training.checkpoints import best_checkpoint, rewrite_checkpoint
-from .verdict import KEEP_CORRECT, choose_reject_below, is_unsure
+from .verdict import KEEP_CORRECT, choose_reject_below, energy_score, is_unsure
 
 CALIBRATION_BINS = 15
 """Confidence bins of the expected calibration error and the reliability diagram (Guo et al.'s 15)."""
@@ -94,11 +94,11 @@ class Calibration(Callback):
     best checkpoint changed during that validation (seen at the next one, or at the end of ``fit``).
     A run resumed after its best epoch has not seen that epoch's logits: its best checkpoint keeps
     the temperature and threshold it was given when it was written, and the model in memory keeps
-    1 and 0.
+    1 and no threshold.
 
     Args:
         keep_correct: the share of the correctly classified validation images the unsure threshold
-            keeps (their calibrated top probability is at or above it); 1 flags nothing.
+            keeps (their energy score is at or above it).
     """
 
     def __init__(self, keep_correct: float = KEEP_CORRECT) -> None:
@@ -172,9 +172,10 @@ def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targ
         temperature = fitted if nll[1] < nll[0] else 1.0  # never store a temperature that does not help
         ece = (expected_calibration_error(logits, targets, 1.0, num_classes),
                expected_calibration_error(logits, targets, temperature, num_classes))
-    probabilities = (logits / temperature).softmax(dim=1)
-    reject_below = choose_reject_below(probabilities, targets, keep_correct, lambda values: gather(trainer, values))
-    flagged_wrong = _share_flagged_of_wrong(probabilities, targets, reject_below, total)
+    calibrated = logits / temperature
+    reject_below = choose_reject_below(calibrated, targets, temperature, keep_correct,
+                                       lambda values: gather(trainer, values))
+    flagged_wrong = _share_flagged_of_wrong(calibrated, targets, temperature, reject_below, total)
     count = int(total(torch.tensor([float(len(targets))], device=logits.device))[0])
     if trainer.is_global_zero:
         def store(saved: dict) -> None:
@@ -197,8 +198,9 @@ def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targ
             done = "temperature 1 (model.calibrate is off)"
         wrong = "no validation image was misclassified" if flagged_wrong is None else \
             f"{flagged_wrong:.0%} of the misclassified flagged"
-        print(f"calibration on {count} validation images: {done}; unsure below {reject_below:.4f} "
-              f"(keeps {keep_correct:.0%} of the correctly classified, {wrong}) (stored in {checkpoint})"
+        print(f"calibration on {count} validation images: {done}; unsure below an energy score of "
+              f"{reject_below:.4f} (keeps {keep_correct:.0%} of the correctly classified, {wrong}) "
+              f"(stored in {checkpoint})"
               + "".join(f"; {note}" for note in notes))
     trainer.strategy.barrier()
     return temperature, reject_below
@@ -215,8 +217,9 @@ def gather(trainer: Trainer, values: Tensor) -> Tensor:
     return joined[~joined.isnan()]
 
 
-def _share_flagged_of_wrong(probabilities: Tensor, targets: Tensor, reject_below: float, total: Total) -> float | None:
-    confidence, predicted = probabilities.max(dim=1)
-    wrong = predicted != targets
-    sums = total(torch.stack([(wrong & is_unsure(confidence, reject_below)).sum(), wrong.sum()]).double())
+def _share_flagged_of_wrong(calibrated_logits: Tensor, targets: Tensor, temperature: float, reject_below: float,
+                            total: Total) -> float | None:
+    wrong = calibrated_logits.argmax(dim=1) != targets
+    flagged = is_unsure(energy_score(calibrated_logits, temperature), reject_below)
+    sums = total(torch.stack([(wrong & flagged).sum(), wrong.sum()]).double())
     return None if sums[1] == 0 else float(sums[0] / sums[1])

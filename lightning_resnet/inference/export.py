@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..data import ImageFolderDataModule, Normalization
 from ..training.module import ImageClassifier
+from .verdict import as_metadata
 
 ExportFormat = Literal["onnx", "torch_export"]
 SUFFIXES = {"onnx": ".onnx", "torch_export": ".pt2"}
@@ -81,10 +82,11 @@ def shipped_metadata(class_names: Sequence[str], data: ImageFolderDataModule, in
             "std": list(data.normalization.std),
         },
         "temperature": temperature,
-        "reject_below": reject_below,
+        "reject_below": as_metadata(reject_below),
         "outputs": {"probabilities": "softmax of the logits (batch, num_classes)",
                     "logits": "divided by the temperature (batch, num_classes)",
-                    "unsure": "a prediction whose top probability is below reject_below may be none of the classes"},
+                    "unsure": "the energy score, temperature * logsumexp(logits), below reject_below: the image may "
+                              "be none of the classes (null: no threshold)"},
     }
 
 

@@ -13,13 +13,14 @@ from torch import Tensor
 
 from ..data import eval_view
 from ..errors import UserError
-from .export import INPUT_NAME
+from .export import INPUT_NAME, OUTPUT_NAMES
+from .verdict import threshold_of
 
 EXPORT_COMMAND = "python -m lightning_resnet export --ckpt_path <ckpt>"
 
 
 class OnnxClassifier:
-    """An exported ``.onnx`` with its metadata JSON; :meth:`probabilities` of a batch of image files."""
+    """An exported ``.onnx`` with its metadata JSON; :meth:`classify` runs a batch of crops."""
 
     def __init__(self, model: Path, option: str = "--model") -> None:
         import onnxruntime  # only the commands that run an exported model pay for importing it
@@ -32,7 +33,8 @@ class OnnxClassifier:
             settings = metadata["input"]
             self.class_names: list[str] = list(metadata["class_names"])
             self.view = eval_view(settings["image_size"], settings["crop_fraction"], settings["channels"])
-            self.reject_below = float(metadata.get("reject_below", 0.0))  # exports before the threshold: none
+            self.temperature = float(metadata["temperature"])
+            self.reject_below = threshold_of(metadata.get("reject_below"))  # exports before the threshold: none
         except (ValueError, KeyError, TypeError) as error:
             raise UserError(f"{metadata_path} is not the JSON that export writes beside the model "
                             f"({type(error).__name__}: {error}); export again ({EXPORT_COMMAND})") from None
@@ -43,7 +45,7 @@ class OnnxClassifier:
             message = " ".join(str(error).split())[:200]
             raise UserError(f"{option} {model} is not a readable ONNX model ({message})") from None
 
-    def probabilities(self, images: Sequence[Tensor]) -> Tensor:
-        """The probabilities of ``uint8`` crops as :attr:`view` makes them (one row per image)."""
-        output = self.session.run(["probabilities"], {INPUT_NAME: torch.stack(list(images)).numpy()})[0]
-        return torch.from_numpy(np.asarray(output))
+    def classify(self, images: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """The probabilities and calibrated logits of ``uint8`` crops as :attr:`view` makes them (a row per image)."""
+        probabilities, logits = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: torch.stack(list(images)).numpy()})
+        return torch.from_numpy(np.asarray(probabilities)), torch.from_numpy(np.asarray(logits))

@@ -22,10 +22,11 @@ from ..errors import UserError
 from ..training.checkpoints import read_checkpoint
 from .export import load_shipped
 from .onnx import OnnxClassifier
+from .verdict import threshold_of
 
 
 class CheckpointClassifier:
-    """A checkpoint of this project, run in torch as it ships; :meth:`probabilities` of a batch of crops."""
+    """A checkpoint of this project, run in torch as it ships; :meth:`classify` runs a batch of crops."""
 
     def __init__(self, path: Path, option: str = "--model") -> None:
         read_checkpoint(path, option)  # one line when it is not a checkpoint
@@ -33,7 +34,8 @@ class CheckpointClassifier:
         settings = self.metadata["input"]
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.view: CenterView = eval_view(settings["image_size"], settings["crop_fraction"], settings["channels"])
-        self.reject_below = float(self.metadata["reject_below"])
+        self.temperature = float(self.metadata["temperature"])
+        self.reject_below = threshold_of(self.metadata["reject_below"])
 
     @property
     def network(self) -> nn.Module:
@@ -49,16 +51,17 @@ class CheckpointClassifier:
         self.shipped.to(device)
         return self
 
-    def probabilities(self, images: Sequence[Tensor]) -> Tensor:
-        """The probabilities of ``uint8`` crops as :attr:`view` makes them (one row per image)."""
+    def classify(self, images: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """The probabilities and calibrated logits of ``uint8`` crops as :attr:`view` makes them (a row per image)."""
         device = self.shipped.shift.device
         with torch.inference_mode():
-            return self.shipped(torch.stack(list(images)).to(device))[0].cpu()
+            probabilities, logits = self.shipped(torch.stack(list(images)).to(device))
+        return probabilities.cpu(), logits.cpu()
 
 
 ShippedModel = CheckpointClassifier | OnnxClassifier
-"""Either form of a trained model; both have ``class_names``, ``view``, ``reject_below``, ``metadata`` and
-``probabilities``."""
+"""Either form of a trained model; both have ``class_names``, ``view``, ``temperature``, ``reject_below``,
+``metadata`` and ``classify``."""
 
 
 def load_classifier(path: Path, option: str = "--model") -> ShippedModel:

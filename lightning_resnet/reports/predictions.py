@@ -5,6 +5,7 @@ a Grad-CAM overlay per image in ``cam/``."""
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from ..data import datamodule_of
 from ..errors import check
-from ..inference.verdict import Verdict, verdict
+from ..inference.verdict import Verdict, verdicts
 from ..training.run import run_dir
 from . import cam
 
@@ -31,13 +32,14 @@ class PredictionRow:
     confidence: str = ""
     top_classes: str = ""  # "|"-joined, most probable first
     top_probabilities: str = ""
-    unsure: str = ""  # "true" when the top probability is below the model's threshold
+    energy_score: str = ""
+    unsure: str = ""  # "true" when the energy score is below the model's threshold
     error: str = ""
 
     @staticmethod
     def header(top_k: int) -> list[str]:
-        return ["path", "prediction", "confidence", f"top{top_k}_classes", f"top{top_k}_probabilities", "unsure",
-                "error"]
+        return ["path", "prediction", "confidence", f"top{top_k}_classes", f"top{top_k}_probabilities",
+                "energy_score", "unsure", "error"]
 
     @classmethod
     def from_verdict(cls, path: str, said: Verdict) -> PredictionRow:
@@ -45,7 +47,7 @@ class PredictionRow:
         return cls(path=path, prediction=said.prediction, confidence=f"{said.confidence:.6f}",
                    top_classes="|".join(name for name, _ in said.top),
                    top_probabilities="|".join(f"{value:.6f}" for _, value in said.top),
-                   unsure=str(said.unsure).lower())
+                   energy_score=f"{said.score:.6f}", unsure=str(said.unsure).lower())
 
 
 def write_predictions(output: Path, rows: dict[str, PredictionRow], top_k: int) -> None:
@@ -66,8 +68,9 @@ def counts(rows: Iterable[PredictionRow]) -> str:
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes ``predictions.csv`` beside the run: path, class, confidence, the top-k classes and ``unsure``
-    (the top probability is below ``reject_below``: the checkpoint's threshold unless given here).
+    """Writes ``predictions.csv`` beside the run: path, class, confidence, the top-k classes, the energy score and
+    ``unsure`` (the score is below ``reject_below``: the checkpoint's threshold unless given here; see
+    :mod:`lightning_resnet.inference.verdict`).
 
     Each process writes its own part; process 0 joins them in path order (dropping the repeats
     that a distributed sampler pads with) and lists the images that could not be read. With
@@ -79,9 +82,8 @@ class PredictionWriter(BasePredictionWriter):
                  reject_below: float | None = None) -> None:
         super().__init__(write_interval="batch")
         check(top_k >= 1, f"predictions.top_k must be at least 1, got {top_k}")
-        check(reject_below is None or 0.0 <= reject_below <= 1.0,
-              f"predictions.reject_below must be a probability in [0, 1] (or null: the checkpoint's), "
-              f"got {reject_below}")
+        check(reject_below is None or not math.isnan(reject_below),
+              "predictions.reject_below must be an energy score (a number; null: the checkpoint's), got nan")
         self.filename = filename
         self.top_k = top_k
         self.cam = cam
@@ -112,13 +114,13 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         if prediction is None:
             return
-        probabilities = prediction["probabilities"].cpu()
+        temperature = float(pl_module.temperature)
         reject_below = float(pl_module.reject_below) if self.reject_below is None else self.reject_below
+        said = verdicts(prediction["probabilities"].cpu(), prediction["logits"].cpu() / temperature, temperature,
+                        pl_module.class_names, self.top_k, reject_below)
         with open(self._part(trainer.global_rank), "a", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            for path, image in zip(batch[1], probabilities):
-                said = verdict(image, pl_module.class_names, self.top_k, reject_below)
-                writer.writerow(astuple(PredictionRow.from_verdict(path, said)))
+            writer.writerows(astuple(PredictionRow.from_verdict(path, each)) for path, each in zip(batch[1], said))
         if self.cam:
             self._write_cams(trainer, pl_module, batch, prediction["predictions"])
 

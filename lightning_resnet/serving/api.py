@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..data import CenterView
 from ..inference.shipped import CheckpointClassifier, ShippedModel, load_classifier
-from ..inference.verdict import Verdict, verdict
+from ..inference.verdict import Verdict, as_metadata, verdicts
 from .uploads import BadUpload, UploadLimits, prepare, read_upload
 
 PREDICT_PATH = "/predict"
@@ -56,7 +56,8 @@ def answer(said: Verdict, model: ServedModel) -> dict[str, Any]:
         "prediction": said.prediction,
         "confidence": said.confidence,
         "unsure": said.unsure,
-        "reject_below": model.reject_below,
+        "energy_score": said.score,
+        "reject_below": as_metadata(model.reject_below),
         "top": [{"class": name, "probability": probability} for name, probability in said.top],
         "model": {"name": model.name, "version": model.version},
     }
@@ -126,12 +127,14 @@ class ClassifierAPI(ls.LitAPI):
     def decode_request(self, request: np.ndarray) -> np.ndarray:
         return request
 
-    def predict(self, images: np.ndarray) -> torch.Tensor:
-        """Probabilities of one crop (C, H, W) or of a batch of them (N, C, H, W), one row each."""
+    def predict(self, images: np.ndarray) -> list[Verdict] | Verdict:
+        """The verdicts on one crop (C, H, W) or on a batch of them (N, C, H, W)."""
         batch = torch.from_numpy(images if images.ndim == 4 else images[None])
-        probabilities = self.model.probabilities(list(batch))
-        return probabilities if images.ndim == 4 else probabilities[0]
-
-    def encode_response(self, probabilities: torch.Tensor) -> dict[str, Any]:
+        probabilities, logits = self.model.classify(list(batch))
         served = self.served
-        return answer(verdict(probabilities, self.model.class_names, served.top_k, served.reject_below), served)
+        said = verdicts(probabilities, logits, self.model.temperature, self.model.class_names, served.top_k,
+                        served.reject_below)
+        return said if images.ndim == 4 else said[0]
+
+    def encode_response(self, said: Verdict) -> dict[str, Any]:
+        return answer(said, self.served)

@@ -9,6 +9,7 @@ untouched: ``image_mode=None`` keeps Gradio from converting it), so the page say
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from ..data import DECODE_ERRORS
 from ..data.decode import decode_problem
 from ..inference.shipped import CheckpointClassifier, ShippedModel
-from ..inference.verdict import Verdict, verdict
+from ..inference.verdict import Verdict, verdicts
 from ..reports import cam
 from .api import ServedModel
 
@@ -37,9 +38,10 @@ PAGE_CSS = "img { image-rendering: pixelated; }"
 def describe_verdict(said: Verdict, reject_below: float, classes: int) -> str:
     """The verdict in words (Markdown)."""
     if said.unsure:
-        return (f"**Unsure**: {said.prediction}, probability {said.confidence:.3f}, below {reject_below:.3f}: "
-                f"this image may be none of the {classes} classes.")
-    return f"**{said.prediction}**, probability {said.confidence:.3f} (at or above {reject_below:.3f}: not unsure)."
+        return (f"**Unsure**: {said.prediction}, probability {said.confidence:.3f}; its energy score {said.score:.2f} "
+                f"is below {reject_below:.2f}: this image may be none of the {classes} classes.")
+    above = f"at or above {reject_below:.2f}" if math.isfinite(reject_below) else "the model has no threshold"
+    return f"**{said.prediction}**, probability {said.confidence:.3f} (energy score {said.score:.2f}, {above})."
 
 
 class Demo:
@@ -61,9 +63,10 @@ class Demo:
             raise gr.Error(f"{Path(upload.get('orig_name') or path).name} could not be read as an image "
                            f"({decode_problem(error)}): expected a photo or scan (JPEG, PNG, ...)",
                            print_exception=False) from None
-        probabilities = self.model.probabilities([crop])[0]
+        probabilities, logits = self.model.classify([crop])
         served = self.served
-        said = verdict(probabilities, self.model.class_names, served.top_k, served.reject_below)
+        said = verdicts(probabilities, logits, self.model.temperature, self.model.class_names, served.top_k,
+                        served.reject_below)[0]
         return (dict(said.top), self._overlay(path, crop, said),
                 describe_verdict(said, served.reject_below, len(self.model.class_names)))
 

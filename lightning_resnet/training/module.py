@@ -148,9 +148,9 @@ class ImageClassifier(LightningModule):
         self.register_buffer("loss_weights", None, persistent=False)
         # divides the logits of validate, test and predict; fitted at the end of fit (see inference/calibration.py)
         self.register_buffer("temperature", torch.ones(()))
-        # a prediction whose calibrated top probability is below it is unsure (see inference/verdict.py);
-        # chosen at the end of fit, 0 (nothing unsure) until then
-        self.register_buffer("reject_below", torch.zeros(()))
+        # a prediction whose energy score is below it is unsure (see inference/verdict.py); chosen at the end
+        # of fit, -inf (nothing unsure) until then
+        self.register_buffer("reject_below", torch.tensor(-math.inf))
 
     @property
     def num_classes(self) -> int:
@@ -201,7 +201,7 @@ class ImageClassifier(LightningModule):
 
     def on_fit_start(self) -> None:
         self.temperature.fill_(1.0)  # the checkpoints of a run hold the model's own probabilities
-        self.reject_below.fill_(0.0)
+        self.reject_below.fill_(-math.inf)
 
     def on_train_start(self) -> None:
         if self.global_step > 0:  # resumed: the schedule's state is the checkpoint's, planned for its run
@@ -280,7 +280,7 @@ class ImageClassifier(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Check the classes against the model's."""
         checkpoint["state_dict"].setdefault("temperature", torch.ones(()))  # written before calibration existed
-        checkpoint["state_dict"].setdefault("reject_below", torch.zeros(()))  # written before the threshold existed
+        checkpoint["state_dict"].setdefault("reject_below", torch.tensor(-math.inf))  # from before the threshold
         names = checkpoint.get("class_names")
         if names is not None:
             if len(names) != self.num_classes:

@@ -120,7 +120,8 @@ def test_predict_onnx_without_an_exported_model_is_one_line(workdir, capsys):
     (b"not onnx", "{broken", ["model.json", "not the JSON that export writes", "JSONDecodeError"]),
     (b"not onnx", '{"input": {}}', ["model.json", "not the JSON that export writes", "class_names"]),
     (b"not onnx", json.dumps({"input": {"image_size": 16, "crop_fraction": 1.0, "channels": 3},
-                              "class_names": ["a", "b"]}), ["--model", "model.onnx", "not a readable ONNX model"]),
+                              "class_names": ["a", "b"], "temperature": 1.0}),
+     ["--model", "model.onnx", "not a readable ONNX model"]),
 ], ids=["broken JSON", "JSON of something else", "a file that is not ONNX"])
 def test_predict_onnx_with_unreadable_files_is_one_line(workdir, capsys, onnx_bytes, metadata, words):
     (workdir / "model.onnx").write_bytes(onnx_bytes)

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -71,6 +72,7 @@ def test_64_concurrent_requests_are_answered_as_predict_answers_them(service):
         served, predicted = response.json(), service.expected[path]
         assert served["prediction"] == predicted["prediction"], path
         assert served["unsure"] == (predicted["unsure"] == "true"), path
+        assert served["energy_score"] == pytest.approx(float(predicted["energy_score"]), abs=1e-4)
         written = dict(zip(predicted["top5_classes"].split("|"),
                            map(float, predicted["top5_probabilities"].split("|"))))
         assert [entry["class"] for entry in served["top"]] == list(written)
@@ -85,7 +87,7 @@ def test_info_tells_the_models_classes_input_and_calibration(service):
     assert info["class_names"] == ["class_0", "class_1", "class_2"] and info["name"] == "tiny"
     assert info["input"]["image_size"] == 16 and len(info["input"]["mean"]) == 3
     assert info["temperature"] == pytest.approx(float(state["temperature"]))
-    assert info["reject_below"] == pytest.approx(float(state["reject_below"])) and 0 < info["reject_below"] < 1
+    assert info["reject_below"] == pytest.approx(float(state["reject_below"]))
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -131,7 +133,7 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(servi
     ("--max_batch_size", "0", ["--max_batch_size", "at least 1"]),
     ("--batch_timeout", "-1", ["--batch_timeout"]),
     ("--workers", "0", ["--workers"]),
-    ("--reject_below", "1.5", ["--reject_below", "[0, 1]"]),
+    ("--reject_below", "nan", ["--reject_below", "energy score"]),
     ("--top_k", "0", ["--top_k"]),
     ("--model", "nowhere.ckpt", ["--model nowhere.ckpt", "does not exist"]),
     ("--model", "notes.txt", ["--model notes.txt", "not a readable checkpoint"]),
@@ -161,4 +163,29 @@ def test_the_answer_says_unsure_against_the_models_threshold(service):
     path = sorted(service.expected)[0]
     answer = post(service.url, path, as_multipart=True).json()
     assert answer["reject_below"] == pytest.approx(info["reject_below"])
-    assert answer["unsure"] == (answer["confidence"] < answer["reject_below"])
+    assert answer["unsure"] == (answer["energy_score"] < answer["reject_below"])
+
+
+def test_an_exported_onnx_is_served_as_its_checkpoint(service, tmp_path):
+    """The inference worker's steps (setup, predict of a batch, the answer) for the .onnx and the checkpoint."""
+    from lightning_resnet.inference.shipped import identity
+    from lightning_resnet.serving.api import ClassifierAPI, ServedModel
+    from lightning_resnet.serving.uploads import UploadLimits, prepare
+
+    exported = tmp_path / "model.onnx"
+    main(["export", "--ckpt_path", str(service.checkpoint), "--output", str(exported)])
+    paths = sorted(service.expected)[:5]
+    answers = {}
+    for path in (service.checkpoint, exported):
+        name, version = identity(path)
+        api = ClassifierAPI(ServedModel(path, name, version, top_k=3, reject_below=1.5), None, UploadLimits(), 8)
+        ctrl_c = signal.getsignal(signal.SIGINT)
+        api.setup("cpu")  # a worker ignores Ctrl-C (its server stops it): this process must not
+        signal.signal(signal.SIGINT, ctrl_c)
+        crops = np.stack([prepare(Path(image).read_bytes(), api.model.view, UploadLimits()) for image in paths])
+        answers[path.suffix] = [api.encode_response(said) for said in api.predict(crops)]
+    for from_checkpoint, from_onnx, path in zip(answers[".ckpt"], answers[".onnx"], paths):
+        assert from_onnx["prediction"] == from_checkpoint["prediction"] == service.expected[path]["prediction"]
+        assert from_onnx["confidence"] == pytest.approx(from_checkpoint["confidence"], abs=1e-5)
+        assert from_onnx["energy_score"] == pytest.approx(from_checkpoint["energy_score"], abs=1e-4)
+        assert from_onnx["unsure"] == (from_onnx["energy_score"] < 1.5)
