@@ -1,7 +1,8 @@
 """``serve`` under load: requests per second and latency at 1, 8 and 32 concurrent clients, with dynamic batching
 on (``--max_batch_size 8``) and off (``1``), for the demo's model (ResNet-18, CIFAR stem, 16 px digits) and a
-ResNet-50 at 224 px (photo-sized JPEGs); against ``predict_onnx`` over the same images in one process (no HTTP,
-batches of 32), the throughput a client that holds the files could have without a server.
+ResNet-50 at 224 px (photo-sized JPEGs), each served as its checkpoint (torch) and as its export (onnxruntime);
+against ``predict_onnx`` over the same images in one process (no HTTP, batches of 32), the throughput a client
+that holds the files could have without a server. The clients run on the same machine as the server.
 
 Each server is a real ``python -m lightning_resnet serve`` process on a loopback port; each client thread
 keeps one HTTP connection and posts the image bytes as the body.
@@ -114,14 +115,15 @@ def serve_and_load(checkpoint: Path, images: list[bytes], max_batch_size: int, r
         process.wait(timeout=120)
 
 
-def predict_onnx_throughput(checkpoint: Path, folder: Path, count: int) -> float:
+def predict_onnx_throughput(checkpoint: Path, folder: Path, count: int) -> tuple[Path, float]:
+    """The checkpoint exported to ONNX, and the images/s of ``predict_onnx`` over ``folder`` with it."""
     from lightning_resnet.cli import main as cli
 
     model = folder.parent / f"{checkpoint.stem}.onnx"
     cli(["export", "--ckpt_path", str(checkpoint), "--output", str(model)])
     started = time.perf_counter()
     cli(["predict_onnx", "--model", str(model), "--input", str(folder), "--batch_size", "32"])
-    return count / (time.perf_counter() - started)
+    return model, count / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -149,14 +151,14 @@ def main() -> None:
                   photos(work / "photos", 64)[0].parent, args.requests_resnet50)]
         for name, checkpoint, folder, count in cases:
             images = [path.read_bytes() for path in sorted(folder.iterdir())]
-            offline = predict_onnx_throughput(checkpoint, folder, len(images))
-            for batch in (8, 1):
-                for concurrency, rps, p50, p99 in serve_and_load(checkpoint, images, batch, count):
-                    rows.append([name, "on (8)" if batch > 1 else "off", str(concurrency), f"{rps:.1f}",
-                                 f"{p50:.1f}", f"{p99:.1f}", f"{offline:.1f}"])
+            exported, offline = predict_onnx_throughput(checkpoint, folder, len(images))
+            for served, batch in ((checkpoint, 8), (checkpoint, 1), (exported, 8)):
+                for concurrency, rps, p50, p99 in serve_and_load(served, images, batch, count):
+                    rows.append([name, served.suffix, "on (8)" if batch > 1 else "off", str(concurrency),
+                                 f"{rps:.1f}", f"{p50:.1f}", f"{p99:.1f}", f"{offline:.1f}"])
     report("serve: requests per second and latency",
-           table(["model", "batching", "clients", "requests/s", "p50 ms", "p99 ms", "predict_onnx images/s"],
-                 rows))
+           table(["model", "served", "batching", "clients", "requests/s", "p50 ms", "p99 ms",
+                  "predict_onnx images/s"], rows))
 
 
 if __name__ == "__main__":

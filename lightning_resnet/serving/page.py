@@ -27,12 +27,14 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported
 
 import gradio as gr  # noqa: E402  (after the switch above)
 
+IMAGE_ID = "image"
 TOP_CLASSES_ID = "top-classes"
 VERDICT_ID = "verdict"
 CAM_ID = "cam"
 IMAGE_HEIGHT = 280
-PAGE_CSS = "img { image-rendering: pixelated; }"
-"""Small images (a 28-px digit, a 64-px map) enlarged in blocks, not blurred."""
+PAGE_CSS = (f"img {{ image-rendering: pixelated; }} #{IMAGE_ID} .image-frame img, #{CAM_ID} .image-frame img "
+            "{ width: 100%; height: 100%; object-fit: contain; }")
+"""Small images (an 8-px digit, a 64-px map) fill their frame, enlarged in blocks, not blurred."""
 
 
 def describe_verdict(said: Verdict, reject_below: float, classes: int) -> str:
@@ -90,7 +92,7 @@ def build_page(model: ShippedModel, served: ServedModel, examples: list[str], ex
         with gr.Row():
             with gr.Column():
                 image = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                                 label="image", elem_id="image", height=IMAGE_HEIGHT)
+                                 label="image", elem_id=IMAGE_ID, height=IMAGE_HEIGHT)
                 if examples:
                     gr.Examples(examples, inputs=image, label=examples_label,
                                 cache_examples=False, examples_per_page=12)

@@ -47,7 +47,7 @@ async def read_upload(request, limits: UploadLimits) -> bytes:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         data = await _multipart_file(request)
-    elif content_type.startswith(("application/json", "application/x-www-form-urlencoded", "text/")):
+    elif content_type.startswith(("application/json", "text/")):  # curl's --data-binary says form-urlencoded
         raise BadUpload(415, f"a body of Content-Type {content_type.split(';')[0]} is not an image: send the image "
                              f"file's bytes as the body, or as the multipart field '{FILE_FIELD}'")
     else:
@@ -108,4 +108,5 @@ def prepare(data: bytes, view: CenterView, limits: UploadLimits, name: str = "th
     try:
         return view(name, data=data).numpy()
     except DECODE_ERRORS as error:
-        raise BadUpload(400, f"{name} could not be decoded ({decode_problem(error)}): is it cut short?") from None
+        problem = decode_problem(error).removeprefix(f"cannot decode {name}: ")
+        raise BadUpload(400, f"{name} could not be decoded whole ({problem}): was it cut short?") from None
