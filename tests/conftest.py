@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -189,8 +190,9 @@ def wait_until_up(process: subprocess.Popen, url: str, timeout: float = 180) -> 
 
 
 def stop(process: subprocess.Popen) -> tuple[str, str]:
-    """SIGTERM, as a service manager stops a server; returns its output once every process of it has ended."""
-    process.terminate()
+    """SIGTERM to every process of the server's group (started with ``start_new_session``), as a service manager
+    stops one; returns its output once every process of it has ended."""
+    os.killpg(process.pid, signal.SIGTERM)
     try:
         return process.communicate(timeout=60)
     except subprocess.TimeoutExpired:

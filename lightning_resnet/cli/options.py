@@ -66,5 +66,8 @@ def stop_on_sigterm() -> None:
 
 def _stop(server_pid: int, signum, frame) -> NoReturn:
     if os.getpid() == server_pid:
+        # once: a service manager signals every process of the group, and LitServe's workers signal the server
+        # again when they see their HTTP processes go, which must not cut the shutdown short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
     raise SystemExit(0)

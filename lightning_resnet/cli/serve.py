@@ -62,6 +62,14 @@ def check_address(host: str, port: int) -> None:
                             "is another server there? choose another --port") from None
 
 
+def check_accelerator(accelerator: str) -> None:
+    import torch
+
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    check(available.get(accelerator, True),
+          f"--accelerator {accelerator}: this machine has none; use --accelerator cpu (or auto)")
+
+
 def serve(args: list[str]) -> None:
     """Start the service and answer until Ctrl-C."""
     options = parse(args)
@@ -73,6 +81,7 @@ def serve(args: list[str]) -> None:
     check(options.max_upload_mb > 0, f"--max_upload_mb must be positive, got {options.max_upload_mb}")
     check(options.max_pixels >= 1, f"--max_pixels must be at least 1, got {options.max_pixels}")
     check_address(options.host, options.port)
+    check_accelerator(options.accelerator)
 
     import litserve as ls  # only serve pays for importing the server
 

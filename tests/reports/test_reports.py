@@ -44,8 +44,8 @@ def test_predict_writes_a_csv_with_names_confidences_and_unreadable_files(traine
     main(tiny_args(workdir / "images", "--ckpt_path", str(best_checkpoint(trained)),
                    "--data.predict_dir", str(inputs), subcommand="predict"))
     rows = read_rows(newest_run(workdir) / "predictions.csv")
-    assert list(rows[0]) == ["path", "prediction", "confidence", "top5_classes", "top5_probabilities", "unsure",
-                            "error"]
+    assert list(rows[0]) == ["path", "prediction", "confidence", "top5_classes", "top5_probabilities",
+                             "energy_score", "unsure", "error"]
     assert b"\r" not in (newest_run(workdir) / "predictions.csv").read_bytes()  # lines end with \n alone
     assert len(rows) == 11 and [row["path"] for row in rows] == sorted(row["path"] for row in rows)
     failed = {Path(row["path"]).name: row for row in rows if row["error"]}

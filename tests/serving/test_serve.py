@@ -138,6 +138,7 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(servi
     ("--model", "nowhere.ckpt", ["--model nowhere.ckpt", "does not exist"]),
     ("--model", "notes.txt", ["--model notes.txt", "not a readable checkpoint"]),
     ("--max_upload_mb", "0", ["--max_upload_mb"]),
+    ("--accelerator", "mps", ["--accelerator mps", "--accelerator cpu"]),  # Apple's GPU: never on Linux
 ], ids=lambda value: str(value))
 def test_a_bad_serve_option_is_one_line(service, tmp_path, monkeypatch, capsys, option, value, words):
     monkeypatch.chdir(tmp_path)
