@@ -159,8 +159,8 @@ class Calibration(Callback):
 def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targets: Tensor, num_classes: int,
                          fit_the_temperature: bool = True, keep_correct: float = KEEP_CORRECT) -> tuple[float, float]:
     """Fit the temperature of ``checkpoint`` on these validation ``logits`` (every process its own share; or keep
-    1 without ``fit_the_temperature``), choose the unsure threshold on the calibrated probabilities, store both
-    in the checkpoint and print what they did; returns them."""
+    1 without ``fit_the_temperature``), choose the unsure threshold on the energy scores of the calibrated logits,
+    store both in the checkpoint and print what they did; returns them."""
 
     def total(sums: Tensor) -> Tensor:
         return trainer.strategy.reduce(sums, reduce_op="sum")

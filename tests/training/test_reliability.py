@@ -385,7 +385,8 @@ def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_good_checkpoints(w
     for path in folder.glob("*.ckpt"):
         checkpoint = torch.load(path, weights_only=True)
         assert checkpoint["global_step"] == 3  # the end of epoch 0
-        assert all(torch.isfinite(tensor).all() for tensor in checkpoint["state_dict"].values())
+        assert all(torch.isfinite(tensor).all() for key, tensor in checkpoint["state_dict"].items()
+                   if key != "reject_below")  # -inf until calibration chooses it: no threshold
 
 
 # ----- several processes ---------------------------------------------------------------------------
