@@ -64,6 +64,9 @@ ALWAYS_PRESENT = {
     "calibration": Calibration,
 }
 """The callbacks every run has, each configured under its own key."""
+LEFT_OUT = {"inspect": {"predictions"}}
+"""Callbacks a subcommand runs no loop for and whose key it uses itself: ``inspect --predictions`` names a
+cross-validation's folder."""
 
 
 class ResNetArgumentParser(LightningArgumentParser):
@@ -112,7 +115,8 @@ class ResNetCLI(LightningCLI):
         parser.link_arguments("model.class_weights", "data.weighted_loss",
                               compute_fn=lambda weights: weights is not None)
         for key, callback in ALWAYS_PRESENT.items():
-            parser.add_lightning_class_args(callback, key)
+            if key not in LEFT_OUT.get(self._preparing, ()):
+                parser.add_lightning_class_args(callback, key)
         parser.set_defaults(
             {
                 "checkpoint.monitor": MONITOR,
@@ -131,7 +135,11 @@ class ResNetCLI(LightningCLI):
             }
         )
 
+    _preparing: str | None = None
+    """The subcommand whose parser is being made (Lightning makes them before ``__init__`` returns)."""
+
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        self._preparing = subcommand
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "fit":
             parser.add_argument("--test_after_fit", type=bool, default=True,

@@ -4,7 +4,9 @@ Each fold is an ordinary ``fit`` in a process of its own (so DDP and every ``fit
 they do alone), logged to ``logs/<experiment>/crossval_N/fold_K/`` with its own checkpoints and
 ``split.csv``. A fold's scores are the validation metrics its best checkpoint carries (those of the
 epoch ``ModelCheckpoint`` chose it at). The table is printed and written to
-``crossval_N/cross_validation.csv``.
+``crossval_N/cross_validation.csv``. After each fold its best checkpoint reads every image, and at the end
+``crossval_N/oof_predictions.csv`` gives each image as the fold that validated it saw it
+(:mod:`~lightning_resnet.reports.out_of_fold`), what ``inspect --predictions`` looks for label errors in.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from pathlib import Path
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..errors import UserError
+from ..reports.out_of_fold import (
+    CrossValidatedImages,
+    cross_validated_paths,
+    fold_folder,
+    run_fold_model,
+    write_out_of_fold,
+)
 from ..stages import VAL
 from ..training.checkpoints import best_checkpoint_of_run, epoch_metrics
 from ..training.metrics import METRIC_LABELS, metric_key
@@ -31,7 +40,9 @@ HELP = f"""usage: python -m lightning_resnet {COMMAND} [fit options] --data.num_
 
 Runs fit once per fold (--data.fold 0 to K-1), each in its own process and run folder
 logs/<experiment>/crossval_N/fold_K/, then prints each fold's validation metrics at its best
-epoch and their mean and standard deviation (also in crossval_N/{RESULTS_CSV}).
+epoch and their mean and standard deviation (also in crossval_N/{RESULTS_CSV}), and writes
+crossval_N/oof_predictions.csv: every image with the probabilities of the fold model that
+validated it (python -m lightning_resnet inspect --predictions crossval_N finds label errors in it).
 Every option of fit applies: python -m lightning_resnet fit --help"""
 
 
@@ -52,25 +63,32 @@ def cross_validate(args: list[str]) -> None:
         raise UserError(f"{COMMAND} keeps each fold's run with trainer.logger, which must be the TensorBoard logger")
     experiment = Path(logger.save_dir) / logger.name
     group = next(f"crossval_{n}" for n in range(10_000) if not (experiment / f"crossval_{n}").exists())
+    class_names, workers = cli.datamodule.class_names, cli.datamodule.num_workers
     del cli
 
     scores: list[dict[str, float]] = []
     for fold in range(folds):
-        print(f"cross-validation: fold {fold} ({fold + 1} of {folds}) -> {experiment / group / f'fold_{fold}'}",
-              flush=True)
+        run = fold_folder(experiment / group, fold)
+        print(f"cross-validation: fold {fold} ({fold + 1} of {folds}) -> {run}", flush=True)
         command = [sys.executable, "-m", "lightning_resnet", "fit", *args, "--data.fold", str(fold),
                    "--trainer.logger.init_args.version", f"{group}/fold_{fold}",
                    *(["--trainer.enable_model_summary", "false"] if fold else [])]  # the layer table once
         finished = subprocess.run(command)
         if finished.returncode != 0:
             raise SystemExit(finished.returncode)
-        best = best_checkpoint_of_run(experiment / group / f"fold_{fold}")
+        best = best_checkpoint_of_run(run)
         if best is None:
             raise UserError(f"fold {fold} chose no best checkpoint (trainer.limit_val_batches 0?): "
                             "nothing to cross-validate")
         scores.append(epoch_metrics(best.path))
+        if fold == 0:
+            paths = cross_validated_paths(run)
+        run_fold_model(best.path, paths, run, workers)
     print(format_results(scores, experiment / group))
     write_results(experiment / group / RESULTS_CSV, scores)
+    images = CrossValidatedImages.from_splits(experiment / group, folds)
+    print(f"out-of-fold predictions of {len(images.paths)} images: "
+          f"{write_out_of_fold(experiment / group, images, class_names)}")
 
 
 def _columns(scores: list[dict[str, float]]) -> list[str]:

@@ -52,14 +52,18 @@ class ResNetTrainer(Trainer):
                  f"{model.num_classes} classes {model.hparams.backbone_options or ''}")
         print(format_summary(summarize(model.model, image_size=datamodule.image_size), title=title))
 
-    def inspect(self, model: ImageClassifier, datamodule: ImageFolderDataModule, per_class: int = 8) -> None:
+    def inspect(self, model: ImageClassifier, datamodule: ImageFolderDataModule, per_class: int = 8,
+                predictions: Path | None = None) -> None:
         """Look at the data folder before training: counts per class and split, formats, sizes, unreadable
         files, duplicates and leaks; writes ``duplicates.csv`` and ``classes.png`` beside the run.
 
         Args:
             per_class: images of each class in ``classes.png``.
+            predictions: the ``logs/<experiment>/crossval_N`` folder of a ``cross_validate`` of this folder:
+                also list suspected label errors (``label_issues.csv``/``.png``), outliers
+                (``outliers.csv``/``.png``) and near-duplicates in feature space (in ``duplicates.csv``).
         """
-        print(inspect_folder(datamodule, run_dir(self), per_class))
+        print(inspect_folder(datamodule, run_dir(self), per_class, predictions and Path(predictions)))
 
     def lr_find(
         self,

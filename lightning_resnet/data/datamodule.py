@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 from ..errors import UserError, check
 from ..stages import TEST, TRAIN, VAL
+from .corrections import EXCLUDED, Corrections, read_corrections
 from .dataset import ImageSamples, Sample, collate_readable
 from .demo import DEMO_DATA, DEMO_DIR, write_digits_demo
 from .folders import FolderLayout, scan_unlabelled
@@ -73,6 +74,11 @@ class ImageFolderDataModule(LightningDataModule):
         num_folds: split into this many stratified folds instead (k-fold cross-validation; see
             ``python -m lightning_resnet cross_validate``); ``fold`` is held out for validation.
         fold: the fold held out, from 0 to ``num_folds - 1``.
+        exclude: a CSV file with a ``path`` column (an edited ``label_issues.csv`` or ``outliers.csv`` of
+            ``inspect --predictions``): those images are left out of training and validation, and listed
+            in ``split.csv`` as ``excluded``.
+        relabel: a CSV file with ``path`` and ``label`` columns: those images are trained and validated
+            under the class ``label`` names instead of their folder's.
         group_duplicates: look for exact and near-duplicate images (cached once per folder) and
             keep each group of them on one side of the split; duplicates shared between the
             parts of a pre-split folder are reported as leaks.
@@ -116,6 +122,8 @@ class ImageFolderDataModule(LightningDataModule):
         seed: int = 42,
         num_folds: int | None = None,
         fold: int = 0,
+        exclude: str | None = None,
+        relabel: str | None = None,
         group_duplicates: bool = True,
         sampler: SamplerKind = "shuffle",
         test_dir: str | None = None,
@@ -160,6 +168,7 @@ class ImageFolderDataModule(LightningDataModule):
         self.is_demo = data_dir == DEMO_DATA
         self.data_dir = DEMO_DIR if self.is_demo else Path(data_dir).expanduser()
         self.split_rule = SplitRule(val_fraction, seed, num_folds, fold, group_duplicates)
+        self.corrections: Corrections = read_corrections(exclude, relabel, self.data_dir)
         self.seed = seed
         self.sampler = sampler
         self.test_dir = Path(test_dir).expanduser() if test_dir else None
@@ -224,7 +233,7 @@ class ImageFolderDataModule(LightningDataModule):
         index already made when it answers the question, else made (from the caches) and announced."""
         hashes = self.split_rule.group_duplicates if find_duplicates is None else find_duplicates
         if self._index is None or (hashes and not self._index.hashed):
-            self._index = index_folder(self.listing(), self.split_rule, self.verify_images, hashes)
+            self._index = index_folder(self.listing(), self.split_rule, self.verify_images, hashes, self.corrections)
             announce(self._index, self.split_rule, balanced=self.sampler == "balanced" or self.weighted_loss)
         return self._index
 
@@ -276,6 +285,8 @@ class ImageFolderDataModule(LightningDataModule):
         rows += [(path, VAL, names[target]) for path, target in val]
         if self.has_test_set:
             rows += [(path, TEST, names[target]) for path, target in self.test_samples()]
+        index = self.index()
+        rows += [(path, EXCLUDED, names[target]) for path, target in index.samples(index.excluded)]
         return rows
 
     @property

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from ..errors import check
 from ..stages import TEST, TRAIN, VAL
 from .catalog import ImageRecord, image_records, warn_unreadable
+from .corrections import Corrections
 from .dataset import Sample
 from .duplicates import DuplicateGroup, cached_duplicate_groups
 from .folders import FolderLayout, LayoutError, detect_layout, scan_image_folder, scan_split_part
@@ -76,7 +77,8 @@ class SplitRule:
 class FolderIndex:
     """A listed folder with each file's record, the duplicate groups, and the training/validation split.
 
-    ``train`` and ``val`` index into ``listing.files``; unreadable files are in neither.
+    ``train`` and ``val`` index into ``listing.files`` (with ``data.relabel``'s classes); unreadable and
+    excluded files (``data.exclude``) are in neither.
     """
 
     listing: FolderListing
@@ -87,6 +89,7 @@ class FolderIndex:
     groups: tuple[DuplicateGroup, ...]
     train: tuple[int, ...]
     val: tuple[int, ...]
+    excluded: tuple[int, ...] = ()
 
     @property
     def files(self) -> tuple[Sample, ...]:
@@ -98,7 +101,9 @@ class FolderIndex:
     @cached_property
     def test(self) -> tuple[int, ...]:
         """The readable files of a pre-split folder's ``test/``."""
-        return tuple(i for i, part in enumerate(self.listing.parts) if part == TEST and self.readable(i))
+        left_out = set(self.excluded)
+        return tuple(i for i, part in enumerate(self.listing.parts)
+                     if part == TEST and self.readable(i) and i not in left_out)
 
     def readable(self, index: int) -> bool:
         return not self.verified or self.records[index].readable
@@ -124,8 +129,11 @@ class FolderIndex:
         return [counts[index] for index in range(len(self.listing.class_names))]
 
 
-def index_folder(listing: FolderListing, rule: SplitRule, verify: bool, find_duplicates: bool) -> FolderIndex:
-    """Check (``verify``) and hash (``find_duplicates``) every listed file, group the copies and split."""
+def index_folder(listing: FolderListing, rule: SplitRule, verify: bool, find_duplicates: bool,
+                 corrections: Corrections = Corrections()) -> FolderIndex:
+    """Check (``verify``) and hash (``find_duplicates``) every listed file, group the copies and split what
+    ``corrections`` does not exclude, under its classes."""
+    listing, excluded = corrections.apply(listing)
     root = listing.layout.root
     paths = [path for path, _ in listing.files]
     records = None
@@ -134,21 +142,23 @@ def index_folder(listing: FolderListing, rule: SplitRule, verify: bool, find_dup
         if verify:
             warn_unreadable(paths, records, root)
     groups = tuple(cached_duplicate_groups(records)) if find_duplicates else ()
-    readable = [record.readable for record in records] if verify else [True] * len(paths)
-    train, val = _split(listing, rule, readable, groups)
-    return FolderIndex(listing, records, verify, find_duplicates, groups, train, val)
+    usable = [record.readable for record in records] if verify else [True] * len(paths)
+    for index in excluded:
+        usable[index] = False
+    train, val = _split(listing, rule, usable, groups)
+    return FolderIndex(listing, records, verify, find_duplicates, groups, train, val, excluded)
 
 
-def _split(listing: FolderListing, rule: SplitRule, readable: list[bool],
+def _split(listing: FolderListing, rule: SplitRule, usable: list[bool],
            groups: Sequence[DuplicateGroup]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     layout, parts = listing.layout, listing.parts
     check(not layout.presplit or rule.num_folds is None,
           f"data.num_folds: {layout.describe()} is split already; k-fold needs one folder per class "
           "(merge train/ and val/ to cross-validate)")
     if layout.presplit and layout.val is not None:
-        return (tuple(i for i, part in enumerate(parts) if part == TRAIN and readable[i]),
-                tuple(i for i, part in enumerate(parts) if part == VAL and readable[i]))
-    pool = [i for i, part in enumerate(parts) if part in (None, TRAIN) and readable[i]]
+        return (tuple(i for i, part in enumerate(parts) if part == TRAIN and usable[i]),
+                tuple(i for i, part in enumerate(parts) if part == VAL and usable[i]))
+    pool = [i for i, part in enumerate(parts) if part in (None, TRAIN) and usable[i]]
     position = {index: order for order, index in enumerate(pool)}
     units = [[position[i] for i in group.members if i in position] for group in groups]
     units = [unit for unit in units if len(unit) > 1] if rule.group_duplicates else []
@@ -187,8 +197,9 @@ def announce(index: FolderIndex, rule: SplitRule, balanced: bool) -> None:
     duplicates = (f"; {len(index.groups)} group(s) of duplicates ({grouped} images)"
                   + (" kept on one side" if rule.group_duplicates and not layout.presplit else "")
                   if index.groups else "")
+    excluded = f"; {len(index.excluded)} excluded (data.exclude)" if index.excluded else ""
     rank_zero_info(f"data: {layout.describe()}, {len(names)} classes, {how}: "
-                   f"{len(index.train)} training and {len(index.val)} validation images{duplicates}")
+                   f"{len(index.train)} training and {len(index.val)} validation images{duplicates}{excluded}")
     if index.leaks:
         examples = "; ".join(" = ".join(index.files[i][0] for i in group.members[:2]) for group, _ in index.leaks[:3])
         rank_zero_warn(f"{layout.root}: {len(index.leaks)} group(s) of duplicate images are in more than one "

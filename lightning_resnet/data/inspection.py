@@ -4,31 +4,56 @@ Per-class counts per part of the split, formats and colour modes, image sizes, u
 files, exact and near-duplicate groups, leaks between the parts, the imbalance ratio; with
 ``duplicates.csv`` (every copy and the part it is in), ``split.csv`` (the split ``fit`` would use
 with the same options) and ``classes.png`` (a few images per class) written beside the run.
+With the out-of-fold predictions of a cross-validation, also suspected label errors, outliers and
+near-duplicates in feature space (:mod:`~lightning_resnet.reports.data_issues`). Nothing in the data
+folder is changed: ``data.exclude`` and ``data.relabel`` take the user's decisions.
 """
 
 from __future__ import annotations
 
 import csv
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ..errors import check
+from ..reports.data_issues import (
+    LABEL_ISSUES_CSV,
+    LABEL_ISSUES_PNG,
+    OUTLIERS_CSV,
+    OUTLIERS_PNG,
+    LabelIssue,
+    Outlier,
+    feature_duplicates,
+    label_issues,
+    label_issues_figure,
+    outliers,
+    outliers_figure,
+    write_rows,
+)
+from ..reports.out_of_fold import OutOfFold, read_out_of_fold
 from ..stages import PARTS
 from .datamodule import ImageFolderDataModule
+from .dataset import Sample
 from .decode import load_image
-from .duplicates import MIN_SIDE, left_out_of_near_search
+from .duplicates import MIN_SIDE, DuplicateGroup, left_out_of_near_search
 from .splits import SPLIT_CSV, write_split_csv
 
 DUPLICATES_CSV = "duplicates.csv"
+FEATURES = "features"
+"""The ``kind`` in ``duplicates.csv`` of a near-duplicate group found in feature space (the hashes' are exact, near)."""
 CLASSES_PNG = "classes.png"
 
 
-def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8) -> str:
+def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8,
+                   predictions: Path | None = None) -> str:
     """The printed summary of ``data``'s folder; writes ``duplicates.csv``, ``split.csv`` and ``classes.png``
-    into ``folder``."""
+    into ``folder``, and with ``predictions`` (a ``crossval_N`` folder) the files of :func:`data_issue_lines`."""
+    out_of_fold = read_out_of_fold(predictions) if predictions is not None else None
     folder_index = data.index(find_duplicates=True)
     files, records, part_of = folder_index.files, folder_index.records, folder_index.part_of_files
     names = data.class_names
@@ -79,12 +104,15 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
         lines.append("  " + " = ".join(f"{files[i][0]} ({part_of.get(i, '-')})" for i in group.members[:3]))
 
     folder.mkdir(parents=True, exist_ok=True)
+    issue_lines, feature_groups = (data_issue_lines(out_of_fold, files, groups, data.channels, folder)
+                                   if out_of_fold is not None else ([], []))
     with open(folder / DUPLICATES_CSV, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["group", "kind", "path", "split", "class"])
-        for number, group in enumerate(groups):
-            for i in group.members:
-                writer.writerow([number, group.kind, files[i][0], part_of.get(i, ""), names[files[i][1]]])
+        found = [(group.kind, group.members) for group in groups] + [(FEATURES, group) for group in feature_groups]
+        for number, (kind, members) in enumerate(found):
+            for i in members:
+                writer.writerow([number, kind, files[i][0], part_of.get(i, ""), names[files[i][1]]])
     write_split_csv(folder / SPLIT_CSV, data.split_rows())
     examples = {index: [] for index in range(len(names))}
     for i in readable:
@@ -92,7 +120,38 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
             examples[files[i][1]].append(files[i][0])
     classes_figure(examples, names, data.channels).savefig(folder / CLASSES_PNG, dpi=100, bbox_inches="tight")
     lines.append(f"wrote {folder / DUPLICATES_CSV}, {folder / SPLIT_CSV} and {folder / CLASSES_PNG}")
-    return "\n".join(lines)
+    return "\n".join(lines + issue_lines)
+
+
+def data_issue_lines(oof: OutOfFold, files: Sequence[Sample], groups: Sequence[DuplicateGroup], channels: int,
+                     folder: Path) -> tuple[list[str], list[tuple[int, ...]]]:
+    """The summary lines of the label errors, outliers and feature-space near-duplicates found in ``oof`` (each
+    kind's CSV and grid written into ``folder``), and the near-duplicate groups as indices into ``files``."""
+    position = {Path(path).resolve(): index for index, (path, _) in enumerate(files)}
+    unknown = [path for path in oof.paths if Path(path).resolve() not in position]
+    check(not unknown, f"--predictions {oof.folder}: {len(unknown)} of its {len(oof.paths)} images are not in "
+                       f"data.data_dir (e.g. {unknown[0] if unknown else ''}): give the folder it cross-validated")
+    suspected = label_issues(oof)
+    write_rows(folder / LABEL_ISSUES_CSV, suspected, LabelIssue)
+    label_issues_figure(suspected, channels).savefig(folder / LABEL_ISSUES_PNG, dpi=100, bbox_inches="tight")
+    distant = outliers(oof)
+    write_rows(folder / OUTLIERS_CSV, distant, Outlier)
+    outliers_figure(distant, channels).savefig(folder / OUTLIERS_PNG, dpi=100, bbox_inches="tight")
+    feature_groups = [tuple(position[Path(oof.paths[row]).resolve()] for row in group)
+                      for group in feature_duplicates(oof)]
+    hash_group_of = {member: number for number, group in enumerate(groups) for member in group.members}
+    unseen = [group for group in feature_groups if len({hash_group_of.get(i, -1 - i) for i in group}) > 1]
+    share = len(suspected) / max(1, int(oof.readable.sum()))
+    return [
+        f"label errors: {len(suspected)} suspected of {int(oof.readable.sum())} images ({share:.1%}; cleanlab's "
+        f"confident learning over {oof.num_folds}-fold out-of-fold probabilities): {folder / LABEL_ISSUES_CSV}, "
+        f"{folder / LABEL_ISSUES_PNG}",
+        f"outliers: {len(distant)} image(s) far from every image their fold's model trained on: "
+        f"{folder / OUTLIERS_CSV}, {folder / OUTLIERS_PNG}",
+        f"near-duplicates in feature space: {len(feature_groups)} group(s), "
+        f"{sum(map(len, feature_groups))} images, {len(unseen)} of the groups not found by the perceptual hash: "
+        f"kind {FEATURES} in {folder / DUPLICATES_CSV}",
+    ], feature_groups
 
 
 def classes_figure(examples: dict[int, list[str]], names: list[str], channels: int, side: int = 96) -> Figure:

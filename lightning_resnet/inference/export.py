@@ -43,6 +43,12 @@ class ShippedClassifier(nn.Module):
         logits = self.network((images.float() - self.shift) * self.scale) / self.temperature
         return logits.softmax(dim=1), logits
 
+    def embed(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`forward`'s probabilities and logits, and the pooled features the classifier reads them from."""
+        features = self.network.forward_features((images.float() - self.shift) * self.scale)
+        logits = self.network.forward_head(features) / self.temperature
+        return logits.softmax(dim=1), logits, features
+
 
 def export_model(model: nn.Module, output: Path, image_size: int, in_chans: int = 3,
                  format: ExportFormat = "onnx") -> Path:

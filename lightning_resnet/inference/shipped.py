@@ -58,6 +58,13 @@ class CheckpointClassifier:
             probabilities, logits = self.shipped(torch.stack(list(images)).to(device))
         return probabilities.cpu(), logits.cpu()
 
+    def embed(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """The probabilities and the penultimate layer's pooled features (``network.num_features`` wide) of crops."""
+        device = self.shipped.shift.device
+        with torch.inference_mode():
+            probabilities, _, features = self.shipped.embed(images.to(device))
+        return probabilities.cpu(), features.cpu()
+
 
 ShippedModel = CheckpointClassifier | OnnxClassifier
 """Either form of a trained model; both have ``class_names``, ``view``, ``temperature``, ``reject_below``,

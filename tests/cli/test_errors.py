@@ -83,6 +83,19 @@ CASES = [
     ("a mean without a std", ["fit", "--data.normalize", "{mean: [0.5, 0.5, 0.5]}"], ["data.normalize", "mean"]),
     ("more folds than a class has images", ["cross_validate", "--data.num_folds", "1000"],
      ["data.num_folds 1000", "class_0 has 4", "at most 4 folds"]),
+    ("a missing exclude file", ["fit", "--data.exclude", "edited.csv"], ["data.exclude edited.csv", "'path' column"]),
+    ("an exclude file without a path column", ["fit", "--data.exclude", "notes.txt"],
+     ["data.exclude notes.txt", "no 'path' column"]),
+    ("an excluded path not in the folder", ["fit", "--data.exclude", "elsewhere.csv"],
+     ["data.exclude elsewhere.csv", "1 path(s) name no image of images", "gone.png"]),
+    ("a relabel file without a label column", ["fit", "--data.relabel", "elsewhere.csv"],
+     ["data.relabel elsewhere.csv", "no 'label' column"]),
+    ("a relabel to an unknown class", ["fit", "--data.relabel", "unknown_class.csv"],
+     ["data.relabel unknown_class.csv", "cat is not a class", "class_0, class_1, class_2"]),
+    ("an image both excluded and relabelled", ["fit", "--data.exclude", "unknown_class.csv", "--data.relabel",
+                                               "unknown_class.csv"], ["both name", "000.jpg"]),
+    ("inspect predictions that are no cross-validation", ["inspect", "--predictions", "images"],
+     ["--predictions images", "oof_predictions.csv", "crossval_N"]),
 ]
 
 
@@ -112,6 +125,8 @@ def folder(tmp_path_factory) -> Path:
     torch.save(create_model("resnet18", num_classes=3).state_dict(), root / "resnet18.pth")
     torch.save(create_model("resnet34", num_classes=3).state_dict(), root / "resnet34.pth")
     (root / "notes.txt").write_text("learning rate 1e-3 worked best\n")
+    (root / "elsewhere.csv").write_text("path\nimages/class_0/001.png\nimages/class_0/gone.png\n")
+    (root / "unknown_class.csv").write_text("path,label\nimages/class_0/000.jpg,cat\n")
     return root
 
 

@@ -1,0 +1,172 @@
+"""Out-of-fold predictions of a cross-validation: every image seen by the fold model that never trained on it.
+
+After each fold, ``cross_validate`` runs the fold's best checkpoint over every image of the
+cross-validation, read as ``predict`` reads it, and keeps in the fold's folder the calibrated
+probabilities (``probabilities.npy``) and the penultimate layer's pooled features
+(``embeddings.npy``) of all of them, row for row in the order of ``oof_predictions.csv``. At the
+end, each image's row is taken from the fold that validated it: ``oof_predictions.csv`` (path,
+fold, label, prediction, the probability of every class) and ``oof_embeddings.npy``. The arrays
+are numpy's ``.npy`` (float32; ``numpy.load`` reads them, memory-mapped if need be): plain arrays
+of one dtype need nothing more. A fold's features of all images, not only of its validation images,
+let ``inspect`` compare an image with the images its model trained on, in that model's feature space.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..data import SPLIT_CSV, ImageSamples, collate_readable, read_split_csv
+from ..errors import UserError, check
+from ..stages import TRAIN, VAL
+
+OOF_CSV = "oof_predictions.csv"
+OOF_EMBEDDINGS = "oof_embeddings.npy"
+FOLD_PROBABILITIES = "probabilities.npy"
+FOLD_EMBEDDINGS = "embeddings.npy"
+PROBABILITY_PREFIX = "p_"
+"""``oof_predictions.csv`` has one ``p_<class>`` column per class, in class index order."""
+LABEL_COLUMNS = ("path", "fold", "label", "prediction")
+
+
+def fold_folder(group: Path, fold: int) -> Path:
+    return group / f"fold_{fold}"
+
+
+@dataclass(frozen=True)
+class CrossValidatedImages:
+    """The images of a cross-validation in row order, each with its class name and the fold that validated it."""
+
+    paths: tuple[str, ...]
+    labels: tuple[str, ...]
+    folds: tuple[int, ...]
+
+    @classmethod
+    def from_splits(cls, group: Path, num_folds: int) -> CrossValidatedImages:
+        """From the folds' ``split.csv``: fold K's validation rows are the images fold K validated."""
+        validated: dict[str, tuple[str, int]] = {}
+        for fold in range(num_folds):
+            for row in read_split_csv(fold_folder(group, fold) / SPLIT_CSV):
+                if row["split"] == VAL:
+                    validated[row["path"]] = (row["class"], fold)
+        everything = set(cross_validated_paths(fold_folder(group, 0)))
+        check(set(validated) == everything, f"{group}: the folds' split.csv files do not cover the same images "
+                                            "once each; were the folds run with different data options?")
+        paths = tuple(sorted(validated))
+        return cls(paths, tuple(validated[p][0] for p in paths), tuple(validated[p][1] for p in paths))
+
+
+def cross_validated_paths(fold_run: Path) -> list[str]:
+    """Every image of the cross-validation (each fold trains or validates each), in row order, from one fold's
+    ``split.csv``."""
+    return sorted(row["path"] for row in read_split_csv(fold_run / SPLIT_CSV) if row["split"] in (TRAIN, VAL))
+
+
+def run_fold_model(checkpoint: Path, paths: Sequence[str], output: Path, workers: int, batch_size: int = 128) -> None:
+    """The probabilities and features of every image under ``checkpoint``, written as the fold's two arrays.
+    A file that cannot be read now has NaN rows."""
+    from ..inference.shipped import CheckpointClassifier
+
+    classifier = CheckpointClassifier(checkpoint, "--ckpt_path")
+    classifier.to("cuda" if torch.cuda.is_available() else "cpu")
+    dataset = ImageSamples(list(zip(paths, range(len(paths)))), classifier.view)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
+    probabilities = np.full((len(dataset), len(classifier.class_names)), np.nan, dtype=np.float32)
+    features = None
+    for batch in loader:
+        if batch is None:
+            continue
+        crops, rows = batch
+        batch_probabilities, batch_features = classifier.embed(crops)
+        if features is None:
+            features = np.full((len(dataset), batch_features.shape[1]), np.nan, dtype=np.float32)
+        probabilities[rows.numpy()] = batch_probabilities.numpy()
+        features[rows.numpy()] = batch_features.numpy()
+    check(features is not None, f"{checkpoint}: none of the {len(dataset)} images could be read")
+    np.save(output / FOLD_PROBABILITIES, probabilities)
+    np.save(output / FOLD_EMBEDDINGS, features)
+
+
+def write_out_of_fold(group: Path, images: CrossValidatedImages, class_names: Sequence[str]) -> Path:
+    """``oof_predictions.csv`` and ``oof_embeddings.npy``: each image's row from the fold that validated it."""
+    folds = np.array(images.folds)
+    probabilities = np.empty((len(folds), len(class_names)), dtype=np.float32)
+    embeddings = None
+    for fold in range(int(folds.max()) + 1):
+        rows = folds == fold
+        probabilities[rows] = np.load(fold_folder(group, fold) / FOLD_PROBABILITIES)[rows]
+        fold_features = np.load(fold_folder(group, fold) / FOLD_EMBEDDINGS, mmap_mode="r")
+        if embeddings is None:
+            embeddings = np.empty((len(folds), fold_features.shape[1]), dtype=np.float32)
+        embeddings[rows] = fold_features[rows]
+    np.save(group / OOF_EMBEDDINGS, embeddings)
+    with open(group / OOF_CSV, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow([*LABEL_COLUMNS, *(PROBABILITY_PREFIX + name for name in class_names)])
+        for path, label, fold, row in zip(images.paths, images.labels, images.folds, probabilities):
+            prediction = class_names[int(np.argmax(row))] if np.isfinite(row).all() else ""
+            writer.writerow([path, fold, label, prediction, *(f"{p:.6g}" for p in row)])
+    return group / OOF_CSV
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """A cross-validation's out-of-fold predictions as ``inspect --predictions`` reads them back."""
+
+    folder: Path
+    class_names: tuple[str, ...]
+    paths: tuple[str, ...]
+    labels: np.ndarray
+    """Class index of each image (its given label)."""
+    folds: np.ndarray
+    probabilities: np.ndarray
+    """Out-of-fold calibrated probabilities, a row per image (NaN where the image could not be read)."""
+
+    @property
+    def num_folds(self) -> int:
+        return int(self.folds.max()) + 1
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        """Each image's features under the model that validated it."""
+        return np.load(self.folder / OOF_EMBEDDINGS)
+
+    def fold_embeddings(self, fold: int) -> np.ndarray:
+        """Every image's features under fold ``fold``'s model."""
+        return np.load(fold_folder(self.folder, fold) / FOLD_EMBEDDINGS, mmap_mode="r")
+
+    @cached_property
+    def readable(self) -> np.ndarray:
+        return np.isfinite(self.probabilities).all(axis=1)
+
+
+def read_out_of_fold(folder: Path) -> OutOfFold:
+    """The ``crossval_N`` folder of ``cross_validate``; one line naming ``--predictions`` when it is not one."""
+    table = folder / OOF_CSV
+    if not table.is_file():
+        raise UserError(f"--predictions {folder} has no {OOF_CSV}: expected the crossval_N folder a "
+                        "cross_validate run wrote (logs/<experiment>/crossval_N)")
+    with open(table, newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        rows = list(reader)
+    names = tuple(column[len(PROBABILITY_PREFIX):] for column in columns[len(LABEL_COLUMNS):])
+    check(tuple(columns[:len(LABEL_COLUMNS)]) == LABEL_COLUMNS and names and rows,
+          f"--predictions {table} is not an {OOF_CSV} of cross_validate")
+    index = {name: number for number, name in enumerate(names)}
+    return OutOfFold(
+        folder=folder,
+        class_names=names,
+        paths=tuple(row["path"] for row in rows),
+        labels=np.array([index[row["label"]] for row in rows]),
+        folds=np.array([int(row["fold"]) for row in rows]),
+        probabilities=np.array([[float(row[PROBABILITY_PREFIX + n]) for n in names] for row in rows],
+                               dtype=np.float64),
+    )
