@@ -139,7 +139,7 @@ def write_rows(path: Path, rows: Sequence[LabelIssue] | Sequence[Outlier], kind:
         writer.writerow(["rank", *fields])
         for rank, row in enumerate(rows, start=1):
             values = [getattr(row, field) for field in fields]
-            writer.writerow([rank, *(f"{v:.4f}" if isinstance(v, float) else v for v in values)])
+            writer.writerow([rank, *(f"{v:.4g}" if isinstance(v, float) else v for v in values)])
 
 
 def captioned_grid(items: Sequence[tuple[str, str]], title: str, channels: int, columns: int = 8,
@@ -174,6 +174,6 @@ def label_issues_figure(issues: Sequence[LabelIssue], channels: int) -> Figure:
 
 
 def outliers_figure(found: Sequence[Outlier], channels: int) -> Figure:
-    items = [(outlier.path, f"labelled {outlier.label}, score {outlier.outlier_score:.2f}\npredicted "
+    items = [(outlier.path, f"labelled {outlier.label}, score {outlier.outlier_score:.2g}\npredicted "
                             f"{outlier.prediction} (p={outlier.confidence:.2f})") for outlier in found[:GRID_IMAGES]]
     return captioned_grid(items, f"outliers, farthest first ({len(items)} of {len(found)})", channels)
