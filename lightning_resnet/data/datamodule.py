@@ -409,11 +409,12 @@ class ImageFolderDataModule(LightningDataModule):
         return self._loader(self.predict_set, SequentialSampler(self.predict_set))
 
     def on_after_batch_transfer(self, batch: list[Tensor] | None, dataloader_idx: int) -> list[Tensor] | None:
-        """Turn the ``uint8`` images into normalized floats on the device (a list, so callbacks can replace them)."""
+        """Turn the ``uint8`` images into normalized floats on the device (a list, so callbacks can replace them);
+        a batch of cached backbone features (rows, not images) is passed on as it is."""
         if batch is None:
             return None
         images, targets = batch
-        return [self.normalization(images), targets]
+        return [images if images.ndim == 2 else self.normalization(images), targets]
 
     # ----- checkpoint state ----------------------------------------------------------------------
 

@@ -27,7 +27,9 @@ class ImageSamples(Dataset):
     in ``skipped`` (shared by the loader's worker processes) and warned about; then, with
     ``replace_unreadable`` (training), another random sample takes its place so that batches keep
     their size, and otherwise the sample is ``None``
-    and :func:`collate_readable` leaves it out of the batch.
+    and :func:`collate_readable` leaves it out of the batch. With ``features`` set and ``reading_features``
+    on (shared with the loader's workers), a sample is its image's cached backbone features instead
+    (``model.cache_features``, :mod:`~lightning_resnet.training.feature_cache`).
     """
 
     def __init__(self, samples: Sequence[tuple[str, int | str]], view: Callable[[str], Tensor],
@@ -37,12 +39,17 @@ class ImageSamples(Dataset):
         self.augmentation = augmentation
         self.replace_unreadable = replace_unreadable
         self.skipped = multiprocessing.Value("i", 0)
+        self.features: Callable[[str], Tensor] | None = None
+        self.reading_features = multiprocessing.Value("b", 0)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int | str] | None:
         index, seed = key if isinstance(key, tuple) else (key, None)
+        if self.features is not None and self.reading_features.value:
+            path, target = self.samples[index]
+            return self.features(path), target
         with seeded(seed):
             for _ in range(10):
                 path, target = self.samples[index]

@@ -25,6 +25,7 @@ from ..errors import UserError, check
 from ..models import create_model, load_weights
 from ..stages import TEST, TRAIN, VAL
 from .checkpoints import EPOCH_METRICS
+from .feature_cache import FrozenFeatures
 from .finetuning import BackboneFreeze
 from .metrics import LOSS, TRAIN_LOSS, classification_metrics, metric_key
 from .optimization import Schedule, apply_lr_factors, build_scheduler, parameter_groups, stretch_to
@@ -67,6 +68,10 @@ class ImageClassifier(LightningModule):
             extra tensors); by default such weights are refused in one line naming what does not fit.
         freeze_backbone: train only the classifier (the backbone's BatchNorm statistics stay fixed).
         unfreeze_at_epoch: with ``freeze_backbone``, train the whole network from this epoch on.
+        cache_features: with ``freeze_backbone`` and ``data.train_augment: basic``, compute the frozen
+            backbone's features of the training and validation images once (cached on disk, shared by
+            the folds of ``cross_validate`` and the trials of ``sweep``) and train the head on them
+            until ``unfreeze_at_epoch``.
         backbone_lr_factor: the backbone's learning rate as a fraction of the head's (fastai's
             discriminative rates: e.g. 0.1 when fine-tuning pretrained weights).
         label_smoothing: cross-entropy label smoothing; targets may also be class probabilities.
@@ -103,6 +108,7 @@ class ImageClassifier(LightningModule):
         partial_weights: bool = False,
         freeze_backbone: bool = False,
         unfreeze_at_epoch: int | None = None,
+        cache_features: bool = False,
         backbone_lr_factor: float = 1.0,
         label_smoothing: float = 0.0,
         class_weights: Literal["balanced"] | list[float] | None = None,
@@ -128,6 +134,9 @@ class ImageClassifier(LightningModule):
               f"got {class_weights}")
         check(unfreeze_at_epoch is None or unfreeze_at_epoch >= 0,
               f"model.unfreeze_at_epoch must be 0 or more (or null: never), got {unfreeze_at_epoch}")
+        check(not cache_features or freeze_backbone,
+              "model.cache_features needs model.freeze_backbone true: a backbone that trains changes its features "
+              "every step")
         # tta is how this run reads images, not part of the trained model: a checkpoint does not impose it
         self.save_hyperparameters(ignore=["optimizer", "tta", "class_counts"])
         self.model = create_model(backbone, num_classes=num_classes, **(backbone_options or {}))
@@ -159,7 +168,10 @@ class ImageClassifier(LightningModule):
     def configure_callbacks(self) -> list[Callback]:
         if not self.hparams.freeze_backbone:
             return []
-        return [BackboneFreeze(self.hparams.unfreeze_at_epoch)]
+        callbacks: list[Callback] = [BackboneFreeze(self.hparams.unfreeze_at_epoch)]
+        if self.hparams.get("cache_features"):
+            callbacks.append(FrozenFeatures(self.hparams.unfreeze_at_epoch))
+        return callbacks
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained:
@@ -188,7 +200,9 @@ class ImageClassifier(LightningModule):
             self.model.compile()
 
     def forward(self, images: Tensor) -> Tensor:
-        """The network's logits."""
+        """The network's logits; of a batch of cached backbone features (``cache_features``), the head's."""
+        if images.ndim == 2:
+            return self.model.forward_head(images)
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)

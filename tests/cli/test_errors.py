@@ -94,6 +94,11 @@ CASES = [
      ["data.relabel unknown_class.csv", "cat is not a class", "class_0, class_1, class_2"]),
     ("an image both excluded and relabelled", ["fit", "--data.exclude", "unknown_class.csv", "--data.relabel",
                                                "unknown_class.csv"], ["both name", "000.jpg"]),
+    ("cache_features without a frozen backbone", ["fit", "--model.cache_features", "true"],
+     ["model.cache_features", "model.freeze_backbone true"]),
+    ("cache_features with a random augmentation",
+     ["fit", "--model.freeze_backbone", "true", "--model.cache_features", "true"],
+     ["model.cache_features", "train_augment basic", "standard"]),
     ("inspect predictions that are no cross-validation", ["inspect", "--predictions", "images"],
      ["--predictions images", "oof_predictions.csv", "crossval_N"]),
 ]
