@@ -7,12 +7,14 @@ import random
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
 from .decode import DECODE_ERRORS, decode_problem
+from .features import CachedFeatures
 
 Sample = tuple[str, int]
 """An image file and its class index."""
@@ -27,9 +29,9 @@ class ImageSamples(Dataset):
     in ``skipped`` (shared by the loader's worker processes) and warned about; then, with
     ``replace_unreadable`` (training), another random sample takes its place so that batches keep
     their size, and otherwise the sample is ``None``
-    and :func:`collate_readable` leaves it out of the batch. With ``features`` set and ``reading_features``
-    on (shared with the loader's workers), a sample is its image's cached backbone features instead
-    (``model.cache_features``, :mod:`~lightning_resnet.training.feature_cache`).
+    and :func:`collate_readable` leaves it out of the batch. While ``features_file`` names a feature cache
+    (shared with the loader's workers, which may have started before it was written), a sample is its
+    image's cached backbone features instead (``model.cache_features``, :mod:`.features`).
     """
 
     def __init__(self, samples: Sequence[tuple[str, int | str]], view: Callable[[str], Tensor],
@@ -39,17 +41,17 @@ class ImageSamples(Dataset):
         self.augmentation = augmentation
         self.replace_unreadable = replace_unreadable
         self.skipped = multiprocessing.Value("i", 0)
-        self.features: Callable[[str], Tensor] | None = None
-        self.reading_features = multiprocessing.Value("b", 0)
+        self.features_file = multiprocessing.Array("c", 4096)  # empty: read images
+        self._features: CachedFeatures | None = None  # this process's copy of that file, loaded on first use
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int | str] | None:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        if self.features is not None and self.reading_features.value:
+        if self.features_file.value:
             path, target = self.samples[index]
-            return self.features(path), target
+            return self.cached_features()(path), target
         with seeded(seed):
             for _ in range(10):
                 path, target = self.samples[index]
@@ -64,6 +66,17 @@ class ImageSamples(Dataset):
                         return None
                     index = random.randrange(len(self.samples)) if seed is None else int(torch.randint(len(self), ()))
         raise RuntimeError(f"10 unreadable images in a row, the last {path}: is the data folder readable?")
+
+
+    def read_features(self, file: Path | None) -> None:
+        """Read the samples from the feature cache ``file`` from now on, in every worker; images again for None."""
+        self.features_file.value = str(file).encode() if file is not None else b""
+
+    def cached_features(self) -> CachedFeatures:
+        file = Path(self.features_file.value.decode())
+        if self._features is None or self._features.file != file:
+            self._features = CachedFeatures(file)
+        return self._features
 
 
 @contextmanager

@@ -71,11 +71,21 @@ def cross_validated_paths(fold_run: Path) -> list[str]:
 
 def run_fold_model(checkpoint: Path, paths: Sequence[str], output: Path, workers: int, batch_size: int = 128) -> None:
     """The probabilities and features of every image under ``checkpoint``, written as the fold's two arrays.
-    A file that cannot be read now has NaN rows."""
+    A file that cannot be read now has NaN rows. A backbone whose features of these files are in the feature
+    cache (``model.cache_features``, frozen to the end) is not run again: its head reads them."""
     from ..inference.shipped import CheckpointClassifier
+    from ..training.feature_cache import cached_features
 
     classifier = CheckpointClassifier(checkpoint, "--ckpt_path")
     classifier.to("cuda" if torch.cuda.is_available() else "cpu")
+    cached = cached_features(classifier.network, classifier.view, classifier.normalization, paths)
+    if cached is not None:
+        with torch.inference_mode():
+            logits = classifier.network.forward_head(cached.to(classifier.shipped.shift.device))
+            probabilities = (logits / classifier.temperature).softmax(dim=1)
+        np.save(output / FOLD_PROBABILITIES, probabilities.float().cpu().numpy())
+        np.save(output / FOLD_EMBEDDINGS, cached.float().numpy())
+        return
     dataset = ImageSamples(list(zip(paths, range(len(paths)))), classifier.view)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
     probabilities = np.full((len(dataset), len(classifier.class_names)), np.nan, dtype=np.float32)

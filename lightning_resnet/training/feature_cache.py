@@ -14,51 +14,49 @@ from ``unfreeze_at_epoch`` on they read images again.
 from __future__ import annotations
 
 import hashlib
-import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..data import ImageSamples, collate_readable, datamodule_of
 from ..data.cache import cache_dir
+from ..data.features import CachedFeatures, Stamp, save_features, stamp
 from ..errors import UserError, check
 from .batch_augmentation import MixupCutmix, RandomErasing
 
-Stamp = tuple[int, int]
-"""A file's size and modification time (ns): a changed file is read again."""
 
-
-def stamp(path: str) -> Stamp:
-    status = os.stat(path)
-    return status.st_size, status.st_mtime_ns
-
-
-class CachedFeatures:
-    """The pooled features of a set of image files, a row per path."""
-
-    def __init__(self, paths: list[str], features: Tensor) -> None:
-        self.row_of = {path: row for row, path in enumerate(paths)}
-        self.features = features
-
-    def __call__(self, path: str) -> Tensor:
-        return self.features[self.row_of[path]]
-
-
-def cache_key(pl_module: LightningModule, view: Any, normalization: Any) -> str:
-    """The backbone's weights (every tensor but the classifier's), the view and the normalization, hashed."""
+def cache_file(network: nn.Module, view: Any, normalization: Any) -> Path:
+    """Where the features of ``network``'s backbone (every tensor but the classifier's), read through ``view`` and
+    ``normalization``, are kept: the three hashed."""
     digest = hashlib.sha256()
-    for name, tensor in pl_module.model.state_dict().items():
+    for name, tensor in network.state_dict().items():
         if not name.startswith("fc."):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     digest.update(repr((type(view).__name__, vars(view).get("resize_size"), view.channels, str(view.transform),
-                        normalization.mean, normalization.std)).encode())
-    return digest.hexdigest()[:24]
+                        tuple(normalization.mean), tuple(normalization.std))).encode())
+    return cache_dir() / "features" / f"{digest.hexdigest()[:24]}.pt"
+
+
+def cached_features(network: nn.Module, view: Any, normalization: Any, paths: Sequence[str]) -> Tensor | None:
+    """The features of ``paths`` from the cache when it has every one of them as the files are now, else None."""
+    file = cache_file(network, view, normalization)
+    if not file.is_file():
+        return None
+    try:
+        saved = CachedFeatures(file)
+    except (OSError, RuntimeError, KeyError, EOFError):
+        return None
+    rows = [saved.row_of.get(path) for path in paths]
+    if any(row is None or saved.stamps[row] != stamp(path) for row, path in zip(rows, paths)):
+        return None
+    return saved.features[rows]
 
 
 def _compute(pl_module: LightningModule, paths: list[str], view: Any, normalization: Any, workers: int,
@@ -90,6 +88,7 @@ class FrozenFeatures(Callback):
 
     def __init__(self, unfreeze_at_epoch: int | None = None) -> None:
         self.unfreeze_at_epoch = unfreeze_at_epoch
+        self.file: Path | None = None  # the run's feature cache, once filled
 
     def frozen_at(self, epoch: int) -> bool:
         return self.unfreeze_at_epoch is None or epoch < self.unfreeze_at_epoch
@@ -113,25 +112,20 @@ class FrozenFeatures(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         data = datamodule_of(trainer)
         paths = sorted({path for path, _ in data.train_set.samples + data.val_set.samples})
-        key = cache_key(pl_module, data.eval_view, data.normalization)
-        file = cache_dir() / "features" / f"{key}.pt"
+        file = cache_file(pl_module.model, data.eval_view, data.normalization)
         if trainer.local_rank == 0:
             self._fill(file, paths, pl_module, data)
         trainer.strategy.barrier("feature cache")
-        saved = torch.load(file, weights_only=True)
-        position = {path: row for row, path in enumerate(saved["paths"])}
-        features = CachedFeatures(paths, saved["features"][[position[path] for path in paths]])
-        for dataset in (data.train_set, data.val_set):
-            dataset.features = features
+        self.file = file
         self._read_features(trainer, self.frozen_at(trainer.current_epoch))
 
     def _fill(self, file: Path, paths: list[str], pl_module: LightningModule, data: Any) -> None:
         known: dict[str, tuple[Stamp, Tensor]] = {}
         if file.is_file():
             try:
-                saved = torch.load(file, weights_only=True)
-                known = {path: (tuple(s), row) for path, s, row in zip(saved["paths"], saved["stamps"],
-                                                                         saved["features"])}
+                saved = CachedFeatures(file)
+                known = {path: (s, saved.features[row]) for row, (path, s) in enumerate(zip(saved.paths,
+                                                                                            saved.stamps))}
             except (OSError, RuntimeError, KeyError, EOFError):
                 known = {}  # a damaged cache is computed again
         stamps = {path: stamp(path) for path in paths}
@@ -143,12 +137,7 @@ class FrozenFeatures(Callback):
         rank_zero_info(f"feature cache: {len(paths) - len(missing)} of {len(paths)} images' features from the cache, "
                        f"{len(missing)} computed ({file})")
         if missing or not file.is_file():
-            every = sorted(known)
-            file.parent.mkdir(parents=True, exist_ok=True)
-            partial = file.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({"paths": every, "stamps": [list(known[p][0]) for p in every],
-                        "features": torch.stack([known[p][1] for p in every])}, partial)
-            partial.replace(file)
+            save_features(file, known)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._read_features(trainer, self.frozen_at(trainer.current_epoch))  # a resumed run's epoch, restored now
@@ -163,8 +152,7 @@ class FrozenFeatures(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._read_features(trainer, False)  # what comes after fit (calibration, test) reads images
 
-    @staticmethod
-    def _read_features(trainer: Trainer, on: bool) -> None:
+    def _read_features(self, trainer: Trainer, on: bool) -> None:
         data = datamodule_of(trainer)
         for dataset in (data.train_set, data.val_set):
-            dataset.reading_features.value = int(on)
+            dataset.read_features(self.file if on else None)

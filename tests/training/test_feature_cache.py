@@ -3,9 +3,17 @@ on the images, and the folds of a cross-validation compute each image's features
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 
 from lightning_resnet.cli import main
+from lightning_resnet.inference.shipped import CheckpointClassifier
+from lightning_resnet.reports.out_of_fold import run_fold_model
+from lightning_resnet.training import feature_cache
+from lightning_resnet.training.checkpoints import best_checkpoint_of_run
 
 from ..conftest import tiny_args
 
@@ -14,7 +22,7 @@ def weights(run) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().clone() for name, tensor in run.model.model.state_dict().items()}
 
 
-def test_cached_features_train_the_head_the_images_would_and_the_folds_share_them(workdir, caplog):
+def test_cached_features_train_the_head_the_images_would_and_the_folds_share_them(workdir, caplog, monkeypatch):
     images = workdir / "images"
     frozen = ["--seed_everything", "7", "--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "2",
               "--trainer.max_epochs", "3"]
@@ -33,6 +41,21 @@ def test_cached_features_train_the_head_the_images_would_and_the_folds_share_the
     caplog.clear()
     folds = ["--seed_everything", "7", "--model.freeze_backbone", "true", "--model.cache_features", "true",
              "--trainer.max_epochs", "1", "--data.num_folds", "3"]
-    main(tiny_args(images, *folds, "--data.fold", "1", "--trainer.logger.init_args.name", "fold"))
+    fold = main(tiny_args(images, *folds, "--data.fold", "1", "--trainer.logger.init_args.name", "fold"))
     # fold 1's training and validation images together are the folder's 30, all computed by the run above
     assert "feature cache: 30 of 30 images' features from the cache, 0 computed" in caplog.text
+
+    # cross_validate's pass over every image reads the cache for a backbone frozen to the end, and its head
+    # answers as the checkpoint does on the images
+    best = best_checkpoint_of_run(Path(fold.trainer.log_dir)).path
+    paths = sorted(str(path) for path in images.rglob("*.*"))
+    (workdir / "from_cache").mkdir()
+    (workdir / "from_images").mkdir()
+    with monkeypatch.context() as patched:
+        patched.setattr(CheckpointClassifier, "embed", lambda *args: pytest.fail("the backbone ran again"))
+        run_fold_model(best, paths, workdir / "from_cache", workers=0)
+    monkeypatch.setattr(feature_cache, "cached_features", lambda *args: None)
+    run_fold_model(best, paths, workdir / "from_images", workers=0)
+    for array in ("embeddings.npy", "probabilities.npy"):
+        cached, computed = np.load(workdir / "from_cache" / array), np.load(workdir / "from_images" / array)
+        assert cached.shape[0] == 30 and np.allclose(cached, computed, atol=1e-5), array
