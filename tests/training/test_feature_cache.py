@@ -59,3 +59,10 @@ def test_cached_features_train_the_head_the_images_would_and_the_folds_share_the
     for array in ("embeddings.npy", "probabilities.npy"):
         cached, computed = np.load(workdir / "from_cache" / array), np.load(workdir / "from_images" / array)
         assert cached.shape[0] == 30 and np.allclose(cached, computed, atol=1e-5), array
+
+    # a changed file, and only it, is read again
+    caplog.clear()
+    changed = images / "class_1" / "002.png"
+    changed.write_bytes((images / "class_2" / "002.png").read_bytes())
+    main(tiny_args(images, *folds, "--data.fold", "2", "--trainer.logger.init_args.name", "changed"))
+    assert "feature cache: 29 of 30 images' features from the cache, 1 computed" in caplog.text
