@@ -48,10 +48,19 @@ class ImageSamples(Dataset):
         return len(self.samples)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int | str] | None:
+        return self._sample(key, self.features_file.value)
+
+    def __getitems__(self, keys: list[int | tuple[int, int]]) -> list[tuple[Tensor, int | str] | None]:
+        """A batch's samples, with the feature cache looked up once: a batch is all features or all images, even
+        when the cache is switched on while a worker reads it (Lightning starts the training loader early)."""
+        features_file = self.features_file.value
+        return [self._sample(key, features_file) for key in keys]
+
+    def _sample(self, key: int | tuple[int, int], features_file: bytes) -> tuple[Tensor, int | str] | None:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        if self.features_file.value:
+        if features_file:
             path, target = self.samples[index]
-            return self.cached_features()(path), target
+            return self.cached_features(features_file)(path), target
         with seeded(seed):
             for _ in range(10):
                 path, target = self.samples[index]
@@ -67,13 +76,12 @@ class ImageSamples(Dataset):
                     index = random.randrange(len(self.samples)) if seed is None else int(torch.randint(len(self), ()))
         raise RuntimeError(f"10 unreadable images in a row, the last {path}: is the data folder readable?")
 
-
     def read_features(self, file: Path | None) -> None:
         """Read the samples from the feature cache ``file`` from now on, in every worker; images again for None."""
         self.features_file.value = str(file).encode() if file is not None else b""
 
-    def cached_features(self) -> CachedFeatures:
-        file = Path(self.features_file.value.decode())
+    def cached_features(self, features_file: bytes) -> CachedFeatures:
+        file = Path(features_file.decode())
         if self._features is None or self._features.file != file:
             self._features = CachedFeatures(file)
         return self._features

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from lightning_resnet.cli import main
+from lightning_resnet.data import ImageSamples, collate_readable
+from lightning_resnet.data.features import save_features
 from lightning_resnet.inference.shipped import CheckpointClassifier
 from lightning_resnet.reports.out_of_fold import run_fold_model
 from lightning_resnet.training import feature_cache
@@ -66,3 +68,20 @@ def test_cached_features_train_the_head_the_images_would_and_the_folds_share_the
     changed.write_bytes((images / "class_2" / "002.png").read_bytes())
     main(tiny_args(images, *folds, "--data.fold", "2", "--trainer.logger.init_args.name", "changed"))
     assert "feature cache: 29 of 30 images' features from the cache, 1 computed" in caplog.text
+
+
+def test_a_batch_is_all_images_or_all_features_when_the_cache_is_switched_on_while_it_is_read(tmp_path):
+    paths = [str(tmp_path / f"{i}.png") for i in range(4)]
+    save_features(tmp_path / "features.pt", {path: ((0, 0), torch.full((8,), float(i))) for i, path in
+                                             enumerate(paths)})
+    dataset = ImageSamples([(path, 0) for path in paths], view=None)
+
+    def view(path: str) -> torch.Tensor:  # the main process switches the cache on while a worker reads the batch
+        dataset.read_features(tmp_path / "features.pt")
+        return torch.zeros(3, 4, 4, dtype=torch.uint8)
+
+    dataset.view = view
+    first = collate_readable(dataset.__getitems__([0, 1, 2, 3]))
+    assert first[0].shape == (4, 3, 4, 4)
+    second = collate_readable(dataset.__getitems__([0, 1, 2, 3]))
+    assert second[0].shape == (4, 8) and second[0][:, 0].tolist() == [0.0, 1.0, 2.0, 3.0]
