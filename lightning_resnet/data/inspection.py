@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from PIL import Image
 
 from ..errors import check
 from ..reports.data_issues import (
@@ -36,10 +35,10 @@ from ..reports.data_issues import (
     write_rows,
 )
 from ..reports.out_of_fold import OutOfFold, read_out_of_fold
+from ..reports.plots import show_thumbnail
 from ..stages import PARTS
 from .datamodule import ImageFolderDataModule
 from .dataset import Sample
-from .decode import load_image
 from .duplicates import MIN_SIDE, DuplicateGroup, left_out_of_near_search
 from .splits import SPLIT_CSV, write_split_csv
 
@@ -169,10 +168,7 @@ def classes_figure(examples: dict[int, list[str]], names: list[str], channels: i
             for spine in axis.spines.values():
                 spine.set_visible(False)
             if column < len(paths):
-                image = load_image(paths[column], min_size=side, channels=channels).permute(1, 2, 0).numpy()
-                thumbnail = Image.fromarray(image.squeeze(-1) if channels == 1 else image)
-                thumbnail.thumbnail((side, side))
-                axis.imshow(np.asarray(thumbnail), cmap="gray" if channels == 1 else None, interpolation="nearest")
+                show_thumbnail(axis, paths[column], channels, side)
     figure.suptitle("images per class")
     figure.tight_layout()
     return figure

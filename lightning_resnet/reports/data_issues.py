@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from PIL import Image
 
-from ..data.decode import load_image
 from .out_of_fold import OutOfFold
+from .plots import show_thumbnail
 
 LABEL_ISSUES_CSV, LABEL_ISSUES_PNG = "label_issues.csv", "label_issues.png"
 OUTLIERS_CSV, OUTLIERS_PNG = "outliers.csv", "outliers.png"
@@ -156,10 +155,7 @@ def captioned_grid(items: Sequence[tuple[str, str]], title: str, channels: int, 
         if position >= len(items):
             continue
         path, caption = items[position]
-        image = load_image(path, min_size=side, channels=channels).permute(1, 2, 0).numpy()
-        thumbnail = Image.fromarray(image.squeeze(-1) if channels == 1 else image)
-        thumbnail.thumbnail((side, side))
-        axis.imshow(np.asarray(thumbnail), cmap="gray" if channels == 1 else None, interpolation="nearest")
+        show_thumbnail(axis, path, channels, side)
         axis.set_xlabel(caption, fontsize=7)
     figure.suptitle(title)
     figure.tight_layout()

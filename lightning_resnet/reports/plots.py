@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ..data.decode import load_image
 from ..data.normalization import Normalization
 
 
@@ -94,3 +98,11 @@ def reliability_figure(bins: Tensor, ece: float, stage: str) -> Figure:
     bottom.set_xlim(0, 1)
     figure.tight_layout()
     return figure
+
+
+def show_thumbnail(axis: Any, path: str, channels: int, side: int) -> None:
+    """The image file at ``path`` fitted into a ``side`` square on ``axis`` (gray images in gray)."""
+    image = load_image(path, min_size=side, channels=channels).permute(1, 2, 0).numpy()
+    thumbnail = Image.fromarray(image.squeeze(-1) if channels == 1 else image)
+    thumbnail.thumbnail((side, side))
+    axis.imshow(np.asarray(thumbnail), cmap="gray" if channels == 1 else None, interpolation="nearest")
