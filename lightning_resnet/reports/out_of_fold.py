@@ -143,11 +143,6 @@ class OutOfFold:
     def num_folds(self) -> int:
         return int(self.folds.max()) + 1
 
-    @cached_property
-    def embeddings(self) -> np.ndarray:
-        """Each image's features under the model that validated it."""
-        return np.load(self.folder / OOF_EMBEDDINGS)
-
     def fold_embeddings(self, fold: int) -> np.ndarray:
         """Every image's features under fold ``fold``'s model."""
         return np.load(fold_folder(self.folder, fold) / FOLD_EMBEDDINGS, mmap_mode="r")
