@@ -83,3 +83,4 @@ def steady_throughput(times: list[float], batch_sizes: list[int], skip: int) -> 
     """
     durations = [later - earlier for earlier, later in zip(times[skip:], times[skip + 1 :])]
     return median(batch_sizes[skip + 1 :]) / median(durations)
+

@@ -8,11 +8,11 @@ by name.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import signal
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +21,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..errors import UserError, exit_with, first_line
 from ..training.divergence import NonFiniteLossError
-from . import compare, cross_validate, demo, predict_onnx, serve, sweep
 from .app import ResNetCLI, cli_options
 
-COMMANDS: dict[str, Callable[[list[str]], Any]] = {
-    compare.COMMAND: compare.compare,
-    cross_validate.COMMAND: cross_validate.cross_validate,
-    demo.COMMAND: demo.demo,
-    predict_onnx.COMMAND: predict_onnx.predict_onnx,
-    serve.COMMAND: serve.serve,
-    sweep.COMMAND: sweep.sweep,
-}
-"""The commands LightningCLI does not know, by name."""
+COMMANDS = ("compare", "cross_validate", "demo", "predict_onnx", "serve", "sweep")
+"""The commands LightningCLI does not know: each is the function of that name in the module of that name, imported
+when it runs (with what it imports: Optuna, LitServe, Gradio, captum), so that ``fit`` starts without them."""
 
 
 def _hint(message: str) -> str:
@@ -66,7 +59,8 @@ def main(args: list[str] | None = None) -> Any:
     try:
         given = sys.argv[1:] if args is None else args
         if given[:1] and given[0] in COMMANDS:
-            return COMMANDS[given[0]](given[1:])
+            command = getattr(importlib.import_module(f".{given[0]}", __name__), given[0])
+            return command(given[1:])
         return ResNetCLI(args=args, **cli_options())
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None  # the run did not finish: let a scheduler see it

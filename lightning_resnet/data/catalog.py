@@ -11,6 +11,7 @@ per node and the others read it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
 from PIL import Image
 
 from .cache import cache_dir, write_json_atomically
@@ -64,11 +64,21 @@ _CACHED_FIELDS = tuple(f.name for f in fields(ImageRecord) if f.name != "path")
 
 
 _THUMBNAIL = 32
-_DCT = scipy.fft.dct(np.eye(_THUMBNAIL), type=2, norm="ortho", axis=0)[:8].astype(np.float32)
-"""The first 8 rows of the orthonormal DCT-II matrix: ``_DCT @ gray @ _DCT.T`` is ``dctn(gray, norm="ortho")[:8, :8]``.
 
-Two products with it rather than ``scipy.fft.dctn`` on the thumbnail: 1.9 instead of 7.8 us, and the very bits
-of the hashes cached before (dctn differs on flat images, 0 of 50 alike, whose bits are rounding noise)."""
+
+@functools.cache
+def _dct_rows() -> np.ndarray:
+    """The first 8 rows of the orthonormal DCT-II matrix: ``D @ gray @ D.T`` is ``dctn(gray, norm="ortho")[:8, :8]``.
+
+    Two products with it rather than ``scipy.fft.dctn`` on the thumbnail: 1.9 instead of 7.8 us, and the very
+    bits of the hashes cached before (dctn differs on flat images, 0 of 50 alike, whose bits are rounding noise).
+    Made on first use, so that a start-up whose folder is cached does not import scipy.
+    """
+    import scipy.fft
+
+    return scipy.fft.dct(np.eye(_THUMBNAIL), type=2, norm="ortho", axis=0)[:8].astype(np.float32)
+
+
 _BIT_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 
 
@@ -82,7 +92,8 @@ def perceptual_hash(image: Image.Image) -> int:
     """
     image.draft("L", (2 * _THUMBNAIL, 2 * _THUMBNAIL))  # JPEG: decode at 1/2 to 1/8 scale, much faster
     gray = np.asarray(image.convert("L").resize((_THUMBNAIL, _THUMBNAIL), Image.Resampling.BOX), np.float32)
-    low = _DCT @ gray @ _DCT.T
+    dct = _dct_rows()
+    low = dct @ gray @ dct.T
     bits = (low > np.median(low)).flatten()
     return int(np.bitwise_or.reduce(np.where(bits, _BIT_WEIGHTS, np.uint64(0))))
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from captum.attr import LayerGradCam
 from matplotlib import colormaps
 from PIL import Image
 from torch import Tensor, nn
@@ -32,6 +31,8 @@ def grad_cam(network: nn.Module, images: Tensor, classes: Tensor) -> Tensor:
 
     Works inside ``predict``/``validate`` too: gradients are turned back on for the call.
     """
+    from captum.attr import LayerGradCam  # only the reports that draw maps pay for importing captum
+
     with torch.inference_mode(False), torch.enable_grad():
         inputs = images.detach().clone().requires_grad_(True)
         maps = LayerGradCam(network, network.layer4).attribute(inputs, target=classes.tolist(),

@@ -9,15 +9,17 @@ the order of timm's recipes.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from timm.data import Mixup
-from timm.data.random_erasing import RandomErasing as TimmRandomErasing
 from torch import Tensor
 
 from ..data import datamodule_of
 from ..errors import UserError
+
+if TYPE_CHECKING:  # timm is imported by the runs that use these callbacks only: 1 s of every start-up otherwise
+    from timm.data import Mixup
+    from timm.data.random_erasing import RandomErasing as TimmRandomErasing
 
 
 class MixupCutmix(Callback):
@@ -63,6 +65,8 @@ class MixupCutmix(Callback):
         data = datamodule_of(trainer)
         if data is not None and data.batch_size % 2:
             raise UserError(f"MixupCutmix mixes pairs of images: data.batch_size must be even, got {data.batch_size}")
+        from timm.data import Mixup
+
         self.mixup = Mixup(num_classes=pl_module.num_classes, **self.options)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
@@ -106,6 +110,8 @@ class RandomErasing(Callback):
         self.eraser: TimmRandomErasing | None = None
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        from timm.data.random_erasing import RandomErasing as TimmRandomErasing
+
         self.eraser = TimmRandomErasing(device=pl_module.device, **self.options)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
-from sklearn.utils.class_weight import compute_class_weight
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 
@@ -28,7 +27,14 @@ from .checkpoints import EPOCH_METRICS
 from .feature_cache import FrozenFeatures
 from .finetuning import BackboneFreeze
 from .metrics import LOSS, TRAIN_LOSS, classification_metrics, metric_key
-from .optimization import Schedule, apply_lr_factors, build_scheduler, parameter_groups, stretch_to
+from .optimization import (
+    Schedule,
+    apply_lr_factors,
+    build_scheduler,
+    fused_when_left_open,
+    parameter_groups,
+    stretch_to,
+)
 from .tta import TestTimeAugmentation, test_time_views
 
 Evaluation = dict[str, Tensor]
@@ -191,6 +197,8 @@ class ImageClassifier(LightningModule):
         empty = [name for name, count in zip(self.class_names, counts) if not count]
         check(not empty, f"model.class_weights balanced: {', '.join(empty)} have no training image; "
                          "give one weight per class instead")
+        from sklearn.utils.class_weight import compute_class_weight  # 0.5 s to import, for this option only
+
         labels = np.repeat(np.arange(len(counts)), counts)
         return torch.tensor(compute_class_weight("balanced", classes=np.arange(len(counts)), y=labels),
                             dtype=torch.float32)
@@ -309,7 +317,7 @@ class ImageClassifier(LightningModule):
             optimizer = self.optimizer_factory.value(parameter_groups(self.model, self.hparams.backbone_lr_factor))
         except (ValueError, TypeError) as error:  # torch checks its optimizers' arguments, e.g. a negative rate
             raise UserError(f"model.optimizer: {error}") from None
-        apply_lr_factors(optimizer)
+        optimizer = fused_when_left_open(apply_lr_factors(optimizer))
         trainer = self.trainer
         total_steps = trainer.estimated_stepping_batches
         check(math.isfinite(total_steps) and total_steps > 0,

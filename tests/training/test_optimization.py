@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from lightning_resnet.models import create_model
-from lightning_resnet.training.optimization import apply_lr_factors, build_scheduler, parameter_groups
+from lightning_resnet.training.optimization import (
+    apply_lr_factors,
+    build_scheduler,
+    fused_when_left_open,
+    parameter_groups,
+)
 
 
 def rates(schedule: str, total_steps: int = 16, steps_per_epoch: int = 4, **options) -> list[float]:
@@ -60,3 +65,30 @@ def test_every_parameter_is_in_one_group_frozen_ones_too_and_norms_and_biases_ar
     assert all(p.ndim == 1 for name in ("backbone_no_decay", "head_no_decay") for p in by_name[name]["params"])
     assert by_name["head_no_decay"]["weight_decay"] == 0.0 and by_name["head"]["weight_decay"] == 1e-4
     assert by_name["backbone"]["lr"] == pytest.approx(0.02) and by_name["head"]["lr"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("kind", [torch.optim.AdamW, torch.optim.SGD])
+def test_an_optimizer_left_open_takes_the_fused_kernel_with_its_groups_and_the_same_steps(kind):
+    model = create_model("resnet18", num_classes=3, stem="cifar")
+    reference = [parameter.detach().clone() for parameter in model.parameters()]
+    options = {"lr": 0.01, "weight_decay": 0.05, **({"momentum": 0.9} if kind is torch.optim.SGD else {})}
+    looped = apply_lr_factors(kind(parameter_groups(model, backbone_lr_factor=0.1), foreach=False, **options))
+    fused = fused_when_left_open(apply_lr_factors(kind(parameter_groups(model, backbone_lr_factor=0.1), **options)))
+    assert fused.defaults["fused"] is True and fused_when_left_open(looped) is looped  # a choice in the config stays
+    assert [(g["name"], g["lr"], g["weight_decay"]) for g in fused.param_groups] == [
+        (g["name"], g["lr"], g["weight_decay"]) for g in looped.param_groups]
+
+    generator = torch.Generator().manual_seed(0)
+    gradients = [[torch.randn(p.shape, generator=generator) for p in model.parameters()] for _ in range(3)]
+    results = []
+    for optimizer in (looped, fused):
+        with torch.no_grad():
+            for parameter, start in zip(model.parameters(), reference):
+                parameter.copy_(start)
+        for step in gradients:
+            for parameter, gradient in zip(model.parameters(), step):
+                parameter.grad = gradient.clone()
+            optimizer.step()
+        results.append([parameter.detach().clone() for parameter in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*results))
+    assert not all(torch.equal(a, b) for a, b in zip(results[1], reference))
