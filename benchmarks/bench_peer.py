@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import ROOT, median, report, table
+from benchmarks.run_clock import MARK
 
 EPOCHS = 3
 IMAGE_SIZE = 32
@@ -33,8 +34,6 @@ BATCH_SIZE = 64
 LR = 2e-3
 WEIGHT_DECAY = 0.05
 CROP_SCALE = (0.5, 1.0)
-MARK = "BENCH_PEER "
-"""Each run prints one line starting with this: a JSON object with its first step's clock time and its accuracy."""
 
 
 def make_digits_folder(root: Path, side: int = 28, copies: int = 3) -> Path:
@@ -115,7 +114,7 @@ trainer:
   logger:
     class_path: lightning.pytorch.loggers.TensorBoardLogger
     init_args: {{save_dir: LOGS, name: peer, default_hp_metric: false}}
-  callbacks: [{{class_path: first_step_clock.FirstStepClock}}]
+  callbacks: [{{class_path: run_clock.FirstStepClock}}]
 model:
   backbone: resnet18
   optimizer:

@@ -134,6 +134,7 @@ def fused_when_left_open(optimizer: Optimizer) -> Optimizer:
         return optimizer
     options = {key: value for key, value in defaults.items() if key in accepted}
     try:
-        return kind(optimizer.param_groups, **{**options, "fused": True})
+        # each group carries every option (torch copied the defaults into it), and the step reads the group's
+        return kind([{**group, "fused": True} for group in optimizer.param_groups], **{**options, "fused": True})
     except (RuntimeError, ValueError):  # a combination torch does not fuse (e.g. SGD with sparse gradients)
         return optimizer
