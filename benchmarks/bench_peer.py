@@ -136,7 +136,7 @@ data:
 
 
 def timed(command: list[str], code: Path, cache: Path) -> dict:
-    """Run one whole process; its wall time, start-up (to the first step) and accuracy."""
+    """Run one whole process in ``code``; its wall time, start-up (to the first step) and accuracy."""
     env = {**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{ROOT / 'benchmarks'}", "XDG_CACHE_HOME": str(cache)}
     start = time.time()
     finished = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
@@ -170,13 +170,14 @@ def main() -> None:
             "timm peer": [sys.executable, str(ROOT / "benchmarks" / "bench_peer.py"), "--peer-run", str(folder),
                           "--workers", str(args.workers)],
         }
+        checkouts = {"fit": args.code, "timm peer": ROOT}
         # the folder's examination is cached per folder: the first fit pays it, as a user's first run does
         first = timed(commands["fit"], args.code, scratch / "cache")
         runs: dict[str, list[dict]] = {name: [] for name in commands}
         for pair in range(args.pairs):
             order = list(commands) if pair % 2 == 0 else list(reversed(commands))
             for name in order:
-                runs[name].append(timed(commands[name], args.code, scratch / "cache"))
+                runs[name].append(timed(commands[name], checkouts[name], scratch / "cache"))
     rows = []
     for name, results in runs.items():
         walls = [result["wall"] for result in results]

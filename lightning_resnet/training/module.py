@@ -84,7 +84,8 @@ class ImageClassifier(LightningModule):
         class_weights: weights of the classes in the training loss: ``balanced`` (the training
             split's images over the number of classes times each class's count, scikit-learn's rule),
             one number per class, or null (all equal). Validation and test losses stay unweighted.
-        optimizer: optimizer class and arguments; biases and norm weights get no weight decay.
+        optimizer: optimizer class and arguments; biases and norm weights get no weight decay. torch's fused
+            kernel is used where the optimizer has one and neither ``fused`` nor ``foreach`` is given.
         lr_scheduler: per-step schedule over the whole run: ``constant``, ``cosine`` (to zero),
             ``onecycle`` (rising for ``warmup_epochs``, or a quarter of the run) or ``step``.
         warmup_epochs: linear warm-up from 1 % of the learning rate before the schedule.
