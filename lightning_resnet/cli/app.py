@@ -2,7 +2,7 @@
 defaults and subcommands.
 
 Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the trainer's
-``summary``, ``inspect``, ``lr_find`` and ``export`` (see :mod:`.trainer`). ``cross_validate``,
+``summary``, ``inspect``, ``convert``, ``lr_find`` and ``export`` (see :mod:`.trainer`). ``cross_validate``,
 ``predict_onnx``, ``compare``, ``sweep``, ``serve`` and ``demo`` are commands of their own (see
 :func:`lightning_resnet.cli.main`).
 """
@@ -100,6 +100,7 @@ class ResNetCLI(LightningCLI):
 
     ALL_SUBCOMMANDS = {**LightningCLI.subcommands(), "summary": {"model", "datamodule"},
                        "export": {"model", "datamodule"}, "inspect": {"model", "datamodule"},
+                       "convert": {"model", "datamodule"},
                        "lr_find": {"model", "datamodule"}}
     """Each subcommand, with the trainer method's arguments the command line does not offer."""
 

@@ -9,6 +9,7 @@ from lightning.pytorch import Trainer
 
 from ..data import ImageFolderDataModule
 from ..data.inspection import inspect_folder
+from ..data.streaming import convert_folder
 from ..inference.export import ExportFormat, export_checkpoint
 from ..models import format_summary, summarize
 from ..training.finetuning import BackboneFreeze
@@ -18,7 +19,7 @@ from ..training.run import run_dir
 
 
 class ResNetTrainer(Trainer):
-    """Lightning's Trainer, plus the ``summary``, ``inspect``, ``lr_find`` and ``export`` subcommands.
+    """Lightning's Trainer, plus the ``summary``, ``inspect``, ``convert``, ``lr_find`` and ``export`` subcommands.
 
     The ``limit_*_batches`` options are re-declared with ``int`` before ``float``: Lightning
     annotates them ``Union[float, int, None]``, so the command line read ``1`` (one batch) as
@@ -64,6 +65,19 @@ class ResNetTrainer(Trainer):
                 (``outliers.csv``/``.png``) and near-duplicates in feature space (in ``duplicates.csv``).
         """
         print(inspect_folder(datamodule, run_dir(self), per_class, predictions and Path(predictions)))
+
+    def convert(self, model: ImageClassifier, datamodule: ImageFolderDataModule, output: Path,
+                max_side: int | None = None) -> None:
+        """Convert ``data.data_dir``, after its checks and split, to LitData's streaming format: ``train/``,
+        ``val/`` and ``test/`` in ``output``, with ``split.csv`` and the classes. ``fit``, ``validate`` and
+        ``test`` read it with ``--data.data_dir OUTPUT`` (or the bucket URL it is copied to).
+
+        Args:
+            output: a new folder for the converted data set (nothing is overwritten).
+            max_side: store each image as a JPEG whose longer side is at most this many pixels (smaller
+                images are kept as they are); by default each file's own bytes.
+        """
+        print(convert_folder(datamodule, Path(output), max_side, datamodule.num_workers))
 
     def lr_find(
         self,

@@ -31,6 +31,15 @@ from .folders import FolderLayout, scan_unlabelled
 from .index import FolderIndex, FolderListing, SplitRule, announce, index_folder, list_folder, list_test_folder
 from .normalization import Normalization, Normalize, cached_mean_std, imagenet_normalization
 from .samplers import BalancedDraw, ResumableShuffle, evaluation_sampler
+from .streaming import (
+    ConvertedData,
+    IndexedImages,
+    is_converted,
+    read_converted,
+    read_split_rows,
+    streaming_images,
+    streaming_loader,
+)
 from .transforms import (
     AugmentPreset,
     CenterView,
@@ -67,7 +76,9 @@ class ImageFolderDataModule(LightningDataModule):
         data_dir: a folder with one sub-folder of images per class, split here; or a folder split
             already, with ``train/<class>/`` and ``val/`` (or ``valid/``, ``validation/``) and
             optionally ``test/``, used as it is. ``demo:digits`` writes and uses scikit-learn's
-            digits under ``data/digits``.
+            digits under ``data/digits``. Or a data set written by ``python -m lightning_resnet convert``
+            (LitData's streaming format), a folder or a bucket URL (``s3://``, ``gs://``, ``azure://``):
+            its split, classes and measured normalization are the conversion's.
         val_fraction: share of each class held out for validation (a stratified random split);
             a pre-split folder without ``val/`` splits its ``train/`` so.
         seed: seed of that split; the same seed gives the same split on every machine and process.
@@ -167,6 +178,15 @@ class ImageFolderDataModule(LightningDataModule):
 
         self.is_demo = data_dir == DEMO_DATA
         self.data_dir = DEMO_DIR if self.is_demo else Path(data_dir).expanduser()
+        self.converted: ConvertedData | None = read_converted(data_dir) if is_converted(data_dir) else None
+        """The manifest of a converted data set (LitData), which is then read instead of a folder."""
+        if self.converted is not None:
+            check(sampler == "shuffle", f"data.sampler {sampler} draws from a folder's images; a converted data "
+                  "set streams LitData's shuffle: use model.class_weights: balanced (the loss weighed by class)")
+            check(num_folds is None, f"data.num_folds: a converted data set holds one split; convert each fold "
+                  f"(convert --data.num_folds {num_folds} --data.fold F) or give the image folder")
+            check(exclude is None and relabel is None, "data.exclude and data.relabel apply to an image folder: "
+                  "give them to convert, which leaves those images out or relabels them")
         self.split_rule = SplitRule(val_fraction, seed, num_folds, fold, group_duplicates)
         self.corrections: Corrections = read_corrections(exclude, relabel, self.data_dir)
         self.seed = seed
@@ -204,6 +224,8 @@ class ImageFolderDataModule(LightningDataModule):
         self.predict_paths: list[str] = []
         self._train_sampler: ResumableShuffle | BalancedDraw | None = None
         self._resume_at: tuple[int, int] | None = None  # (epoch, training batches done) of a checkpoint
+        self._streaming_loader_state: dict | None = None  # the same for a converted data set: LitData's loader's
+        self._train_loader: DataLoader | None = None
 
     @property
     def num_folds(self) -> int | None:
@@ -244,7 +266,9 @@ class ImageFolderDataModule(LightningDataModule):
     @property
     def class_names(self) -> list[str]:
         """The classes in index order: the given ones, else the first read lists ``data_dir`` (once)."""
-        return list(self.given_class_names or self.listing().class_names)
+        if self.given_class_names:
+            return list(self.given_class_names)
+        return list(self.converted.class_names if self.converted else self.listing().class_names)
 
     @property
     def num_classes(self) -> int:
@@ -259,12 +283,16 @@ class ImageFolderDataModule(LightningDataModule):
 
     def training_class_counts(self) -> list[int]:
         """Images of each class in the training split (what ``model.class_weights: balanced`` weighs by)."""
+        if self.converted is not None:
+            return list(self.converted.class_counts["train"])
         index = self.index()
         return index.class_counts(index.train)
 
     @property
     def has_test_set(self) -> bool:
         """Whether ``test`` has images to read: ``test_dir``, or a pre-split folder's ``test/``."""
+        if self.converted is not None:
+            return self.test_dir is not None or self.converted.has(TEST)
         return self.test_dir is not None or self.layout.test is not None
 
     def test_samples(self) -> list[Sample]:
@@ -279,6 +307,8 @@ class ImageFolderDataModule(LightningDataModule):
 
     def split_rows(self) -> list[tuple[str, str, str]]:
         """``(path, split, class)`` of every image the run uses: what ``split.csv`` holds."""
+        if self.converted is not None:
+            return read_split_rows(self.converted)
         names = self.class_names
         train, val = self.split()
         rows = [(path, TRAIN, names[target]) for path, target in train]
@@ -307,6 +337,11 @@ class ImageFolderDataModule(LightningDataModule):
         (``normalize: auto``), else the pretrained weights' (``normalize`` null), else ImageNet's."""
         if self._saved_normalization is not None:
             return self._saved_normalization
+        if self.normalize == "auto" and self.converted is not None:
+            check(self.converted.normalization is not None,
+                  f"data.normalize auto: {self.converted.root} was converted without measuring its training split; "
+                  "convert with --data.normalize auto, or give data.normalize")
+            return self.converted.normalization
         if self.normalize == "auto":
             return self.measured_normalization()
         if isinstance(self.normalize, dict):
@@ -331,19 +366,21 @@ class ImageFolderDataModule(LightningDataModule):
         if self.is_demo and not self.data_dir.exists():
             write_digits_demo(self.data_dir)
         stage = self.trainer.state.fn if self.trainer is not None else None
-        if stage != "predict" and self.data_dir.exists():
+        if stage != "predict" and self.converted is None and self.data_dir.exists():
             self.index()
             if self.normalize == "auto" and self._saved_normalization is None:
                 self.measured_normalization()
 
     def setup(self, stage: str) -> None:
         eval_crop = self.eval_view
-        if stage in ("fit", "validate"):
+        if self.converted is not None and stage in ("fit", "validate", "test"):
+            self._setup_streaming(stage)
+        elif stage in ("fit", "validate"):
             train, val = self.split()
             self.train_set = ImageSamples(train, self.train_view, train_augmentation(self.train_augment, self.hflip),
                                           replace_unreadable=True)
             self.val_set = ImageSamples(val, eval_crop)
-        if stage == "test":
+        elif stage == "test":
             self.test_set = ImageSamples(self.test_samples(), eval_crop)
         if stage == "predict":
             if self.predict_dir is None:
@@ -351,21 +388,45 @@ class ImageFolderDataModule(LightningDataModule):
             self.predict_paths = scan_unlabelled(self.predict_dir)
             self.predict_set = ImageSamples([(path, path) for path in self.predict_paths], eval_crop)
 
+    def _setup_streaming(self, stage: str) -> None:
+        """The parts of a converted data set, created here, where the process group of DDP exists (LitData
+        shares the chunks out among the processes it finds when the data set is created)."""
+        converted = self.converted
+        if stage in ("fit", "validate"):
+            processes, _ = self._processes()
+            # uneven batches across processes would hang DDP (LitData #233), and BatchNorm cannot train on one image
+            drop_last = processes > 1 or converted.size(TRAIN) % self.batch_size == 1
+            self.train_set = streaming_images(converted.part(TRAIN), converted.size(TRAIN), self.train_view,
+                                              train_augmentation(self.train_augment, self.hflip), self.seed, True,
+                                              drop_last)
+            self.val_set = streaming_images(converted.part(VAL), converted.size(VAL), self.eval_view, None,
+                                            self.seed, False)
+        if stage == "test":
+            if self.test_dir is not None:
+                self.test_set = ImageSamples(self.test_samples(), self.eval_view)
+            else:
+                check(converted.has(TEST), f"test needs data.test_dir: {converted.root} has no test part")
+                self.test_set = streaming_images(converted.part(TEST), converted.size(TEST), self.eval_view, None,
+                                                 self.seed, False)
+
     def _processes(self) -> tuple[int, int]:
         """(number of training processes, this one's rank): how the loaders share the images out."""
         if self.trainer is None:
             return 1, 0
         return self.trainer.world_size, self.trainer.global_rank
 
+    @property
+    def _on_gpu(self) -> bool:
+        return self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+
     def _loader(self, dataset: ImageSamples, sampler: Sampler, persistent: bool = False, **options: Any) -> DataLoader:
-        on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
         workers = self.num_workers
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=workers,
-            pin_memory=on_gpu,
+            pin_memory=self._on_gpu,
             persistent_workers=persistent and workers > 0,
             collate_fn=collate_readable,
             # its own generator: creating an iterator then draws nothing from torch's global random
@@ -375,8 +436,27 @@ class ImageFolderDataModule(LightningDataModule):
             **options,
         )
 
+    def _streaming_train_loader(self) -> DataLoader:
+        """LitData's loader over the training part (it shares the chunks out among processes and workers)."""
+        return streaming_loader(self.train_set, self.batch_size, self.num_workers, collate_readable,
+                                self._training_batches_done,
+                                pin_memory=self._on_gpu, worker_init_fn=leave_signals_to_the_main_process,
+                                generator=torch.Generator().manual_seed(self.seed))
+
+    def _training_batches_done(self) -> int | None:
+        """Training batches whose optimizer step ran in this epoch (where Lightning's loop resumes; a save inside
+        ``on_train_batch_end`` comes before its batch counts as completed); None outside ``fit``."""
+        if self.trainer is None or self.trainer.state.fn != "fit":
+            return None
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
     def train_dataloader(self) -> DataLoader:
         """A shuffle (or balanced draw) fixed by ``seed`` and the epoch, resumed mid-epoch from a checkpoint."""
+        if self.converted is not None:
+            self._train_loader = self._streaming_train_loader()
+            if self._streaming_loader_state is not None:
+                self._resume_streaming()
+            return self._train_loader
         processes, rank = self._processes()
         if self.sampler == "balanced":
             targets = [target for _, target in self.train_set.samples]
@@ -395,7 +475,13 @@ class ImageFolderDataModule(LightningDataModule):
         self._train_sampler.resume(epoch, batches_done * self.batch_size)
         self._resume_at = None
 
-    def _evaluation_loader(self, dataset: ImageSamples) -> DataLoader:
+    def _resume_streaming(self) -> None:
+        # Lightning restores a loader's state only when it builds the loader after the checkpoint is read, and
+        # it builds it before, to count the steps of a learning-rate schedule: the state travels here instead
+        self._train_loader.load_state_dict(self._streaming_loader_state)
+        self._streaming_loader_state = None
+
+    def _evaluation_loader(self, dataset: ImageSamples | IndexedImages) -> DataLoader:
         return self._loader(dataset, evaluation_sampler(dataset, *self._processes()))
 
     def val_dataloader(self) -> DataLoader:
@@ -427,11 +513,13 @@ class ImageFolderDataModule(LightningDataModule):
             # Where Lightning's loop resumes: after every batch whose optimizer step ran (processed; a save
             # inside on_train_batch_end comes before the batch counts as completed), and at the next
             # epoch's start once the epoch's batches are all done
-            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            done = self._training_batches_done()
             epoch = self._train_sampler.epoch
             if done >= self.trainer.num_training_batches:
                 epoch, done = epoch + 1, 0
             state["train_position"] = [epoch, done]
+        if self._train_loader is not None and self._training_batches_done() is not None:
+            state["streaming_position"] = self._train_loader.state_dict()
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -440,6 +528,10 @@ class ImageFolderDataModule(LightningDataModule):
             self._resume_at = tuple(state_dict["train_position"])
             if self._train_sampler is not None:  # the loader came first (some strategies restore late)
                 self._resume_from(*self._resume_at)
+        if "streaming_position" in state_dict:
+            self._streaming_loader_state = state_dict["streaming_position"]
+            if self._train_loader is not None:
+                self._resume_streaming()
         saved = state_dict.get("class_names")
         if saved is None:
             return

@@ -18,6 +18,11 @@ SampleKey = tuple[int, int]
 """What the training sampler yields: a sample's index and the seed of its augmentation."""
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one training sample's augmentation: the same whatever the loader workers or the resume."""
+    return ((seed * 1_000_003 + epoch) * 1_000_033 + index) % (2**63)
+
+
 class ResumableShuffle(DistributedSampler):
     """Each epoch a shuffle fixed by ``(seed, epoch)``, this process's share of it, and a seed per sample.
 
@@ -55,7 +60,7 @@ class ResumableShuffle(DistributedSampler):
         return list(super().__iter__())
 
     def _sample_seed(self, index: int) -> int:
-        return ((self.seed * 1_000_003 + self.epoch) * 1_000_033 + index) % (2**63)
+        return sample_seed(self.seed, self.epoch, index)
 
 
 class BalancedDraw(ResumableShuffle):

@@ -66,8 +66,9 @@ class RandomResizedCropView:
         self.channels = channels
         self.crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
 
-    def __call__(self, path: str | Path) -> Tensor:
-        data = Path(path).read_bytes()
+    def __call__(self, path: str | Path, data: bytes | None = None) -> Tensor:
+        """A crop of the file at ``path``, or of its bytes ``data`` when given (``path`` then only names them)."""
+        data = Path(path).read_bytes() if data is None else data
         with Image.open(io.BytesIO(data)) as image:
             width, height = oriented_size(image)
             box = self.crop.make_params([torch.empty(1, 1, 1).expand(3, height, width)])

@@ -1,0 +1,168 @@
+"""A folder converted to LitData's streaming format: the same split, images and metrics as the folder; an exact
+mid-epoch resume; two processes; smaller files with ``--max_side``; damaged data sets refused in one line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from lightning_resnet.cli import main
+from lightning_resnet.data.streaming import use_litdata
+
+from ..conftest import make_image_folder, run_cli, tiny_args
+from ..training.test_reliability import AUGMENTED, FITTED_AFTER_TRAINING, cli_error, final_state
+
+ODD_SPLIT = ["--data.val_fraction", "0.25"]  # 60 images: 45 to train on, 15 to validate (8 and 7 under DDP)
+TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
+
+
+use_litdata()
+from litdata import StreamingDataset  # noqa: E402  (after use_litdata: no question to PyPI)
+
+
+def one_error_line(error: str) -> bool:
+    return error.startswith("error: ") and error.count("\n") == 1
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> Path:
+    """60 generated images, a 2-epoch fit on the folder, and the folder converted with the same split."""
+    root = tmp_path_factory.mktemp("streaming")
+    make_image_folder(root / "images", classes=3, per_class=20, seed=3)
+    run_cli(root, *tiny_args(root / "images", *ODD_SPLIT, "--trainer.max_epochs", "2",
+                             "--trainer.logger.init_args.name", "folder"))
+    output = run_cli(root, *tiny_args(root / "images", *ODD_SPLIT, "--output", str(root / "converted"),
+                                      subcommand="convert"))
+    assert "converted 60 images of 3 classes (train 45, val 15)" in output
+    return root
+
+
+def test_convert_keeps_the_split_and_fit_reads_the_same_images(converted, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder_run = converted / "logs/folder/version_0"
+    assert rows(converted / "converted/split.csv") == rows(folder_run / "split.csv")
+    manifest = json.loads((converted / "converted/converted.json").read_text())
+    assert manifest["class_counts"] == {"train": [15, 15, 15], "val": [5, 5, 5]}
+
+    streamed = main(tiny_args(converted / "converted", "--trainer.max_epochs", "2"))
+    assert streamed.trainer.global_step == 2 * 6  # 45 images, batches of 8: 5 full and one of 5, kept
+    assert rows(tmp_path / "logs/tiny/version_0/split.csv") == rows(folder_run / "split.csv")
+
+    # one checkpoint evaluated on the folder and on its converted form: the same images, the same numbers
+    last = folder_run / "checkpoints/last.ckpt"
+    scores = []
+    for data_dir in (converted / "images", converted / "converted"):
+        run = main(tiny_args(data_dir, *ODD_SPLIT, "--ckpt_path", str(last), subcommand="validate"))
+        scores.append({key: float(run.trainer.callback_metrics[key]) for key in ("val/acc", "val/loss")})
+    assert scores[0] == pytest.approx(scores[1], abs=1e-6)
+    reports = sorted((tmp_path / "logs/tiny").glob("version_*/report_val.txt"))
+    assert [report.read_text().splitlines()[0] for report in reports[-2:]] == ["val: 15 images, 3 classes"] * 2
+
+
+class_path = "tests.training.test_reliability."
+MOMENTS = {
+    # (options, the interrupting callback): per-sample augmentation seeds and stochastic depth throughout
+    "step start, no workers": (AUGMENTED, "InterruptAtStep"),
+    "inside on_train_batch_end": (AUGMENTED, "InterruptInBatchEnd"),
+    "Ctrl-C mid-forward, 2 workers": ([*AUGMENTED, "--data.num_workers", "2"], "CtrlCMidForward"),
+    "an epoch's end": (AUGMENTED, "InterruptAfterEpoch"),
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(converted, tmp_path, monkeypatch,
+                                                                                moment):
+    """LitData's loader saves the batches it fetched, one ahead of those trained on: the saved place must be the
+    trained one (LitData #775: a restore that did not happen)."""
+    monkeypatch.chdir(tmp_path)
+    options, interrupter = MOMENTS[moment]
+    data = converted / "converted"
+    common = ["--trainer.max_epochs", "3", "--data.batch_size", "8", *options]
+    straight = main(tiny_args(data, *common, "--trainer.logger.init_args.name", "straight"))
+    interrupted = tiny_args(data, *common, "--trainer.logger.init_args.name", "resumed")
+    with pytest.raises(SystemExit) as stopped:
+        main([*interrupted, f"--trainer.callbacks+={class_path}{interrupter}"])
+    assert stopped.value.code == 130
+    saved = torch.load(tmp_path / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert 6 <= saved["global_step"] <= 12  # in or at the end of the second of three epochs of 6 steps
+    resumed = main([*interrupted, "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == straight.trainer.global_step == 3 * 6
+    (weights, optimizer), (weights_again, optimizer_again) = (final_state(tmp_path / "logs" / name / "version_0")
+                                                              for name in ("straight", "resumed"))
+    differing = {key for key in weights if not torch.equal(weights[key], weights_again[key])}
+    assert differing <= set(FITTED_AFTER_TRAINING)
+    for key, state in optimizer["state"].items():
+        assert all(torch.equal(value, optimizer_again["state"][key][name]) for name, value in state.items())
+    for key in ("val/acc", "val/loss", "train/acc"):
+        assert float(straight.trainer.callback_metrics[key]) == float(resumed.trainer.callback_metrics[key])
+
+
+def test_two_processes_train_each_image_once_an_epoch_and_validate_each_once(converted, tmp_path):
+    data = converted / "converted"
+    run_cli(tmp_path, *tiny_args(data, *TWO_PROCESSES, "--trainer.max_epochs", "1", "--data.num_workers", "1"))
+    last = torch.load(tmp_path / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
+    # LitData's drop_last gives every process the same number of whole batches: 45 images, 2 processes,
+    # batches of 8: 2 batches (16 images) each, so that neither waits for the other (LitData #233)
+    assert last["global_step"] == 2
+    run_cli(tmp_path, *tiny_args(data, *TWO_PROCESSES, "--ckpt_path", str(tmp_path / "logs/tiny/version_0/"
+                                                                           "checkpoints/last.ckpt"),
+                                 subcommand="validate"))
+    report = (tmp_path / "logs/tiny/version_1/report_val.txt").read_text()
+    assert report.startswith("val: 15 images, 3 classes")  # 8 + 7, none repeated
+
+
+def test_max_side_writes_smaller_files_that_train(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "images", classes=2, per_class=6, size=(120, 90))
+    for name, extra in (("whole", []), ("small", ["--max_side", "32"])):
+        main(tiny_args(tmp_path / "images", "--output", str(tmp_path / name), *extra, subcommand="convert"))
+    whole, small = (sum(file.stat().st_size for file in (tmp_path / name).rglob("*.bin"))
+                    for name in ("whole", "small"))
+    assert small < whole / 3
+    assert json.loads((tmp_path / "small/converted.json").read_text())["max_side"] == 32
+
+    stream = StreamingDataset(str(tmp_path / "small/train"))
+    sides = {max(Image.open(io.BytesIO(bytes(item["image"]))).size) for item in stream}
+    assert sides == {32}
+    run = main(tiny_args(tmp_path / "small", "--trainer.max_epochs", "1"))
+    assert run.trainer.global_step == 2  # 10 training images, batches of 8
+
+
+def test_bad_converted_data_sets_are_one_line(converted, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(converted / "converted", broken)
+    chunk = next((broken / "train").glob("*.bin"))
+    chunk.write_bytes(chunk.read_bytes()[:1000])
+    code, error = cli_error(capsys, tiny_args(broken))
+    assert code == 2 and one_error_line(error) and f"chunk {chunk} is 1000 bytes" in error and "convert again" in error
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(converted / "converted", unfinished)
+    (unfinished / "val/index.json").unlink()
+    code, error = cli_error(capsys, tiny_args(unfinished))
+    assert code == 2 and one_error_line(error) and "val/index.json is missing" in error
+
+    code, error = cli_error(capsys, tiny_args(converted / "converted", "--data.sampler", "balanced"))
+    assert code == 2 and "data.sampler balanced" in error and "class_weights: balanced" in error
+
+    code, error = cli_error(capsys, tiny_args(converted / "images", "--output", str(converted / "converted"),
+                                              subcommand="convert"))
+    assert code == 2 and "exists and is not empty" in error
+    assert (converted / "converted/converted.json").is_file()  # nothing of the user's lost
+
+    code, error = cli_error(capsys, tiny_args(converted / "converted", "--model.freeze_backbone", "true",
+                                              "--model.cache_features", "true"))
+    assert code == 2 and "model.cache_features" in error and "converted data set" in error
