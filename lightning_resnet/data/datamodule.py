@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
@@ -366,7 +367,9 @@ class ImageFolderDataModule(LightningDataModule):
         if self.is_demo and not self.data_dir.exists():
             write_digits_demo(self.data_dir)
         stage = self.trainer.state.fn if self.trainer is not None else None
-        if stage != "predict" and self.converted is None and self.data_dir.exists():
+        if stage != "predict" and self.converted is not None:
+            rank_zero_info(self.converted.describe())
+        elif stage != "predict" and self.data_dir.exists():
             self.index()
             if self.normalize == "auto" and self._saved_normalization is None:
                 self.measured_normalization()
@@ -535,7 +538,8 @@ class ImageFolderDataModule(LightningDataModule):
         saved = state_dict.get("class_names")
         if saved is None:
             return
-        known = self.given_class_names or (self._listing.class_names if self._listing else None)
+        known = self.given_class_names or (self.converted.class_names if self.converted
+                                           else self._listing.class_names if self._listing else None)
         if known is not None and list(saved) != list(known):
             raise UserError(f"the checkpoint's classes ({', '.join(saved)}) differ from the data module's "
                             f"({', '.join(known)}): use the data the model was trained on")

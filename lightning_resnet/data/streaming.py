@@ -88,6 +88,12 @@ class ConvertedData:
     def size(self, part: str) -> int:
         return sum(self.class_counts.get(part, ()))
 
+    def describe(self) -> str:
+        """The line a run starts with, as a folder's run starts with its split."""
+        parts = ", ".join(f"{self.size(part)} {part}" for part in self.class_counts)
+        return (f"data: {self.root}, converted (LitData) from {self.source}, {len(self.class_names)} classes, "
+                f"the conversion's split: {parts} images")
+
 
 def read_text(root: str, name: str) -> str:
     """A file of a converted data set, local or in a bucket (obstore, which LitData installs)."""
