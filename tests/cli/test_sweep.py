@@ -50,9 +50,9 @@ def read_trials(folder: Path) -> list[dict[str, str]]:
 
 
 def test_a_sweep_writes_its_trials_and_a_best_config_that_fit_runs_to_the_same_value(workdir, capsys):
-    folder = main(sweep_args(workdir, SPACE, "--trials", "4"))
+    folder = main(sweep_args(workdir, SPACE, "--trials", "3"))
     rows = read_trials(folder)
-    assert [row["trial"] for row in rows] == ["0", "1", "2", "3"] and {row["state"] for row in rows} == {"complete"}
+    assert [row["trial"] for row in rows] == ["0", "1", "2"] and {row["state"] for row in rows} == {"complete"}
     assert {"model.optimizer.init_args.lr", "data.batch_size", "model.label_smoothing"} <= set(rows[0])
     best = max(rows, key=lambda row: float(row["value"]))
     printed = capsys.readouterr().out
@@ -88,7 +88,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(workd
 
 
 def test_a_sweep_stopped_by_ctrl_c_continues_to_the_requested_total(workdir):
-    args = sweep_args(workdir, SPACE, "--trials", "3")
+    args = sweep_args(workdir, SPACE, "--trials", "2")
     process = start_cli(workdir, *args, start_new_session=True, preexec_fn=ctrl_c_as_from_a_terminal)
     folder = workdir / "logs" / "tiny" / "sweep_space"
     deadline = time.time() + 240
@@ -101,7 +101,7 @@ def test_a_sweep_stopped_by_ctrl_c_continues_to_the_requested_total(workdir):
     main(args)
     rows = read_trials(folder)
     counted = [row for row in rows if row["reason"] != "interrupted"]
-    assert len(counted) == 3 and {row["state"] for row in counted} == {"complete"}
+    assert len(counted) == 2 and {row["state"] for row in counted} == {"complete"}
 
 
 @pytest.mark.parametrize(("space", "extra", "words"), [
@@ -147,15 +147,15 @@ def postgres():
 def test_two_sweeps_on_one_postgresql_study_add_up_to_the_total_without_running_a_trial_twice(workdir, postgres):
     import optuna
 
-    args = sweep_args(workdir, SPACE, "--trials", "5", "--storage", postgres, "--study", "shared")
+    args = sweep_args(workdir, SPACE, "--trials", "4", "--storage", postgres, "--study", "shared")
     first, second = (start_cli(workdir, *args) for _ in range(2))
     for process in (first, second):
         _, error = process.communicate(timeout=600)
         assert process.returncode == 0, error[-3000:]
     trials = optuna.load_study(study_name="shared", storage=postgres).get_trials()
     counted = [trial for trial in trials if not trial.user_attrs.get("surplus")]
-    assert len(counted) == 5 and all(trial.state.name == "COMPLETE" for trial in counted)
-    assert sorted(trial.number for trial in counted) == list(range(5))
+    assert len(counted) == 4 and all(trial.state.name == "COMPLETE" for trial in counted)
+    assert sorted(trial.number for trial in counted) == list(range(4))
     folder = workdir / "logs" / "tiny" / "sweep_shared"
     folders = sorted(path.name for path in folder.glob("trial_*") if path.is_dir())
-    assert folders == [f"trial_{number}" for number in range(5)]  # each trial ran once, in one folder
+    assert folders == [f"trial_{number}" for number in range(4)]  # each trial ran once, in one folder

@@ -117,8 +117,12 @@ def test_lr_find_prints_a_suggestion_and_plots_it(workdir, capsys):
 
 
 def test_the_suggested_rate_trains_the_demo_about_as_well_as_its_recipes_rate(workdir, capsys):
-    """Lightning's steepest-fall rule suggested 7.8e-6 here, at which the demo hardly trains (0.384)."""
-    demo = ["--config", str(ROOT / "configs" / "demo.yaml"), "--trainer.enable_progress_bar", "false"]
+    """Lightning's steepest-fall rule suggested 7.8e-6 here, at which the demo hardly trains (0.384).
+
+    The demo's recipe on a quarter-width ResNet-18: 45 s instead of 165 s here, with the same checks (it
+    suggested 5.75e-3, which reached 0.919 against the recipe rate's 0.897)."""
+    demo = ["--config", str(ROOT / "configs" / "demo.yaml"), "--trainer.enable_progress_bar", "false",
+            "--model.backbone_options", "{stem: cifar, channels: [16, 32, 64, 128]}"]
     main(["lr_find", *demo, "--num_training", "100"])
     suggested = re.search(r"--model.optimizer.lr (\S+)", capsys.readouterr().out).group(1)
     accuracy = {}
