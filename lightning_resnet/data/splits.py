@@ -8,6 +8,7 @@ so it is the same on every machine and in every process.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -108,6 +109,11 @@ def write_split_csv(path: Path, rows: Iterable[tuple[str, str, str]]) -> None:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(SPLIT_COLUMNS)
         writer.writerows(rows)
+
+
+def split_rows_of(text: str) -> list[tuple[str, str, str]]:
+    """The ``(path, split, class)`` rows of a ``split.csv``'s text, as :func:`write_split_csv` takes them."""
+    return [tuple(row[column] for column in SPLIT_COLUMNS) for row in csv.DictReader(io.StringIO(text))]
 
 
 def read_split_csv(path: Path) -> list[dict[str, str]]:

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from ..errors import UserError, check
 from .decode import DECODE_ERRORS, decode_problem, to_rgb
 from .normalization import Normalization
-from .splits import SPLIT_CSV, write_split_csv
+from .splits import SPLIT_CSV, split_rows_of, write_split_csv
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -224,11 +224,7 @@ def convert_folder(data: ImageFolderDataModule, output: Path, max_side: int | No
 
 
 def read_split_rows(converted: ConvertedData) -> list[tuple[str, str, str]]:
-    import csv
-
-    reader = csv.reader(io.StringIO(read_text(converted.root, SPLIT_CSV)))
-    next(reader, None)
-    return [(row[0], row[1], row[2]) for row in reader if len(row) == 3]
+    return split_rows_of(read_text(converted.root, SPLIT_CSV))
 
 
 def streaming_images(part: str, size: int, view: Callable[..., Tensor],
