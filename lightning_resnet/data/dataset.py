@@ -7,6 +7,7 @@ import random
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 import torch
@@ -68,9 +69,7 @@ class ImageSamples(Dataset):
                     image = self.view(path)
                     return (self.augmentation(image) if self.augmentation else image), target
                 except DECODE_ERRORS as error:
-                    with self.skipped.get_lock():
-                        self.skipped.value += 1
-                    warnings.warn(f"skipped unreadable image {path}: {decode_problem(error)}", stacklevel=2)
+                    count_unreadable(self.skipped, path, error)
                     if not self.replace_unreadable:
                         return None
                     index = random.randrange(len(self.samples)) if seed is None else int(torch.randint(len(self), ()))
@@ -85,6 +84,13 @@ class ImageSamples(Dataset):
         if self._features is None or self._features.file != file:
             self._features = CachedFeatures(file)
         return self._features
+
+
+def count_unreadable(skipped: Synchronized, path: str, error: BaseException) -> None:
+    """Count an image that could not be decoded, in a counter the loader's workers share, and warn about it."""
+    with skipped.get_lock():
+        skipped.value += 1
+    warnings.warn(f"skipped unreadable image {path}: {decode_problem(error)}", stacklevel=3)
 
 
 @contextmanager

@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import os
 import random
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,7 +234,7 @@ def streaming_images(part: str, size: int, view: Callable[..., Tensor],
     use_litdata()
     from litdata import StreamingDataset
 
-    from .dataset import seeded
+    from .dataset import count_unreadable, seeded
     from .samplers import sample_seed
 
     class StreamingImages(StreamingDataset):
@@ -264,9 +263,7 @@ def streaming_images(part: str, size: int, view: Callable[..., Tensor],
                     image = self.view(item["path"], item["image"])
                     return (self.augmentation(image) if self.augmentation else image), item["label"]
             except DECODE_ERRORS as error:
-                with self.skipped.get_lock():
-                    self.skipped.value += 1
-                warnings.warn(f"skipped unreadable image {item['path']}: {decode_problem(error)}", stacklevel=2)
+                count_unreadable(self.skipped, item["path"], error)
                 return None
 
     return StreamingImages() if training else IndexedImages(StreamingImages(), size)
@@ -308,10 +305,9 @@ def streaming_loader(dataset: Any, batch_size: int, num_workers: int, collate: C
             yield from super().__iter__()
 
         def state_dict(self) -> dict[str, Any]:
-            state = super().state_dict()
             done = batches_done()
             if done is None:
-                return state
+                return super().state_dict()
             workers = max(1, self.num_workers)
             fetched = self._num_samples_yielded_streaming // self.batch_size
             # A state of 0 samples is not a resume for LitData: its next iterator starts the epoch after the
