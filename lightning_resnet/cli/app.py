@@ -107,6 +107,7 @@ class ResNetCLI(LightningCLI):
     def __init__(self, *, args: Any = None, **options: Any) -> None:
         given = [] if isinstance(args, dict) else list(sys.argv[1:] if args is None else args)
         self._requested = given[0] if given and given[0] in self.ALL_SUBCOMMANDS else None
+        self._listing_only = given in (["-h"], ["--help"])
         super().__init__(args=args, **options)
 
     def subcommands(self) -> dict[str, set[str]]:
@@ -152,6 +153,10 @@ class ResNetCLI(LightningCLI):
     """The subcommand whose parser is being made (Lightning makes them before ``__init__`` returns)."""
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        """The subcommand's parser; for the bare ``--help``, which lists only names and descriptions, an empty one
+        (reading every subcommand's signatures cost it 1.6-2.0 s after the imports, against 0.02 s, 2-core CPU)."""
+        if self._listing_only:
+            return self.init_parser(**kwargs)
         self._preparing = subcommand
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "fit":

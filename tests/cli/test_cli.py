@@ -217,3 +217,4 @@ def test_the_top_level_help_names_every_command(capsys):
     printed = capsys.readouterr().out
     assert exit_code.value.code == 0
     assert all(command in printed for command in ("fit", "validate", "lr_find", *COMMANDS))
+    assert "Runs the full optimization routine." in printed and "streaming format" in printed  # each one's purpose
