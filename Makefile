@@ -19,7 +19,7 @@ train: $(INSTALLED)
 	$(PY) -m lightning_resnet fit --config $(CONFIG)
 
 test: $(INSTALLED)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 tensorboard: $(INSTALLED)
 	$(VENV)/bin/tensorboard --logdir logs

@@ -16,10 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
-from lightning_resnet.cli import main
-from lightning_resnet.data import ImageFolderDataModule
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if XDIST_WORKERS > 1:
+    # each of make test's workers gets its share of the cores, and so do the processes its tests start: two
+    # workers of two threads each on the 2-core CPU ran some tests 6-7x slower than alone (OpenMP waits spinning)
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // XDIST_WORKERS))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+from lightning_resnet.cli import main  # noqa: E402
+from lightning_resnet.data import ImageFolderDataModule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}

@@ -49,27 +49,16 @@ def read_trials(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_a_sweep_writes_its_trials_and_a_best_config_that_fit_runs_to_the_same_value(workdir, capsys):
-    folder = main(sweep_args(workdir, SPACE, "--trials", "3"))
-    rows = read_trials(folder)
-    assert [row["trial"] for row in rows] == ["0", "1", "2"] and {row["state"] for row in rows} == {"complete"}
-    assert {"model.optimizer.init_args.lr", "data.batch_size", "model.label_smoothing"} <= set(rows[0])
-    best = max(rows, key=lambda row: float(row["value"]))
-    printed = capsys.readouterr().out
-    assert f"best: trial {best['trial']}" in printed and (folder / "optimization_history.png").is_file()
-    main(["compare", str(folder)])
-    header = capsys.readouterr().out.splitlines()[1]
-    assert "model.label_smoothing" in header and "trainer.callbacks" not in header  # the sweep's own callback
-    rerun = main(["fit", "--config", str(folder / "best.yaml")])
-    assert best_checkpoint(rerun.trainer).score == pytest.approx(float(best["value"]), abs=1e-6)
-    assert rerun.model.hparams.label_smoothing == pytest.approx(float(best["model.label_smoothing"]))
-
-
-def test_a_trial_the_pruner_stops_is_recorded_as_pruned_with_fewer_epochs(workdir):
-    space = "model.optimizer.init_args.lr: {choices: [0.003, 1.0e-9]}\n"
-    args = sweep_args(workdir, space, "--trials", "4", "--pruner_startup_trials", "1")
+def test_a_failing_trial_is_recorded_with_its_reason_a_pruned_one_stops_early_and_the_sweep_goes_on(workdir):
+    space = "model.optimizer.init_args.lr: {choices: [0.003, 1.0e-9, 1.0e+12]}\n"
+    # seed 2 draws 1e12, 0.003, 1e-9, 1e-9: a failure, the complete trial the pruner compares with, two to prune
+    args = sweep_args(workdir, space, "--trials", "4", "--pruner_startup_trials", "1", "--seed", "2")
     folder = main([*args, "--trainer.max_epochs", "4"])
     rows = read_trials(folder)
+    assert len(rows) == 4 and any(row["state"] == "complete" for row in rows)
+    failed = [row for row in rows if row["state"] == "fail"]
+    assert failed and all(row["model.optimizer.init_args.lr"] == "1000000000000.0" for row in failed)
+    assert all(row["reason"].startswith("error: ") and "loss" in row["reason"] for row in failed)
     pruned = [row for row in rows if row["state"] == "pruned"]
     assert pruned and all(row["model.optimizer.init_args.lr"] == "1e-09" for row in pruned)
     for row in pruned:
@@ -77,17 +66,8 @@ def test_a_trial_the_pruner_stops_is_recorded_as_pruned_with_fewer_epochs(workdi
         assert last["epoch"] < 3  # stopped before its fourth epoch
 
 
-def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(workdir):
-    space = "model.optimizer.init_args.lr: {choices: [1.0e+12, 0.003]}\n"
-    folder = main(sweep_args(workdir, space, "--trials", "4", "--pruner", "none"))
-    rows = read_trials(folder)
-    failed = [row for row in rows if row["state"] == "fail"]
-    assert len(rows) == 4 and failed and all(row["model.optimizer.init_args.lr"] == "1000000000000.0" for row in failed)
-    assert all(row["reason"].startswith("error: ") and "loss" in row["reason"] for row in failed)
-    assert any(row["state"] == "complete" for row in rows)
-
-
-def test_a_sweep_stopped_by_ctrl_c_continues_to_the_requested_total(workdir):
+def test_a_sweep_stopped_by_ctrl_c_continues_to_the_total_and_its_best_config_reruns_to_the_same_value(workdir,
+                                                                                                      capsys):
     args = sweep_args(workdir, SPACE, "--trials", "2")
     process = start_cli(workdir, *args, start_new_session=True, preexec_fn=ctrl_c_as_from_a_terminal)
     folder = workdir / "logs" / "tiny" / "sweep_space"
@@ -98,10 +78,21 @@ def test_a_sweep_stopped_by_ctrl_c_continues_to_the_requested_total(workdir):
     os.killpg(process.pid, signal.SIGINT)  # as a terminal sends it: to the sweep and its trial
     _, error = process.communicate(timeout=240)
     assert process.returncode == 130 and "the same command continues it" in error, error[-2000:]
-    main(args)
+    capsys.readouterr()
+    assert main(args) == folder
     rows = read_trials(folder)
     counted = [row for row in rows if row["reason"] != "interrupted"]
     assert len(counted) == 2 and {row["state"] for row in counted} == {"complete"}
+    assert {"model.optimizer.init_args.lr", "data.batch_size", "model.label_smoothing"} <= set(rows[0])
+    best = max(counted, key=lambda row: float(row["value"]))
+    printed = capsys.readouterr().out
+    assert f"best: trial {best['trial']}" in printed and (folder / "optimization_history.png").is_file()
+    main(["compare", str(folder)])
+    header = capsys.readouterr().out.splitlines()[1]
+    assert "model.label_smoothing" in header and "trainer.callbacks" not in header  # the sweep's own callback
+    rerun = main(["fit", "--config", str(folder / "best.yaml")])
+    assert best_checkpoint(rerun.trainer).score == pytest.approx(float(best["value"]), abs=1e-6)
+    assert rerun.model.hparams.label_smoothing == pytest.approx(float(best["model.label_smoothing"]))
 
 
 @pytest.mark.parametrize(("space", "extra", "words"), [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import statistics
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -19,7 +18,7 @@ from lightning_resnet.data import ImageFolderDataModule, read_split_csv
 from lightning_resnet.data import catalog as catalog_module
 from lightning_resnet.data.samplers import BalancedDraw
 
-from ..conftest import ROOT, make_folder_with_copies, make_image_folder, tiny_args
+from ..conftest import make_folder_with_copies, make_image_folder, tiny_args
 
 
 def make_imbalanced_folder(root: Path, counts: list[int], size: tuple[int, int] = (40, 32)) -> Path:
@@ -141,28 +140,6 @@ def test_the_balanced_sampler_draws_every_class_about_equally_also_under_ddp(tmp
     both = [index for share in shares for index, _ in share]
     assert sorted(both) == sorted(index for index, _ in single)
     assert len(list(shares[0])) == len(list(shares[1])) == len(targets) // 2
-
-
-def test_k_folds_are_disjoint_cover_every_image_and_report_mean_and_std(workdir, monkeypatch, capsys):
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    images = workdir / "images"
-    main(["cross_validate", *tiny_args(images)[1:], "--data.num_folds", "3", "--trainer.max_epochs", "1"])
-    printed = capsys.readouterr().out
-    group = workdir / "logs" / "tiny" / "crossval_0"
-    validation = [parts(read_split_csv(group / f"fold_{fold}" / "split.csv"))["val"] for fold in range(3)]
-    assert sum(map(len, validation)) == len(set().union(*validation)) == 30
-    assert set().union(*validation) == files_under(images)
-    for fold in range(3):
-        rows = read_split_csv(group / f"fold_{fold}" / "split.csv")
-        assert parts(rows)["train"] == files_under(images) - validation[fold]
-    with open(group / "cross_validation.csv", newline="") as handle:
-        table = list(csv.DictReader(handle))
-    accuracy = [float(row["val/acc"]) for row in table[:3]]
-    assert [row["fold"] for row in table] == ["0", "1", "2", "mean", "std"]
-    assert float(table[3]["val/acc"]) == pytest.approx(statistics.fmean(accuracy))
-    assert float(table[4]["val/acc"]) == pytest.approx(statistics.stdev(accuracy))
-    assert "cross-validation over 3 folds" in printed and "mean ± std" in printed
-    assert f"{statistics.fmean(accuracy):.4f} ± {statistics.stdev(accuracy):.4f}" in printed
 
 
 def test_copies_stay_on_one_side_and_inspect_finds_them_from_the_cache(workdir, monkeypatch, capsys):

@@ -4,9 +4,11 @@ lists the flipped labels and the copies in feature space; outliers and feature-s
 from __future__ import annotations
 
 import shutil
+import statistics
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from lightning_resnet.cli import main
@@ -36,6 +38,7 @@ def noisy_folder(root, seed: int = 3):
 
 
 def test_cross_validate_then_inspect_predictions_lists_the_flipped_labels_and_the_copy(workdir, monkeypatch, capsys):
+    """The one cross-validation of the suite: its folds and their scores, then what inspect finds in them."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     root = workdir / "noisy"
     flipped, (original, copy) = noisy_folder(root)
@@ -43,14 +46,29 @@ def test_cross_validate_then_inspect_predictions_lists_the_flipped_labels_and_th
     args = tiny_args(root)[1:] + ["--trainer.max_epochs", "4", "--data.num_folds", str(FOLDS)]
     main(["cross_validate", *args])
     group = workdir / "logs" / "tiny" / "crossval_0"
+    everything = {str(path) for path in root.rglob("*.*")}
+
+    # the folds: validation sets disjoint and covering the folder, each trained on the rest; scores, mean and std
+    splits = [read_rows(group / f"fold_{fold}" / "split.csv") for fold in range(FOLDS)]
+    validation = [{row["path"] for row in rows if row["split"] == "val"} for rows in splits]
+    assert sum(map(len, validation)) == len(set().union(*validation)) and set().union(*validation) == everything
+    for rows, validated in zip(splits, validation):
+        assert {row["path"] for row in rows if row["split"] == "train"} == everything - validated
+    table = read_rows(group / "cross_validation.csv")
+    accuracy = [float(row["val/acc"]) for row in table[:FOLDS]]
+    assert [row["fold"] for row in table] == [*map(str, range(FOLDS)), "mean", "std"]
+    assert float(table[FOLDS]["val/acc"]) == pytest.approx(statistics.fmean(accuracy))
+    assert float(table[FOLDS + 1]["val/acc"]) == pytest.approx(statistics.stdev(accuracy))
+    printed = capsys.readouterr().out
+    assert f"cross-validation over {FOLDS} folds" in printed and "mean ± std" in printed
+    assert f"{statistics.fmean(accuracy):.4f} ± {statistics.stdev(accuracy):.4f}" in printed
 
     # every image once, from the fold that validated it, with probabilities that sum to one
     oof = read_out_of_fold(group)
-    assert sorted(oof.paths) == sorted(str(path) for path in root.rglob("*.*")) and len(oof.paths) == 109
+    assert sorted(oof.paths) == sorted(everything) and len(oof.paths) == 109
     assert np.allclose(oof.probabilities.sum(axis=1), 1.0, atol=1e-4)
     assert np.load(group / "oof_embeddings.npy").shape == (109, 128)
-    for fold in range(FOLDS):
-        validated = {row["path"] for row in read_rows(group / f"fold_{fold}" / "split.csv") if row["split"] == "val"}
+    for fold, validated in enumerate(validation):
         assert validated == {path for path, f in zip(oof.paths, oof.folds) if f == fold}
 
     main(["inspect", *tiny_args(root, subcommand="inspect")[1:], "--predictions", str(group)])
