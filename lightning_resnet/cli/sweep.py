@@ -158,11 +158,14 @@ class Sweep:
                     raise UserError(f"--storage {options.storage}: cannot open the study there: "
                                     f"{first_line(error)}") from None
                 time.sleep(1 + attempt)
+        before = len(self.study.get_trials(deepcopy=False))
+        if before:  # a continued study: the same seed would draw its first trials again (trial 2 repeated trial 0)
+            self.study.sampler = optuna.samplers.TPESampler(seed=self.sampler_seed(options, worker) + before)
 
     @staticmethod
     def sampler_seed(options: argparse.Namespace, worker: int) -> int:
         """``--seed`` plus the worker's index; with a shared ``--storage``, plus the process id too: sweeps on
-        several machines with one seed would all draw the same trials."""
+        several machines with one seed would all draw the same trials. A continued study adds its trial count."""
         return options.seed + worker + (os.getpid() if options.storage else 0)
 
     def counted_before(self, number: int) -> int:

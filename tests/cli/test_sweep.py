@@ -79,10 +79,11 @@ def test_a_sweep_stopped_by_ctrl_c_continues_to_the_total_and_its_best_config_re
     _, error = process.communicate(timeout=240)
     assert process.returncode == 130 and "the same command continues it" in error, error[-2000:]
     capsys.readouterr()
-    assert main(args) == folder
+    assert main(args).resolve() == folder.resolve()
     rows = read_trials(folder)
     counted = [row for row in rows if row["reason"] != "interrupted"]
     assert len(counted) == 2 and {row["state"] for row in counted} == {"complete"}
+    assert len({row["model.label_smoothing"] for row in rows}) == len(rows)  # the continued sweep draws anew
     assert {"model.optimizer.init_args.lr", "data.batch_size", "model.label_smoothing"} <= set(rows[0])
     best = max(counted, key=lambda row: float(row["value"]))
     printed = capsys.readouterr().out
