@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from PIL import Image
 from lightning_resnet.cli import main
 from lightning_resnet.data.streaming import use_litdata
 
-from ..conftest import make_image_folder, run_cli, tiny_args
+from ..conftest import make_image_folder, run_cli, start_cli, tiny_args
 from ..training.test_reliability import AUGMENTED, FITTED_AFTER_TRAINING, cli_error, final_state
 
 ODD_SPLIT = ["--data.val_fraction", "0.25"]  # 60 images: 45 to train on, 15 to validate (8 and 7 under DDP)
@@ -77,10 +78,14 @@ def test_convert_keeps_the_split_and_fit_reads_the_same_images(converted, tmp_pa
 
 class_path = "tests.training.test_reliability."
 MOMENTS = {
-    # (options, the interrupting callback): per-sample augmentation seeds and stochastic depth throughout
-    "step start, no workers": (AUGMENTED, "InterruptAtStep"),
-    "Ctrl-C mid-forward, 2 workers": ([*AUGMENTED, "--data.num_workers", "2"], "CtrlCMidForward"),
-    "an epoch's end": (AUGMENTED, "InterruptAfterEpoch"),
+    # (options, the interrupting callback, the interrupted run's exit code, run as a process of its own):
+    # per-sample augmentation seeds and stochastic depth throughout
+    "step start, no workers": (AUGMENTED, "InterruptAtStep", 130, False),
+    "inside on_train_batch_end": (AUGMENTED, "InterruptInBatchEnd", 130, False),
+    "Ctrl-C mid-forward, 2 workers": ([*AUGMENTED, "--data.num_workers", "2"], "CtrlCMidForward", 130, False),
+    "SIGTERM to the process group, 2 workers": ([*AUGMENTED, "--data.num_workers", "2"], "SigtermToTheGroup",
+                                                128 + signal.SIGTERM, True),
+    "an epoch's end": (AUGMENTED, "InterruptAfterEpoch", 130, False),
 }
 
 
@@ -90,14 +95,20 @@ def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(
     """LitData's loader saves the batches it fetched, one ahead of those trained on: the saved place must be the
     trained one (LitData #775: a restore that did not happen)."""
     monkeypatch.chdir(tmp_path)
-    options, interrupter = MOMENTS[moment]
+    options, interrupter, exit_code, own_process = MOMENTS[moment]
     data = converted / "converted"
     common = ["--trainer.max_epochs", "3", "--data.batch_size", "8", *options]
     straight = main(tiny_args(data, *common, "--trainer.logger.init_args.name", "straight"))
     interrupted = tiny_args(data, *common, "--trainer.logger.init_args.name", "resumed")
-    with pytest.raises(SystemExit) as stopped:
-        main([*interrupted, f"--trainer.callbacks+={class_path}{interrupter}"])
-    assert stopped.value.code == 130
+    stop = f"--trainer.callbacks+={class_path}{interrupter}"
+    if own_process:
+        process = start_cli(tmp_path, *interrupted, stop, start_new_session=True)
+        _, error = process.communicate(timeout=300)
+        assert process.returncode == exit_code and "Traceback" not in error, error[-3000:]
+    else:
+        with pytest.raises(SystemExit) as stopped:
+            main([*interrupted, stop])
+        assert stopped.value.code == exit_code
     saved = torch.load(tmp_path / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
     assert 6 <= saved["global_step"] <= 12  # in or at the end of the second of three epochs of 6 steps
     resumed = main([*interrupted, "--ckpt_path", "last"])
