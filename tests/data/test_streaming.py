@@ -18,8 +18,14 @@ from PIL import Image
 from lightning_resnet.cli import main
 from lightning_resnet.data.streaming import use_litdata
 
-from ..conftest import make_image_folder, run_cli, start_cli, tiny_args
-from ..training.test_reliability import AUGMENTED, FITTED_AFTER_TRAINING, cli_error, final_state
+from ..conftest import make_image_folder, run_cli, tiny_args
+from ..training.test_reliability import (
+    AUGMENTED,
+    FITTED_AFTER_TRAINING,
+    cli_error,
+    final_state,
+    run_until_interrupted,
+)
 
 ODD_SPLIT = ["--data.val_fraction", "0.25"]  # 60 images: 45 to train on, 15 to validate (8 and 7 under DDP)
 TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
@@ -76,7 +82,6 @@ def test_convert_keeps_the_split_and_fit_reads_the_same_images(converted, tmp_pa
     assert [report.read_text().splitlines()[0] for report in reports[-2:]] == ["val: 15 images, 3 classes"] * 2
 
 
-class_path = "tests.training.test_reliability."
 MOMENTS = {
     # (options, the interrupting callback, the interrupted run's exit code, run as a process of its own):
     # per-sample augmentation seeds and stochastic depth throughout
@@ -100,15 +105,7 @@ def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(
     common = ["--trainer.max_epochs", "3", "--data.batch_size", "8", *options]
     straight = main(tiny_args(data, *common, "--trainer.logger.init_args.name", "straight"))
     interrupted = tiny_args(data, *common, "--trainer.logger.init_args.name", "resumed")
-    stop = f"--trainer.callbacks+={class_path}{interrupter}"
-    if own_process:
-        process = start_cli(tmp_path, *interrupted, stop, start_new_session=True)
-        _, error = process.communicate(timeout=300)
-        assert process.returncode == exit_code and "Traceback" not in error, error[-3000:]
-    else:
-        with pytest.raises(SystemExit) as stopped:
-            main([*interrupted, stop])
-        assert stopped.value.code == exit_code
+    run_until_interrupted(tmp_path, interrupted, interrupter, exit_code, own_process)
     saved = torch.load(tmp_path / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
     assert 6 <= saved["global_step"] <= 12  # in or at the end of the second of three epochs of 6 steps
     resumed = main([*interrupted, "--ckpt_path", "last"])

@@ -293,6 +293,20 @@ MOMENTS = {
 }
 
 
+def run_until_interrupted(cwd: Path, args: list[str], interrupter: str, exit_code: int, own_process: bool) -> None:
+    """``args`` with the callback ``interrupter`` of this module added; the run must stop with ``exit_code``. A
+    signal to the whole process group needs a real process of its own, started in ``cwd``."""
+    stop = f"--trainer.callbacks+=tests.training.test_reliability.{interrupter}"
+    if own_process:
+        process = start_cli(cwd, *args, stop, start_new_session=True)
+        _, error = process.communicate(timeout=300)
+        assert process.returncode == exit_code and "Traceback" not in error, error[-3000:]
+    else:
+        with pytest.raises(SystemExit) as stopped:
+            main([*args, stop])
+        assert stopped.value.code == exit_code
+
+
 def final_state(run: Path) -> tuple[dict, dict]:
     """The weights and buffers, and the optimizer state, of a run's final ``last.ckpt``."""
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
@@ -305,15 +319,7 @@ def test_an_interrupt_at_any_moment_resumes_to_the_uninterrupted_runs_weights_bu
     common = ["--trainer.max_epochs", "3", "--data.batch_size", "4", *options]
     straight = main(tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "straight"))
     interrupted = tiny_args(workdir / "images", *common, "--trainer.logger.init_args.name", "resumed")
-    stop = f"--trainer.callbacks+=tests.training.test_reliability.{interrupter}"
-    if own_process:
-        process = start_cli(workdir, *interrupted, stop, start_new_session=True)
-        _, error = process.communicate(timeout=300)
-        assert process.returncode == exit_code and "Traceback" not in error, error[-3000:]
-    else:
-        with pytest.raises(SystemExit) as stopped:
-            main([*interrupted, stop])
-        assert stopped.value.code == exit_code
+    run_until_interrupted(workdir, interrupted, interrupter, exit_code, own_process)
     saved = torch.load(workdir / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
     assert 6 < saved["global_step"] < 12  # interrupted mid-epoch, not at a boundary
     resumed = main([*interrupted, *on_resume, "--ckpt_path", "last"])
