@@ -22,7 +22,8 @@ from PIL import Image, ImageDraw
 XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if XDIST_WORKERS > 1:
     # each of make test's workers gets its share of the cores, and so do the processes its tests start: two
-    # workers of two threads each on the 2-core CPU ran some tests 6-7x slower than alone (OpenMP waits spinning)
+    # workers of two threads each on the 2-core CPU ran some tests 6-7x slower than alone, the suite in 834 s;
+    # of one thread each, in 315 s and 662 s (the same VM, its speed varying)
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // XDIST_WORKERS))
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
