@@ -2,7 +2,8 @@
 
 Each fold is an ordinary ``fit`` in a process of its own (so DDP and every ``fit`` option work as
 they do alone), logged to ``logs/<experiment>/crossval_N/fold_K/`` with its own checkpoints and
-``split.csv``. A fold's scores are the validation metrics its best checkpoint carries (those of the
+``split.csv``; from a data set converted in folds (``convert --data.num_folds K``), each fold trains on the
+other folds' parts. A fold's scores are the validation metrics its best checkpoint carries (those of the
 epoch ``ModelCheckpoint`` chose it at). The table is printed and written to
 ``crossval_N/cross_validation.csv``. After each fold its best checkpoint reads every image, and at the end
 ``crossval_N/oof_predictions.csv`` gives each image as the fold that validated it saw it
@@ -57,7 +58,9 @@ def cross_validate(args: list[str]) -> None:
     folds = cli.datamodule.num_folds
     if folds is None:
         raise UserError(f"{COMMAND} needs data.num_folds: the number of folds (2 or more), e.g. --data.num_folds 5")
-    cli.datamodule.index()  # the folder and the fold count checked once, up front
+    converted = cli.datamodule.converted  # its manifest checked when read
+    if converted is None:
+        cli.datamodule.index()  # the folder and the fold count checked once, up front
     logger = cli.trainer.logger
     if not isinstance(logger, TensorBoardLogger):
         raise UserError(f"{COMMAND} keeps each fold's run with trainer.logger, which must be the TensorBoard logger")
@@ -83,7 +86,7 @@ def cross_validate(args: list[str]) -> None:
         scores.append(epoch_metrics(best.path))
         if fold == 0:
             paths = cross_validated_paths(run)
-        run_fold_model(best.path, paths, run, workers)
+        run_fold_model(best.path, paths, run, workers, converted)
     print(format_results(scores, experiment / group))
     write_results(experiment / group / RESULTS_CSV, scores)
     images = CrossValidatedImages.from_splits(experiment / group, folds)

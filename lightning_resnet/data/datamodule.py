@@ -35,10 +35,11 @@ from .samplers import BalancedDraw, ResumableShuffle, evaluation_sampler
 from .streaming import (
     ConvertedData,
     IndexedImages,
+    indexed_images,
     is_converted,
     read_converted,
     read_split_rows,
-    streaming_images,
+    streamed_images,
     streaming_loader,
 )
 from .transforms import (
@@ -64,6 +65,17 @@ def leave_signals_to_the_main_process(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def check_converted_folds(converted: ConvertedData, num_folds: int | None) -> None:
+    """``data.num_folds`` is the number of folds ``converted`` was converted in (none for one split)."""
+    folds = converted.num_folds
+    if folds is None:
+        check(num_folds is None, f"data.num_folds {num_folds}: {converted.root} was converted as one split; "
+              f"convert the folder in folds (convert --data.num_folds {num_folds}) or give the folder itself")
+    else:
+        check(num_folds == folds, f"data.num_folds: {converted.root} was converted in {folds} folds; give "
+              f"--data.num_folds {folds} and --data.fold 0 to {folds - 1} (cross_validate runs them all)")
+
+
 def datamodule_of(trainer: Trainer) -> ImageFolderDataModule | None:
     """The trainer's data module when it is this project's, else None (plain dataloaders)."""
     datamodule = trainer.datamodule
@@ -79,7 +91,7 @@ class ImageFolderDataModule(LightningDataModule):
             optionally ``test/``, used as it is. ``demo:digits`` writes and uses scikit-learn's
             digits under ``data/digits``. Or a data set written by ``python -m lightning_resnet convert``
             (LitData's streaming format), a folder or a bucket URL (``s3://``, ``gs://``, ``azure://``):
-            its split, classes and measured normalization are the conversion's.
+            its split (or folds), classes and measured normalization are the conversion's.
         val_fraction: share of each class held out for validation (a stratified random split);
             a pre-split folder without ``val/`` splits its ``train/`` so.
         seed: seed of that split; the same seed gives the same split on every machine and process.
@@ -184,8 +196,7 @@ class ImageFolderDataModule(LightningDataModule):
         if self.converted is not None:
             check(sampler == "shuffle", f"data.sampler {sampler} draws from a folder's images; a converted data "
                   "set streams LitData's shuffle: use model.class_weights: balanced (the loss weighed by class)")
-            check(num_folds is None, f"data.num_folds: a converted data set holds one split; convert each fold "
-                  f"(convert --data.num_folds {num_folds} --data.fold F) or give the image folder")
+            check_converted_folds(self.converted, num_folds)
             check(exclude is None and relabel is None, "data.exclude and data.relabel apply to an image folder: "
                   "give them to convert, which leaves those images out or relabels them")
         self.split_rule = SplitRule(val_fraction, seed, num_folds, fold, group_duplicates)
@@ -231,6 +242,16 @@ class ImageFolderDataModule(LightningDataModule):
     @property
     def num_folds(self) -> int | None:
         return self.split_rule.num_folds
+
+    @property
+    def fold(self) -> int:
+        return self.split_rule.fold
+
+    @property
+    def streams_training(self) -> bool:
+        """Whether training streams a converted ``train`` part (LitData's shuffle and loader); a converted fold
+        trains on the other folds' parts read by index, in the folder's shuffle."""
+        return self.converted is not None and self.converted.num_folds is None
 
     @property
     def num_workers(self) -> int:
@@ -282,10 +303,16 @@ class ImageFolderDataModule(LightningDataModule):
         index = self.index()
         return index.samples(index.train), index.samples(index.val)
 
+    def fold_samples(self) -> list[list[Sample]]:
+        """The images each fold of ``num_folds`` validates (what ``convert`` writes as ``fold_0``, ``fold_1``, ...)."""
+        check(self.num_folds is not None, "fold_samples needs data.num_folds")
+        index = self.index()
+        return [index.samples(fold) for fold in index.folds]
+
     def training_class_counts(self) -> list[int]:
         """Images of each class in the training split (what ``model.class_weights: balanced`` weighs by)."""
         if self.converted is not None:
-            return list(self.converted.class_counts["train"])
+            return self.converted.class_counts_of(self.converted.training_parts(self.fold))
         index = self.index()
         return index.class_counts(index.train)
 
@@ -309,7 +336,7 @@ class ImageFolderDataModule(LightningDataModule):
     def split_rows(self) -> list[tuple[str, str, str]]:
         """``(path, split, class)`` of every image the run uses: what ``split.csv`` holds."""
         if self.converted is not None:
-            return read_split_rows(self.converted)
+            return read_split_rows(self.converted, self.fold)
         names = self.class_names
         train, val = self.split()
         rows = [(path, TRAIN, names[target]) for path, target in train]
@@ -339,10 +366,11 @@ class ImageFolderDataModule(LightningDataModule):
         if self._saved_normalization is not None:
             return self._saved_normalization
         if self.normalize == "auto" and self.converted is not None:
-            check(self.converted.normalization is not None,
+            measured = self.converted.normalizations
+            check(bool(measured),
                   f"data.normalize auto: {self.converted.root} was converted without measuring its training split; "
                   "convert with --data.normalize auto, or give data.normalize")
-            return self.converted.normalization
+            return measured[self.fold if self.converted.num_folds else 0]
         if self.normalize == "auto":
             return self.measured_normalization()
         if isinstance(self.normalize, dict):
@@ -351,12 +379,14 @@ class ImageFolderDataModule(LightningDataModule):
             return self.weights_normalization
         return imagenet_normalization(self.channels)
 
-    def measured_normalization(self) -> Normalization:
-        """The training split's mean and std (``normalize: auto``): from the cache, or measured and cached."""
+    def measured_normalization(self, samples: list[Sample] | None = None) -> Normalization:
+        """The mean and std of ``samples``, by default the training split's (``normalize: auto``), as evaluation
+        sees them: from the cache, or measured and cached."""
+        if samples is not None:
+            return Normalization(*cached_mean_std(samples, self.eval_view, self.num_workers, self.image_size,
+                                                  self.crop_fraction, self.channels))
         if self._measured is None:
-            train, _ = self.split()
-            self._measured = Normalization(*cached_mean_std(train, self.eval_view, self.num_workers,
-                                                            self.image_size, self.crop_fraction, self.channels))
+            self._measured = self.measured_normalization(self.split()[0])
         return self._measured
 
     # ----- Lightning hooks -----------------------------------------------------------------------
@@ -368,7 +398,7 @@ class ImageFolderDataModule(LightningDataModule):
             write_digits_demo(self.data_dir)
         stage = self.trainer.state.fn if self.trainer is not None else None
         if stage != "predict" and self.converted is not None:
-            rank_zero_info(self.converted.describe())
+            rank_zero_info(self.converted.describe(self.fold))
         elif stage != "predict" and self.data_dir.exists():
             self.index()
             if self.normalize == "auto" and self._saved_normalization is None:
@@ -396,21 +426,22 @@ class ImageFolderDataModule(LightningDataModule):
         shares the chunks out among the processes it finds when the data set is created)."""
         converted = self.converted
         if stage in ("fit", "validate"):
-            processes, _ = self._processes()
-            # uneven batches across processes would hang DDP (LitData #233), and BatchNorm cannot train on one image
-            drop_last = processes > 1 or converted.size(TRAIN) % self.batch_size == 1
-            self.train_set = streaming_images(converted.part(TRAIN), converted.size(TRAIN), self.train_view,
-                                              train_augmentation(self.train_augment, self.hflip), self.seed, True,
-                                              drop_last)
-            self.val_set = streaming_images(converted.part(VAL), converted.size(VAL), self.eval_view, None,
-                                            self.seed, False)
+            augmentation = train_augmentation(self.train_augment, self.hflip)
+            if self.streams_training:
+                processes, _ = self._processes()
+                # uneven batches across processes would hang DDP (LitData #233); BatchNorm cannot train on one image
+                drop_last = processes > 1 or converted.size(TRAIN) % self.batch_size == 1
+                self.train_set = streamed_images(converted, self.train_view, augmentation, self.seed, drop_last)
+            else:
+                self.train_set = indexed_images(converted, converted.training_parts(self.fold), self.train_view,
+                                                augmentation)
+            self.val_set = indexed_images(converted, [converted.validation_part(self.fold)], self.eval_view)
         if stage == "test":
             if self.test_dir is not None:
                 self.test_set = ImageSamples(self.test_samples(), self.eval_view)
             else:
                 check(converted.has(TEST), f"test needs data.test_dir: {converted.root} has no test part")
-                self.test_set = streaming_images(converted.part(TEST), converted.size(TEST), self.eval_view, None,
-                                                 self.seed, False)
+                self.test_set = indexed_images(converted, [TEST], self.eval_view)
 
     def _processes(self) -> tuple[int, int]:
         """(number of training processes, this one's rank): how the loaders share the images out."""
@@ -455,7 +486,7 @@ class ImageFolderDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """A shuffle (or balanced draw) fixed by ``seed`` and the epoch, resumed mid-epoch from a checkpoint."""
-        if self.converted is not None:
+        if self.streams_training:
             self._train_loader = self._streaming_train_loader()
             if self._streaming_loader_state is not None:
                 self._resume_streaming()

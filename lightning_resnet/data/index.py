@@ -24,7 +24,7 @@ from .corrections import Corrections
 from .dataset import Sample
 from .duplicates import DuplicateGroup, cached_duplicate_groups
 from .folders import FolderLayout, LayoutError, detect_layout, scan_image_folder, scan_split_part
-from .splits import fold_split, stratified_split
+from .splits import fold_numbers, stratified_split
 
 IMBALANCE_WARNING_RATIO = 5.0
 """Start-up warns when the largest class of the training split has more than this many times the
@@ -90,6 +90,8 @@ class FolderIndex:
     train: tuple[int, ...]
     val: tuple[int, ...]
     excluded: tuple[int, ...] = ()
+    folds: tuple[tuple[int, ...], ...] = ()
+    """Under ``data.num_folds``, the images each fold validates (``val`` is the chosen fold's); else empty."""
 
     @property
     def files(self) -> tuple[Sample, ...]:
@@ -145,19 +147,20 @@ def index_folder(listing: FolderListing, rule: SplitRule, verify: bool, find_dup
     usable = [record.readable for record in records] if verify else [True] * len(paths)
     for index in excluded:
         usable[index] = False
-    train, val = _split(listing, rule, usable, groups)
-    return FolderIndex(listing, records, verify, find_duplicates, groups, train, val, excluded)
+    train, val, folds = _split(listing, rule, usable, groups)
+    return FolderIndex(listing, records, verify, find_duplicates, groups, train, val, excluded, folds)
 
 
-def _split(listing: FolderListing, rule: SplitRule, usable: list[bool],
-           groups: Sequence[DuplicateGroup]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _split(listing: FolderListing, rule: SplitRule, usable: list[bool], groups: Sequence[DuplicateGroup]
+           ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """(train, val, each fold's validation images under ``num_folds``), as indices into ``listing.files``."""
     layout, parts = listing.layout, listing.parts
     check(not layout.presplit or rule.num_folds is None,
           f"data.num_folds: {layout.describe()} is split already; k-fold needs one folder per class "
           "(merge train/ and val/ to cross-validate)")
     if layout.presplit and layout.val is not None:
         return (tuple(i for i, part in enumerate(parts) if part == TRAIN and usable[i]),
-                tuple(i for i, part in enumerate(parts) if part == VAL and usable[i]))
+                tuple(i for i, part in enumerate(parts) if part == VAL and usable[i]), ())
     pool = [i for i, part in enumerate(parts) if part in (None, TRAIN) and usable[i]]
     position = {index: order for order, index in enumerate(pool)}
     units = [[position[i] for i in group.members if i in position] for group in groups]
@@ -169,12 +172,16 @@ def _split(listing: FolderListing, rule: SplitRule, usable: list[bool],
         check(rule.num_folds <= counts[scarcest],
               f"data.num_folds {rule.num_folds}: class {listing.class_names[scarcest]} has {counts[scarcest]} readable "
               f"images in {layout.root}, so some folds would validate none of it; use at most {counts[scarcest]} folds")
-        train, val = fold_split(targets, rule.num_folds, rule.fold, rule.seed, units)
+        fold_of = fold_numbers(targets, rule.num_folds, rule.seed, units)
+        folds = tuple(tuple(pool[i] for i, f in enumerate(fold_of) if f == fold) for fold in range(rule.num_folds))
+        train = [i for i, f in enumerate(fold_of) if f != rule.fold]
+        val = [i for i, f in enumerate(fold_of) if f == rule.fold]
     else:
+        folds = ()
         train, val = stratified_split(targets, rule.val_fraction, rule.seed, units)
     if not train or not val:
         raise LayoutError(f"{layout.root} has {len(pool)} readable images: too few for a {rule.describe()}")
-    return tuple(pool[i] for i in train), tuple(pool[i] for i in val)
+    return tuple(pool[i] for i in train), tuple(pool[i] for i in val), folds
 
 
 def list_test_folder(root: Path, class_names: Sequence[str], verify: bool) -> list[Sample]:

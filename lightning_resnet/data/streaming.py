@@ -3,10 +3,15 @@
 A converted data set ``DIR`` (a local folder, a shared file system or a bucket URL) holds:
 
 - ``converted.json``: the classes, the images of each part and class, ``max_side``, the training split's
-  mean and std when they were measured (``data.normalize: auto``), and the folder it came from;
-- ``split.csv``: the split it was made with, as a run writes it;
+  mean and std when they were measured (``data.normalize: auto``; one per fold), and the folder it came from;
+- ``split.csv``: the split it was made with, as a run writes it (with folds, each image's fold part);
 - ``train/``, ``val/`` and ``test/``: one LitData data set each (``index.json`` and chunk files), each
   sample an image file's bytes (or a smaller JPEG with ``--max_side``), its class index and its path.
+  Converted with ``data.num_folds K``, ``fold_0/`` to ``fold_<K-1>/`` take the place of ``train/`` and ``val/``:
+  each image is stored once, and fold F trains on the other folds' parts and validates on ``fold_F/``.
+
+Training on ``train/`` streams it (LitData's shuffle, shared out among processes and workers by LitData);
+training on several fold parts reads them by index in the folder's own shuffle (:class:`IndexedImages`).
 
 Decoding, EXIF, CMYK and 16-bit handling stay this project's own (:mod:`.decode`): the samples are the
 files' bytes. LitData itself is imported only by a run that reads or writes this format.
@@ -14,13 +19,16 @@ files' bytes. LitData itself is imported only by a run that reads or writes this
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 import json
 import multiprocessing
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +36,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from ..errors import UserError, check
+from ..stages import TEST, TRAIN, VAL
 from .decode import DECODE_ERRORS, decode_problem, to_rgb
 from .normalization import Normalization
 from .splits import SPLIT_CSV, split_rows_of, write_split_csv
@@ -36,6 +45,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from .datamodule import ImageFolderDataModule
+    from .dataset import Sample
 
 MANIFEST = "converted.json"
 FORMAT = "lightning_resnet streaming images 1"
@@ -65,6 +75,10 @@ def join(root: str, *names: str) -> str:
     return "/".join([root.rstrip("/"), *names]) if is_url(root) else str(Path(root, *names))
 
 
+def fold_part(fold: int) -> str:
+    return f"fold_{fold}"
+
+
 @dataclass(frozen=True)
 class ConvertedData:
     """What ``converted.json`` says of a converted data set, read once."""
@@ -72,10 +86,14 @@ class ConvertedData:
     root: str
     class_names: tuple[str, ...]
     class_counts: dict[str, tuple[int, ...]]
-    """Images of each class in each part (``train``, ``val``, ``test`` when there is one)."""
+    """Images of each class in each part (``train``, ``val``, or ``fold_0`` ... with folds; ``test`` when there is
+    one)."""
     max_side: int | None
-    normalization: Normalization | None
-    """The training split's mean and std, measured at conversion with ``data.normalize: auto``."""
+    num_folds: int | None
+    """The number of fold parts, when converted with ``data.num_folds``."""
+    normalizations: tuple[Normalization, ...]
+    """The training split's mean and std, measured at conversion with ``data.normalize: auto``: one, or one per
+    fold (of the other folds' images); empty when not measured."""
     source: str
 
     def part(self, name: str) -> str:
@@ -87,11 +105,34 @@ class ConvertedData:
     def size(self, part: str) -> int:
         return sum(self.class_counts.get(part, ()))
 
-    def describe(self) -> str:
+    def labelled_parts(self) -> list[str]:
+        """The parts training and validation draw from: ``train`` and ``val``, or every fold's."""
+        return [TRAIN, VAL] if self.num_folds is None else [fold_part(fold) for fold in range(self.num_folds)]
+
+    def training_parts(self, fold: int) -> list[str]:
+        """The parts fold ``fold`` trains on: ``train``, or every other fold's part."""
+        if self.num_folds is None:
+            return [TRAIN]
+        return [part for part in self.labelled_parts() if part != fold_part(fold)]
+
+    def validation_part(self, fold: int) -> str:
+        return VAL if self.num_folds is None else fold_part(fold)
+
+    def class_counts_of(self, parts: Sequence[str]) -> list[int]:
+        return [sum(column) for column in zip(*(self.class_counts[part] for part in parts))]
+
+    def run_part(self, part: str, fold: int) -> str:
+        """The part (train, val, test) an image of conversion part ``part`` is in for a run of fold ``fold``."""
+        if self.num_folds is None or not part.startswith("fold_"):
+            return part
+        return VAL if part == fold_part(fold) else TRAIN
+
+    def describe(self, fold: int) -> str:
         """The line a run starts with, as a folder's run starts with its split."""
         parts = ", ".join(f"{self.size(part)} {part}" for part in self.class_counts)
+        held_out = f"; fold {fold} ({fold + 1} of {self.num_folds}) validates" if self.num_folds else ""
         return (f"data: {self.root}, converted (LitData) from {self.source}, {len(self.class_names)} classes, "
-                f"the conversion's split: {parts} images")
+                f"the conversion's split: {parts} images{held_out}")
 
 
 def read_text(root: str, name: str) -> str:
@@ -116,13 +157,14 @@ def read_converted(data_dir: str) -> ConvertedData:
         raise UserError(f"data.data_dir {data_dir}: cannot read {MANIFEST} ({decode_problem(error)})") from None
     check(isinstance(manifest, dict) and manifest.get("format") == FORMAT,
           f"data.data_dir {data_dir}: {MANIFEST} is not a data set written by lightning_resnet convert")
-    stats = manifest.get("normalization")
     converted = ConvertedData(
         root=root,
         class_names=tuple(manifest["class_names"]),
         class_counts={part: tuple(counts) for part, counts in manifest["class_counts"].items()},
         max_side=manifest.get("max_side"),
-        normalization=Normalization(tuple(stats["mean"]), tuple(stats["std"])) if stats else None,
+        num_folds=manifest.get("num_folds"),
+        normalizations=tuple(Normalization(tuple(stats["mean"]), tuple(stats["std"]))
+                             for stats in manifest.get("normalizations", [manifest.get("normalization")]) if stats),
         source=manifest.get("source", ""),
     )
     if not is_url(root):
@@ -179,7 +221,8 @@ def shrunk(data: bytes, max_side: int) -> bytes:
 
 
 def convert_folder(data: ImageFolderDataModule, output: Path, max_side: int | None, num_workers: int) -> str:
-    """Write ``data``'s split as a converted data set in ``output``; returns what was written, in a line."""
+    """Write ``data``'s split (or its folds, under ``data.num_folds``) as a converted data set in ``output``;
+    returns what was written, in a line."""
     check(max_side is None or max_side >= 1, f"--max_side must be a positive number of pixels, got {max_side}")
     check(not output.exists() or (output.is_dir() and not any(output.iterdir())),
           f"--output {output} exists and is not empty: name a new folder (nothing is overwritten)")
@@ -189,11 +232,13 @@ def convert_folder(data: ImageFolderDataModule, output: Path, max_side: int | No
 
     from litdata import optimize
 
-    parts = dict(zip(("train", "val"), data.split()))
+    if data.num_folds is None:
+        parts = dict(zip((TRAIN, VAL), data.split()))
+    else:
+        parts = {fold_part(fold): samples for fold, samples in enumerate(data.fold_samples())}
     if data.has_test_set:
-        parts["test"] = data.test_samples()
+        parts[TEST] = data.test_samples()
     names = data.class_names
-    normalization = data.normalization if data.normalize == "auto" else None
     output.mkdir(parents=True, exist_ok=True)
     for part, samples in parts.items():
         # LitData's shuffle mixes the order of chunks and of the items within a few chunks, not across
@@ -207,9 +252,11 @@ def convert_folder(data: ImageFolderDataModule, output: Path, max_side: int | No
     counts = {part: [sum(target == index for _, target in samples) for index in range(len(names))]
               for part, samples in parts.items()}
     manifest = {"format": FORMAT, "class_names": names, "class_counts": counts, "max_side": max_side,
-                "normalization": {"mean": list(normalization.mean), "std": list(normalization.std)}
-                if normalization else None, "source": str(data.data_dir.resolve())}
-    write_split_csv(output / SPLIT_CSV, data.split_rows())
+                "num_folds": data.num_folds,
+                "normalizations": [{"mean": list(stats.mean), "std": list(stats.std)}
+                                   for stats in training_normalizations(data, parts)],
+                "source": str(data.data_dir.resolve())}
+    write_split_csv(output / SPLIT_CSV, conversion_rows(data, parts))
     (output / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     total = sum(len(samples) for samples in parts.values())
     size = sum(file.stat().st_size for file in output.rglob("*.bin"))
@@ -219,18 +266,36 @@ def convert_folder(data: ImageFolderDataModule, output: Path, max_side: int | No
             + (f", longer sides at most {max_side} px" if max_side else ""))
 
 
+def training_normalizations(data: ImageFolderDataModule, parts: dict[str, list[Sample]]) -> list[Normalization]:
+    """Under ``data.normalize: auto``, the training split's statistics: one, or each fold's (of the other folds)."""
+    if data.normalize != "auto":
+        return []
+    if data.num_folds is None:
+        return [data.normalization]
+    return [data.measured_normalization([sample for other in range(data.num_folds) if other != fold
+                                         for sample in parts[fold_part(other)]])
+            for fold in range(data.num_folds)]
+
+
+def conversion_rows(data: ImageFolderDataModule, parts: dict[str, list[Sample]]) -> list[tuple[str, str, str]]:
+    """The conversion's ``split.csv``: each image with the part it is stored in, then the excluded ones."""
+    names = data.class_names
+    rows = [(path, part, names[target]) for part, samples in parts.items() for path, target in samples]
+    return rows + [row for row in data.split_rows() if row[1] not in (TRAIN, VAL, TEST)]
+
+
 # ----- reading -------------------------------------------------------------------------------------
 
 
-def read_split_rows(converted: ConvertedData) -> list[tuple[str, str, str]]:
-    return split_rows_of(read_text(converted.root, SPLIT_CSV))
+def read_split_rows(converted: ConvertedData, fold: int) -> list[tuple[str, str, str]]:
+    """``split.csv`` of a run of fold ``fold``: the conversion's, each image in the part the run puts it in."""
+    return [(path, converted.run_part(part, fold), name)
+            for path, part, name in split_rows_of(read_text(converted.root, SPLIT_CSV))]
 
 
-def streaming_images(part: str, size: int, view: Callable[..., Tensor],
-                     augmentation: Callable[[Tensor], Tensor] | None, seed: int, training: bool,
-                     drop_last: bool = False) -> Any:
-    """A :class:`StreamingImages` of ``part`` (a folder or URL) for training; for evaluation, the same read by index
-    (:class:`IndexedImages`). LitData is imported here, when a run reads one."""
+@cache
+def streaming_images_class() -> type:
+    """:class:`StreamingImages`, made on first use: LitData is imported when a run reads a converted data set."""
     use_litdata()
     from litdata import StreamingDataset
 
@@ -238,52 +303,81 @@ def streaming_images(part: str, size: int, view: Callable[..., Tensor],
     from .samplers import sample_seed
 
     class StreamingImages(StreamingDataset):
-        """LitData's streaming data set, each sample decoded and cropped by this project's ``view``.
+        """One part of a converted data set, each sample decoded and cropped by this project's ``view``.
 
-        Training samples are shuffled by LitData, and with ``drop_last`` the last uneven items are left out
-        (so that every process takes the same number of batches); each sample's augmentation is seeded by
-        ``(seed, epoch, index)``, as in :class:`~.samplers.ResumableShuffle`, so a resumed epoch repeats it.
+        Streamed (iterated by LitData's loader), training samples are shuffled by LitData, and with ``drop_last``
+        the last uneven items are left out (so that every process takes the same number of batches); each
+        sample's augmentation is seeded by ``(seed, epoch, index)``, as in :class:`~.samplers.ResumableShuffle`,
+        so a resumed epoch repeats it. :meth:`read` reads one sample by index instead.
         """
 
-        def __init__(self) -> None:
-            super().__init__(part, shuffle=training, drop_last=drop_last, seed=seed)
+        def __init__(self, part: str, view: Callable[..., Tensor], augmentation: Callable[[Tensor], Tensor] | None,
+                     seed: int, shuffle: bool, drop_last: bool, skipped: Any, target: str) -> None:
+            super().__init__(part, shuffle=shuffle, drop_last=drop_last, seed=seed)
             self.view = view
             self.augmentation = augmentation
-            self.training = training
-            self.skipped = multiprocessing.Value("i", 0)
+            self.skipped = skipped
+            self.target = target
 
-        def __getitem__(self, index: Any) -> tuple[Tensor, int] | None:
+        def __getitem__(self, index: Any) -> tuple[Tensor, int | str] | None:
+            number = getattr(index, "index", index)
+            return self.read(index, sample_seed(self.seed, self.current_epoch, number))
+
+        def read(self, index: Any, key: int | None) -> tuple[Tensor, int | str] | None:
+            """Sample ``index`` as ``(crop, label)`` (or ``(crop, path)``), its augmentation seeded by ``key``."""
             item = super().__getitem__(index)
             path = item["path"]  # bytes (a memoryview) when streamed, already text when read by index
-            item["path"] = path if isinstance(path, str) else bytes(path).decode()
-            number = getattr(index, "index", index)
-            key = sample_seed(seed, self.current_epoch, number) if self.training else None
+            path = path if isinstance(path, str) else bytes(path).decode()
             try:
                 with seeded(key):
-                    image = self.view(item["path"], item["image"])
-                    return (self.augmentation(image) if self.augmentation else image), item["label"]
+                    image = self.view(path, item["image"])
+                    image = self.augmentation(image) if self.augmentation else image
+                    return image, (path if self.target == "path" else item["label"])
             except DECODE_ERRORS as error:
-                count_unreadable(self.skipped, item["path"], error)
+                count_unreadable(self.skipped, path, error)
                 return None
 
-    return StreamingImages() if training else IndexedImages(StreamingImages(), size)
+    return StreamingImages
+
+
+def streamed_images(converted: ConvertedData, view: Callable[..., Tensor],
+                    augmentation: Callable[[Tensor], Tensor] | None, seed: int, drop_last: bool) -> Any:
+    """The ``train`` part, streamed in LitData's shuffle."""
+    return streaming_images_class()(converted.part(TRAIN), view, augmentation, seed, True, drop_last,
+                                    multiprocessing.Value("i", 0), "label")
 
 
 class IndexedImages(Dataset):
-    """A converted part read by index, in order, so that evaluation shares its images out among processes as the
-    folder path does (each counted once): LitData shares out whole chunks, and gave one of two processes all 15
-    images of a one-chunk validation set and the other none, which Lightning refuses."""
+    """Parts of a converted data set read by index, one after the other, as one data set.
 
-    def __init__(self, stream: Any, size: int) -> None:
-        self.stream = stream
-        self.size = size  # the whole part's: under DDP, the length of LitData's data set is this process's share
-        self.skipped = stream.skipped
+    Evaluation reads its part so, in order, so that it shares its images out among processes as the folder path
+    does (each counted once): LitData shares out whole chunks, and gave one of two processes all 15 images of a
+    one-chunk validation set and the other none, which Lightning refuses. A fold trains on the other folds'
+    parts so, in the folder's own resumable shuffle: a key is an index or an ``(index, seed)`` pair of
+    :class:`~.samplers.ResumableShuffle`.
+    """
+
+    def __init__(self, streams: Sequence[Any], sizes: Sequence[int]) -> None:
+        self.streams = list(streams)
+        self.ends = list(itertools.accumulate(sizes))  # the whole parts': under DDP, LitData's length is a share
+        self.skipped = self.streams[0].skipped
 
     def __len__(self) -> int:
-        return self.size
+        return self.ends[-1]
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int] | None:
-        return self.stream[index]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int | str] | None:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        part = bisect.bisect_right(self.ends, index)
+        return self.streams[part].read(index - (self.ends[part - 1] if part else 0), seed)
+
+
+def indexed_images(converted: ConvertedData, parts: Sequence[str], view: Callable[..., Tensor],
+                   augmentation: Callable[[Tensor], Tensor] | None = None, target: str = "label") -> IndexedImages:
+    """``parts`` of ``converted`` read by index, each sample ``(crop, label)``, or ``(crop, path)``."""
+    skipped = multiprocessing.Value("i", 0)
+    streams = [streaming_images_class()(converted.part(part), view, augmentation, 0, False, False, skipped, target)
+               for part in parts]
+    return IndexedImages(streams, [converted.size(part) for part in parts])
 
 
 def streaming_loader(dataset: Any, batch_size: int, num_workers: int, collate: Callable,

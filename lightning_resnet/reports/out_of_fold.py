@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import SPLIT_CSV, ImageSamples, collate_readable, read_split_csv
+from ..data.streaming import ConvertedData, indexed_images
 from ..errors import UserError, check
 from ..stages import TRAIN, VAL
 
@@ -69,16 +70,19 @@ def cross_validated_paths(fold_run: Path) -> list[str]:
     return sorted(row["path"] for row in read_split_csv(fold_run / SPLIT_CSV) if row["split"] in (TRAIN, VAL))
 
 
-def run_fold_model(checkpoint: Path, paths: Sequence[str], output: Path, workers: int, batch_size: int = 128) -> None:
-    """The probabilities and features of every image under ``checkpoint``, written as the fold's two arrays.
-    A file that cannot be read now has NaN rows. A backbone whose features of these files are in the feature
-    cache (``model.cache_features``, frozen to the end) is not run again: its head reads them."""
+def run_fold_model(checkpoint: Path, paths: Sequence[str], output: Path, workers: int,
+                   converted: ConvertedData | None = None, batch_size: int = 128) -> None:
+    """The probabilities and features of every image of ``paths`` under ``checkpoint``, written as the fold's two
+    arrays: read from their files, or from the fold parts of ``converted``. An image that cannot be read now
+    has NaN rows. A backbone whose features of these files are in the feature cache (``model.cache_features``,
+    frozen to the end) is not run again: its head reads them."""
     from ..inference.shipped import CheckpointClassifier
     from ..training.feature_cache import cached_features
 
     classifier = CheckpointClassifier(checkpoint, "--ckpt_path")
     classifier.to("cuda" if torch.cuda.is_available() else "cpu")
-    cached = cached_features(classifier.network, classifier.view, classifier.normalization, paths)
+    cached = cached_features(classifier.network, classifier.view, classifier.normalization, paths) \
+        if converted is None else None
     if cached is not None:
         with torch.inference_mode():
             logits = classifier.network.forward_head(cached.to(classifier.shipped.shift.device))
@@ -86,20 +90,25 @@ def run_fold_model(checkpoint: Path, paths: Sequence[str], output: Path, workers
         np.save(output / FOLD_PROBABILITIES, probabilities.float().cpu().numpy())
         np.save(output / FOLD_EMBEDDINGS, cached.float().numpy())
         return
-    dataset = ImageSamples(list(zip(paths, range(len(paths)))), classifier.view)
+    if converted is None:
+        dataset = ImageSamples([(path, path) for path in paths], classifier.view)
+    else:
+        dataset = indexed_images(converted, converted.labelled_parts(), classifier.view, target="path")
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
-    probabilities = np.full((len(dataset), len(classifier.class_names)), np.nan, dtype=np.float32)
+    row_of = {path: row for row, path in enumerate(paths)}
+    probabilities = np.full((len(paths), len(classifier.class_names)), np.nan, dtype=np.float32)
     features = None
     for batch in loader:
         if batch is None:
             continue
-        crops, rows = batch
+        crops, batch_paths = batch
+        rows = np.array([row_of[path] for path in batch_paths])
         batch_probabilities, batch_features = classifier.embed(crops)
         if features is None:
-            features = np.full((len(dataset), batch_features.shape[1]), np.nan, dtype=np.float32)
-        probabilities[rows.numpy()] = batch_probabilities.numpy()
-        features[rows.numpy()] = batch_features.numpy()
-    check(features is not None, f"{checkpoint}: none of the {len(dataset)} images could be read")
+            features = np.full((len(paths), batch_features.shape[1]), np.nan, dtype=np.float32)
+        probabilities[rows] = batch_probabilities.numpy()
+        features[rows] = batch_features.numpy()
+    check(features is not None, f"{checkpoint}: none of the {len(paths)} images could be read")
     np.save(output / FOLD_PROBABILITIES, probabilities)
     np.save(output / FOLD_EMBEDDINGS, features)
 

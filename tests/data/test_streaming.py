@@ -1,5 +1,6 @@
 """A folder converted to LitData's streaming format: the same split, images and metrics as the folder; an exact
-mid-epoch resume; two processes; smaller files with ``--max_side``; damaged data sets refused in one line."""
+mid-epoch resume; two processes; smaller files with ``--max_side``; converted in folds for ``cross_validate``;
+damaged data sets refused in one line."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import torch
 from PIL import Image
 
 from lightning_resnet.cli import main
+from lightning_resnet.data import ImageFolderDataModule
 from lightning_resnet.data.streaming import use_litdata
 
-from ..conftest import make_image_folder, run_cli, tiny_args
+from ..conftest import ROOT, make_image_folder, run_cli, tiny_args
 from ..training.test_reliability import (
     AUGMENTED,
     FITTED_AFTER_TRAINING,
@@ -60,6 +62,23 @@ def converted(tmp_path_factory) -> Path:
     return root
 
 
+FOLDS = 3
+
+
+@pytest.fixture(scope="module")
+def in_folds(converted) -> Path:
+    """The same 60 images converted in 3 folds, with each fold's training statistics measured."""
+    folds = converted / "folds"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(converted)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            main(tiny_args(converted / "images", "--data.num_folds", str(FOLDS), "--data.normalize", "auto",
+                           "--output", str(folds), subcommand="convert"))
+    assert "converted 60 images of 3 classes (fold_0 20, fold_1 20, fold_2 20)" in printed.getvalue()
+    return folds
+
+
 def test_convert_keeps_the_split_and_fit_reads_the_same_images(converted, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder_run = converted / "logs/folder/version_0"
@@ -91,25 +110,32 @@ MOMENTS = {
     "SIGTERM to the process group, 2 workers": ([*AUGMENTED, "--data.num_workers", "2"], "SigtermToTheGroup",
                                                 128 + signal.SIGTERM, True),
     "an epoch's end": (AUGMENTED, "InterruptAfterEpoch", 130, False),
+    # a fold trains on the other folds' parts read by index, in the folder path's shuffle
+    "a fold of a conversion in folds, Ctrl-C mid-forward, 2 workers": (
+        [*AUGMENTED, "--data.num_workers", "2", "--data.num_folds", str(FOLDS), "--data.fold", "1"],
+        "CtrlCMidForward", 130, False),
 }
 
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
-def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(converted, tmp_path, monkeypatch,
+def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(request, tmp_path, monkeypatch,
                                                                                 moment):
     """LitData's loader saves the batches it fetched, one ahead of those trained on: the saved place must be the
     trained one (LitData #775: a restore that did not happen)."""
     monkeypatch.chdir(tmp_path)
     options, interrupter, exit_code, own_process = MOMENTS[moment]
-    data = converted / "converted"
+    if "--data.num_folds" in options:
+        data, steps = request.getfixturevalue("in_folds"), 5  # 40 training images: batches of 8
+    else:
+        data, steps = request.getfixturevalue("converted") / "converted", 6  # 45: 5 of 8 and one of 5
     common = ["--trainer.max_epochs", "3", "--data.batch_size", "8", *options]
     straight = main(tiny_args(data, *common, "--trainer.logger.init_args.name", "straight"))
     interrupted = tiny_args(data, *common, "--trainer.logger.init_args.name", "resumed")
     run_until_interrupted(tmp_path, interrupted, interrupter, exit_code, own_process)
     saved = torch.load(tmp_path / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
-    assert 6 <= saved["global_step"] <= 12  # in or at the end of the second of three epochs of 6 steps
+    assert steps <= saved["global_step"] <= 2 * steps  # in or at the end of the second of three epochs
     resumed = main([*interrupted, "--ckpt_path", "last"])
-    assert resumed.trainer.global_step == straight.trainer.global_step == 3 * 6
+    assert resumed.trainer.global_step == straight.trainer.global_step == 3 * steps
     (weights, optimizer), (weights_again, optimizer_again) = (final_state(tmp_path / "logs" / name / "version_0")
                                                               for name in ("straight", "resumed"))
     differing = {key for key in weights if not torch.equal(weights[key], weights_again[key])}
@@ -151,7 +177,48 @@ def test_max_side_writes_smaller_files_that_train(tmp_path, monkeypatch):
     assert run.trainer.global_step == 2  # 10 training images, batches of 8
 
 
-def test_bad_converted_data_sets_are_one_line(converted, tmp_path, capsys, monkeypatch):
+def test_cross_validate_from_a_conversion_in_folds_stores_each_image_once_and_validates_as_the_folder(
+        converted, in_folds, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    images = converted / "images"
+    everything = {str(path) for path in images.rglob("*.*")}
+    manifest = json.loads((in_folds / "converted.json").read_text())
+    assert sorted(manifest["class_counts"]) == ["fold_0", "fold_1", "fold_2"] and manifest["num_folds"] == FOLDS
+    stored = [row["path"] for row in rows(in_folds / "split.csv")]
+    assert len(stored) == len(set(stored)) == 60 and set(stored) == everything  # once each, not once per fold
+    # each fold's statistics are those the folder measures for it (its training images, the other folds')
+    for fold, measured in enumerate(manifest["normalizations"]):
+        folder = ImageFolderDataModule(str(images), num_folds=FOLDS, fold=fold, normalize="auto", image_size=16,
+                                       num_workers=0)
+        assert measured["mean"] == pytest.approx(list(folder.normalization.mean), abs=1e-9)
+        assert measured["std"] == pytest.approx(list(folder.normalization.std), abs=1e-9)
+
+    main(["cross_validate", *tiny_args(in_folds)[1:], "--trainer.max_epochs", "1", "--data.num_folds", str(FOLDS),
+          "--data.normalize", "auto"])
+    group = tmp_path / "logs/tiny/crossval_0"
+    assert "out-of-fold predictions of 60 images" in capsys.readouterr().out
+    for fold in range(FOLDS):
+        # the folder's fold: the same images validated, the rest trained on
+        train, val = ImageFolderDataModule(str(images), num_folds=FOLDS, fold=fold, num_workers=0).split()
+        split = rows(group / f"fold_{fold}/split.csv")
+        assert {row["path"] for row in split if row["split"] == "val"} == {path for path, _ in val}
+        assert {row["path"] for row in split if row["split"] == "train"} == {path for path, _ in train}
+    oof = rows(group / "oof_predictions.csv")
+    assert sorted(row["path"] for row in oof) == sorted(everything)
+    assert all(abs(sum(float(row[f"p_class_{c}"]) for c in range(3)) - 1) < 1e-4 for row in oof)
+
+    # a fold's checkpoint validated on the folder's fold and on the converted fold: the same numbers
+    best = next((group / "fold_1/checkpoints").glob("best-*.ckpt"))
+    scores = []
+    for data_dir in (images, in_folds):
+        run = main(tiny_args(data_dir, "--data.num_folds", str(FOLDS), "--data.fold", "1", "--ckpt_path", str(best),
+                             subcommand="validate"))
+        scores.append({key: float(run.trainer.callback_metrics[key]) for key in ("val/acc", "val/loss")})
+    assert scores[0] == pytest.approx(scores[1], abs=1e-6)
+
+
+def test_bad_converted_data_sets_are_one_line(converted, in_folds, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     broken = tmp_path / "broken"
     shutil.copytree(converted / "converted", broken)
@@ -165,6 +232,12 @@ def test_bad_converted_data_sets_are_one_line(converted, tmp_path, capsys, monke
     (unfinished / "val/index.json").unlink()
     code, error = cli_error(capsys, tiny_args(unfinished))
     assert code == 2 and one_error_line(error) and "val/index.json is missing" in error
+
+    code, error = cli_error(capsys, tiny_args(converted / "converted", "--data.num_folds", "3"))
+    assert code == 2 and one_error_line(error) and "converted as one split" in error and "--data.num_folds 3" in error
+    for folds in ([], ["--data.num_folds", "4"]):
+        code, error = cli_error(capsys, tiny_args(in_folds, *folds))
+        assert code == 2 and one_error_line(error) and "converted in 3 folds" in error and "--data.num_folds 3" in error
 
     code, error = cli_error(capsys, tiny_args(converted / "converted", "--data.sampler", "balanced"))
     assert code == 2 and "data.sampler balanced" in error and "class_weights: balanced" in error
