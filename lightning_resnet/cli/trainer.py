@@ -70,7 +70,8 @@ class ResNetTrainer(Trainer):
                 max_side: int | None = None) -> None:
         """Convert ``data.data_dir``, after its checks and split, to LitData's streaming format: ``train/``,
         ``val/`` and ``test/`` in ``output``, with ``split.csv`` and the classes. ``fit``, ``validate`` and
-        ``test`` read it with ``--data.data_dir OUTPUT`` (or the bucket URL it is copied to).
+        ``test`` read it with ``--data.data_dir OUTPUT`` (or the bucket URL it is copied to). With
+        ``--data.num_folds K``, ``fold_0/`` to ``fold_<K-1>/`` instead, each image once, for ``cross_validate``.
 
         Args:
             output: a new folder for the converted data set (nothing is overwritten).

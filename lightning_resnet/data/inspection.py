@@ -52,6 +52,8 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
                    predictions: Path | None = None) -> str:
     """The printed summary of ``data``'s folder; writes ``duplicates.csv``, ``split.csv`` and ``classes.png``
     into ``folder``, and with ``predictions`` (a ``crossval_N`` folder) the files of :func:`data_issue_lines`."""
+    check(data.converted is None, f"inspect reads an image folder; data.data_dir {data.data_dir} is a converted data "
+          f"set: give the folder it was converted from ({data.converted and data.converted.source})")
     out_of_fold = read_out_of_fold(predictions) if predictions is not None else None
     folder_index = data.index(find_duplicates=True)
     files, records, part_of = folder_index.files, folder_index.records, folder_index.part_of_files

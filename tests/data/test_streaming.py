@@ -239,6 +239,10 @@ def test_bad_converted_data_sets_are_one_line(converted, in_folds, tmp_path, cap
         code, error = cli_error(capsys, tiny_args(in_folds, *folds))
         assert code == 2 and one_error_line(error) and "converted in 3 folds" in error and "--data.num_folds 3" in error
 
+    code, error = cli_error(capsys, tiny_args(converted / "converted", subcommand="inspect"))
+    assert code == 2 and one_error_line(error) and "inspect reads an image folder" in error
+    assert str(converted / "images") in error  # the folder it was converted from
+
     code, error = cli_error(capsys, tiny_args(converted / "converted", "--data.sampler", "balanced"))
     assert code == 2 and "data.sampler balanced" in error and "class_weights: balanced" in error
 
