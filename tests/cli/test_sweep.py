@@ -33,9 +33,9 @@ def _trials_find_the_package(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
 
 
-def sweep_args(workdir: Path, space: str, *extra: str) -> list[str]:
+def sweep_args(workdir: Path, space: str, *extra: str, data_dir: Path | None = None) -> list[str]:
     (workdir / "space.yaml").write_text(space)
-    fit = tiny_args(workdir / "images", "--trainer.max_epochs", "2")[1:]
+    fit = tiny_args(data_dir or workdir / "images", "--trainer.max_epochs", "2")[1:]
     return ["sweep", "--space", str(workdir / "space.yaml"), *extra, *fit]
 
 
@@ -137,9 +137,12 @@ def postgres():
 
 
 def test_two_sweeps_on_one_postgresql_study_add_up_to_the_total_without_running_a_trial_twice(workdir, postgres):
+    """... trained on a converted data set (LitData's format), as on a folder."""
     import optuna
 
-    args = sweep_args(workdir, SPACE, "--trials", "4", "--storage", postgres, "--study", "shared")
+    main(tiny_args(workdir / "images", "--output", str(workdir / "converted"), subcommand="convert"))
+    args = sweep_args(workdir, SPACE, "--trials", "4", "--storage", postgres, "--study", "shared",
+                      data_dir=workdir / "converted")
     first, second = (start_cli(workdir, *args) for _ in range(2))
     for process in (first, second):
         _, error = process.communicate(timeout=600)
@@ -151,3 +154,5 @@ def test_two_sweeps_on_one_postgresql_study_add_up_to_the_total_without_running_
     folder = workdir / "logs" / "tiny" / "sweep_shared"
     folders = sorted(path.name for path in folder.glob("trial_*") if path.is_dir())
     assert folders == [f"trial_{number}" for number in range(4)]  # each trial ran once, in one folder
+    converted_split = (workdir / "converted/split.csv").read_text()
+    assert all((folder / name / "split.csv").read_text() == converted_split for name in folders)
