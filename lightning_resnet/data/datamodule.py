@@ -96,7 +96,8 @@ class ImageFolderDataModule(LightningDataModule):
             a pre-split folder without ``val/`` splits its ``train/`` so.
         seed: seed of that split; the same seed gives the same split on every machine and process.
         num_folds: split into this many stratified folds instead (k-fold cross-validation; see
-            ``python -m lightning_resnet cross_validate``); ``fold`` is held out for validation.
+            ``python -m lightning_resnet cross_validate``); ``fold`` is held out for validation. A data set
+            converted with ``num_folds`` needs the same number here.
         fold: the fold held out, from 0 to ``num_folds - 1``.
         exclude: a CSV file with a ``path`` column (an edited ``label_issues.csv`` or ``outliers.csv`` of
             ``inspect --predictions``): those images are left out of training and validation, and listed

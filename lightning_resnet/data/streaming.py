@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
@@ -51,6 +51,8 @@ MANIFEST = "converted.json"
 FORMAT = "lightning_resnet streaming images 1"
 URL_SCHEMES = ("s3://", "gs://", "azure://", "hf://")
 """Object stores LitData streams from; a ``data_dir`` that starts with one is a converted data set."""
+SampleTarget = Literal["label", "path"]
+"""What a sample read from a converted part comes with: its class index, or its path (out-of-fold predictions)."""
 INDEX = "index.json"
 CHUNK_BYTES = "64MB"  # LitData's advice for images; a chunk is the unit each loader worker downloads and reads
 JPEG_QUALITY = 90
@@ -312,7 +314,7 @@ def streaming_images_class() -> type:
         """
 
         def __init__(self, part: str, view: Callable[..., Tensor], augmentation: Callable[[Tensor], Tensor] | None,
-                     seed: int, shuffle: bool, drop_last: bool, skipped: Any, target: str,
+                     seed: int, shuffle: bool, drop_last: bool, skipped: Any, target: SampleTarget,
                      batch_decode: int | str = "auto") -> None:
             super().__init__(part, shuffle=shuffle, drop_last=drop_last, seed=seed, batch_decode=batch_decode)
             self.view = view
@@ -373,7 +375,8 @@ class IndexedImages(Dataset):
 
 
 def indexed_images(converted: ConvertedData, parts: Sequence[str], view: Callable[..., Tensor],
-                   augmentation: Callable[[Tensor], Tensor] | None = None, target: str = "label") -> IndexedImages:
+                   augmentation: Callable[[Tensor], Tensor] | None = None,
+                   target: SampleTarget = "label") -> IndexedImages:
     """``parts`` of ``converted`` read by index, each sample ``(crop, label)``, or ``(crop, path)``."""
     skipped = multiprocessing.Value("i", 0)
     # Each read deserializes its own sample only: LitData's default deserializes a window of up to 256 around it,
