@@ -371,7 +371,7 @@ class ImageFolderDataModule(LightningDataModule):
             check(bool(measured),
                   f"data.normalize auto: {self.converted.root} was converted without measuring its training split; "
                   "convert with --data.normalize auto, or give data.normalize")
-            return measured[self.fold if self.converted.num_folds else 0]
+            return measured[self.fold]  # one per fold, or the one split's (fold 0)
         if self.normalize == "auto":
             return self.measured_normalization()
         if isinstance(self.normalize, dict):
