@@ -44,7 +44,8 @@ logs/<experiment>/crossval_N/fold_K/, then prints each fold's validation metrics
 epoch and their mean and standard deviation (also in crossval_N/{RESULTS_CSV}), and writes
 crossval_N/oof_predictions.csv: every image with the probabilities of the fold model that
 validated it (python -m lightning_resnet inspect --predictions crossval_N finds label errors in it).
-Every option of fit applies: python -m lightning_resnet fit --help"""
+From a data set converted in folds (python -m lightning_resnet convert --data.num_folds K),
+each fold trains on the other folds' parts. Every option of fit applies: python -m lightning_resnet fit --help"""
 
 
 def cross_validate(args: list[str]) -> None:

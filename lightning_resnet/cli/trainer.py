@@ -68,10 +68,11 @@ class ResNetTrainer(Trainer):
 
     def convert(self, model: ImageClassifier, datamodule: ImageFolderDataModule, output: Path,
                 max_side: int | None = None) -> None:
-        """Convert ``data.data_dir``, after its checks and split, to LitData's streaming format: ``train/``,
-        ``val/`` and ``test/`` in ``output``, with ``split.csv`` and the classes. ``fit``, ``validate`` and
-        ``test`` read it with ``--data.data_dir OUTPUT`` (or the bucket URL it is copied to). With
-        ``--data.num_folds K``, ``fold_0/`` to ``fold_<K-1>/`` instead, each image once, for ``cross_validate``.
+        """Convert the data folder to LitData's streaming format, after its checks and split (or its folds).
+
+        Writes ``train/``, ``val/`` and ``test/`` in ``output``, with ``split.csv`` and the classes; ``fit``,
+        ``validate`` and ``test`` read it with ``--data.data_dir OUTPUT`` (or the bucket URL it is copied to).
+        With ``--data.num_folds K``, ``fold_0/`` to ``fold_<K-1>/`` instead, each image once, for ``cross_validate``.
 
         Args:
             output: a new folder for the converted data set (nothing is overwritten).
