@@ -28,11 +28,11 @@ TEST_SHARE = 0.2
 
 def noisy_digits(work: Path, seed: int) -> tuple[Path, Path, set[str]]:
     """(training folder with flipped labels, clean test folder, the flipped images' paths in the training folder)."""
-    from lightning_resnet.data import DEMO_DIR, write_digits_demo
+    from lightning_resnet.data import DIGITS_DIR, write_digits
 
-    digits = Path(DEMO_DIR)
+    digits = Path(DIGITS_DIR)
     if not digits.is_dir():
-        write_digits_demo(digits)
+        write_digits(digits)
     rng = np.random.default_rng(seed)
     classes = sorted(os.listdir(digits))
     train, test, flipped = work / "train", work / "test", set()

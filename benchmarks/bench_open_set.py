@@ -49,12 +49,12 @@ def scores(checkpoint: Path, paths: list[str]) -> tuple[dict[str, torch.Tensor],
 
 def measure(name: str, known: tuple[str, ...], work: Path, epochs: int) -> tuple[list[list[str]], str]:
     from lightning_resnet.cli import main as cli
-    from lightning_resnet.data import DEMO_DIR, read_split_csv, write_digits_demo
+    from lightning_resnet.data import DIGITS_DIR, read_split_csv, write_digits
     from lightning_resnet.training.checkpoints import best_checkpoint_of_run
 
-    digits = Path(DEMO_DIR)
+    digits = Path(DIGITS_DIR)
     if not digits.is_dir():
-        write_digits_demo(digits)
+        write_digits(digits)
     folder = known_folder(digits, known, work / "known")
     run = cli(["fit", "--config", "configs/demo.yaml", "--data.data_dir", str(folder), "--trainer.max_epochs",
                str(epochs), "--trainer.logger.init_args.save_dir", str(work / "logs"),

@@ -135,11 +135,11 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
-        from lightning_resnet.data import DEMO_DIR, write_digits_demo
+        from lightning_resnet.data import DIGITS_DIR, write_digits
 
-        if not Path(DEMO_DIR).is_dir():
-            write_digits_demo(Path(DEMO_DIR))
-        digits = sorted(Path(DEMO_DIR).rglob("*.png"))[:64]
+        if not Path(DIGITS_DIR).is_dir():
+            write_digits(Path(DIGITS_DIR))
+        digits = sorted(Path(DIGITS_DIR).rglob("*.png"))[:64]
         (work / "digits").mkdir()
         for path in digits:
             (work / "digits" / f"{path.parent.name}_{path.name}").symlink_to(path.resolve())

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from ..data import ConvertedSource
 from ..errors import UserError
 from ..reports.out_of_fold import (
     CrossValidatedImages,
@@ -59,9 +60,9 @@ def cross_validate(args: list[str]) -> None:
     folds = cli.datamodule.num_folds
     if folds is None:
         raise UserError(f"{COMMAND} needs data.num_folds: the number of folds (2 or more), e.g. --data.num_folds 5")
-    converted = cli.datamodule.converted  # its manifest checked when read
-    if converted is None:
-        cli.datamodule.index()  # the folder and the fold count checked once, up front
+    source = cli.datamodule.source
+    source.prepare()  # the folder and the fold count checked once, up front (a conversion's manifest is read)
+    converted = source.converted if isinstance(source, ConvertedSource) else None
     logger = cli.trainer.logger
     if not isinstance(logger, TensorBoardLogger):
         raise UserError(f"{COMMAND} keeps each fold's run with trainer.logger, which must be the TensorBoard logger")

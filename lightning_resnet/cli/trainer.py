@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
 
-from ..data import ImageFolderDataModule
-from ..data.inspection import inspect_folder
-from ..data.streaming import convert_folder
+from ..data import FolderSource, ImageFolderDataModule
+from ..data.convert import convert_folder
 from ..inference.export import ExportFormat, export_checkpoint
 from ..models import format_summary, summarize
+from ..reports.inspection import inspect_folder
 from ..training.finetuning import BackboneFreeze
 from ..training.lr_finder import find_learning_rate
 from ..training.module import ImageClassifier
@@ -79,7 +80,10 @@ class ResNetTrainer(Trainer):
             max_side: store each image as a JPEG whose longer side is at most this many pixels (smaller
                 images are kept as they are); by default each file's own bytes.
         """
-        print(convert_folder(datamodule, Path(output), max_side, datamodule.num_workers))
+        # data.normalize auto: each training split's statistics as the run's evaluation view shows its images
+        measure = (partial(FolderSource.normalization_of, view=datamodule.eval_view, num_workers=datamodule.num_workers)
+                   if datamodule.normalize == "auto" else None)
+        print(convert_folder(datamodule.source, Path(output), max_side, datamodule.num_workers, measure))
 
     def lr_find(
         self,

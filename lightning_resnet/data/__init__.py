@@ -1,38 +1,44 @@
 """The data's path from an image file on disk to a normalized batch on the device, one file per step.
 
-``folders`` (layouts, files and classes; ``demo`` writes the offline digits) -> ``catalog`` (the
-start-up check and hashes, kept by ``cache``) -> ``duplicates`` (copies and leaks) -> ``splits``
-(stratified, grouped, k-fold; ``split.csv``) -> ``index`` (all of that, once, as one immutable value)
--> ``decode`` (bytes to ``uint8`` RGB) -> ``transforms`` (views and augmentation presets) ->
-``dataset`` (samples and collate) -> ``samplers`` (shuffle, balanced draw, evaluation shards)
--> ``normalization`` (statistics, applied on the device) -> ``datamodule`` (Lightning's hooks).
-``inspection`` reports on a folder before any training.
+A source holds the images (``sources``: a folder, a converted data set). A folder is ``listing`` (layouts,
+files and classes, no file read; ``digits`` writes the offline demo's) -> ``image_records`` (the start-up
+check and the ``hashing`` of each file, kept by ``cache``) -> ``duplicates`` (copies and leaks) ->
+``corrections`` (the user's exclusions and relabellings) -> ``splits`` (stratified, grouped, k-fold;
+``split.csv``) -> ``folder_split`` (all of that, once, as one immutable value). Then for every source:
+``decode`` (bytes to ``uint8`` RGB) -> ``transforms`` (views and augmentation presets) -> ``dataset``
+(samples and collate; ``features`` for cached backbone features) -> ``samplers`` and ``loaders`` (shuffle,
+balanced draw, evaluation shards, the resumable training loader) -> ``normalization`` (statistics, applied
+on the device) -> ``datamodule`` (the options and Lightning's hooks). ``convert`` writes a folder as a
+converted data set.
 """
 
-from .catalog import ImageRecord, image_records, unreadable_reason
-from .datamodule import ImageFolderDataModule, SamplerKind, datamodule_of
+from .datamodule import ImageFolderDataModule, datamodule_of
 from .dataset import ImageSamples, Sample, collate_readable
 from .decode import DECODE_ERRORS, load_image, to_rgb
-from .demo import DEMO_DATA, DEMO_DIR, write_digits_demo
+from .digits import DIGITS_DATA, DIGITS_DIR, write_digits
 from .duplicates import DuplicateGroup, duplicate_groups
-from .folders import (
+from .folder_split import FolderSplit, split_folder
+from .image_records import ImageRecord, unreadable_reason
+from .listing import (
     IMAGE_EXTENSIONS,
     FolderLayout,
+    FolderListing,
     LayoutError,
     detect_layout,
     is_image_file,
+    list_folder,
     scan_image_folder,
     scan_unlabelled,
 )
-from .index import FolderIndex, FolderListing, SplitRule, index_folder, list_folder
 from .normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization, Normalize, cached_mean_std, measure_mean_std
-from .splits import SPLIT_COLUMNS, SPLIT_CSV, read_split_csv, write_split_csv
+from .sources import ConvertedSource, FolderSource, ImageSource, SamplerKind, SourceOptions, open_source
+from .splits import SPLIT_COLUMNS, SPLIT_CSV, SplitRule, read_split_csv, write_split_csv
 from .transforms import AugmentPreset, CenterView, RandomResizedCropView, eval_view, train_augmentation, train_view
 
 __all__ = [
     "DECODE_ERRORS",
-    "DEMO_DATA",
-    "DEMO_DIR",
+    "DIGITS_DATA",
+    "DIGITS_DIR",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
@@ -40,19 +46,23 @@ __all__ = [
     "SPLIT_CSV",
     "AugmentPreset",
     "CenterView",
+    "ConvertedSource",
     "DuplicateGroup",
-    "FolderIndex",
     "FolderLayout",
     "FolderListing",
+    "FolderSource",
+    "FolderSplit",
     "ImageFolderDataModule",
     "ImageRecord",
     "ImageSamples",
+    "ImageSource",
     "LayoutError",
     "Normalization",
     "Normalize",
     "RandomResizedCropView",
     "Sample",
     "SamplerKind",
+    "SourceOptions",
     "SplitRule",
     "cached_mean_std",
     "collate_readable",
@@ -60,19 +70,19 @@ __all__ = [
     "detect_layout",
     "duplicate_groups",
     "eval_view",
-    "image_records",
-    "index_folder",
     "is_image_file",
     "list_folder",
     "load_image",
     "measure_mean_std",
+    "open_source",
     "read_split_csv",
     "scan_image_folder",
     "scan_unlabelled",
+    "split_folder",
     "to_rgb",
     "train_augmentation",
     "train_view",
     "unreadable_reason",
-    "write_digits_demo",
+    "write_digits",
     "write_split_csv",
 ]

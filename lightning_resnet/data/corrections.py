@@ -12,12 +12,9 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import UserError, check
-
-if TYPE_CHECKING:
-    from .index import FolderListing
+from .listing import FolderListing
 
 EXCLUDED = "excluded"
 """The part ``split.csv`` lists an excluded image in."""

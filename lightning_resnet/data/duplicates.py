@@ -1,24 +1,12 @@
 """Exact and near-duplicate images: groups that a split must keep together, and leaks between splits.
 
-Exact copies share the digest of their bytes. Near copies (the same photo re-encoded, resized or
-lightly cropped) have perceptual hashes (:func:`~.catalog.perceptual_hash`) at most
-:data:`NEAR_DISTANCE` bits apart. Measured on 300 synthetic scenes of shapes (as
-tests/conftest.py's ``make_scene`` draws them): copies resized to 60 % and saved as JPEG quality
-50 were 0 to 6 bits away, copies cropped by 3 % on each side a median of 8 (about half are
-found), and no two of the 44,850 pairs of distinct scenes were closer than 14. The test
-folders' simpler images (a colour, blots, a square) came as close as 10, hence 8 and not the
-10 often quoted.
-
-Small images (under :data:`SMALL_SIDE`: digits, letters, icons, 32 px photos) are mostly strokes on a plain
-background, which hash alike whoever drew them. A pair with one is a near copy if its hashes are at most
-:data:`SMALL_NEAR_DISTANCE` bits apart and its gray thumbnails, decoded again for these candidates only, differ by at
-most :data:`THUMBNAIL_RMS` levels. Measured on 400 drawn MNIST-like 28 px digits, 400 of scikit-learn's digits drawn
-at 28 px, 200 typeset ones (turned and shifted: look-alikes by design) and 300 ``make_scene`` at 32 px, each with a
-JPEG copy (quality 50-75) and copies resized by -25 % and +25 %: 99.3 to 100 % of the JPEG copies and 95.5 to 100 %
-of the resized ones found; 2 of the 19,900 pairs of typeset digits joined, none of the 79,800 drawn, 79,800
-scikit-learn or 44,850 scene pairs, and no group mixed two classes (the hash alone joined 408 pairs of the drawn
-digits at 32 px, in 9 groups mixing digits). Among 5,000 drawn digits 41 of 12.5 million pairs were joined, each a 1
-or a 7 with its look-alike: 85,524 candidates checked in 1 s on 2 cores.
+Exact copies share the digest of their bytes. Near copies (the same photo re-encoded, resized or lightly
+cropped) have perceptual hashes (:func:`~.hashing.perceptual_hash`) at most :data:`NEAR_DISTANCE` bits apart.
+Small images (under :data:`SMALL_SIDE`: digits, letters, icons) are mostly strokes on a plain background, which
+hash alike whoever drew them: a pair with one is a near copy if its hashes are at most
+:data:`SMALL_NEAR_DISTANCE` bits apart and its gray thumbnails, decoded again for these candidates only, differ
+by at most :data:`THUMBNAIL_RMS` levels. Each threshold's measurement is in benchmarks/README.md ("Duplicate
+search thresholds").
 """
 
 from __future__ import annotations
@@ -36,29 +24,24 @@ from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
 from .cache import cache_dir, write_json_atomically
-from .catalog import ImageRecord
 from .decode import DECODE_ERRORS, to_rgb
+from .image_records import ImageRecord
 
 NEAR_DISTANCE = 8
 """The most bits two perceptual hashes may differ by for their images to count as near copies."""
 SMALL_SIDE = 64
-"""A pair with an image smaller than this on a side is checked on thumbnails as well: look-alike digits were joined at
-28 to 35 px, and an image this small is quick to decode again. Bigger pairs keep the hash alone, measured on photos;
-it joins look-alike drawings at any size (400 drawn digits at 96 px: 2,168 of the 79,800 pairs)."""
+"""A pair with an image smaller than this on a side is checked on thumbnails as well (the hash alone joins
+look-alike drawings); an image this small is quick to decode again."""
 SMALL_NEAR_DISTANCE = 12
-"""The most bits apart the hashes of a pair with a small image may be to be checked on thumbnails: of the copies of
-28 px typeset digits resized by -25 %, 8 % were over 8 bits from their originals and 2.5 % over 12."""
+"""The most bits apart the hashes of a pair with a small image may be to be checked on thumbnails."""
 THUMBNAIL_RMS = 10.0
 """The most two gray thumbnails (levels 0-255) may differ, root mean square, for a pair with a small image to count as
-near copies: the copies of 28 px digits measured differed by up to 3.6 re-encoded and 12.3 resized (99 % by under
-10.7), distinct drawn digits by 10.3 or more, look-alike typeset ones by 8.8 or more."""
+near copies."""
 MIN_SIDE = 12
-"""Images smaller than this on a side get no near-copy search, which cannot tell their copies from look-alikes: at
-8 px (scikit-learn's digits) 0 to 51 % of the resized copies were found, and 14 groups mixed typeset digits."""
+"""Images smaller than this on a side get no near-copy search, which cannot tell their copies from look-alikes."""
 _THUMBNAIL_SIDES = ((21, 16), (18, 12), (MIN_SIDE, 8))
 """(the pair's smaller image at least this on a side, thumbnail side), largest first: well under both sizes, so that
-both images are smoothed alike (25 % upscaled copies of drawn 20 px digits: 80 % found at 16 px, 93 % at 12; of
-16 px digits: 85 % at 12, 97 % at 8), and no smaller, which would join more look-alikes."""
+both images are smoothed alike, and no smaller, which would join more look-alikes."""
 _ROWS_PER_BLOCK = 512  # 512 x 50,000 hash pairs at once: 25 MB of distances
 _PAIRS_PER_CHUNK = 65_536  # thumbnail differences of 64k pairs at once: 64 MB
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .cache import write_atomically
+
 Stamp = tuple[int, int]
 """A file's size and modification time (ns): a changed file is read again."""
 
@@ -39,10 +41,8 @@ class CachedFeatures:
 
 
 def save_features(file: Path, features: dict[str, tuple[Stamp, Tensor]]) -> None:
-    """Write ``{path: (stamp, row)}`` to ``file`` through a temporary file, so a reader never sees half of it."""
+    """Write ``{path: (stamp, row)}`` to ``file`` (atomically: a reader never sees half of it)."""
     paths = sorted(features)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    partial = file.with_suffix(f".{os.getpid()}.tmp")
-    torch.save({"paths": paths, "stamps": [list(features[p][0]) for p in paths],
-                "features": torch.stack([features[p][1] for p in paths])}, partial)
-    partial.replace(file)
+    saved = {"paths": paths, "stamps": [list(features[p][0]) for p in paths],
+             "features": torch.stack([features[p][1] for p in paths])}
+    write_atomically(file, lambda temporary: torch.save(saved, temporary))

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from ..errors import check
 from .cache import cache_dir, write_json_atomically
 from .dataset import ImageSamples, Sample, collate_readable
 
@@ -57,6 +58,28 @@ def _shift_and_scale(normalization: Normalization, device: torch.device) -> tupl
     shift = torch.tensor(normalization.mean, device=device).view(1, -1, 1, 1) * 255
     scale = 1 / (torch.tensor(normalization.std, device=device).view(1, -1, 1, 1) * 255)
     return shift, scale
+
+
+def check_normalize(normalize: Normalize | dict[str, list[float]] | None, channels: int) -> None:
+    """One line unless ``data.normalize`` is a name, null, or a mean and std with one positive value per channel."""
+    check(channels in (1, 3),
+          f"data.channels (model.backbone_options.in_chans) must be 1 (gray) or 3 (RGB), got {channels}")
+    check(not isinstance(normalize, dict) or (
+        set(normalize) == {"mean", "std"} and len(normalize["mean"]) == len(normalize["std"]) == channels
+        and min(normalize["std"]) > 0),
+        f"data.normalize must be imagenet, auto or {{mean: [...], std: [...]}} with {channels} value(s) each "
+        f"and every std positive, got {normalize}")
+
+
+def chosen_normalization(normalize: Normalize | dict[str, list[float]] | None, channels: int,
+                         weights: Normalization | None) -> Normalization:
+    """The statistics ``data.normalize`` names, for every choice but ``auto`` (measured on the data): given by hand,
+    ImageNet's, or, when null, those of the pretrained ``weights`` (else ImageNet's)."""
+    if isinstance(normalize, dict):
+        return Normalization(tuple(normalize["mean"]), tuple(normalize["std"]))
+    if normalize is None and weights is not None:
+        return weights
+    return imagenet_normalization(channels)
 
 
 def imagenet_normalization(channels: int) -> Normalization:

@@ -29,11 +29,11 @@ class ResumableShuffle(DistributedSampler):
     The seed of each sample depends on ``(seed, epoch, index)`` alone, so the random crop, flip
     and policy an image gets are the same whatever the number of loader workers, and the same
     again when an interrupted epoch is resumed. :meth:`resume` skips the samples the interrupted
-    run had already trained on (the data module keeps the place in its checkpoint state).
+    run had already trained on (:class:`~.loaders.SampledLoader` keeps the place in the checkpoint).
     """
 
-    # Not yet torchdata's StatefulDataLoader (not installed here): the robustness work found Lightning 2.6
-    # building the training loader before it restores a checkpoint; the exact-resume issue replaces this.
+    # Not torchdata's StatefulDataLoader: torchdata is not among this project's packages, and Lightning 2.6 builds
+    # the training loader before it restores a checkpoint, so a loader's own saved state would come too late.
     def __init__(self, dataset: Sized, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self._resume_at: tuple[int, int] | None = None  # (epoch, samples of this process already trained on)

@@ -10,12 +10,42 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..errors import check
+
 SPLIT_CSV = "split.csv"
 SPLIT_COLUMNS = ("path", "split", "class")
+SplitRow = tuple[str, str, str]
+"""A row of ``split.csv``: an image's path, the part it is in (train, val, test, excluded, a fold) and its class."""
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How the images that are not split already are shared between training and validation."""
+
+    val_fraction: float = 0.2
+    seed: int = 42
+    num_folds: int | None = None
+    fold: int = 0
+    group_duplicates: bool = True
+
+    def __post_init__(self) -> None:
+        check(0.0 < self.val_fraction < 1.0,
+              f"data.val_fraction must be between 0 and 1 (both excluded), got {self.val_fraction}")
+        check(self.num_folds is None or self.num_folds >= 2, f"data.num_folds must be 2 or more, got {self.num_folds}")
+        check(self.num_folds is not None or self.fold == 0,
+              f"data.fold {self.fold} needs data.num_folds (the number of folds)")
+        check(self.num_folds is None or 0 <= self.fold < self.num_folds,
+              f"data.fold must be between 0 and data.num_folds - 1 ({(self.num_folds or 1) - 1}), got {self.fold}")
+
+    def describe(self) -> str:
+        if self.num_folds is not None:
+            return f"stratified fold {self.fold} ({self.fold + 1} of {self.num_folds}, seed {self.seed})"
+        return f"stratified {1 - self.val_fraction:.0%}/{self.val_fraction:.0%} split (seed {self.seed})"
+
 
 Units = list[list[int]]
 """Indices of samples that move together: a group of duplicates, or one sample."""
@@ -100,7 +130,7 @@ def fold_numbers(targets: Sequence[int], num_folds: int, seed: int, groups: Iter
     return folds
 
 
-def write_split_csv(path: Path, rows: Iterable[tuple[str, str, str]]) -> None:
+def write_split_csv(path: Path, rows: Iterable[SplitRow]) -> None:
     """``path,split,class``: every image of the run and the part it was in."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -108,7 +138,7 @@ def write_split_csv(path: Path, rows: Iterable[tuple[str, str, str]]) -> None:
         writer.writerows(rows)
 
 
-def split_rows_of(text: str) -> list[tuple[str, str, str]]:
+def split_rows_of(text: str) -> list[SplitRow]:
     """The ``(path, split, class)`` rows of a ``split.csv``'s text, as :func:`write_split_csv` takes them."""
     return [tuple(row[column] for column in SPLIT_COLUMNS) for row in csv.DictReader(io.StringIO(text))]
 

@@ -19,6 +19,7 @@ from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ..errors import check
 from .decode import load_image, oriented_size
 
 AugmentPreset = Literal["basic", "standard", "trivialaugment", "randaugment", "autoaugment"]
@@ -44,8 +45,14 @@ class CenterView:
 
     def __init__(self, resize_size: int, size: int, channels: int = 3) -> None:
         self.resize_size = resize_size
+        self.size = size
         self.channels = channels
         self.transform = v2.Compose([v2.Resize(resize_size, antialias=True), v2.CenterCrop(size)])
+
+    @property
+    def settings(self) -> tuple[int, int, int]:
+        """What the view's crops depend on: the crop's side, the side resized to, and the channels."""
+        return self.size, self.resize_size, self.channels
 
     def __call__(self, path: str | Path, data: bytes | None = None) -> Tensor:
         """The crop of the file at ``path``, or of its bytes ``data`` when given (``path`` then only names them)."""
@@ -94,18 +101,25 @@ def resize_size(image_size: int, crop_fraction: float) -> int:
 
 
 def eval_view(image_size: int, crop_fraction: float, channels: int = 3) -> CenterView:
+    """How validation, test and predict read an image: resize to ``image_size / crop_fraction``, center-crop."""
+    check(image_size >= 1, f"data.image_size must be a positive number of pixels, got {image_size}")
+    check(0.0 < crop_fraction <= 1.0, f"data.crop_fraction must be in (0, 1], got {crop_fraction}")
     return CenterView(resize_size(image_size, crop_fraction), image_size, channels)
 
 
 def train_view(preset: AugmentPreset, image_size: int, crop_fraction: float, crop_scale: tuple[float, float],
                channels: int = 3) -> CenterView | RandomResizedCropView:
+    """How training reads an image, before :func:`train_augmentation`."""
+    check(len(crop_scale) == 2 and 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0,
+          f"data.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(crop_scale)}")
     if preset == "basic":
         return eval_view(image_size, crop_fraction, channels)
-    return RandomResizedCropView(image_size, crop_scale, channels)
+    return RandomResizedCropView(image_size, tuple(crop_scale), channels)
 
 
 def train_augmentation(preset: AugmentPreset, hflip: float) -> v2.Transform | None:
     """What follows the crop in training: the flip and the preset's policy, on ``uint8`` tensors."""
+    check(0.0 <= hflip <= 1.0, f"data.hflip is a probability in [0, 1], got {hflip}")
     if preset == "basic":
         return None
     steps: list[v2.Transform] = [v2.RandomHorizontalFlip(hflip)] if hflip > 0 else []

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import SPLIT_CSV, ImageSamples, collate_readable, read_split_csv
-from ..data.streaming import ConvertedData, indexed_images
+from ..data.sources.converted import ConvertedData, indexed_images
 from ..errors import UserError, check
 from ..stages import TRAIN, VAL
 

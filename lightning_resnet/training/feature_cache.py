@@ -24,7 +24,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ..data import ImageSamples, collate_readable, datamodule_of
+from ..data import ConvertedSource, ImageSamples, collate_readable, datamodule_of
 from ..data.cache import cache_dir
 from ..data.features import CachedFeatures, Stamp, save_features, stamp
 from ..errors import UserError, check
@@ -99,8 +99,8 @@ class FrozenFeatures(Callback):
         data = datamodule_of(trainer)
         if data is None:
             raise UserError("model.cache_features needs this project's data module (data.data_dir)")
-        check(data.converted is None, f"model.cache_features reads an image folder; data.data_dir {data.data_dir} "
-                                      "is a converted data set: name the folder it was converted from")
+        check(not isinstance(data.source, ConvertedSource), "model.cache_features reads an image folder; "
+              f"data.data_dir {data.data_dir} is a converted data set: name the folder it was converted from")
         check(data.train_augment == "basic",
               f"model.cache_features needs data.train_augment basic, got {data.train_augment}: a random crop, "
               "flip or policy gives other features every epoch, so there is nothing to compute once")

@@ -24,7 +24,7 @@ from lightning_resnet.data import (
     RandomResizedCropView,
     load_image,
     normalization,
-    write_digits_demo,
+    write_digits,
 )
 
 from ..conftest import datamodule, make_image_folder, tiny_args
@@ -34,27 +34,27 @@ from ..conftest import datamodule, make_image_folder, tiny_args
 
 def test_split_is_80_20_disjoint_and_reproducible(tmp_path):
     folder = make_image_folder(tmp_path / "images", classes=4, per_class=25)
-    train, val = datamodule(folder).split()
+    train, val = datamodule(folder).source.split()
     assert (len(train), len(val)) == (80, 20)
     assert not {p for p, _ in train} & {p for p, _ in val}
     assert {p for p, _ in train} | {p for p, _ in val} == {str(p) for p in folder.rglob("*.*")}
-    assert datamodule(folder).split() == (train, val)
-    assert datamodule(folder, seed=7).split()[1] != val
-    assert len(datamodule(folder, val_fraction=0.3).split()[1]) == 30
+    assert datamodule(folder).source.split() == (train, val)
+    assert datamodule(folder, seed=7).source.split()[1] != val
+    assert len(datamodule(folder, val_fraction=0.3).source.split()[1]) == 30
 
 
 def test_classes_are_the_sorted_sub_folders(image_folder):
     data = datamodule(image_folder)
     assert data.class_names == ["class_0", "class_1", "class_2"]
     assert data.num_classes == 3
-    _, val = data.split()
+    _, val = data.source.split()
     assert all(Path(path).parent.name == data.class_names[target] for path, target in val)
 
 
 def test_given_class_names_fix_the_indices(image_folder):
     data = datamodule(image_folder, class_names=["class_2", "class_1", "class_0", "class_9"])
     assert data.num_classes == 4
-    train, _ = data.split()
+    train, _ = data.source.split()
     assert all(Path(path).parent.name == data.class_names[target] for path, target in train)
 
 
@@ -117,7 +117,7 @@ def test_auto_normalization_measures_the_train_split_once(image_folder, monkeypa
     data = datamodule(image_folder, normalize="auto", crop_fraction=1.0)
     data.prepare_data()
     data.setup("fit")
-    train, _ = data.split()
+    train, _ = data.source.split()
     pixels = np.concatenate(
         [np.asarray(Image.open(path).convert("RGB").crop((4, 0, 36, 32))).reshape(-1, 3)  # 40x32: center 32x32
          for path, _ in train]
@@ -191,7 +191,7 @@ def test_test_dir_uses_the_training_classes(tmp_path):
 
 
 def test_demo_writes_the_digits_as_an_image_folder(tmp_path):
-    write_digits_demo(tmp_path / "digits")
+    write_digits(tmp_path / "digits")
     folders = sorted(p.name for p in (tmp_path / "digits").iterdir())
     assert folders == [str(d) for d in range(10)]
     assert len(list((tmp_path / "digits").rglob("*.png"))) == 1797

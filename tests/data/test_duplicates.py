@@ -15,8 +15,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from lightning_resnet.data import SplitRule, duplicates, index_folder, list_folder
-from lightning_resnet.data.catalog import ImageRecord, cache_file, image_records, perceptual_hash
+from lightning_resnet.data import SplitRule, duplicates, list_folder, split_folder
 from lightning_resnet.data.duplicates import (
     MIN_SIDE,
     NEAR_DISTANCE,
@@ -25,7 +24,9 @@ from lightning_resnet.data.duplicates import (
     cached_duplicate_groups,
     duplicate_groups,
 )
-from lightning_resnet.data.inspection import inspect_folder
+from lightning_resnet.data.hashing import perceptual_hash
+from lightning_resnet.data.image_records import ImageRecord, cache_file, image_records
+from lightning_resnet.reports.inspection import inspect_folder
 from tests.conftest import datamodule, make_scene
 
 BASE_HASH = 0xDCB26F8730588EC6
@@ -186,7 +187,7 @@ def test_a_copy_of_a_small_image_stays_on_one_side_of_the_split(tmp_path):
     listing = list_folder(root)
     paths = [path for path, _ in listing.files]
     for seed in range(3):
-        index = index_folder(listing, SplitRule(val_fraction=0.5, seed=seed), verify=True, find_duplicates=True)
+        index = split_folder(listing, SplitRule(val_fraction=0.5, seed=seed), verify=True, find_duplicates=True)
         for original, copy in copies:
             pair = {paths.index(str(original)), paths.index(str(copy))}
             assert any(set(group.members) == pair and group.kind == "near" for group in index.groups)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule, read_split_csv
-from lightning_resnet.data import catalog as catalog_module
+from lightning_resnet.data import image_records as records_module
 from lightning_resnet.data.samplers import BalancedDraw
 
 from ..conftest import make_folder_with_copies, make_image_folder, tiny_args
@@ -83,7 +83,7 @@ def test_every_class_of_two_images_or_more_gets_validation_images(workdir, capsy
     assert "imbalance: largest class / smallest = 50 / 5 = 10.0" in printed
     # the same seed gives the same split, the same the fit would use
     data = ImageFolderDataModule(data_dir=str(root))
-    assert {path for path, _ in data.split()[1]} == {row["path"] for row in rows if row["split"] == "val"}
+    assert {path for path, _ in data.source.split()[1]} == {row["path"] for row in rows if row["split"] == "val"}
 
 
 def test_balanced_class_weights_follow_the_training_counts_and_imbalance_is_warned_once(workdir):
@@ -167,7 +167,7 @@ def test_copies_stay_on_one_side_and_inspect_finds_them_from_the_cache(workdir, 
     def examined_again(*args, **kwargs):
         raise AssertionError("a second start-up checked or hashed a file again")
 
-    monkeypatch.setattr(catalog_module, "examine", examined_again)
+    monkeypatch.setattr(records_module, "examine", examined_again)
     written = inspect(root, "--data.group_duplicates", "false")
     printed = capsys.readouterr().out
     assert "(data.group_duplicates is off)" in printed
@@ -177,16 +177,16 @@ def test_copies_stay_on_one_side_and_inspect_finds_them_from_the_cache(workdir, 
 
 
 def test_a_changed_file_is_checked_again_and_only_it(image_folder, monkeypatch):
-    ImageFolderDataModule(data_dir=str(image_folder)).split()
+    ImageFolderDataModule(data_dir=str(image_folder)).source.split()
     examined = []
-    original = catalog_module.examine
-    monkeypatch.setattr(catalog_module, "examine", lambda path, hashes: examined.append(path) or original(path, hashes))
+    original = records_module.examine
+    monkeypatch.setattr(records_module, "examine", lambda path, hashes: examined.append(path) or original(path, hashes))
     changed = image_folder / "class_1" / "001.png"
     shutil.copy(image_folder / "class_2" / "002.png", changed)
     data = ImageFolderDataModule(data_dir=str(image_folder))
-    data.split()
+    data.source.split()
     assert examined == [str(changed)]
-    index = data.index()
+    index = data.source.folder_split()
     assert index.groups and {str(changed), str(image_folder / "class_2" / "002.png")} == {
         index.files[i][0] for i in index.groups[0].members}
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule
-from lightning_resnet.data.streaming import use_litdata
+from lightning_resnet.data.sources.converted import use_litdata
 
 from ..conftest import ROOT, make_image_folder, run_cli, tiny_args
 from ..training.test_reliability import (
@@ -200,7 +200,7 @@ def test_cross_validate_from_a_conversion_in_folds_stores_each_image_once_and_va
     assert "out-of-fold predictions of 60 images" in capsys.readouterr().out
     for fold in range(FOLDS):
         # the folder's fold: the same images validated, the rest trained on
-        train, val = ImageFolderDataModule(str(images), num_folds=FOLDS, fold=fold, num_workers=0).split()
+        train, val = ImageFolderDataModule(str(images), num_folds=FOLDS, fold=fold, num_workers=0).source.split()
         split = rows(group / f"fold_{fold}/split.csv")
         assert {row["path"] for row in split if row["split"] == "val"} == {path for path, _ in val}
         assert {row["path"] for row in split if row["split"] == "train"} == {path for path, _ in train}

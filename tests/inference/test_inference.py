@@ -67,7 +67,7 @@ def test_the_exported_onnx_agrees_with_predict_on_the_demo_validation_images(tra
     demo = ImageFolderDataModule(data_dir="demo:digits")  # written into the working folder
     folder = workdir / "demo_val"
     folder.mkdir()
-    for path, _ in demo.split()[1]:
+    for path, _ in demo.source.split()[1]:
         (folder / f"{Path(path).parent.name}_{Path(path).name}").symlink_to(Path(path).resolve())
     main(tiny_args(workdir / "images", "--ckpt_path", str(best), "--data.predict_dir", str(folder),
                    "--trainer.logger.init_args.name", "shipped", subcommand="predict"))

@@ -79,7 +79,7 @@ def test_stray_hidden_and_upper_case_files(image_folder):
     Image.new("RGB", (12, 12), (1, 2, 3)).save(folder / "UPPER.JPG")
     Image.new("RGB", (12, 12), (1, 2, 3)).save(folder / "Mixed.Png", format="PNG")
     data = datamodule(image_folder)
-    paths = {Path(path).name for path, _ in data.split()[0] + data.split()[1]}
+    paths = {Path(path).name for path, _ in data.source.split()[0] + data.source.split()[1]}
     assert {"UPPER.JPG", "Mixed.Png"} <= paths
     assert not {".DS_Store", "._001.png", "notes.txt"} & paths
     assert data.class_names == ["class_0", "class_1", "class_2"]
@@ -109,7 +109,7 @@ def test_broken_files_are_found_at_setup_listed_once_and_left_out(image_folder, 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_full_decode)
     with pytest.warns(UserWarning) as caught:
         data = datamodule(image_folder, group_duplicates=False)  # the check alone: no hashes, no decoding
-        train, val = data.split()
+        train, val = data.source.split()
     messages = [str(w.message) for w in caught if "unreadable" in str(w.message)]
     assert len(messages) == 1 and "left out 4 unreadable image(s) of 35" in messages[0]
     for name, reason in expected.items():

@@ -1,12 +1,14 @@
-"""``inspect``: a data folder as the data module sees it, before any training.
+"""``inspect``: a data folder as a run sees it, before any training.
 
-Per-class counts per part of the split, formats and colour modes, image sizes, unreadable
-files, exact and near-duplicate groups, leaks between the parts, the imbalance ratio; with
-``duplicates.csv`` (every copy and the part it is in), ``split.csv`` (the split ``fit`` would use
-with the same options) and ``classes.png`` (a few images per class) written beside the run.
-With the out-of-fold predictions of a cross-validation, also suspected label errors, outliers and
-near-duplicates in feature space (:mod:`~lightning_resnet.reports.data_issues`). Nothing in the data
-folder is changed: ``data.exclude`` and ``data.relabel`` take the user's decisions.
+Per-class counts per part of the split, formats and colour modes, image sizes, unreadable files, exact and
+near-duplicate groups, leaks between the parts, the imbalance ratio; with ``duplicates.csv`` (every copy and the
+part it is in), ``split.csv`` (the split ``fit`` would use with the same options) and ``classes.png`` (a few
+images per class) written beside the run. With the out-of-fold predictions of a cross-validation, also suspected
+label errors, outliers and near-duplicates in feature space (:mod:`.data_issues`). Nothing in the data folder is
+changed: ``data.exclude`` and ``data.relabel`` take the user's decisions.
+
+:func:`inspect_folder` reads top to bottom: the split, the counts, the files, the duplicates, the data issues,
+the files written.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..errors import check
-from ..reports.data_issues import (
+from ..data import ConvertedSource, DuplicateGroup, FolderSource, FolderSplit, ImageFolderDataModule, Sample
+from ..data.duplicates import MIN_SIDE, left_out_of_near_search
+from ..data.splits import SPLIT_CSV, write_split_csv
+from ..errors import UserError
+from ..stages import PARTS
+from .data_issues import (
     LABEL_ISSUES_CSV,
     LABEL_ISSUES_PNG,
     OUTLIERS_CSV,
@@ -34,13 +40,8 @@ from ..reports.data_issues import (
     outliers_figure,
     write_rows,
 )
-from ..reports.out_of_fold import OutOfFold, read_out_of_fold
-from ..reports.plots import show_thumbnail
-from ..stages import PARTS
-from .datamodule import ImageFolderDataModule
-from .dataset import Sample
-from .duplicates import MIN_SIDE, DuplicateGroup, left_out_of_near_search
-from .splits import SPLIT_CSV, write_split_csv
+from .out_of_fold import OutOfFold, read_out_of_fold
+from .plots import show_thumbnail
 
 DUPLICATES_CSV = "duplicates.csv"
 FEATURES = "features"
@@ -52,76 +53,119 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
                    predictions: Path | None = None) -> str:
     """The printed summary of ``data``'s folder; writes ``duplicates.csv``, ``split.csv`` and ``classes.png``
     into ``folder``, and with ``predictions`` (a ``crossval_N`` folder) the files of :func:`data_issue_lines`."""
-    check(data.converted is None, f"inspect reads an image folder; data.data_dir {data.data_dir} is a converted data "
-          f"set: give the folder it was converted from ({data.converted and data.converted.source})")
+    source = folder_source(data)
     out_of_fold = read_out_of_fold(predictions) if predictions is not None else None
-    folder_index = data.index(find_duplicates=True)
-    files, records, part_of = folder_index.files, folder_index.records, folder_index.part_of_files
-    names = data.class_names
-    readable = [i for i, record in enumerate(records) if record.readable]
-    lines = [f"{data.layout.describe()}: {len(files)} image files, {len(names)} classes"]
+    split = source.folder_split(find_duplicates=True)
+    names = list(source.class_names)
+    lines = [f"{source.layout.describe()}: {len(split.files)} image files, {len(names)} classes"]
+    lines += count_lines(split, names)
+    lines += file_lines(split)
+    lines += duplicate_lines(split)
+    folder.mkdir(parents=True, exist_ok=True)
+    issue_lines, feature_groups = (data_issue_lines(out_of_fold, split.files, split.groups, data.channels, folder)
+                                   if out_of_fold is not None else ([], []))
+    write_duplicates_csv(folder / DUPLICATES_CSV, split, names, feature_groups)
+    write_split_csv(folder / SPLIT_CSV, source.split_rows())
+    classes_figure(examples_per_class(split, len(names), per_class), names, data.channels).savefig(
+        folder / CLASSES_PNG, dpi=100, bbox_inches="tight")
+    lines.append(f"wrote {folder / DUPLICATES_CSV}, {folder / SPLIT_CSV} and {folder / CLASSES_PNG}")
+    return "\n".join(lines + issue_lines)
 
-    shown_parts = [part for part in PARTS if any(p == part for p in part_of.values())]
-    counts = {part: Counter(files[i][1] for i, p in part_of.items() if p == part) for part in shown_parts}
+
+def folder_source(data: ImageFolderDataModule) -> FolderSource:
+    """The data module's folder; one line when it reads a converted data set instead."""
+    if isinstance(data.source, ConvertedSource):
+        raise UserError(f"inspect reads an image folder; data.data_dir {data.data_dir} is a converted data set: "
+                        f"give the folder it was converted from ({data.source.converted.source})")
+    return data.source
+
+
+def shown_parts(split: FolderSplit) -> list[str]:
+    return [part for part in PARTS if part in split.part_of_files.values()]
+
+
+def count_lines(split: FolderSplit, names: Sequence[str]) -> list[str]:
+    """A table of each class's images in each part, and the imbalance ratio."""
+    files, part_of = split.files, split.part_of_files
+    parts = shown_parts(split)
+    counts = {part: Counter(files[i][1] for i, p in part_of.items() if p == part) for part in parts}
     width = max(len("class"), *map(len, names))
-    lines.append(f"{'class':<{width}} " + " ".join(f"{part:>7}" for part in shown_parts) + f" {'total':>7}")
+    lines = [f"{'class':<{width}} " + " ".join(f"{part:>7}" for part in parts) + f" {'total':>7}"]
     for index, name in enumerate(names):
-        row = [counts[part][index] for part in shown_parts]
+        row = [counts[part][index] for part in parts]
         lines.append(f"{name:<{width}} " + " ".join(f"{n:>7,}" for n in row) + f" {sum(row):>7,}")
     totals = Counter(files[i][1] for i in part_of)
     largest, smallest = max(totals.values(), default=0), min((totals[i] for i in range(len(names))), default=0)
     lines.append(f"imbalance: largest class / smallest = {largest} / {smallest}"
                  + (f" = {largest / smallest:.1f}" if smallest else ""))
+    return lines
+
+
+def file_lines(split: FolderSplit) -> list[str]:
+    """Formats, colour modes, the spread of sizes, and the unreadable files with why."""
+    records = split.records
+    readable = [i for i, record in enumerate(records) if record.readable]
 
     def tally(values: list) -> str:
         return ", ".join(f"{value} {count:,}" for value, count in Counter(values).most_common())
 
-    lines.append(f"formats: {tally([records[i].format for i in readable])}")
-    lines.append(f"colour modes: {tally([records[i].mode for i in readable])}")
+    lines = [f"formats: {tally([records[i].format for i in readable])}",
+             f"colour modes: {tally([records[i].mode for i in readable])}"]
     for side in ("width", "height"):
         values = np.array([getattr(records[i], side) for i in readable])
         if len(values):
             low, p5, median, p95, high = np.percentile(values, [0, 5, 50, 95, 100]).round().astype(int)
             lines.append(f"{side} px: min {low}, 5% {p5}, median {median}, 95% {p95}, max {high}")
-    unreadable = [(files[i][0], record.problem) for i, record in enumerate(records) if not record.readable]
+    unreadable = [(split.files[i][0], record.problem) for i, record in enumerate(records) if not record.readable]
     lines.append(f"unreadable: {len(unreadable)}" + "".join(f"\n  {path} ({problem})"
                                                              for path, problem in unreadable[:20]))
+    return lines
 
-    groups = folder_index.groups
+
+def duplicate_lines(split: FolderSplit) -> list[str]:
+    """Exact and near-duplicate groups, images left out of the near-copy search, label conflicts and leaks."""
+    files, groups, part_of = split.files, split.groups, split.part_of_files
+    lines = []
     for kind in ("exact", "near"):
         chosen = [group for group in groups if group.kind == kind]
         lines.append(f"{kind} duplicates: {len(chosen)} group(s), {sum(len(g.members) for g in chosen)} images")
-    too_small = left_out_of_near_search(records)
+    too_small = left_out_of_near_search(split.records)
     if too_small:
         lines.append(f"near-copy search: left out {len(too_small)} image(s) under {MIN_SIDE} px a side (too few pixels "
                      "to tell a resized copy from a look-alike; exact copies still count)")
     conflicts = [group for group in groups if len({files[i][1] for i in group.members}) > 1]
     if conflicts:
         lines.append(f"label conflicts: {len(conflicts)} group(s) of copies filed under different classes")
-    leaks = [group for group, _ in folder_index.leaks]
-    lines.append(f"leaks: {len(leaks)} group(s) with copies in more than one of {', '.join(shown_parts)}"
-                 + ("" if not leaks or data.layout.presplit else " (data.group_duplicates is off)"))
+    leaks = [group for group, _ in split.leaks]
+    presplit = split.listing.layout.presplit
+    lines.append(f"leaks: {len(leaks)} group(s) with copies in more than one of {', '.join(shown_parts(split))}"
+                 + ("" if not leaks or presplit else " (data.group_duplicates is off)"))
     for group in leaks[:5]:
         lines.append("  " + " = ".join(f"{files[i][0]} ({part_of.get(i, '-')})" for i in group.members[:3]))
+    return lines
 
-    folder.mkdir(parents=True, exist_ok=True)
-    issue_lines, feature_groups = (data_issue_lines(out_of_fold, files, groups, data.channels, folder)
-                                   if out_of_fold is not None else ([], []))
-    with open(folder / DUPLICATES_CSV, "w", newline="") as handle:
+
+def write_duplicates_csv(path: Path, split: FolderSplit, names: Sequence[str],
+                         feature_groups: Sequence[tuple[int, ...]]) -> None:
+    """Every copy of every group (the hashes' and, with predictions, the feature space's) with its part and class."""
+    files, part_of = split.files, split.part_of_files
+    found = [(group.kind, group.members) for group in split.groups] + [(FEATURES, group) for group in feature_groups]
+    with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["group", "kind", "path", "split", "class"])
-        found = [(group.kind, group.members) for group in groups] + [(FEATURES, group) for group in feature_groups]
         for number, (kind, members) in enumerate(found):
             for i in members:
                 writer.writerow([number, kind, files[i][0], part_of.get(i, ""), names[files[i][1]]])
-    write_split_csv(folder / SPLIT_CSV, data.split_rows())
-    examples = {index: [] for index in range(len(names))}
-    for i in readable:
-        if len(examples[files[i][1]]) < per_class:
-            examples[files[i][1]].append(files[i][0])
-    classes_figure(examples, names, data.channels).savefig(folder / CLASSES_PNG, dpi=100, bbox_inches="tight")
-    lines.append(f"wrote {folder / DUPLICATES_CSV}, {folder / SPLIT_CSV} and {folder / CLASSES_PNG}")
-    return "\n".join(lines + issue_lines)
+
+
+def examples_per_class(split: FolderSplit, num_classes: int, per_class: int) -> dict[int, list[str]]:
+    """Up to ``per_class`` readable images of each class, in listing order."""
+    examples: dict[int, list[str]] = {index: [] for index in range(num_classes)}
+    for i, record in enumerate(split.records):
+        path, target = split.files[i]
+        if record.readable and len(examples[target]) < per_class:
+            examples[target].append(path)
+    return examples
 
 
 def data_issue_lines(oof: OutOfFold, files: Sequence[Sample], groups: Sequence[DuplicateGroup], channels: int,
@@ -130,8 +174,9 @@ def data_issue_lines(oof: OutOfFold, files: Sequence[Sample], groups: Sequence[D
     kind's CSV and grid written into ``folder``), and the near-duplicate groups as indices into ``files``."""
     position = {Path(path).resolve(): index for index, (path, _) in enumerate(files)}
     unknown = [path for path in oof.paths if Path(path).resolve() not in position]
-    check(not unknown, f"--predictions {oof.folder}: {len(unknown)} of its {len(oof.paths)} images are not in "
-                       f"data.data_dir (e.g. {unknown[0] if unknown else ''}): give the folder it cross-validated")
+    if unknown:
+        raise UserError(f"--predictions {oof.folder}: {len(unknown)} of its {len(oof.paths)} images are not in "
+                        f"data.data_dir (e.g. {unknown[0]}): give the folder it cross-validated")
     suspected = label_issues(oof)
     write_rows(folder / LABEL_ISSUES_CSV, suspected, LabelIssue)
     label_issues_figure(suspected, channels).savefig(folder / LABEL_ISSUES_PNG, dpi=100, bbox_inches="tight")

@@ -2,7 +2,7 @@
 
 One pass over a file gives its :class:`ImageRecord`: whether it can be read (from its header and
 last bytes), its format, colour mode and size, and, when duplicates are looked for, a digest of
-its bytes (exact copies) and a perceptual hash (near copies, see :mod:`.duplicates`). Records are
+its bytes (exact copies) and a perceptual hash (near copies; :mod:`.hashing`, :mod:`.duplicates`). Records are
 kept per folder under ``$XDG_CACHE_HOME/lightning_resnet`` with each file's size and modification
 time, so a second start-up only lists the folder and reads the cache, and a changed file is
 worked out again. Under DDP the data module's ``prepare_data`` fills the cache on one process
@@ -11,8 +11,6 @@ per node and the others read it.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import io
 import json
 import os
@@ -22,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from .cache import cache_dir, write_json_atomically
+from .cache import cache_dir, path_key, write_json_atomically
 from .decode import DECODE_ERRORS, decode_problem
+from .hashing import content_digest, perceptual_hash
 
 CACHE_VERSION = 1
 
@@ -63,41 +61,6 @@ class ImageRecord:
 _CACHED_FIELDS = tuple(f.name for f in fields(ImageRecord) if f.name != "path")
 
 
-_THUMBNAIL = 32
-
-
-@functools.cache
-def _dct_rows() -> np.ndarray:
-    """The first 8 rows of the orthonormal DCT-II matrix: ``D @ gray @ D.T`` is ``dctn(gray, norm="ortho")[:8, :8]``.
-
-    Two products with it rather than ``scipy.fft.dctn`` on the thumbnail: 1.9 instead of 7.8 us, and the very
-    bits of the hashes cached before (dctn differs on flat images, 0 of 50 alike, whose bits are rounding noise).
-    Made on first use, so that a start-up whose folder is cached does not import scipy.
-    """
-    import scipy.fft
-
-    return scipy.fft.dct(np.eye(_THUMBNAIL), type=2, norm="ortho", axis=0)[:8].astype(np.float32)
-
-
-_BIT_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
-
-
-def perceptual_hash(image: Image.Image) -> int:
-    """The 64-bit DCT hash of a 32x32 grayscale thumbnail (the "pHash" of Zauner 2010).
-
-    Each bit says whether one of the 8x8 lowest spatial frequencies is above their median:
-    re-encoding, resizing and light crops barely move them, distinct photos differ in about
-    half the bits. Written here (two matrix products) rather than taken from ``imagehash``:
-    it gives plain integers to compare in bulk.
-    """
-    image.draft("L", (2 * _THUMBNAIL, 2 * _THUMBNAIL))  # JPEG: decode at 1/2 to 1/8 scale, much faster
-    gray = np.asarray(image.convert("L").resize((_THUMBNAIL, _THUMBNAIL), Image.Resampling.BOX), np.float32)
-    dct = _dct_rows()
-    low = dct @ gray @ dct.T
-    bits = (low > np.median(low)).flatten()
-    return int(np.bitwise_or.reduce(np.where(bits, _BIT_WEIGHTS, np.uint64(0))))
-
-
 def _truncation(data: bytes, kind: str | None) -> str | None:
     end_marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}.get(kind)
     if end_marker and end_marker not in data[-1024:]:
@@ -129,7 +92,7 @@ def examine(path: str, with_hashes: bool) -> ImageRecord:
             if data is None:
                 return ImageRecord(stat.st_size, stat.st_mtime_ns, None, kind, mode, width, height)
             phash = perceptual_hash(image)
-        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        digest = content_digest(data)
         return ImageRecord(stat.st_size, stat.st_mtime_ns, None, kind, mode, width, height, digest, phash)
     except DECODE_ERRORS as error:
         return ImageRecord(stat.st_size, stat.st_mtime_ns, problem=decode_problem(error))
@@ -142,8 +105,8 @@ def unreadable_reason(path: str) -> str | None:
 
 def cache_file(root: Path) -> Path:
     """Where the records of the files under ``root`` are kept (one file per folder)."""
-    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
-    return cache_dir() / f"catalog-{root.name}-{key}.json"
+    key = path_key(root)
+    return cache_dir() / f"image-records-{root.name}-{key}.json"
 
 
 def _read_cache(path: Path) -> dict[str, ImageRecord]:

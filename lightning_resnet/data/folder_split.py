@@ -1,10 +1,8 @@
-"""A folder as a run uses it, worked out once into immutable values: listed (:class:`FolderListing`), then
-checked, hashed, grouped and split (:class:`FolderIndex`).
+"""A listed folder checked, hashed, grouped and split, worked out once into an immutable value (:class:`FolderSplit`).
 
-Listing is cheap (no file is read) and gives the classes, which the command line needs before
-anything runs. Indexing reads every file once (from the cache after the first time, see
-:mod:`.catalog`), so the data module does it in ``prepare_data``/``setup``. Nothing here changes
-after it is made: a different question (hashes that were not asked for) makes a new index.
+It reads every file once (from the cache after the first time, see :mod:`.image_records`), so the folder
+source makes it in ``prepare_data``/``setup``, after the cheap listing (:mod:`.listing`). Nothing here changes
+after it is made: a different question (hashes that were not asked for) makes a new one.
 """
 
 from __future__ import annotations
@@ -13,18 +11,17 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from ..errors import check
 from ..stages import TEST, TRAIN, VAL
-from .catalog import ImageRecord, image_records, warn_unreadable
 from .corrections import Corrections
 from .dataset import Sample
 from .duplicates import DuplicateGroup, cached_duplicate_groups
-from .folders import FolderLayout, LayoutError, detect_layout, scan_image_folder, scan_split_part
-from .splits import fold_numbers, stratified_split
+from .image_records import ImageRecord, image_records, warn_unreadable
+from .listing import FolderListing, LayoutError
+from .splits import SplitRule, fold_numbers, stratified_split
 
 IMBALANCE_WARNING_RATIO = 5.0
 """Start-up warns when the largest class of the training split has more than this many times the
@@ -32,49 +29,7 @@ images of the smallest."""
 
 
 @dataclass(frozen=True)
-class FolderListing:
-    """Every image file of a folder with its class index and, in a pre-split folder, its part (else None)."""
-
-    layout: FolderLayout
-    class_names: tuple[str, ...]
-    files: tuple[Sample, ...]
-    parts: tuple[str | None, ...]
-
-
-def list_folder(root: Path, class_names: Sequence[str] | None = None) -> FolderListing:
-    """List ``root`` (one folder per class, or ``train/``, ``val/``, ``test/``); ``class_names`` fixes the classes."""
-    layout = detect_layout(root)
-    if not layout.presplit:
-        names, files = scan_image_folder(root, class_names)
-        return FolderListing(layout, tuple(names), tuple(files), (None,) * len(files))
-    names, files = scan_image_folder(layout.train, class_names)
-    parts: list[str | None] = [TRAIN] * len(files)
-    for part, folder in ((VAL, layout.val), (TEST, layout.test)):
-        if folder is not None:
-            more = scan_split_part(folder, names, layout.train)
-            files += more
-            parts += [part] * len(more)
-    return FolderListing(layout, tuple(names), tuple(files), tuple(parts))
-
-
-@dataclass(frozen=True)
-class SplitRule:
-    """How the images that are not split already are shared between training and validation."""
-
-    val_fraction: float = 0.2
-    seed: int = 42
-    num_folds: int | None = None
-    fold: int = 0
-    group_duplicates: bool = True
-
-    def describe(self) -> str:
-        if self.num_folds is not None:
-            return f"stratified fold {self.fold} ({self.fold + 1} of {self.num_folds}, seed {self.seed})"
-        return f"stratified {1 - self.val_fraction:.0%}/{self.val_fraction:.0%} split (seed {self.seed})"
-
-
-@dataclass(frozen=True)
-class FolderIndex:
+class FolderSplit:
     """A listed folder with each file's record, the duplicate groups, and the training/validation split.
 
     ``train`` and ``val`` index into ``listing.files`` (with ``data.relabel``'s classes); unreadable and
@@ -131,8 +86,8 @@ class FolderIndex:
         return [counts[index] for index in range(len(self.listing.class_names))]
 
 
-def index_folder(listing: FolderListing, rule: SplitRule, verify: bool, find_duplicates: bool,
-                 corrections: Corrections = Corrections()) -> FolderIndex:
+def split_folder(listing: FolderListing, rule: SplitRule, verify: bool, find_duplicates: bool,
+                 corrections: Corrections = Corrections()) -> FolderSplit:
     """Check (``verify``) and hash (``find_duplicates``) every listed file, group the copies and split what
     ``corrections`` does not exclude, under its classes."""
     listing, excluded = corrections.apply(listing)
@@ -148,7 +103,7 @@ def index_folder(listing: FolderListing, rule: SplitRule, verify: bool, find_dup
     for index in excluded:
         usable[index] = False
     train, val, folds = _split(listing, rule, usable, groups)
-    return FolderIndex(listing, records, verify, find_duplicates, groups, train, val, excluded, folds)
+    return FolderSplit(listing, records, verify, find_duplicates, groups, train, val, excluded, folds)
 
 
 def _split(listing: FolderListing, rule: SplitRule, usable: list[bool], groups: Sequence[DuplicateGroup]
@@ -184,35 +139,24 @@ def _split(listing: FolderListing, rule: SplitRule, usable: list[bool], groups: 
     return tuple(pool[i] for i in train), tuple(pool[i] for i in val), folds
 
 
-def list_test_folder(root: Path, class_names: Sequence[str], verify: bool) -> list[Sample]:
-    """The readable labelled images of a test folder laid out like the training one, with its classes."""
-    _, samples = scan_image_folder(root, class_names)
-    if not verify:
-        return samples
-    paths = [path for path, _ in samples]
-    records = image_records(root, paths, with_hashes=False)
-    warn_unreadable(paths, records, root)
-    return [sample for sample, record in zip(samples, records) if record.readable]
-
-
-def announce(index: FolderIndex, rule: SplitRule, balanced: bool) -> None:
+def announce(split: FolderSplit, rule: SplitRule, balanced: bool) -> None:
     """One line on the layout and the split, and warnings on leaks and, unless the sampler or the loss is
     ``balanced`` already, on class imbalance."""
-    layout, names = index.listing.layout, index.listing.class_names
+    layout, names = split.listing.layout, split.listing.class_names
     how = "its own split" if layout.presplit and layout.val is not None else rule.describe()
-    grouped = sum(len(group.members) for group in index.groups)
-    duplicates = (f"; {len(index.groups)} group(s) of duplicates ({grouped} images)"
+    grouped = sum(len(group.members) for group in split.groups)
+    duplicates = (f"; {len(split.groups)} group(s) of duplicates ({grouped} images)"
                   + (" kept on one side" if rule.group_duplicates and not layout.presplit else "")
-                  if index.groups else "")
-    excluded = f"; {len(index.excluded)} excluded (data.exclude)" if index.excluded else ""
+                  if split.groups else "")
+    excluded = f"; {len(split.excluded)} excluded (data.exclude)" if split.excluded else ""
     rank_zero_info(f"data: {layout.describe()}, {len(names)} classes, {how}: "
-                   f"{len(index.train)} training and {len(index.val)} validation images{duplicates}{excluded}")
-    if index.leaks:
-        examples = "; ".join(" = ".join(index.files[i][0] for i in group.members[:2]) for group, _ in index.leaks[:3])
-        rank_zero_warn(f"{layout.root}: {len(index.leaks)} group(s) of duplicate images are in more than one "
+                   f"{len(split.train)} training and {len(split.val)} validation images{duplicates}{excluded}")
+    if split.leaks:
+        examples = "; ".join(" = ".join(split.files[i][0] for i in group.members[:2]) for group, _ in split.leaks[:3])
+        rank_zero_warn(f"{layout.root}: {len(split.leaks)} group(s) of duplicate images are in more than one "
                        f"of train/val/test, which inflates the held-out scores (e.g. {examples}); "
                        "see python -m lightning_resnet inspect")
-    counts = index.class_counts(index.train)
+    counts = split.class_counts(split.train)
     largest = max(range(len(counts)), key=counts.__getitem__)
     smallest = min(range(len(counts)), key=counts.__getitem__)
     if not balanced and counts[largest] > IMBALANCE_WARNING_RATIO * max(counts[smallest], 1):

@@ -1,4 +1,4 @@
-"""The offline demo data set: scikit-learn's handwritten digits, which ship inside the installed package."""
+"""The offline data set of the demo: scikit-learn's handwritten digits, which ship inside the installed package."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-DEMO_DATA = "demo:digits"
-"""The ``data_dir`` value of the offline demo: scikit-learn's digits, written to :data:`DEMO_DIR` on first use."""
-DEMO_DIR = Path("data/digits")
+DIGITS_DATA = "demo:digits"
+"""The ``data_dir`` value of the offline demo: scikit-learn's digits, written to :data:`DIGITS_DIR` on first use."""
+DIGITS_DIR = Path("data/digits")
 
 
-def write_digits_demo(root: Path) -> None:
+def write_digits(root: Path) -> None:
     """Write scikit-learn's 1,797 handwritten digits (8x8, 10 classes) as an ImageFolder tree of PNGs.
 
     The tree is written to a temporary folder beside ``root`` and renamed into place, so that

@@ -1,4 +1,6 @@
-"""Image folders on disk: which layout a folder has, and the files and classes in it."""
+"""Image folders on disk, listed without reading a file: which layout a folder has, its classes, and its image files
+with their class and part (:class:`FolderListing`), which gives the classes the command line needs before anything
+runs; and the readable images of a test folder (:func:`list_test_folder`, which checks each file)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from pathlib import Path
 from torchvision.datasets.folder import make_dataset
 
 from ..errors import UserError
+from ..stages import TEST, TRAIN, VAL
 from .dataset import Sample
+from .image_records import image_records, warn_unreadable
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -156,3 +160,40 @@ def scan_unlabelled(path: Path) -> list[str]:
     if not files:
         raise LayoutError(f"{path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return files
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """Every image file of a folder with its class index and, in a pre-split folder, its part (else None)."""
+
+    layout: FolderLayout
+    class_names: tuple[str, ...]
+    files: tuple[Sample, ...]
+    parts: tuple[str | None, ...]
+
+
+def list_folder(root: Path, class_names: Sequence[str] | None = None) -> FolderListing:
+    """List ``root`` (one folder per class, or ``train/``, ``val/``, ``test/``); ``class_names`` fixes the classes."""
+    layout = detect_layout(root)
+    if not layout.presplit:
+        names, files = scan_image_folder(root, class_names)
+        return FolderListing(layout, tuple(names), tuple(files), (None,) * len(files))
+    names, files = scan_image_folder(layout.train, class_names)
+    parts: list[str | None] = [TRAIN] * len(files)
+    for part, folder in ((VAL, layout.val), (TEST, layout.test)):
+        if folder is not None:
+            more = scan_split_part(folder, names, layout.train)
+            files += more
+            parts += [part] * len(more)
+    return FolderListing(layout, tuple(names), tuple(files), tuple(parts))
+
+
+def list_test_folder(root: Path, class_names: Sequence[str], verify: bool) -> list[Sample]:
+    """The readable labelled images of a test folder laid out like the training one, with its classes."""
+    _, samples = scan_image_folder(root, class_names)
+    if not verify:
+        return samples
+    paths = [path for path, _ in samples]
+    records = image_records(root, paths, with_hashes=False)
+    warn_unreadable(paths, records, root)
+    return [sample for sample, record in zip(samples, records) if record.readable]

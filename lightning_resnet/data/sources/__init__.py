@@ -1,0 +1,20 @@
+"""The sources of labelled images, one file each behind :class:`~.base.ImageSource`; :func:`open_source` picks the
+first that reads a ``data_dir``. A new source is a new file here and a line in :data:`SOURCES`."""
+
+from __future__ import annotations
+
+from .base import ImageSource, SamplerKind, SourceOptions
+from .converted import ConvertedSource
+from .folder import FolderSource
+
+SOURCES: tuple[type[ImageSource], ...] = (ConvertedSource, FolderSource)
+"""In the order they are asked whether they read a ``data_dir``; the folder, which reads any path, comes last."""
+
+
+def open_source(options: SourceOptions) -> ImageSource:
+    """The source that reads ``options.data_dir``."""
+    kind = next(source for source in SOURCES if source.reads(options.data_dir))
+    return kind(options)
+
+
+__all__ = ["SOURCES", "ConvertedSource", "FolderSource", "ImageSource", "SamplerKind", "SourceOptions", "open_source"]

@@ -1,0 +1,416 @@
+"""A data set written by ``convert`` (LitData's streaming format) as a source: a local folder, a shared file
+system or a bucket URL. ``convert`` writes it (:mod:`..convert`); this file reads it.
+
+``DIR`` holds ``converted.json`` (the classes, the images of each part and class, ``max_side``, the training
+split's mean and std when measured, one per fold, and the folder it came from), ``split.csv`` (the split it was
+made with) and one LitData data set per part (``index.json`` and chunk files): ``train/``, ``val/`` and ``test/``,
+or ``fold_0/`` to ``fold_<K-1>/`` with ``data.num_folds K``, each image stored once. A sample is an image file's
+bytes (or a smaller JPEG with ``--max_side``), its class index and its path; decoding stays this project's own
+(:mod:`..decode`). Training on ``train/`` streams it (LitData's shuffle and loader); training on other folds'
+parts reads them by index in the folder's own resumable shuffle. LitData is imported only by a run that reads
+or writes this format.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ...errors import UserError, check
+from ...stages import TEST, TRAIN, VAL
+from ..dataset import ImageSamples, collate_readable, count_unreadable, seeded
+from ..decode import DECODE_ERRORS, decode_problem
+from ..listing import list_test_folder
+from ..loaders import LoaderSettings, SampledLoader, leave_signals_to_the_main_process
+from ..normalization import Normalization
+from ..samplers import sample_seed
+from ..splits import SPLIT_CSV, SplitRow, split_rows_of
+from ..transforms import CenterView
+from .base import Augmentation, ImageSource, SourceOptions, View
+
+MANIFEST = "converted.json"
+FORMAT = "lightning_resnet streaming images 1"
+URL_SCHEMES = ("s3://", "gs://", "azure://", "hf://")
+"""Object stores LitData streams from; a ``data_dir`` that starts with one is a converted data set."""
+LITDATA_INDEX = "index.json"
+"""The file of each part that lists its chunks (LitData's)."""
+STREAMING_POSITION = "streaming_position"
+"""The key of a streamed training loader's place in the data module's checkpoint state (LitData's own state)."""
+SampleTarget = Literal["label", "path"]
+"""What a sample read from a converted part comes with: its class index, or its path (out-of-fold predictions)."""
+
+
+def use_litdata() -> None:
+    """Before LitData's first import: it asks PyPI for a newer version of itself otherwise (a 30 s timeout
+    on a machine without network)."""
+    os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")
+
+
+def is_url(data_dir: str) -> bool:
+    return str(data_dir).startswith(URL_SCHEMES)
+
+
+def is_converted(data_dir: str | Path) -> bool:
+    """Whether ``data_dir`` names a converted data set (a URL, or a folder with ``converted.json``)."""
+    return is_url(str(data_dir)) or (Path(data_dir).expanduser() / MANIFEST).is_file()
+
+
+def join(root: str, *names: str) -> str:
+    return "/".join([root.rstrip("/"), *names]) if is_url(root) else str(Path(root, *names))
+
+
+def fold_part(fold: int) -> str:
+    return f"fold_{fold}"
+
+
+@dataclass(frozen=True)
+class ConvertedData:
+    """What ``converted.json`` says of a converted data set, read once."""
+
+    root: str
+    class_names: tuple[str, ...]
+    class_counts: dict[str, tuple[int, ...]]
+    """Images of each class in each part (``train``, ``val``, or ``fold_0`` ... with folds; ``test`` when there is
+    one)."""
+    max_side: int | None
+    num_folds: int | None
+    """The number of fold parts, when converted with ``data.num_folds``."""
+    normalizations: tuple[Normalization, ...]
+    """The training split's mean and std, measured at conversion with ``data.normalize: auto``: one, or one per
+    fold (of the other folds' images); empty when not measured."""
+    source: str
+
+    def part(self, name: str) -> str:
+        return join(self.root, name)
+
+    def has(self, part: str) -> bool:
+        return part in self.class_counts
+
+    def size(self, part: str) -> int:
+        return sum(self.class_counts.get(part, ()))
+
+    def labelled_parts(self) -> list[str]:
+        """The parts training and validation draw from: ``train`` and ``val``, or every fold's."""
+        return [TRAIN, VAL] if self.num_folds is None else [fold_part(fold) for fold in range(self.num_folds)]
+
+    def training_parts(self, fold: int) -> list[str]:
+        """The parts fold ``fold`` trains on: ``train``, or every other fold's part."""
+        if self.num_folds is None:
+            return [TRAIN]
+        return [part for part in self.labelled_parts() if part != fold_part(fold)]
+
+    def validation_part(self, fold: int) -> str:
+        return VAL if self.num_folds is None else fold_part(fold)
+
+    def class_counts_of(self, parts: Sequence[str]) -> list[int]:
+        return [sum(column) for column in zip(*(self.class_counts[part] for part in parts))]
+
+    def run_part(self, part: str, fold: int) -> str:
+        """The part (train, val, test) an image of conversion part ``part`` is in for a run of fold ``fold``."""
+        if self.num_folds is None or not part.startswith("fold_"):
+            return part
+        return VAL if part == fold_part(fold) else TRAIN
+
+    def describe(self, fold: int) -> str:
+        """The line a run starts with, as a folder's run starts with its split."""
+        parts = ", ".join(f"{self.size(part)} {part}" for part in self.class_counts)
+        held_out = f"; fold {fold} ({fold + 1} of {self.num_folds}) validates" if self.num_folds else ""
+        return (f"data: {self.root}, converted (LitData) from {self.source}, {len(self.class_names)} classes, "
+                f"the conversion's split: {parts} images{held_out}")
+
+
+def read_text(root: str, name: str) -> str:
+    """A file of a converted data set, local or in a bucket (obstore, which LitData installs)."""
+    if not is_url(root):
+        return Path(root, name).read_text()
+    from obstore import get
+    from obstore.store import from_url
+
+    return bytes(get(from_url(root), name).bytes()).decode()
+
+
+def read_converted(data_dir: str) -> ConvertedData:
+    """The manifest of ``data_dir``, checked: each part's index present and its chunks whole (local folders)."""
+    root = data_dir if is_url(data_dir) else str(Path(data_dir).expanduser())
+    try:
+        manifest = json.loads(read_text(root, MANIFEST))
+    except FileNotFoundError:
+        raise UserError(f"data.data_dir {data_dir}: no {MANIFEST}; convert a folder with "
+                        "python -m lightning_resnet convert --data.data_dir FOLDER --output DIR") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"data.data_dir {data_dir}: cannot read {MANIFEST} ({decode_problem(error)})") from None
+    check(isinstance(manifest, dict) and manifest.get("format") == FORMAT,
+          f"data.data_dir {data_dir}: {MANIFEST} is not a data set written by lightning_resnet convert")
+    converted = ConvertedData(
+        root=root,
+        class_names=tuple(manifest["class_names"]),
+        class_counts={part: tuple(counts) for part, counts in manifest["class_counts"].items()},
+        max_side=manifest.get("max_side"),
+        num_folds=manifest.get("num_folds"),
+        normalizations=tuple(Normalization(tuple(stats["mean"]), tuple(stats["std"]))
+                             for stats in manifest.get("normalizations", [manifest.get("normalization")]) if stats),
+        source=manifest.get("source", ""),
+    )
+    if not is_url(root):
+        for part in converted.class_counts:
+            check_chunks(Path(converted.part(part)))
+    return converted
+
+
+def check_chunks(folder: Path) -> None:
+    """Each chunk the part's index lists is there with the size it lists: LitData would wait for a short chunk
+    to finish downloading, for ever, and fail on a missing one deep inside a loader worker."""
+    index_file = folder / LITDATA_INDEX
+    try:
+        chunks = json.loads(index_file.read_text())["chunks"]
+    except FileNotFoundError:
+        raise UserError(f"data.data_dir: {index_file} is missing: the conversion did not finish; convert again") \
+            from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"data.data_dir: {index_file} is damaged ({decode_problem(error)}); convert again") from None
+    for chunk in chunks:
+        file = folder / chunk["filename"]
+        size = file.stat().st_size if file.is_file() else None
+        check(size == chunk["chunk_bytes"],
+              f"data.data_dir: chunk {file} is {'missing' if size is None else f'{size} bytes'}, its index says "
+              f"{chunk['chunk_bytes']} bytes: the conversion was cut short or the file is damaged; convert again")
+
+
+class ConvertedSource(ImageSource):
+    """A data set written by ``convert``: see the module's docstring. Its split (or folds), classes and measured
+    normalization are the conversion's."""
+
+    def __init__(self, options: SourceOptions) -> None:
+        super().__init__(options)
+        self.converted = read_converted(options.data_dir)
+        check(options.sampler == "shuffle", f"data.sampler {options.sampler} draws from a folder's images; a "
+              "converted data set streams LitData's shuffle: use model.class_weights: balanced (the loss weighed "
+              "by class)")
+        rule = options.split_rule
+        folds = self.converted.num_folds
+        if folds is None:
+            check(rule.num_folds is None, f"data.num_folds {rule.num_folds}: {self.converted.root} was converted as "
+                  f"one split; convert the folder in folds (convert --data.num_folds {rule.num_folds}) or give the "
+                  "folder itself")
+        else:
+            check(rule.num_folds == folds, f"data.num_folds: {self.converted.root} was converted in {folds} folds; "
+                  f"give --data.num_folds {folds} and --data.fold 0 to {folds - 1} (cross_validate runs them all)")
+        check(options.exclude is None and options.relabel is None, "data.exclude and data.relabel apply to an image "
+              "folder: give them to convert, which leaves those images out or relabels them")
+        self.fold = rule.fold
+        self.seed = rule.seed
+
+    @classmethod
+    def reads(cls, data_dir: str) -> bool:
+        return is_converted(data_dir)
+
+    @property
+    def location(self) -> str:
+        return self.converted.root
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.given_class_names or self.converted.class_names
+
+    def known_class_names(self) -> tuple[str, ...]:
+        return self.class_names
+
+    @property
+    def streams_training(self) -> bool:
+        """Whether training streams the ``train`` part (LitData's shuffle and loader); a fold trains on the other
+        folds' parts read by index, in the folder's shuffle."""
+        return self.converted.num_folds is None
+
+    def prepare(self) -> None:
+        rank_zero_info(self.converted.describe(self.fold))
+
+    def split_rows(self) -> list[SplitRow]:
+        """The conversion's ``split.csv``, each image in the part this run puts it in."""
+        return [(path, self.converted.run_part(part, self.fold), name)
+                for path, part, name in split_rows_of(read_text(self.converted.root, SPLIT_CSV))]
+
+    def training_class_counts(self) -> list[int]:
+        return self.converted.class_counts_of(self.converted.training_parts(self.fold))
+
+    def measured_normalization(self, view: CenterView, num_workers: int) -> Normalization:
+        measured = self.converted.normalizations
+        check(bool(measured), f"data.normalize auto: {self.converted.root} was converted without measuring its "
+                              "training split; convert with --data.normalize auto, or give data.normalize")
+        return measured[self.fold]  # one per fold, or the one split's (fold 0)
+
+    @property
+    def has_own_test(self) -> bool:
+        return self.converted.has(TEST)
+
+    def training_set(self, view: View, augmentation: Augmentation, settings: LoaderSettings,
+                     processes: int) -> Dataset:
+        converted = self.converted
+        if not self.streams_training:
+            return indexed_images(converted, converted.training_parts(self.fold), view, augmentation)
+        # uneven batches across processes would hang DDP (LitData #233); BatchNorm cannot train on one image
+        drop_last = processes > 1 or converted.size(TRAIN) % settings.batch_size == 1
+        return streaming_images_class()(converted.part(TRAIN), view, augmentation, self.seed, True, drop_last,
+                                        multiprocessing.Value("i", 0), "label")
+
+    def evaluation_set(self, part: str, view: View) -> Dataset:
+        # created here, where the process group of DDP exists: LitData shares the chunks out among the
+        # processes it finds when a data set is created
+        if part == VAL:
+            return indexed_images(self.converted, [self.converted.validation_part(self.fold)], view)
+        if self.test_dir is not None:
+            return ImageSamples(list_test_folder(self.test_dir, self.class_names, self.options.verify_images), view)
+        check(self.converted.has(TEST), f"test needs data.test_dir: {self.converted.root} has no test part")
+        return indexed_images(self.converted, [TEST], view)
+
+    def training_loader(self, dataset: Dataset, settings: LoaderSettings, processes: int, rank: int,
+                        batches_done: Callable[[], int | None]) -> StreamedLoader | SampledLoader:
+        if not self.streams_training:
+            return SampledLoader(dataset, settings, processes, rank)
+        return StreamedLoader(dataset, settings, batches_done)
+
+
+@cache
+def streaming_images_class() -> type:
+    """:class:`StreamingImages`, made on first use: LitData is imported when a run reads a converted data set."""
+    use_litdata()
+    from litdata import StreamingDataset
+
+    class StreamingImages(StreamingDataset):
+        """One part of a converted data set, each sample decoded and cropped by this project's ``view``.
+
+        Streamed (iterated by LitData's loader), training samples are shuffled by LitData, and with ``drop_last``
+        the last uneven items are left out (so that every process takes the same number of batches); each
+        sample's augmentation is seeded by ``(seed, epoch, index)``, as in :class:`~..samplers.ResumableShuffle`,
+        so a resumed epoch repeats it. :meth:`read` reads one sample by index instead.
+        """
+
+        def __init__(self, part: str, view: View, augmentation: Augmentation, seed: int, shuffle: bool,
+                     drop_last: bool, skipped: Any, target: SampleTarget, batch_decode: int | str = "auto") -> None:
+            super().__init__(part, shuffle=shuffle, drop_last=drop_last, seed=seed, batch_decode=batch_decode)
+            self.view = view
+            self.augmentation = augmentation
+            self.skipped = skipped
+            self.target = target
+
+        def __getitem__(self, index: Any) -> tuple[Tensor, int | str] | None:
+            number = getattr(index, "index", index)
+            return self.read(index, sample_seed(self.seed, self.current_epoch, number))
+
+        def read(self, index: Any, key: int | None) -> tuple[Tensor, int | str] | None:
+            """Sample ``index`` as ``(crop, label)`` (or ``(crop, path)``), its augmentation seeded by ``key``."""
+            item = super().__getitem__(index)
+            path = item["path"]  # bytes (a memoryview) when streamed, already text when read by index
+            path = path if isinstance(path, str) else bytes(path).decode()
+            try:
+                with seeded(key):
+                    image = self.view(path, item["image"])
+                    image = self.augmentation(image) if self.augmentation else image
+                    return image, (path if self.target == "path" else item["label"])
+            except DECODE_ERRORS as error:
+                count_unreadable(self.skipped, path, error)
+                return None
+
+    return StreamingImages
+
+
+class IndexedImages(Dataset):
+    """Parts of a converted data set read by index, one after the other, as one data set.
+
+    Evaluation reads its part so, in order, so that it shares its images out among processes as the folder path
+    does (each counted once): LitData shares out whole chunks, and gave one of two processes all 15 images of a
+    one-chunk validation set and the other none, which Lightning refuses. A fold trains on the other folds'
+    parts so, in the folder's own resumable shuffle: a key is an index or an ``(index, seed)`` pair of
+    :class:`~..samplers.ResumableShuffle`.
+    """
+
+    def __init__(self, streams: Sequence[Any], sizes: Sequence[int]) -> None:
+        self.streams = list(streams)
+        self.ends = list(itertools.accumulate(sizes))  # the whole parts': under DDP, LitData's length is a share
+        self.skipped = self.streams[0].skipped
+
+    def __len__(self) -> int:
+        return self.ends[-1]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int | str] | None:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        part = bisect.bisect_right(self.ends, index)
+        return self.streams[part].read(index - (self.ends[part - 1] if part else 0), seed)
+
+
+def indexed_images(converted: ConvertedData, parts: Sequence[str], view: View, augmentation: Augmentation = None,
+                   target: SampleTarget = "label") -> IndexedImages:
+    """``parts`` of ``converted`` read by index, each sample ``(crop, label)``, or ``(crop, path)``."""
+    skipped = multiprocessing.Value("i", 0)
+    # Each read deserializes its own sample only: LitData's default deserializes a window of up to 256 around it
+    # (benchmarks/README.md: a random read 3-4x slower)
+    streams = [streaming_images_class()(converted.part(part), view, augmentation, 0, False, False, skipped, target,
+                                        batch_decode=0) for part in parts]
+    return IndexedImages(streams, [converted.size(part) for part in parts])
+
+
+class StreamedLoader:
+    """LitData's loader over a streamed training part (it shares the chunks out among processes and workers),
+    whose saved place is the last batch the trainer finished rather than the last one fetched (Lightning fetches
+    one batch ahead: saved as fetched, a resumed epoch would skip one)."""
+
+    def __init__(self, dataset: Any, settings: LoaderSettings, batches_done: Callable[[], int | None]) -> None:
+        use_litdata()
+        from litdata import StreamingDataLoader
+
+        class StepAlignedLoader(StreamingDataLoader):
+            resumed_epoch_begun = False
+
+            def __iter__(self) -> Any:
+                # LitData leaves its "resuming" flag set until an iterator is exhausted, and Lightning stops after
+                # the epoch's last batch without exhausting it: the epoch after a resumed one would resume it again
+                if self.resumed_epoch_begun:
+                    self.restore = False
+                self.resumed_epoch_begun = self.restore
+                yield from super().__iter__()
+
+            def state_dict(self) -> dict[str, Any]:
+                done = batches_done()
+                return super().state_dict() if done is None else self.state_after(done)
+
+            def state_after(self, done: int) -> dict[str, Any]:
+                """LitData's state after ``done`` batches of this epoch."""
+                workers = max(1, self.num_workers)
+                fetched = self._num_samples_yielded_streaming // self.batch_size
+                # A state of 0 samples is not a resume for LitData: its next iterator starts the epoch after the
+                # state's, from the start
+                if done >= len(self):
+                    epoch, latest, done = self.current_epoch, 0, 0
+                elif done == 0:
+                    epoch, latest = self.current_epoch - 1, 0
+                else:
+                    epoch, latest = self.current_epoch, (self._latest_worker_idx - (fetched - done)) % workers
+                samples = done * self.batch_size
+                return {"dataset": self.dataset.state_dict(samples, self.num_workers, self.batch_size),
+                        "current_epoch": epoch, "num_samples_yielded": samples, "latest_worker_idx": latest}
+
+        self.loader = StepAlignedLoader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers,
+                                        collate_fn=collate_readable, pin_memory=settings.pin_memory,
+                                        worker_init_fn=leave_signals_to_the_main_process,
+                                        generator=torch.Generator().manual_seed(settings.seed))
+
+    def position(self, batches_done: int, batches_in_epoch: int) -> dict[str, Any]:
+        return {STREAMING_POSITION: self.loader.state_after(batches_done)}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        # Lightning restores a loader's state only when it builds the loader after the checkpoint is read, and
+        # it builds it before, to count the steps of a learning-rate schedule: the state travels here instead
+        if STREAMING_POSITION in state:
+            self.loader.load_state_dict(state[STREAMING_POSITION])

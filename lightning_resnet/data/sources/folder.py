@@ -1,0 +1,139 @@
+"""A folder of images as a source: one sub-folder per class (split here), or split already (``train/``, ``val/``,
+``test/``), or ``demo:digits``, scikit-learn's digits written as such a folder on first use.
+
+The folder is listed once (:mod:`..listing`, no file read), then checked, hashed and split once
+(:mod:`..folder_split`, from the caches after the first run); each part is read file by file
+(:class:`~..dataset.ImageSamples`) in a resumable shuffle (:class:`~..loaders.SampledLoader`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ...errors import UserError
+from ...stages import TEST, TRAIN, VAL
+from ..corrections import EXCLUDED, Corrections, read_corrections
+from ..dataset import ImageSamples, Sample
+from ..digits import DIGITS_DATA, DIGITS_DIR, write_digits
+from ..folder_split import FolderSplit, announce, split_folder
+from ..listing import FolderLayout, FolderListing, list_folder, list_test_folder
+from ..loaders import LoaderSettings, SampledLoader
+from ..normalization import Normalization, cached_mean_std
+from ..splits import SplitRow
+from ..transforms import CenterView
+from .base import Augmentation, ImageSource, SourceOptions, View
+
+
+class FolderSource(ImageSource):
+    """A folder of image files: see the module's docstring."""
+
+    def __init__(self, options: SourceOptions) -> None:
+        super().__init__(options)
+        self.is_digits = options.data_dir == DIGITS_DATA
+        self.root: Path = DIGITS_DIR if self.is_digits else Path(options.data_dir).expanduser()
+        self.corrections: Corrections = read_corrections(options.exclude, options.relabel, self.root)
+        self._listing: FolderListing | None = None  # the folder listed, once
+        self._split: FolderSplit | None = None  # ... then checked, hashed and split, once
+        self._measured: Normalization | None = None  # normalize: auto, once measured or read from the cache
+
+    @classmethod
+    def reads(cls, data_dir: str) -> bool:
+        return True  # what no other source reads is a folder; listing it says what a folder must hold
+
+    @property
+    def location(self) -> Path:
+        return self.root
+
+    def listing(self) -> FolderListing:
+        """Every image file of the folder with its class and part: the folder is listed once (no file read)."""
+        if self._listing is None:
+            if self.is_digits and not self.root.exists():
+                write_digits(self.root)
+            self._listing = list_folder(self.root, self.given_class_names)
+        return self._listing
+
+    def folder_split(self, find_duplicates: bool | None = None) -> FolderSplit:
+        """The folder checked, hashed (``find_duplicates``, ``group_duplicates`` by default) and split: the one
+        made already when it answers the question, else made (from the caches) and announced."""
+        rule = self.options.split_rule
+        hashes = rule.group_duplicates if find_duplicates is None else find_duplicates
+        if self._split is None or (hashes and not self._split.hashed):
+            self._split = split_folder(self.listing(), rule, self.options.verify_images, hashes, self.corrections)
+            announce(self._split, rule, balanced=self.options.sampler == "balanced" or self.options.balanced_elsewhere)
+        return self._split
+
+    @property
+    def layout(self) -> FolderLayout:
+        return self.listing().layout
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.given_class_names or self.listing().class_names
+
+    def known_class_names(self) -> tuple[str, ...] | None:
+        return self.given_class_names or (self._listing.class_names if self._listing else None)
+
+    def prepare(self) -> None:
+        self.folder_split()
+
+    def split(self) -> tuple[list[Sample], list[Sample]]:
+        """The (train, validation) samples: a pre-split folder's own, else a stratified random split fixed
+        by the seed (or one fold of ``num_folds``) that keeps duplicates together."""
+        split = self.folder_split()
+        return split.samples(split.train), split.samples(split.val)
+
+    def fold_samples(self) -> list[list[Sample]]:
+        """The images each fold of ``num_folds`` validates (what ``convert`` writes as ``fold_0``, ``fold_1``, ...)."""
+        split = self.folder_split()
+        return [split.samples(fold) for fold in split.folds]
+
+    def test_samples(self) -> list[Sample]:
+        """The labelled images of ``test``: ``data.test_dir``, else a pre-split folder's ``test/``."""
+        if self.test_dir is not None:
+            return list_test_folder(self.test_dir, self.class_names, self.options.verify_images)
+        if self.layout.test is None:
+            raise UserError("test needs data.test_dir, or a test/ folder beside train/ in data.data_dir: "
+                            "a folder laid out like data_dir (<class name>/<images>)")
+        split = self.folder_split()
+        return split.samples(split.test)
+
+    @property
+    def has_own_test(self) -> bool:
+        return self.layout.test is not None
+
+    def split_rows(self) -> list[SplitRow]:
+        names = self.class_names
+        train, val = self.split()
+        rows = [(path, TRAIN, names[target]) for path, target in train]
+        rows += [(path, VAL, names[target]) for path, target in val]
+        if self.has_test:
+            rows += [(path, TEST, names[target]) for path, target in self.test_samples()]
+        split = self.folder_split()
+        rows += [(path, EXCLUDED, names[target]) for path, target in split.samples(split.excluded)]
+        return rows
+
+    def training_class_counts(self) -> list[int]:
+        split = self.folder_split()
+        return split.class_counts(split.train)
+
+    def measured_normalization(self, view: CenterView, num_workers: int) -> Normalization:
+        if self._measured is None:
+            self._measured = self.normalization_of(self.split()[0], view, num_workers)
+        return self._measured
+
+    @staticmethod
+    def normalization_of(samples: list[Sample], view: CenterView, num_workers: int) -> Normalization:
+        """The mean and std of ``samples`` as ``view`` shows them: from the cache, or measured and cached."""
+        return Normalization(*cached_mean_std(samples, view, num_workers, *view.settings))
+
+    def training_set(self, view: View, augmentation: Augmentation, settings: LoaderSettings,
+                     processes: int) -> ImageSamples:
+        return ImageSamples(self.split()[0], view, augmentation, replace_unreadable=True)
+
+    def evaluation_set(self, part: str, view: View) -> ImageSamples:
+        return ImageSamples(self.split()[1] if part == VAL else self.test_samples(), view)
+
+    def training_loader(self, dataset: ImageSamples, settings: LoaderSettings, processes: int, rank: int,
+                        batches_done: Callable[[], int | None]) -> SampledLoader:
+        return SampledLoader(dataset, settings, processes, rank, balanced=self.options.sampler == "balanced")
