@@ -18,7 +18,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.common import ROOT, report, table
-from lightning_resnet.inference.verdict import KEEP_CORRECT
+from lightning_resnet.inference.unsure import KEEP_CORRECT
 
 SPLITS = {"0-5 known, 6-9 unknown": ("0", "1", "2", "3", "4", "5"),
           "4-9 known, 0-3 unknown": ("4", "5", "6", "7", "8", "9")}

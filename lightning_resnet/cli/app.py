@@ -24,10 +24,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from ..data import DIGITS_DATA, ImageFolderDataModule
 from ..errors import UserError, exit_with
 from ..inference.calibration import Calibration
+from ..inference.trained_model import TrainedModel
 from ..models import is_weights_name, resolve
 from ..reports import EvaluationReport, PredictionWriter, TrainingReport
-from ..reports.training import TRAINING_CURVES
-from ..training.checkpoints import BestCheckpoint, InterruptCheckpoint, RandomState, best_checkpoint, read_checkpoint
+from ..reports.training_report import TRAINING_CURVES
+from ..training.checkpoints import BestCheckpoint, InterruptCheckpoint, RandomState, best_checkpoint
 from ..training.divergence import DivergenceGuard
 from ..training.metrics import MONITOR, MONITOR_MODE
 from ..training.module import ImageClassifier
@@ -234,7 +235,7 @@ class ResNetCLI(LightningCLI):
             return
         if not Path(path).is_file():
             raise UserError(f"--ckpt_path {path} does not exist: give best, last or a checkpoint file")
-        overrides = trained_settings(read_checkpoint(path), config.model, config.data, given_options(self.given_args))
+        overrides = trained_settings(TrainedModel.read(path), config.model, config.data, given_options(self.given_args))
         self.config = self.parser.parse_object({subcommand: overrides}, self.config)
 
     def _named_checkpoint(self, subcommand: str, name: str) -> str | None:

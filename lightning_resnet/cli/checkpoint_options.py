@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..inference.trained_model import TrainedModel
 from ..training.checkpoints import best_checkpoint_of_run
 
 NAMED = ("best", "last")
@@ -72,14 +73,12 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> set[str]:
     return keys
 
 
-def trained_settings(checkpoint: dict[str, Any], model: dict[str, Any], data: dict[str, Any],
+def trained_settings(trained: TrainedModel, model: dict[str, Any], data: dict[str, Any],
                      given: set[str]) -> dict[str, Any]:
     """The checkpoint's model hyper-parameters and data preprocessing, as config overrides, after checking that
     the options among them that were ``given`` (see :func:`given_options`) do not contradict them."""
-    trained_model = dict(checkpoint.get("hyper_parameters") or {})
-    trained_model.pop("_instantiator", None)
-    trained_data = checkpoint.get("datamodule_hyper_parameters") or {}
-    trained_data = {key: trained_data[key] for key in DATA_KEYS if key in trained_data}
+    trained_model = dict(trained.model_options)
+    trained_data = {key: trained.data_options[key] for key in DATA_KEYS if key in trained.data_options}
     for section, chosen, trained, keys in (("model", model, trained_model, MODEL_KEYS),
                                            ("data", data, trained_data, DATA_KEYS)):
         for key in keys:

@@ -27,7 +27,7 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from ..errors import check
 from ..training.checkpoints import best_checkpoint, rewrite_checkpoint
-from .verdict import KEEP_CORRECT, choose_reject_below, energy_score, is_unsure
+from .unsure import KEEP_CORRECT, choose_reject_below, energy_score, is_unsure
 
 CALIBRATION_BINS = 15
 """Confidence bins of the expected calibration error and the reliability diagram (Guo et al.'s 15)."""

@@ -11,16 +11,15 @@ beside it keeps the class names, the resize-and-crop rule and the unsure thresho
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from ..data import ImageFolderDataModule, Normalization
-from ..training.module import ImageClassifier
-from .verdict import as_metadata
+from ..data import Normalization
+from .trained_model import TrainedModel
+from .unsure import as_metadata
 
 ExportFormat = Literal["onnx", "torch_export"]
 SUFFIXES = {"onnx": ".onnx", "torch_export": ".pt2"}
@@ -68,27 +67,27 @@ def export_model(model: nn.Module, output: Path, image_size: int, in_chans: int 
     return output
 
 
-def shipped_metadata(class_names: Sequence[str], data: ImageFolderDataModule, in_chans: int, backbone: str,
-                     temperature: float, reject_below: float) -> dict[str, Any]:
+def shipped_metadata(trained: TrainedModel) -> dict[str, Any]:
     """What a shipped model needs besides its weights: how to prepare its input and read its outputs (the JSON
     beside an export, and what ``serve`` tells at ``/info``)."""
+    view = trained.view
     return {
-        "backbone": backbone,
-        "class_names": list(class_names),
+        "backbone": trained.backbone,
+        "class_names": list(trained.class_names),
         "input": {
             "name": INPUT_NAME,
-            "shape": ["batch", in_chans, data.image_size, data.image_size],
-            "layout": f"NCHW, {'gray' if in_chans == 1 else 'RGB'}, uint8 0-255",
-            "preprocessing": (f"resize the shorter side to {data.resize_size} px (bilinear, antialiased), "
-                              f"center-crop {data.image_size} px; normalization is inside the model"),
-            "image_size": data.image_size,
-            "crop_fraction": data.crop_fraction,
-            "channels": in_chans,
-            "mean": list(data.normalization.mean),
-            "std": list(data.normalization.std),
+            "shape": ["batch", trained.channels, trained.image_size, trained.image_size],
+            "layout": f"NCHW, {'gray' if trained.channels == 1 else 'RGB'}, uint8 0-255",
+            "preprocessing": (f"resize the shorter side to {view.resize_size} px (bilinear, antialiased), "
+                              f"center-crop {trained.image_size} px; normalization is inside the model"),
+            "image_size": trained.image_size,
+            "crop_fraction": trained.crop_fraction,
+            "channels": trained.channels,
+            "mean": list(trained.normalization.mean),
+            "std": list(trained.normalization.std),
         },
-        "temperature": temperature,
-        "reject_below": as_metadata(reject_below),
+        "temperature": trained.temperature,
+        "reject_below": as_metadata(trained.reject_below),
         "outputs": {"probabilities": "softmax of the logits (batch, num_classes)",
                     "logits": "divided by the temperature (batch, num_classes)",
                     "unsure": "the energy score, temperature * logsumexp(logits), below reject_below: the image may "
@@ -103,18 +102,9 @@ def write_metadata(output: Path, metadata: dict[str, Any]) -> Path:
     return path
 
 
-def load_shipped(ckpt_path: str | Path) -> tuple[ShippedClassifier, dict[str, Any]]:
-    """The model of a checkpoint of this project as it ships, and its metadata.
-
-    The model and the data settings (size, normalization, class names) are rebuilt from the
-    checkpoint by Lightning.
-    """
-    model = ImageClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
-    data = ImageFolderDataModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
-    in_chans = (model.hparams.backbone_options or {}).get("in_chans", 3)
-    temperature, reject_below = float(model.temperature), float(model.reject_below)
-    metadata = shipped_metadata(model.class_names, data, in_chans, model.hparams.backbone, temperature, reject_below)
-    return ShippedClassifier(model.model, data.normalization, temperature).eval(), metadata
+def shipped(trained: TrainedModel) -> ShippedClassifier:
+    """The network of ``trained`` as it ships: normalization, temperature and softmax inside, in eval mode."""
+    return ShippedClassifier(trained.network(), trained.normalization, trained.temperature).eval()
 
 
 def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", output: str | Path | None = None) -> Path:
@@ -122,10 +112,9 @@ def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", outp
 
     ``output`` defaults to the checkpoint's path with the format's suffix.
     """
-    shipped, metadata = load_shipped(ckpt_path)
+    trained = TrainedModel.read(ckpt_path)
     target = Path(output) if output else Path(ckpt_path).with_suffix(SUFFIXES[format])
-    settings = metadata["input"]
-    export_model(shipped, target, settings["image_size"], settings["channels"], format)
-    written = write_metadata(target, metadata)
+    export_model(shipped(trained), target, trained.image_size, trained.channels, format)
+    written = write_metadata(target, shipped_metadata(trained))
     print(f"exported {ckpt_path} to {target} (metadata: {written})")
     return target

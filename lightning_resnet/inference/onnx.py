@@ -14,7 +14,7 @@ from torch import Tensor
 from ..data import eval_view
 from ..errors import UserError
 from .export import INPUT_NAME, OUTPUT_NAMES
-from .verdict import threshold_of
+from .unsure import threshold_of
 
 EXPORT_COMMAND = "python -m lightning_resnet export --ckpt_path <ckpt>"
 

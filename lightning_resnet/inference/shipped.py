@@ -17,35 +17,30 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data import CenterView, Normalization, eval_view
+from ..data import CenterView, Normalization
 from ..errors import UserError
-from ..training.checkpoints import read_checkpoint
-from .export import load_shipped
+from .export import shipped, shipped_metadata
 from .onnx import OnnxClassifier
-from .verdict import threshold_of
+from .trained_model import TrainedModel
 
 
 class CheckpointClassifier:
     """A checkpoint of this project, run in torch as it ships; :meth:`classify` runs a batch of crops."""
 
     def __init__(self, path: Path, option: str = "--model") -> None:
-        read_checkpoint(path, option)  # one line when it is not a checkpoint
-        self.shipped, self.metadata = load_shipped(path)
-        settings = self.metadata["input"]
-        self.class_names: list[str] = list(self.metadata["class_names"])
-        self.view: CenterView = eval_view(settings["image_size"], settings["crop_fraction"], settings["channels"])
-        self.temperature = float(self.metadata["temperature"])
-        self.reject_below = threshold_of(self.metadata["reject_below"])
+        trained = TrainedModel.read(path, option)
+        self.shipped = shipped(trained)
+        self.metadata = shipped_metadata(trained)
+        self.class_names: list[str] = list(trained.class_names)
+        self.view: CenterView = trained.view
+        self.temperature = trained.temperature
+        self.reject_below = trained.reject_below
+        self.normalization: Normalization = trained.normalization
 
     @property
     def network(self) -> nn.Module:
         """The backbone and head, without normalization or temperature (what class activation maps look into)."""
         return self.shipped.network
-
-    @property
-    def normalization(self) -> Normalization:
-        settings = self.metadata["input"]
-        return Normalization(tuple(settings["mean"]), tuple(settings["std"]))
 
     def to(self, device: torch.device | str) -> CheckpointClassifier:
         self.shipped.to(device)

@@ -1,27 +1,13 @@
 """Hand-written ResNet / ResNeXt backbones, weight-compatible with torchvision and timm.
 
-``resnet`` (the network, written by hand on purpose) -> ``registry`` (the named architectures) ->
-``weights`` (state dicts from files, loaded with a report) -> ``hub`` (weights by name from the
-torchvision and Hugging Face caches) -> ``summary`` (per-stage shapes, parameters and MACs).
+``resnet`` (the network, written by hand on purpose) -> ``registry`` (the named architectures, each
+registered once by :func:`register_model`) -> ``weights`` (state dicts from files, loaded with a report)
+-> ``hub`` (weights by name from the torchvision and Hugging Face caches) -> ``summary`` (per-stage
+shapes, parameters and MACs).
 """
 
 from .hub import NamedWeights, fetch, is_weights_name, load_weights, resolve
-from .registry import (
-    BackboneOptionsError,
-    UnknownBackboneError,
-    create_model,
-    list_models,
-    resnet18,
-    resnet34,
-    resnet50,
-    resnet101,
-    resnet152,
-    resnext50_32x4d,
-    resnext101_32x8d,
-    resnext101_64x4d,
-    wide_resnet50_2,
-    wide_resnet101_2,
-)
+from .registry import BackboneOptionsError, UnknownBackboneError, create_model, list_models, register_model
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .summary import StageSummary, format_summary, summarize
 from .weights import WeightsError, WeightsNotFoundError, load_pretrained, read_state_dict, would_run_code
@@ -45,16 +31,7 @@ __all__ = [
     "list_models",
     "load_pretrained",
     "read_state_dict",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
+    "register_model",
     "summarize",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
     "would_run_code",
 ]

@@ -1,4 +1,5 @@
-"""The named architectures (torchvision's names): one function each, and :func:`create_model` by name."""
+"""The named architectures (torchvision's names): one function each, registered by :func:`register_model` as it is
+defined, and :func:`create_model` by name."""
 
 from __future__ import annotations
 
@@ -8,72 +9,74 @@ from typing import Any
 from ..errors import UserError
 from .resnet import BasicBlock, Bottleneck, ResNet
 
+Factory = Callable[..., ResNet]
+_MODELS: dict[str, Factory] = {}
 
+
+def register_model(factory: Factory) -> Factory:
+    """Make ``factory`` an architecture of :func:`create_model` under its function's name (a decorator)."""
+    _MODELS[factory.__name__] = factory
+    return factory
+
+
+@register_model
 def resnet18(num_classes: int = 1000, **options: Any) -> ResNet:
     """ResNet-18 (He et al., 2015): BasicBlock, [2, 2, 2, 2]."""
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, **options)
 
 
+@register_model
 def resnet34(num_classes: int = 1000, **options: Any) -> ResNet:
     """ResNet-34: BasicBlock, [3, 4, 6, 3]."""
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, **options)
 
 
+@register_model
 def resnet50(num_classes: int = 1000, **options: Any) -> ResNet:
     """ResNet-50: Bottleneck, [3, 4, 6, 3]."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, **options)
 
 
+@register_model
 def resnet101(num_classes: int = 1000, **options: Any) -> ResNet:
     """ResNet-101: Bottleneck, [3, 4, 23, 3]."""
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, **options)
 
 
+@register_model
 def resnet152(num_classes: int = 1000, **options: Any) -> ResNet:
     """ResNet-152: Bottleneck, [3, 8, 36, 3]."""
     return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, **options)
 
 
+@register_model
 def resnext50_32x4d(num_classes: int = 1000, **options: Any) -> ResNet:
     """ResNeXt-50 (Xie et al., 2016): 32 groups of 4 channels in the first stage's 3x3 conv."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, groups=32, width_per_group=4, **options)
 
 
+@register_model
 def resnext101_32x8d(num_classes: int = 1000, **options: Any) -> ResNet:
     """ResNeXt-101 32x8d."""
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, groups=32, width_per_group=8, **options)
 
 
+@register_model
 def resnext101_64x4d(num_classes: int = 1000, **options: Any) -> ResNet:
     """ResNeXt-101 64x4d."""
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, groups=64, width_per_group=4, **options)
 
 
+@register_model
 def wide_resnet50_2(num_classes: int = 1000, **options: Any) -> ResNet:
     """Wide ResNet-50-2 (Zagoruyko & Komodakis, 2016): the bottleneck's 3x3 conv twice as wide."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, width_per_group=128, **options)
 
 
+@register_model
 def wide_resnet101_2(num_classes: int = 1000, **options: Any) -> ResNet:
     """Wide ResNet-101-2."""
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, width_per_group=128, **options)
-
-
-_MODELS: dict[str, Callable[..., ResNet]] = {
-    factory.__name__: factory
-    for factory in (
-        resnet18,
-        resnet34,
-        resnet50,
-        resnet101,
-        resnet152,
-        resnext50_32x4d,
-        resnext101_32x8d,
-        resnext101_64x4d,
-        wide_resnet50_2,
-        wide_resnet101_2,
-    )
-}
 
 
 def list_models() -> list[str]:

@@ -60,7 +60,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
                 break
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{path} holds no state dict of tensors")
-    return _strip_prefixes(state)
+    return strip_prefixes(state)
 
 
 def would_run_code(error: pickle.UnpicklingError) -> bool:
@@ -68,7 +68,7 @@ def would_run_code(error: pickle.UnpicklingError) -> bool:
     return "global" in str(error)
 
 
-def _strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+def strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """``state`` without the prefixes of :data:`_PREFIXES`, however they are nested (``module.model.``...)."""
     state = OrderedDict(state)
     while True:
@@ -94,7 +94,7 @@ def load_pretrained(model: ResNet, weights: str | Path | dict[str, Tensor], labe
     Returns the lists ``missing``, ``unexpected`` and ``skipped_head`` (keys not loaded).
     """
     if isinstance(weights, dict):
-        state, path = _strip_prefixes(weights), label or "the state dict"
+        state, path = strip_prefixes(weights), label or "the state dict"
     else:
         state, path = read_state_dict(weights), label or weights
     own = model.state_dict()

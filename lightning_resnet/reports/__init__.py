@@ -8,7 +8,7 @@ also go to TensorBoard.
 
 from .evaluation import EvaluationReport, format_report
 from .predictions import PredictionRow, PredictionWriter, write_predictions
-from .training import TrainingReport, read_curves
+from .training_report import TrainingReport, read_curves
 
 __all__ = [
     "EvaluationReport",

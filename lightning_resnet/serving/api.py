@@ -33,7 +33,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ..data import CenterView
 from ..inference.shipped import CheckpointClassifier, ShippedModel, load_classifier
-from ..inference.verdict import Verdict, as_metadata, verdicts
+from ..inference.unsure import as_metadata
+from ..inference.verdict import Verdict, verdicts
 from .uploads import BadUpload, UploadLimits, prepare, read_upload
 
 PREDICT_PATH = "/predict"

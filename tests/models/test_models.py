@@ -18,10 +18,9 @@ from lightning_resnet.models import (
     format_summary,
     list_models,
     load_pretrained,
-    resnet18,
-    resnet50,
     summarize,
 )
+from lightning_resnet.models.registry import resnet18, resnet50
 
 ALL_NAMES = [
     "resnet18",

@@ -12,7 +12,8 @@ import torch
 
 from lightning_resnet.cli import main
 from lightning_resnet.data import read_split_csv
-from lightning_resnet.inference.verdict import NO_THRESHOLD, choose_reject_below, energy_score, verdicts
+from lightning_resnet.inference.unsure import NO_THRESHOLD, choose_reject_below, energy_score
+from lightning_resnet.inference.verdict import verdicts
 
 from ..conftest import read_rows, tiny_args
 
