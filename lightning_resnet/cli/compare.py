@@ -11,19 +11,19 @@ folders) prints what differs between them: config keys and scores.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 import yaml
+from jsonargparse import Namespace
 
-from ..errors import UserError, check, exit_with
+from ..errors import UserError, check
 from ..training.checkpoints import best_checkpoint_of_run, epoch_metrics
-from ..training.metrics import MONITOR, MONITOR_MODE
+from .options import CommandParser, add_objective_options
 
 COMMAND = "compare"
 COMPARE_CSV = "compare.csv"
@@ -44,17 +44,10 @@ class Run:
     seconds: float
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        exit_with(message, 2, usage=self.prog)
-
-
-def parse(args: list[str]) -> argparse.Namespace:
-    parser = _Parser(prog=f"python -m lightning_resnet {COMMAND}", description=__doc__.splitlines()[0])
+def parse(args: list[str]) -> Namespace:
+    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+", help="experiment, run or cross-validation folders")
-    parser.add_argument("--metric", default=MONITOR, help=f"the score to sort by (default {MONITOR})")
-    parser.add_argument("--direction", choices=("maximize", "minimize"),
-                        default="maximize" if MONITOR_MODE == "max" else "minimize")
+    add_objective_options(parser, "the score to sort by")
     return parser.parse_args(args)
 
 

@@ -6,21 +6,29 @@ Offline: no analytics, no share link, no flagging; it listens on 127.0.0.1 unles
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from jsonargparse import Namespace
+
 from ..data import scan_unlabelled
-from .options import OptionParser, add_model_options, served_model, stop_on_sigterm
-from .serve import add_address_options, check_address
+from .options import (
+    CommandParser,
+    add_address_options,
+    add_model_options,
+    address,
+    check_address,
+    served_model,
+    stop_on_sigterm,
+)
 
 COMMAND = "demo"
 
 
-def parse(args: list[str]) -> argparse.Namespace:
-    parser = OptionParser(prog=f"python -m lightning_resnet {COMMAND}", description=__doc__.splitlines()[0])
+def parse(args: list[str]) -> Namespace:
+    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
     add_model_options(parser)
     add_address_options(parser, port=7860)
-    parser.add_argument("--examples", type=Path, default=None,
+    parser.add_argument("--examples", type=Path | None, default=None,
                         help="a folder of example images (default: a few of the validation split of the run that "
                              "wrote the checkpoint, from its split.csv)")
     return parser.parse_args(args)
@@ -38,7 +46,7 @@ def demo(args: list[str]) -> None:
     else:
         examples, label = validation_examples(options.model), "examples from the validation split"
     page = build_page(model, served, examples, label)
-    where = f"http://{'localhost' if options.host == '127.0.0.1' else options.host}:{options.port}"
+    where = address(options.host, options.port)
     print(f"demo of {served.path} ({served.name}, version {served.version}) at {where}; Ctrl-C stops", flush=True)
     stop_on_sigterm()
     page.launch(server_name=options.host, server_port=options.port, share=False, ssr_mode=False, quiet=True,

@@ -1,58 +1,118 @@
-"""What the commands outside LightningCLI share: an argument parser whose errors are one line, and the options
-that choose a trained model and how its answers read (``serve``, ``demo``, ``predict_onnx``)."""
+"""What the commands outside LightningCLI share: their parser (jsonargparse, as Lightning's subcommands: ``--config
+FILE``, ``--print_config``, a bad option as one line), and the options that choose a trained model, how its answers
+read and where a server listens (``serve``, ``demo``, ``predict_onnx``)."""
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import os
 import signal
+import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from ..errors import check, exit_with
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from ..errors import UserError, check, exit_with
+from ..training.metrics import MONITOR, MONITOR_MODE
 
 if TYPE_CHECKING:
     from ..inference.shipped import ShippedModel
     from ..serving.api import ServedModel
 
+HOSTS = ("127.0.0.1", "0.0.0.0", "::")
+"""The interfaces a server binds: loopback, every IPv4 one, every IPv6 one."""
 
-class OptionParser(argparse.ArgumentParser):
-    """argparse, with a bad option as one line (``error: ...``, exit code 2) and a pointer to ``--help``."""
 
-    def error(self, message: str) -> NoReturn:
+class CommandParser(ArgumentParser):
+    """jsonargparse's parser for the command ``name``: ``--config`` reads its options from a YAML file (what
+    ``--print_config`` writes), and a bad option is one line (``error: ...``, exit code 2) with a pointer to
+    ``--help``."""
+
+    def __init__(self, name: str, description: str, **options: Any) -> None:
+        super().__init__(prog=f"python -m lightning_resnet {name}", description=description, **options)
+        self.add_argument("--config", action=ActionConfigFile,
+                          help="a YAML file of this command's options (--print_config prints one)")
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         exit_with(message, 2, usage=self.prog)
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_objective_options(parser: ArgumentParser, what: str) -> None:
+    """The score a command ranks runs by, and which way is better."""
+    parser.add_argument("--metric", type=str, default=MONITOR, help=f"{what} (default {MONITOR})")
+    parser.add_argument("--direction", type=Literal["maximize", "minimize"],
+                        default="maximize" if MONITOR_MODE == "max" else "minimize")
+
+
+def add_model_options(parser: ArgumentParser) -> None:
+    """The trained model and how its answers read."""
     parser.add_argument("--model", type=Path, required=True,
                         help="a checkpoint of this project (.ckpt), or an exported .onnx with its .json beside it")
     parser.add_argument("--top_k", type=int, default=5, help="classes in each answer, most probable first")
-    parser.add_argument("--reject_below", type=float, default=None,
-                        help="a prediction whose energy score is below this is unsure (default: the threshold fit "
-                             "chose on the validation split, stored in the model)")
-    parser.add_argument("--name", default=None,
+    add_threshold_option(parser, "the threshold fit chose on the validation split, stored in the model")
+    parser.add_argument("--name", type=str | None, default=None,
                         help="the model's name in answers (default: its experiment, or the file's name)")
-    parser.add_argument("--version", default=None,
+    parser.add_argument("--version", type=str | None, default=None,
                         help="the model's version in answers (default: the start of the file's SHA-256)")
 
 
-def check_threshold(reject_below: float | None) -> None:
-    check(reject_below is None or not math.isnan(reject_below),
-          "--reject_below must be an energy score (a number, or -inf: nothing unsure), got nan")
+def add_threshold_option(parser: ArgumentParser, default: str) -> None:
+    # text, read by threshold(): jsonargparse's float takes neither -inf nor nan, which deserves its own line
+    parser.add_argument("--reject_below", type=str | None, default=None,
+                        help=f"a prediction whose energy score is below this is unsure; -inf: never "
+                             f"(default: {default})")
 
 
-def served_model(options: argparse.Namespace) -> tuple[ServedModel, ShippedModel]:
+def threshold(given: str | None) -> float | None:
+    """``--reject_below`` as a number (None: the model's); one line unless it is an energy score."""
+    if given is None:
+        return None
+    try:
+        value = float(given)
+    except ValueError:
+        value = math.nan
+    check(not math.isnan(value), f"--reject_below must be an energy score (a number, or -inf: nothing unsure), "
+                                 f"got {given}")
+    return value
+
+
+def add_address_options(parser: ArgumentParser, port: int) -> None:
+    parser.add_argument("--host", type=str, default="127.0.0.1",
+                        help="the interface to listen on: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every one)")
+    parser.add_argument("--port", type=int, default=port)
+
+
+def check_address(host: str, port: int) -> None:
+    """One line when the address cannot be listened on, before anything is loaded."""
+    check(host in HOSTS, f"--host {host}: expected one of {', '.join(HOSTS)}")
+    check(1024 <= port <= 65535, f"--port must be between 1024 and 65535, got {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({error.strerror}); "
+                            "is another server there? choose another --port") from None
+
+
+def address(host: str, port: int) -> str:
+    """The address a person opens: ``localhost`` for loopback."""
+    return f"http://{'localhost' if host == '127.0.0.1' else host}:{port}"
+
+
+def served_model(options: Namespace) -> tuple[ServedModel, ShippedModel]:
     """The model the options name, loaded (one line when it cannot be), and how its answers read."""
     from ..inference.shipped import identity, load_classifier
     from ..serving.api import ServedModel
 
     check(options.top_k >= 1, f"--top_k must be at least 1, got {options.top_k}")
-    check_threshold(options.reject_below)
+    given = threshold(options.reject_below)
     model = load_classifier(options.model)
     name, version = identity(options.model)
-    reject_below = model.reject_below if options.reject_below is None else options.reject_below
+    reject_below = model.reject_below if given is None else given
     served = ServedModel(options.model, options.name or name, options.version or version, options.top_k, reject_below)
     return served, model
 
@@ -64,7 +124,7 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, functools.partial(_stop, os.getpid()))
 
 
-def _stop(server_pid: int, signum, frame) -> NoReturn:
+def _stop(server_pid: int, signum: int, frame: Any) -> NoReturn:
     if os.getpid() == server_pid:
         # once: a service manager signals every process of the group, and LitServe's workers signal the server
         # again when they see their HTTP processes go, which must not cut the shutdown short

@@ -8,28 +8,28 @@ so the shipped file can be checked against the checkpoint.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from jsonargparse import Namespace
 
 from ..data import DECODE_ERRORS, scan_unlabelled
 from ..errors import check
 from ..inference.verdict import verdicts
 from ..reports import PredictionRow, write_predictions
-from .options import OptionParser, check_threshold
+from .options import CommandParser, add_threshold_option, threshold
 
 COMMAND = "predict_onnx"
 
 
-def parse(args: list[str]) -> argparse.Namespace:
-    parser = OptionParser(prog=f"python -m lightning_resnet {COMMAND}", description=__doc__.splitlines()[0])
+def parse(args: list[str]) -> Namespace:
+    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="the exported .onnx (its .json beside it)")
     parser.add_argument("--input", type=Path, required=True, help="an image file or a folder of images")
-    parser.add_argument("--output", type=Path, default=None,
+    parser.add_argument("--output", type=Path | None, default=None,
                         help="the CSV to write (default: <model>.predictions.csv beside the model)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--top_k", type=int, default=5)
-    parser.add_argument("--reject_below", type=float, default=None,
-                        help="a prediction whose energy score is below this is unsure (default: the export's)")
+    add_threshold_option(parser, "the export's")
     return parser.parse_args(args)
 
 
@@ -40,9 +40,9 @@ def predict_onnx(args: list[str]) -> Path:
     options = parse(args)
     check(options.batch_size >= 1, f"--batch_size must be at least 1, got {options.batch_size}")
     check(options.top_k >= 1, f"--top_k must be at least 1, got {options.top_k}")
-    check_threshold(options.reject_below)
+    given = threshold(options.reject_below)
     classifier = OnnxClassifier(options.model)
-    reject_below = classifier.reject_below if options.reject_below is None else options.reject_below
+    reject_below = classifier.reject_below if given is None else given
     rows: dict[str, PredictionRow] = {}
     paths = scan_unlabelled(options.input)
     for start in range(0, len(paths), options.batch_size):

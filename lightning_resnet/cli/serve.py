@@ -7,22 +7,29 @@ classes with calibrated probabilities and whether it is unsure; ``GET /health`` 
 
 from __future__ import annotations
 
-import argparse
-import socket
 from pathlib import Path
+from typing import Literal
 
-from ..errors import UserError, check
-from .options import OptionParser, add_model_options, served_model, stop_on_sigterm
+from jsonargparse import Namespace
+
+from ..errors import check
+from .options import (
+    CommandParser,
+    add_address_options,
+    add_model_options,
+    address,
+    check_address,
+    served_model,
+    stop_on_sigterm,
+)
 
 COMMAND = "serve"
-HOSTS = ("127.0.0.1", "0.0.0.0", "::")
-"""The interfaces LitServe binds: loopback, every IPv4 one, every IPv6 one."""
 
 
-def parse(args: list[str]) -> argparse.Namespace:
+def parse(args: list[str]) -> Namespace:
     from ..serving.uploads import MAX_PIXELS, MAX_UPLOAD_MB
 
-    parser = OptionParser(prog=f"python -m lightning_resnet {COMMAND}", description=__doc__.splitlines()[0])
+    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
     add_model_options(parser)
     add_address_options(parser, port=8000)
     parser.add_argument("--max_batch_size", type=int, default=8,
@@ -30,36 +37,16 @@ def parse(args: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch_timeout", type=float, default=0.005,
                         help="seconds a batch waits to fill before it runs")
     parser.add_argument("--workers", type=int, default=1, help="inference processes (each holds the model)")
-    parser.add_argument("--accelerator", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+    parser.add_argument("--accelerator", type=Literal["auto", "cpu", "cuda", "mps"], default="auto",
                         help="where a checkpoint runs (an .onnx runs on the CPU)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds a request may wait for a worker before it is answered 504")
     parser.add_argument("--max_upload_mb", type=float, default=MAX_UPLOAD_MB, help="largest upload accepted")
     parser.add_argument("--max_pixels", type=int, default=MAX_PIXELS,
                         help="largest image accepted, in pixels (a guard against decompression bombs)")
-    parser.add_argument("--log_level", choices=("critical", "error", "warning", "info", "debug"), default="warning",
-                        help="what LitServe and uvicorn log (info: every request)")
+    parser.add_argument("--log_level", type=Literal["critical", "error", "warning", "info", "debug"],
+                        default="warning", help="what LitServe and uvicorn log (info: every request)")
     return parser.parse_args(args)
-
-
-def add_address_options(parser: argparse.ArgumentParser, port: int) -> None:
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="the interface to listen on: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every one)")
-    parser.add_argument("--port", type=int, default=port)
-
-
-def check_address(host: str, port: int) -> None:
-    """One line when the address cannot be listened on, before anything is loaded."""
-    check(host in HOSTS, f"--host {host}: expected one of {', '.join(HOSTS)}")
-    check(1024 <= port <= 65535, f"--port must be between 1024 and 65535, got {port}")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({error.strerror}); "
-                            "is another server there? choose another --port") from None
 
 
 def check_accelerator(accelerator: str) -> None:
@@ -97,7 +84,7 @@ def serve(args: list[str]) -> None:
     accelerator = "cpu" if Path(served.path).suffix == ".onnx" else options.accelerator
     server = ls.LitServer(api, accelerator=accelerator, workers_per_device=options.workers, timeout=options.timeout,
                           model_metadata=metadata)
-    where = f"http://{'localhost' if options.host == '127.0.0.1' else options.host}:{options.port}"
+    where = address(options.host, options.port)
     print(f"serving {served.path} ({served.name}, version {served.version}; {len(metadata['class_names'])} classes, "
           f"unsure below an energy score of {served.reject_below:.4f}) at {where}{PREDICT_PATH}; "
           f"GET /health, GET /info; batches of up to {options.max_batch_size}; Ctrl-C stops", flush=True)

@@ -1,0 +1,88 @@
+"""What a sweep leaves in its folder: ``trials.csv``, ``best.yaml`` (a config that ``fit --config`` runs to the best
+trial's result), Optuna's plots, and the table of the best trials it prints."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .study import FAIL_REASON, INTERRUPTED, SURPLUS
+
+TRIALS_CSV = "trials.csv"
+BEST_CONFIG = "best.yaml"
+
+
+def write_trials_csv(path: Path, study: Any, folder: Path) -> list[dict[str, Any]]:
+    """One row per trial of the study that counts (not the surplus asks), in trial order."""
+    trials = [trial for trial in study.get_trials(deepcopy=False) if not trial.user_attrs.get(SURPLUS)]
+    keys = sorted({key for trial in trials for key in trial.params})
+    rows = []
+    for trial in trials:
+        duration = trial.duration.total_seconds() if trial.duration else None
+        rows.append({"trial": trial.number, "state": trial.state.name.lower(),
+                     "value": trial.value if trial.value is not None else
+                     (list(trial.intermediate_values.values())[-1] if trial.intermediate_values else None),
+                     **{key: trial.params.get(key) for key in keys}, "seconds": duration,
+                     "folder": str(folder / f"trial_{trial.number}"),
+                     "reason": trial.user_attrs.get(FAIL_REASON) or ("interrupted" if trial.user_attrs.get(
+                         INTERRUPTED) else "")})
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["trial", "state", "value", *keys, "seconds", "folder", "reason"],
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def write_best_config(path: Path, trial_folder: Path) -> None:
+    """The best trial's own config, less what belonged to the sweep: ``fit --config`` runs it again."""
+    config = yaml.safe_load((trial_folder / "config.yaml").read_text())
+    callbacks = config.get("trainer", {}).get("callbacks") or []
+    config["trainer"]["callbacks"] = [callback for callback in callbacks
+                                      if "TrialReport" not in str(callback.get("class_path", ""))] or None
+    config["trainer"]["logger"]["init_args"]["version"] = None
+    config["model"]["calibrate"] = True
+    config["test_after_fit"] = True
+    config.pop("ckpt_path", None)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def write_plots(study: Any, folder: Path) -> list[Path]:
+    """Optuna's optimization history, parallel coordinates and parameter importances as PNGs."""
+    import matplotlib.pyplot as pyplot  # Optuna's matplotlib plots draw on pyplot figures
+    import optuna
+    from optuna.visualization import matplotlib as plots
+
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        for name, plot in (("optimization_history", plots.plot_optimization_history),
+                           ("parallel_coordinate", plots.plot_parallel_coordinate),
+                           ("param_importances", plots.plot_param_importances)):
+            try:
+                axes = plot(study)
+            except (ValueError, RuntimeError):
+                continue  # too few finished trials for this plot
+            figure = (axes[0] if hasattr(axes, "__len__") else axes).get_figure()
+            figure.savefig(folder / f"{name}.png", dpi=110, bbox_inches="tight")
+            written.append(folder / f"{name}.png")
+            pyplot.close(figure)
+    return written
+
+
+def format_top(rows: list[dict[str, Any]], direction: str, count: int = 5) -> str:
+    """The ``count`` best complete trials, with their parameters."""
+    finished = [row for row in rows if row["state"] == "complete"]
+    finished.sort(key=lambda row: row["value"], reverse=direction == "maximize")
+    keys = [key for key in (rows[0] if rows else {}) if key not in ("trial", "state", "value", "seconds", "folder",
+                                                                   "reason")]
+    lines = [f"{'trial':>5}  {'value':>8}  " + "  ".join(keys)]
+    for row in finished[:count]:
+        lines.append(f"{row['trial']:>5}  {row['value']:>8.4f}  " + "  ".join(
+            f"{row[key]:.4g}" if isinstance(row[key], float) else str(row[key]) for key in keys))
+    return "\n".join(lines)
