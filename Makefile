@@ -24,8 +24,10 @@ test: $(INSTALLED)
 tensorboard: $(INSTALLED)
 	$(VENV)/bin/tensorboard --logdir logs
 
+# ruff, and the layers of pyproject.toml's [tool.importlinter] (docs/architecture.md)
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check lightning_resnet tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -24,7 +24,7 @@ from .dataset import Sample
 from .decode import to_rgb
 from .normalization import Normalization
 from .sources import FolderSource, ImageSource
-from .sources.converted import FORMAT, MANIFEST, fold_part, use_litdata
+from .sources.converted_manifest import FORMAT, MANIFEST, fold_part, use_litdata
 from .splits import SPLIT_CSV, SplitRow, write_split_csv
 
 CHUNK_BYTES = "64MB"  # LitData's advice for images; a chunk is the unit each loader worker downloads and reads

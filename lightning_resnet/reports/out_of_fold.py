@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import SPLIT_CSV, ImageSamples, collate_readable, read_split_csv
-from ..data.sources.converted import ConvertedData, indexed_images
+from ..data.sources.converted import indexed_images
+from ..data.sources.converted_manifest import ConvertedData
 from ..errors import UserError, check
 from ..stages import TRAIN, VAL
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule
-from lightning_resnet.data.sources.converted import use_litdata
+from lightning_resnet.data.sources.converted_manifest import use_litdata
 
 from ..conftest import ROOT, make_image_folder, run_cli, tiny_args
 from ..training.test_reliability import (
