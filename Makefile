@@ -18,8 +18,11 @@ $(INSTALLED): requirements.txt
 train: $(INSTALLED)
 	$(PY) -m lightning_resnet fit --config $(CONFIG)
 
+# Debian's PostgreSQL and Chromium first (.ci/system-packages), then the suite in 2 processes, a file each at a time;
+# it prints its 15 slowest tests, so that the next slow one is seen the day it lands
 test: $(INSTALLED)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	.ci/system-packages
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 tensorboard: $(INSTALLED)
 	$(VENV)/bin/tensorboard --logdir logs
@@ -34,6 +37,6 @@ clean:
 
 bench: $(INSTALLED)
 	mkdir -p logs/bench
-	for script in backbone loop input fast_paths time_to_accuracy startup streaming open_set serve data_problems feature_cache peer; do \
+	for script in backbone loop input fast_paths time_to_accuracy startup streaming open_set serve data_problems feature_cache peer calibration_size lr_find; do \
 		PYTHONPATH=. $(PY) benchmarks/bench_$$script.py || exit 1; \
 	done | tee logs/bench/latest.md

@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from ..errors import UserError, exit_with, first_line
 from ..training.divergence import NonFiniteLossError
 from .app import ResNetCLI, cli_options
+from .child_processes import ChildProcesses
 
 COMMANDS = ("compare", "cross_validate", "demo", "predict_onnx", "serve", "sweep")
 """The commands LightningCLI does not know: each is the function of that name in the module of that name, imported
@@ -52,10 +53,26 @@ def main(args: list[str] | None = None) -> Any:
     """Run the command line; errors a user can act on end it with one line on stderr, not a traceback.
 
     Exit codes: 2 for a configuration, path or folder that cannot work (:class:`~lightning_resnet.errors.UserError`,
-    a missing file, a trainer option Lightning refuses), 1 for a run that diverged or a file refused because it
-    could run code, 128 + 2 for Ctrl-C and 128 + 15 for SIGTERM (both save ``last.ckpt`` during ``fit``).
+    a missing file, a trainer option Lightning refuses), 1 for a run that diverged, a file refused because it
+    could run code, or a defect (with its traceback), 128 + 2 for Ctrl-C and 128 + 15 for SIGTERM (both save
+    ``last.ckpt`` during ``fit``). Whatever the ending, no process the command started is left running.
     """
     warnings.formatwarning = _format_warning
+    children = ChildProcesses()
+    failed = True
+    try:
+        result = run_command(args)
+        failed = False
+        return result
+    except SystemExit as exit_:
+        failed = exit_.code not in (0, None)
+        raise
+    finally:
+        children.end(failed)
+
+
+def run_command(args: list[str] | None) -> Any:
+    """The command ``args`` names, its errors mapped to exit codes (see :func:`main`)."""
     try:
         given = sys.argv[1:] if args is None else args
         if given[:1] and given[0] in COMMANDS:

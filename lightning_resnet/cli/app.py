@@ -10,6 +10,7 @@ Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import sys
 import warnings
@@ -23,6 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..data import DIGITS_DATA, ImageFolderDataModule
 from ..errors import UserError, exit_with
+from ..hints import python_command, shown, tensorboard_command
 from ..inference.calibration import Calibration
 from ..inference.trained_model import TrainedModel
 from ..models import is_weights_name, resolve
@@ -32,6 +34,7 @@ from ..training.checkpoints import BestCheckpoint, InterruptCheckpoint, RandomSt
 from ..training.divergence import DivergenceGuard
 from ..training.metrics import MONITOR, MONITOR_MODE
 from ..training.module import ImageClassifier
+from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
 from ..training.throughput import ThroughputDisplay
 from .checkpoint_options import (
@@ -63,6 +66,7 @@ ALWAYS_PRESENT = {
     "training_report": TrainingReport,
     "throughput": ThroughputDisplay,
     "calibration": Calibration,
+    "rank_watch": RankWatch,
 }
 """The callbacks every run has, each configured under its own key."""
 LEFT_OUT = {"inspect": {"predictions"}}
@@ -76,8 +80,12 @@ class ResNetArgumentParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
             super().error(message, ex)
-        parser = getattr(ex, "subcommand_parser", None) or self
-        exit_with(message, 2, usage=parser.prog.replace(" [options]", ""))
+        usage = (getattr(ex, "subcommand_parser", None) or self).prog.replace(" [options]", "")
+        required = re.search(r"required: (\w+)\.(\w+)$", message.strip())
+        if required:  # a subcommand's own argument, which the top-level parser names with the subcommand's prefix
+            subcommand, option = required.groups()
+            message, usage = f"{subcommand} needs --{option}", f"{usage} {subcommand}"
+        exit_with(message, 2, usage=usage)
 
 
 class ResNetCLI(LightningCLI):
@@ -92,7 +100,8 @@ class ResNetCLI(LightningCLI):
     ``random_state`` (exact resume), ``divergence_guard`` (stops on a non-finite loss), ``predictions``
     (``predictions.csv``), ``evaluation`` (reports of ``validate`` and ``test``), ``training_report``
     (split, curves, HPARAMS), ``throughput`` (images/s in the progress bar) and ``calibration`` (the
-    temperature of the best checkpoint, with ``model.calibrate``, and its unsure threshold).
+    temperature of the best checkpoint, with ``model.calibrate``, and its unsure threshold) and ``rank_watch``
+    (under DDP, one failing process stops the others).
     ``trainer.callbacks`` adds others. ``--ckpt_path best`` and ``last`` name the experiment's newest
     run's checkpoints; ``fit --ckpt_path last`` resumes in that run's folder; Ctrl-C and SIGTERM save
     a ``last.ckpt`` (``interrupt_checkpoint``). With a checkpoint, the model, the classes and the
@@ -211,11 +220,11 @@ class ResNetCLI(LightningCLI):
             return
         lines = [f"run folder: {folder}"]
         if best is not None:
-            lines.append(f"best checkpoint: {best.path} ({MONITOR} {best.score:.4f}); "
-                         "evaluate it with --ckpt_path best")
+            lines.append(f"best checkpoint: {best.path} ({MONITOR} {best.score:.4f}); evaluate it on its validation "
+                         f"split: {python_command('validate', '--ckpt_path', shown(best.path))}")
         if (folder / TRAINING_CURVES).is_file():
             lines.append(f"training curves: {folder / TRAINING_CURVES}")
-        lines.append(f"TensorBoard: tensorboard --logdir {folder.parent}")
+        lines.append(f"TensorBoard: {tensorboard_command(folder.parent)}")
         print("\n".join(lines), flush=True)
 
     def _parse_ckpt_path(self) -> None:
@@ -235,7 +244,8 @@ class ResNetCLI(LightningCLI):
             return
         if not Path(path).is_file():
             raise UserError(f"--ckpt_path {path} does not exist: give best, last or a checkpoint file")
-        overrides = trained_settings(TrainedModel.read(path), config.model, config.data, given_options(self.given_args))
+        overrides = trained_settings(TrainedModel.read(path), config.model, config.data, given_options(self.given_args),
+                                     subcommand)
         self.config = self.parser.parse_object({subcommand: overrides}, self.config)
 
     def _named_checkpoint(self, subcommand: str, name: str) -> str | None:
@@ -298,6 +308,10 @@ def keep_quiet_what_asks_nothing_of_the_user() -> None:
         ".*dataloader is not resumable.*",
         # the model's configure_model only compiles; EMA's averaged copy needs no sharding
         ".*WeightAveraging doesn't support sharding.*",
+        # epochs of few batches are logged at their end anyway (on_epoch metrics); the training curves read those
+        ".*smaller than the logging interval.*",
+        # a converted data set's training part: LitData's loader shares it out among the workers itself
+        ".*IterableDataset.*has .__len__. defined.*",
     ]
     for message in quiet:
         warnings.filterwarnings("ignore", message=message)

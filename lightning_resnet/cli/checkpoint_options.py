@@ -24,6 +24,10 @@ MODEL_KEYS = ("backbone", "backbone_options")
 """Model options that must be the checkpoint's: another value builds another network."""
 DATA_KEYS = ("image_size", "crop_fraction", "normalize")
 """Data options the checkpoint decides: how its images were prepared."""
+SPLIT_KEYS = ("data_dir", "val_fraction", "seed", "num_folds", "fold", "group_duplicates", "exclude", "relabel",
+              "test_dir")
+"""Data options that say which images the checkpoint was validated and tested on: ``validate`` and ``test`` take
+them from it unless they are given, so that ``validate --ckpt_path CKPT`` alone reports on its validation split."""
 EVALUATING = ("validate", "test", "predict")
 
 
@@ -73,12 +77,15 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> set[str]:
     return keys
 
 
-def trained_settings(trained: TrainedModel, model: dict[str, Any], data: dict[str, Any],
-                     given: set[str]) -> dict[str, Any]:
-    """The checkpoint's model hyper-parameters and data preprocessing, as config overrides, after checking that
-    the options among them that were ``given`` (see :func:`given_options`) do not contradict them."""
+def trained_settings(trained: TrainedModel, model: dict[str, Any], data: dict[str, Any], given: set[str],
+                     subcommand: str) -> dict[str, Any]:
+    """The checkpoint's model hyper-parameters and data preprocessing (and, for ``validate`` and ``test``, the
+    split it was evaluated on, unless given), as config overrides, after checking that the options among them that
+    were ``given`` (see :func:`given_options`) do not contradict them."""
     trained_model = dict(trained.model_options)
     trained_data = {key: trained.data_options[key] for key in DATA_KEYS if key in trained.data_options}
+    split = {key: trained.data_options[key] for key in SPLIT_KEYS
+             if subcommand in ("validate", "test") and key in trained.data_options and f"data.{key}" not in given}
     for section, chosen, trained, keys in (("model", model, trained_model, MODEL_KEYS),
                                            ("data", data, trained_data, DATA_KEYS)):
         for key in keys:
@@ -86,7 +93,7 @@ def trained_settings(trained: TrainedModel, model: dict[str, Any], data: dict[st
             if key in trained and f"{section}.{key}" in given and _plain(value) != _plain(trained[key]):
                 raise UserError(f"{section}.{key} is {_plain(value)!r} here but the checkpoint was trained with "
                                 f"{_plain(trained[key])!r}: leave it out to use the checkpoint's")
-    return {"model": trained_model, "data": trained_data}
+    return {"model": trained_model, "data": {**split, **trained_data}}
 
 
 def _plain(value: Any) -> Any:

@@ -12,6 +12,7 @@ folders) prints what differs between them: config keys and scores.
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,20 +23,21 @@ import yaml
 from jsonargparse import Namespace
 
 from ..errors import UserError, check
-from ..training.checkpoints import best_checkpoint_of_run, epoch_metrics
+from ..training.checkpoints import FIT_SECONDS, best_checkpoint_of_run, epoch_metrics
 from .options import CommandParser, add_objective_options
 
 COMMAND = "compare"
 COMPARE_CSV = "compare.csv"
 SEED_KEY = "seed_everything"
-RUN_SPECIFIC = ("trainer.logger.init_args.version", "ckpt_path")
-"""Keys that differ between any two runs without saying anything about them."""
+RUN_SPECIFIC = ("trainer.logger.init_args.version", "ckpt_path", "trainer.enable_model_summary")
+"""Keys that differ between any two runs without saying anything about their results (cross_validate prints the
+layer table for its first fold only)."""
 
 
 @dataclass(frozen=True)
 class Run:
-    """A run folder, its config as dotted keys, the scores of its best epoch, its epochs and its wall time (from
-    its first TensorBoard events file to its last checkpoint, pauses of an interrupted run included)."""
+    """A run folder, its config as dotted keys, the scores of its best epoch, its epochs and its seconds (the wall
+    time of its ``fit``, every part of a resumed run included; NaN for a run written before they were kept)."""
 
     folder: Path
     config: dict[str, Any]
@@ -72,22 +74,9 @@ def read_run(folder: Path) -> Run:
     callbacks = [callback for callback in config.get("trainer.callbacks") or []
                  if not str(callback.get("class_path", "")).endswith(".TrialReport")]  # a sweep's, one per trial
     config["trainer.callbacks"] = callbacks or None
-    last = folder / "checkpoints" / "last.ckpt"
-    epochs = int(_last_epoch(last)) + 1
-    seconds = last.stat().st_mtime - _started(folder)
-    return Run(folder, config, epoch_metrics(best.path), epochs, seconds)
-
-
-def _started(folder: Path) -> float:
-    """When the run began: the time in the name of its first TensorBoard events file (a resumed run has one per
-    part), else when its config was written."""
-    times = [float(path.name.split(".")[3]) for path in folder.glob("events.out.tfevents.*")
-             if len(path.name.split(".")) > 3 and path.name.split(".")[3].isdigit()]
-    return min(times) if times else (folder / "config.yaml").stat().st_mtime
-
-
-def _last_epoch(checkpoint: Path) -> int:
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("epoch", 0))
+    last = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return Run(folder, config, epoch_metrics(best.path), int(last.get("epoch", 0)) + 1,
+               float(last.get(FIT_SECONDS, math.nan)))
 
 
 def find_runs(folders: list[Path]) -> list[Path]:

@@ -57,7 +57,7 @@ def cross_validate(args: list[str]) -> None:
     # the folds' options come from this command line, read here through args=: nothing is given twice
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     cli = ResNetCLI(args=args, run=False, **cli_options())
-    folds = cli.datamodule.num_folds
+    folds = cli.datamodule.hparams.num_folds
     if folds is None:
         raise UserError(f"{COMMAND} needs data.num_folds: the number of folds (2 or more), e.g. --data.num_folds 5")
     source = cli.datamodule.source

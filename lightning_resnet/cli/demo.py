@@ -6,6 +6,9 @@ Offline: no analytics, no share link, no flagging; it listens on 127.0.0.1 unles
 
 from __future__ import annotations
 
+import hmac
+import time
+from functools import partial
 from pathlib import Path
 
 from jsonargparse import Namespace
@@ -16,9 +19,11 @@ from .options import (
     add_address_options,
     add_model_options,
     address,
+    api_key,
     check_address,
     served_model,
     stop_on_sigterm,
+    warn_if_open,
 )
 
 COMMAND = "demo"
@@ -38,17 +43,32 @@ def demo(args: list[str]) -> None:
     """Start the page and serve it until Ctrl-C."""
     options = parse(args)
     check_address(options.host, options.port)
+    key = api_key(options)
+    warn_if_open(options.host, options.port, key, COMMAND)
     from ..serving.page import PAGE_CSS, build_page, validation_examples  # only demo pays for importing Gradio
 
     served, model = served_model(options)
     if options.examples:
-        examples, label = scan_unlabelled(options.examples)[:24], f"examples from {options.examples}"
+        examples, label = scan_unlabelled(options.examples, "--examples")[:24], f"examples from {options.examples}"
     else:
         examples, label = validation_examples(options.model), "examples from the validation split"
     page = build_page(model, served, examples, label)
     where = address(options.host, options.port)
-    print(f"demo of {served.path} ({served.name}, version {served.version}) at {where}; Ctrl-C stops", flush=True)
+    print(f"demo of {served.path} ({served.name}, version {served.version}) at {where}"
+          f"{'; log in with any name and the key as the password' if key else ''}; Ctrl-C stops", flush=True)
     stop_on_sigterm()
     page.launch(server_name=options.host, server_port=options.port, share=False, ssr_mode=False, quiet=True,
                 allowed_paths=sorted({str(Path(path).resolve().parent) for path in examples}), show_error=True,
-                css=PAGE_CSS)
+                css=PAGE_CSS, auth=key and partial(password_is, key),
+                auth_message=key and "The key of this demo is its password (any name will do).",
+                prevent_thread_lock=True)
+    try:
+        while page.is_running:
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (stop_on_sigterm): closed without Gradio's farewell line
+        page.close()
+
+
+def password_is(key: str, name: str, password: str) -> bool:
+    """Gradio's login check: the password is the key, whatever the name."""
+    return hmac.compare_digest(password.encode(), key.encode())

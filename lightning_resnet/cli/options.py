@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")
 """The interfaces a server binds: loopback, every IPv4 one, every IPv6 one."""
+API_KEY_VARIABLE = "LIT_SERVER_API_KEY"
+"""The environment variable of a server's key (LitServe's own name for it), for deployments."""
 
 
 class CommandParser(ArgumentParser):
@@ -79,9 +82,30 @@ def threshold(given: str | None) -> float | None:
 
 
 def add_address_options(parser: ArgumentParser, port: int) -> None:
+    """Where a server listens, and the key a client must give."""
     parser.add_argument("--host", type=str, default="127.0.0.1",
                         help="the interface to listen on: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every one)")
     parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--api_key", type=str | None, default=None,
+                        help=f"the key every client must give (serve: the X-API-Key header; demo: the password of "
+                             f"its login page); by default ${API_KEY_VARIABLE}, which keeps it out of the process "
+                             "list and of --print_config")
+
+
+def api_key(options: Namespace) -> str | None:
+    """The key clients must give: ``--api_key``, else :data:`API_KEY_VARIABLE`, else none."""
+    key = options.api_key or os.environ.get(API_KEY_VARIABLE) or None
+    check(key is None or key.strip() == key and len(key) >= 8,
+          f"--api_key (or ${API_KEY_VARIABLE}) must be at least 8 characters with no surrounding spaces")
+    return key
+
+
+def warn_if_open(host: str, port: int, key: str | None, command: str) -> None:
+    """One line when a server listens beyond this machine without a key."""
+    if host != "127.0.0.1" and key is None:
+        sys.stderr.write(f"warning: {command} listens on every interface (--host {host}) without a key: anyone who "
+                         f"can reach port {port} can use the model; set ${API_KEY_VARIABLE} (or --api_key)\n")
+        sys.stderr.flush()
 
 
 def check_address(host: str, port: int) -> None:

@@ -44,7 +44,7 @@ def predict_onnx(args: list[str]) -> Path:
     classifier = OnnxClassifier(options.model)
     reject_below = classifier.reject_below if given is None else given
     rows: dict[str, PredictionRow] = {}
-    paths = scan_unlabelled(options.input)
+    paths = scan_unlabelled(options.input, "--input")
     for start in range(0, len(paths), options.batch_size):
         images, readable = [], []
         for path in paths[start : start + options.batch_size]:

@@ -18,9 +18,11 @@ from .options import (
     add_address_options,
     add_model_options,
     address,
+    api_key,
     check_address,
     served_model,
     stop_on_sigterm,
+    warn_if_open,
 )
 
 COMMAND = "serve"
@@ -69,25 +71,29 @@ def serve(args: list[str]) -> None:
     check(options.max_pixels >= 1, f"--max_pixels must be at least 1, got {options.max_pixels}")
     check_address(options.host, options.port)
     check_accelerator(options.accelerator)
+    key = api_key(options)
+    warn_if_open(options.host, options.port, key, COMMAND)
 
     import litserve as ls  # only serve pays for importing the server
 
     from ..inference.shipped import describe
-    from ..serving.api import PREDICT_PATH, ClassifierAPI
+    from ..serving.api import PREDICT_PATH, ClassifierAPI, answer_errors_as_json
     from ..serving.uploads import UploadLimits
 
     served, model = served_model(options)
     metadata = describe(model, served.name, served.version)
     limits = UploadLimits(int(options.max_upload_mb * 2**20), options.max_pixels)
-    api = ClassifierAPI(served, model.view, limits, options.max_batch_size, options.batch_timeout)
+    api = ClassifierAPI(served, model.view, limits, options.max_batch_size, options.batch_timeout, key)
     del model  # each worker loads its own
     accelerator = "cpu" if Path(served.path).suffix == ".onnx" else options.accelerator
     server = ls.LitServer(api, accelerator=accelerator, workers_per_device=options.workers, timeout=options.timeout,
                           model_metadata=metadata)
+    answer_errors_as_json(server.app)
     where = address(options.host, options.port)
     print(f"serving {served.path} ({served.name}, version {served.version}; {len(metadata['class_names'])} classes, "
           f"unsure below an energy score of {served.reject_below:.4f}) at {where}{PREDICT_PATH}; "
-          f"GET /health, GET /info; batches of up to {options.max_batch_size}; Ctrl-C stops", flush=True)
+          f"GET /health, GET /info; batches of up to {options.max_batch_size}"
+          f"{'; every request but /health needs the X-API-Key header' if key else ''}; Ctrl-C stops", flush=True)
     stop_on_sigterm()
     server.run(host=options.host, port=options.port, log_level=options.log_level, generate_client_file=False)
 

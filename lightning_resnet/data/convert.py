@@ -7,6 +7,7 @@ whole set), as the files' own bytes or, with ``max_side``, as smaller JPEGs, wit
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
@@ -107,10 +108,12 @@ def convert_folder(source: ImageSource, output: Path, max_side: int | None, num_
     for part, samples in parts.items():
         order = list(samples)
         random.Random(source.options.split_rule.seed).shuffle(order)  # so that a chunk is never one class
-        print(f"{part}: {len(order)} images")
-        optimize(fn=partial(encoded_sample, max_side=max_side), inputs=order, output_dir=str(output / part),
-                 chunk_bytes=CHUNK_BYTES, num_workers=max(1, min(num_workers, len(order))), reorder_files=False,
-                 keep_data_ordered=True, mode="overwrite", start_method="fork")
+        print(f"{part}: {len(order)} images", flush=True)
+        # LitData prints its set-up, its workers' shares and an advertisement: its progress bar (stderr) says enough
+        with contextlib.redirect_stdout(io.StringIO()):
+            optimize(fn=partial(encoded_sample, max_side=max_side), inputs=order, output_dir=str(output / part),
+                     chunk_bytes=CHUNK_BYTES, num_workers=max(1, min(num_workers, len(order))), reorder_files=False,
+                     keep_data_ordered=True, mode="overwrite", start_method="fork")
     counts = {part: [sum(target == index for _, target in samples) for index in range(len(names))]
               for part, samples in parts.items()}
     manifest = {"format": FORMAT, "class_names": list(names), "class_counts": counts, "max_side": max_side,

@@ -153,14 +153,6 @@ class ImageFolderDataModule(LightningDataModule):
         self._saved_position: dict[str, Any] | None = None  # a checkpoint's place in the epoch, until the loader is
 
     @property
-    def num_folds(self) -> int | None:
-        return self.hparams.num_folds
-
-    @property
-    def fold(self) -> int:
-        return self.hparams.fold
-
-    @property
     def num_workers(self) -> int:
         """Loader processes per training process: ``num_workers``, or the default that shares the cores."""
         if self.num_workers_option is not None:
@@ -271,6 +263,8 @@ class ImageFolderDataModule(LightningDataModule):
         a batch of cached backbone features (rows, not images) is passed on as it is."""
         if batch is None:
             return None
+        if isinstance(batch, Tensor):  # images alone: the example input of the layer table at the start of fit
+            return self.normalization(batch)
         images, targets = batch
         return [images if images.ndim == 2 else self.normalization(images), targets]
 

@@ -144,21 +144,22 @@ def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> tuple
     return found, samples
 
 
-def scan_unlabelled(path: Path) -> list[str]:
-    """One image file, or every image file under a folder (recursively, following links to folders)."""
+def scan_unlabelled(path: Path, option: str = "data.predict_dir") -> list[str]:
+    """One image file, or every image file under a folder (recursively, following links to folders); ``option``
+    names where the path came from in the one-line errors."""
     if path.is_file():
         if not is_image_file(path):
-            raise LayoutError(f"predict path {path} is not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+            raise LayoutError(f"{option} {path} is not an image file ({', '.join(IMAGE_EXTENSIONS)})")
         return [str(path)]
     if not path.is_dir():
-        raise LayoutError(f"predict path {path} does not exist: expected an image file or a folder of images")
+        raise LayoutError(f"{option} {path} does not exist: expected an image file or a folder of images")
     files = []
     for folder, subfolders, names in os.walk(path, followlinks=True):  # as torchvision's scan for training does
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         files.extend(os.path.join(folder, name) for name in names if is_image_file(name))
     files.sort()
     if not files:
-        raise LayoutError(f"{path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        raise LayoutError(f"{option} {path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return files
 
 

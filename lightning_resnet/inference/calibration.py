@@ -29,6 +29,9 @@ from ..errors import check
 from ..training.checkpoints import best_checkpoint, rewrite_checkpoint
 from .unsure import KEEP_CORRECT, choose_reject_below, energy_score, is_unsure
 
+MIN_CALIBRATION_IMAGES = 96
+"""Fewer validation images leave the temperature at 1: a temperature fitted on fewer made the NLL of the other
+validation images worse too often (benchmarks/README.md, "Calibration")."""
 CALIBRATION_BINS = 15
 """Confidence bins of the expected calibration error and the reliability diagram (Guo et al.'s 15)."""
 _LOG_INVERSE_RANGE = (math.log(1 / 20), math.log(20))  # 1 / T from 1/20 to 20
@@ -165,35 +168,40 @@ def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targ
     def total(sums: Tensor) -> Tensor:
         return trainer.strategy.reduce(sums, reduce_op="sum")
 
+    count = int(total(torch.tensor([float(len(targets))], device=logits.device))[0])
+    fitting = fit_the_temperature and count >= MIN_CALIBRATION_IMAGES
     temperature, notes = 1.0, []
-    if fit_the_temperature:
+    if fitting:
         fitted = fit_temperature(logits, targets, total)
         nll = mean_nll(logits, targets, 1.0, total), mean_nll(logits, targets, fitted, total)
-        temperature = fitted if nll[1] < nll[0] else 1.0  # never store a temperature that does not help
+        inside = math.exp(_LOG_INVERSE_RANGE[0]) * 1.01 < 1 / fitted < math.exp(_LOG_INVERSE_RANGE[1]) / 1.01
+        # never store a temperature that does not help, nor one at the end of the range, where the NLL had no minimum
+        temperature = fitted if nll[1] < nll[0] and inside else 1.0
         ece = (expected_calibration_error(logits, targets, 1.0, num_classes),
                expected_calibration_error(logits, targets, temperature, num_classes))
     calibrated = logits / temperature
     reject_below = choose_reject_below(calibrated, targets, temperature, keep_correct,
                                        lambda values: gather(trainer, values))
     flagged_wrong = _share_flagged_of_wrong(calibrated, targets, temperature, reject_below, total)
-    count = int(total(torch.tensor([float(len(targets))], device=logits.device))[0])
     if trainer.is_global_zero:
         def store(saved: dict) -> None:
             saved["state_dict"]["temperature"] = torch.tensor(temperature)
             saved["state_dict"]["reject_below"] = torch.tensor(reject_below)
 
         rewrite_checkpoint(trainer, checkpoint, store)
-        if fit_the_temperature:
-            if temperature != fitted:
+        if fitting:
+            if not inside:
+                notes.append(f"the NLL fell all the way to the end of the searched range (T = {fitted:.3g}; 1/20 to "
+                             "20), which it does when the validation images are all classified right: kept 1")
+            elif temperature != fitted:
                 notes.append(f"no temperature lowered the NLL ({fitted:.3f} did not): kept 1")
-            elif not (math.exp(_LOG_INVERSE_RANGE[0]) * 1.01 < 1 / temperature
-                      < math.exp(_LOG_INVERSE_RANGE[1]) / 1.01):
-                notes.append("at the end of the searched range (1/20 to 20): the validation split may be too small "
-                             "for a temperature to mean much")
             if ece[1] > ece[0]:
                 notes.append(f"the ECE rose: over {count} images its {CALIBRATION_BINS} bins are noisy")
             done = (f"temperature {temperature:.3f}; NLL {nll[0]:.4f} -> {min(nll):.4f}, "
                     f"ECE {ece[0]:.4f} -> {ece[1]:.4f}")
+        elif fit_the_temperature:
+            done = (f"temperature 1 (fewer than {MIN_CALIBRATION_IMAGES} validation images: a temperature fitted on "
+                    f"so few made the NLL of other images worse)")
         else:
             done = "temperature 1 (model.calibrate is off)"
         wrong = "no validation image was misclassified" if flagged_wrong is None else \

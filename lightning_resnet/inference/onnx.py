@@ -26,8 +26,12 @@ class OnnxClassifier:
         import onnxruntime  # only the commands that run an exported model pay for importing it
 
         metadata_path = model.with_suffix(".json")
-        if not model.is_file() or not metadata_path.is_file():
-            raise UserError(f"{option} {model}: expected an exported .onnx with its .json beside it ({EXPORT_COMMAND})")
+        if not model.is_file():
+            raise UserError(f"{option} {model} does not exist: expected an exported .onnx with its .json beside it "
+                            f"({EXPORT_COMMAND})")
+        if not metadata_path.is_file():
+            raise UserError(f"{option} {model}: {metadata_path} is missing: export writes it beside the model, with "
+                            f"its classes and preprocessing ({EXPORT_COMMAND})")
         try:
             metadata = json.loads(metadata_path.read_text())
             settings = metadata["input"]

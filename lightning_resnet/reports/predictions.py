@@ -50,21 +50,24 @@ class PredictionRow:
                    energy_score=f"{said.score:.6f}", unsure=str(said.unsure).lower())
 
 
-def write_predictions(output: Path, rows: dict[str, PredictionRow], top_k: int) -> None:
-    """``predictions.csv``: the rows in path order, under the header; says how many and how many unreadable."""
+def write_predictions(output: Path, rows: dict[str, PredictionRow], top_k: int, cam_folder: Path | None = None) -> None:
+    """``predictions.csv``: the rows in path order, under the header; says what it holds, in a line."""
     with open(output, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(PredictionRow.header(top_k))
         writer.writerows(astuple(rows[path]) for path in sorted(rows))
-    print(f"wrote {len(rows)} predictions to {output}{counts(rows.values())}")
+    print(f"wrote {output}: {summary(rows.values())}" + (f"; Grad-CAM overlays in {cam_folder}" if cam_folder else ""))
 
 
-def counts(rows: Iterable[PredictionRow]) -> str:
-    """`` (N unsure, M unreadable)``, the parts that are not zero."""
+def summary(rows: Iterable[PredictionRow]) -> str:
+    """``N images predicted, U unsure, M unreadable`` (the last two when not zero)."""
     rows = list(rows)
-    parts = [f"{count} {what}" for what, count in (("unsure", sum(row.unsure == "true" for row in rows)),
-                                                   ("unreadable", sum(bool(row.error) for row in rows))) if count]
-    return f" ({', '.join(parts)})" if parts else ""
+    predicted = [row for row in rows if not row.error]
+    unsure = sum(row.unsure == "true" for row in predicted)
+    parts = [f"{len(predicted)} image{'' if len(predicted) == 1 else 's'} predicted"]
+    parts += [f"{count} {what}" for what, count in (("unsure", unsure), ("unreadable", len(rows) - len(predicted)))
+              if count]
+    return ", ".join(parts)
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -148,4 +151,4 @@ class PredictionWriter(BasePredictionWriter):
         data = datamodule_of(trainer)
         for path in data.predict_paths if data is not None else []:
             rows.setdefault(path, PredictionRow(path, error="could not be read"))
-        write_predictions(self.folder / self.filename, rows, self.top_k)
+        write_predictions(self.folder / self.filename, rows, self.top_k, self.folder / "cam" if self.cam else None)

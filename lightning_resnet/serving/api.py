@@ -15,6 +15,7 @@ the ``uint8`` crops of up to ``max_batch_size`` requests into one forward pass.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import signal
 import time
 import uuid
@@ -38,6 +39,8 @@ from ..inference.verdict import Verdict, verdicts
 from .uploads import BadUpload, UploadLimits, prepare, read_upload
 
 PREDICT_PATH = "/predict"
+HEALTH_PATH = "/health"
+API_KEY_HEADER = "X-API-Key"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,23 @@ def answer(said: Verdict, model: ServedModel) -> dict[str, Any]:
 def error(status: int, message: str) -> JSONResponse:
     """A 4xx or 5xx answer: one line of JSON."""
     return JSONResponse({"error": message}, status_code=status)
+
+
+def answer_errors_as_json(app: Any) -> None:
+    """Every error the server's framework answers by itself (an unknown path, a missing key, a request FastAPI
+    refuses) as :func:`error` answers: ``{"error": "..."}``, whatever raised it."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    async def http_error(request: Request, raised: StarletteHTTPException) -> JSONResponse:
+        return error(raised.status_code, str(raised.detail))
+
+    async def validation_error(request: Request, raised: RequestValidationError) -> JSONResponse:
+        return error(422, "the request does not have the form this endpoint takes: " +
+                     "; ".join(str(problem.get("msg", problem)) for problem in raised.errors()))
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
 
 
 class ImageUploadSpec(LitSpec):
@@ -112,11 +132,22 @@ class ClassifierAPI(ls.LitAPI):
     batches of crops through it, one :func:`answer` per image."""
 
     def __init__(self, served: ServedModel, view: CenterView, limits: UploadLimits, max_batch_size: int = 1,
-                 batch_timeout: float = 0.0) -> None:
+                 batch_timeout: float = 0.0, api_key: str | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
                          spec=ImageUploadSpec(view, limits))
         self.served = served
+        self.api_key = api_key
         self.model: ShippedModel | None = None  # loaded in the worker, by setup
+
+    def authorize(self, request: Request) -> None:
+        """LitServe's check of every request in the HTTP processes: the ``X-API-Key`` header must be the key, when
+        there is one; ``/health`` stays open, for load balancers and service managers."""
+        if self.api_key is None or request.url.path == HEALTH_PATH:
+            return
+        given = request.headers.get(API_KEY_HEADER)
+        if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
+            raise HTTPException(401, f"this server needs its key in the {API_KEY_HEADER} header"
+                                     f"{'' if given is None else ' (the one given is not it)'}")
 
     def setup(self, device: str) -> None:
         # Ctrl-C reaches the whole process group; the server process stops the workers itself

@@ -5,6 +5,7 @@ cut to the model's input as ``predict`` cuts a file (:class:`~lightning_resnet.d
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -68,12 +69,20 @@ async def read_upload(request, limits: UploadLimits) -> bytes:
 
 async def _multipart_file(request) -> bytes:
     from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException
     from starlette.formparsers import MultiPartException
 
+    # python-multipart logs a warning for every malformed body, which the answer already says
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     try:
         form = await request.form(max_files=1, max_fields=1)
-    except MultiPartException as error:
-        raise BadUpload(400, f"unreadable multipart body: {error.message}") from None
+    except (MultiPartException, HTTPException) as error:  # Starlette turns the first into the second in an app
+        detail = str(getattr(error, "detail", None) or getattr(error, "message", error))
+        if "Too many files" in detail:
+            raise BadUpload(400, f"the request holds more than one file: send one image as the multipart field "
+                                 f"'{FILE_FIELD}'") from None
+        raise BadUpload(400, f"unreadable multipart body ({detail.rstrip('.')}): send the image as the multipart "
+                             f"field '{FILE_FIELD}', or as the body itself") from None
     try:
         unknown = [key for key in form.keys() if key != FILE_FIELD]
         if unknown:

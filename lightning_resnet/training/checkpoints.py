@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import shlex
 import signal
 import sys
 import threading
@@ -27,11 +28,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from ..errors import UserError, first_line
+from ..hints import shown
 from ..models import would_run_code
 from .metrics import MONITOR
 
 EPOCH_METRICS = "epoch_metrics"
 """The checkpoint key of the validation metrics of the epoch it was written at (the module writes them)."""
+FIT_SECONDS = "fit_seconds"
+"""The checkpoint key of the run's wall seconds of ``fit`` when it was written, every part of a resumed run included:
+the one "seconds" of a run, which ``compare`` and ``sweep``'s ``trials.csv`` report."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,11 @@ def read_checkpoint(path: str | Path, option: str = "--ckpt_path") -> dict[str, 
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
         if isinstance(error, pickle.UnpicklingError) and would_run_code(error):
             raise  # refused by weights_only=True: the command line says so
-        reason = "not a checkpoint file" if isinstance(error, pickle.UnpicklingError) else first_line(error)
-        raise UserError(f"{option} {path} is not a readable checkpoint (truncated or not written by "
-                        f"Lightning?): {reason}") from None
+        if isinstance(error, FileNotFoundError):
+            raise UserError(f"{option} {path} does not exist: expected a checkpoint (.ckpt) of this project") from None
+        reason = ("not a file torch.save wrote" if isinstance(error, pickle.UnpicklingError) else
+                  "truncated or damaged" if isinstance(error, (RuntimeError, EOFError, OSError)) else first_line(error))
+        raise UserError(f"{option} {path} is not a readable checkpoint: {reason}") from None
 
 
 def epoch_metrics(checkpoint: Path) -> dict[str, float]:
@@ -144,7 +151,17 @@ class InterruptCheckpoint(Callback):
         )
         path = os.path.join(folder, f"{self.filename}.ckpt")
         trainer.save_checkpoint(path)
-        rank_zero_info(f"interrupted: saved {path}; continue with --ckpt_path last")
+        rank_zero_info(f"interrupted: saved {path}; continue with the same command and {resume_options(trainer, path)}")
+
+
+def resume_options(trainer: Trainer, path: str) -> str:
+    """The options that continue an interrupted run in its own folder: ``--ckpt_path last`` names the newest
+    ``version_N`` of the experiment; a run elsewhere (a fold, a trial) is named by its checkpoint and folder."""
+    logger = trainer.logger
+    version = getattr(logger, "version", None)
+    if isinstance(version, int) or str(version).startswith("version_"):
+        return "--ckpt_path last"
+    return f"--ckpt_path {shown(path)} --trainer.logger.init_args.version {shlex.quote(str(version))}"
 
 
 class RandomState(Callback):

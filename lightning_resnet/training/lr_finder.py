@@ -15,16 +15,15 @@ from .run import run_dir
 WARM_UP_POINTS = 10
 """Points left out at the start: the finder's smoothed loss starts from its first value and takes about ten
 steps to follow the real one (on the demo it read 1.28 at the first step, where the loss was 2.54)."""
+SURE_DEPTH = 0.3
+SURE_POINTS = 10
+"""A fall of the loss by this share over at least this many points is a clear one; a shorter or shallower fall
+is suggested too, and said to be weak."""
 
 
-def valley(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> int | None:
-    """The index half-way along the longest run of points over which the loss keeps falling (the rates are
-    spaced evenly in log scale, so half-way in index is half-way in log rate); None without such a run.
-
-    The steepest-fall rule Lightning suggests by default picked 7.8e-6 on the demo, at the top of the
-    smoothed curve's first hump, where the demo hardly trains (0.384 accuracy against 0.989 at 2e-3);
-    the middle of the longest fall is fastai's "valley" rule, written here for Lightning's results.
-    """
+def longest_fall(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> tuple[int, int, int] | None:
+    """The longest run of points over which the loss keeps falling (not necessarily adjacent: a noisy curve's run
+    skips the points that rose): its first and last index and how many points it holds; None without one."""
     points = list(losses)[skip_begin:]
     if len(points) < 3:
         return None
@@ -37,7 +36,52 @@ def valley(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> int | N
     start = end
     while before[start] != -1:
         start = before[start]
-    return None if start == end else skip_begin + (start + end) // 2
+    return None if start == end else (skip_begin + start, skip_begin + end, longest[end])
+
+
+def valley(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> int | None:
+    """fastai's "valley" rule on Lightning's results: the rates are spaced evenly in log scale; of the longest run of
+    falling losses, counted in points, take the rate half-way along the last that many points before its end.
+
+    The run's first point is not its start here: on a small folder the curve is noisy, the run skips many points,
+    and the middle of its whole span fell early in the fall (200 digits: 4.1e-4, against the recipe's 2e-3;
+    benchmarks/README.md, "lr_find"). Lightning's own rule, the steepest fall, picked 7.8e-6 on the demo, at the top
+    of the smoothed curve's first hump, where the demo hardly trains.
+    """
+    fall = longest_fall(losses, skip_begin)
+    if fall is None:
+        return None
+    _, end, points = fall
+    return max(skip_begin, end - points) + points // 2
+
+
+def candidate_rules(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> dict[str, int | None]:
+    """The index each rule picks, for ``benchmarks/bench_lr_find.py``: :func:`valley`, the middle of the whole span
+    of the longest fall, and Lightning's steepest fall."""
+    fall = longest_fall(losses, skip_begin)
+    points = list(losses)
+
+    def steepest(first: int, last: int) -> int | None:
+        return min(range(first, last), key=lambda i: points[i + 1] - points[i], default=None)
+
+    lowest = min(range(skip_begin, len(points)), key=points.__getitem__, default=None)
+    return {"valley, fastai": valley(losses, skip_begin),
+            "valley, middle": None if fall is None else (fall[0] + fall[1]) // 2,
+            "steepest": steepest(skip_begin, len(points) - 1),
+            "steepest within the valley": None if fall is None else steepest(fall[0], fall[1]),
+            "lowest loss / 10": lowest}
+
+
+def describe_fall(rates: Sequence[float], losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> str:
+    """How sure a suggestion is, in words: how long the loss fell (points, and rates) and how far."""
+    fall = longest_fall(losses, skip_begin)
+    if fall is None:
+        return "the loss never fell"
+    start, end, points = fall
+    depth = (losses[start] - losses[end]) / abs(losses[start]) if losses[start] else 0.0
+    sure = "a clear fall" if depth >= SURE_DEPTH and points >= SURE_POINTS else "a weak fall: read the plot"
+    return (f"{sure}; the loss fell {depth:.0%} (from {losses[start]:.3g} to {losses[end]:.3g}) over {points} of "
+            f"{len(losses) - skip_begin} steps, rates {rates[start]:.2g} to {rates[end]:.2g}")
 
 
 def find_learning_rate(trainer: Trainer, model: LightningModule, datamodule: LightningDataModule,
@@ -70,7 +114,7 @@ def find_learning_rate(trainer: Trainer, model: LightningModule, datamodule: Lig
     if suggestion is None:
         print(f"no learning rate suggested (the loss did not fall steadily); see {plot}")
     else:
-        print(f"suggested learning rate: {suggestion:.3g} (half-way along the longest fall of the loss); "
-              f"plot: {plot}\n"
+        print(f"suggested learning rate: {suggestion:.3g} (fastai's valley rule: half-way along the longest fall of "
+              f"the loss); {describe_fall(rates, losses)}; plot: {plot}\n"
               f"apply it with: --model.optimizer.lr {suggestion:.3g}")
     return suggestion

@@ -38,6 +38,8 @@ def metric_key(stage: str, metric: str) -> str:
     return f"{stage}/{metric}"
 
 
+VALIDATION_METRICS = tuple(metric_key(VAL, name) for name in METRIC_LABELS)
+"""What ``fit`` logs after every validation."""
 MONITOR = metric_key(VAL, ACCURACY)
 MONITOR_MODE = "max"
 TRAIN_LOSS = metric_key(TRAIN, LOSS)
@@ -47,11 +49,13 @@ IMAGES_PER_SEC = metric_key(TRAIN, "images_per_sec")
 
 
 def classification_metrics(num_classes: int, stage: str) -> MetricCollection:
-    """Top-1 and top-5 accuracy and macro precision, recall and F1, logged as ``<stage>/<metric>``."""
+    """Top-1 accuracy, top-5 accuracy (with more than 5 classes: with 5 or fewer it is always 1), and macro
+    precision, recall and F1, logged as ``<stage>/<metric>``."""
+    top5 = {TOP5_ACCURACY: MulticlassAccuracy(num_classes, top_k=5, average="micro")} if num_classes > 5 else {}
     return MetricCollection(
         {
             ACCURACY: MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-            TOP5_ACCURACY: MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            **top5,
             PRECISION: MulticlassPrecision(num_classes, average="macro"),
             RECALL: MulticlassRecall(num_classes, average="macro"),
             F1: MulticlassF1Score(num_classes, average="macro"),

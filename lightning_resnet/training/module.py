@@ -8,6 +8,7 @@ the fine-tuning callback the model asks for (:meth:`ImageClassifier.configure_ca
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -20,10 +21,11 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 
+from ..data import datamodule_of
 from ..errors import UserError, check
 from ..models import create_model, load_weights
 from ..stages import TEST, TRAIN, VAL
-from .checkpoints import EPOCH_METRICS
+from .checkpoints import EPOCH_METRICS, FIT_SECONDS
 from .feature_cache import FrozenFeatures
 from .finetuning import BackboneFreeze
 from .metrics import LOSS, TRAIN_LOSS, classification_metrics, metric_key
@@ -167,6 +169,10 @@ class ImageClassifier(LightningModule):
         # a prediction whose energy score is below it is unsure (see inference/verdict.py); chosen at the end
         # of fit, -inf (nothing unsure) until then
         self.register_buffer("reject_below", torch.tensor(-math.inf))
+        self._fit_started: float | None = None  # time.monotonic() when this part of fit started
+        self._seconds_before_resume = 0.0  # the fit seconds of the checkpoint it resumed from
+        self.saved_fit_seconds: float | None = None
+        """The fit seconds the last checkpoint written holds (the run's "seconds", see ``checkpoints.FIT_SECONDS``)."""
 
     @property
     def num_classes(self) -> int:
@@ -181,6 +187,10 @@ class ImageClassifier(LightningModule):
         return callbacks
 
     def setup(self, stage: str) -> None:
+        data = datamodule_of(self.trainer) if self._trainer is not None else None
+        if data is not None:  # the layer table's input and output sizes and FLOPs, at the start of fit
+            self.example_input_array = torch.zeros(1, data.channels, data.image_size, data.image_size,
+                                                   dtype=torch.uint8)
         if stage == "fit" and self.hparams.pretrained:
             load_weights(self.model, self.hparams.pretrained, self.hparams.backbone, self.hparams.backbone_options,
                          partial=self.hparams.partial_weights)
@@ -225,6 +235,13 @@ class ImageClassifier(LightningModule):
     def on_fit_start(self) -> None:
         self.temperature.fill_(1.0)  # the checkpoints of a run hold the model's own probabilities
         self.reject_below.fill_(-math.inf)
+        self._fit_started = time.monotonic()
+
+    @property
+    def fit_seconds(self) -> float:
+        """Wall seconds of ``fit`` so far, from its start, the parts before a resume included."""
+        now = time.monotonic() - self._fit_started if self._fit_started is not None else 0.0
+        return self._seconds_before_resume + now
 
     def on_train_start(self) -> None:
         if self.global_step > 0:  # resumed: the schedule's state is the checkpoint's, planned for its run
@@ -296,12 +313,14 @@ class ImageClassifier(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The class names, and the validation scores of the epoch (a best checkpoint carries its own)."""
         checkpoint["class_names"] = self.class_names
+        checkpoint[FIT_SECONDS] = self.saved_fit_seconds = self.fit_seconds
         if self._trainer is not None:
             checkpoint[EPOCH_METRICS] = {key: float(value) for key, value in self.trainer.callback_metrics.items()
                                          if key.startswith(f"{VAL}/") and value.numel() == 1}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Check the classes against the model's."""
+        """Check the classes against the model's; keep the seconds the run had taken."""
+        self._seconds_before_resume = float(checkpoint.get(FIT_SECONDS, 0.0))
         checkpoint["state_dict"].setdefault("temperature", torch.ones(()))  # written before calibration existed
         checkpoint["state_dict"].setdefault("reject_below", torch.tensor(-math.inf))  # from before the threshold
         names = checkpoint.get("class_names")

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from .checkpoints import FIT_SECONDS
 from .metrics import MONITOR
 
 PrunerKind = Literal["median", "hyperband", "none"]
@@ -78,3 +79,8 @@ class TrialReport(Callback):
                 self._trial.set_user_attr(PRUNED, True)
         if trainer.strategy.broadcast(prune):
             trainer.should_stop = True
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        seconds = getattr(pl_module, "saved_fit_seconds", None)  # what the run's last checkpoint holds
+        if trainer.is_global_zero and self._trial is not None and seconds is not None:
+            self._trial.set_user_attr(FIT_SECONDS, seconds)

@@ -3,6 +3,8 @@ no untrained model used silently, and a finished run extended by more epochs."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,20 @@ def test_a_finished_run_extended_by_one_epoch_trains_exactly_that_epoch(trained,
         assert torch.equal(temperature_after, temperature_before)
     else:  # the new epoch is the best: calibrated on its logits
         assert float(temperature_after) != 1.0
+
+
+def test_the_hints_fit_ends_with_do_what_they_say_pasted_as_they_stand(workdir, capsys):
+    """A fold's best checkpoint is evaluated on that fold's validation images, without the options it was trained
+    with; the TensorBoard command names this environment's TensorBoard."""
+    main(tiny_args(workdir / "images", "--data.num_folds", "3", "--data.fold", "1", "--trainer.max_epochs", "1",
+                   "--trainer.logger.init_args.version", "crossval_0/fold_1"))
+    printed = capsys.readouterr().out
+    hint = next(line for line in printed.splitlines() if line.startswith("best checkpoint: "))
+    words = shlex.split(hint.split("evaluate it on its validation split: ")[1])
+    assert Path(words[0]).resolve() == Path(sys.executable).resolve() and words[1:3] == ["-m", "lightning_resnet"]
+    main(words[3:])
+    held_out = [row for row in read_rows(workdir / "logs/tiny/crossval_0/fold_1/split.csv") if row["split"] == "val"]
+    report = (workdir / "logs/default/version_0/report_val.txt").read_text()
+    assert report.startswith(f"val: {len(held_out)} images, 3 classes")
+    tensorboard = shlex.split(next(line for line in printed.splitlines() if line.startswith("TensorBoard: "))[13:])
+    assert Path(tensorboard[0]).is_file() and tensorboard[1:] == ["--logdir", "logs/tiny/crossval_0"]

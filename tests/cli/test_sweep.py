@@ -54,7 +54,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_a_pruned_one_stops_early_an
     # seed 2 draws 1e12, 0.003, 1e-9, 1e-9: a failure, the complete trial the pruner compares with, two to prune
     args = sweep_args(workdir, space, "--trials", "4", "--pruner_startup_trials", "1", "--seed", "2")
     folder = main([*args, "--trainer.max_epochs", "4"])
-    rows = read_trials(folder)
+    rows = [row for row in read_trials(folder) if row["state"] != "surplus"]  # the ask past the total is listed too
     assert len(rows) == 4 and any(row["state"] == "complete" for row in rows)
     failed = [row for row in rows if row["state"] == "fail"]
     assert failed and all(row["model.optimizer.init_args.lr"] == "1000000000000.0" for row in failed)
@@ -81,9 +81,10 @@ def test_a_sweep_stopped_by_ctrl_c_continues_to_the_total_and_its_best_config_re
     capsys.readouterr()
     assert main(args).resolve() == folder.resolve()
     rows = read_trials(folder)
-    counted = [row for row in rows if row["reason"] != "interrupted"]
+    counted = [row for row in rows if row["reason"] != "interrupted" and row["state"] != "surplus"]
     assert len(counted) == 2 and {row["state"] for row in counted} == {"complete"}
-    assert len({row["model.label_smoothing"] for row in rows}) == len(rows)  # the continued sweep draws anew
+    ran = [row for row in rows if row["state"] != "surplus"]
+    assert len({row["model.label_smoothing"] for row in ran}) == len(ran)  # the continued sweep draws anew
     assert {"model.optimizer.init_args.lr", "data.batch_size", "model.label_smoothing"} <= set(rows[0])
     best = max(counted, key=lambda row: float(row["value"]))
     printed = capsys.readouterr().out
@@ -94,6 +95,20 @@ def test_a_sweep_stopped_by_ctrl_c_continues_to_the_total_and_its_best_config_re
     rerun = main(["fit", "--config", str(folder / "best.yaml")])
     assert best_checkpoint(rerun.trainer).score == pytest.approx(float(best["value"]), abs=1e-6)
     assert rerun.model.hparams.label_smoothing == pytest.approx(float(best["model.label_smoothing"]))
+    # the study remembers what it was started with: one epoch instead of two would mix incomparable trials
+    with pytest.raises(SystemExit) as refused:
+        main([*args[:-2], "--trainer.max_epochs", "1", "--trials", "4"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert refused.value.code == 2 and "trainer.max_epochs 2, here 1" in error and "--study space_2" in error
+
+
+def test_a_sweep_whose_trials_all_fail_exits_non_zero_naming_each_reason(workdir, capsys):
+    args = sweep_args(workdir, "model.optimizer.init_args.lr: {choices: [1.0e+12]}\n", "--trials", "1")
+    with pytest.raises(SystemExit) as failed:
+        main(args)
+    printed = capsys.readouterr()
+    assert failed.value.code == 1 and "no trial completed" in printed.err
+    assert "trial 0 failed: error: the training loss is" in printed.out
 
 
 @pytest.mark.parametrize(("space", "extra", "words"), [
@@ -101,6 +116,7 @@ def test_a_sweep_stopped_by_ctrl_c_continues_to_the_total_and_its_best_config_re
     ("model.label_smoothing: {low: 0.2, high: 0.1}\n", [], ["model.label_smoothing", "empty", "low=0.2"]),
     ("model.label_smoothing: {mean: 0.1}\n", [], ["model.label_smoothing", "low and high"]),
     (SPACE, ["--storage", "postgresql://nobody@127.0.0.1:9/none"], ["--storage", "127.0.0.1"]),
+    (SPACE, ["--metric", "val/bogus"], ["--metric val/bogus", "val/acc"]),
 ])
 def test_a_bad_space_or_storage_is_one_line_before_any_trial(workdir, capsys, space, extra, words):
     with pytest.raises(SystemExit) as exit_code:
@@ -143,7 +159,8 @@ def test_two_sweeps_on_one_postgresql_study_add_up_to_the_total_without_running_
     main(tiny_args(workdir / "images", "--output", str(workdir / "converted"), subcommand="convert"))
     args = sweep_args(workdir, SPACE, "--trials", "4", "--storage", postgres, "--study", "shared",
                       data_dir=workdir / "converted")
-    first, second = (start_cli(workdir, *args) for _ in range(2))
+    # each with an experiment folder of its own, as on two machines
+    first, second = (start_cli(workdir, *args, "--trainer.logger.init_args.name", name) for name in ("pg1", "pg2"))
     for process in (first, second):
         _, error = process.communicate(timeout=600)
         assert process.returncode == 0, error[-3000:]
@@ -151,8 +168,12 @@ def test_two_sweeps_on_one_postgresql_study_add_up_to_the_total_without_running_
     counted = [trial for trial in trials if not trial.user_attrs.get("surplus")]
     assert len(counted) == 4 and all(trial.state.name == "COMPLETE" for trial in counted)
     assert sorted(trial.number for trial in counted) == list(range(4))
-    folder = workdir / "logs" / "tiny" / "sweep_shared"
-    folders = sorted(path.name for path in folder.glob("trial_*") if path.is_dir())
-    assert folders == [f"trial_{number}" for number in range(4)]  # each trial ran once, in one folder
+    runs = sorted(workdir.glob("logs/pg*/sweep_shared/trial_*/split.csv"))
+    assert sorted(path.parent.name for path in runs) == [f"trial_{number}" for number in range(4)]  # each ran once
     converted_split = (workdir / "converted/split.csv").read_text()
-    assert all((folder / name / "split.csv").read_text() == converted_split for name in folders)
+    assert all(path.read_text() == converted_split for path in runs)
+    for name in ("pg1", "pg2"):  # each machine lists every trial, wherever it ran (the other may still be running)
+        rows = [row for row in read_trials(workdir / "logs" / name / "sweep_shared") if row["state"] != "surplus"]
+        assert sorted(Path(row["folder"]) for row in rows) == sorted(path.parent.resolve() for path in runs)
+        assert all(row["machine"] == socket.gethostname() for row in rows)
+        assert (workdir / "logs" / name / "sweep_shared" / "best.yaml").is_file()

@@ -25,12 +25,13 @@ CALIBRATION_LINE = re.compile(r"calibration on (\d+) validation images: temperat
 
 
 FULL_WIDTH = ["--model.backbone_options", "{stem: cifar}"]
+VALIDATION = ["--data.val_fraction", "0.6"]
 
 
 def noisy_labels(root: Path, share: float = 0.3) -> Path:
     """A learnable folder where ``share`` of the images sit in a random class folder: a model that
     memorises them is sure of itself on validation images it gets wrong."""
-    make_image_folder(root, classes=3, per_class=40, size=(16, 16))
+    make_image_folder(root, classes=3, per_class=54, size=(16, 16))
     rng = random.Random(0)
     for path in sorted(root.rglob("*.*")):
         if rng.random() < share:
@@ -42,7 +43,8 @@ def noisy_labels(root: Path, share: float = 0.3) -> Path:
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory) -> tuple[Path, str]:
-    """An over-confident fit (5 epochs on noisy labels, half the images held out); its folder and output.
+    """An over-confident fit (5 epochs on noisy labels, 97 of the 162 images held out: a temperature is fitted on
+    96 validation images or more); its folder and output.
 
     The full-width ResNet-18 memorises the moved images within 5 epochs (temperature about 3); the narrow
     one of ``tiny_args`` had not by then, and its best checkpoint came from before it was over-confident."""
@@ -53,7 +55,7 @@ def calibrated(tmp_path_factory) -> tuple[Path, str]:
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed):
-            main(tiny_args(root / "noisy", "--data.val_fraction", "0.5", "--trainer.max_epochs", "5", *FULL_WIDTH))
+            main(tiny_args(root / "noisy", *VALIDATION, "--trainer.max_epochs", "5", *FULL_WIDTH))
     finally:
         os.chdir(previous)
     return root, printed.getvalue()
@@ -64,7 +66,7 @@ def test_the_fitted_temperature_lowers_validation_nll_and_ece_and_is_stored(cali
     found = CALIBRATION_LINE.search(printed)
     assert found, printed[-2000:]
     images, temperature, nll_before, nll_after, ece_before, ece_after = found.groups()
-    assert int(images) == 60
+    assert int(images) == 97
     assert float(temperature) > 1  # over-confident: the probabilities are flattened
     assert float(nll_after) < float(nll_before) and float(ece_after) < float(ece_before)
     best = next((root / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))
@@ -91,17 +93,21 @@ def test_the_temperature_changes_predicted_probabilities_never_the_class(calibra
     assert all(float(a["confidence"]) < float(b["confidence"]) for a, b in zip(rows["calibrated"], rows["raw"])
                if float(b["confidence"]) < 0.999)
 
-    main(tiny_args(root / "noisy", *FULL_WIDTH, "--data.val_fraction", "0.5", "--ckpt_path", str(best),
-                   subcommand="validate"))
+    main(tiny_args(root / "noisy", *FULL_WIDTH, *VALIDATION, "--ckpt_path", str(best), subcommand="validate"))
     report = capsys.readouterr().out
     assert re.search(r"ECE\s+[\d.]+ \(15 bins; calibrated: temperature [\d.]+ fitted on the validation split\)",
                      report)
     assert (root / "logs/tiny/version_1/calibration_val.png").exists()
 
 
-def test_calibrate_false_keeps_the_temperature_at_1_and_still_chooses_the_threshold(workdir, capsys):
-    main(tiny_args(workdir / "images", "--trainer.max_epochs", "1", "--model.calibrate", "false"))
-    assert "temperature 1 (model.calibrate is off); unsure below" in capsys.readouterr().out
+@pytest.mark.parametrize(("option", "said"), [
+    ("false", "temperature 1 (model.calibrate is off); unsure below"),
+    ("true", "temperature 1 (fewer than 96 validation images: a temperature fitted on so few made the NLL of other "
+             "images worse); unsure below"),
+], ids=["calibrate false", "6 validation images"])
+def test_without_a_temperature_to_fit_it_stays_1_and_the_threshold_is_still_chosen(workdir, capsys, option, said):
+    main(tiny_args(workdir / "images", "--trainer.max_epochs", "1", "--model.calibrate", option))
+    assert said in capsys.readouterr().out
     best = next((workdir / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))
     state = torch.load(best, weights_only=True)["state_dict"]
     assert float(state["temperature"]) == 1.0 and math.isfinite(float(state["reject_below"]))

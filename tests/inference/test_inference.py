@@ -62,7 +62,7 @@ def test_five_crop_tta_averages_five_views(trained, workdir):
     assert torch.allclose(probabilities.sum(1), torch.ones(len(images)), atol=1e-5)
 
 
-def test_the_exported_onnx_agrees_with_predict_on_the_demo_validation_images(trained, workdir):
+def test_the_exported_onnx_agrees_with_predict_on_the_demo_validation_images(trained, workdir, capsys):
     best = next((trained / "checkpoints").glob("best-*.ckpt"))
     demo = ImageFolderDataModule(data_dir="demo:digits")  # written into the working folder
     folder = workdir / "demo_val"
@@ -76,6 +76,9 @@ def test_the_exported_onnx_agrees_with_predict_on_the_demo_validation_images(tra
     main(["export", "--ckpt_path", str(best), "--output", str(model)])
     main(["predict_onnx", "--model", str(model), "--input", str(folder)])
     from_onnx = read_rows(model.with_suffix(".predictions.csv"))
+    with pytest.raises(SystemExit) as missing:
+        main(["predict_onnx", "--model", str(model), "--input", "nowhere"])
+    assert missing.value.code == 2 and "error: --input nowhere does not exist" in capsys.readouterr().err
 
     assert len(from_onnx) == len(from_checkpoint) == 359
     assert [row["path"] for row in from_onnx] == [row["path"] for row in from_checkpoint]
@@ -113,7 +116,7 @@ def test_predict_onnx_without_an_exported_model_is_one_line(workdir, capsys):
         main(["predict_onnx", "--model", "nowhere/model.onnx", "--input", str(workdir / "holdout")])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert exit_code.value.code == 2 and len(errors) == 1
-    assert "--model nowhere/model.onnx" in errors[0] and ".json beside it" in errors[0]
+    assert "--model nowhere/model.onnx does not exist" in errors[0] and ".json beside it" in errors[0]
 
 
 @pytest.mark.parametrize(("onnx_bytes", "metadata", "words"), [

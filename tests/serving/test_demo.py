@@ -19,7 +19,18 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-background-networking", "--disable-component-update"]
 
 
-def test_the_page_shows_predicts_class_the_map_and_the_verdict(tmp_path, trained_once, monkeypatch):
+KEY = "the demo's password"
+
+
+def log_in(page, password: str) -> None:
+    """Gradio's login page: any name, the key as the password."""
+    page.get_by_label("username").fill("a visitor")
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+
+
+def test_the_page_asks_for_its_key_then_shows_predicts_class_the_map_and_the_verdict(tmp_path, trained_once,
+                                                                                       monkeypatch):
     assert CHROMIUM.is_file(), "Debian's chromium package is needed (apt-get install chromium; .ci/run does)"
     shutil.copytree(trained_once, tmp_path / "logs")
     checkpoint = next((tmp_path / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))
@@ -34,7 +45,8 @@ def test_the_page_shows_predicts_class_the_map_and_the_verdict(tmp_path, trained
     started_in.mkdir()
     port = free_port()
     process = start_cli(started_in, "demo", "--model", str(checkpoint), "--port", str(port), "--examples",
-                        str(images), start_new_session=True, env={"GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
+                        str(images), start_new_session=True,
+                        env={"GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "LIT_SERVER_API_KEY": KEY})
     outside: list[str] = []
     try:
         wait_until_up(process, f"http://127.0.0.1:{port}/")
@@ -44,7 +56,11 @@ def test_the_page_shows_predicts_class_the_map_and_the_verdict(tmp_path, trained
             page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(
                 (f"http://127.0.0.1:{port}", f"http://localhost:{port}", "data:", "blob:")) else None)
             page.goto(f"http://127.0.0.1:{port}/")
+            log_in(page, "not the key")  # refused, and asked again
+            page.get_by_text("Incorrect Credentials").wait_for(timeout=30_000)
+            log_in(page, KEY)
             upload = page.locator("#image input[type=file]")
+            upload.wait_for(state="attached", timeout=60_000)
 
             upload.set_input_files(str(tmp_path / "notes.png"))  # not an image: an error, and the page goes on
             page.get_by_text("notes.png could not be read as an image").wait_for(timeout=60_000)
@@ -75,7 +91,7 @@ def test_the_page_shows_predicts_class_the_map_and_the_verdict(tmp_path, trained
 @pytest.mark.parametrize(("option", "value", "words"), [
     ("--port", "22", ["--port", "1024 and 65535"]),
     ("--model", "nowhere.onnx", ["--model nowhere.onnx", "does not exist"]),
-    ("--examples", "nowhere", ["nowhere", "does not exist"]),
+    ("--examples", "nowhere", ["--examples nowhere", "does not exist"]),
 ], ids=lambda value: str(value))
 def test_a_bad_demo_option_is_one_line(trained, tmp_path, capsys, option, value, words):
     options = {"--model": str(next((trained / "checkpoints").glob("best-*.ckpt"))), option: value}

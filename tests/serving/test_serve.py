@@ -43,8 +43,9 @@ def service(tmp_path_factory, trained_once):
     started_in = root / "started_here"
     started_in.mkdir()
     port = free_port()
+    # its key from the environment, as a deployment gives it; /health stays open
     process = start_cli(started_in, "serve", "--model", str(checkpoint), "--port", str(port), "--max_batch_size", "8",
-                        start_new_session=True)
+                        start_new_session=True, env={"LIT_SERVER_API_KEY": KEY})
     url = f"http://127.0.0.1:{port}"
     wait_until_up(process, f"{url}/health")
     yield SimpleNamespace(url=url, checkpoint=checkpoint, expected=expected, started_in=started_in)
@@ -54,12 +55,16 @@ def service(tmp_path_factory, trained_once):
     assert list(started_in.iterdir()) == []  # no client.py, no logs: nothing where it was started
 
 
+KEY = "a key only the tests know"
+WITH_KEY = {"X-API-Key": KEY}
+
+
 def post(url: str, path: str, as_multipart: bool) -> requests.Response:
     data = Path(path).read_bytes()
     if as_multipart:
-        return requests.post(f"{url}/predict", files={"file": (Path(path).name, data)}, timeout=60)
-    return requests.post(f"{url}/predict", data=data, headers={"Content-Type": "application/octet-stream"},
-                         timeout=60)
+        return requests.post(f"{url}/predict", files={"file": (Path(path).name, data)}, headers=WITH_KEY, timeout=60)
+    return requests.post(f"{url}/predict", data=data, headers={"Content-Type": "application/octet-stream",
+                                                               **WITH_KEY}, timeout=60)
 
 
 def test_64_concurrent_requests_are_answered_as_predict_answers_them(service):
@@ -82,7 +87,7 @@ def test_64_concurrent_requests_are_answered_as_predict_answers_them(service):
 
 
 def test_info_tells_the_models_classes_input_and_calibration(service):
-    info = requests.get(f"{service.url}/info", timeout=10).json()["model"]
+    info = requests.get(f"{service.url}/info", headers=WITH_KEY, timeout=10).json()["model"]
     state = torch.load(service.checkpoint, weights_only=True)["state_dict"]
     assert info["class_names"] == ["class_0", "class_1", "class_2"] and info["name"] == "tiny"
     assert info["input"]["image_size"] == 16 and len(info["input"]["mean"]) == 3
@@ -113,16 +118,28 @@ def bad_requests() -> dict[str, tuple[dict, int, str]]:
                           "unknown field 'photo'"),
         "text field": ({"files": {"file": (None, "just text")}}, 400, "must be a file"),
         "JSON body": ({"json": {"image": "abc"}}, 415, "application/json"),
+        "two files": ({"files": [("file", ("a.png", png_bytes(Image.new("RGB", (8, 8))))),
+                                 ("file", ("b.png", png_bytes(Image.new("RGB", (8, 8)))))]}, 400,
+                      "more than one file"),
+        "malformed multipart": ({"data": b"--x\r\nnot the parts it announces",
+                                 "headers": {"Content-Type": "multipart/form-data; boundary=x"}}, 400,
+                                "unreadable multipart body"),
     }
 
 
 def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(service):
-    for name, (arguments, status, words) in bad_requests().items():
-        response = requests.post(f"{service.url}/predict", timeout=60, **arguments)
+    requests_ = {**bad_requests(), "no key": ({"data": b"x"}, 401, "X-API-Key"),
+                 "a wrong key": ({"data": b"x", "headers": {"X-API-Key": "not the key"}}, 401, "not it"),
+                 "an unknown path": ({"data": b"x", "url": f"{service.url}/nowhere"}, 404, "Not Found")}
+    for name, (arguments, status, words) in requests_.items():
+        arguments = {"url": f"{service.url}/predict", "timeout": 60, **arguments}
+        if name not in ("no key", "a wrong key"):
+            arguments["headers"] = {**arguments.get("headers", {}), **WITH_KEY}
+        response = requests.post(**arguments)
         assert response.status_code == status, (name, response.text)
         message = response.json()["error"]
         assert words in message and "\n" not in message, (name, message)
-    assert requests.get(f"{service.url}/health", timeout=10).text == "ok"
+    assert requests.get(f"{service.url}/health", timeout=10).text == "ok"  # open without the key
     path = sorted(service.expected)[0]
     assert post(service.url, path, as_multipart=False).json()["prediction"] == service.expected[path]["prediction"]
 
@@ -151,6 +168,14 @@ def test_a_bad_serve_option_is_one_line(service, tmp_path, monkeypatch, capsys, 
     assert all(word in errors[0] for word in words), errors[0]
 
 
+def test_serving_beyond_this_machine_without_a_key_says_so(service, capsys, monkeypatch):
+    monkeypatch.delenv("LIT_SERVER_API_KEY", raising=False)
+    with pytest.raises(SystemExit):  # the model is missing: it stops after the warning, before loading anything
+        main(["serve", "--model", "nowhere.ckpt", "--host", "0.0.0.0", "--port", str(free_port())])
+    warning = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:"))
+    assert "without a key" in warning and "LIT_SERVER_API_KEY" in warning
+
+
 def test_a_port_in_use_is_one_line(service, capsys):
     port = service.url.rsplit(":", 1)[1]
     with pytest.raises(SystemExit) as exit_code:
@@ -160,7 +185,7 @@ def test_a_port_in_use_is_one_line(service, capsys):
 
 
 def test_the_answer_says_unsure_against_the_models_threshold(service):
-    info = json.loads(requests.get(f"{service.url}/info", timeout=10).text)["model"]
+    info = json.loads(requests.get(f"{service.url}/info", headers=WITH_KEY, timeout=10).text)["model"]
     path = sorted(service.expected)[0]
     answer = post(service.url, path, as_multipart=True).json()
     assert answer["reject_below"] == pytest.approx(info["reject_below"])

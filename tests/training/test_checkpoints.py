@@ -16,7 +16,7 @@ from lightning_resnet.cli import main
 from lightning_resnet.inference.calibration import fit_temperature
 from lightning_resnet.training.checkpoints import best_checkpoint, best_checkpoint_of_run, epoch_metrics
 
-from ..conftest import ENV, tiny_args
+from ..conftest import ENV, make_image_folder, tiny_args
 
 
 class RecordValidation(Callback):
@@ -29,14 +29,18 @@ class RecordValidation(Callback):
 
 
 def test_the_best_checkpoint_is_model_checkpoints_and_carries_its_scores_and_temperature(workdir):
-    cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "3"))
+    """96 validation images (a temperature is fitted on 96 or more) and 24 training images (so that some
+    validation images are wrong, and the temperature has a minimum to find)."""
+    make_image_folder(workdir / "held_out_most", classes=3, per_class=40)
+    cli = main(tiny_args(workdir / "held_out_most", "--data.val_fraction", "0.8", "--trainer.max_epochs", "3"))
     chooser = next(c for c in cli.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor)
     best = best_checkpoint(cli.trainer)
     assert str(best.path) == chooser.best_model_path and best.score == float(chooser.best_model_score)
     assert best_checkpoint_of_run(workdir / "logs" / "tiny" / "version_0") == best
     assert "optimizer_states" not in torch.load(best.path, weights_only=True)  # for evaluating; last.ckpt resumes
     scores = epoch_metrics(best.path)
-    assert scores["val/acc"] == best.score and {"val/loss", "val/f1", "val/acc_top5"} <= set(scores)
+    assert scores["val/acc"] == best.score and {"val/loss", "val/f1"} <= set(scores)
+    assert "val/acc_top5" not in scores  # 3 classes: every image is in its top 5
 
     stored = float(torch.load(best.path, weights_only=True)["state_dict"]["temperature"])
     assert stored != 1.0 and float(cli.model.temperature) == stored  # the model in memory is calibrated too

@@ -15,6 +15,7 @@ Its command line is ``fit``'s with the sweep's options beside fit's: ``--config`
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import warnings
@@ -26,13 +27,15 @@ import yaml
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ...errors import UserError, check
+from ...errors import UserError, check, exit_with
+from ...training.metrics import VALIDATION_METRICS
 from ...training.trial_report import PrunerKind
 from ..app import ResNetCLI, cli_options
+from ..compare import flatten
 from ..options import add_objective_options
 from .outputs import BEST_CONFIG, TRIALS_CSV, format_top, write_best_config, write_plots, write_trials_csv
 from .space import check_keys, read_space
-from .study import Study, SweepOptions
+from .study import Stopped, Study, SweepOptions, settings_of
 
 COMMAND = "sweep"
 FIT_CONFIG = "fit.yaml"
@@ -85,8 +88,10 @@ def fit_config(cli: SweepCLI) -> dict[str, Any]:
 
 
 def sweep(args: list[str]) -> Path:
-    """Run (or continue) the study; returns the sweep folder."""
+    """Run (or continue) the study; returns the sweep folder. Ctrl-C and SIGTERM stop it with the study kept."""
     options, cli = parse(args)
+    check(options.metric in VALIDATION_METRICS, f"--metric {options.metric}: fit reports none such after a "
+                                                f"validation; expected one of {', '.join(VALIDATION_METRICS)}")
     space = read_space(options.space)
     check_keys(space, cli.parser, args)
     logger = cli.trainer.logger
@@ -96,19 +101,22 @@ def sweep(args: list[str]) -> Path:
     study_name = options.study or options.space.stem
     folder = Path(logger.save_dir) / logger.name / f"sweep_{study_name}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / FIT_CONFIG).write_text(yaml.safe_dump(fit_config(cli), sort_keys=False))
+    trial_options = fit_config(cli)
+    (folder / FIT_CONFIG).write_text(yaml.safe_dump(trial_options, sort_keys=False))
     del cli
     workers = [Study(options, folder / FIT_CONFIG, space, folder, study_name, max_epochs, worker)
                for worker in range(options.workers)]
     study = workers[0]
-    interrupted = threading.Event()
+    study.check_settings(settings_of(options, space, flatten(trial_options)))
+    stopped: list[Stopped] = []
 
     def run(worker: Study) -> None:
         try:
             worker.run()
-        except KeyboardInterrupt:
-            interrupted.set()
+        except Stopped as interrupt:
+            stopped.append(interrupt)
 
+    previous = signal.signal(signal.SIGTERM, raise_stopped)
     try:
         threads = [threading.Thread(target=run, args=(worker,)) for worker in workers[1:]]
         for thread in threads:
@@ -116,17 +124,20 @@ def sweep(args: list[str]) -> Path:
         study.run()
         for thread in threads:
             thread.join()
-        if interrupted.is_set():
-            raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        print(f"sweep {study_name} interrupted: the study is kept in {study.storage}; "
-              "the same command continues it", file=sys.stderr)
-        raise SystemExit(130) from None
-    rows = write_trials_csv(folder / TRIALS_CSV, study.study, folder)
+        if stopped:
+            raise stopped[0]
+    except KeyboardInterrupt as interrupt:
+        signum = interrupt.signum if isinstance(interrupt, Stopped) else signal.SIGINT
+        print(f"sweep {study_name} {'interrupted' if signum == signal.SIGINT else 'stopped by SIGTERM'}: the study "
+              f"is kept in {study.storage}; the same command continues it", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    rows = write_trials_csv(folder / TRIALS_CSV, study.study)
     finished = [row for row in rows if row["state"] == "complete"]
     if finished:
         best = study.study.best_trial
-        write_best_config(folder / BEST_CONFIG, folder / f"trial_{best.number}")
+        write_best_config(folder / BEST_CONFIG, trial_options, best.params)
     plots = write_plots(study.study, folder)
     states = {state: sum(row["state"] == state for row in rows) for state in ("complete", "pruned", "fail")}
     print(f"sweep {study_name}: {len(rows)} trials ({states['complete']} complete, {states['pruned']} pruned, "
@@ -135,4 +146,11 @@ def sweep(args: list[str]) -> Path:
         print(f"best: trial {best.number}, {options.metric} {best.value:.4f} -> {folder / BEST_CONFIG}")
         print(format_top(rows, options.direction))
     print(f"wrote {folder / TRIALS_CSV}" + "".join(f", {path.name}" for path in plots))
+    if not finished:
+        exit_with(f"sweep {study_name}: no trial completed; the reasons are in {folder / TRIALS_CSV}", 1)
     return folder
+
+
+def raise_stopped(signum: int, frame: Any) -> None:
+    """SIGTERM to the sweep, as Ctrl-C: the trial under way stops as a ``fit`` does, and the study is kept."""
+    raise Stopped(signum)

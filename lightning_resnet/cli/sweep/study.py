@@ -1,12 +1,18 @@
 """A sweep's study: its storage (a journal file in the sweep folder, or a shared database), its seeded sampler and
-pruner, and the loop that asks for a trial, runs it as a ``fit`` in a process of its own and tells the study how
-it ended, until the study holds ``--trials`` trials."""
+pruner, the settings it was started with, and the loop that asks for a trial, runs it as a ``fit`` in a process of
+its own and tells the study how it ended, until the study holds ``--trials`` trials.
+
+What a sweep reports of a trial comes from the study's storage alone (its parameters, state, value, the folder and
+machine it ran on), so that a study shared by several machines reports every trial on each of them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,8 +26,26 @@ from .space import Space, as_option
 
 STUDY_LOG = "study.log"
 SURPLUS, INTERRUPTED, FAIL_REASON = "surplus", "interrupted", "fail_reason"
-"""The attributes of a trial that does not count: asked for beyond the total, or stopped by Ctrl-C; and why one
-failed."""
+"""The attributes of a trial that does not count: asked for beyond the total, or stopped by Ctrl-C or SIGTERM; and
+why one failed."""
+RUN, MACHINE = "run", "machine"
+"""The attributes of a trial that say where it ran: its run folder, and the machine's name."""
+SETTINGS = "settings"
+"""The study's attribute that keeps what it was started with (see :meth:`Study.check_settings`)."""
+WHERE_IT_RUNS = ("trainer.logger", "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+                 "trainer.enable_progress_bar", "trainer.enable_model_summary", "data.num_workers")
+"""Options that say where and how visibly a trial runs, not what it trains: they may differ between the processes
+and machines of one study."""
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM to the sweep: the trial under way is stopped as the signal stops a ``fit``, and the study
+    is kept for the same command to continue."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -38,6 +62,30 @@ class SweepOptions:
     storage: str | None
     study: str | None
     workers: int
+
+
+def settings_of(options: SweepOptions, space: Space, fit_options: dict[str, Any]) -> dict[str, Any]:
+    """What a study is started with and must be continued with: the space, the objective, the pruner and the
+    dotted ``fit`` options but those of :data:`WHERE_IT_RUNS`."""
+    from optuna.distributions import distribution_to_json
+
+    fit = {key: value for key, value in fit_options.items()
+           if not any(key == place or key.startswith(f"{place}.") for place in WHERE_IT_RUNS)}
+    return {"space": {key: json.loads(distribution_to_json(value)) for key, value in space.items()},
+            "metric": options.metric, "direction": options.direction, "pruner": options.pruner,
+            "pruner_startup_trials": options.pruner_startup_trials, "fit": fit}
+
+
+def failure_reason(log: str, code: int, metric: str) -> str:
+    """Why a trial failed, in a line: its error line, else the last line of its traceback, else its exit code."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    error = next((line for line in reversed(lines) if line.startswith("error:")), None)
+    error = error or next((line for line in reversed(lines) if _EXCEPTION_LINE.match(line)), None)
+    if error:
+        return error[:500]
+    if code == 0:
+        return f"{metric} was never reported: the trial ran no validation"
+    return f"exit code {code}"
 
 
 class Study:
@@ -78,6 +126,26 @@ class Study:
         several machines with one seed would all draw the same trials. A continued study adds its trial count."""
         return options.seed + worker + (os.getpid() if options.storage else 0)
 
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """Keep ``settings`` in a new study; in a continued one, refuse other settings in one line naming the first
+        difference: its trials would not be comparable with the ones before."""
+        kept = self.study.user_attrs.get(SETTINGS)
+        if kept is None:
+            self.study.set_user_attr(SETTINGS, settings)
+            return
+        for section in ("space", "metric", "direction", "pruner", "pruner_startup_trials"):
+            if kept.get(section) != settings[section]:
+                self._refuse(f"--{section}", kept.get(section), settings[section])
+        started, now = kept.get("fit", {}), settings["fit"]
+        for key in sorted(set(started) | set(now)):
+            if started.get(key) != now.get(key):
+                self._refuse(key, started.get(key), now.get(key))
+
+    def _refuse(self, what: str, started: Any, now: Any) -> None:
+        name = self.study_name
+        raise UserError(f"--study {name} was started with {what} {json.dumps(started)}, here {json.dumps(now)}: "
+                        f"continue it with the options it was started with, or start a new study (--study {name}_2)")
+
     def counted_before(self, number: int) -> int:
         """Trials numbered below ``number`` that count towards the total (finished, failed, or running)."""
         return sum(1 for trial in self.study.get_trials(deepcopy=False)
@@ -99,7 +167,9 @@ class Study:
     def run_trial(self, trial: Any) -> None:
         from optuna.trial import TrialState
 
-        version = f"{self.folder.name}/trial_{trial.number}"
+        run = self.folder / f"trial_{trial.number}"
+        trial.set_user_attr(RUN, str(run.resolve()))
+        trial.set_user_attr(MACHINE, socket.gethostname())
         report = {"class_path": "lightning_resnet.training.trial_report.TrialReport",
                   "init_args": {"storage": self.storage, "study": self.study_name, "trial_id": trial._trial_id,
                                 "metric": self.options.metric, "pruner": self.options.pruner,
@@ -107,33 +177,38 @@ class Study:
         command = [sys.executable, "-m", "lightning_resnet", "fit", "--config", str(self.fit_config),
                    *(word for key, value in trial.params.items() for word in as_option(key, value)),
                    "--model.calibrate", "false", "--test_after_fit", "false",
-                   "--trainer.logger.init_args.version", version, f"--trainer.callbacks+={json.dumps(report)}"]
+                   "--trainer.logger.init_args.version", f"{self.folder.name}/{run.name}",
+                   f"--trainer.callbacks+={json.dumps(report)}"]
         print(f"sweep {self.study_name}: trial {trial.number} {trial.params}", flush=True)
         log = self.folder / f"trial_{trial.number}.log"
+        started = time.monotonic()
         with open(log, "w") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-            stopped = False
+            stopped: Stopped | None = None
             try:
                 code = process.wait()
-            except KeyboardInterrupt:  # pass the Ctrl-C on (a terminal sends it to the trial too), and wait
-                stopped = True
+            except KeyboardInterrupt as interrupt:  # pass the signal on (a terminal sends it to the trial too), wait
+                stopped = interrupt if isinstance(interrupt, Stopped) else Stopped()
                 if process.poll() is None:
-                    process.send_signal(signal.SIGINT)
+                    process.send_signal(stopped.signum)
                 code = process.wait()
         if stopped or code in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # it does not count; the sweep stops
             trial.set_user_attr(INTERRUPTED, True)
             self.study.tell(trial, state=TrialState.FAIL)
-            raise KeyboardInterrupt
+            raise stopped or Stopped(code - 128)
         finished = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
         values = list(finished.intermediate_values.values())
+        seconds = time.monotonic() - started
         if code != 0 or not values:
-            lines = log.read_text().strip().splitlines()
-            reason = next((line for line in reversed(lines) if line.startswith("error:")), lines[-1] if lines else "")
-            trial.set_user_attr(FAIL_REASON, reason[:500] or f"exit code {code}")
+            reason = failure_reason(log.read_text(errors="replace"), code, self.options.metric)
+            trial.set_user_attr(FAIL_REASON, reason)
             self.study.tell(trial, state=TrialState.FAIL)
-            print(f"sweep {self.study_name}: trial {trial.number} failed: {reason}", flush=True)
+            ending = f"failed: {reason}"
         elif finished.user_attrs.get(PRUNED):
             self.study.tell(trial, state=TrialState.PRUNED)
+            ending = f"pruned after {len(values)} epoch(s), {self.options.metric} {values[-1]:.4f}"
         else:
             best = max(values) if self.options.direction == "maximize" else min(values)
             self.study.tell(trial, best)
+            ending = f"complete, {self.options.metric} {best:.4f}"
+        print(f"sweep {self.study_name}: trial {trial.number} {ending} ({seconds:.0f} s; log: {log})", flush=True)

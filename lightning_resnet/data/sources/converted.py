@@ -31,7 +31,7 @@ from ...stages import TEST, TRAIN, VAL
 from ..dataset import ImageSamples, collate_readable, count_unreadable, seeded
 from ..decode import DECODE_ERRORS
 from ..listing import list_test_folder
-from ..loaders import LoaderSettings, SampledLoader, leave_signals_to_the_main_process
+from ..loaders import LoaderSettings, SampledLoader, kill_workers_at_exit, leave_signals_to_the_main_process
 from ..normalization import Normalization
 from ..samplers import sample_seed
 from ..splits import SPLIT_CSV, SplitRow, split_rows_of
@@ -257,6 +257,8 @@ class StreamedLoader:
                 return {"dataset": self.dataset.state_dict(samples, self.num_workers, self.batch_size),
                         "current_epoch": epoch, "num_samples_yielded": samples, "latest_worker_idx": latest}
 
+        if settings.num_workers:
+            kill_workers_at_exit()
         self.loader = StepAlignedLoader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers,
                                         collate_fn=collate_readable, pin_memory=settings.pin_memory,
                                         worker_init_fn=leave_signals_to_the_main_process,

@@ -1,0 +1,50 @@
+"""A command that fails ends with nothing of its own left running.
+
+Its child processes would otherwise outlive the failure: loader workers ignore SIGTERM (so that a SIGTERM to the
+whole process group lets the run finish its step and save), which is what multiprocessing's exit handler sends
+them before it waits for them, for ever; DDP ranks wait in a collective for a peer that is gone; server workers
+wait for requests. :class:`ChildProcesses` notes the processes there are when a command starts and, when it fails,
+kills the ones it started, and theirs. (A command that succeeds has ended its own: Lightning shuts its loaders
+down, the other ranks finish their last step, a server stops its workers.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+
+import psutil
+
+RESOURCE_TRACKER = "multiprocessing.resource_tracker"
+"""multiprocessing's helper, which cleans up after this process when it exits: left to end with it."""
+
+
+class ChildProcesses:
+    """The processes a command started: see the module's docstring."""
+
+    def __init__(self) -> None:
+        self.before = {child.pid for child in psutil.Process().children(recursive=True)}
+
+    def started(self) -> list[psutil.Process]:
+        started = []
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if child.pid not in self.before and RESOURCE_TRACKER not in " ".join(child.cmdline()):
+                    started.append(child)
+        return started
+
+    def end(self, failed: bool) -> None:
+        """After a failure, kill what the command started and wait for it to be gone."""
+        started = self.started() if failed else []
+        if not started:
+            return
+        with contextlib.suppress(ValueError):  # not the main thread: torch's handler is this thread's to keep
+            # torch's loaders take a worker that dies for an error of their own, raised from their SIGCHLD handler
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for process in started:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        for child in multiprocessing.active_children():  # reaped through multiprocessing, which then knows them gone
+            child.join(timeout=5)
+        psutil.wait_procs(started, timeout=10)
