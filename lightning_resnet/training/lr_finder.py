@@ -15,10 +15,11 @@ from .run import run_dir
 WARM_UP_POINTS = 10
 """Points left out at the start: the finder's smoothed loss starts from its first value and takes about ten
 steps to follow the real one (on the demo it read 1.28 at the first step, where the loss was 2.54)."""
-SURE_DEPTH = 0.3
-SURE_POINTS = 10
-"""A fall of the loss by this share over at least this many points is a clear one; a shorter or shallower fall
-is suggested too, and said to be weak."""
+SURE_DEPTH = 0.15
+SURE_POINTS = 20
+"""A fall of the (smoothed) loss by this share over at least this many points is a clear one; a shorter or
+shallower fall is suggested too, and said to be weak. The falls whose suggestions trained well in
+benchmarks/README.md ("lr_find") fell 18 % to 38 % over 28 to 57 points."""
 
 
 def longest_fall(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> tuple[int, int, int] | None:
@@ -39,15 +40,22 @@ def longest_fall(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> t
     return None if start == end else (skip_begin + start, skip_begin + end, longest[end])
 
 
-def valley(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> int | None:
-    """fastai's "valley" rule on Lightning's results: the rates are spaced evenly in log scale; of the longest run of
-    falling losses, counted in points, take the rate half-way along the last that many points before its end.
+def suggest(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> int | None:
+    """The index of the suggested rate: where the loss falls most steeply, between the first and the last point of
+    its longest fall (so a steep drop of a noisy curve outside it is never chosen); None without a fall.
 
-    The run's first point is not its start here: on a small folder the curve is noisy, the run skips many points,
-    and the middle of its whole span fell early in the fall (200 digits: 4.1e-4, against the recipe's 2e-3;
-    benchmarks/README.md, "lr_find"). Lightning's own rule, the steepest fall, picked 7.8e-6 on the demo, at the top
-    of the smoothed curve's first hump, where the demo hardly trains.
-    """
+    Its rates trained as well as the recipe's own on 200 to 1,797 digits, where the middle of the longest fall, the
+    rule before, fell short on 200 (0.425 against 0.925; benchmarks/README.md, "lr_find")."""
+    fall = longest_fall(losses, skip_begin)
+    if fall is None:
+        return None
+    points = list(losses)
+    return min(range(fall[0], fall[1]), key=lambda i: points[i + 1] - points[i])
+
+
+def fastai_valley(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> int | None:
+    """fastai's "valley": the longest fall counted in points, its start put that many points before its end, and
+    the point half-way from there."""
     fall = longest_fall(losses, skip_begin)
     if fall is None:
         return None
@@ -56,8 +64,8 @@ def valley(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> int | N
 
 
 def candidate_rules(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -> dict[str, int | None]:
-    """The index each rule picks, for ``benchmarks/bench_lr_find.py``: :func:`valley`, the middle of the whole span
-    of the longest fall, and Lightning's steepest fall."""
+    """The index each rule picks, for ``benchmarks/bench_lr_find.py``: :func:`suggest` and the rules it was measured
+    against."""
     fall = longest_fall(losses, skip_begin)
     points = list(losses)
 
@@ -65,10 +73,10 @@ def candidate_rules(losses: Sequence[float], skip_begin: int = WARM_UP_POINTS) -
         return min(range(first, last), key=lambda i: points[i + 1] - points[i], default=None)
 
     lowest = min(range(skip_begin, len(points)), key=points.__getitem__, default=None)
-    return {"valley, fastai": valley(losses, skip_begin),
+    return {"valley, fastai": fastai_valley(losses, skip_begin),
             "valley, middle": None if fall is None else (fall[0] + fall[1]) // 2,
             "steepest": steepest(skip_begin, len(points) - 1),
-            "steepest within the valley": None if fall is None else steepest(fall[0], fall[1]),
+            "steepest within the valley": suggest(losses, skip_begin),
             "lowest loss / 10": lowest}
 
 
@@ -98,7 +106,7 @@ def find_learning_rate(trainer: Trainer, model: LightningModule, datamodule: Lig
     if finder is None:  # fast_dev_run: Lightning skips the finder and says so
         return None
     rates, losses = finder.results["lr"], finder.results["loss"]
-    chosen = valley(losses)
+    chosen = suggest(losses)
     suggestion = None if chosen is None else float(rates[chosen])
     folder = run_dir(trainer)
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,7 +122,7 @@ def find_learning_rate(trainer: Trainer, model: LightningModule, datamodule: Lig
     if suggestion is None:
         print(f"no learning rate suggested (the loss did not fall steadily); see {plot}")
     else:
-        print(f"suggested learning rate: {suggestion:.3g} (fastai's valley rule: half-way along the longest fall of "
-              f"the loss); {describe_fall(rates, losses)}; plot: {plot}\n"
+        print(f"suggested learning rate: {suggestion:.3g} (the steepest fall of the loss within its longest fall); "
+              f"{describe_fall(rates, losses)}; plot: {plot}\n"
               f"apply it with: --model.optimizer.lr {suggestion:.3g}")
     return suggestion
