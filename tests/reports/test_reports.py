@@ -36,7 +36,7 @@ def events(run: Path) -> EventAccumulator:
     return accumulator
 
 
-def test_predict_writes_a_csv_with_names_confidences_and_unreadable_files(trained, workdir):
+def test_predict_writes_a_csv_with_names_confidences_and_unreadable_files(trained, workdir, capsys):
     inputs = workdir / "holdout"
     (inputs / "class_0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (inputs / "empty.png").write_bytes(b"")
@@ -44,6 +44,9 @@ def test_predict_writes_a_csv_with_names_confidences_and_unreadable_files(traine
     main(tiny_args(workdir / "images", "--ckpt_path", str(best_checkpoint(trained)),
                    "--data.predict_dir", str(inputs), subcommand="predict"))
     rows = read_rows(newest_run(workdir) / "predictions.csv")
+    unsure = sum(row["unsure"] == "true" for row in rows)
+    said = f"9 images predicted{f', {unsure} unsure' if unsure else ''}, 2 unreadable"
+    assert f"wrote {newest_run(workdir).relative_to(workdir) / 'predictions.csv'}: {said}" in capsys.readouterr().out
     assert list(rows[0]) == ["path", "prediction", "confidence", "top5_classes", "top5_probabilities",
                              "energy_score", "unsure", "error"]
     assert b"\r" not in (newest_run(workdir) / "predictions.csv").read_bytes()  # lines end with \n alone
