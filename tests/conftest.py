@@ -153,6 +153,13 @@ def datamodule(folder: Path, **options) -> ImageFolderDataModule:
                                     **options})
 
 
+def cli_error(capsys: pytest.CaptureFixture, args: list[str]) -> tuple[int, str]:
+    """``main(args)`` in this process, which must end with an exit code: the code and what it printed on stderr."""
+    with pytest.raises(SystemExit) as exit_code:
+        main(args)
+    return exit_code.value.code, capsys.readouterr().err
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a CSV the project wrote, by column name."""
     with open(path, newline="") as handle:

@@ -13,7 +13,7 @@ import torch
 from lightning_resnet.cli import main
 from lightning_resnet.training.checkpoints import best_checkpoint_of_run
 
-from ..conftest import read_rows, tiny_args
+from ..conftest import cli_error, make_image_folder, read_rows, tiny_args
 
 
 def predictions(run) -> dict[str, tuple[str, float]]:
@@ -113,3 +113,10 @@ def test_the_hints_fit_ends_with_do_what_they_say_pasted_as_they_stand(workdir, 
     assert report.startswith(f"val: {len(held_out)} images, 3 classes")
     tensorboard = shlex.split(next(line for line in printed.splitlines() if line.startswith("TensorBoard: "))[13:])
     assert Path(tensorboard[0]).is_file() and tensorboard[1:] == ["--logdir", "logs/tiny/crossval_0"]
+
+
+def test_class_count_mismatch_names_both(trained, workdir, capsys):
+    make_image_folder(workdir / "four", classes=4, per_class=3)
+    last = trained / "checkpoints" / "last.ckpt"
+    code, error = cli_error(capsys, tiny_args(workdir / "four", "--ckpt_path", str(last), subcommand="validate"))
+    assert code == 2 and "has 4 class folders and the model 3 classes: class_3 are not among" in error

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import shutil
+import socket
 
 import pytest
 import torch
@@ -219,3 +220,17 @@ def test_the_top_level_help_names_every_command(capsys):
     assert exit_code.value.code == 0
     assert all(command in printed for command in ("fit", "validate", "lr_find", *COMMANDS))
     assert "Runs the full optimization routine." in printed and "streaming format" in printed  # each one's purpose
+
+
+def test_nothing_reaches_the_network(workdir, monkeypatch):
+    attempts = []
+
+    def refuse(self, address, *args):
+        attempts.append(address)
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "1"))
+    assert cli.trainer.state.finished
+    assert not [address for address in attempts if not str(address).startswith(("127.", "/"))]

@@ -20,14 +20,8 @@ from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule
 from lightning_resnet.data.sources.converted_manifest import use_litdata
 
-from ..conftest import ROOT, make_image_folder, run_cli, tiny_args
-from ..training.test_reliability import (
-    AUGMENTED,
-    FITTED_AFTER_TRAINING,
-    cli_error,
-    final_state,
-    run_until_interrupted,
-)
+from ..conftest import ROOT, cli_error, make_image_folder, run_cli, tiny_args
+from ..training.interrupters import AUGMENTED, UninterruptedRuns, assert_resumed_exactly, run_until_interrupted
 
 ODD_SPLIT = ["--data.val_fraction", "0.25"]  # 60 images: 45 to train on, 15 to validate (8 and 7 under DDP)
 TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
@@ -48,17 +42,21 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> Path:
-    """60 generated images, a 2-epoch fit on the folder, and the folder converted with the same split."""
+    """60 generated images and 15 more to test on, a 2-epoch fit on the folder, and the folder converted with the
+    same split."""
     root = tmp_path_factory.mktemp("streaming")
     make_image_folder(root / "images", classes=3, per_class=20, seed=3)
+    make_image_folder(root / "holdout", classes=3, per_class=5, seed=9)
+    test = ["--data.test_dir", str(root / "holdout")]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        main(tiny_args(root / "images", *ODD_SPLIT, "--trainer.max_epochs", "2",
+        main(tiny_args(root / "images", *ODD_SPLIT, *test, "--trainer.max_epochs", "2", "--test_after_fit", "false",
                        "--trainer.logger.init_args.name", "folder"))
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            main(tiny_args(root / "images", *ODD_SPLIT, "--output", str(root / "converted"), subcommand="convert"))
-    assert "converted 60 images of 3 classes (train 45, val 15)" in printed.getvalue()
+            main(tiny_args(root / "images", *ODD_SPLIT, *test, "--output", str(root / "converted"),
+                           subcommand="convert"))
+    assert "converted 75 images of 3 classes (train 45, val 15, test 15)" in printed.getvalue()
     return root
 
 
@@ -84,9 +82,9 @@ def test_convert_keeps_the_split_and_fit_reads_the_same_images(converted, tmp_pa
     folder_run = converted / "logs/folder/version_0"
     assert rows(converted / "converted/split.csv") == rows(folder_run / "split.csv")
     manifest = json.loads((converted / "converted/converted.json").read_text())
-    assert manifest["class_counts"] == {"train": [15, 15, 15], "val": [5, 5, 5]}
+    assert manifest["class_counts"] == {"train": [15, 15, 15], "val": [5, 5, 5], "test": [5, 5, 5]}
 
-    streamed = main(tiny_args(converted / "converted", "--trainer.max_epochs", "2"))
+    streamed = main(tiny_args(converted / "converted", "--trainer.max_epochs", "2", "--test_after_fit", "false"))
     assert streamed.trainer.global_step == 2 * 6  # 45 images, batches of 8: 5 full and one of 5, kept
     assert rows(tmp_path / "logs/tiny/version_0/split.csv") == rows(folder_run / "split.csv")
 
@@ -101,63 +99,59 @@ def test_convert_keeps_the_split_and_fit_reads_the_same_images(converted, tmp_pa
     assert [report.read_text().splitlines()[0] for report in reports[-2:]] == ["val: 15 images, 3 classes"] * 2
 
 
+FOLD = ["--data.num_folds", str(FOLDS), "--data.fold", "1"]
 MOMENTS = {
-    # (options, the interrupting callback, the interrupted run's exit code, run as a process of its own):
+    # (options, loader workers, the interrupting callback, the interrupted run's exit code, a process of its own):
     # per-sample augmentation seeds and stochastic depth throughout
-    "step start, no workers": (AUGMENTED, "InterruptAtStep", 130, False),
-    "inside on_train_batch_end": (AUGMENTED, "InterruptInBatchEnd", 130, False),
-    "Ctrl-C mid-forward, 2 workers": ([*AUGMENTED, "--data.num_workers", "2"], "CtrlCMidForward", 130, False),
-    "SIGTERM to the process group, 2 workers": ([*AUGMENTED, "--data.num_workers", "2"], "SigtermToTheGroup",
-                                                128 + signal.SIGTERM, True),
-    "an epoch's end": (AUGMENTED, "InterruptAfterEpoch", 130, False),
+    "step start, no workers": (AUGMENTED, 0, "InterruptAtStep", 130, False),
+    "inside on_train_batch_end": (AUGMENTED, 0, "InterruptInBatchEnd", 130, False),
+    "Ctrl-C mid-forward, 2 workers": (AUGMENTED, 2, "CtrlCMidForward", 130, False),
+    "SIGTERM to the process group, 2 workers": (AUGMENTED, 2, "SigtermToTheGroup", 128 + signal.SIGTERM, True),
+    "an epoch's end": (AUGMENTED, 0, "InterruptAfterEpoch", 130, False),
     # a fold trains on the other folds' parts read by index, in the folder path's shuffle
-    "a fold of a conversion in folds, Ctrl-C mid-forward, 2 workers": (
-        [*AUGMENTED, "--data.num_workers", "2", "--data.num_folds", str(FOLDS), "--data.fold", "1"],
-        "CtrlCMidForward", 130, False),
+    "a fold of a conversion in folds, Ctrl-C mid-forward, 2 workers": ([*AUGMENTED, *FOLD], 2, "CtrlCMidForward",
+                                                                       130, False),
 }
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> UninterruptedRuns:
+    """The uninterrupted run of each data set and option set, trained once for the moments that compare with it."""
+    return UninterruptedRuns(tmp_path_factory.mktemp("uninterrupted"))
+
+
 @pytest.mark.parametrize("moment", list(MOMENTS))
-def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(request, tmp_path, monkeypatch,
-                                                                                moment):
+def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(request, uninterrupted, tmp_path,
+                                                                                monkeypatch, moment):
     """LitData's loader saves the batches it fetched, one ahead of those trained on: the saved place must be the
     trained one (LitData #775: a restore that did not happen)."""
     monkeypatch.chdir(tmp_path)
-    options, interrupter, exit_code, own_process = MOMENTS[moment]
+    options, workers, interrupter, exit_code, own_process = MOMENTS[moment]
     if "--data.num_folds" in options:
         data, steps = request.getfixturevalue("in_folds"), 5  # 40 training images: batches of 8
     else:
         data, steps = request.getfixturevalue("converted") / "converted", 6  # 45: 5 of 8 and one of 5
-    common = ["--trainer.max_epochs", "3", "--data.batch_size", "8", *options]
-    straight = main(tiny_args(data, *common, "--trainer.logger.init_args.name", "straight"))
-    interrupted = tiny_args(data, *common, "--trainer.logger.init_args.name", "resumed")
+    common = ["--trainer.max_epochs", "3", "--data.batch_size", "8", "--test_after_fit", "false", *options]
+    straight = uninterrupted.of(data, common)
+    interrupted = tiny_args(data, *common, "--data.num_workers", str(workers))
     run_until_interrupted(tmp_path, interrupted, interrupter, exit_code, own_process)
-    saved = torch.load(tmp_path / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
+    saved = torch.load(tmp_path / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
     assert steps <= saved["global_step"] <= 2 * steps  # in or at the end of the second of three epochs
     resumed = main([*interrupted, "--ckpt_path", "last"])
-    assert resumed.trainer.global_step == straight.trainer.global_step == 3 * steps
-    (weights, optimizer), (weights_again, optimizer_again) = (final_state(tmp_path / "logs" / name / "version_0")
-                                                              for name in ("straight", "resumed"))
-    differing = {key for key in weights if not torch.equal(weights[key], weights_again[key])}
-    assert differing <= set(FITTED_AFTER_TRAINING)
-    for key, state in optimizer["state"].items():
-        assert all(torch.equal(value, optimizer_again["state"][key][name]) for name, value in state.items())
-    for key in ("val/acc", "val/loss", "train/acc"):
-        assert float(straight.trainer.callback_metrics[key]) == float(resumed.trainer.callback_metrics[key])
+    assert straight.global_step == 3 * steps
+    assert_resumed_exactly(straight, tmp_path / "logs/tiny/version_0", resumed)
 
 
-def test_two_processes_train_each_image_once_an_epoch_and_validate_each_once(converted, tmp_path):
+def test_two_processes_train_each_image_once_an_epoch_and_evaluate_each_once(converted, tmp_path):
+    """One launch: fit, then the test after fit on the converted test part, read by index as validation is."""
     data = converted / "converted"
     run_cli(tmp_path, *tiny_args(data, *TWO_PROCESSES, "--trainer.max_epochs", "1", "--data.num_workers", "1"))
     last = torch.load(tmp_path / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
     # LitData's drop_last gives every process the same number of whole batches: 45 images, 2 processes,
     # batches of 8: 2 batches (16 images) each, so that neither waits for the other (LitData #233)
     assert last["global_step"] == 2
-    run_cli(tmp_path, *tiny_args(data, *TWO_PROCESSES, "--ckpt_path", str(tmp_path / "logs/tiny/version_0/"
-                                                                           "checkpoints/last.ckpt"),
-                                 subcommand="validate"))
-    report = (tmp_path / "logs/tiny/version_1/report_val.txt").read_text()
-    assert report.startswith("val: 15 images, 3 classes")  # 8 + 7, none repeated
+    report = (tmp_path / "logs/tiny/version_0/report_test.txt").read_text()
+    assert report.startswith("test: 15 images, 3 classes")  # 8 + 7, none repeated
 
 
 def test_max_side_writes_smaller_files_that_train(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""Which checkpoint is best (ModelCheckpoint's answer, in one place), the metrics it carries, and a rewrite
-that a kill cannot leave half-written."""
+"""Which checkpoint is best (ModelCheckpoint's answer, in one place), the metrics it carries, writes and rewrites
+that a kill cannot leave half-written, and a checkpoint that would run code refused."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import textwrap
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_resnet.cli import main
 from lightning_resnet.inference.calibration import fit_temperature
 from lightning_resnet.training.checkpoints import best_checkpoint, best_checkpoint_of_run, epoch_metrics
 
-from ..conftest import ENV, make_image_folder, tiny_args
+from ..conftest import ENV, cli_error, make_image_folder, tiny_args
 
 
 class RecordValidation(Callback):
@@ -72,3 +73,58 @@ def test_a_kill_during_the_calibration_rewrite_leaves_the_checkpoint_loadable(tm
     assert result.returncode == -signal.SIGXFSZ, result.stderr.decode()[-2000:]
     kept = torch.load(target, weights_only=True)["state_dict"]
     assert float(kept["temperature"]) == 1.0 and torch.equal(kept["weights"], torch.zeros(10**6))
+
+
+def test_the_command_line_keeps_lightnings_checkpoint_writer(workdir):
+    cli = main(tiny_args(workdir / "images", "--trainer.fast_dev_run", "true"))
+    assert type(cli.trainer.strategy.checkpoint_io) is TorchCheckpointIO
+
+
+def test_a_process_killed_mid_write_leaves_the_old_checkpoint_whole(tmp_path):
+    """Lightning's writer (an fsspec transaction) keeps ``last.ckpt`` whole when a write dies.
+
+    The child may write at most 1 MB to any file; the kernel kills it (SIGXFSZ) part-way through
+    a 4 MB checkpoint. A writer that wrote straight into ``last.ckpt`` would leave it cut short.
+    """
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    TorchCheckpointIO().save_checkpoint({"epoch": 1, "weights": torch.zeros(1000)}, target)
+    script = textwrap.dedent(f"""
+        import resource, signal, torch
+        from lightning.pytorch import Trainer
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the default is to die
+        trainer = Trainer(accelerator="cpu", logger=False)
+        trainer.strategy.checkpoint_io.save_checkpoint({{"epoch": 2, "weights": torch.ones(10**6)}}, {str(target)!r})
+    """)
+    (tmp_path / "tmp").mkdir()
+    env = {**ENV, "TMPDIR": str(tmp_path / "tmp")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    assert result.returncode == -signal.SIGXFSZ, result.stderr.decode()[-2000:]
+    checkpoint = torch.load(target, weights_only=True)
+    assert checkpoint["epoch"] == 1 and torch.equal(checkpoint["weights"], torch.zeros(1000))
+    assert [path.name for path in target.parent.iterdir()] == ["last.ckpt"]
+
+
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(trained, workdir, capsys):
+    marker = workdir / "code_ran"
+    evil = workdir / "evil.ckpt"
+    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["payload"] = RunsCode(marker)
+    torch.save(checkpoint, evil)
+    for subcommand in ("fit", "predict"):
+        code, error = cli_error(capsys, tiny_args(workdir / "images", "--ckpt_path", str(evil),
+                                                  "--data.predict_dir", str(workdir / "holdout"),
+                                                  subcommand=subcommand))
+        assert code == 1 and "refusing a checkpoint" in error and "Traceback" not in error
+    code, error = cli_error(capsys, tiny_args(workdir / "images", "--model.pretrained", str(evil),
+                                              "--trainer.fast_dev_run", "true"))
+    assert "refusing to load" in error
+    assert not marker.exists()

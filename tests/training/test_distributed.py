@@ -1,4 +1,5 @@
-"""Two processes on the CPU (DDP over gloo): one run of fit, validate and predict, checked from every side."""
+"""Two processes on the CPU (DDP over gloo): one launch of fit (with its test after fit) and one of predict, checked
+from every side."""
 
 from __future__ import annotations
 
@@ -38,23 +39,20 @@ class RecordLoaderWorkers(Callback):
         Path(f"workers_rank{trainer.global_rank}.txt").write_text(str(trainer.train_dataloader.num_workers))
 
 
-ODD_VALIDATION = ["--data.val_fraction", "0.25"]  # 15 of the 60 images: one process gets 8, the other 7
-
-
 @pytest.fixture(scope="module")
 def ddp(tmp_path_factory) -> Path:
-    """fit with the demo recipe, then validate and predict from its last checkpoint, each with two processes."""
+    """fit with the demo recipe and a test set of 15 images (one process gets 8, the other 7), tested after fit;
+    then predict from its last checkpoint; each with two processes."""
     root = tmp_path_factory.mktemp("ddp")
     make_image_folder(root / "images", classes=3, per_class=20, seed=2)
+    make_image_folder(root / "holdout", classes=3, per_class=5, seed=4)
     images = root / "images"
     demo = ["--config", str(ROOT / "configs" / "demo.yaml")]
-    fit = with_progress_bar(tiny_args(images, *COMMON, *TWO_PROCESSES,
+    fit = with_progress_bar(tiny_args(images, *COMMON, *TWO_PROCESSES, "--data.test_dir", str(root / "holdout"),
                                       "--data.num_workers", "null", "--data.train_augment", "standard",
                                       "--trainer.callbacks+=tests.training.test_distributed.RecordLoaderWorkers"))
     run_cli(root, fit[0], *demo, *fit[1:])
     last = root / "logs/tiny/version_0/checkpoints/last.ckpt"
-    run_cli(root, *with_progress_bar(tiny_args(images, "--ckpt_path", str(last), *ODD_VALIDATION, *TWO_PROCESSES,
-                                           subcommand="validate")))
     run_cli(root, *tiny_args(images, "--ckpt_path", str(last), "--data.predict_dir", str(images), *TWO_PROCESSES,
                          "--predictions.cam", "true", subcommand="predict"))
     return root
@@ -71,21 +69,22 @@ def test_fit_runs_with_the_augmentation_callbacks(ddp):
 
 def test_every_process_sees_the_same_split_and_writes_once(ddp):
     runs = sorted(path.name for path in (ddp / "logs/tiny").iterdir())
-    assert runs == ["version_0", "version_1", "version_2"]  # fit, validate, predict: one folder each
+    assert runs == ["version_0", "version_1"]  # fit (and its test), predict: one folder each
     checkpoints = sorted(path.name for path in (ddp / "logs/tiny/version_0/checkpoints").iterdir())
     assert len(checkpoints) == 2 and checkpoints[1] == "last.ckpt" and checkpoints[0].startswith("best-")
     assert not list(ddp.rglob("*.tmp")) and not list(ddp.rglob(".predictions.csv.part*"))
 
 
-def test_validation_counts_each_image_once_and_equals_one_process(ddp, tmp_path, monkeypatch):
-    report = (ddp / "logs/tiny/version_1/report_val.txt").read_text()
-    assert report.startswith("val: 15 images, 3 classes")  # 8 + 7, no padded repeat
+def test_evaluation_counts_each_image_once_and_equals_one_process(ddp, tmp_path, monkeypatch):
+    report = (ddp / "logs/tiny/version_0/report_test.txt").read_text()
+    assert report.startswith("test: 15 images, 3 classes")  # 8 + 7, no padded repeat
     monkeypatch.chdir(tmp_path)
-    last = ddp / "logs/tiny/version_0/checkpoints/last.ckpt"
-    single = main(tiny_args(ddp / "images", "--ckpt_path", str(last), *ODD_VALIDATION, subcommand="validate"))
-    assert (tmp_path / "logs/tiny/version_0/report_val.txt").read_text() == report
-    assert f"{float(single.trainer.callback_metrics['val/acc']):.4f}" in report
-    assert f"{float(single.trainer.callback_metrics['val/loss']):.4f}" in report
+    best = next((ddp / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))  # what the test after fit read
+    single = main(tiny_args(ddp / "images", "--ckpt_path", str(best), "--data.test_dir", str(ddp / "holdout"),
+                            subcommand="test"))
+    assert (tmp_path / "logs/tiny/version_0/report_test.txt").read_text() == report
+    assert f"{float(single.trainer.callback_metrics['test/acc']):.4f}" in report
+    assert f"{float(single.trainer.callback_metrics['test/loss']):.4f}" in report
 
 
 def test_the_default_workers_share_the_cores_among_the_processes(ddp):
@@ -95,13 +94,13 @@ def test_the_default_workers_share_the_cores_among_the_processes(ddp):
 
 
 def test_predictions_and_class_activation_maps_are_written_once(ddp):
-    with open(ddp / "logs/tiny/version_2/predictions.csv", newline="") as handle:
+    with open(ddp / "logs/tiny/version_1/predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 60 and len({row["path"] for row in rows}) == 60
     assert all(row["prediction"] in {"class_0", "class_1", "class_2"} for row in rows)
-    overlays = sorted((ddp / "logs/tiny/version_2/cam").rglob("*.png"))
+    overlays = sorted((ddp / "logs/tiny/version_1/cam").rglob("*.png"))
     images = sorted((ddp / "images").rglob("*.*"))
-    assert [path.relative_to(ddp / "logs/tiny/version_2/cam") for path in overlays] == sorted(
+    assert [path.relative_to(ddp / "logs/tiny/version_1/cam") for path in overlays] == sorted(
         path.relative_to(ddp / "images").with_suffix(".png") for path in images)
 
 
