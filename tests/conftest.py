@@ -214,3 +214,18 @@ def stop(process: subprocess.Popen) -> tuple[str, str]:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, 9)
         raise
+
+
+def ended_with_its_group(process, timeout: float) -> tuple[int, str]:
+    """Wait at most ``timeout`` seconds for ``process`` (started with ``start_new_session``); then its exit code and
+    stderr, once no process of its group is left (what it started is ended with it, not merely orphaned)."""
+    started = time.monotonic()
+    _, error = process.communicate(timeout=timeout)
+    while time.monotonic() - started < timeout:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return process.returncode, error
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise AssertionError(f"processes of the group were left running: {error[-2000:]}")

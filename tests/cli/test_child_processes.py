@@ -1,15 +1,13 @@
 """A run that fails ends within seconds, with its message and exit code, and leaves no process of its group behind:
-loader workers (which ignore SIGTERM), DDP ranks, a sweep's trials. Real processes: the process group is the point."""
+loader workers (which ignore SIGTERM), DDP ranks. Real processes: the process group and the exit code are the point.
+(A sweep's trials: tests/cli/test_sweep.py stops a sweep with SIGTERM to its group.)"""
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-
 from lightning.pytorch import Callback
 
-from ..conftest import start_cli, tiny_args
+from ..conftest import ended_with_its_group, start_cli, tiny_args
+from .test_errors import CASES, command, error_lines, folder  # noqa: F401, F811  (folder: the cases' fixture)
 
 FAIL_AT = "--trainer.callbacks+=tests.cli.test_child_processes.FailAt"
 
@@ -32,24 +30,18 @@ class FailAt(Callback):
         self._fail(trainer, "on_validation_batch_end", batch_idx)
 
 
-def ended_with_its_group(process, timeout: float) -> tuple[int, str]:
-    """Wait at most ``timeout`` seconds for ``process`` (started with ``start_new_session``); then its exit code and
-    stderr, once no process of its group is left (what it started is ended with it, not merely orphaned)."""
-    started = time.monotonic()
-    _, error = process.communicate(timeout=timeout)
-    while time.monotonic() - started < timeout:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return process.returncode, error
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise AssertionError(f"processes of the group were left running: {error[-2000:]}")
+REAL_PROCESS_CASES = ["val_fraction 1.5", "test without a test folder", "an unknown key in a config",
+                      "a truncated checkpoint"]
+"""A constructor's, a hook's, the parser's and Lightning's loading error of tests/cli/test_errors.py, as a user
+meets them from ``python -m lightning_resnet``: one line, exit code 2, no traceback."""
 
 
-def test_failures_after_the_loader_workers_started_end_the_process_and_its_workers(workdir):
-    """The three moments with 2 loader workers each, run at once: a trainer option Lightning refuses once the
-    training loader has started its workers, a training step that fails and a validation that fails."""
+def test_failures_end_the_process_and_its_workers_within_seconds_with_one_line(workdir, folder):  # noqa: F811
+    """Run at once: the three moments with 2 loader workers each (a trainer option Lightning refuses once the
+    training loader has started its workers, a training step that fails and a validation that fails), and user
+    errors of each kind before any worker starts."""
+    errors = {case: start_cli(folder, *command(case), env={"XDG_CACHE_HOME": str(folder / "cache")},
+                              start_new_session=True) for case in REAL_PROCESS_CASES}
     workers = ["--data.num_workers", "2", "--data.batch_size", "4", "--trainer.max_epochs", "2"]
     cases = {
         "refused": (["--trainer.limit_val_batches", "0.0001"], 2, "limit_val_batches"),
@@ -66,6 +58,12 @@ def test_failures_after_the_loader_workers_started_end_the_process_and_its_worke
         code, error = ended_with_its_group(process, timeout=60)
         _, expected_code, words = cases[name]
         assert code == expected_code and words in error, (name, error[-2000:])
+    for case, process in errors.items():
+        code, error = ended_with_its_group(process, timeout=60)
+        words = next(words for name, _, words in CASES if name == case)
+        lines = error_lines(error)
+        assert code == 2 and "Traceback" not in error, error[-2000:]
+        assert len(lines) == 1 and all(word in lines[0] for word in words), (case, lines)
 
 
 def test_one_failing_process_of_two_ends_both(workdir):
@@ -75,26 +73,3 @@ def test_one_failing_process_of_two_ends_both(workdir):
                                             "--trainer.callbacks.rank", "1"), start_new_session=True)
     code, error = ended_with_its_group(process, timeout=120)
     assert code != 0 and "a failing on_train_batch_end" in error, error[-3000:]
-
-
-def test_sigterm_to_a_sweeps_group_mid_trial_stops_it_with_the_study_kept(workdir):
-    space = workdir / "space.yaml"
-    space.write_text("model.label_smoothing: {low: 0.0, high: 0.2}\n")
-    args = tiny_args(workdir / "images", "--trainer.max_epochs", "3", "--data.batch_size", "4",
-                     "--trainer.callbacks+=tests.cli.test_child_processes.SlowSteps", subcommand="sweep")
-    process = start_cli(workdir, *args, "--space", str(space), "--trials", "2", start_new_session=True)
-    first_epoch = workdir / "logs/tiny/sweep_space/trial_0/checkpoints/last.ckpt"
-    deadline = time.monotonic() + 120
-    while not first_epoch.is_file() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGTERM)
-    code, error = ended_with_its_group(process, timeout=60)
-    assert code == 128 + signal.SIGTERM and "the same command continues it" in error, error[-2000:]
-    assert "interrupted: saved" in (workdir / "logs/tiny/sweep_space/trial_0.log").read_text()  # the trial saved
-
-
-class SlowSteps(Callback):
-    """A tenth of a second per step, so that a signal lands in the middle of a trial."""
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        time.sleep(0.1)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ import torch
 from lightning_resnet.cli import main
 from lightning_resnet.models import create_model
 
-from ..conftest import ROOT, make_image_folder
+from ..conftest import make_image_folder
 
 FAST = ["--data.image_size", "16", "--data.num_workers", "0", "--model.backbone", "resnet18",
         "--trainer.accelerator", "cpu", "--trainer.fast_dev_run", "true"]
@@ -159,21 +156,3 @@ def test_a_user_error_is_one_line_naming_the_option(folder, monkeypatch, capsys,
     assert "Traceback" not in stderr
     assert len(errors) == 1 and errors[0] in stderr.strip().splitlines()[-2:]
     assert all(word in errors[0] for word in words) and "[Errno" not in errors[0], errors[0]
-
-
-REAL_PROCESS_CASES = ["val_fraction 1.5", "test without a test folder", "an unknown key in a config",
-                      "a truncated checkpoint"]
-
-
-def test_python_dash_m_ends_the_same_way(folder):
-    """A constructor's, a hook's, the parser's and Lightning's loading error, each from a real process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(folder / "cache")}
-    processes = {case: subprocess.Popen([sys.executable, "-m", "lightning_resnet", *command(case)], cwd=folder,
-                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for case in REAL_PROCESS_CASES}
-    for case, process in processes.items():
-        _, stderr = process.communicate(timeout=300)
-        words = next(words for name, _, words in CASES if name == case)
-        errors = error_lines(stderr)
-        assert process.returncode == 2 and "Traceback" not in stderr, stderr[-2000:]
-        assert len(errors) == 1 and all(word in errors[0] for word in words), (case, errors)

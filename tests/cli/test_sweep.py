@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 
 from lightning_resnet.cli import main
 from lightning_resnet.training.checkpoints import best_checkpoint
 
-from ..conftest import ROOT, start_cli, tiny_args
+from ..conftest import ROOT, ended_with_its_group, start_cli, tiny_args
 
 SPACE = """model.optimizer.init_args.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
 data.batch_size: {choices: [4, 8]}
@@ -39,9 +40,11 @@ def sweep_args(workdir: Path, space: str, *extra: str, data_dir: Path | None = N
     return ["sweep", "--space", str(workdir / "space.yaml"), *extra, *fit]
 
 
-def ctrl_c_as_from_a_terminal() -> None:
-    """Where the tests run with SIGINT ignored (a background job), the child would inherit that."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+class SlowSteps(Callback):
+    """A tenth of a second per step, so that a signal lands in the middle of a trial."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        time.sleep(0.1)
 
 
 def read_trials(folder: Path) -> list[dict[str, str]]:
@@ -66,18 +69,22 @@ def test_a_failing_trial_is_recorded_with_its_reason_a_pruned_one_stops_early_an
         assert last["epoch"] < 3  # stopped before its fourth epoch
 
 
-def test_a_sweep_stopped_by_ctrl_c_continues_to_the_total_and_its_best_config_reruns_to_the_same_value(workdir,
-                                                                                                      capsys):
-    args = sweep_args(workdir, SPACE, "--trials", "2")
-    process = start_cli(workdir, *args, start_new_session=True, preexec_fn=ctrl_c_as_from_a_terminal)
+def test_a_sweep_stopped_by_sigterm_continues_to_the_total_and_its_best_config_reruns_to_the_same_value(workdir,
+                                                                                                       capsys):
+    """SIGTERM to the sweep's process group mid-trial, as a cluster scheduler stops a job: the trial saves and
+    stops, the sweep keeps the study and ends with no process of its group left; the same command continues."""
+    args = sweep_args(workdir, SPACE, "--trials", "2", "--trainer.callbacks+=tests.cli.test_sweep.SlowSteps")
+    process = start_cli(workdir, *args, start_new_session=True)
     folder = workdir / "logs" / "tiny" / "sweep_space"
+    first_epoch = folder / "trial_0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
-    while not (folder / "trial_1.log").exists() and time.time() < deadline and process.poll() is None:
+    while not first_epoch.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.1)
-    assert (folder / "trial_1.log").exists(), process.communicate()[1][-2000:]
-    os.killpg(process.pid, signal.SIGINT)  # as a terminal sends it: to the sweep and its trial
-    _, error = process.communicate(timeout=240)
-    assert process.returncode == 130 and "the same command continues it" in error, error[-2000:]
+    assert first_epoch.exists(), process.communicate()[1][-2000:]
+    os.killpg(process.pid, signal.SIGTERM)  # to the sweep and its trial
+    code, error = ended_with_its_group(process, timeout=60)
+    assert code == 128 + signal.SIGTERM and "the same command continues it" in error, error[-2000:]
+    assert "interrupted: saved" in (folder / "trial_0.log").read_text()  # the trial saved as a fit does
     capsys.readouterr()
     assert main(args).resolve() == folder.resolve()
     rows = read_trials(folder)

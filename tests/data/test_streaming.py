@@ -131,9 +131,11 @@ def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(
         data, steps = request.getfixturevalue("in_folds"), 5  # 40 training images: batches of 8
     else:
         data, steps = request.getfixturevalue("converted") / "converted", 6  # 45: 5 of 8 and one of 5
-    common = ["--trainer.max_epochs", "3", "--data.batch_size", "8", "--test_after_fit", "false", *options]
+    # LitData shares the chunks out among the loader workers: their number is part of the streamed order
+    common = ["--trainer.max_epochs", "3", "--data.batch_size", "8", "--test_after_fit", "false", *options,
+              "--data.num_workers", str(workers)]
     straight = uninterrupted.of(data, common)
-    interrupted = tiny_args(data, *common, "--data.num_workers", str(workers))
+    interrupted = tiny_args(data, *common)
     run_until_interrupted(tmp_path, interrupted, interrupter, exit_code, own_process)
     saved = torch.load(tmp_path / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
     assert steps <= saved["global_step"] <= 2 * steps  # in or at the end of the second of three epochs

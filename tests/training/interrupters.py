@@ -18,8 +18,10 @@ from lightning_resnet.cli import main
 from ..conftest import start_cli, tiny_args
 
 HERE = "tests.training.interrupters"
-AUGMENTED = ["--data.train_augment", "standard", "--model.backbone_options", "{stem: cifar, drop_path_rate: 0.1}"]
-"""Per-sample augmentation seeds and stochastic depth: what an exact resume must reproduce."""
+AUGMENTED = ["--data.train_augment", "standard",
+             "--model.backbone_options", "{stem: cifar, channels: [16, 32, 64, 128], drop_path_rate: 0.1}"]
+"""Per-sample augmentation seeds and stochastic depth (on tiny_args' quarter-width network): what an exact resume
+must reproduce."""
 FITTED_AFTER_TRAINING = ("temperature", "reject_below")
 """Not trained: fit ends by choosing them on the best epoch's validation logits, which a run resumed after its
 best epoch never saw (they then stay 1 and no threshold; see inference/calibration.py)."""

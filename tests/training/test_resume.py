@@ -13,9 +13,8 @@ import torch
 from lightning_resnet.cli import main
 
 from ..conftest import make_image_folder, tiny_args
-from .interrupters import STEP, UninterruptedRuns, assert_resumed_exactly, run_until_interrupted
+from .interrupters import AUGMENTED, STEP, UninterruptedRuns, assert_resumed_exactly, run_until_interrupted
 
-AUGMENTED = ["--data.train_augment", "standard", "--model.backbone_options", "{stem: cifar, drop_path_rate: 0.1}"]
 UNFREEZING = ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1"]
 MOMENTS = {
     # (options, loader workers, interrupter, workers on resume, the interrupted run's exit code, a process of its
