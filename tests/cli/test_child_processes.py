@@ -31,17 +31,22 @@ class FailAt(Callback):
 
 
 REAL_PROCESS_CASES = ["val_fraction 1.5", "test without a test folder", "an unknown key in a config",
-                      "a truncated checkpoint"]
-"""A constructor's, a hook's, the parser's and Lightning's loading error of tests/cli/test_errors.py, as a user
-meets them from ``python -m lightning_resnet``: one line, exit code 2, no traceback."""
+                      "a truncated checkpoint", "missing data folder"]
+"""A constructor's, a hook's, the parser's, Lightning's loading and the folder's error of tests/cli/test_errors.py,
+as a user meets them from ``python -m lightning_resnet``: one line, exit code 2, no traceback."""
 
 
 def test_failures_end_the_process_and_its_workers_within_seconds_with_one_line(workdir, folder):  # noqa: F811
     """Run at once: the three moments with 2 loader workers each (a trainer option Lightning refuses once the
-    training loader has started its workers, a training step that fails and a validation that fails), and user
-    errors of each kind before any worker starts."""
+    training loader has started its workers, a training step that fails and a validation that fails), one failing
+    process of two under DDP, and user errors of each kind before any worker starts."""
     errors = {case: start_cli(folder, *command(case), env={"XDG_CACHE_HOME": str(folder / "cache")},
                               start_new_session=True) for case in REAL_PROCESS_CASES}
+    # under DDP the other process would wait in its next collective for the one that failed, 30 minutes
+    ddp = start_cli(workdir, *tiny_args(workdir / "images", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                                        "--data.batch_size", "4", "--trainer.max_epochs", "2", FAIL_AT,
+                                        "--trainer.callbacks.rank", "1", "--trainer.logger.init_args.name", "ddp"),
+                    start_new_session=True)
     workers = ["--data.num_workers", "2", "--data.batch_size", "4", "--trainer.max_epochs", "2"]
     cases = {
         "refused": (["--trainer.limit_val_batches", "0.0001"], 2, "limit_val_batches"),
@@ -64,12 +69,5 @@ def test_failures_end_the_process_and_its_workers_within_seconds_with_one_line(w
         lines = error_lines(error)
         assert code == 2 and "Traceback" not in error, error[-2000:]
         assert len(lines) == 1 and all(word in lines[0] for word in words), (case, lines)
-
-
-def test_one_failing_process_of_two_ends_both(workdir):
-    """Under DDP the other process would wait in its next collective for the one that failed, 30 minutes."""
-    process = start_cli(workdir, *tiny_args(workdir / "images", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                                            "--data.batch_size", "4", "--trainer.max_epochs", "2", FAIL_AT,
-                                            "--trainer.callbacks.rank", "1"), start_new_session=True)
-    code, error = ended_with_its_group(process, timeout=120)
+    code, error = ended_with_its_group(ddp, timeout=120)
     assert code != 0 and "a failing on_train_batch_end" in error, error[-3000:]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 from pathlib import Path
 
 import torch
@@ -51,13 +52,21 @@ class FailOnTheSecondNode(Callback):
             raise RuntimeError("the second node fails")
 
 
-def launch(cwd: Path, args: list[str]) -> list:
+def launch(cwd: Path, args: list[str], port: int | None = None) -> list:
     """Both nodes of one run, each with the environment its launcher gives it."""
-    port = str(free_port())
+    port = str(port or free_port())
     return [start_cli(cwd, *args, start_new_session=True,
                       env={"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(node),
                            "LOCAL_RANK": "0", "WORLD_SIZE": "2"})
             for node in (0, 1)]
+
+
+def two_free_ports() -> tuple[int, int]:
+    """Two loopback ports nothing listens on, distinct (held at once while asked for)."""
+    with socket.socket() as first, socket.socket() as second:
+        first.bind(("127.0.0.1", 0))
+        second.bind(("127.0.0.1", 0))
+        return first.getsockname()[1], second.getsockname()[1]
 
 
 def final_state(run: Path) -> tuple[dict, dict]:
@@ -89,7 +98,11 @@ def test_two_nodes_train_each_image_once_resume_exactly_after_ctrl_c_on_one_and_
     assert [code for code, _ in stopped] == [130, 130], stopped  # both nodes, at the same step
     saved = torch.load(workdir / "logs/resumed/version_0/checkpoints/last.ckpt", weights_only=True)
     assert saved["global_step"] == 5  # noted on one node after step 5; both stopped before step 6
-    resumed = ended(launch(workdir, [*interrupted, "--ckpt_path", "last"]))
+    ports = two_free_ports()
+    resuming = launch(workdir, [*interrupted, "--ckpt_path", "last"], ports[0])
+    failing = launch(workdir, [*tiny_args(images, *NODES, f"--trainer.callbacks+={HERE}.FailOnTheSecondNode",
+                                          "--trainer.logger.init_args.name", "failing")], ports[1])  # alongside
+    resumed = ended(resuming)
     assert [code for code, _ in resumed] == [0, 0], resumed
     (weights, optimizer), (weights_again, optimizer_again) = (final_state(workdir / "logs" / name / "version_0")
                                                               for name in ("straight", "resumed"))
@@ -98,6 +111,5 @@ def test_two_nodes_train_each_image_once_resume_exactly_after_ctrl_c_on_one_and_
     for key, state in optimizer["state"].items():
         assert all(torch.equal(value, optimizer_again["state"][key][name]) for name, value in state.items())
 
-    failing = ended(launch(workdir, [*tiny_args(images, *NODES, f"--trainer.callbacks+={HERE}.FailOnTheSecondNode",
-                                                "--trainer.logger.init_args.name", "failing")]), timeout=120)
-    assert all(code != 0 for code, _ in failing) and "the second node fails" in failing[1][1], failing
+    failed = ended(failing, timeout=120)
+    assert all(code != 0 for code, _ in failed) and "the second node fails" in failed[1][1], failed
