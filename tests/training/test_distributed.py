@@ -1,5 +1,6 @@
-"""Two processes on the CPU (DDP over gloo): one launch of fit (with its test after fit) and one of predict, checked
-from every side."""
+"""Two processes on the CPU (DDP over gloo): one launch of fit (with its test after fit) from a converted data set,
+streamed by LitData, and one of predict on the folder, checked from every side. The folder's own loaders under DDP
+are tested by tests/training/test_many_machines.py."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ CALLBACKS = [
     "--trainer.callbacks+=lightning_resnet.callbacks.MixupCutmix", "--trainer.callbacks.off_epoch=2",
 ]
 COMMON = ["--trainer.max_epochs", "3", "--data.batch_size", "4", *CALLBACKS]
+ODD_SPLIT = ["--data.val_fraction", "0.25"]  # 60 images: 45 to train on (22 and 23 under DDP), 15 to validate
 TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
 
 
@@ -41,20 +43,24 @@ class RecordLoaderWorkers(Callback):
 
 @pytest.fixture(scope="module")
 def ddp(tmp_path_factory) -> Path:
-    """fit with the demo recipe and a test set of 15 images (one process gets 8, the other 7), tested after fit;
-    then predict from its last checkpoint; each with two processes."""
+    """fit with the demo recipe from the folder converted with a test set of 15 images (one process gets 8, the
+    other 7), tested after fit; then predict on the folder from its last checkpoint; each with two processes."""
     root = tmp_path_factory.mktemp("ddp")
     make_image_folder(root / "images", classes=3, per_class=20, seed=2)
     make_image_folder(root / "holdout", classes=3, per_class=5, seed=4)
-    images = root / "images"
+    images, converted = root / "images", root / "converted"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        main(tiny_args(images, *ODD_SPLIT, "--data.test_dir", str(root / "holdout"), "--data.normalize", "auto",
+                       "--output", str(converted), subcommand="convert"))  # the demo recipe measures its statistics
     demo = ["--config", str(ROOT / "configs" / "demo.yaml")]
-    fit = with_progress_bar(tiny_args(images, *COMMON, *TWO_PROCESSES, "--data.test_dir", str(root / "holdout"),
-                                      "--data.num_workers", "null", "--data.train_augment", "standard",
+    fit = with_progress_bar(tiny_args(converted, *COMMON, *TWO_PROCESSES, "--data.num_workers", "null",
+                                      "--data.train_augment", "standard",
                                       "--trainer.callbacks+=tests.training.test_distributed.RecordLoaderWorkers"))
     run_cli(root, fit[0], *demo, *fit[1:])
     last = root / "logs/tiny/version_0/checkpoints/last.ckpt"
     run_cli(root, *tiny_args(images, "--ckpt_path", str(last), "--data.predict_dir", str(images), *TWO_PROCESSES,
-                         "--predictions.cam", "true", subcommand="predict"))
+                             "--predictions.cam", "true", subcommand="predict"))
     return root
 
 
@@ -64,7 +70,9 @@ def test_fit_runs_with_the_augmentation_callbacks(ddp):
     assert callbacks["lightning_resnet.callbacks.RandomErasing"]["probability"] == 0.5
     assert callbacks["lightning_resnet.callbacks.MixupCutmix"]["off_epoch"] == 2
     last = torch.load(ddp / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
-    assert last["global_step"] == 3 * 6  # 48 training images split in two, batches of 4, three epochs
+    # LitData's drop_last gives every process the same number of whole batches: 45 images, two processes, batches
+    # of 4: 5 batches (20 images) each an epoch, so that neither waits for the other (LitData #233)
+    assert last["global_step"] == 3 * 5
 
 
 def test_every_process_sees_the_same_split_and_writes_once(ddp):
@@ -80,8 +88,7 @@ def test_evaluation_counts_each_image_once_and_equals_one_process(ddp, tmp_path,
     assert report.startswith("test: 15 images, 3 classes")  # 8 + 7, no padded repeat
     monkeypatch.chdir(tmp_path)
     best = next((ddp / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))  # what the test after fit read
-    single = main(tiny_args(ddp / "images", "--ckpt_path", str(best), "--data.test_dir", str(ddp / "holdout"),
-                            subcommand="test"))
+    single = main(tiny_args(ddp / "converted", "--ckpt_path", str(best), subcommand="test"))
     assert (tmp_path / "logs/tiny/version_0/report_test.txt").read_text() == report
     assert f"{float(single.trainer.callback_metrics['test/acc']):.4f}" in report
     assert f"{float(single.trainer.callback_metrics['test/loss']):.4f}" in report
@@ -106,7 +113,7 @@ def test_predictions_and_class_activation_maps_are_written_once(ddp):
 
 def test_two_processes_match_one_within_noise(ddp, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    single = main(tiny_args(ddp / "images", *COMMON))
+    single = main(tiny_args(ddp / "converted", *COMMON))
     double = torch.load(ddp / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
     state = next(value for key, value in double["callbacks"].items() if "'val/acc'" in key)
     single_best = float(single.trainer.checkpoint_callback.best_model_score)

@@ -2,7 +2,7 @@
 (``--trainer.num_nodes 2``, ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``), gloo over loopback, one shared folder
 as a cluster's shared file system. Every image is trained on once an epoch and validated once across the nodes;
 Ctrl-C on one node stops both at the same step and ``--ckpt_path last`` resumes exactly; one node failing ends
-the other."""
+the other; the test after fit reads each test image once, as one process does."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
+from lightning_resnet.cli import main
+
 from ..conftest import free_port, start_cli, tiny_args
 
 NODES = ["--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp",
@@ -23,7 +25,7 @@ HERE = "tests.training.test_many_machines"
 
 
 class RecordImages(Callback):
-    """Each node writes the images its sampler gives it, every training epoch, and its validation images."""
+    """Each node writes the images its sampler gives it, every training epoch, and its validation and test images."""
 
     def on_train_epoch_start(self, trainer, pl_module):
         indices = [index for index, _ in trainer.train_dataloader.sampler]
@@ -32,6 +34,9 @@ class RecordImages(Callback):
     def on_validation_start(self, trainer, pl_module):
         if not trainer.sanity_checking:
             self._write(trainer, f"val{trainer.current_epoch}", list(trainer.val_dataloaders.sampler))
+
+    def on_test_start(self, trainer, pl_module):
+        self._write(trainer, "test", list(trainer.test_dataloaders.sampler))
 
     @staticmethod
     def _write(trainer, name: str, indices: list[int]) -> None:
@@ -85,13 +90,22 @@ def ended(nodes: list, timeout: float = 120) -> list[tuple[int, str]]:
 def test_two_nodes_train_each_image_once_resume_exactly_after_ctrl_c_on_one_and_end_together(workdir):
     images = workdir / "images"
     straight = tiny_args(images, *NODES, f"--trainer.callbacks+={HERE}.RecordImages",
-                         "--trainer.logger.init_args.name", "straight")
+                         "--data.test_dir", str(workdir / "holdout"), "--trainer.logger.init_args.name", "straight")
     finished = ended(launch(workdir, straight))
     assert [code for code, _ in finished] == [0, 0], finished
     for stage, count in (("train", 24), ("val", 6)):  # 30 images: 24 trained on, 6 validated, in each epoch
         for epoch in (0, 1):
             shares = [json.loads((workdir / f"seen_{stage}{epoch}_rank{rank}.json").read_text()) for rank in (0, 1)]
             assert sorted(shares[0] + shares[1]) == list(range(count)), (stage, epoch, shares)
+    # the test after fit: 9 images, 5 and 4, none repeated to even the shares; one process reports the same
+    shares = [json.loads((workdir / f"seen_test_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert sorted(shares[0] + shares[1]) == list(range(9)), shares
+    report = (workdir / "logs/straight/version_0/report_test.txt").read_text()
+    assert report.startswith("test: 9 images, 3 classes")
+    best = next((workdir / "logs/straight/version_0/checkpoints").glob("best-*.ckpt"))
+    main(tiny_args(images, "--ckpt_path", str(best), "--data.test_dir", str(workdir / "holdout"),
+                   "--trainer.logger.init_args.name", "one_process", subcommand="test"))
+    assert (workdir / "logs/one_process/version_0/report_test.txt").read_text() == report
 
     interrupted = tiny_args(images, *NODES, "--trainer.logger.init_args.name", "resumed")
     stopped = ended(launch(workdir, [*interrupted, f"--trainer.callbacks+={HERE}.CtrlCOnTheFirstNode"]))
