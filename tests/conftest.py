@@ -4,6 +4,7 @@ line, and the ways of running the command line (in this process, or as a real on
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -99,6 +100,10 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
+QUARTER_WIDTH = {"stem": "cifar", "channels": [16, 32, 64, 128]}
+"""The backbone options of the tests' models: a ResNet-18 at a quarter of its width, with the small-image stem."""
+
+
 def tiny_args(data_dir: Path, *extra: str, subcommand: str = "fit") -> list[str]:
     """A command line for a fast run on 16 px images: a quarter-width ResNet-18, whose checkpoints are
     8 MB instead of 134 MB and whose 2-epoch fit takes 1.9 s instead of 3.8 s here."""
@@ -110,7 +115,7 @@ def tiny_args(data_dir: Path, *extra: str, subcommand: str = "fit") -> list[str]
         "--data.num_workers", "0",
         "--data.train_augment", "basic",
         "--model.backbone", "resnet18",
-        "--model.backbone_options", "{stem: cifar, channels: [16, 32, 64, 128]}",
+        "--model.backbone_options", json.dumps(QUARTER_WIDTH),
         "--trainer.accelerator", "cpu",
         "--trainer.enable_progress_bar", "false",
         "--trainer.logger.init_args.name", "tiny",

@@ -15,7 +15,7 @@ from lightning.pytorch import Callback
 
 from lightning_resnet.cli import COMMANDS, main
 
-from ..conftest import ROOT, make_image_folder, tiny_args
+from ..conftest import QUARTER_WIDTH, ROOT, make_image_folder, tiny_args
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -155,7 +155,7 @@ def test_an_integer_limit_stays_a_number_of_batches(workdir):
 
 
 def test_a_gray_model_trains_and_exports_one_channel(workdir):
-    gray = ["--model.backbone_options", "{stem: cifar, in_chans: 1}", "--data.normalize", "auto"]
+    gray = ["--model.backbone_options", json.dumps({**QUARTER_WIDTH, "in_chans": 1}), "--data.normalize", "auto"]
     cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "1", *gray))
     assert cli.datamodule.channels == 1 and cli.model.model.conv1.in_channels == 1
     assert len(cli.datamodule.normalization.mean) == len(cli.datamodule.normalization.std) == 1

@@ -13,7 +13,7 @@ from lightning_resnet import ImageClassifier
 from lightning_resnet.data import ImageFolderDataModule
 from lightning_resnet.reports import TrainingReport
 
-from ..conftest import datamodule, make_image_folder
+from ..conftest import QUARTER_WIDTH, datamodule, make_image_folder
 
 
 def test_a_file_that_breaks_later_is_skipped_and_counted(image_folder):
@@ -40,7 +40,7 @@ class BreakAFile(Callback):
 
 
 def test_fit_survives_a_file_that_breaks_in_a_worker_and_logs_the_count(image_folder):
-    model = ImageClassifier(backbone="resnet18", num_classes=3, backbone_options={"stem": "cifar"})
+    model = ImageClassifier(backbone="resnet18", num_classes=3, backbone_options=QUARTER_WIDTH)
     data = ImageFolderDataModule(data_dir=str(image_folder), image_size=32, batch_size=8, num_workers=1)
     trainer = Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False, default_root_dir=image_folder.parent,

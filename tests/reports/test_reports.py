@@ -17,7 +17,7 @@ from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule
 from lightning_resnet.reports import read_curves
 
-from ..conftest import read_rows, tiny_args
+from ..conftest import QUARTER_WIDTH, read_rows, tiny_args
 
 
 def best_checkpoint(run: Path) -> Path:
@@ -93,7 +93,7 @@ def test_logged_macro_metrics_agree_with_sklearn(image_folder):
     from lightning.pytorch import Trainer
     from sklearn.metrics import f1_score, precision_score, recall_score
 
-    model = ImageClassifier(backbone="resnet18", num_classes=3, backbone_options={"stem": "cifar"})
+    model = ImageClassifier(backbone="resnet18", num_classes=3, backbone_options=QUARTER_WIDTH)
     data = ImageFolderDataModule(data_dir=str(image_folder), image_size=32, batch_size=5, num_workers=0)
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.validate(model, datamodule=data)

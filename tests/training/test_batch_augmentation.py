@@ -11,6 +11,8 @@ from lightning.pytorch import Callback, Trainer
 from lightning_resnet import ImageClassifier, ImageFolderDataModule
 from lightning_resnet.callbacks import MixupCutmix, RandomErasing
 
+from ..conftest import QUARTER_WIDTH
+
 
 class Recorder(Callback):
     """Copies of the batches as this callback sees them, per stage."""
@@ -45,7 +47,7 @@ class RecordLoss(Callback):
 
 def run(folder: Path, augmenters: list[Callback], stages=("fit",), epochs=1, **trainer_options):
     before, after, losses = Recorder(), Recorder(), RecordLoss()
-    model = ImageClassifier(backbone="resnet18", num_classes=3, backbone_options={"stem": "cifar"},
+    model = ImageClassifier(backbone="resnet18", num_classes=3, backbone_options=QUARTER_WIDTH,
                             label_smoothing=0.1)
     data = ImageFolderDataModule(data_dir=str(folder), image_size=16, batch_size=4, num_workers=0,
                                  train_augment="basic", test_dir=str(folder), predict_dir=str(folder))
