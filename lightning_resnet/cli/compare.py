@@ -66,6 +66,9 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def read_run(folder: Path) -> Run:
     """One run folder (it holds ``config.yaml`` and ``checkpoints/last.ckpt``); one line when it has no scores."""
+    check((folder / "checkpoints").is_dir(),
+          f"{folder} is not a fit run (it has no checkpoints/; validate, test, predict and lr_find write runs "
+          "of their own): give two fit runs, such as those `compare logs/<experiment>` lists")
     best = best_checkpoint_of_run(folder)
     if best is None or not best.path.is_file():
         raise UserError(f"{folder} has no validated checkpoint yet (checkpoints/last.ckpt naming a best one): "

@@ -70,6 +70,10 @@ def build_scheduler(
     total_steps = max(1, total_steps)
     steps_per_epoch = max(1, steps_per_epoch)
     warmup = min(total_steps - 1, round(warmup_epochs * steps_per_epoch))
+    if warmup_epochs > 0:
+        # a warm-up of at least one step, however short the run: the schedule's parts follow the options alone, so
+        # that a run resumed with more steps loads the state it saved (a 1-step run had saved a bare cosine)
+        warmup = max(1, warmup)
     if schedule == "onecycle":
         peak = [group["lr"] for group in optimizer.param_groups]
         rising = warmup / total_steps if warmup > 0 else 0.25

@@ -58,3 +58,16 @@ def test_a_folder_without_runs_or_scores_is_one_line(workdir, capsys, make, word
         main(["compare", str(workdir / "empty")])
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_code.value.code == 2 and len(lines) == 1 and all(word in lines[0] for word in words), lines
+
+
+def test_an_evaluation_run_given_as_one_of_two_is_named_as_not_a_fit_run(three_runs, capsys):
+    experiment, _ = three_runs
+    validated = experiment / "version_3"  # what `validate --ckpt_path best` writes beside the fit runs
+    validated.mkdir()
+    (validated / "config.yaml").write_text("model: {}\n")
+    (validated / "report_val.txt").write_text("accuracy 1.0\n")
+    with pytest.raises(SystemExit) as exit_code:
+        main(["compare", str(experiment / "version_0"), str(validated)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_code.value.code == 2 and len(lines) == 1, lines
+    assert "not a fit run" in lines[0] and str(validated) in lines[0], lines

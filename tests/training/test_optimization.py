@@ -36,6 +36,16 @@ def test_cosine_with_linear_warmup():
     assert seen[10] == pytest.approx(0.1 * (1 + math.cos(math.pi * 6 / 12)) / 2)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "step", "constant"])
+def test_a_schedule_saved_by_a_one_step_run_loads_into_a_longer_one(schedule):
+    """Resuming with a larger trainer.max_epochs builds the schedule again for more steps, then loads the saved one."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    saved = build_scheduler(optimizer, schedule, total_steps=1, steps_per_epoch=1, warmup_epochs=1).state_dict()
+    longer = build_scheduler(optimizer, schedule, total_steps=2, steps_per_epoch=1, warmup_epochs=1)
+    longer.load_state_dict(saved)
+    assert type(longer).__name__ == "SequentialLR"
+
+
 def test_onecycle_rises_then_anneals():
     seen = rates("onecycle", warmup_epochs=1)
     peak = seen.index(max(seen))
