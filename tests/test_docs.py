@@ -13,6 +13,8 @@ import shlex
 import shutil
 from pathlib import Path
 
+import torch
+
 from lightning_resnet.cli import main
 
 from .conftest import QUARTER_WIDTH, ROOT, make_image_folder
@@ -77,6 +79,13 @@ def digits_to_test_on(digits: Path, folders: list[Path]) -> None:
                 shutil.copy(image, folder / digit.name / image.name)
 
 
+def assert_same_weights(run: Path, rerun: Path) -> None:
+    first, second = (torch.load(folder / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+                     for folder in (run, rerun))
+    assert run != rerun and first.keys() == second.keys()
+    assert all(torch.equal(first[key], second[key]) for key in first), (run, rerun)
+
+
 def test_the_readme_is_a_landing_page_whose_guides_exist():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 300
@@ -138,6 +147,9 @@ def test_every_command_of_every_page_runs_or_names_what_it_lacks(tmp_path, monke
         assert code == 0, f"{page}: {command}\n{printed[-3000:]}"
         if args[0] == "fit" and reason is None and not describes:
             assert "best checkpoint: " in printed, f"{page}: {command}\n{printed[-3000:]}"
+        if args[:3] == ["fit", "--config", "my_run.yaml"]:  # "the same run": the printed config trains its weights
+            rerun = Path(re.search(r"run folder: (\S+)", printed).group(1))
+            assert_same_weights(tmp_path / "logs/demo/version_0", rerun)
         if (tmp_path / "data/digits").is_dir() and not (tmp_path / "new_images").exists():
             digits_to_test_on(tmp_path / "data/digits", [tmp_path / "new_images", tmp_path / "path/to/test_folder"])
     assert used == set(NOT_RUN)  # no stale reason

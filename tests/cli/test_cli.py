@@ -95,23 +95,6 @@ def test_a_fit_without_ckpt_path_starts_afresh_beside_a_stray_last_checkpoint(tr
     assert (workdir / "logs" / "tiny" / "version_1").is_dir()
 
 
-def test_print_config_reproduces_the_run(workdir):
-    args = tiny_args(workdir / "images", "--trainer.max_epochs", "1", "--model.label_smoothing", "0.1")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed), pytest.raises(SystemExit) as exit_code:
-        main([*args, "--print_config"])
-    assert exit_code.value.code == 0
-    (workdir / "printed.yaml").write_text(printed.getvalue())
-
-    main(args)
-    main(["fit", "--config", str(workdir / "printed.yaml")])
-    first = torch.load(workdir / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
-    second = torch.load(workdir / "logs/tiny/version_1/checkpoints/last.ckpt", weights_only=True)
-    assert second["hyper_parameters"]["label_smoothing"] == 0.1
-    assert first["state_dict"].keys() == second["state_dict"].keys()
-    assert all(torch.equal(first["state_dict"][k], second["state_dict"][k]) for k in first["state_dict"])
-
-
 def test_optimizer_and_schedule_come_from_the_command_line(workdir):
     cli = main(tiny_args(workdir / "images", "--trainer.fast_dev_run", "true",
                          "--model.optimizer", "torch.optim.SGD", "--model.optimizer.lr", "0.05",

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 
 from lightning_resnet.cli import main
-from lightning_resnet.training.checkpoints import best_checkpoint
+from lightning_resnet.training.checkpoints import best_checkpoint, best_checkpoint_of_run
 
 from ..conftest import tiny_args
 
 
-@pytest.fixture
-def three_runs(workdir):
-    """Two runs that differ by the seed alone, and one with label smoothing; their best val/acc."""
-    scores = []
-    for extra in ([], ["--seed_everything", "7"], ["--model.label_smoothing", "0.1"]):
-        run = main(tiny_args(workdir / "images", "--trainer.max_epochs", "2", *extra))
-        scores.append(best_checkpoint(run.trainer).score)
-    return workdir / "logs" / "tiny", scores
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory, trained_once):
+    """The shared tiny fit, a run that differs from it by the seed alone and one with label smoothing (on the
+    same images); their best val/acc."""
+    root = tmp_path_factory.mktemp("three_runs")
+    shutil.copytree(trained_once, root / "logs")
+    scores = [best_checkpoint_of_run(root / "logs/tiny/version_0").score]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for extra in (["--seed_everything", "7"], ["--model.label_smoothing", "0.1"]):
+            run = main(tiny_args(trained_once.parent / "images", "--trainer.max_epochs", "2", *extra))
+            scores.append(best_checkpoint(run.trainer).score)
+    return root / "logs" / "tiny", scores
 
 
 def test_compare_shows_the_keys_that_differ_and_groups_runs_that_differ_by_seed(three_runs, capsys):
@@ -60,10 +66,10 @@ def test_a_folder_without_runs_or_scores_is_one_line(workdir, capsys, make, word
     assert exit_code.value.code == 2 and len(lines) == 1 and all(word in lines[0] for word in words), lines
 
 
-def test_an_evaluation_run_given_as_one_of_two_is_named_as_not_a_fit_run(three_runs, capsys):
+def test_an_evaluation_run_given_as_one_of_two_is_named_as_not_a_fit_run(three_runs, workdir, capsys):
     experiment, _ = three_runs
-    validated = experiment / "version_3"  # what `validate --ckpt_path best` writes beside the fit runs
-    validated.mkdir()
+    validated = workdir / "logs/tiny/version_3"  # what `validate --ckpt_path best` writes beside the fit runs
+    validated.mkdir(parents=True)
     (validated / "config.yaml").write_text("model: {}\n")
     (validated / "report_val.txt").write_text("accuracy 1.0\n")
     with pytest.raises(SystemExit) as exit_code:
