@@ -28,14 +28,6 @@ if XDIST_WORKERS > 1:
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // XDIST_WORKERS))
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files marked ``long`` first: make test's two workers take whole files in the order collected
-    (``--no-loadscope-reorder``), and a long file taken late runs alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
-
-
 from lightning_resnet.cli import main  # noqa: E402
 from lightning_resnet.data import ImageFolderDataModule  # noqa: E402
 

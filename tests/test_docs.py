@@ -13,14 +13,11 @@ import shlex
 import shutil
 from pathlib import Path
 
-import pytest
 import torch
 
 from lightning_resnet.cli import main
 
 from .conftest import QUARTER_WIDTH, ROOT, make_image_folder
-
-pytestmark = pytest.mark.long  # started first: tests/conftest.py
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PLACEHOLDERS = {"<ckpt>": "$CKPT", "<folder or image>": "new_images/", "<folder>": "new_images/"}

@@ -22,8 +22,6 @@ from lightning_resnet.training.checkpoints import best_checkpoint
 
 from ..conftest import ROOT, ended_with_its_group, start_cli, tiny_args
 
-pytestmark = pytest.mark.long  # started first: tests/conftest.py
-
 SPACE = """model.optimizer.init_args.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
 data.batch_size: {choices: [4, 8]}
 model.label_smoothing: {low: 0.0, high: 0.2}

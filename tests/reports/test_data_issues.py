@@ -17,8 +17,6 @@ from lightning_resnet.reports.out_of_fold import OutOfFold, read_out_of_fold
 
 from ..conftest import ROOT, make_image_folder, read_rows, tiny_args
 
-pytestmark = pytest.mark.long  # started first: tests/conftest.py
-
 FOLDS = 3
 FLIPPED = {("class_0", "004.png"): "class_1", ("class_0", "011.png"): "class_2", ("class_1", "007.png"): "class_2",
            ("class_1", "016.png"): "class_0", ("class_2", "005.png"): "class_0", ("class_2", "020.png"): "class_1"}
