@@ -2,8 +2,8 @@
 
 Lightning's subcommands and this project's trainer methods (``summary``, ``inspect``, ``lr_find``,
 ``export``) run through :class:`~.app.ResNetCLI`; the commands LightningCLI does not know each
-have a module here (``cross_validate``, ``predict_onnx``, ``compare``, ``sweep``, ``serve``, ``demo``), started
-by name.
+have a module here (``cross_validate``, ``predict_onnx``, ``compare``, ``sweep``, ``serve``, ``demo``,
+``pretrain``), started by name.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from ..training.divergence import NonFiniteLossError
 from .app import ResNetCLI, cli_options
 from .child_processes import ChildProcesses
 
-COMMANDS = ("compare", "cross_validate", "demo", "predict_onnx", "serve", "sweep")
+COMMANDS = ("compare", "cross_validate", "demo", "predict_onnx", "pretrain", "serve", "sweep")
 """The commands LightningCLI does not know: each is the function of that name in the module of that name, imported
-when it runs (with what it imports: Optuna, LitServe, Gradio, captum), so that ``fit`` starts without them."""
+when it runs (with what it imports: Optuna, LitServe, Gradio, captum, lightly), so that ``fit`` starts without them."""
 
 
 def _hint(message: str) -> str:

@@ -3,7 +3,7 @@ defaults and subcommands.
 
 Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the trainer's
 ``summary``, ``inspect``, ``convert``, ``lr_find`` and ``export`` (see :mod:`.trainer`). ``cross_validate``,
-``predict_onnx``, ``compare``, ``sweep``, ``serve`` and ``demo`` are commands of their own (see
+``predict_onnx``, ``compare``, ``sweep``, ``serve``, ``demo`` and ``pretrain`` are commands of their own (see
 :func:`lightning_resnet.cli.main`).
 """
 
@@ -47,7 +47,8 @@ from .checkpoint_options import (
 )
 from .trainer import ResNetTrainer
 
-MORE_COMMANDS = ("six more commands, each with its own --help: sweep (a hyper-parameter study with Optuna, each "
+MORE_COMMANDS = ("seven more commands, each with its own --help: pretrain (self-supervised pretraining of the "
+                 "backbone on unlabelled images, lightly), sweep (a hyper-parameter study with Optuna, each "
                  "trial a fit), cross_validate (fit on each of data.num_folds folds, then each fold's scores and "
                  "their mean and spread), compare (runs side by side: the config keys that differ and the scores "
                  "of each run's best epoch), predict_onnx (an exported .onnx over a folder of images with "

@@ -87,7 +87,8 @@ def load_pretrained(model: ResNet, weights: str | Path | dict[str, Tensor], labe
     (a ResNet-34 into a ResNet-18, or the other way), are refused unless ``partial``: half a network
     at random is not a pretrained one.
 
-    A classifier of another number of classes is not loaded: the model keeps its new head.
+    A classifier of another number of classes is not loaded, and weights without a classifier (a backbone's
+    alone, as ``pretrain`` writes them) have none to load: the model keeps its new head.
     Any other shape difference is an architecture mismatch and raises :class:`WeightsError`.
     Missing and unexpected keys are loaded around and reported in a warning.
 
@@ -123,6 +124,8 @@ def load_pretrained(model: ResNet, weights: str | Path | dict[str, Tensor], labe
             )
     if not set(state) & set(own):
         raise WeightsError(f"{path} shares no parameter names with the model: is it a ResNet state dict?")
+    if not any(key in state for key in _HEAD_KEYS):  # a backbone's weights alone (what pretrain writes)
+        skipped_head = [key for key in _HEAD_KEYS if key in own]
     missing = [key for key in own if key not in state and key not in skipped_head]
     unexpected = [key for key in state if key not in own]
     if (missing or unexpected) and not partial:

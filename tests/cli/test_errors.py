@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,14 @@ CASES = [
      ["model.cache_features", "train_augment basic", "standard"]),
     ("inspect predictions that are no cross-validation", ["inspect", "--predictions", "images"],
      ["--predictions images", "oof_predictions.csv", "crossval_N"]),
+    ("pretraining on a missing folder", ["pretrain", "--data.data_dir", "nowhere"],
+     ["data.data_dir nowhere", "does not exist"]),
+    ("pretraining on an empty folder", ["pretrain", "--data.data_dir", "empty"],
+     ["data.data_dir empty", "holds no image files"]),
+    ("pretraining on one image", ["pretrain", "--data.data_dir", "one_image"], ["data.data_dir one_image", "two"]),
+    ("a view option lightly's transform lacks", ["pretrain", "--data.view_options", "{colour: red}"],
+     ["data.view_options", "colour"]),
+    ("pretraining's best checkpoint", ["pretrain", "--ckpt_path", "best"], ["--ckpt_path best", "last"]),
 ]
 
 
@@ -132,6 +141,9 @@ def folder(tmp_path_factory) -> Path:
     (root / "notes.txt").write_text("learning rate 1e-3 worked best\n")
     (root / "elsewhere.csv").write_text("path\nimages/class_0/001.png\nimages/class_0/gone.png\n")
     (root / "unknown_class.csv").write_text("path,label\nimages/class_0/000.jpg,cat\n")
+    (root / "empty").mkdir()
+    (root / "one_image").mkdir()
+    shutil.copy(next((root / "images" / "class_0").iterdir()), root / "one_image")
     return root
 
 

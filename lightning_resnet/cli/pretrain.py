@@ -1,0 +1,115 @@
+"""``python -m lightning_resnet pretrain``: self-supervised pretraining of a backbone on unlabelled images, with every
+trainer flag, checkpoints, exact resume after Ctrl-C or SIGTERM (``--ckpt_path last``) and TensorBoard as for
+``fit``; it ends by naming the weights file that ``fit --model.pretrained`` loads."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import lazy_instance
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from ..data.unlabelled import UnlabelledImages
+from ..errors import UserError
+from ..hints import python_command, shown, tensorboard_command
+from ..training.checkpoints import InterruptCheckpoint, RandomState
+from ..training.divergence import DivergenceGuard
+from ..training.pretraining import SelfSupervised
+from ..training.rank_watch import RankWatch
+from ..training.run import run_dir
+from .app import ResNetArgumentParser, keep_quiet_what_asks_nothing_of_the_user
+from .checkpoint_options import named_checkpoint, newest_run
+
+BACKBONE_WEIGHTS = "backbone.safetensors"
+"""The pretrained backbone's weights, without a classifier, in the run folder."""
+
+ALWAYS_PRESENT = {
+    "last_checkpoint": ModelCheckpoint,
+    "lr_monitor": LearningRateMonitor,
+    "interrupt_checkpoint": InterruptCheckpoint,
+    "random_state": RandomState,
+    "divergence_guard": DivergenceGuard,
+    "rank_watch": RankWatch,
+}
+"""The callbacks of every pretraining run (``fit``'s, less those of classification), each under its own key."""
+
+
+class PretrainCLI(LightningCLI):
+    """Lightning's CLI for :class:`~..training.pretraining.SelfSupervised` on
+    :class:`~..data.unlabelled.UnlabelledImages`: ``fit`` alone, its logs under ``logs/pretrain``."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {"fit": LightningCLI.subcommands()["fit"]}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("model.method", "data.views")
+        for key, callback in ALWAYS_PRESENT.items():
+            parser.add_lightning_class_args(callback, key)
+        parser.set_defaults({
+            "last_checkpoint.filename": "last",
+            "last_checkpoint.save_top_k": 1,
+            "last_checkpoint.enable_version_counter": False,
+            "trainer.logger": lazy_instance(TensorBoardLogger, save_dir="logs", name="pretrain",
+                                            default_hp_metric=False),
+        })
+
+    def before_instantiate_classes(self) -> None:
+        keep_quiet_what_asks_nothing_of_the_user()
+        config = self.config.fit
+        if config.ckpt_path in ("last", "best"):
+            config.ckpt_path = self._last_checkpoint(config)
+
+    @staticmethod
+    def _last_checkpoint(config: Any) -> str | None:
+        """``last``: the experiment's newest run's ``last.ckpt``, logging into that run's folder (a new run when
+        there is none)."""
+        logger = config.trainer.logger
+        if not (logger and "TensorBoardLogger" in str(logger.class_path)):
+            raise UserError("--ckpt_path last looks in the run folders of trainer.logger, which must be the "
+                            "TensorBoard logger; give a checkpoint file instead")
+        experiment = Path(logger.init_args.save_dir) / logger.init_args.name
+        if config.ckpt_path == "best":
+            raise UserError("--ckpt_path best: pretraining has no best checkpoint (it is not validated on labels); "
+                            "use --ckpt_path last")
+        run = newest_run(experiment)
+        if run is None:
+            print(f"no {experiment}/version_*/checkpoints/last.ckpt to resume: starting a new run", file=sys.stderr)
+            return None
+        logger.init_args.version = run.name
+        return str(named_checkpoint("last", experiment))
+
+    def after_fit(self) -> None:
+        """Write the backbone's weights and say how to fine-tune from them."""
+        trainer: Trainer = self.trainer
+        if trainer.interrupted:
+            return
+        folder = run_dir(trainer)
+        if not trainer.is_global_zero:
+            return
+        from safetensors.torch import save_file
+
+        weights = folder / BACKBONE_WEIGHTS
+        save_file(self.model.backbone_weights(), str(weights))
+        hparams = self.model.hparams
+        options = ["--model.backbone", hparams.backbone, "--model.pretrained", shown(weights)]
+        if hparams.backbone_options:
+            options += ["--model.backbone_options", shlex.quote(json.dumps(dict(hparams.backbone_options)))]
+        print(f"run folder: {folder}\npretrained weights: {weights}\nfine-tune: "
+              f"{python_command('fit', '--config', 'CONFIG', *options)}\n"
+              f"TensorBoard: {tensorboard_command(folder.parent)}", flush=True)
+
+
+def pretrain(args: list[str]) -> PretrainCLI:
+    """Run ``pretrain`` with ``args`` (``fit``'s trainer options, ``model.*`` of :class:`SelfSupervised` and
+    ``data.*`` of :class:`UnlabelledImages`)."""
+    return PretrainCLI(SelfSupervised, UnlabelledImages, args=["fit", *args], parser_class=ResNetArgumentParser,
+                       parser_kwargs={"prog": "python -m lightning_resnet pretrain"}, seed_everything_default=42,
+                       save_config_kwargs={"overwrite": True})

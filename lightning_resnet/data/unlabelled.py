@@ -1,0 +1,209 @@
+"""Images without labels, for self-supervised pretraining (``python -m lightning_resnet pretrain``): every image
+under a folder (flat, or class folders whose names are ignored), each read as two random views of itself.
+
+The views are lightly's (SimCLR's or BYOL's crops, colour jitter, blur, solarization), applied to the decoded
+image with the image's own seed from the shuffle, so that an interrupted run resumes to the same views; they go
+to the device as ``uint8`` and are normalized there, as :class:`~.datamodule.ImageFolderDataModule`'s images are.
+A labelled folder (``knn_dir``) gives the features a k-nearest-neighbour score every epoch: its training part is
+the memory bank, its validation part the queries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader
+from torchvision.transforms.v2 import functional as TF
+
+from ..errors import UserError, check
+from ..stages import VAL
+from .dataset import ImageSamples
+from .decode import load_image
+from .digits import DIGITS_DATA, DIGITS_DIR, write_digits
+from .listing import scan_unlabelled
+from .loaders import TRAIN_POSITION, LoaderSettings, SampledLoader, default_workers, evaluation_loader
+from .normalization import Normalization, chosen_normalization, imagenet_normalization
+from .sources import SourceOptions, open_source
+from .splits import SplitRule
+from .transforms import eval_view
+
+ViewsKind = Literal["simclr", "byol"]
+"""Whose two views: SimCLR's (the same strong augmentation twice) or BYOL's (two different ones)."""
+
+
+class TwoViews:
+    """Two of lightly's random views of a ``uint8`` image, as one ``uint8`` tensor ``(2, C, H, W)``.
+
+    lightly's blur and solarization draw from NumPy's random stream: it is seeded here from torch's, which the data
+    set seeds per image, and restored after (an exact resume needs every draw fixed by the image's seed).
+    """
+
+    def __init__(self, kind: ViewsKind, size: int, options: dict[str, Any] | None = None) -> None:
+        from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform, SimCLRTransform
+
+        options = {"input_size": size, "normalize": None, **(options or {})}
+        try:
+            if kind == "simclr":
+                self.transform = SimCLRTransform(**options)
+            else:
+                self.transform = BYOLTransform(BYOLView1Transform(**options), BYOLView2Transform(**options))
+        except TypeError as error:
+            raise UserError(f"data.view_options: {error} (the options of lightly's {kind} transform)") from None
+
+    def __call__(self, image: Tensor) -> Tensor:
+        state = np.random.get_state()
+        np.random.seed(int(torch.randint(2**31, ())))
+        try:
+            views = self.transform(TF.to_pil_image(image))
+        finally:
+            np.random.set_state(state)
+        return torch.stack([TF.to_dtype(view, torch.uint8, scale=True) for view in views])
+
+
+class DecodedImage:
+    """The whole image, its shorter side resized to ``size`` (the views crop from it)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, path: str) -> Tensor:
+        return TF.resize(load_image(path, self.size), self.size, antialias=True)
+
+
+class UnlabelledImages(LightningDataModule):
+    """Every image under ``data_dir``, read as two views each; the labelled ``knn_dir``'s images for the k-NN score.
+
+    Args:
+        data_dir: a folder of images, flat or in class folders (whose names are ignored), searched recursively;
+            ``demo:digits`` for the demo's digits.
+        knn_dir: a labelled folder (one folder per class), split as ``fit`` splits it (``val_fraction``, ``seed``):
+            every epoch, each validation image is classified by its nearest training images in feature space
+            (``val/knn_acc``). Optional.
+        views: SimCLR's or BYOL's views; the command line links it from ``model.method``.
+        view_options: keyword options of lightly's transform of that kind, e.g. ``{min_scale: 0.2, cj_strength:
+            0.5, gaussian_blur: 0.0}`` for small images.
+        image_size: side of the square views.
+        val_fraction: the part of ``knn_dir`` used as queries.
+        seed: the seed of the shuffle, the views and ``knn_dir``'s split.
+        normalize: ``imagenet`` (the default), or ``{mean: [...], std: [...]}``; fine-tune with the same.
+        batch_size: images per batch and process (each gives two views).
+        num_workers: loader processes per training process; by default the cores shared as ``fit`` shares them.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data/unlabelled",
+        knn_dir: str | None = None,
+        views: ViewsKind = "simclr",
+        view_options: dict[str, Any] | None = None,
+        image_size: int = 224,
+        val_fraction: float = 0.2,
+        seed: int = 42,
+        normalize: Literal["imagenet"] | dict[str, list[float]] = "imagenet",
+        batch_size: int = 64,
+        num_workers: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        LoaderSettings(batch_size, num_workers or 0, seed)  # the loader options checked where they arrive
+        check(image_size >= 8, f"data.image_size must be at least 8, got {image_size}")
+        self.data_dir = data_dir
+        self.seed = seed
+        self.batch_size = batch_size
+        self.num_workers_option = num_workers
+        self.normalization: Normalization = (chosen_normalization(normalize, 3, None) if isinstance(normalize, dict)
+                                             else imagenet_normalization(3))
+        self.two_views = TwoViews(views, image_size, view_options)
+        self.decoded = DecodedImage(image_size)
+        self.knn_source = (open_source(SourceOptions(knn_dir, SplitRule(val_fraction, seed)))
+                           if knn_dir is not None else None)
+        self.knn_view = eval_view(image_size, 1.0, 3)
+        self.train_set: ImageSamples | None = None
+        self.knn_sets: tuple[ImageSamples, ImageSamples] | None = None
+        self._train_loader: SampledLoader | None = None
+        self._saved_position: dict[str, Any] | None = None  # a checkpoint's place in the epoch, until the loader is
+
+    @property
+    def num_workers(self) -> int:
+        if self.num_workers_option is not None:
+            return self.num_workers_option
+        return default_workers(self.trainer.num_devices if self.trainer is not None else 1)
+
+    @property
+    def knn_classes(self) -> int:
+        return len(self.knn_source.class_names) if self.knn_source is not None else 0
+
+    def image_paths(self) -> list[str]:
+        """Every image file under ``data_dir`` (the demo's digits are written on first use)."""
+        if self.data_dir == DIGITS_DATA:
+            if not DIGITS_DIR.is_dir():
+                write_digits(DIGITS_DIR)
+            return scan_unlabelled(DIGITS_DIR, option="data.data_dir")
+        return scan_unlabelled(Path(self.data_dir).expanduser(), option="data.data_dir")
+
+    def prepare_data(self) -> None:
+        self.image_paths()
+        if self.knn_source is not None:
+            self.knn_source.prepare()
+
+    def setup(self, stage: str) -> None:
+        paths = self.image_paths()
+        check(len(paths) >= 2, f"data.data_dir {self.data_dir} holds {len(paths)} image: pretraining compares "
+                               "images with each other and needs at least two")
+        self.train_set = ImageSamples([(path, 0) for path in paths], self.decoded, self.two_views,
+                                      replace_unreadable=True)
+        if self.knn_source is not None:
+            settings = self._loader_settings()
+            bank = self.knn_source.training_set(self.knn_view, None, settings, self._processes()[0])
+            self.knn_sets = (bank, self.knn_source.evaluation_set(VAL, self.knn_view))
+
+    def _processes(self) -> tuple[int, int]:
+        return (1, 0) if self.trainer is None else (self.trainer.world_size, self.trainer.global_rank)
+
+    def _loader_settings(self) -> LoaderSettings:
+        on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        return LoaderSettings(self.batch_size, self.num_workers, self.seed, pin_memory=on_gpu)
+
+    def train_dataloader(self) -> DataLoader:
+        """A shuffle fixed by ``seed`` and the epoch, resumed mid-epoch from a checkpoint."""
+        self._train_loader = SampledLoader(self.train_set, self._loader_settings(), *self._processes())
+        if self._saved_position is not None:
+            self._train_loader.resume(self._saved_position)
+            self._saved_position = None
+        return self._train_loader.loader
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """The k-NN bank, then its queries; none without ``knn_dir``."""
+        if self.knn_sets is None:
+            return []
+        return [evaluation_loader(part, self._loader_settings(), *self._processes()) for part in self.knn_sets]
+
+    def on_after_batch_transfer(self, batch: list | None, dataloader_idx: int) -> list | None:
+        """The ``uint8`` views (or k-NN images) as normalized floats on the device."""
+        if batch is None:
+            return None
+        images, targets = batch
+        if images.ndim == 5:  # (batch, view, channels, height, width)
+            return [self.normalization(images.flatten(0, 1)).unflatten(0, images.shape[:2]), targets]
+        return [self.normalization(images), targets]
+
+    def state_dict(self) -> dict:
+        """The normalization and, during ``fit``, the place in the training epoch (for an exact resume)."""
+        state: dict[str, Any] = {"mean": list(self.normalization.mean), "std": list(self.normalization.std)}
+        if self._train_loader is not None and self.trainer is not None and self.trainer.state.fn == "fit":
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            state.update(self._train_loader.position(done, self.trainer.num_training_batches))
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if TRAIN_POSITION not in state_dict:
+            return
+        if self._train_loader is not None:  # the loader came first (some strategies restore late)
+            self._train_loader.resume(state_dict)
+        else:
+            self._saved_position = state_dict

@@ -1,0 +1,85 @@
+"""``pretrain``: self-supervised pretraining of the backbone on unlabelled images, whose weights ``fit`` then loads
+strictly with a new head; resumed exactly after an interrupt mid-epoch, as ``fit`` is."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lightning_resnet.cli import main
+
+from ..conftest import QUARTER_WIDTH, make_image_folder, tiny_args
+from .interrupters import STEP, final_state, run_until_interrupted
+
+NARROW = ["--model.backbone_options", json.dumps(QUARTER_WIDTH)]
+
+
+def pretrain_args(images, *extra: str) -> list[str]:
+    """``pretrain`` of tiny_args' quarter-width network on ``images`` at 16 px, batches of 4, no loader worker."""
+    return ["pretrain", "--data.data_dir", str(images), "--data.image_size", "16", "--data.batch_size", "4",
+            "--data.num_workers", "0", *NARROW, "--trainer.accelerator", "cpu",
+            "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.name", "pretrain", *extra]
+
+
+@pytest.fixture(scope="module")
+def unlabelled(tmp_path_factory):
+    """24 images in a flat folder (their classes unnamed) and a labelled folder for the k-NN score."""
+    root = tmp_path_factory.mktemp("unlabelled")
+    make_image_folder(root / "classes", classes=3, per_class=8, seed=11)
+    flat = root / "flat"
+    flat.mkdir()
+    for image in (root / "classes").rglob("*.*"):
+        shutil.copy(image, flat / f"{image.parent.name}_{image.name}")
+    make_image_folder(root / "labelled", classes=3, per_class=10)
+    return root
+
+
+def test_pretrained_weights_load_strictly_into_fit_and_change_its_result(unlabelled, workdir, capsys):
+    run = main(pretrain_args(unlabelled / "flat", "--data.knn_dir", str(unlabelled / "labelled"),
+                             "--trainer.max_epochs", "2"))
+    assert 0.0 <= float(run.trainer.callback_metrics["val/knn_acc"]) <= 1.0  # the k-NN score of every epoch
+    printed = capsys.readouterr().out
+    weights = workdir / "logs/pretrain/version_0/backbone.safetensors"
+    assert f"pretrained weights: {weights.relative_to(workdir)}" in printed and "--model.pretrained" in printed
+    backbone = load_file(str(weights))
+    assert backbone and not any(key.startswith("fc.") for key in backbone)  # the head is new in fit
+
+    # a frozen backbone keeps what it loaded: every tensor of the file, BatchNorm statistics included
+    frozen = ["--model.freeze_backbone", "true", "--trainer.max_epochs", "1", "--model.calibrate", "false"]
+    pretrained = main(tiny_args(workdir / "images", *frozen, "--model.pretrained", str(weights),
+                                "--trainer.logger.init_args.name", "pretrained"))
+    scratch = main(tiny_args(workdir / "images", *frozen, "--trainer.logger.init_args.name", "scratch"))
+    loaded, _ = final_state(workdir / "logs/pretrained/version_0")
+    assert all(torch.equal(loaded[f"model.{key}"], tensor) for key, tensor in backbone.items())
+    from_scratch, _ = final_state(workdir / "logs/scratch/version_0")
+    assert not torch.equal(from_scratch["model.layer1.0.conv1.weight"], backbone["layer1.0.conv1.weight"])
+    assert (float(pretrained.trainer.callback_metrics["val/loss"])
+            != float(scratch.trainer.callback_metrics["val/loss"]))
+
+
+def test_byol_pretraining_resumes_exactly_after_an_interrupt_mid_epoch(unlabelled, tmp_path, monkeypatch):
+    """BYOL (two different views, a moving-average target network) interrupted at step 8, the third of six in the
+    second epoch, with 2 loader workers; resumed without workers."""
+    common = ["--model.method", "byol", "--trainer.max_epochs", "3"]
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    monkeypatch.chdir(straight)
+    finished = main(pretrain_args(unlabelled / "flat", *common))
+    monkeypatch.chdir(tmp_path)
+    interrupted = pretrain_args(unlabelled / "flat", *common, "--data.num_workers", "2")
+    run_until_interrupted(tmp_path, interrupted, "InterruptAtStep", 130, own_process=False)
+    saved = torch.load(tmp_path / "logs/pretrain/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert STEP <= saved["global_step"] < 12
+    resumed = main([*interrupted, "--data.num_workers", "0", "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == finished.trainer.global_step == 18
+    weights, optimizer = final_state(tmp_path / "logs/pretrain/version_0")
+    expected_weights, expected_optimizer = final_state(straight / "logs/pretrain/version_0")
+    assert weights.keys() == expected_weights.keys()
+    assert [key for key in weights if not torch.equal(weights[key], expected_weights[key])] == []
+    for key, state in expected_optimizer["state"].items():
+        assert all(torch.equal(value, optimizer["state"][key][name]) for name, value in state.items())
+    assert not (tmp_path / "logs/pretrain/version_1").exists()  # continued in the run's own folder
