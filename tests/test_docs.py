@@ -33,6 +33,8 @@ SHORT = {
     "predict": [*NARROW, "--trainer.limit_predict_batches", "1"],
     "export": NARROW,
     "lr_find": [*NARROW, "--num_training", "8"],
+    "pretrain": [*NARROW, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+                 "--trainer.limit_val_batches", "1"],
 }
 
 NOT_RUN = {
@@ -44,6 +46,7 @@ NOT_RUN = {
     "s3://": "an S3 bucket",
     "--trainer.accelerator gpu": "GPUs on two machines",
     "postgresql://user@dbhost": "the PostgreSQL server it names",
+    "configs/pretrain_photos.yaml": "a GPU: ResNet-50 at 224 px on photos",
     " serve ": "a stop: a server runs until stopped (tests/serving/test_serve.py starts and stops one)",
     " demo --model": "a stop: a server runs until stopped (tests/serving/test_demo.py starts and stops one)",
     " sweep ": "the time of 12 or more trials, a process each (tests/cli/test_sweep.py runs sweeps of 1 to 3)",
@@ -53,7 +56,8 @@ NOT_RUN = {
     "--data.exclude logs/demo/version_0/label_issues.csv": "the label_issues.csv of the inspection above",
 }
 
-STAND_INS = ["folder", "~/birds", "~/monkeypox", "~/new_photos", "data/birds", "data/noisy_digits", "data/scraped"]
+STAND_INS = ["folder", "~/birds", "~/monkeypox", "~/new_photos", "data/birds", "data/noisy_digits", "data/scraped",
+             "~/unlabelled"]
 """Folders the pages name, made as small generated image folders; ``new_images/`` and ``path/to/test_folder`` are
 digits (a test folder's classes are the model's)."""
 
@@ -139,7 +143,7 @@ def test_every_command_of_every_page_runs_or_names_what_it_lacks(tmp_path, monke
             code, printed = run([*args, "--print_config"], None)
             parsed += 1
         else:
-            resuming = args[0] == "fit" and "--ckpt_path" in args
+            resuming = args[0] in ("fit", "pretrain") and "--ckpt_path" in args
             short = [*SHORT.get(args[0], []), *(["--trainer.max_epochs", "2"] if resuming else [])]
             describes = "--print_config" in args or "--help" in args
             code, printed = run(args if describes else [*args, *short], output)

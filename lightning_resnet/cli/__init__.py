@@ -3,7 +3,7 @@
 Lightning's subcommands and this project's trainer methods (``summary``, ``inspect``, ``lr_find``,
 ``export``) run through :class:`~.app.ResNetCLI`; the commands LightningCLI does not know each
 have a module here (``cross_validate``, ``predict_onnx``, ``compare``, ``sweep``, ``serve``, ``demo``,
-``pretrain``), started by name.
+``pretrain``, ``pseudo_label``, ``suggest``), started by name.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from ..training.divergence import NonFiniteLossError
 from .app import ResNetCLI, cli_options
 from .child_processes import ChildProcesses
 
-COMMANDS = ("compare", "cross_validate", "demo", "predict_onnx", "pretrain", "serve", "sweep")
+COMMANDS = ("compare", "cross_validate", "demo", "predict_onnx", "pretrain", "pseudo_label", "serve", "suggest",
+            "sweep")
 """The commands LightningCLI does not know: each is the function of that name in the module of that name, imported
 when it runs (with what it imports: Optuna, LitServe, Gradio, captum, lightly), so that ``fit`` starts without them."""
 

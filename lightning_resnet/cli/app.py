@@ -3,8 +3,8 @@ defaults and subcommands.
 
 Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the trainer's
 ``summary``, ``inspect``, ``convert``, ``lr_find`` and ``export`` (see :mod:`.trainer`). ``cross_validate``,
-``predict_onnx``, ``compare``, ``sweep``, ``serve``, ``demo`` and ``pretrain`` are commands of their own (see
-:func:`lightning_resnet.cli.main`).
+``predict_onnx``, ``compare``, ``sweep``, ``serve``, ``demo``, ``pretrain``, ``pseudo_label`` and ``suggest`` are
+commands of their own (see :func:`lightning_resnet.cli.main`).
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ from .checkpoint_options import (
 )
 from .trainer import ResNetTrainer
 
-MORE_COMMANDS = ("seven more commands, each with its own --help: pretrain (self-supervised pretraining of the "
-                 "backbone on unlabelled images, lightly), sweep (a hyper-parameter study with Optuna, each "
+MORE_COMMANDS = ("nine more commands, each with its own --help: pretrain (self-supervised pretraining of the "
+                 "backbone on unlabelled images, lightly), pseudo_label (the unlabelled images a model is sure of, "
+                 "for fit --data.extra_labels), suggest (the unlabelled images to label next), "
+                 "sweep (a hyper-parameter study with Optuna, each "
                  "trial a fit), cross_validate (fit on each of data.num_folds folds, then each fold's scores and "
                  "their mean and spread), compare (runs side by side: the config keys that differ and the scores "
                  "of each run's best epoch), predict_onnx (an exported .onnx over a folder of images with "

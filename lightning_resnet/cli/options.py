@@ -61,6 +61,31 @@ def add_model_options(parser: ArgumentParser) -> None:
                         help="the model's version in answers (default: the start of the file's SHA-256)")
 
 
+def add_unlabelled_options(parser: ArgumentParser) -> None:
+    """A trained checkpoint, the folder of images nobody labelled it looks at, and how it reads them."""
+    parser.add_argument("--ckpt_path", type=str, required=True,
+                        help="a checkpoint of fit, or best / last of the newest run of --experiment")
+    parser.add_argument("--experiment", type=Path, default=Path("logs/default"),
+                        help="the experiment folder whose newest run best and last name (logs/<logger name>)")
+    parser.add_argument("--data.predict_dir", type=Path, required=True,
+                        help="the images nobody labelled: a folder, searched recursively")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--num_workers", type=int, default=0, help="loader processes that read the images")
+
+
+def unlabelled_checkpoint(options: Namespace) -> Path:
+    """The checkpoint ``--ckpt_path`` names (``best`` and ``last``: of the newest run of ``--experiment``)."""
+    from .checkpoint_options import NAMED, named_checkpoint
+
+    check(options.batch_size >= 1, f"--batch_size must be at least 1, got {options.batch_size}")
+    check(options.num_workers >= 0, f"--num_workers must be 0 or more, got {options.num_workers}")
+    if options.ckpt_path in NAMED:
+        return named_checkpoint(options.ckpt_path, options.experiment)
+    path = Path(options.ckpt_path).expanduser()
+    check(path.is_file(), f"--ckpt_path {options.ckpt_path} does not exist: give best, last or a checkpoint file")
+    return path
+
+
 def add_threshold_option(parser: ArgumentParser, default: str) -> None:
     # text, read by threshold(): jsonargparse's float takes neither -inf nor nan, which deserves its own line
     parser.add_argument("--reject_below", type=str | None, default=None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,8 @@ class PretrainCLI(LightningCLI):
 def pretrain(args: list[str]) -> PretrainCLI:
     """Run ``pretrain`` with ``args`` (``fit``'s trainer options, ``model.*`` of :class:`SelfSupervised` and
     ``data.*`` of :class:`UnlabelledImages`)."""
+    # the arguments are given, and sys.argv is the whole command line, which Lightning would warn about
+    warnings.filterwarnings("ignore", message=r".*args parameter is intended to run from within Python.*")
     return PretrainCLI(SelfSupervised, UnlabelledImages, args=["fit", *args], parser_class=ResNetArgumentParser,
                        parser_kwargs={"prog": "python -m lightning_resnet pretrain"}, seed_everything_default=42,
                        save_config_kwargs={"overwrite": True})

@@ -55,7 +55,8 @@ class Corrections:
         return replace(listing, files=tuple(files)), excluded
 
 
-def _rows(option: str, source: str, columns: Sequence[str]) -> list[dict[str, str]]:
+def csv_rows(option: str, source: str, columns: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of the CSV file ``source`` that ``option`` names, which must have ``columns``; one line if not."""
     path = Path(source).expanduser()
     check(path.is_file(), f"{option} {source} does not exist: expected a CSV file with a "
                           f"{' and a '.join(repr(c) for c in columns)} column")
@@ -80,10 +81,10 @@ def read_corrections(exclude: str | None, relabel: str | None, root: Path) -> Co
         path = Path(text).expanduser()
         return (path if path.is_absolute() or path.exists() else root / path).resolve()
 
-    excluded = frozenset(resolved(row["path"]) for row in _rows("data.exclude", exclude, ("path",))) \
+    excluded = frozenset(resolved(row["path"]) for row in csv_rows("data.exclude", exclude, ("path",))) \
         if exclude else frozenset()
     relabelled = {resolved(row["path"]): row["label"].strip()
-                  for row in _rows("data.relabel", relabel, ("path", "label"))} if relabel else {}
+                  for row in csv_rows("data.relabel", relabel, ("path", "label"))} if relabel else {}
     both = sorted(str(path) for path in excluded & relabelled.keys())
     check(not both, f"data.exclude {exclude} and data.relabel {relabel} both name {both[:1]}: "
                     "an image is either left out or relabelled")

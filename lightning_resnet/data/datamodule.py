@@ -88,6 +88,8 @@ class ImageFolderDataModule(LightningDataModule):
             from ``model.pretrained``.
         weighted_loss: whether the model weighs its loss by class (``model.class_weights``); the command
             line links it, so that the start-up's imbalance hint does not suggest what is already done.
+        extra_labels: a ``pseudo_labels.csv`` (``pseudo_label``): its images, from outside ``data_dir``, join the
+            training part only; ``split.csv`` lists them as ``pseudo``.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class ImageFolderDataModule(LightningDataModule):
         channels: int = 3,
         weights_normalization: tuple[list[float], list[float]] | None = None,
         weighted_loss: bool = False,
+        extra_labels: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["class_names"])  # for the checkpoint and TensorBoard only: read below
@@ -123,7 +126,7 @@ class ImageFolderDataModule(LightningDataModule):
         check_normalize(normalize, channels)
         self.source: ImageSource = open_source(SourceOptions(
             data_dir, SplitRule(val_fraction, seed, num_folds, fold, group_duplicates), exclude, relabel, sampler,
-            test_dir, verify_images, tuple(class_names) if class_names else None, weighted_loss))
+            test_dir, verify_images, tuple(class_names) if class_names else None, weighted_loss, extra_labels))
         """What holds the images: a folder or a converted data set (:func:`~.sources.open_source`)."""
         self.data_dir = self.source.location
         self.seed = seed

@@ -1,5 +1,6 @@
-"""Images without labels, for self-supervised pretraining (``python -m lightning_resnet pretrain``): every image
-under a folder (flat, or class folders whose names are ignored), each read as two random views of itself.
+"""Images without labels: which images of a folder nobody labelled yet (:func:`not_labelled`), and the data of
+self-supervised pretraining (``python -m lightning_resnet pretrain``): every image under a folder (flat, or class
+folders whose names are ignored), each read as two random views of itself.
 
 The views are lightly's (SimCLR's or BYOL's crops, colour jitter, blur, solarization), applied to the decoded
 image with the image's own seed from the shuffle, so that an interrupted run resumes to the same views; they go
@@ -25,12 +26,25 @@ from ..stages import VAL
 from .dataset import ImageSamples
 from .decode import load_image
 from .digits import DIGITS_DATA, DIGITS_DIR, write_digits
+from .hashing import content_digest
 from .listing import scan_unlabelled
 from .loaders import TRAIN_POSITION, LoaderSettings, SampledLoader, default_workers, evaluation_loader
 from .normalization import Normalization, chosen_normalization, imagenet_normalization
 from .sources import SourceOptions, open_source
 from .splits import SplitRule
 from .transforms import eval_view
+
+
+def not_labelled(candidates: list[str], labelled: list[str]) -> list[str]:
+    """``candidates`` less the ``labelled`` files and their exact copies (the same bytes; only the files of a size
+    some candidate has are read)."""
+    labelled_paths = {Path(path).resolve() for path in labelled}
+    candidates = [path for path in candidates if Path(path).resolve() not in labelled_paths]
+    sizes = {Path(path).stat().st_size for path in candidates}
+    digests = {content_digest(Path(path).read_bytes()) for path in labelled
+               if Path(path).is_file() and Path(path).stat().st_size in sizes}
+    return [path for path in candidates if not digests or content_digest(Path(path).read_bytes()) not in digests]
+
 
 ViewsKind = Literal["simclr", "byol"]
 """Whose two views: SimCLR's (the same strong augmentation twice) or BYOL's (two different ones)."""

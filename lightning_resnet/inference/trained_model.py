@@ -15,7 +15,17 @@ from typing import Any
 
 from torch import Tensor
 
-from ..data import CenterView, ImageFolderDataModule, Normalization, eval_view
+from ..data import (
+    DIGITS_DATA,
+    CenterView,
+    ImageFolderDataModule,
+    ImageSource,
+    Normalization,
+    SourceOptions,
+    SplitRule,
+    eval_view,
+    open_source,
+)
 from ..data.normalization import chosen_normalization
 from ..errors import UserError
 from ..models import ResNet, create_model
@@ -101,3 +111,11 @@ class TrainedModel:
         network = create_model(self.backbone, num_classes=len(self.class_names), **self.backbone_options)
         network.load_state_dict(self.weights, strict=True)
         return network.eval()
+
+    def labelled_source(self) -> ImageSource:
+        """The labelled images the model was trained and validated on, split as its run split them."""
+        options = self.data_options
+        rule = SplitRule(options.get("val_fraction", 0.2), options.get("seed", 42), options.get("num_folds"),
+                         options.get("fold", 0))
+        return open_source(SourceOptions(options.get("data_dir", DIGITS_DATA), rule,
+                                         class_names=self.class_names))

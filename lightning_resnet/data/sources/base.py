@@ -46,6 +46,8 @@ class SourceOptions:
     """The classes in index order when they are known already (a checkpoint's); else the source's own."""
     balanced_elsewhere: bool = False
     """Whether the loss weighs the classes (``model.class_weights``): then imbalance needs no warning."""
+    extra_labels: str | None = None
+    """A ``pseudo_labels.csv`` whose images join the training part (:mod:`..extra_labels`)."""
 
 
 class ImageSource(ABC):

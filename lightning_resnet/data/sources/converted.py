@@ -52,6 +52,8 @@ class ConvertedSource(ImageSource):
     def __init__(self, options: SourceOptions) -> None:
         super().__init__(options)
         self.converted = read_converted(options.data_dir)
+        check(options.extra_labels is None, f"data.extra_labels {options.extra_labels} adds images to a folder's "
+              "training part; a converted data set has its own: convert the folder with the images added instead")
         check(options.sampler == "shuffle", f"data.sampler {options.sampler} draws from a folder's images; a "
               "converted data set streams LitData's shuffle: use model.class_weights: balanced (the loss weighed "
               "by class)")

@@ -16,6 +16,7 @@ from ...stages import TEST, TRAIN, VAL
 from ..corrections import EXCLUDED, Corrections, read_corrections
 from ..dataset import ImageSamples, Sample
 from ..digits import DIGITS_DATA, DIGITS_DIR, write_digits
+from ..extra_labels import PSEUDO, read_extra_labels
 from ..folder_split import FolderSplit, announce, split_folder
 from ..listing import FolderLayout, FolderListing, list_folder, list_test_folder
 from ..loaders import LoaderSettings, SampledLoader
@@ -36,6 +37,7 @@ class FolderSource(ImageSource):
         self._listing: FolderListing | None = None  # the folder listed, once
         self._split: FolderSplit | None = None  # ... then checked, hashed and split, once
         self._measured: Normalization | None = None  # normalize: auto, once measured or read from the cache
+        self._extra: list[Sample] | None = None  # data.extra_labels, once read
 
     @classmethod
     def reads(cls, data_dir: str) -> bool:
@@ -76,12 +78,22 @@ class FolderSource(ImageSource):
 
     def prepare(self) -> None:
         self.folder_split()
+        self.extra_samples()
 
     def split(self) -> tuple[list[Sample], list[Sample]]:
         """The (train, validation) samples: a pre-split folder's own, else a stratified random split fixed
-        by the seed (or one fold of ``num_folds``) that keeps duplicates together."""
+        by the seed (or one fold of ``num_folds``) that keeps duplicates together; the images of
+        ``data.extra_labels`` join the training part."""
         split = self.folder_split()
-        return split.samples(split.train), split.samples(split.val)
+        return split.samples(split.train) + self.extra_samples(), split.samples(split.val)
+
+    def extra_samples(self) -> list[Sample]:
+        """The images of ``data.extra_labels`` (none without it), read and checked once."""
+        if self.options.extra_labels is None:
+            return []
+        if self._extra is None:
+            self._extra = read_extra_labels(self.options.extra_labels, self.class_names, self.root)
+        return self._extra
 
     def fold_samples(self) -> list[list[Sample]]:
         """The images each fold of ``num_folds`` validates (what ``convert`` writes as ``fold_0``, ``fold_1``, ...)."""
@@ -104,18 +116,21 @@ class FolderSource(ImageSource):
 
     def split_rows(self) -> list[SplitRow]:
         names = self.class_names
-        train, val = self.split()
-        rows = [(path, TRAIN, names[target]) for path, target in train]
-        rows += [(path, VAL, names[target]) for path, target in val]
+        split = self.folder_split()
+        rows = [(path, TRAIN, names[target]) for path, target in split.samples(split.train)]
+        rows += [(path, PSEUDO, names[target]) for path, target in self.extra_samples()]
+        rows += [(path, VAL, names[target]) for path, target in split.samples(split.val)]
         if self.has_test:
             rows += [(path, TEST, names[target]) for path, target in self.test_samples()]
-        split = self.folder_split()
         rows += [(path, EXCLUDED, names[target]) for path, target in split.samples(split.excluded)]
         return rows
 
     def training_class_counts(self) -> list[int]:
         split = self.folder_split()
-        return split.class_counts(split.train)
+        counts = split.class_counts(split.train)
+        for _, target in self.extra_samples():
+            counts[target] += 1
+        return counts
 
     def measured_normalization(self, view: CenterView, num_workers: int) -> Normalization:
         if self._measured is None:

@@ -1,0 +1,75 @@
+"""``pseudo_label``: the images nobody labelled that a trained model is sure of, with the class it gives them, into
+``pseudo_labels.csv`` for ``fit --data.extra_labels``.
+
+Sure means both rules the project answers with: the calibrated probability of the class is at least
+``--min_confidence``, and the image is not unsure (its energy score is not below the threshold fit chose; see
+:mod:`lightning_resnet.inference.unsure`). Images of the labelled folder, and exact copies of them, are left out:
+they have a person's label.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from jsonargparse import Namespace
+
+from ..data import scan_unlabelled
+from ..data.unlabelled import not_labelled
+from ..errors import check
+from ..hints import python_command, shown
+from ..inference.looking import look_at
+from ..inference.trained_model import TrainedModel
+from ..inference.verdict import verdicts
+from .options import CommandParser, add_unlabelled_options, unlabelled_checkpoint
+
+COMMAND = "pseudo_label"
+PSEUDO_LABELS_CSV = "pseudo_labels.csv"
+COLUMNS = ("path", "label", "confidence", "energy_score")
+
+
+def parse(args: list[str]) -> Namespace:
+    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
+    add_unlabelled_options(parser)
+    parser.add_argument("--min_confidence", type=float, default=0.95,
+                        help="the calibrated probability an image's class must reach (unsure images are left out "
+                             "whatever it is)")
+    parser.add_argument("--output", type=Path | None, default=None,
+                        help=f"the CSV to write (default: {PSEUDO_LABELS_CSV} in the checkpoint's run folder)")
+    return parser.parse_args(args)
+
+
+def unlabelled_paths(trained: TrainedModel, folder: Path) -> tuple[list[str], int]:
+    """The images under ``folder`` that are neither images of the model's labelled folder nor exact copies of
+    them, and how many were."""
+    paths = scan_unlabelled(folder.expanduser(), "data.predict_dir")
+    outside = not_labelled(paths, [path for path, _, _ in trained.labelled_source().split_rows()])
+    return outside, len(paths) - len(outside)
+
+
+def pseudo_label(args: list[str]) -> Path:
+    """Write the pseudo-labels of ``--data.predict_dir``; returns the CSV."""
+    options = parse(args)
+    check(0.0 < options.min_confidence <= 1.0, f"--min_confidence must be in (0, 1], got {options.min_confidence}")
+    checkpoint = unlabelled_checkpoint(options)
+    trained = TrainedModel.read(checkpoint)
+    paths, labelled = unlabelled_paths(trained, options.data.predict_dir)
+    check(bool(paths), f"data.predict_dir {options.data.predict_dir} holds only images of the labelled folder")
+    looked = look_at(trained, paths, options.batch_size, options.num_workers)
+    said = verdicts(looked.probabilities, looked.calibrated_logits, trained.temperature, trained.class_names, 1,
+                    trained.reject_below)
+    sure = [(path, each) for path, each in zip(looked.paths, said)
+            if not each.unsure and each.confidence >= options.min_confidence]
+    output = options.output or checkpoint.parent.parent / PSEUDO_LABELS_CSV
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows((path, each.prediction, f"{each.confidence:.6f}", f"{each.score:.6f}")
+                         for path, each in sorted(sure))
+    left = [f"{len(looked.paths) - len(sure)} below confidence {options.min_confidence} or unsure"]
+    left += [f"{count} {what}" for what, count in (("unreadable", len(looked.unreadable)),
+                                                   ("labelled already", labelled)) if count]
+    print(f"wrote {shown(output)}: {len(sure)} of {len(paths) + labelled} images pseudo-labelled ({', '.join(left)})\n"
+          f"train with them: {python_command('fit', '--config', 'CONFIG', '--data.extra_labels', shown(output))}")
+    return output
