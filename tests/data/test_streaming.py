@@ -104,10 +104,10 @@ MOMENTS = {
     # per-sample augmentation seeds and stochastic depth throughout
     "step start, no workers": (AUGMENTED, 0, "InterruptAtStep", 130, False),
     "inside on_train_batch_end": (AUGMENTED, 0, "InterruptInBatchEnd", 130, False),
-    "Ctrl-C mid-forward, 2 workers": (AUGMENTED, 2, "CtrlCMidForward", 130, False),
     "SIGTERM to the process group, 2 workers": (AUGMENTED, 2, "SigtermToTheGroup", 128 + signal.SIGTERM, True),
     "an epoch's end": (AUGMENTED, 0, "InterruptAfterEpoch", 130, False),
-    # a fold trains on the other folds' parts read by index, in the folder path's shuffle
+    # a fold trains on the other folds' parts read by index, in the folder path's shuffle (and the one Ctrl-C
+    # mid-forward with workers: the same loader and its saved place as the plain conversion's)
     "a fold of a conversion in folds, Ctrl-C mid-forward, 2 workers": ([*AUGMENTED, *FOLD], 2, "CtrlCMidForward",
                                                                        130, False),
 }

@@ -1,0 +1,159 @@
+"""Few labels on the demo digits: what ``pretrain``, ``suggest`` and ``pseudo_label`` gain at 10 % labels.
+
+Each seed splits every class of the 1,797 digits into a labelled 10 %, an unlabelled pool of 60 % and a test part
+of 30 % (never trained on, never suggested). The same fit recipe everywhere: ``configs/demo.yaml`` with
+``--data.normalize imagenet`` (pretraining's), ``--trainer.max_epochs`` 30 (the recipe's 6 epochs are 18 steps on
+180 images), its test accuracy on the test part. Rows:
+
+- from scratch, and from each ``pretrain`` method's weights (pretrained once per method on all 1,797 images, labels
+  unused; fine-tuned with the backbone frozen for 5 epochs, then at 0.1x the rate, as the transfer recipe does);
+- ``suggest`` against random picks: two rounds of ``--budget`` images from the pool, labelled (their true class)
+  and trained on with the labelled part, each round from the previous round's model;
+- one round of ``pseudo_label`` on the pool from the scratch model, then ``fit --data.extra_labels``;
+- the wall time of each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import ROOT, report, table
+
+RECIPE = ["--config", str(ROOT / "configs/demo.yaml"), "--data.normalize", "imagenet", "--trainer.max_epochs", "30",
+          "--trainer.enable_progress_bar", "false", "--model.calibrate", "true"]
+FINE_TUNE = ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "5", "--model.backbone_lr_factor", "0.1"]
+
+
+def split_digits(digits: Path, work: Path, seed: int) -> tuple[Path, Path, Path, dict[str, str]]:
+    """labelled/ (10 %), pool/ (60 %, flat) and test/ (30 %) of each class; the pool's true classes by path."""
+    rng = random.Random(seed)
+    truth = {}
+    for folder in sorted(path for path in digits.iterdir() if path.is_dir()):
+        images = sorted(folder.glob("*.png"))
+        rng.shuffle(images)
+        labelled, pool = round(0.1 * len(images)), round(0.7 * len(images))
+        for index, image in enumerate(images):
+            part = "labelled" if index < labelled else "pool" if index < pool else "test"
+            target = work / part / (folder.name if part != "pool" else "")
+            target.mkdir(parents=True, exist_ok=True)
+            name = f"{folder.name}_{image.name}" if part == "pool" else image.name
+            shutil.copy(image, target / name)
+            if part == "pool":
+                truth[str(target / name)] = folder.name
+    return work / "labelled", work / "pool", work / "test", truth
+
+
+def fit(data: Path, test: Path, name: str, *extra: str) -> tuple[float, float, Path]:
+    """Test accuracy, seconds and the best checkpoint of one fit."""
+    from lightning_resnet.cli import main as cli
+    from lightning_resnet.training.checkpoints import best_checkpoint
+
+    start = time.perf_counter()
+    run = cli(["fit", *RECIPE, "--data.data_dir", str(data), "--data.test_dir", str(test),
+               "--trainer.logger.init_args.name", name, *extra])
+    return float(run.trainer.callback_metrics["test/acc"]), time.perf_counter() - start, best_checkpoint(
+        run.trainer).path
+
+
+def label(paths: list[str], truth: dict[str, str], labelled: Path) -> None:
+    """A person labels ``paths``: each moves from the pool into its class folder."""
+    for path in paths:
+        shutil.move(path, labelled / truth[path] / Path(path).name)
+
+
+def rounds(kind: str, start: Path, labelled: Path, pool: Path, test: Path, truth: dict[str, str], budget: int,
+           seed: int) -> tuple[list[float], float]:
+    """Two rounds of ``budget`` images labelled, chosen by ``suggest`` or at random: test accuracy after each."""
+    from lightning_resnet.cli import main as cli
+    from lightning_resnet.data import scan_unlabelled
+
+    rng = random.Random(seed)
+    model, accuracies, seconds = start, [], 0.0
+    for round_ in (1, 2):
+        begin = time.perf_counter()
+        if kind == "suggest":
+            output = labelled.parent / f"suggest_{round_}"
+            cli(["suggest", "--ckpt_path", str(model), "--data.predict_dir", str(pool), "--budget", str(budget),
+                 "--output", str(output)])
+            with open(output / "to_label.csv", newline="") as handle:
+                picks = [row["path"] for row in csv.DictReader(handle)]
+        else:
+            picks = rng.sample(scan_unlabelled(pool), budget)
+        seconds += time.perf_counter() - begin
+        label(picks, truth, labelled)
+        accuracy, _, model = fit(labelled, test, f"{kind}_{round_}")
+        accuracies.append(accuracy)
+    return accuracies, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=90, help="images labelled in each round (5 %% of the digits)")
+    parser.add_argument("--pretrain_epochs", type=int, default=10)
+    options = parser.parse_args()
+    os.chdir(ROOT)
+    from lightning_resnet.cli import main as cli
+    from lightning_resnet.data import DIGITS_DIR, write_digits
+
+    if not DIGITS_DIR.is_dir():
+        write_digits(DIGITS_DIR)
+    digits = DIGITS_DIR.resolve()
+    results: dict[str, list[float]] = {}
+    seconds: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as work:
+        os.chdir(work)
+        weights = {}
+        for method in ("simclr", "byol"):
+            start = time.perf_counter()
+            run = cli(["pretrain", "--config", str(ROOT / "configs/pretrain_demo.yaml"), "--data.data_dir", str(digits),
+                       "--data.knn_dir", str(digits), "--model.method", method,
+                       "--trainer.max_epochs", str(options.pretrain_epochs), "--trainer.enable_progress_bar", "false",
+                       "--trainer.logger.init_args.name", f"pretrain_{method}"])
+            seconds.setdefault(f"pretrain {method} ({options.pretrain_epochs} epochs)", []).append(
+                time.perf_counter() - start)
+            weights[method] = Path(run.trainer.logger.log_dir) / "backbone.safetensors"
+        for seed in range(options.seeds):
+            base = Path(work) / f"seed_{seed}"
+            for kind in ("scratch", "suggest", "random", "pseudo"):
+                labelled, pool, test, truth = split_digits(digits, base / kind, seed)
+                if kind == "scratch":
+                    accuracy, took, scratch_model = fit(labelled, test, "scratch")
+                    results.setdefault("from scratch", []).append(accuracy)
+                    seconds.setdefault("fit, 30 epochs on 10 %", []).append(took)
+                    for method, path in weights.items():
+                        accuracy, _, _ = fit(labelled, test, f"from_{method}", "--model.pretrained", str(path),
+                                             *FINE_TUNE)
+                        results.setdefault(f"from pretrain {method}", []).append(accuracy)
+                elif kind in ("suggest", "random"):
+                    accuracies, took = rounds(kind, scratch_model, labelled, pool, test, truth, options.budget, seed)
+                    for round_, accuracy in enumerate(accuracies, start=1):
+                        results.setdefault(f"{kind}: round {round_} (+{round_ * options.budget} labelled)",
+                                           []).append(accuracy)
+                    seconds.setdefault(f"{kind}: choosing both rounds' images", []).append(took)
+                else:
+                    start = time.perf_counter()
+                    output = cli(["pseudo_label", "--ckpt_path", str(scratch_model), "--data.predict_dir", str(pool),
+                                  "--output", str(base / "pseudo_labels.csv")])
+                    seconds.setdefault("pseudo_label on the pool", []).append(time.perf_counter() - start)
+                    accuracy, _, _ = fit(labelled, test, "pseudo", "--data.extra_labels", str(output))
+                    results.setdefault("one pseudo-label round", []).append(accuracy)
+                print(results, flush=True)
+        os.chdir(ROOT)
+    rows = [[name, " ".join(f"{value:.4f}" for value in values), f"{statistics.mean(values):.4f}"]
+            for name, values in results.items()]
+    timing = [[name, f"{statistics.mean(values):.1f}"] for name, values in seconds.items()]
+    report(f"Few labels: test accuracy at 10 % labels of the demo digits, {options.seeds} seed(s)",
+           table(["start", "test/acc per seed", "mean"], rows) + "\n\n" + table(["step", "seconds"], timing))
+
+
+if __name__ == "__main__":
+    main()
