@@ -37,6 +37,6 @@ clean:
 
 bench: $(INSTALLED)
 	mkdir -p logs/bench
-	for script in backbone loop input fast_paths time_to_accuracy startup streaming open_set serve data_problems feature_cache peer calibration_size lr_find; do \
+	for script in backbone loop input fast_paths time_to_accuracy startup streaming open_set serve data_problems feature_cache peer calibration_size lr_find few_labels; do \
 		PYTHONPATH=. $(PY) benchmarks/bench_$$script.py || exit 1; \
 	done | tee logs/bench/latest.md
