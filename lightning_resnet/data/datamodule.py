@@ -19,7 +19,14 @@ from ..stages import TEST, VAL
 from .dataset import ImageSamples
 from .digits import DIGITS_DATA
 from .listing import scan_unlabelled
-from .loaders import LoaderSettings, TrainingLoader, default_workers, evaluation_loader, prediction_loader
+from .loaders import (
+    LoaderSettings,
+    TrainingLoader,
+    evaluation_loader,
+    prediction_loader,
+    processes_of,
+    settings_for,
+)
 from .normalization import Normalization, Normalize, check_normalize, chosen_normalization
 from .sources import ImageSource, SamplerKind, SourceOptions, open_source
 from .splits import SplitRow, SplitRule
@@ -158,9 +165,7 @@ class ImageFolderDataModule(LightningDataModule):
     @property
     def num_workers(self) -> int:
         """Loader processes per training process: ``num_workers``, or the default that shares the cores."""
-        if self.num_workers_option is not None:
-            return self.num_workers_option
-        return default_workers(self.trainer.num_devices if self.trainer is not None else 1)
+        return self._loader_settings().num_workers
 
     @property
     def class_names(self) -> list[str]:
@@ -229,12 +234,10 @@ class ImageFolderDataModule(LightningDataModule):
             self.predict_set = ImageSamples([(path, path) for path in self.predict_paths], self.eval_view)
 
     def _processes(self) -> tuple[int, int]:
-        """(number of training processes, this one's rank): how the loaders share the images out."""
-        return (1, 0) if self.trainer is None else (self.trainer.world_size, self.trainer.global_rank)
+        return processes_of(self.trainer)
 
     def _loader_settings(self) -> LoaderSettings:
-        on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
-        return LoaderSettings(self.batch_size, self.num_workers, self.seed, pin_memory=on_gpu)
+        return settings_for(self.trainer, self.batch_size, self.num_workers_option, self.seed)
 
     def _training_batches_done(self) -> int | None:
         """Training batches whose optimizer step ran in this epoch (where Lightning's loop resumes; a save inside

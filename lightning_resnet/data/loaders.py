@@ -62,6 +62,21 @@ def default_workers(local_processes: int) -> int:
     return max(1, cores // local_processes - 1)
 
 
+def processes_of(trainer: Any) -> tuple[int, int]:
+    """(number of training processes, this one's rank) of ``trainer`` (one process without a trainer): how the
+    loaders share the images out."""
+    return (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
+
+
+def settings_for(trainer: Any, batch_size: int, num_workers: int | None, seed: int) -> LoaderSettings:
+    """The loader settings of a data module's options under ``trainer``: ``num_workers`` or the default that shares
+    the cores (:func:`default_workers`), and pinned memory on a GPU."""
+    workers = num_workers if num_workers is not None else default_workers(
+        trainer.num_devices if trainer is not None else 1)
+    on_gpu = trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+    return LoaderSettings(batch_size, workers, seed, pin_memory=on_gpu)
+
+
 @dataclass(frozen=True)
 class LoaderSettings:
     """What every loader of a run shares: images per batch and process, loader processes, the seed of the shuffle,

@@ -28,7 +28,7 @@ from .decode import load_image
 from .digits import DIGITS_DATA, DIGITS_DIR, write_digits
 from .hashing import content_digest
 from .listing import scan_unlabelled
-from .loaders import TRAIN_POSITION, LoaderSettings, SampledLoader, default_workers, evaluation_loader
+from .loaders import TRAIN_POSITION, LoaderSettings, SampledLoader, evaluation_loader, processes_of, settings_for
 from .normalization import Normalization, chosen_normalization, imagenet_normalization
 from .sources import SourceOptions, open_source
 from .splits import SplitRule
@@ -142,16 +142,6 @@ class UnlabelledImages(LightningDataModule):
         self._train_loader: SampledLoader | None = None
         self._saved_position: dict[str, Any] | None = None  # a checkpoint's place in the epoch, until the loader is
 
-    @property
-    def num_workers(self) -> int:
-        if self.num_workers_option is not None:
-            return self.num_workers_option
-        return default_workers(self.trainer.num_devices if self.trainer is not None else 1)
-
-    @property
-    def knn_classes(self) -> int:
-        return len(self.knn_source.class_names) if self.knn_source is not None else 0
-
     def image_paths(self) -> list[str]:
         """Every image file under ``data_dir`` (the demo's digits are written on first use)."""
         if self.data_dir == DIGITS_DATA:
@@ -177,11 +167,10 @@ class UnlabelledImages(LightningDataModule):
             self.knn_sets = (bank, self.knn_source.evaluation_set(VAL, self.knn_view))
 
     def _processes(self) -> tuple[int, int]:
-        return (1, 0) if self.trainer is None else (self.trainer.world_size, self.trainer.global_rank)
+        return processes_of(self.trainer)
 
     def _loader_settings(self) -> LoaderSettings:
-        on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
-        return LoaderSettings(self.batch_size, self.num_workers, self.seed, pin_memory=on_gpu)
+        return settings_for(self.trainer, self.batch_size, self.num_workers_option, self.seed)
 
     def train_dataloader(self) -> DataLoader:
         """A shuffle fixed by ``seed`` and the epoch, resumed mid-epoch from a checkpoint."""
