@@ -5,7 +5,7 @@ the model's feature space, from every labelled image and from every image picked
 Uncertainty alone picks near-copies of one hard case, one after the other; each pick here moves the images like it
 closer to what is covered, so the next pick is another case (a greedy k-center in cosine distance, its distances
 weighed equally with the margin). baal, the library of such heuristics, is not used: version 2.1.0 installs the
-Jupyter stack (58 packages, ``pip install --dry-run baal``) for a margin that is one line, and has no k-center.
+Jupyter stack (79 packages here, ``pip install --dry-run baal``) for a margin that is one line, and has no k-center.
 """
 
 from __future__ import annotations
