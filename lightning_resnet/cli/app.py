@@ -47,15 +47,11 @@ from .checkpoint_options import (
 )
 from .trainer import ResNetTrainer
 
-MORE_COMMANDS = ("nine more commands, each with its own --help: pretrain (self-supervised pretraining of the "
-                 "backbone on unlabelled images, lightly), pseudo_label (the unlabelled images a model is sure of, "
-                 "for fit --data.extra_labels), suggest (the unlabelled images to label next), "
-                 "sweep (a hyper-parameter study with Optuna, each "
-                 "trial a fit), cross_validate (fit on each of data.num_folds folds, then each fold's scores and "
-                 "their mean and spread), compare (runs side by side: the config keys that differ and the scores "
-                 "of each run's best epoch), predict_onnx (an exported .onnx over a folder of images with "
-                 "onnxruntime, into predictions.csv), serve (a checkpoint or .onnx as an HTTP service with "
-                 "batching, LitServe) and demo (a page to try it in the browser, Gradio)")
+MORE_COMMANDS = ("nine more commands, each with its own --help: sweep (an Optuna study, each trial a fit), "
+                 "cross_validate (a fit per fold, their scores' mean and spread), compare (runs side by side), "
+                 "predict_onnx (an exported .onnx over a folder), serve (an HTTP service, LitServe), demo (a page "
+                 "in the browser, Gradio), pretrain (self-supervised, on unlabelled images, lightly), suggest (the "
+                 "unlabelled images to label next) and pseudo_label (those a model is sure of, for fit)")
 
 ALWAYS_PRESENT = {
     "checkpoint": ModelCheckpoint,
