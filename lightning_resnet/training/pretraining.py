@@ -72,8 +72,8 @@ class SelfSupervised(LightningModule):
         check(0.0 <= momentum < 1.0, f"model.momentum must be in [0, 1), got {momentum}")
         check(knn_k >= 1, f"model.knn_k must be at least 1, got {knn_k}")
         self.save_hyperparameters(ignore=["optimizer"])
-        self.model = create_model(backbone, **(backbone_options or {}))
-        """The backbone being pretrained (its classifier ``fc`` is not used, nor saved)."""
+        self.model = create_model(backbone, features_only=True, **(backbone_options or {}))
+        """The backbone being pretrained, without a classifier (DDP refuses parameters that no loss reaches)."""
         width = self.model.num_features
         self.optimizer_factory = optimizer
         if method == "simclr":
@@ -171,5 +171,4 @@ class SelfSupervised(LightningModule):
     def backbone_weights(self) -> dict[str, Tensor]:
         """The backbone's tensors without its classifier: ``fit --model.pretrained`` loads them strictly, with a
         new head."""
-        return {key: tensor.detach().cpu().contiguous() for key, tensor in self.model.state_dict().items()
-                if not key.startswith("fc.")}
+        return {key: tensor.detach().cpu().contiguous() for key, tensor in self.model.state_dict().items()}

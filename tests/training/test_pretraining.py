@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 from safetensors.torch import load_file
 
 from lightning_resnet.cli import main
@@ -16,6 +17,17 @@ from ..conftest import QUARTER_WIDTH, make_image_folder, tiny_args
 from .interrupters import STEP, final_state, run_until_interrupted
 
 NARROW = ["--model.backbone_options", json.dumps(QUARTER_WIDTH)]
+EVERY_PARAMETER_LEARNS = "--trainer.callbacks+=tests.training.test_pretraining.EveryParameterLearns"
+
+
+class EveryParameterLearns(Callback):
+    """What DDP asks of every training step: a gradient for each trainable parameter (the backbone's unused
+    classifier had none, and two processes stopped at their first step)."""
+
+    def on_after_backward(self, trainer, pl_module):
+        missing = [name for name, parameter in pl_module.named_parameters()
+                   if parameter.requires_grad and parameter.grad is None]
+        assert not missing, missing
 
 
 def pretrain_args(images, *extra: str) -> list[str]:
@@ -40,7 +52,7 @@ def unlabelled(tmp_path_factory):
 
 def test_pretrained_weights_load_strictly_into_fit_and_change_its_result(unlabelled, workdir, capsys):
     run = main(pretrain_args(unlabelled / "flat", "--data.knn_dir", str(unlabelled / "labelled"),
-                             "--trainer.max_epochs", "1"))
+                             "--trainer.max_epochs", "1", EVERY_PARAMETER_LEARNS))
     assert 0.0 <= float(run.trainer.callback_metrics["val/knn_acc"]) <= 1.0  # the k-NN score of every epoch
     printed = capsys.readouterr().out
     weights = workdir / "logs/pretrain/version_0/backbone.safetensors"
@@ -68,7 +80,7 @@ def test_byol_pretraining_resumes_exactly_after_an_interrupt_mid_epoch(unlabelle
     straight = tmp_path / "straight"
     straight.mkdir()
     monkeypatch.chdir(straight)
-    finished = main(pretrain_args(unlabelled / "flat", *common))
+    finished = main(pretrain_args(unlabelled / "flat", *common, EVERY_PARAMETER_LEARNS))
     monkeypatch.chdir(tmp_path)
     interrupted = pretrain_args(unlabelled / "flat", *common, "--data.num_workers", "2")
     run_until_interrupted(tmp_path, interrupted, "InterruptAtStep", 130, own_process=False)
