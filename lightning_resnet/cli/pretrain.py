@@ -50,6 +50,10 @@ class PretrainCLI(LightningCLI):
     def subcommands() -> dict[str, set[str]]:
         return {"fit": LightningCLI.subcommands()["fit"]}
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        self._subcommand_parsers["fit"].prog = parser.prog  # its one subcommand, fit, is not typed
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.method", "data.views")
         for key, callback in ALWAYS_PRESENT.items():

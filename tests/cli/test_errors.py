@@ -110,6 +110,7 @@ CASES = [
     ("a view option lightly's transform lacks", ["pretrain", "--data.view_options", "{colour: red}"],
      ["data.view_options", "colour"]),
     ("pretraining's best checkpoint", ["pretrain", "--ckpt_path", "best"], ["--ckpt_path best", "last"]),
+    ("an unknown pretraining method", ["pretrain", "--model.method", "moco"], ["model.method", "simclr", "moco"]),
 ]
 
 
