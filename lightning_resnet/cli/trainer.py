@@ -10,7 +10,7 @@ from lightning.pytorch import Trainer
 
 from ..data import FolderSource, ImageFolderDataModule
 from ..data.convert import convert_folder
-from ..inference.export import ExportFormat, export_checkpoint
+from ..inference.export import ExportFormat, Quantize, export_checkpoint
 from ..models import format_summary, summarize
 from ..reports.inspection import inspect_folder
 from ..training.finetuning import BackboneFreeze
@@ -109,6 +109,10 @@ class ResNetTrainer(Trainer):
         ckpt_path: str,
         format: ExportFormat = "onnx",
         output: str | None = None,
+        quantize: Quantize | None = None,
+        calibration_images: int = 256,
+        max_accuracy_drop: float = 1.0,
+        keep_accuracy_drop: bool = False,
     ) -> Path:
         """Export the checkpoint's model; class names and normalization go to a JSON file beside it.
 
@@ -117,8 +121,15 @@ class ResNetTrainer(Trainer):
         Args:
             ckpt_path: the checkpoint to export.
             format: ``onnx`` or ``torch_export`` (a ``.pt2`` program for ``torch.export.load``).
-            output: the model file; by default the checkpoint's path with the format's suffix.
+            output: the model file; by default the checkpoint's path with the format's suffix (``.int8.onnx``
+                quantized).
+            quantize: ``int8``: ONNX Runtime's static quantization (int8 weights per channel, int8 activations),
+                checked against the float model on the validation images before it is written.
+            calibration_images: training images (in the evaluation view) that set the activations' ranges.
+            max_accuracy_drop: accuracy points INT8 may lose on the validation images; more is refused.
+            keep_accuracy_drop: write the INT8 model whatever it loses.
         """
-        return export_checkpoint(ckpt_path, format, output)
+        return export_checkpoint(ckpt_path, format, output, quantize, calibration_images, max_accuracy_drop,
+                                 keep_accuracy_drop)
 
 

@@ -1,0 +1,66 @@
+"""``export --quantize int8``: ONNX Runtime's static INT8, calibrated on training images, checked against the float
+model on the validation images, refused in one line when it loses too much, and run like any export."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import onnx
+import pytest
+
+from lightning_resnet.cli import main
+from lightning_resnet.errors import UserError
+from lightning_resnet.inference.quantization import QuantizationCheck, refuse_a_large_drop
+
+from ..conftest import cli_error, read_rows
+
+
+def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_export(trained, workdir, capsys):
+    best = next((trained / "checkpoints").glob("best-*.ckpt"))
+    checkpoint_accuracy = float(re.search(r"acc(\d\.\d+)", best.name).group(1))
+    main(["export", "--ckpt_path", str(best), "--quantize", "int8", "--calibration_images", "12",
+          "--keep_accuracy_drop", "true"])
+    printed = capsys.readouterr().out
+    int8 = best.with_suffix(".int8.onnx")
+    measured = json.loads(int8.with_suffix(".json").read_text())["quantization"]
+    assert measured["calibration_images"] == 12 and measured["validation_images"] == 6
+    # the float model it is compared with is the checkpoint: the same accuracy as fit measured at that epoch
+    assert measured["float_accuracy"] == pytest.approx(checkpoint_accuracy, abs=1e-4)
+    assert (f"INT8 on 6 validation images: float accuracy {measured['float_accuracy']:.4f}, INT8 "
+            f"{measured['int8_accuracy']:.4f}") in printed
+    graph = onnx.load(str(int8)).graph
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= {node.op_type for node in graph.node}
+    int8_weights = [tensor for tensor in graph.initializer if tensor.data_type == onnx.TensorProto.INT8]
+    per_channel = [tensor for tensor in graph.initializer if tensor.name.endswith("_scale") and len(tensor.dims) == 1]
+    assert len(int8_weights) >= 20 and per_channel  # the 20 convolutions of a ResNet-18, scales per channel
+
+    main(["export", "--ckpt_path", str(best), "--output", str(workdir / "float.onnx")])
+    for model in (int8, workdir / "float.onnx"):
+        main(["predict_onnx", "--model", str(model), "--input", str(workdir / "holdout")])
+    from_int8 = read_rows(int8.with_suffix(".predictions.csv"))
+    from_float = read_rows(workdir / "float.predictions.csv")
+    assert [row["path"] for row in from_int8] == [row["path"] for row in from_float] and len(from_int8) == 9
+    agree = sum(a["prediction"] == b["prediction"] for a, b in zip(from_int8, from_float))
+    assert agree >= 8
+    for row in from_int8:
+        assert sum(map(float, row["top5_probabilities"].split("|"))) == pytest.approx(1.0, abs=1e-3)
+
+    code, error = cli_error(capsys, ["export", "--ckpt_path", str(best), "--quantize", "int8", "--format",
+                                     "torch_export"])
+    assert code == 2 and "--quantize int8 quantizes an ONNX model" in error and len(error.splitlines()) == 1
+    code, error = cli_error(capsys, ["export", "--ckpt_path", str(best), "--quantize", "int8",
+                                     "--calibration_images", "0"])
+    assert code == 2 and "--calibration_images must be at least 1, got 0" in error
+
+
+def test_an_int8_model_that_loses_more_than_allowed_is_refused_in_one_line_unless_kept():
+    lost_two_points = QuantizationCheck(images=200, float_accuracy=0.95, int8_accuracy=0.93, agreement=0.96)
+    with pytest.raises(UserError) as refused:
+        refuse_a_large_drop(lost_two_points, max_accuracy_drop=1.0, keep=False)
+    assert str(refused.value).startswith("--max_accuracy_drop 1.0: the INT8 model loses 2.00 points on 200 "
+                                         "validation images: float accuracy 0.9500, INT8 0.9300 (-2.00 points)")
+    assert "nothing written" in str(refused.value) and "--keep_accuracy_drop true" in str(refused.value)
+    refuse_a_large_drop(lost_two_points, max_accuracy_drop=1.0, keep=True)
+    refuse_a_large_drop(lost_two_points, max_accuracy_drop=2.5, keep=False)
+    refuse_a_large_drop(QuantizationCheck(200, 0.90, 0.91, 0.97), max_accuracy_drop=0.0, keep=False)  # a gain
