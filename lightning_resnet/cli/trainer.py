@@ -10,6 +10,7 @@ from lightning.pytorch import Trainer
 
 from ..data import FolderSource, ImageFolderDataModule
 from ..data.convert import convert_folder
+from ..errors import check
 from ..inference.export import ExportFormat, Quantize, export_checkpoint
 from ..models import format_summary, summarize
 from ..reports.inspection import inspect_folder
@@ -129,7 +130,11 @@ class ResNetTrainer(Trainer):
             max_accuracy_drop: accuracy points INT8 may lose on the validation images; more is refused.
             keep_accuracy_drop: write the INT8 model whatever it loses.
         """
-        return export_checkpoint(ckpt_path, format, output, quantize, calibration_images, max_accuracy_drop,
-                                 keep_accuracy_drop)
+        if quantize is None:
+            return export_checkpoint(ckpt_path, format, output)
+        check(format == "onnx", f"--quantize {quantize} quantizes an ONNX model: drop --format {format} or give onnx")
+        from ..inference.quantization import export_int8_checkpoint  # imports onnxruntime's quantization tools
+
+        return export_int8_checkpoint(ckpt_path, output, calibration_images, max_accuracy_drop, keep_accuracy_drop)
 
 

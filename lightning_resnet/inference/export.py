@@ -11,7 +11,6 @@ beside it keeps the class names, the resize-and-crop rule and the unsure thresho
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,12 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from ..data import Normalization
-from ..errors import UserError
 from .trained_model import TrainedModel
 from .unsure import as_metadata
 
 ExportFormat = Literal["onnx", "torch_export"]
 Quantize = Literal["int8"]
+"""What ``export --quantize`` makes of the ONNX model (see :mod:`.quantization`)."""
 SUFFIXES = {"onnx": ".onnx", "torch_export": ".pt2"}
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("probabilities", "logits")
@@ -110,33 +109,14 @@ def shipped(trained: TrainedModel) -> ShippedClassifier:
     return ShippedClassifier(trained.network(), trained.normalization, trained.temperature).eval()
 
 
-def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", output: str | Path | None = None,
-                      quantize: Quantize | None = None, calibration_images: int = 256, max_accuracy_drop: float = 1.0,
-                      keep_accuracy_drop: bool = False) -> Path:
+def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", output: str | Path | None = None) -> Path:
     """Export the model of a checkpoint of this project, with its metadata JSON beside it.
 
-    ``output`` defaults to the checkpoint's path with the format's suffix (``.int8.onnx`` when quantized); the
-    options after it are :func:`~.quantization.int8_export`'s.
+    ``output`` defaults to the checkpoint's path with the format's suffix.
     """
-    if quantize is not None and format != "onnx":
-        raise UserError(f"--quantize {quantize} quantizes an ONNX model: drop --format {format} or give onnx")
     trained = TrainedModel.read(ckpt_path)
-    suffix = ".int8.onnx" if quantize else SUFFIXES[format]
-    target = Path(output) if output else Path(ckpt_path).with_suffix(suffix)
-    metadata = shipped_metadata(trained)
-    if quantize is None:
-        export_model(shipped(trained), target, trained.image_size, trained.channels, format)
-    else:
-        from .quantization import int8_export
-
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as scratch:
-            float_model = export_model(shipped(trained), Path(scratch) / "float.onnx", trained.image_size,
-                                       trained.channels)
-            measured = int8_export(trained, float_model, target, calibration_images, max_accuracy_drop,
-                                   keep_accuracy_drop)
-        metadata["quantization"] = measured.as_metadata(calibration_images)
-        print(f"INT8 {measured.summary()}")
-    written = write_metadata(target, metadata)
+    target = Path(output) if output else Path(ckpt_path).with_suffix(SUFFIXES[format])
+    export_model(shipped(trained), target, trained.image_size, trained.channels, format)
+    written = write_metadata(target, shipped_metadata(trained))
     print(f"exported {ckpt_path} to {target} (metadata: {written})")
     return target

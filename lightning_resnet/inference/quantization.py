@@ -24,7 +24,7 @@ from ..data import ImageSource
 from ..data.loaders import LoaderSettings
 from ..errors import UserError, check
 from ..stages import VAL
-from .export import INPUT_NAME, OUTPUT_NAMES
+from .export import INPUT_NAME, OUTPUT_NAMES, export_model, shipped, shipped_metadata, write_metadata
 from .trained_model import TrainedModel
 
 CALIBRATION_BATCH = 32
@@ -125,18 +125,28 @@ def refuse_a_large_drop(measured: QuantizationCheck, max_accuracy_drop: float, k
                         "--keep_accuracy_drop true writes it anyway)")
 
 
-def int8_export(trained: TrainedModel, float_model: Path, output: Path, calibration_images: int,
-                max_accuracy_drop: float, keep_accuracy_drop: bool) -> QuantizationCheck:
-    """Quantize ``float_model`` (the export of ``trained``) to ``output`` if the validation images allow."""
+def export_int8_checkpoint(ckpt_path: str | Path, output: str | Path | None = None, calibration_images: int = 256,
+                           max_accuracy_drop: float = 1.0, keep_accuracy_drop: bool = False) -> Path:
+    """Export the checkpoint's model as INT8 ONNX (``output`` defaults to ``<checkpoint>.int8.onnx``), with the
+    metadata JSON beside it, if its validation images allow (see :func:`refuse_a_large_drop`)."""
     check(calibration_images >= 1, f"--calibration_images must be at least 1, got {calibration_images}")
     check(max_accuracy_drop >= 0, f"--max_accuracy_drop must be 0 or more points, got {max_accuracy_drop}")
+    trained = TrainedModel.read(ckpt_path)
+    target = Path(output) if output else Path(ckpt_path).with_suffix(".int8.onnx")
     source = trained.labelled_source()
     source.prepare()
     images, labels = validation_images(trained, source)
     batches = calibration_batches(trained, source, calibration_images)
-    with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
-        candidate = quantize(float_model, Path(scratch) / output.name, batches)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        float_model = export_model(shipped(trained), Path(scratch) / "float.onnx", trained.image_size,
+                                   trained.channels)
+        candidate = quantize(float_model, Path(scratch) / target.name, batches)
         measured = compare(float_model, candidate, images, labels)
         refuse_a_large_drop(measured, max_accuracy_drop, keep_accuracy_drop)
-        candidate.replace(output)
-    return measured
+        candidate.replace(target)
+    print(f"INT8 {measured.summary()}")
+    written = write_metadata(target, {**shipped_metadata(trained),
+                                      "quantization": measured.as_metadata(calibration_images)})
+    print(f"exported {ckpt_path} to {target} (metadata: {written})")
+    return target
