@@ -26,7 +26,6 @@ from ..data import DIGITS_DATA, ImageFolderDataModule
 from ..errors import UserError, exit_with
 from ..hints import python_command, shown, tensorboard_command
 from ..inference.calibration import Calibration
-from ..inference.trained_model import TrainedModel
 from ..models import is_weights_name, resolve
 from ..reports import EvaluationReport, PredictionWriter, TrainingReport
 from ..reports.training_report import TRAINING_CURVES
@@ -37,6 +36,7 @@ from ..training.module import ImageClassifier
 from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
 from ..training.throughput import ThroughputDisplay
+from ..training.trained_model import TrainedModel
 from .checkpoint_options import (
     EVALUATING,
     NAMED,

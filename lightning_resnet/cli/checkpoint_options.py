@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
-from ..inference.trained_model import TrainedModel
-from ..training.checkpoints import best_checkpoint_of_run
+from ..training.checkpoints import best_checkpoint_of_run, newest_run
+from ..training.trained_model import TrainedModel
 
 NAMED = ("best", "last")
 MODEL_KEYS = ("backbone", "backbone_options")
@@ -29,12 +29,6 @@ SPLIT_KEYS = ("data_dir", "val_fraction", "seed", "num_folds", "fold", "group_du
 """Data options that say which images the checkpoint was validated and tested on: ``validate`` and ``test`` take
 them from it unless they are given, so that ``validate --ckpt_path CKPT`` alone reports on its validation split."""
 EVALUATING = ("validate", "test", "predict")
-
-
-def newest_run(experiment: Path) -> Path | None:
-    """The run folder of ``experiment`` whose ``last.ckpt`` was written last, or None."""
-    candidates = sorted(experiment.glob("version_*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
-    return candidates[-1].parent.parent if candidates else None
 
 
 def named_checkpoint(name: str, experiment: Path) -> Path:

@@ -19,8 +19,8 @@ from ..data.unlabelled import not_labelled
 from ..errors import check
 from ..hints import python_command, shown
 from ..inference.looking import look_at
-from ..inference.trained_model import TrainedModel
 from ..inference.verdict import verdicts
+from ..training.trained_model import TrainedModel
 from .options import CommandParser, add_unlabelled_options, unlabelled_checkpoint
 
 COMMAND = "pseudo_label"

@@ -17,8 +17,8 @@ from ..errors import check
 from ..hints import shown
 from ..inference.looking import look_at
 from ..inference.suggestions import suggest_images
-from ..inference.trained_model import TrainedModel
 from ..reports import plots
+from ..training.trained_model import TrainedModel
 from .options import CommandParser, add_unlabelled_options, unlabelled_checkpoint
 
 COMMAND = "suggest"

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import Normalization
-from .trained_model import TrainedModel
+from ..training.trained_model import TrainedModel
 from .unsure import as_metadata
 
 ExportFormat = Literal["onnx", "torch_export"]

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..data import ImageSamples
 from ..data.loaders import LoaderSettings, prediction_loader
-from .trained_model import TrainedModel
+from ..training.trained_model import TrainedModel
 
 
 @dataclass(frozen=True)

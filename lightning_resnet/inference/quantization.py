@@ -24,8 +24,8 @@ from ..data import ImageSource
 from ..data.loaders import LoaderSettings
 from ..errors import UserError, check
 from ..stages import VAL
+from ..training.trained_model import TrainedModel
 from .export import INPUT_NAME, OUTPUT_NAMES, export_model, shipped, shipped_metadata, write_metadata
-from .trained_model import TrainedModel
 
 CALIBRATION_BATCH = 32
 QUANTIZED_OPERATIONS = ["Conv", "Gemm", "MatMul", "Add", "Relu", "MaxPool", "GlobalAveragePool"]

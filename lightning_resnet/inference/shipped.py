@@ -19,9 +19,9 @@ from torch import Tensor, nn
 
 from ..data import CenterView, Normalization
 from ..errors import UserError
+from ..training.trained_model import TrainedModel
 from .export import shipped, shipped_metadata
 from .onnx import OnnxClassifier
-from .trained_model import TrainedModel
 
 
 class CheckpointClassifier:

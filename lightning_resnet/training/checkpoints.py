@@ -56,6 +56,12 @@ def best_checkpoint(trainer: Trainer) -> BestCheckpoint | None:
     return None
 
 
+def newest_run(experiment: Path) -> Path | None:
+    """The run folder of ``experiment`` whose ``last.ckpt`` was written last, or None."""
+    candidates = sorted(experiment.glob("version_*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
+    return candidates[-1].parent.parent if candidates else None
+
+
 def best_checkpoint_of_run(folder: Path) -> BestCheckpoint | None:
     """The best checkpoint of a finished run folder, from the ``ModelCheckpoint`` state its ``last.ckpt`` holds."""
     last = folder / "checkpoints" / "last.ckpt"

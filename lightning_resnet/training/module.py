@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +27,7 @@ from ..errors import UserError, check
 from ..models import create_model, load_weights
 from ..stages import TEST, TRAIN, VAL
 from .checkpoints import EPOCH_METRICS, FIT_SECONDS
+from .distillation import Distillation, Teacher
 from .feature_cache import FrozenFeatures
 from .finetuning import BackboneFreeze
 from .metrics import LOSS, TRAIN_LOSS, classification_metrics, metric_key
@@ -83,6 +85,8 @@ class ImageClassifier(LightningModule):
         backbone_lr_factor: the backbone's learning rate as a fraction of the head's (fastai's
             discriminative rates: e.g. 0.1 when fine-tuning pretrained weights).
         label_smoothing: cross-entropy label smoothing; targets may also be class probabilities.
+        distillation: a trained model that teaches this one: ``teacher`` (its checkpoint), ``weight`` and
+            ``temperature`` of the softened-logit term (:mod:`.distillation`); used by ``fit`` only.
         class_weights: weights of the classes in the training loss: ``balanced`` (the training
             split's images over the number of classes times each class's count, scikit-learn's rule),
             one number per class, or null (all equal). Validation and test losses stay unweighted.
@@ -120,6 +124,7 @@ class ImageClassifier(LightningModule):
         cache_features: bool = False,
         backbone_lr_factor: float = 1.0,
         label_smoothing: float = 0.0,
+        distillation: Distillation | None = None,
         class_weights: Literal["balanced"] | list[float] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: Schedule = "cosine",
@@ -146,8 +151,16 @@ class ImageClassifier(LightningModule):
         check(not cache_features or freeze_backbone,
               "model.cache_features needs model.freeze_backbone true: a backbone that trains changes its features "
               "every step")
+        if distillation is not None:
+            distillation.check()
+        check(distillation is None or not cache_features,
+              "model.distillation needs the images: model.cache_features trains the head on cached features, which "
+              "the teacher cannot read")
         # tta is how this run reads images, not part of the trained model: a checkpoint does not impose it
-        self.save_hyperparameters(ignore=["optimizer", "tta", "class_counts"])
+        self.save_hyperparameters(ignore=["optimizer", "tta", "class_counts", "distillation"])
+        self.hparams["distillation"] = asdict(distillation) if distillation else None  # plain, for weights_only
+        self.distillation = distillation
+        self.teacher: Teacher | None = None  # read when fit starts, never saved with this model
         self.model = create_model(backbone, num_classes=num_classes, **(backbone_options or {}))
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -196,6 +209,10 @@ class ImageClassifier(LightningModule):
                          partial=self.hparams.partial_weights)
         if stage == "fit" and self.hparams.class_weights is not None:
             self.loss_weights = self._class_weights()
+        if stage == "fit" and self.distillation is not None:
+            check(data is not None, "model.distillation needs this project's data module (its normalization)")
+            self.teacher = Teacher(self.distillation, self.class_names, data.channels, data.image_size,
+                                   data.normalization)
 
     def _class_weights(self) -> Tensor:
         weights = self.hparams.class_weights
@@ -236,6 +253,8 @@ class ImageClassifier(LightningModule):
         self.temperature.fill_(1.0)  # the checkpoints of a run hold the model's own probabilities
         self.reject_below.fill_(-math.inf)
         self._fit_started = time.monotonic()
+        if self.teacher is not None:
+            self.teacher.to(self.device)
 
     @property
     def fit_seconds(self) -> float:
@@ -254,6 +273,8 @@ class ImageClassifier(LightningModule):
         images, targets = batch
         logits = self(images)
         loss = self.loss(logits, targets, self.loss_weights)
+        if self.teacher is not None:
+            loss = self.teacher.loss(loss, logits, images)
         hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
         self.train_metrics.update(logits, hard_targets)
         self.log(TRAIN_LOSS, loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)

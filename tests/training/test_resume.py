@@ -16,6 +16,8 @@ from ..conftest import make_image_folder, tiny_args
 from .interrupters import AUGMENTED, STEP, UninterruptedRuns, assert_resumed_exactly, run_until_interrupted
 
 UNFREEZING = ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1"]
+TEACHER = "<the shared tiny fit's best checkpoint>"
+TAUGHT = [*AUGMENTED, "--model.distillation.teacher", TEACHER]
 MOMENTS = {
     # (options, loader workers, interrupter, workers on resume, the interrupted run's exit code, a process of its
     # own, mid-epoch). The uninterrupted run of each option set is trained once, with no loader worker: per-image
@@ -23,7 +25,7 @@ MOMENTS = {
     "step start, augmented, drop-path, workers changed on resume": (AUGMENTED, 0, "InterruptAtStep", 2, 130, False,
                                                                     True),
     "step start, inside the unfreeze epoch": (UNFREEZING, 0, "InterruptAtStep", 0, 130, False, True),
-    "inside on_train_batch_end": (AUGMENTED, 0, "InterruptInBatchEnd", 0, 130, False, True),
+    "inside on_train_batch_end, taught by a teacher": (TAUGHT, 0, "InterruptInBatchEnd", 0, 130, False, True),
     "inside on_train_batch_end, unfreeze epoch": (UNFREEZING, 0, "InterruptInBatchEnd", 0, 130, False, True),
     "Ctrl-C mid-forward, 2 workers, a real process": (AUGMENTED, 2, "CtrlCMidForward", 2, 130, True, True),
     "SIGTERM to the process group, 2 workers": (AUGMENTED, 2, "SigtermToTheGroup", 2, 128 + signal.SIGTERM, True,
@@ -40,9 +42,11 @@ def uninterrupted(tmp_path_factory) -> tuple[UninterruptedRuns, object]:
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_an_interrupt_at_any_moment_resumes_to_the_uninterrupted_runs_weights_buffers_and_optimizer(
-        uninterrupted, tmp_path, monkeypatch, moment):
+        uninterrupted, trained_once, tmp_path, monkeypatch, moment):
     runs, images = uninterrupted
     options, workers, interrupter, workers_on_resume, exit_code, own_process, mid_epoch = MOMENTS[moment]
+    teacher = str(next((trained_once / "tiny/version_0/checkpoints").glob("best-*.ckpt")))
+    options = [teacher if option == TEACHER else option for option in options]
     common = ["--trainer.max_epochs", "3", "--data.batch_size", "4", *options]
     straight = runs.of(images, common)
     monkeypatch.chdir(tmp_path)

@@ -30,7 +30,7 @@ from ..data.normalization import chosen_normalization
 from ..errors import UserError
 from ..models import ResNet, create_model
 from ..models.weights import strip_prefixes
-from ..training.checkpoints import read_checkpoint
+from .checkpoints import read_checkpoint
 
 NETWORK_PREFIX = "model."
 """Where the module keeps its network in a checkpoint's state dict (``ImageClassifier.model``)."""
