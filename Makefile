@@ -35,8 +35,11 @@ lint: $(INSTALLED)
 clean:
 	rm -rf $(VENV) .pytest_cache
 
+# bench_peer.py times timm's own train.py from a checkout (benchmarks/README.md names the commit measured)
+TIMM ?= ../pytorch-image-models
+
 bench: $(INSTALLED)
 	mkdir -p logs/bench
-	for script in backbone loop input fast_paths time_to_accuracy startup streaming open_set serve data_problems feature_cache peer calibration_size lr_find few_labels; do \
+	{ for script in backbone loop input fast_paths time_to_accuracy startup streaming open_set serve data_problems feature_cache calibration_size lr_find few_labels deploy; do \
 		PYTHONPATH=. $(PY) benchmarks/bench_$$script.py || exit 1; \
-	done | tee logs/bench/latest.md
+	done; PYTHONPATH=. $(PY) benchmarks/bench_peer.py --timm $(TIMM); } | tee logs/bench/latest.md

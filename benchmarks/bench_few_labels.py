@@ -5,11 +5,13 @@ of 30 % (never trained on, never suggested). The same fit recipe everywhere: ``c
 ``--data.normalize imagenet`` (pretraining's), ``--trainer.max_epochs`` 30 (the recipe's 6 epochs are 18 steps on
 180 images), its test accuracy on the test part. Rows:
 
-- from scratch, and from each ``pretrain`` method's weights (pretrained once per method on all 1,797 images, labels
-  unused; fine-tuned with the backbone frozen for 5 epochs, then at 0.1x the rate, as the transfer recipe does);
+- from scratch, and from each ``pretrain`` method's weights (``configs/pretrain_demo.yaml``, pretrained once per
+  method on all 1,797 images, labels unused; fine-tuned with the backbone frozen for 5 epochs, then at 0.1x the
+  rate, as the transfer recipe does);
 - ``suggest`` against random picks: two rounds of ``--budget`` images from the pool, labelled (their true class)
   and trained on with the labelled part, each round from the previous round's model;
-- one round of ``pseudo_label`` on the pool from the scratch model, then ``fit --data.extra_labels``;
+- one round of ``pseudo_label`` on the pool, then ``fit --data.extra_labels``: from the scratch model (against
+  scratch), and from the SimCLR start (against that start, the loop ``docs/few-labels.md`` runs);
 - the wall time of each step.
 """
 
@@ -98,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=90, help="images labelled in each round (5 %% of the digits)")
-    parser.add_argument("--pretrain_epochs", type=int, default=10)
+    parser.add_argument("--pretrain_epochs", type=int, help="the recipe's epochs unless given")
     options = parser.parse_args()
     os.chdir(ROOT)
     from lightning_resnet.cli import main as cli
@@ -114,15 +116,17 @@ def main() -> None:
         weights = {}
         for method in ("simclr", "byol"):
             start = time.perf_counter()
+            epochs = [] if options.pretrain_epochs is None else ["--trainer.max_epochs", str(options.pretrain_epochs)]
             run = cli(["pretrain", "--config", str(ROOT / "configs/pretrain_demo.yaml"), "--data.data_dir", str(digits),
-                       "--data.knn_dir", str(digits), "--model.method", method,
-                       "--trainer.max_epochs", str(options.pretrain_epochs), "--trainer.enable_progress_bar", "false",
+                       "--data.knn_dir", str(digits), "--model.method", method, *epochs,
+                       "--trainer.enable_progress_bar", "false",
                        "--trainer.logger.init_args.name", f"pretrain_{method}"])
-            seconds.setdefault(f"pretrain {method} ({options.pretrain_epochs} epochs)", []).append(
+            seconds.setdefault(f"pretrain {method} ({run.trainer.current_epoch} epochs)", []).append(
                 time.perf_counter() - start)
             weights[method] = Path(run.trainer.logger.log_dir) / "backbone.safetensors"
         for seed in range(options.seeds):
             base = Path(work) / f"seed_{seed}"
+            fine_tuned: dict[str, Path] = {}
             for kind in ("scratch", "suggest", "random", "pseudo"):
                 labelled, pool, test, truth = split_digits(digits, base / kind, seed)
                 if kind == "scratch":
@@ -130,8 +134,8 @@ def main() -> None:
                     results.setdefault("from scratch", []).append(accuracy)
                     seconds.setdefault("fit, 30 epochs on 10 %", []).append(took)
                     for method, path in weights.items():
-                        accuracy, _, _ = fit(labelled, test, f"from_{method}", "--model.pretrained", str(path),
-                                             *FINE_TUNE)
+                        accuracy, _, fine_tuned[method] = fit(labelled, test, f"from_{method}", "--model.pretrained",
+                                                              str(path), *FINE_TUNE)
                         results.setdefault(f"from pretrain {method}", []).append(accuracy)
                 elif kind in ("suggest", "random"):
                     accuracies, took = rounds(kind, scratch_model, labelled, pool, test, truth, options.budget, seed)
@@ -140,12 +144,16 @@ def main() -> None:
                                            []).append(accuracy)
                     seconds.setdefault(f"{kind}: choosing both rounds' images", []).append(took)
                 else:
-                    start = time.perf_counter()
-                    output = cli(["pseudo_label", "--ckpt_path", str(scratch_model), "--data.predict_dir", str(pool),
-                                  "--output", str(base / "pseudo_labels.csv")])
-                    seconds.setdefault("pseudo_label on the pool", []).append(time.perf_counter() - start)
-                    accuracy, _, _ = fit(labelled, test, "pseudo", "--data.extra_labels", str(output))
-                    results.setdefault("one pseudo-label round", []).append(accuracy)
+                    simclr_start = ["--model.pretrained", str(weights["simclr"]), *FINE_TUNE]
+                    for start_name, model, extra in (("scratch", scratch_model, []),
+                                                     ("simclr", fine_tuned["simclr"], simclr_start)):
+                        start = time.perf_counter()
+                        output = cli(["pseudo_label", "--ckpt_path", str(model), "--data.predict_dir", str(pool),
+                                      "--output", str(base / f"pseudo_labels_{start_name}.csv")])
+                        seconds.setdefault("pseudo_label on the pool", []).append(time.perf_counter() - start)
+                        accuracy, _, _ = fit(labelled, test, f"pseudo_{start_name}", "--data.extra_labels", str(output),
+                                             *extra)
+                        results.setdefault(f"one pseudo-label round ({start_name} start)", []).append(accuracy)
                 print(results, flush=True)
         os.chdir(ROOT)
     rows = [[name, " ".join(f"{value:.4f}" for value in values), f"{statistics.mean(values):.4f}"]

@@ -1,14 +1,12 @@
-"""``fit`` against a peer pipeline built from timm's library alone, on the same pre-split folder.
+"""``fit`` against timm's own ``train.py`` (from a checkout given with ``--timm``), on the same pre-split folder.
 
-The work is what a researcher would otherwise run with timm's ``train.py``: a ResNet-18 with the
-ImageNet stem at 32 px, batch 64, AdamW (lr 2e-3, weight decay 0.05, none on biases and norms),
-cosine over the run without warm-up, random resized crop of 0.5-1 of the area, no flip and no
-colour jitter, ImageNet mean and std, one loader worker, validation after every epoch. The peer is
-timm's ``create_dataset``/``create_loader`` (its transforms), ``create_model``,
-``create_optimizer_v2``, ``create_scheduler_v2`` and a plain loop; ``fit`` is
-``python -m lightning_resnet fit`` with its defaults otherwise (checkpoints, TensorBoard,
-metrics, reports and the end-of-fit calibration included). Each run is a whole process, the two
-alternating; start-up is from the process's start to its first training step.
+The work: a ResNet-18 with the ImageNet stem at 32 px, batch 64, AdamW (lr 2e-3, weight decay 0.05, none on
+biases and norms), cosine over the run's steps without warm-up, random resized crop of 0.5-1 of the area
+(bilinear), no flip, no colour jitter, no label smoothing, ImageNet mean and std, one loader worker, validation
+after every epoch, on the CPU. ``fit`` is ``python -m lightning_resnet fit`` with its defaults otherwise
+(checkpoints, TensorBoard, metrics, reports and the end-of-fit calibration included); ``train.py`` with its own
+(checkpoints, summary.csv). Each run is a whole process, the two alternating; ``fit``'s start-up is from the
+process's start to its first training step.
 
 The folder is scikit-learn's 1,797 digits at 28 px, each written with two copies shifted by a
 pixel (5,391 PNGs), split 80/20 by digit so that no copy crosses the split; made once, offline.
@@ -19,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,46 +63,25 @@ def make_digits_folder(root: Path, side: int = 28, copies: int = 3) -> Path:
     return root
 
 
-def peer_run(folder: Path, workers: int) -> None:
-    """The peer: timm's data, model, optimizer and scheduler factories and a plain loop."""
-    import timm
-    import torch
-    import torch.nn.functional as F
-    from timm.data import create_dataset, create_loader
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
+def train_py_command(train_py: Path, folder: Path, output: Path, workers: int) -> list[str]:
+    """timm's own ``train.py`` doing the same work: its defaults that differ from the recipe set to the recipe
+    (label smoothing 0.1, random interpolation, warm-up, flip, colour jitter, 4 workers, a CUDA device)."""
+    return [sys.executable, str(train_py), "--data-dir", str(folder), "--train-split", "train", "--val-split", "val",
+            "--model", "resnet18", "--num-classes", "10", "--img-size", str(IMAGE_SIZE), "--crop-pct", "1.0",
+            "--mean", "0.485", "0.456", "0.406", "--std", "0.229", "0.224", "0.225",
+            "-b", str(BATCH_SIZE), "--opt", "adamw", "--lr", str(LR), "--weight-decay", str(WEIGHT_DECAY),
+            "--sched", "cosine", "--sched-on-updates", "--epochs", str(EPOCHS), "--warmup-epochs", "0",
+            "--cooldown-epochs", "0", "--scale", str(CROP_SCALE[0]), str(CROP_SCALE[1]), "--hflip", "0",
+            "--color-jitter", "0", "--smoothing", "0", "--train-interpolation", "bilinear", "-j", str(workers),
+            "--device", "cpu", "--seed", "42", "--output", str(output), "--experiment", "peer"]
 
-    torch.manual_seed(42)
-    train_set = create_dataset("", root=str(folder), split="train", is_training=True)
-    val_set = create_dataset("", root=str(folder), split="val")
-    common = {"input_size": (3, IMAGE_SIZE, IMAGE_SIZE), "batch_size": BATCH_SIZE, "num_workers": workers,
-              "use_prefetcher": False, "device": torch.device("cpu"), "crop_pct": 1.0}
-    train_loader = create_loader(train_set, is_training=True, scale=CROP_SCALE, hflip=0.0, color_jitter=0.0,
-                                 **common)
-    val_loader = create_loader(val_set, **common)
-    model = timm.create_model("resnet18", num_classes=len(train_set.reader.class_to_idx))
-    optimizer = create_optimizer_v2(model, opt="adamw", lr=LR, weight_decay=WEIGHT_DECAY)
-    scheduler, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=EPOCHS, warmup_epochs=0,
-                                       step_on_epochs=False, updates_per_epoch=len(train_loader))
-    first_step = None
-    accuracy = 0.0
-    for epoch in range(EPOCHS):
-        model.train()
-        for step, (images, targets) in enumerate(train_loader):
-            first_step = first_step or time.time()
-            loss = F.cross_entropy(model(images), targets)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step_update(epoch * len(train_loader) + step + 1)
-        model.eval()
-        correct = seen = 0
-        with torch.no_grad():
-            for images, targets in val_loader:
-                correct += (model(images).argmax(1) == targets).sum().item()
-                seen += len(targets)
-        accuracy = correct / seen
-    print(MARK + json.dumps({"first_step": first_step, "accuracy": accuracy}), flush=True)
+
+def train_py_accuracy(output: Path) -> float:
+    """The last epoch's top-1 validation accuracy from the ``summary.csv`` that ``train.py`` writes."""
+    import csv
+
+    with open(output / "peer" / "summary.csv", newline="") as handle:
+        return float(list(csv.DictReader(handle))[-1]["eval_top1"]) / 100
 
 
 FIT_CONFIG = f"""
@@ -135,63 +113,75 @@ data:
 """
 
 
-def timed(command: list[str], code: Path, cache: Path) -> dict:
-    """Run one whole process in ``code``; its wall time, start-up (to the first step) and accuracy."""
+def timed(command: list[str], code: Path, cache: Path, output: Path | None = None) -> dict:
+    """Run one whole process in ``code``; its wall time and validation accuracy, and for ``fit`` its start-up (to
+    the first step). ``output``: where ``train.py`` writes its ``summary.csv`` (emptied first)."""
     env = {**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{ROOT / 'benchmarks'}", "XDG_CACHE_HOME": str(cache)}
+    if output is not None:
+        shutil.rmtree(output, ignore_errors=True)
     start = time.time()
     finished = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
     wall = time.time() - start
-    marked = [line for line in finished.stdout.splitlines() if line.startswith(MARK)]
-    if finished.returncode != 0 or not marked:
+    if finished.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({finished.returncode}):\n{finished.stderr[-3000:]}")
+    if output is not None:
+        return {"wall": wall, "start_up": None, "accuracy": train_py_accuracy(output)}
+    marked = [line for line in finished.stdout.splitlines() if line.startswith(MARK)]
     result = json.loads(marked[-1][len(MARK):])
     return {"wall": wall, "start_up": result["first_step"] - start, "accuracy": result["accuracy"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timm", type=Path, required=True,
+                        help="a checkout of huggingface/pytorch-image-models: its train.py is the peer")
     parser.add_argument("--pairs", type=int, default=3, help="alternating pairs of whole runs")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "bench_peer_digits")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose fit is timed")
-    parser.add_argument("--peer-run", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--fit-options", nargs="*", default=[], help="added to fit's command line")
     args = parser.parse_args()
-    if args.peer_run:
-        peer_run(args.peer_run, args.workers)
-        return
+    train_py = args.timm.resolve() / "train.py"
+    if not train_py.is_file():
+        sys.exit(f"--timm {args.timm}: no train.py there (git clone https://github.com/huggingface/"
+                 "pytorch-image-models; benchmarks/README.md names the commit measured)")
     folder = make_digits_folder(args.data.resolve())
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         config = scratch / "fit.yaml"
         config.write_text(FIT_CONFIG.replace("LOGS", str(scratch / "logs")).replace("FOLDER", str(folder))
                           .replace("WORKERS", str(args.workers)))
+        peer_output = scratch / "train_py"
         commands = {
-            "fit": [sys.executable, "-m", "lightning_resnet", "fit", "--config", str(config)],
-            "timm peer": [sys.executable, str(ROOT / "benchmarks" / "bench_peer.py"), "--peer-run", str(folder),
-                          "--workers", str(args.workers)],
+            "fit": [sys.executable, "-m", "lightning_resnet", "fit", "--config", str(config), *args.fit_options],
+            "timm train.py": train_py_command(train_py, folder, peer_output, args.workers),
         }
-        checkouts = {"fit": args.code, "timm peer": ROOT}
+        where = {"fit": (args.code, None), "timm train.py": (args.timm.resolve(), peer_output)}
         # the folder's examination is cached per folder: the first fit pays it, as a user's first run does
         first = timed(commands["fit"], args.code, scratch / "cache")
         runs: dict[str, list[dict]] = {name: [] for name in commands}
         for pair in range(args.pairs):
             order = list(commands) if pair % 2 == 0 else list(reversed(commands))
             for name in order:
-                runs[name].append(timed(commands[name], checkouts[name], scratch / "cache"))
+                runs[name].append(timed(commands[name], *where[name][:1], scratch / "cache", where[name][1]))
     rows = []
     for name, results in runs.items():
         walls = [result["wall"] for result in results]
+        start_ups = [result["start_up"] for result in results if result["start_up"] is not None]
         rows.append([name, f"{median(walls):.1f}", f"{min(walls):.1f}-{max(walls):.1f}",
-                     f"{median([result['start_up'] for result in results]):.1f}",
+                     f"{median(start_ups):.1f}" if start_ups else "-",
                      f"{median([result['accuracy'] for result in results]):.4f}"])
-    ratio = median([f["wall"] / p["wall"] for f, p in zip(runs["fit"], runs["timm peer"])])
-    start_gap = median([f["start_up"] - p["start_up"] for f, p in zip(runs["fit"], runs["timm peer"])])
+    ratios = [f["wall"] / p["wall"] for f, p in zip(runs["fit"], runs["timm train.py"])]
     counts = " + ".join(f"{sum(1 for _ in (folder / part).rglob('*.png')):,}" for part in ("train", "val"))
-    report(f"fit against timm's library, {EPOCHS} epochs of ResNet-18 at {IMAGE_SIZE} px on {counts} "
-           f"digits, {args.workers} loader worker(s), {args.pairs} alternating pairs (code: {args.code.name})",
+    commit = subprocess.run(["git", "-C", str(args.timm), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "not a git checkout"
+    report(f"fit against timm's train.py ({commit}), {EPOCHS} epochs of ResNet-18 at {IMAGE_SIZE} px on {counts} "
+           f"digits, {args.workers} loader worker(s), {args.pairs} alternating pairs (code: {args.code.name}"
+           f"{', ' + ' '.join(args.fit_options) if args.fit_options else ''})",
            table(["run", "wall s (median)", "range", "start-up s", "val accuracy"], rows)
-           + f"\n\nfit / peer wall time: {ratio:.2f} (median of the pairs' ratios); start-up fit - peer: "
-             f"{start_gap:+.1f} s. The first fit, which examines the folder (cached after): {first['wall']:.1f} s.")
+           + f"\n\nfit / train.py wall time: {median(ratios):.2f} (median of the pairs' ratios, range "
+             f"{min(ratios):.2f}-{max(ratios):.2f}). The first fit, which examines the folder (cached after): "
+             f"{first['wall']:.1f} s.")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ import re
 
 import onnx
 import pytest
+import torch
 
 from lightning_resnet.cli import main
 from lightning_resnet.errors import UserError
+from lightning_resnet.inference.export import shipped
 from lightning_resnet.inference.quantization import QuantizationCheck, refuse_a_large_drop
+from lightning_resnet.training.trained_model import TrainedModel
 
 from ..conftest import cli_error, read_rows
 
@@ -35,16 +38,23 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
     per_channel = [tensor for tensor in graph.initializer if tensor.name.endswith("_scale") and len(tensor.dims) == 1]
     assert len(int8_weights) >= 20 and per_channel  # the 20 convolutions of a ResNet-18, scales per channel
 
-    main(["export", "--ckpt_path", str(best), "--output", str(workdir / "float.onnx")])
-    for model in (int8, workdir / "float.onnx"):
-        main(["predict_onnx", "--model", str(model), "--input", str(workdir / "holdout")])
-    from_int8 = read_rows(int8.with_suffix(".predictions.csv"))
-    from_float = read_rows(workdir / "float.predictions.csv")
-    assert [row["path"] for row in from_int8] == [row["path"] for row in from_float] and len(from_int8) == 9
-    agree = sum(a["prediction"] == b["prediction"] for a, b in zip(from_int8, from_float))
+    main(["predict_onnx", "--model", str(int8), "--input", str(workdir / "holdout")])
+    rows = read_rows(int8.with_suffix(".predictions.csv"))
+    trained_model = TrainedModel.read(best)
+    paths = sorted(str(path) for path in (workdir / "holdout").rglob("*.*"))
+    with torch.no_grad():  # the float model: the checkpoint's network, preprocessing and softmax, as exported
+        float_probabilities, _ = shipped(trained_model)(torch.stack([trained_model.view(path) for path in paths]))
+    assert sorted(row["path"] for row in rows) == paths
+    by_path = {row["path"]: row for row in rows}
+    agree = sum(by_path[path]["prediction"] == trained_model.class_names[int(probabilities.argmax())]
+                for path, probabilities in zip(paths, float_probabilities))
     assert agree >= 8
-    for row in from_int8:
-        assert sum(map(float, row["top5_probabilities"].split("|"))) == pytest.approx(1.0, abs=1e-3)
+    for path, probabilities in zip(paths, float_probabilities):
+        int8_top = dict(zip(by_path[path]["top5_classes"].split("|"),
+                            map(float, by_path[path]["top5_probabilities"].split("|"))))
+        assert sum(int8_top.values()) == pytest.approx(1.0, abs=1e-3)  # the softmax stays float
+        assert max(abs(int8_top[name] - float(probabilities[index]))
+                   for index, name in enumerate(trained_model.class_names)) < 0.1
 
     code, error = cli_error(capsys, ["export", "--ckpt_path", str(best), "--quantize", "int8", "--format",
                                      "torch_export"])
