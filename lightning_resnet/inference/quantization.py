@@ -54,9 +54,9 @@ class QuantizationCheck:
                 "top1_agreement": round(self.agreement, 6)}
 
     def summary(self) -> str:
+        gained = 100 * (self.int8_accuracy - self.float_accuracy)  # +0.00 rather than -0.00 when equal
         return (f"on {self.images} validation images: float accuracy {self.float_accuracy:.4f}, INT8 "
-                f"{self.int8_accuracy:.4f} ({-self.points_lost:+.2f} points), same class for "
-                f"{100 * self.agreement:.1f} %")
+                f"{self.int8_accuracy:.4f} ({gained:+.2f} points), same class for {100 * self.agreement:.1f} %")
 
 
 def calibration_batches(trained: TrainedModel, source: ImageSource, count: int) -> list[np.ndarray]:
