@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule
@@ -27,6 +26,7 @@ from ..errors import UserError, check
 from ..models import create_model, load_weights
 from ..stages import TEST, TRAIN, VAL
 from .checkpoints import EPOCH_METRICS, FIT_SECONDS
+from .class_weights import loss_weights
 from .distillation import Distillation, Teacher
 from .feature_cache import FrozenFeatures
 from .finetuning import BackboneFreeze
@@ -39,28 +39,13 @@ from .optimization import (
     parameter_groups,
     stretch_to,
 )
+from .shared_by_copies import SharedByCopies
 from .tta import TestTimeAugmentation, test_time_views
 
 Evaluation = dict[str, Tensor]
 """What an evaluation step returns to callbacks: ``logits`` (the network's output for the image, before
 the temperature) and ``probabilities`` (softmax of the logits over the temperature, averaged over the
 test-time views)."""
-
-
-class SharedByCopies:
-    """A value that deep copies of the module share instead of copying.
-
-    The optimizer callable of the command line refers to the command line itself, and so to the
-    trainer and the data (so does ``class_counts``, a method of the data module); Lightning's
-    ``EMAWeightAveraging`` deep-copies the module for its average, which must not copy those (it
-    fails on the loaders' shared counters). Unavoidable while both are injected into the module.
-    """
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __deepcopy__(self, memo: dict) -> SharedByCopies:
-        return self
 
 
 class ImageClassifier(LightningModule):
@@ -208,28 +193,12 @@ class ImageClassifier(LightningModule):
             load_weights(self.model, self.hparams.pretrained, self.hparams.backbone, self.hparams.backbone_options,
                          partial=self.hparams.partial_weights)
         if stage == "fit" and self.hparams.class_weights is not None:
-            self.loss_weights = self._class_weights()
+            self.loss_weights = loss_weights(self.hparams.class_weights, self.class_names,
+                                             self.class_counts.value)
         if stage == "fit" and self.distillation is not None:
             check(data is not None, "model.distillation needs this project's data module (its normalization)")
             self.teacher = Teacher(self.distillation, self.class_names, data.channels, data.image_size,
                                    data.normalization)
-
-    def _class_weights(self) -> Tensor:
-        weights = self.hparams.class_weights
-        if weights != "balanced":
-            return torch.tensor(weights, dtype=torch.float32)
-        if self.class_counts.value is None:
-            raise UserError("model.class_weights balanced needs the training split's class counts, which this "
-                            "project's data module gives; give one weight per class instead")
-        counts = list(self.class_counts.value())
-        empty = [name for name, count in zip(self.class_names, counts) if not count]
-        check(not empty, f"model.class_weights balanced: {', '.join(empty)} have no training image; "
-                         "give one weight per class instead")
-        from sklearn.utils.class_weight import compute_class_weight  # 0.5 s to import, for this option only
-
-        labels = np.repeat(np.arange(len(counts)), counts)
-        return torch.tensor(compute_class_weight("balanced", classes=np.arange(len(counts)), y=labels),
-                            dtype=torch.float32)
 
     def configure_model(self) -> None:
         if self.hparams.compile:
