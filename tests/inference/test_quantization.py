@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -14,6 +17,9 @@ from lightning_resnet.cli import main
 from lightning_resnet.errors import UserError
 from lightning_resnet.inference.export import shipped
 from lightning_resnet.inference.quantization import QuantizationCheck, refuse_a_large_drop
+from lightning_resnet.inference.shipped import identity
+from lightning_resnet.serving.api import ClassifierAPI, ServedModel
+from lightning_resnet.serving.uploads import UploadLimits, prepare
 from lightning_resnet.training.trained_model import TrainedModel
 
 from ..conftest import cli_error, read_rows
@@ -46,15 +52,31 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
         float_probabilities, _ = shipped(trained_model)(torch.stack([trained_model.view(path) for path in paths]))
     assert sorted(row["path"] for row in rows) == paths
     by_path = {row["path"]: row for row in rows}
-    agree = sum(by_path[path]["prediction"] == trained_model.class_names[int(probabilities.argmax())]
-                for path, probabilities in zip(paths, float_probabilities))
-    assert agree >= 8
+    # the same class wherever the float model decides (its top two 0.01 apart: 8 of the 9 images after 2 epochs;
+    # the ninth is a tie, 0.438 and 0.438, where a rounding picks either)
+    decided = [index for index, probabilities in enumerate(float_probabilities)
+               if float(probabilities.topk(2).values.diff().abs()) >= 0.01]
+    assert len(decided) >= 8
+    for index in decided:
+        float_class = trained_model.class_names[int(float_probabilities[index].argmax())]
+        assert by_path[paths[index]]["prediction"] == float_class
     for path, probabilities in zip(paths, float_probabilities):
         int8_top = dict(zip(by_path[path]["top5_classes"].split("|"),
                             map(float, by_path[path]["top5_probabilities"].split("|"))))
         assert sum(int8_top.values()) == pytest.approx(1.0, abs=1e-3)  # the softmax stays float
         assert max(abs(int8_top[name] - float(probabilities[index]))
-                   for index, name in enumerate(trained_model.class_names)) < 0.1
+                   for index, name in enumerate(trained_model.class_names)) < 0.03
+
+    # serve's worker runs the INT8 file as it runs any export: the answers predict_onnx wrote
+    api = ClassifierAPI(ServedModel(int8, *identity(int8), top_k=3, reject_below=1.5), None, UploadLimits(), 8)
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    api.setup("cpu")  # a worker ignores Ctrl-C (its server stops it): this process must not
+    signal.signal(signal.SIGINT, ctrl_c)
+    crops = np.stack([prepare(Path(path).read_bytes(), api.model.view, UploadLimits()) for path in paths])
+    for path, said in zip(paths, api.predict(crops)):
+        answer = api.encode_response(said)
+        assert answer["prediction"] == by_path[path]["prediction"]
+        assert answer["confidence"] == pytest.approx(float(by_path[path]["confidence"]), abs=1e-4)
 
     code, error = cli_error(capsys, ["export", "--ckpt_path", str(best), "--quantize", "int8", "--format",
                                      "torch_export"])
@@ -62,6 +84,9 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
     code, error = cli_error(capsys, ["export", "--ckpt_path", str(best), "--quantize", "int8",
                                      "--calibration_images", "0"])
     assert code == 2 and "--calibration_images must be at least 1, got 0" in error
+    code, error = cli_error(capsys, ["export", "--ckpt_path", str(best), "--quantize", "int3"])
+    errors = [line for line in error.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and all(word in errors[0] for word in ("quantize", "int8", "int3"))
 
 
 def test_an_int8_model_that_loses_more_than_allowed_is_refused_in_one_line_unless_kept():
