@@ -1,10 +1,13 @@
-"""INT8 against float ONNX on this CPU: ``export --quantize int8`` (ONNX Runtime's static QDQ quantization).
+"""INT8 against float on this CPU, in ONNX Runtime (``export --quantize int8``, static QDQ quantization) and in
+OpenVINO (``export --format openvino``, the same two models converted).
 
-- The demo model: ``configs/demo.yaml`` trained once, exported as float and as INT8 (256 calibration images);
-  the accuracy of each on its 359 validation images and their top-1 agreement, as ``export`` prints them.
+- The demo model: ``configs/demo.yaml`` trained once, exported as float and as INT8 (256 calibration images), each
+  as ``.onnx`` and ``.xml``; the accuracy of each INT8 file on its 359 validation images and its top-1 agreement with
+  the float model, as ``export`` prints them.
 - A ResNet-50 at 224 px (10 classes, weights as initialized: the speed of its arithmetic does not depend on their
   values), quantized with 64 generated calibration images.
-- images/s of each file at batch 1 and 32 in ONNX Runtime (all cores), the two files alternating.
+- images/s of each file at batch 1 and 32, run as ``predict_onnx`` and ``serve`` run it (:mod:`.runtimes`; all
+  cores; OpenVINO in 32-bit float for a float file), the four files alternating.
 """
 
 from __future__ import annotations
@@ -20,37 +23,47 @@ import numpy as np
 
 from benchmarks.common import ROOT, interleaved, median, report, table
 
+RUNTIME_OF = {".onnx": "ONNX Runtime", ".xml": "OpenVINO"}
 
-def images_per_second(model: Path, batch: int, seconds: float) -> float:
-    import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    shape = [batch, *session.get_inputs()[0].shape[1:]]
-    images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    session.run(None, {"images": images})
+def images_per_second(model: Path, batch: int, seconds: float, image_size: int | None = None) -> float:
+    """Images/s of an exported model (``image_size`` by default from the JSON beside it) on random crops."""
+    from lightning_resnet.inference.runtimes import open_runtime
+
+    run = open_runtime(model)
+    size = image_size or json.loads(model.with_suffix(".json").read_text())["input"]["image_size"]
+    images = np.random.default_rng(0).integers(0, 256, (batch, 3, size, size), dtype=np.uint8)
+    run(images)
     start, runs = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
-        session.run(None, {"images": images})
+        run(images)
         runs += 1
     return batch * runs / (time.perf_counter() - start)
 
 
-def demo_models(work: Path) -> tuple[Path, Path, dict]:
-    """The demo recipe trained, then exported as float and as INT8; the INT8 export's measured check."""
+def demo_models(work: Path) -> tuple[dict[str, Path], dict[str, dict]]:
+    """The demo recipe trained, then exported as float and as INT8 in both formats; each INT8 export's check."""
     from lightning_resnet.cli import main as cli
     from lightning_resnet.training.checkpoints import best_checkpoint
 
     os.chdir(work)
     run = cli(["fit", "--config", str(ROOT / "configs/demo.yaml"), "--trainer.enable_progress_bar", "false"])
     best = best_checkpoint(run.trainer).path
-    cli(["export", "--ckpt_path", str(best), "--output", str(work / "demo.onnx")])
-    cli(["export", "--ckpt_path", str(best), "--quantize", "int8", "--output", str(work / "demo.int8.onnx")])
-    return work / "demo.onnx", work / "demo.int8.onnx", json.loads((work / "demo.int8.json").read_text())
+    files, checks = {}, {}
+    for format, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
+        folder = work / format
+        files[f"float{suffix}"] = folder / f"demo{suffix}"
+        cli(["export", "--ckpt_path", str(best), "--format", format, "--output", str(files[f"float{suffix}"])])
+        files[f"int8{suffix}"] = folder / f"demo.int8{suffix}"
+        cli(["export", "--ckpt_path", str(best), "--format", format, "--quantize", "int8", "--output",
+             str(files[f"int8{suffix}"])])
+        checks[suffix] = json.loads((folder / "demo.int8.json").read_text())["quantization"]
+    return files, checks
 
 
-def resnet50_models(work: Path) -> tuple[Path, Path]:
+def resnet50_models(work: Path) -> dict[str, Path]:
     from lightning_resnet.data import Normalization
-    from lightning_resnet.inference.export import ShippedClassifier, export_model
+    from lightning_resnet.inference.export import ShippedClassifier, export_model, to_openvino
     from lightning_resnet.inference.quantization import quantize
     from lightning_resnet.models import create_model
 
@@ -59,7 +72,10 @@ def resnet50_models(work: Path) -> tuple[Path, Path]:
     float_model = export_model(shipped, work / "resnet50.onnx", 224)
     rng = np.random.default_rng(0)
     calibration = [rng.integers(0, 256, (32, 3, 224, 224), dtype=np.uint8) for _ in range(2)]
-    return float_model, quantize(float_model, work / "resnet50.int8.onnx", calibration)
+    int8_model = quantize(float_model, work / "resnet50.int8.onnx", calibration)
+    return {"float.onnx": float_model, "int8.onnx": int8_model,
+            "float.xml": to_openvino(float_model, work / "resnet50.xml"),
+            "int8.xml": to_openvino(int8_model, work / "resnet50.int8.xml")}
 
 
 def main() -> None:
@@ -70,24 +86,27 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        demo_float, demo_int8, metadata = demo_models(work)
-        checked = metadata["quantization"]
-        pairs = {"demo (ResNet-18, CIFAR stem, 16 px)": (demo_float, demo_int8),
-                 "ResNet-50, 224 px": resnet50_models(work)}
-        for name, (float_model, int8_model) in pairs.items():
+        demo_files, checks = demo_models(work)
+        models = {"demo (ResNet-18, CIFAR stem, 16 px)": (demo_files, 16),
+                  "ResNet-50, 224 px": (resnet50_models(work), 224)}
+        for name, (files, size) in models.items():
             for batch in (1, 32):
-                times = interleaved({"float": lambda m=float_model, b=batch: images_per_second(m, b, options.seconds),
-                                     "int8": lambda m=int8_model, b=batch: images_per_second(m, b, options.seconds)},
-                                    options.rounds)
-                speed_float, speed_int8 = median(times["float"]), median(times["int8"])
-                rows.append([name, str(batch), f"{speed_float:.1f}", f"{speed_int8:.1f}",
-                             f"**{speed_int8 / speed_float:.2f}x**"])
+                speeds = interleaved({kind: lambda m=path, b=batch, s=size: images_per_second(m, b, options.seconds, s)
+                                      for kind, path in files.items()}, options.rounds)
+                base = median(speeds["float.onnx"])
+                for kind in files:
+                    precision, suffix = kind.split(".")
+                    rows.append([name, str(batch), RUNTIME_OF[f".{suffix}"], precision, f"{median(speeds[kind]):.1f}",
+                                 f"**{median(speeds[kind]) / base:.2f}x**"])
         os.chdir(ROOT)
-    accuracy = (f"The demo model on its {checked['validation_images']} validation images: float accuracy "
-                f"{checked['float_accuracy']:.4f}, INT8 {checked['int8_accuracy']:.4f}, top-1 agreement "
-                f"{checked['top1_agreement']:.4f} ({checked['calibration_images']} calibration images).")
-    report("INT8 against float ONNX (ONNX Runtime, CPU)",
-           table(["model", "batch", "float images/s", "INT8 images/s", "INT8 / float"], rows) + "\n\n" + accuracy)
+    accuracy = " ".join(
+        f"The demo model's INT8 {RUNTIME_OF[suffix]} file on its {checked['validation_images']} validation images: "
+        f"float accuracy {checked['float_accuracy']:.4f}, INT8 {checked['int8_accuracy']:.4f}, top-1 agreement "
+        f"{checked['top1_agreement']:.4f} ({checked['calibration_images']} calibration images)."
+        for suffix, checked in checks.items())
+    report("INT8 and float, ONNX Runtime and OpenVINO (CPU)",
+           table(["model", "batch", "runtime", "weights", "images/s", "against float ONNX Runtime"], rows)
+           + "\n\n" + accuracy)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``serve`` under load: requests per second and latency at 1, 8 and 32 concurrent clients, with dynamic batching
 on (``--max_batch_size 8``) and off (``1``), for the demo's model (ResNet-18, CIFAR stem, 16 px digits) and a
-ResNet-50 at 224 px (photo-sized JPEGs), each served as its checkpoint (torch) and as its export (onnxruntime);
+ResNet-50 at 224 px (photo-sized JPEGs), each served as its checkpoint (torch) and as its exports (float and INT8,
+ONNX Runtime's ``.onnx`` and OpenVINO's ``.xml``; ``--served`` chooses);
 against ``predict_onnx`` over the same images in one process (no HTTP, batches of 32), the throughput a client
 that holds the files could have without a server. The clients run on the same machine as the server.
 
@@ -115,21 +116,37 @@ def serve_and_load(checkpoint: Path, images: list[bytes], max_batch_size: int, r
         process.wait(timeout=120)
 
 
-def predict_onnx_throughput(checkpoint: Path, folder: Path, count: int) -> tuple[Path, float]:
-    """The checkpoint exported to ONNX, and the images/s of ``predict_onnx`` over ``folder`` with it."""
+SERVED = {"checkpoint": [], "checkpoint_unbatched": [], "onnx": ["--format", "onnx"],
+          "int8_onnx": ["--format", "onnx", "--quantize", "int8"], "openvino": ["--format", "openvino"],
+          "int8_openvino": ["--format", "openvino", "--quantize", "int8"]}
+"""What ``--served`` may name: the checkpoint (batches of 8, or unbatched) or one of its exports (batches of 8)."""
+
+
+def exported(checkpoint: Path, kind: str) -> Path:
+    """The checkpoint exported as ``kind`` (INT8 kept whatever it loses: these models trained for one step)."""
     from lightning_resnet.cli import main as cli
 
-    model = folder.parent / f"{checkpoint.stem}.onnx"
-    cli(["export", "--ckpt_path", str(checkpoint), "--output", str(model)])
+    suffix = (".int8" if "int8" in kind else "") + (".xml" if "openvino" in kind else ".onnx")
+    model = checkpoint.parent / f"served{suffix}"
+    keep = ["--keep_accuracy_drop", "true", "--calibration_images", "32"] if "int8" in kind else []
+    cli(["export", "--ckpt_path", str(checkpoint), *SERVED[kind], *keep, "--output", str(model)])
+    return model
+
+
+def predict_onnx_throughput(model: Path, folder: Path, count: int) -> float:
+    """The images/s of ``predict_onnx`` over ``folder`` with the exported ``model``."""
+    from lightning_resnet.cli import main as cli
+
     started = time.perf_counter()
     cli(["predict_onnx", "--model", str(model), "--input", str(folder), "--batch_size", "32"])
-    return model, count / (time.perf_counter() - started)
+    return count / (time.perf_counter() - started)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=256, help="requests per measurement for the demo model")
     parser.add_argument("--requests_resnet50", type=int, default=96, help="requests per measurement for ResNet-50")
+    parser.add_argument("--served", nargs="+", choices=list(SERVED), default=list(SERVED))
     args = parser.parse_args()
     os.chdir(ROOT)
     rows = []
@@ -151,11 +168,14 @@ def main() -> None:
                   photos(work / "photos", 64)[0].parent, args.requests_resnet50)]
         for name, checkpoint, folder, count in cases:
             images = [path.read_bytes() for path in sorted(folder.iterdir())]
-            exported, offline = predict_onnx_throughput(checkpoint, folder, len(images))
-            for served, batch in ((checkpoint, 8), (checkpoint, 1), (exported, 8)):
+            for kind in args.served:
+                served = checkpoint if kind.startswith("checkpoint") else exported(checkpoint, kind)
+                offline = "" if served == checkpoint else f"{predict_onnx_throughput(served, folder, len(images)):.1f}"
+                batch = 1 if kind == "checkpoint_unbatched" else 8
                 for concurrency, rps, p50, p99 in serve_and_load(served, images, batch, count):
-                    rows.append([name, served.suffix, "on (8)" if batch > 1 else "off", str(concurrency),
-                                 f"{rps:.1f}", f"{p50:.1f}", f"{p99:.1f}", f"{offline:.1f}"])
+                    rows.append([name, "".join(served.suffixes[-2:]) if "int8" in kind else served.suffix,
+                                 "on (8)" if batch > 1 else "off", str(concurrency), f"{rps:.1f}", f"{p50:.1f}",
+                                 f"{p99:.1f}", offline])
     report("serve: requests per second and latency",
            table(["model", "served", "batching", "clients", "requests/s", "p50 ms", "p99 ms",
                   "predict_onnx images/s"], rows))

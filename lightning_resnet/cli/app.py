@@ -49,9 +49,9 @@ from .trainer import ResNetTrainer
 
 MORE_COMMANDS = ("nine more commands, each with its own --help: sweep (an Optuna study, each trial a fit), "
                  "cross_validate (a fit per fold, their scores' mean and spread), compare (runs side by side), "
-                 "predict_onnx (an exported .onnx over a folder), serve (an HTTP service, LitServe), demo (a page "
-                 "in the browser, Gradio), pretrain (self-supervised, on unlabelled images, lightly), suggest (the "
-                 "unlabelled images to label next) and pseudo_label (those a model is sure of, for fit)")
+                 "predict_onnx (an exported .onnx or .xml over a folder), serve (an HTTP service, LitServe), "
+                 "demo (a page in the browser, Gradio), pretrain (self-supervised, on unlabelled images, lightly), "
+                 "suggest (the unlabelled images to label next) and pseudo_label (those a model is sure of, for fit)")
 
 ALWAYS_PRESENT = {
     "checkpoint": ModelCheckpoint,

@@ -1,8 +1,9 @@
-"""``predict_onnx``: run an exported ``.onnx`` over a folder with onnxruntime, writing ``predictions.csv``.
+"""``predict_onnx``: run an exported ``.onnx`` (ONNX Runtime) or ``.xml`` (OpenVINO) over a folder, writing
+``predictions.csv``.
 
 It reads the images as ``predict`` does and feeds the ``uint8`` crops to the exported program,
 which normalizes, applies the temperature and the softmax itself (see
-:mod:`lightning_resnet.inference.onnx`). The columns are those of ``predict``'s ``predictions.csv``,
+:mod:`lightning_resnet.inference.exported`). The columns are those of ``predict``'s ``predictions.csv``,
 so the shipped file can be checked against the checkpoint.
 """
 
@@ -23,7 +24,7 @@ COMMAND = "predict_onnx"
 
 def parse(args: list[str]) -> Namespace:
     parser = CommandParser(COMMAND, __doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="the exported .onnx (its .json beside it)")
+    parser.add_argument("--model", type=Path, required=True, help="the exported .onnx or .xml (its .json beside it)")
     parser.add_argument("--input", type=Path, required=True, help="an image file or a folder of images")
     parser.add_argument("--output", type=Path | None, default=None,
                         help="the CSV to write (default: <model>.predictions.csv beside the model)")
@@ -35,13 +36,13 @@ def parse(args: list[str]) -> Namespace:
 
 def predict_onnx(args: list[str]) -> Path:
     """Classify every image of ``--input`` with the exported model; returns the CSV written."""
-    from ..inference.onnx import OnnxClassifier
+    from ..inference.exported import ExportedClassifier
 
     options = parse(args)
     check(options.batch_size >= 1, f"--batch_size must be at least 1, got {options.batch_size}")
     check(options.top_k >= 1, f"--top_k must be at least 1, got {options.top_k}")
     given = threshold(options.reject_below)
-    classifier = OnnxClassifier(options.model)
+    classifier = ExportedClassifier(options.model)
     reject_below = classifier.reject_below if given is None else given
     rows: dict[str, PredictionRow] = {}
     paths = scan_unlabelled(options.input, "--input")

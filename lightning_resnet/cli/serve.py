@@ -40,7 +40,7 @@ def parse(args: list[str]) -> Namespace:
                         help="seconds a batch waits to fill before it runs")
     parser.add_argument("--workers", type=int, default=1, help="inference processes (each holds the model)")
     parser.add_argument("--accelerator", type=Literal["auto", "cpu", "cuda", "mps"], default="auto",
-                        help="where a checkpoint runs (an .onnx runs on the CPU)")
+                        help="where a checkpoint runs (an exported .onnx or .xml runs on the CPU)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds a request may wait for a worker before it is answered 504")
     parser.add_argument("--max_upload_mb", type=float, default=MAX_UPLOAD_MB, help="largest upload accepted")
@@ -76,6 +76,7 @@ def serve(args: list[str]) -> None:
 
     import litserve as ls  # only serve pays for importing the server
 
+    from ..inference.runtimes import RUNTIMES
     from ..inference.shipped import describe
     from ..serving.api import PREDICT_PATH, ClassifierAPI, answer_errors_as_json
     from ..serving.uploads import UploadLimits
@@ -85,7 +86,7 @@ def serve(args: list[str]) -> None:
     limits = UploadLimits(int(options.max_upload_mb * 2**20), options.max_pixels)
     api = ClassifierAPI(served, model.view, limits, options.max_batch_size, options.batch_timeout, key)
     del model  # each worker loads its own
-    accelerator = "cpu" if Path(served.path).suffix == ".onnx" else options.accelerator
+    accelerator = "cpu" if Path(served.path).suffix in RUNTIMES else options.accelerator
     server = ls.LitServer(api, accelerator=accelerator, workers_per_device=options.workers, timeout=options.timeout,
                           model_metadata=metadata)
     answer_errors_as_json(server.app)

@@ -121,9 +121,10 @@ class ResNetTrainer(Trainer):
 
         Args:
             ckpt_path: the checkpoint to export.
-            format: ``onnx`` or ``torch_export`` (a ``.pt2`` program for ``torch.export.load``).
-            output: the model file; by default the checkpoint's path with the format's suffix (``.int8.onnx``
-                quantized).
+            format: ``onnx``, ``openvino`` (an ``.xml`` and its ``.bin``, converted from the ONNX; faster than
+                ONNX Runtime on Intel CPUs) or ``torch_export`` (a ``.pt2`` program for ``torch.export.load``).
+            output: the model file; by default the checkpoint's path with the format's suffix (``.int8.onnx`` or
+                ``.int8.xml`` quantized).
             quantize: ``int8``: ONNX Runtime's static quantization (int8 weights per channel, int8 activations),
                 checked against the float model on the validation images before it is written.
             calibration_images: training images (in the evaluation view) that set the activations' ranges.
@@ -132,9 +133,11 @@ class ResNetTrainer(Trainer):
         """
         if quantize is None:
             return export_checkpoint(ckpt_path, format, output)
-        check(format == "onnx", f"--quantize {quantize} quantizes an ONNX model: drop --format {format} or give onnx")
+        check(format != "torch_export", f"--quantize {quantize} quantizes an ONNX model (or its OpenVINO "
+                                        f"conversion): drop --format {format} or give onnx or openvino")
         from ..inference.quantization import export_int8_checkpoint  # imports onnxruntime's quantization tools
 
-        return export_int8_checkpoint(ckpt_path, output, calibration_images, max_accuracy_drop, keep_accuracy_drop)
+        return export_int8_checkpoint(ckpt_path, output, calibration_images, max_accuracy_drop, keep_accuracy_drop,
+                                      format)
 
 

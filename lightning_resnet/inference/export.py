@@ -1,16 +1,18 @@
-"""A checkpoint as a file other programs can run: ONNX or a ``torch.export`` program that carries its preprocessing.
+"""A checkpoint as a file other programs can run: ONNX, OpenVINO's ``.xml`` (converted from the ONNX) or a
+``torch.export`` program, each carrying its preprocessing.
 
 The exported program takes the image as ``uint8`` (already resized and center-cropped to the
 training size, NCHW) and does the rest inside: normalization with the training mean and std,
 the network, the calibration temperature and the softmax. It returns probabilities and logits,
 so a shipped file cannot disagree with the checkpoint by a forgotten normalization. The JSON
 beside it keeps the class names, the resize-and-crop rule and the unsure threshold; ``predict_onnx``
-(see :mod:`lightning_resnet.inference.onnx`) applies that rule to a folder with onnxruntime.
+(see :mod:`lightning_resnet.inference.exported`) applies that rule to a folder with ONNX Runtime or OpenVINO.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,10 +23,10 @@ from ..data import Normalization
 from ..training.trained_model import TrainedModel
 from .unsure import as_metadata
 
-ExportFormat = Literal["onnx", "torch_export"]
+ExportFormat = Literal["onnx", "openvino", "torch_export"]
 Quantize = Literal["int8"]
 """What ``export --quantize`` makes of the ONNX model (see :mod:`.quantization`)."""
-SUFFIXES = {"onnx": ".onnx", "torch_export": ".pt2"}
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "torch_export": ".pt2"}
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("probabilities", "logits")
 
@@ -62,10 +64,22 @@ def export_model(model: nn.Module, output: Path, image_size: int, in_chans: int 
         program = torch.onnx.export(model, example, dynamo=True, input_names=[INPUT_NAME],
                                     output_names=list(OUTPUT_NAMES), dynamic_shapes=dynamic, verbose=False)
         program.save(str(output))
+    elif format == "openvino":
+        with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
+            to_openvino(export_model(model, Path(scratch) / "model.onnx", image_size, in_chans), output)
     elif format == "torch_export":
         torch.export.save(torch.export.export(model, example, dynamic_shapes=dynamic), output)
     else:
         raise ValueError(f"unknown export format {format!r}: expected one of {', '.join(SUFFIXES)}")
+    return output
+
+
+def to_openvino(onnx_model: Path, output: Path) -> Path:
+    """OpenVINO's ``.xml`` (and the ``.bin`` of its weights) converted from an exported ``.onnx``, its weights kept
+    as they are (OpenVINO would otherwise halve float weights to 16 bits)."""
+    import openvino  # only export --format openvino pays for importing it
+
+    openvino.save_model(openvino.convert_model(str(onnx_model)), str(output), compress_to_fp16=False)
     return output
 
 

@@ -25,7 +25,17 @@ from ..data.loaders import LoaderSettings
 from ..errors import UserError, check
 from ..stages import VAL
 from ..training.trained_model import TrainedModel
-from .export import INPUT_NAME, OUTPUT_NAMES, export_model, shipped, shipped_metadata, write_metadata
+from .export import (
+    INPUT_NAME,
+    SUFFIXES,
+    ExportFormat,
+    export_model,
+    shipped,
+    shipped_metadata,
+    to_openvino,
+    write_metadata,
+)
+from .runtimes import open_runtime
 
 CALIBRATION_BATCH = 32
 QUANTIZED_OPERATIONS = ["Conv", "Gemm", "MatMul", "Add", "Relu", "MaxPool", "GlobalAveragePool"]
@@ -102,12 +112,8 @@ def quantize(float_model: Path, output: Path, batches: list[np.ndarray]) -> Path
 
 
 def predicted_classes(model: Path, images: np.ndarray) -> np.ndarray:
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    probabilities = [session.run([OUTPUT_NAMES[0]], {INPUT_NAME: images[start : start + 256]})[0]
-                     for start in range(0, len(images), 256)]
-    return np.concatenate(probabilities).argmax(1)
+    run = open_runtime(model)
+    return np.concatenate([run(images[start : start + 256])[0] for start in range(0, len(images), 256)]).argmax(1)
 
 
 def compare(float_model: Path, int8_model: Path, images: np.ndarray, labels: np.ndarray) -> QuantizationCheck:
@@ -126,13 +132,15 @@ def refuse_a_large_drop(measured: QuantizationCheck, max_accuracy_drop: float, k
 
 
 def export_int8_checkpoint(ckpt_path: str | Path, output: str | Path | None = None, calibration_images: int = 256,
-                           max_accuracy_drop: float = 1.0, keep_accuracy_drop: bool = False) -> Path:
-    """Export the checkpoint's model as INT8 ONNX (``output`` defaults to ``<checkpoint>.int8.onnx``), with the
-    metadata JSON beside it, if its validation images allow (see :func:`refuse_a_large_drop`)."""
+                           max_accuracy_drop: float = 1.0, keep_accuracy_drop: bool = False,
+                           format: ExportFormat = "onnx") -> Path:
+    """Export the checkpoint's model as INT8 ONNX (``output`` defaults to ``<checkpoint>.int8.onnx``), or that
+    model converted to OpenVINO (``format`` ``openvino``: ``.int8.xml``), with the metadata JSON beside it, if its
+    validation images allow (see :func:`refuse_a_large_drop`); the model checked is the one written."""
     check(calibration_images >= 1, f"--calibration_images must be at least 1, got {calibration_images}")
     check(max_accuracy_drop >= 0, f"--max_accuracy_drop must be 0 or more points, got {max_accuracy_drop}")
     trained = TrainedModel.read(ckpt_path)
-    target = Path(output) if output else Path(ckpt_path).with_suffix(".int8.onnx")
+    target = Path(output) if output else Path(ckpt_path).with_suffix(".int8" + SUFFIXES[format])
     source = trained.labelled_source()
     source.prepare()
     images, labels = validation_images(trained, source)
@@ -141,9 +149,13 @@ def export_int8_checkpoint(ckpt_path: str | Path, output: str | Path | None = No
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         float_model = export_model(shipped(trained), Path(scratch) / "float.onnx", trained.image_size,
                                    trained.channels)
-        candidate = quantize(float_model, Path(scratch) / target.name, batches)
+        candidate = quantize(float_model, Path(scratch) / "int8.onnx", batches)
+        if format == "openvino":  # OpenVINO reads the QDQ pairs and runs its own integer kernels
+            candidate = to_openvino(candidate, Path(scratch) / "int8.xml")
         measured = compare(float_model, candidate, images, labels)
         refuse_a_large_drop(measured, max_accuracy_drop, keep_accuracy_drop)
+        if format == "openvino":
+            candidate.with_suffix(".bin").replace(target.with_suffix(".bin"))
         candidate.replace(target)
     print(f"INT8 {measured.summary()}")
     written = write_metadata(target, {**shipped_metadata(trained),

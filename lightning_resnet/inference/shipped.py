@@ -1,5 +1,5 @@
 """A trained model as ``serve``, ``demo`` and ``predict_onnx`` run it: a checkpoint (its network in torch, wrapped
-as ``export`` ships it) or an exported ``.onnx`` with its JSON (onnxruntime, :mod:`.onnx`).
+as ``export`` ships it) or an exported ``.onnx`` or ``.xml`` with its JSON (:mod:`.exported`).
 
 Both read an image as ``predict`` does (the checkpoint's evaluation view: the same decoding,
 resize and center crop), take the ``uint8`` crops and return calibrated probabilities, so that
@@ -21,7 +21,8 @@ from ..data import CenterView, Normalization
 from ..errors import UserError
 from ..training.trained_model import TrainedModel
 from .export import shipped, shipped_metadata
-from .onnx import OnnxClassifier
+from .exported import ExportedClassifier
+from .runtimes import RUNTIMES
 
 
 class CheckpointClassifier:
@@ -61,19 +62,19 @@ class CheckpointClassifier:
         return probabilities.cpu(), features.cpu()
 
 
-ShippedModel = CheckpointClassifier | OnnxClassifier
+ShippedModel = CheckpointClassifier | ExportedClassifier
 """Either form of a trained model; both have ``class_names``, ``view``, ``temperature``, ``reject_below``,
 ``metadata`` and ``classify``."""
 
 
 def load_classifier(path: Path, option: str = "--model") -> ShippedModel:
-    """The model at ``path``: an exported ``.onnx`` (with its ``.json``) or a checkpoint; one line when it is
-    neither."""
+    """The model at ``path``: an exported ``.onnx`` or ``.xml`` (with its ``.json``) or a checkpoint; one line
+    when it is neither."""
     if not path.is_file():
         raise UserError(f"{option} {path} does not exist: expected a checkpoint (.ckpt) of this project, or an "
-                        "exported .onnx with its .json beside it")
-    if path.suffix == ".onnx":
-        return OnnxClassifier(path, option)
+                        f"exported model ({' or '.join(RUNTIMES)}) with its .json beside it")
+    if path.suffix in RUNTIMES:
+        return ExportedClassifier(path, option)
     return CheckpointClassifier(path, option)
 
 

@@ -74,7 +74,7 @@ class Demo:
 
     def _overlay(self, path: str, crop: torch.Tensor, said: Verdict) -> np.ndarray | None:
         if not isinstance(self.model, CheckpointClassifier):
-            return None  # an .onnx carries no layers to look into
+            return None  # an exported model carries no layers to look into
         top = torch.tensor([self.model.class_names.index(said.prediction)])
         heat = cam.grad_cam(self.model.network, self.model.normalization(crop[None]), top)[0]
         return np.asarray(cam.overlay_on_file(path, heat, self.model.view.resize_size))

@@ -119,18 +119,23 @@ def test_predict_onnx_without_an_exported_model_is_one_line(workdir, capsys):
     assert "--model nowhere/model.onnx does not exist" in errors[0] and ".json beside it" in errors[0]
 
 
-@pytest.mark.parametrize(("onnx_bytes", "metadata", "words"), [
-    (b"not onnx", "{broken", ["model.json", "not the JSON that export writes", "JSONDecodeError"]),
-    (b"not onnx", '{"input": {}}', ["model.json", "not the JSON that export writes", "class_names"]),
-    (b"not onnx", json.dumps({"input": {"image_size": 16, "crop_fraction": 1.0, "channels": 3},
-                              "class_names": ["a", "b"], "temperature": 1.0}),
-     ["--model", "model.onnx", "not a readable ONNX model"]),
-], ids=["broken JSON", "JSON of something else", "a file that is not ONNX"])
-def test_predict_onnx_with_unreadable_files_is_one_line(workdir, capsys, onnx_bytes, metadata, words):
-    (workdir / "model.onnx").write_bytes(onnx_bytes)
+GOOD_METADATA = json.dumps({"input": {"image_size": 16, "crop_fraction": 1.0, "channels": 3},
+                            "class_names": ["a", "b"], "temperature": 1.0})
+
+
+@pytest.mark.parametrize(("name", "metadata", "words"), [
+    ("model.onnx", "{broken", ["model.json", "not the JSON that export writes", "JSONDecodeError"]),
+    ("model.onnx", '{"input": {}}', ["model.json", "not the JSON that export writes", "class_names"]),
+    ("model.onnx", GOOD_METADATA, ["--model", "model.onnx", "not a readable ONNX model"]),
+    ("model.xml", GOOD_METADATA, ["--model", "model.xml", "not a readable OpenVINO model with its .bin"]),
+    ("model.tflite", GOOD_METADATA, ["--model", "model.tflite", "expected an exported model (.onnx, .xml)"]),
+], ids=["broken JSON", "JSON of something else", "a file that is not ONNX", "a file that is not OpenVINO",
+        "another kind of file"])
+def test_predict_onnx_with_unreadable_files_is_one_line(workdir, capsys, name, metadata, words):
+    (workdir / name).write_bytes(b"not a model")
     (workdir / "model.json").write_text(metadata)
     with pytest.raises(SystemExit) as exit_code:
-        main(["predict_onnx", "--model", str(workdir / "model.onnx"), "--input", str(workdir / "holdout")])
+        main(["predict_onnx", "--model", str(workdir / name), "--input", str(workdir / "holdout")])
     stderr = capsys.readouterr().err
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert exit_code.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr

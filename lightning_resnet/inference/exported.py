@@ -1,5 +1,6 @@
-"""An exported model run with onnxruntime: the ``.onnx`` and the JSON beside it, read once, images in,
-probabilities out, reading each image as ``predict`` does (the same decoding, resize and center crop)."""
+"""An exported model as ``predict_onnx``, ``serve`` and ``demo`` run it: the ``.onnx`` (ONNX Runtime) or ``.xml``
+(OpenVINO, :mod:`.runtimes`) and the JSON beside it, read once; images in, probabilities out, reading each image as
+``predict`` does (the same decoding, resize and center crop)."""
 
 from __future__ import annotations
 
@@ -13,22 +14,20 @@ from torch import Tensor
 
 from ..data import eval_view
 from ..errors import UserError
-from .export import INPUT_NAME, OUTPUT_NAMES
+from .runtimes import RUNTIMES, open_runtime
 from .unsure import threshold_of
 
 EXPORT_COMMAND = "python -m lightning_resnet export --ckpt_path <ckpt>"
 
 
-class OnnxClassifier:
-    """An exported ``.onnx`` with its metadata JSON; :meth:`classify` runs a batch of crops."""
+class ExportedClassifier:
+    """An exported model with its metadata JSON; :meth:`classify` runs a batch of crops."""
 
     def __init__(self, model: Path, option: str = "--model") -> None:
-        import onnxruntime  # only the commands that run an exported model pay for importing it
-
         metadata_path = model.with_suffix(".json")
         if not model.is_file():
-            raise UserError(f"{option} {model} does not exist: expected an exported .onnx with its .json beside it "
-                            f"({EXPORT_COMMAND})")
+            raise UserError(f"{option} {model} does not exist: expected an exported model "
+                            f"({' or '.join(RUNTIMES)}) with its .json beside it ({EXPORT_COMMAND})")
         if not metadata_path.is_file():
             raise UserError(f"{option} {model}: {metadata_path} is missing: export writes it beside the model, with "
                             f"its classes and preprocessing ({EXPORT_COMMAND})")
@@ -43,13 +42,9 @@ class OnnxClassifier:
             raise UserError(f"{metadata_path} is not the JSON that export writes beside the model "
                             f"({type(error).__name__}: {error}); export again ({EXPORT_COMMAND})") from None
         self.metadata = metadata
-        try:
-            self.session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own classes for unreadable or invalid files
-            message = " ".join(str(error).split())[:200]
-            raise UserError(f"{option} {model} is not a readable ONNX model ({message})") from None
+        self.runtime = open_runtime(model, option)
 
     def classify(self, images: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """The probabilities and calibrated logits of ``uint8`` crops as :attr:`view` makes them (a row per image)."""
-        probabilities, logits = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: torch.stack(list(images)).numpy()})
+        probabilities, logits = self.runtime(torch.stack(list(images)).numpy())
         return torch.from_numpy(np.asarray(probabilities)), torch.from_numpy(np.asarray(logits))
