@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -128,7 +129,9 @@ def timed(command: list[str], code: Path, cache: Path, output: Path | None = Non
         return {"wall": wall, "start_up": None, "accuracy": train_py_accuracy(output)}
     marked = [line for line in finished.stdout.splitlines() if line.startswith(MARK)]
     result = json.loads(marked[-1][len(MARK):])
-    return {"wall": wall, "start_up": result["first_step"] - start, "accuracy": result["accuracy"]}
+    after = start + wall - result["last_step_end"] - result["last_validation"]
+    phases = {"start-up": result["first_step"] - start, **result["seconds"], "after the last epoch": after}
+    return {"wall": wall, "start_up": result["first_step"] - start, "accuracy": result["accuracy"], "phases": phases}
 
 
 def main() -> None:
@@ -139,8 +142,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "bench_peer_digits")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose fit is timed")
-    parser.add_argument("--fit-options", nargs="*", default=[], help="added to fit's command line")
+    parser.add_argument("--fit-options", default="",
+                        help="added to fit's command line, one quoted string: \"--trainer.precision bf16-mixed\"")
     args = parser.parse_args()
+    fit_options = shlex.split(args.fit_options)
     train_py = args.timm.resolve() / "train.py"
     if not train_py.is_file():
         sys.exit(f"--timm {args.timm}: no train.py there (git clone https://github.com/huggingface/"
@@ -153,7 +158,7 @@ def main() -> None:
                           .replace("WORKERS", str(args.workers)))
         peer_output = scratch / "train_py"
         commands = {
-            "fit": [sys.executable, "-m", "lightning_resnet", "fit", "--config", str(config), *args.fit_options],
+            "fit": [sys.executable, "-m", "lightning_resnet", "fit", "--config", str(config), *fit_options],
             "timm train.py": train_py_command(train_py, folder, peer_output, args.workers),
         }
         where = {"fit": (args.code, None), "timm train.py": (args.timm.resolve(), peer_output)}
@@ -172,16 +177,19 @@ def main() -> None:
                      f"{median(start_ups):.1f}" if start_ups else "-",
                      f"{median([result['accuracy'] for result in results]):.4f}"])
     ratios = [f["wall"] / p["wall"] for f, p in zip(runs["fit"], runs["timm train.py"])]
+    phases = {name: median([result["phases"][name] for result in runs["fit"]]) for name in runs["fit"][0]["phases"]}
     counts = " + ".join(f"{sum(1 for _ in (folder / part).rglob('*.png')):,}" for part in ("train", "val"))
     commit = subprocess.run(["git", "-C", str(args.timm), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "not a git checkout"
     report(f"fit against timm's train.py ({commit}), {EPOCHS} epochs of ResNet-18 at {IMAGE_SIZE} px on {counts} "
            f"digits, {args.workers} loader worker(s), {args.pairs} alternating pairs (code: {args.code.name}"
-           f"{', ' + ' '.join(args.fit_options) if args.fit_options else ''})",
+           f"{', ' + args.fit_options if args.fit_options else ''})",
            table(["run", "wall s (median)", "range", "start-up s", "val accuracy"], rows)
            + f"\n\nfit / train.py wall time: {median(ratios):.2f} (median of the pairs' ratios, range "
              f"{min(ratios):.2f}-{max(ratios):.2f}). The first fit, which examines the folder (cached after): "
-             f"{first['wall']:.1f} s.")
+             f"{first['wall']:.1f} s.\n\nWhere fit's time went (medians, s): "
+           + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items())
+           + " (after the last epoch: its checkpoint, calibration, the end-of-fit reports and the exit).")
 
 
 if __name__ == "__main__":

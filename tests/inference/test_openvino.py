@@ -1,4 +1,4 @@
-"""``export --format openvino``: OpenVINO's ``.xml`` converted from the ONNX export, answering as the ONNX export does,
+"""``export --format openvino``: OpenVINO's ``.xml`` converted from the ONNX export, answering as the checkpoint does,
 quantized and checked as ``--quantize int8`` is, and run by ``predict_onnx`` and ``serve`` like any export."""
 
 from __future__ import annotations
@@ -9,11 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lightning_resnet.cli import main
+from lightning_resnet.inference.export import shipped, shipped_metadata
 from lightning_resnet.inference.shipped import identity
 from lightning_resnet.serving.api import ClassifierAPI, ServedModel
 from lightning_resnet.serving.uploads import UploadLimits, prepare
+from lightning_resnet.training.trained_model import TrainedModel
 
 from ..conftest import read_rows
 
@@ -23,22 +26,23 @@ def probabilities_of(rows: list[dict[str, str]]) -> dict[str, dict[str, float]]:
             for row in rows}
 
 
-def test_an_openvino_export_answers_as_the_onnx_export_and_is_served_like_it(trained, workdir, capsys):
+def test_an_openvino_export_answers_as_the_checkpoint_and_is_served_like_any_export(trained, workdir, capsys):
     best = next((trained / "checkpoints").glob("best-*.ckpt"))
     holdout = str(workdir / "holdout")
-    main(["export", "--ckpt_path", str(best), "--output", str(workdir / "onnx/model.onnx")])
     main(["export", "--ckpt_path", str(best), "--format", "openvino", "--output", str(workdir / "openvino/model.xml")])
     assert (workdir / "openvino/model.bin").stat().st_size > 100_000  # the weights, in 32-bit float
-    assert json.loads((workdir / "openvino/model.json").read_text()) == json.loads(
-        (workdir / "onnx/model.json").read_text())
-    for model in ("onnx/model.onnx", "openvino/model.xml"):
-        main(["predict_onnx", "--model", str(workdir / model), "--input", holdout])
-    from_onnx = read_rows(workdir / "onnx/model.predictions.csv")
-    from_openvino = read_rows(workdir / "openvino/model.predictions.csv")
-    assert [row["prediction"] for row in from_openvino] == [row["prediction"] for row in from_onnx]
-    onnx_probabilities = probabilities_of(from_onnx)
-    for path, probabilities in probabilities_of(from_openvino).items():
-        assert probabilities == pytest.approx(onnx_probabilities[path], abs=1e-5)  # in 32-bit float, not bf16
+    trained_model = TrainedModel.read(best)
+    assert json.loads((workdir / "openvino/model.json").read_text()) == shipped_metadata(trained_model)
+    main(["predict_onnx", "--model", str(workdir / "openvino/model.xml"), "--input", holdout])
+    rows = read_rows(workdir / "openvino/model.predictions.csv")
+    paths = sorted(str(path) for path in (workdir / "holdout").rglob("*.*"))
+    with torch.no_grad():  # the checkpoint's network, preprocessing and softmax, as exported
+        float_probabilities, _ = shipped(trained_model)(torch.stack([trained_model.view(path) for path in paths]))
+    expected = {path: dict(zip(trained_model.class_names, map(float, probabilities)))
+                for path, probabilities in zip(paths, float_probabilities)}
+    assert sorted(row["path"] for row in rows) == paths
+    for path, probabilities in probabilities_of(rows).items():
+        assert probabilities == pytest.approx({name: expected[path][name] for name in probabilities}, abs=1e-5)
 
     # INT8: quantized as for ONNX, then converted; the check runs the OpenVINO file that is written
     main(["export", "--ckpt_path", str(best), "--format", "openvino", "--quantize", "int8", "--calibration_images",
@@ -50,17 +54,15 @@ def test_an_openvino_export_answers_as_the_onnx_export_and_is_served_like_it(tra
     main(["predict_onnx", "--model", str(int8), "--input", holdout])
     for path, probabilities in probabilities_of(read_rows(int8.with_suffix(".predictions.csv"))).items():
         assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-3)
-        assert max(abs(probabilities[name] - onnx_probabilities[path][name]) for name in probabilities) < 0.03
+        assert max(abs(probabilities[name] - expected[path][name]) for name in probabilities) < 0.03
 
-    api = ClassifierAPI(ServedModel(workdir / "openvino/model.xml", *identity(workdir / "openvino/model.xml"),
-                                    top_k=3, reject_below=1.5), None, UploadLimits(), 8)
+    api = ClassifierAPI(ServedModel(int8, *identity(int8), top_k=3, reject_below=1.5), None, UploadLimits(), 8)
     ctrl_c = signal.getsignal(signal.SIGINT)
     api.setup("cpu")  # a worker ignores Ctrl-C (its server stops it): this process must not
     signal.signal(signal.SIGINT, ctrl_c)
-    paths = sorted(onnx_probabilities)
     crops = np.stack([prepare(Path(path).read_bytes(), api.model.view, UploadLimits()) for path in paths])
-    expected = {row["path"]: row for row in from_onnx}
+    answered = {row["path"]: row for row in read_rows(int8.with_suffix(".predictions.csv"))}
     for path, said in zip(paths, api.predict(crops)):
         answer = api.encode_response(said)
-        assert answer["prediction"] == expected[path]["prediction"]
-        assert answer["confidence"] == pytest.approx(float(expected[path]["confidence"]), abs=1e-5)
+        assert answer["prediction"] == answered[path]["prediction"]
+        assert answer["confidence"] == pytest.approx(float(answered[path]["confidence"]), abs=1e-5)
