@@ -34,6 +34,7 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
     int8 = best.with_suffix(".int8.onnx")
     measured = json.loads(int8.with_suffix(".json").read_text())["quantization"]
     assert measured["calibration_images"] == 12 and measured["validation_images"] == 6
+    assert measured["top1_agreement"] >= 0.97  # on the validation images, held out of training
     # the float model it is compared with is the checkpoint: the same accuracy as fit measured at that epoch
     assert measured["float_accuracy"] == pytest.approx(checkpoint_accuracy, abs=1e-4)
     assert (f"INT8 on 6 validation images: float accuracy {measured['float_accuracy']:.4f}, INT8 "
