@@ -22,7 +22,7 @@ train: $(INSTALLED)
 # it prints its 15 slowest tests, so that the next slow one is seen the day it lands
 test: $(INSTALLED)
 	.ci/system-packages
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 tensorboard: $(INSTALLED)
 	$(VENV)/bin/tensorboard --logdir logs

@@ -36,18 +36,6 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 """The environment of a real ``python -m lightning_resnet`` process started by a test."""
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (200, 60, 200)]
 
-SLOWEST_FILES_FIRST = ("tests/test_docs.py", "tests/cli/test_sweep.py", "tests/data/test_streaming.py",
-                       "tests/cli/test_child_processes.py", "tests/training/test_many_machines.py",
-                       "tests/training/test_distributed.py", "tests/training/test_resume.py")
-"""The slowest files (112, 67, 42, 40, 35, 29 and 28 s of the suite's 581 test-seconds on 2026-12-04), handed to
-make test's two workers first (with ``--no-loadscope-reorder``): xdist's default order, the files with the most
-tests first, hands out the 112 s of test_docs.py (two tests) among the last, and one worker then runs it alone."""
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    first = {path: rank for rank, path in enumerate(SLOWEST_FILES_FIRST)}
-    items.sort(key=lambda item: first.get(item.nodeid.split("::")[0], len(first)))  # stable: a file stays whole
-
 
 def make_image_folder(
     root: Path, classes: int = 3, per_class: int = 10, size: tuple[int, int] = (40, 32), seed: int = 0
