@@ -127,10 +127,8 @@ GOOD_METADATA = json.dumps({"input": {"image_size": 16, "crop_fraction": 1.0, "c
     ("model.onnx", "{broken", ["model.json", "not the JSON that export writes", "JSONDecodeError"]),
     ("model.onnx", '{"input": {}}', ["model.json", "not the JSON that export writes", "class_names"]),
     ("model.onnx", GOOD_METADATA, ["--model", "model.onnx", "not a readable ONNX model"]),
-    ("model.xml", GOOD_METADATA, ["--model", "model.xml", "not a readable OpenVINO model with its .bin"]),
     ("model.tflite", GOOD_METADATA, ["--model", "model.tflite", "expected an exported model (.onnx, .xml)"]),
-], ids=["broken JSON", "JSON of something else", "a file that is not ONNX", "a file that is not OpenVINO",
-        "another kind of file"])
+], ids=["broken JSON", "JSON of something else", "a file that is not ONNX", "another kind of file"])
 def test_predict_onnx_with_unreadable_files_is_one_line(workdir, capsys, name, metadata, words):
     (workdir / name).write_bytes(b"not a model")
     (workdir / "model.json").write_text(metadata)
