@@ -122,7 +122,8 @@ class ResNetTrainer(Trainer):
         Args:
             ckpt_path: the checkpoint to export.
             format: ``onnx``, ``openvino`` (an ``.xml`` and its ``.bin``, converted from the ONNX; as INT8 faster
-                than ONNX Runtime's INT8 on Intel CPUs) or ``torch_export`` (a ``.pt2`` program for ``torch.export.load``).
+                than ONNX Runtime's INT8 on Intel CPUs) or ``torch_export`` (a ``.pt2`` program for
+                ``torch.export.load``).
             output: the model file; by default the checkpoint's path with the format's suffix (``.int8.onnx`` or
                 ``.int8.xml`` quantized).
             quantize: ``int8``: ONNX Runtime's static quantization (int8 weights per channel, int8 activations),
