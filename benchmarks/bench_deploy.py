@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import ROOT, interleaved, median, report, table
-
-RUNTIME_OF = {".onnx": "ONNX Runtime", ".xml": "OpenVINO"}
+from lightning_resnet.inference.runtimes import RUNTIMES
 
 
 def images_per_second(model: Path, batch: int, seconds: float, image_size: int | None = None) -> float:
@@ -96,11 +95,11 @@ def main() -> None:
                 base = median(speeds["float.onnx"])
                 for kind in files:
                     precision, suffix = kind.split(".")
-                    rows.append([name, str(batch), RUNTIME_OF[f".{suffix}"], precision, f"{median(speeds[kind]):.1f}",
+                    rows.append([name, str(batch), RUNTIMES[f".{suffix}"], precision, f"{median(speeds[kind]):.1f}",
                                  f"**{median(speeds[kind]) / base:.2f}x**"])
         os.chdir(ROOT)
     accuracy = " ".join(
-        f"The demo model's INT8 {RUNTIME_OF[suffix]} file on its {checked['validation_images']} validation images: "
+        f"The demo model's INT8 {RUNTIMES[suffix]} file on its {checked['validation_images']} validation images: "
         f"float accuracy {checked['float_accuracy']:.4f}, INT8 {checked['int8_accuracy']:.4f}, top-1 agreement "
         f"{checked['top1_agreement']:.4f} ({checked['calibration_images']} calibration images)."
         for suffix, checked in checks.items())

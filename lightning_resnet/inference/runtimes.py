@@ -55,8 +55,7 @@ def openvino_runtime(model: Path, option: str) -> Runtime:
 
 def open_runtime(model: Path, option: str = "--model") -> Runtime:
     """The runtime of ``model`` by its suffix (:data:`RUNTIMES`); one line for any other file."""
-    if model.suffix == ".onnx":
-        return onnx_runtime(model, option)
-    if model.suffix == ".xml":
-        return openvino_runtime(model, option)
-    raise UserError(f"{option} {model}: expected an exported model ({', '.join(RUNTIMES)})")
+    opener = {".onnx": onnx_runtime, ".xml": openvino_runtime}.get(model.suffix)
+    if opener is None:
+        raise UserError(f"{option} {model}: expected an exported model ({', '.join(RUNTIMES)})")
+    return opener(model, option)
