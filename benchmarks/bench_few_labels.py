@@ -31,6 +31,7 @@ from benchmarks.common import ROOT, report, table
 
 RECIPE = ["--config", str(ROOT / "configs/demo.yaml"), "--data.normalize", "imagenet", "--trainer.max_epochs", "30",
           "--trainer.enable_progress_bar", "false", "--model.calibrate", "true"]
+PRETRAIN_CONFIGS = {"simclr": "configs/pretrain_demo.yaml", "byol": "configs/pretrain_demo_byol.yaml"}
 FINE_TUNE = ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "5", "--model.backbone_lr_factor", "0.1"]
 
 
@@ -101,7 +102,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=90, help="images labelled in each round (5 %% of the digits)")
     parser.add_argument("--pretrain_epochs", type=int, help="the recipe's epochs unless given")
+    parser.add_argument("--methods", nargs="+", choices=list(PRETRAIN_CONFIGS), default=list(PRETRAIN_CONFIGS))
+    parser.add_argument("--starts_only", action="store_true",
+                        help="only the rows of the start: from scratch and from each method's weights")
     options = parser.parse_args()
+    if "simclr" not in options.methods and not options.starts_only:
+        parser.error("the pseudo-label rows fine-tune from SimCLR's weights: --methods simclr, or --starts_only")
     os.chdir(ROOT)
     from lightning_resnet.cli import main as cli
     from lightning_resnet.data import DIGITS_DIR, write_digits
@@ -114,11 +120,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         os.chdir(work)
         weights = {}
-        for method in ("simclr", "byol"):
+        for method in options.methods:
             start = time.perf_counter()
             epochs = [] if options.pretrain_epochs is None else ["--trainer.max_epochs", str(options.pretrain_epochs)]
-            run = cli(["pretrain", "--config", str(ROOT / "configs/pretrain_demo.yaml"), "--data.data_dir", str(digits),
-                       "--data.knn_dir", str(digits), "--model.method", method, *epochs,
+            run = cli(["pretrain", "--config", str(ROOT / PRETRAIN_CONFIGS[method]), "--data.data_dir", str(digits),
+                       "--data.knn_dir", str(digits), *epochs,
                        "--trainer.enable_progress_bar", "false",
                        "--trainer.logger.init_args.name", f"pretrain_{method}"])
             seconds.setdefault(f"pretrain {method} ({run.trainer.current_epoch} epochs)", []).append(
@@ -127,7 +133,7 @@ def main() -> None:
         for seed in range(options.seeds):
             base = Path(work) / f"seed_{seed}"
             fine_tuned: dict[str, Path] = {}
-            for kind in ("scratch", "suggest", "random", "pseudo"):
+            for kind in ("scratch",) if options.starts_only else ("scratch", "suggest", "random", "pseudo"):
                 labelled, pool, test, truth = split_digits(digits, base / kind, seed)
                 if kind == "scratch":
                     accuracy, took, scratch_model = fit(labelled, test, "scratch")

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..errors import UserError, check
 from ..models import create_model
 from .metrics import TRAIN_LOSS
-from .optimization import Schedule, build_scheduler, fused_when_left_open
+from .optimization import Schedule, apply_lr_factors, build_scheduler, fused_when_left_open
 
 Method = Literal["simclr", "byol"]
 
@@ -41,6 +41,8 @@ class SelfSupervised(LightningModule):
         hidden_dim: width of the heads' hidden layer.
         temperature: SimCLR's NT-Xent temperature.
         momentum: BYOL's start value of the target network's moving average, which rises to 1 along a cosine.
+        prediction_lr_factor: BYOL's prediction head's learning rate as a multiple of the rest's (a head that
+            keeps up with the moving target holds the features apart; ``configs/pretrain_demo_byol.yaml``).
         optimizer: optimizer class and arguments (biases and norm weights included, as lightly's examples do).
         lr_scheduler: per-step schedule over the run, as for ``fit``.
         warmup_epochs: linear warm-up from 1 % of the learning rate before the schedule.
@@ -57,6 +59,7 @@ class SelfSupervised(LightningModule):
         hidden_dim: int = 512,
         temperature: float = 0.5,
         momentum: float = 0.99,
+        prediction_lr_factor: float = 1.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: Schedule = "cosine",
         warmup_epochs: float = 0.0,
@@ -70,6 +73,7 @@ class SelfSupervised(LightningModule):
 
         check(temperature > 0, f"model.temperature must be positive, got {temperature}")
         check(0.0 <= momentum < 1.0, f"model.momentum must be in [0, 1), got {momentum}")
+        check(prediction_lr_factor > 0, f"model.prediction_lr_factor must be positive, got {prediction_lr_factor}")
         check(knn_k >= 1, f"model.knn_k must be at least 1, got {knn_k}")
         self.save_hyperparameters(ignore=["optimizer"])
         self.model = create_model(backbone, features_only=True, **(backbone_options or {}))
@@ -153,9 +157,14 @@ class SelfSupervised(LightningModule):
     # ----- optimization and the weights it leaves ------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
+        predicting = {id(parameter) for parameter in self.prediction.parameters()} if self.prediction else set()
         trained = [parameter for parameter in self.parameters() if parameter.requires_grad]
+        groups = [{"params": [p for p in trained if id(p) not in predicting]},
+                  {"params": [p for p in trained if id(p) in predicting],
+                   "lr_factor": self.hparams.prediction_lr_factor}]
         try:
-            optimizer = fused_when_left_open(self.optimizer_factory(trained))
+            optimizer = fused_when_left_open(apply_lr_factors(self.optimizer_factory(
+                [group for group in groups if group["params"]])))
         except (ValueError, TypeError) as error:
             raise UserError(f"model.optimizer: {error}") from None
         trainer = self.trainer

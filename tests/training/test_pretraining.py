@@ -74,9 +74,9 @@ def test_pretrained_weights_load_strictly_into_fit_and_change_its_result(unlabel
 
 
 def test_byol_pretraining_resumes_exactly_after_an_interrupt_mid_epoch(unlabelled, tmp_path, monkeypatch):
-    """BYOL (two different views, a moving-average target network) interrupted at step 8, the third of six in the
-    second epoch, with 2 loader workers; resumed without workers."""
-    common = ["--model.method", "byol", "--trainer.max_epochs", "3"]
+    """BYOL (two different views, a moving-average target network, a prediction head learning 10 times as fast)
+    interrupted at step 8, the third of six in the second epoch, with 2 loader workers; resumed without workers."""
+    common = ["--model.method", "byol", "--trainer.max_epochs", "3", "--model.prediction_lr_factor", "10"]
     straight = tmp_path / "straight"
     straight.mkdir()
     monkeypatch.chdir(straight)
@@ -92,6 +92,9 @@ def test_byol_pretraining_resumes_exactly_after_an_interrupt_mid_epoch(unlabelle
     expected_weights, expected_optimizer = final_state(straight / "logs/pretrain/version_0")
     assert weights.keys() == expected_weights.keys()
     assert [key for key in weights if not torch.equal(weights[key], expected_weights[key])] == []
+    rest, prediction = optimizer["param_groups"]
+    assert len(prediction["params"]) == sum(1 for _ in resumed.model.prediction.parameters())
+    assert prediction["initial_lr"] == pytest.approx(10 * rest["initial_lr"])
     for key, state in expected_optimizer["state"].items():
         assert all(torch.equal(value, optimizer["state"][key][name]) for name, value in state.items())
     assert not (tmp_path / "logs/pretrain/version_1").exists()  # continued in the run's own folder
