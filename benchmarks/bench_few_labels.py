@@ -1,4 +1,5 @@
-"""Few labels on the demo digits: what ``pretrain``, ``suggest`` and ``pseudo_label`` gain at 10 % labels.
+"""Few labels on the demo digits (or the photo-like shapes): what ``pretrain``, ``suggest`` and ``pseudo_label`` gain
+at 10 % labels.
 
 Each seed splits every class of the 1,797 digits into a labelled 10 %, an unlabelled pool of 60 % and a test part
 of 30 % (never trained on, never suggested). The same fit recipe everywhere: ``configs/demo.yaml`` with
@@ -35,12 +36,23 @@ PRETRAIN_CONFIGS = {"simclr": "configs/pretrain_demo.yaml", "byol": "configs/pre
 FINE_TUNE = ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "5", "--model.backbone_lr_factor", "0.1"]
 
 
+DATA = {
+    "digits": [],
+    # the generated shapes (benchmarks/photo_like.py) at 24 px, flipped (a flip changes no shape); pretrained with
+    # crops of at least 30 % and no blur (at 24 px it wipes the shape)
+    "photo_like": ["--data.image_size", "24", "--data.hflip", "0.5"],
+}
+PRETRAIN_DATA = {"digits": [], "photo_like": ["--data.image_size", "24", "--data.view_options.min_scale", "0.3",
+                                              "--data.view_options.hf_prob", "0.5",
+                                              "--data.view_options.cj_strength", "1.0"]}
+
+
 def split_digits(digits: Path, work: Path, seed: int) -> tuple[Path, Path, Path, dict[str, str]]:
     """labelled/ (10 %), pool/ (60 %, flat) and test/ (30 %) of each class; the pool's true classes by path."""
     rng = random.Random(seed)
     truth = {}
     for folder in sorted(path for path in digits.iterdir() if path.is_dir()):
-        images = sorted(folder.glob("*.png"))
+        images = sorted(path for path in folder.iterdir() if path.suffix in (".png", ".jpg"))
         rng.shuffle(images)
         labelled, pool = round(0.1 * len(images)), round(0.7 * len(images))
         for index, image in enumerate(images):
@@ -54,13 +66,13 @@ def split_digits(digits: Path, work: Path, seed: int) -> tuple[Path, Path, Path,
     return work / "labelled", work / "pool", work / "test", truth
 
 
-def fit(data: Path, test: Path, name: str, *extra: str) -> tuple[float, float, Path]:
+def fit(recipe: list[str], data: Path, test: Path, name: str, *extra: str) -> tuple[float, float, Path]:
     """Test accuracy, seconds and the best checkpoint of one fit."""
     from lightning_resnet.cli import main as cli
     from lightning_resnet.training.checkpoints import best_checkpoint
 
     start = time.perf_counter()
-    run = cli(["fit", *RECIPE, "--data.data_dir", str(data), "--data.test_dir", str(test),
+    run = cli(["fit", *recipe, "--data.data_dir", str(data), "--data.test_dir", str(test),
                "--trainer.logger.init_args.name", name, *extra])
     return float(run.trainer.callback_metrics["test/acc"]), time.perf_counter() - start, best_checkpoint(
         run.trainer).path
@@ -72,8 +84,8 @@ def label(paths: list[str], truth: dict[str, str], labelled: Path) -> None:
         shutil.move(path, labelled / truth[path] / Path(path).name)
 
 
-def rounds(kind: str, start: Path, labelled: Path, pool: Path, test: Path, truth: dict[str, str], budget: int,
-           seed: int) -> tuple[list[float], float]:
+def rounds(recipe: list[str], kind: str, start: Path, labelled: Path, pool: Path, test: Path, truth: dict[str, str],
+           budget: int, seed: int) -> tuple[list[float], float]:
     """Two rounds of ``budget`` images labelled, chosen by ``suggest`` or at random: test accuracy after each."""
     from lightning_resnet.cli import main as cli
     from lightning_resnet.data import scan_unlabelled
@@ -92,7 +104,7 @@ def rounds(kind: str, start: Path, labelled: Path, pool: Path, test: Path, truth
             picks = rng.sample(scan_unlabelled(pool), budget)
         seconds += time.perf_counter() - begin
         label(picks, truth, labelled)
-        accuracy, _, model = fit(labelled, test, f"{kind}_{round_}")
+        accuracy, _, model = fit(recipe, labelled, test, f"{kind}_{round_}")
         accuracies.append(accuracy)
     return accuracies, seconds
 
@@ -101,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=90, help="images labelled in each round (5 %% of the digits)")
+    parser.add_argument("--data", choices=list(DATA), default="digits")
+    parser.add_argument("--per_class", type=int, default=180, help="images of each class with --data photo_like")
     parser.add_argument("--pretrain_epochs", type=int, help="the recipe's epochs unless given")
     parser.add_argument("--methods", nargs="+", choices=list(PRETRAIN_CONFIGS), default=list(PRETRAIN_CONFIGS))
     parser.add_argument("--starts_only", action="store_true",
@@ -112,9 +126,15 @@ def main() -> None:
     from lightning_resnet.cli import main as cli
     from lightning_resnet.data import DIGITS_DIR, write_digits
 
-    if not DIGITS_DIR.is_dir():
-        write_digits(DIGITS_DIR)
-    digits = DIGITS_DIR.resolve()
+    recipe = [*RECIPE, *DATA[options.data]]
+    if options.data == "photo_like":
+        from benchmarks.photo_like import make_photo_like
+
+        digits = make_photo_like(ROOT / "data" / f"few_labels_photo_like_{options.per_class}", options.per_class)
+    else:
+        if not DIGITS_DIR.is_dir():
+            write_digits(DIGITS_DIR)
+        digits = DIGITS_DIR.resolve()
     results: dict[str, list[float]] = {}
     seconds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as work:
@@ -124,7 +144,7 @@ def main() -> None:
             start = time.perf_counter()
             epochs = [] if options.pretrain_epochs is None else ["--trainer.max_epochs", str(options.pretrain_epochs)]
             run = cli(["pretrain", "--config", str(ROOT / PRETRAIN_CONFIGS[method]), "--data.data_dir", str(digits),
-                       "--data.knn_dir", str(digits), *epochs,
+                       "--data.knn_dir", str(digits), *PRETRAIN_DATA[options.data], *epochs,
                        "--trainer.enable_progress_bar", "false",
                        "--trainer.logger.init_args.name", f"pretrain_{method}"])
             seconds.setdefault(f"pretrain {method} ({run.trainer.current_epoch} epochs)", []).append(
@@ -136,15 +156,16 @@ def main() -> None:
             for kind in ("scratch",) if options.starts_only else ("scratch", "suggest", "random", "pseudo"):
                 labelled, pool, test, truth = split_digits(digits, base / kind, seed)
                 if kind == "scratch":
-                    accuracy, took, scratch_model = fit(labelled, test, "scratch")
+                    accuracy, took, scratch_model = fit(recipe, labelled, test, "scratch")
                     results.setdefault("from scratch", []).append(accuracy)
                     seconds.setdefault("fit, 30 epochs on 10 %", []).append(took)
                     for method, path in weights.items():
-                        accuracy, _, fine_tuned[method] = fit(labelled, test, f"from_{method}", "--model.pretrained",
-                                                              str(path), *FINE_TUNE)
+                        accuracy, _, fine_tuned[method] = fit(recipe, labelled, test, f"from_{method}",
+                                                              "--model.pretrained", str(path), *FINE_TUNE)
                         results.setdefault(f"from pretrain {method}", []).append(accuracy)
                 elif kind in ("suggest", "random"):
-                    accuracies, took = rounds(kind, scratch_model, labelled, pool, test, truth, options.budget, seed)
+                    accuracies, took = rounds(recipe, kind, scratch_model, labelled, pool, test, truth,
+                                              options.budget, seed)
                     for round_, accuracy in enumerate(accuracies, start=1):
                         results.setdefault(f"{kind}: round {round_} (+{round_ * options.budget} labelled)",
                                            []).append(accuracy)
@@ -157,15 +178,16 @@ def main() -> None:
                         output = cli(["pseudo_label", "--ckpt_path", str(model), "--data.predict_dir", str(pool),
                                       "--output", str(base / f"pseudo_labels_{start_name}.csv")])
                         seconds.setdefault("pseudo_label on the pool", []).append(time.perf_counter() - start)
-                        accuracy, _, _ = fit(labelled, test, f"pseudo_{start_name}", "--data.extra_labels", str(output),
-                                             *extra)
+                        accuracy, _, _ = fit(recipe, labelled, test, f"pseudo_{start_name}", "--data.extra_labels",
+                                             str(output), *extra)
                         results.setdefault(f"one pseudo-label round ({start_name} start)", []).append(accuracy)
                 print(results, flush=True)
         os.chdir(ROOT)
     rows = [[name, " ".join(f"{value:.4f}" for value in values), f"{statistics.mean(values):.4f}"]
             for name, values in results.items()]
     timing = [[name, f"{statistics.mean(values):.1f}"] for name, values in seconds.items()]
-    report(f"Few labels: test accuracy at 10 % labels of the demo digits, {options.seeds} seed(s)",
+    images = "the demo digits" if options.data == "digits" else "the photo-like shapes"
+    report(f"Few labels: test accuracy at 10 % labels of {images}, {options.seeds} seed(s)",
            table(["start", "test/acc per seed", "mean"], rows) + "\n\n" + table(["step", "seconds"], timing))
 
 

@@ -140,6 +140,7 @@ def main() -> None:
     from lightning_resnet.cli import main as cli
 
     epochs = ["--trainer.max_epochs", str(options.epochs)]
+    os.environ["PYTHONPATH"] = str(ROOT)  # each fold is a process of its own, started in the work folder
     with tempfile.TemporaryDirectory() as work:
         os.chdir(work)
         folder = make_photo_like(Path(work) / "labelled", options.per_class, seed=0)

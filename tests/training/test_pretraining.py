@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from lightning_resnet.cli import main
 
-from ..conftest import QUARTER_WIDTH, make_image_folder, tiny_args
+from ..conftest import QUARTER_WIDTH, cli_error, make_image_folder, tiny_args
 from .interrupters import STEP, final_state, run_until_interrupted
 
 NARROW = ["--model.backbone_options", json.dumps(QUARTER_WIDTH)]
@@ -98,3 +98,15 @@ def test_byol_pretraining_resumes_exactly_after_an_interrupt_mid_epoch(unlabelle
     for key, state in expected_optimizer["state"].items():
         assert all(torch.equal(value, optimizer["state"][key][name]) for name, value in state.items())
     assert not (tmp_path / "logs/pretrain/version_1").exists()  # continued in the run's own folder
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [
+    ("--model.prediction_lr_factor", "0", ["model.prediction_lr_factor", "positive", "0"]),
+    ("--model.momentum", "1.0", ["model.momentum", "[0, 1)"]),
+    ("--model.temperature", "-0.1", ["model.temperature", "positive"]),
+])
+def test_a_bad_pretraining_option_is_one_line(unlabelled, workdir, capsys, option, value, words):
+    code, error = cli_error(capsys, pretrain_args(unlabelled / "flat", "--model.method", "byol", option, value))
+    lines = [line for line in error.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and all(word in lines[0] for word in words), error
+    assert not (workdir / "logs").exists()  # refused before a run folder was made
