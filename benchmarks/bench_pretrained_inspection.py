@@ -79,6 +79,7 @@ def distance_ratios(oof, first: int, second: int) -> list[float]:
 def measure(name: str, folder: Path, planted: dict[str, tuple[Path, Path | None]], extra: list[str]) -> list[str]:
     """cross_validate and inspect --predictions from one start; the table's cells."""
     from lightning_resnet.cli import main as cli
+    from lightning_resnet.reports.data_issues import outlier_scores
     from lightning_resnet.reports.out_of_fold import read_out_of_fold
 
     start = time.perf_counter()
@@ -104,30 +105,13 @@ def measure(name: str, folder: Path, planted: dict[str, tuple[Path, Path | None]
                 row["group"] for row in grouped if Path(row["path"]).resolve() == original.resolve()}
             cells.append(f"{min(ratios):.2f}-{max(ratios):.2f}, {'found' if together else 'not found'}")
         else:
-            scored = sorted(outliers_scores(oof), key=lambda pair: pair[1])
-            rank = 1 + [path for path, _ in scored].index(image.resolve())
-            cells.append(f"rank {rank} of {len(scored)}, {'listed' if image.resolve() in listed else 'not listed'}")
+            farthest_first = [Path(oof.paths[row]).resolve()
+                              for row, _, _ in sorted(outlier_scores(oof), key=lambda scored: scored[1])]
+            rank = 1 + farthest_first.index(image.resolve())
+            shown = "listed" if image.resolve() in listed else "not listed"
+            cells.append(f"rank {rank} of {len(farthest_first)}, {shown}")
     cells.append(f"{seconds:.0f}")
     return cells
-
-
-def outliers_scores(oof) -> list[tuple[Path, float]]:
-    """Every validated image's outlier score from its fold's model (lower: farther from what that fold trained on),
-    as :func:`lightning_resnet.reports.data_issues.outliers` scores them before its cutoff."""
-    from cleanlab.outlier import OutOfDistribution
-
-    from lightning_resnet.reports.data_issues import NEIGHBOURS
-
-    scored = []
-    for fold in range(oof.num_folds):
-        features = np.asarray(oof.fold_embeddings(fold))
-        validated = np.flatnonzero(oof.folds == fold)
-        trained = np.flatnonzero(oof.folds != fold)
-        detector = OutOfDistribution(params={"k": min(NEIGHBOURS, len(trained) - 1)})
-        detector.fit_score(features=features[trained], verbose=False)
-        scores = detector.score(features=features[validated])
-        scored += [(Path(oof.paths[row]).resolve(), float(score)) for row, score in zip(validated, scores)]
-    return scored
 
 
 def main() -> None:

@@ -80,25 +80,32 @@ def label_issues(oof: OutOfFold) -> list[LabelIssue]:
     return issues
 
 
-def outliers(oof: OutOfFold) -> list[Outlier]:
-    """Validated images far from every image their fold's model trained on, most distant first."""
+def outlier_scores(oof: OutOfFold) -> list[tuple[int, float, float]]:
+    """Each readable image scored by the fold that validated it: (row, score, that fold's cutoff); lower scores are
+    farther from the images the fold's model trained on."""
     from cleanlab.outlier import OutOfDistribution
 
-    found = []
+    scored = []
     for fold in range(oof.num_folds):
         features = np.asarray(oof.fold_embeddings(fold))
         validated = np.flatnonzero((oof.folds == fold) & oof.readable)
         trained = np.flatnonzero((oof.folds != fold) & oof.readable)
         detector = OutOfDistribution(params={"k": min(NEIGHBOURS, len(trained) - 1)})
         typical = detector.fit_score(features=features[trained], verbose=False)
-        scores = detector.score(features=features[validated])
-        cutoff = np.quantile(typical, OUTLIER_QUANTILE)
-        for row, score in zip(validated, scores):
-            if score < cutoff:
-                prediction = int(np.argmax(oof.probabilities[row]))
-                found.append(Outlier(oof.paths[row], fold, oof.class_names[oof.labels[row]],
-                                     oof.class_names[prediction], float(oof.probabilities[row, prediction]),
-                                     float(score)))
+        cutoff = float(np.quantile(typical, OUTLIER_QUANTILE))
+        scored += [(int(row), float(score), cutoff)
+                   for row, score in zip(validated, detector.score(features=features[validated]))]
+    return scored
+
+
+def outliers(oof: OutOfFold) -> list[Outlier]:
+    """Validated images far from every image their fold's model trained on, most distant first."""
+    found = []
+    for row, score, cutoff in outlier_scores(oof):
+        if score < cutoff:
+            prediction = int(np.argmax(oof.probabilities[row]))
+            found.append(Outlier(oof.paths[row], int(oof.folds[row]), oof.class_names[oof.labels[row]],
+                                 oof.class_names[prediction], float(oof.probabilities[row, prediction]), score))
     return sorted(found, key=lambda outlier: outlier.outlier_score)
 
 
