@@ -1,13 +1,14 @@
 """Few labels on the demo digits (or the photo-like shapes): what ``pretrain``, ``suggest`` and ``pseudo_label`` gain
 at 10 % labels.
 
-Each seed splits every class of the 1,797 digits into a labelled 10 %, an unlabelled pool of 60 % and a test part
+Each seed splits every class of the 1,797 digits (or of ``--data photo_like``'s shapes) into a labelled 10 %,
+an unlabelled pool of 60 % and a test part
 of 30 % (never trained on, never suggested). The same fit recipe everywhere: ``configs/demo.yaml`` with
 ``--data.normalize imagenet`` (pretraining's), ``--trainer.max_epochs`` 30 (the recipe's 6 epochs are 18 steps on
 180 images), its test accuracy on the test part. Rows:
 
-- from scratch, and from each ``pretrain`` method's weights (``configs/pretrain_demo.yaml``, pretrained once per
-  method on all 1,797 images, labels unused; fine-tuned with the backbone frozen for 5 epochs, then at 0.1x the
+- from scratch, and from each ``pretrain`` method's weights (its config in :data:`PRETRAIN_CONFIGS`, pretrained once
+  per method on all the images, labels unused; fine-tuned with the backbone frozen for 5 epochs, then at 0.1x the
   rate, as the transfer recipe does);
 - ``suggest`` against random picks: two rounds of ``--budget`` images from the pool, labelled (their true class)
   and trained on with the labelled part, each round from the previous round's model;
