@@ -18,11 +18,12 @@ $(INSTALLED): requirements.txt
 train: $(INSTALLED)
 	$(PY) -m lightning_resnet fit --config $(CONFIG)
 
-# Debian's PostgreSQL and Chromium first (.ci/system-packages), then the suite in 2 processes, a file each at a time;
-# it prints its 15 slowest tests, so that the next slow one is seen the day it lands
+# Debian's PostgreSQL and Chromium first (.ci/system-packages), then the suite in 2 processes, a file each at a time,
+# the slowest files first (tests/conftest.py's SLOWEST_FILES); it prints its 15 slowest tests, so that the next slow
+# one is seen the day it lands
 test: $(INSTALLED)
 	.ci/system-packages
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 tensorboard: $(INSTALLED)
 	$(VENV)/bin/tensorboard --logdir logs

@@ -28,7 +28,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .out_of_fold import OutOfFold
-from .plots import show_thumbnail
+from .plots import picture_axes, show_thumbnail
 
 LABEL_ISSUES_CSV, LABEL_ISSUES_PNG = "label_issues.csv", "label_issues.png"
 OUTLIERS_CSV, OUTLIERS_PNG = "outliers.csv", "outliers.png"
@@ -153,15 +153,8 @@ def captioned_grid(items: Sequence[tuple[str, str]], title: str, channels: int, 
     """Images with a caption under each, ``columns`` to a row, each fitted into a ``side`` square."""
     rows = max(1, -(-len(items) // columns))
     figure = Figure(figsize=(1.9 * columns, 2.1 * rows))
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for position, axis in enumerate(axes.flat):
-        axis.set_xticks([])
-        axis.set_yticks([])
-        for spine in axis.spines.values():
-            spine.set_visible(False)
-        if position >= len(items):
-            continue
-        path, caption = items[position]
+    axes = picture_axes(figure, rows, columns)
+    for axis, (path, caption) in zip(axes.flat, items):
         show_thumbnail(axis, path, channels, side)
         axis.set_xlabel(caption, fontsize=7)
     figure.suptitle(title)

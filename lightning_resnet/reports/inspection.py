@@ -41,7 +41,7 @@ from .data_issues import (
     write_rows,
 )
 from .out_of_fold import OutOfFold, read_out_of_fold
-from .plots import show_thumbnail
+from .plots import picture_axes, show_thumbnail
 
 DUPLICATES_CSV = "duplicates.csv"
 FEATURES = "features"
@@ -205,17 +205,11 @@ def classes_figure(examples: dict[int, list[str]], names: list[str], channels: i
     rows = max(1, len(names))
     columns = max(1, max(map(len, examples.values()), default=1))
     figure = Figure(figsize=(1.2 * columns + 1.5, 1.2 * rows))
-    axes = figure.subplots(rows, columns, squeeze=False)
+    axes = picture_axes(figure, rows, columns)
     for row, (index, paths) in enumerate(examples.items()):
         axes[row][0].set_ylabel(names[index], rotation=0, ha="right", va="center", fontsize=9)
-        for column in range(columns):
-            axis = axes[row][column]
-            axis.set_xticks([])
-            axis.set_yticks([])
-            for spine in axis.spines.values():
-                spine.set_visible(False)
-            if column < len(paths):
-                show_thumbnail(axis, paths[column], channels, side)
+        for column, path in enumerate(paths[:columns]):
+            show_thumbnail(axes[row][column], path, channels, side)
     figure.suptitle("images per class")
     figure.tight_layout()
     return figure

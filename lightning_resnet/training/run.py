@@ -6,6 +6,8 @@ from pathlib import Path
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
 
 
 def run_dir(trainer: Trainer) -> Path:
@@ -22,3 +24,12 @@ def tensorboard(trainer: Trainer):
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
     return None
+
+
+def add_png(writer, tag: str, png: Path, step: int) -> None:
+    """The PNG file at ``png`` as the image ``tag`` of ``writer``'s TensorBoard, its bytes as they are:
+    ``add_image`` of its pixels converted and re-encoded them (0.65 s of a validate's 2.5 s report here)."""
+    with Image.open(png) as image:
+        (width, height), bands = image.size, len(image.getbands())  # 1 gray, 3 RGB, 4 RGBA, as TensorBoard counts
+    picture = Summary.Image(height=height, width=width, colorspace=bands, encoded_image_string=png.read_bytes())
+    writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=picture)]), step)

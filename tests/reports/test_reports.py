@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_resnet import ImageClassifier
@@ -84,7 +85,9 @@ def test_test_prints_a_report_and_saves_the_confusion_matrix_and_mistakes(traine
     for index, name in enumerate(["class_0", "class_1", "class_2"]):
         assert float(report_lines[name][2]) == pytest.approx(counts[index, index] / 10, abs=1e-4)
     figures = events(run).Tags()["images"]
-    assert "test/confusion_matrix" in figures
+    shown = events(run).Images("test/confusion_matrix")[0]  # the PNG written, as TensorBoard reads it
+    assert shown.encoded_image_string == (run / "confusion_matrix_test.png").read_bytes()
+    assert (shown.width, shown.height) == Image.open(run / "confusion_matrix_test.png").size
     if accuracy < 1:
         assert (run / "mistakes_test.png").is_file() and "test/most_confident_mistakes" in figures
 
