@@ -34,6 +34,7 @@ from benchmarks.common import ROOT, report, table
 RECIPE = ["--config", str(ROOT / "configs/demo.yaml"), "--data.normalize", "imagenet", "--trainer.max_epochs", "30",
           "--trainer.enable_progress_bar", "false", "--model.calibrate", "true"]
 PRETRAIN_CONFIGS = {"simclr": "configs/pretrain_demo.yaml", "byol": "configs/pretrain_demo_byol.yaml"}
+ROWS = ["starts", "suggest", "random", "pseudo"]
 FINE_TUNE = ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "5", "--model.backbone_lr_factor", "0.1"]
 
 
@@ -118,11 +119,14 @@ def main() -> None:
     parser.add_argument("--per_class", type=int, default=180, help="images of each class with --data photo_like")
     parser.add_argument("--pretrain_epochs", type=int, help="the recipe's epochs unless given")
     parser.add_argument("--methods", nargs="+", choices=list(PRETRAIN_CONFIGS), default=list(PRETRAIN_CONFIGS))
-    parser.add_argument("--starts_only", action="store_true",
-                        help="only the rows of the start: from scratch and from each method's weights")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=ROWS,
+                        help="which rows: the starts (scratch and each method's weights), suggest's and random "
+                             "picks' rounds, the pseudo-label round (every kind starts from the scratch model)")
+    parser.add_argument("--starts_only", action="store_true", help="the same as --rows starts")
     options = parser.parse_args()
-    if "simclr" not in options.methods and not options.starts_only:
-        parser.error("the pseudo-label rows fine-tune from SimCLR's weights: --methods simclr, or --starts_only")
+    rows_run = ["starts"] if options.starts_only else options.rows
+    if "simclr" not in options.methods and "pseudo" in rows_run:
+        parser.error("the pseudo-label rows fine-tune from SimCLR's weights: --methods simclr, or leave pseudo out")
     os.chdir(ROOT)
     from lightning_resnet.cli import main as cli
     from lightning_resnet.data import DIGITS_DIR, write_digits
@@ -141,7 +145,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         os.chdir(work)
         weights = {}
-        for method in options.methods:
+        for method in options.methods if {"starts", "pseudo"} & set(rows_run) else ():
             start = time.perf_counter()
             epochs = [] if options.pretrain_epochs is None else ["--trainer.max_epochs", str(options.pretrain_epochs)]
             run = cli(["pretrain", "--config", str(ROOT / PRETRAIN_CONFIGS[method]), "--data.data_dir", str(digits),
@@ -154,13 +158,13 @@ def main() -> None:
         for seed in range(options.seeds):
             base = Path(work) / f"seed_{seed}"
             fine_tuned: dict[str, Path] = {}
-            for kind in ("scratch",) if options.starts_only else ("scratch", "suggest", "random", "pseudo"):
+            for kind in ("scratch", *(kind for kind in ROWS[1:] if kind in rows_run)):
                 labelled, pool, test, truth = split_digits(digits, base / kind, seed)
                 if kind == "scratch":
                     accuracy, took, scratch_model = fit(recipe, labelled, test, "scratch")
                     results.setdefault("from scratch", []).append(accuracy)
                     seconds.setdefault("fit, 30 epochs on 10 %", []).append(took)
-                    for method, path in weights.items():
+                    for method, path in weights.items() if {"starts", "pseudo"} & set(rows_run) else ():
                         accuracy, _, fine_tuned[method] = fit(recipe, labelled, test, f"from_{method}",
                                                               "--model.pretrained", str(path), *FINE_TUNE)
                         results.setdefault(f"from pretrain {method}", []).append(accuracy)
