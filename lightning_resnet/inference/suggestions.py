@@ -14,6 +14,7 @@ that is one line.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,7 @@ PREFILTER = 10
 def suggest_images(features: Tensor, probabilities: Tensor, labelled_features: Tensor, budget: int) -> list[Suggestion]:
     """``budget`` images (rows of ``features``) to label next, best first: see the module's docstring."""
     from sklearn.cluster import KMeans  # 0.4 s to import, for suggest only
+    from sklearn.exceptions import ConvergenceWarning
 
     unlabelled = F.normalize(features.float(), dim=1)
     uncertainty = margin_uncertainty(probabilities.float())
@@ -63,7 +65,9 @@ def suggest_images(features: Tensor, probabilities: Tensor, labelled_features: T
     budget = min(budget, len(unlabelled))
     candidates = score.argsort(descending=True)[: PREFILTER * budget]
     points = unlabelled[candidates].numpy()
-    clusters = KMeans(budget, n_init=1, random_state=0).fit(points, sample_weight=score[candidates].numpy() + 1e-6)
+    with warnings.catch_warnings():  # fewer distinct images than clusters: handled below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clusters = KMeans(budget, n_init=1, random_state=0).fit(points, sample_weight=score[candidates].numpy() + 1e-6)
     picked: list[int] = []
     for cluster, centre in enumerate(torch.from_numpy(clusters.cluster_centers_).float()):
         members = candidates[torch.from_numpy(clusters.labels_ == cluster)]
