@@ -50,10 +50,12 @@ def test_pseudo_labels_are_the_confident_predictions_and_join_the_training_part_
     ("suggest", ["--budget", "0"], ["--budget", "at least 1", "got 0"]),
     ("suggest", ["--budget", "3", "--data.predict_dir", "images"], ["holds only labelled images"]),
     ("pseudo_label", ["--data.predict_dir", "nowhere"], ["data.predict_dir nowhere", "does not exist"]),
+    ("suggest", ["--budget", "3", "--data.predict_dir", "empty"], ["data.predict_dir empty", "holds no image files"]),
     ("pseudo_label", ["--min_confidence", "0"], ["--min_confidence", "(0, 1]"]),
 ])
 def test_a_bad_option_of_the_unlabelled_commands_is_one_line(trained, workdir, unlabelled, capsys, command, extra,
                                                             words):
+    (workdir / "empty").mkdir()
     with pytest.raises(SystemExit) as exit_code:
         main([command, "--ckpt_path", str(trained / "checkpoints/last.ckpt"), "--data.predict_dir", "unlabelled",
               *extra])
