@@ -29,7 +29,13 @@ from ..inference.calibration import Calibration
 from ..models import is_weights_name, resolve
 from ..reports import EvaluationReport, PredictionWriter, TrainingReport
 from ..reports.training_report import TRAINING_CURVES
-from ..training.checkpoints import BestCheckpoint, InterruptCheckpoint, RandomState, best_checkpoint
+from ..training.checkpoints import (
+    AccuracyThenLossCheckpoint,
+    BestCheckpoint,
+    InterruptCheckpoint,
+    RandomState,
+    best_checkpoint,
+)
 from ..training.divergence import DivergenceGuard
 from ..training.metrics import MONITOR, MONITOR_MODE
 from ..training.module import ImageClassifier
@@ -54,7 +60,7 @@ MORE_COMMANDS = ("nine more commands, each with its own --help: sweep (an Optuna
                  "suggest (the unlabelled images to label next) and pseudo_label (those a model is sure of, for fit)")
 
 ALWAYS_PRESENT = {
-    "checkpoint": ModelCheckpoint,
+    "checkpoint": AccuracyThenLossCheckpoint,
     "last_checkpoint": ModelCheckpoint,
     "lr_monitor": LearningRateMonitor,
     "interrupt_checkpoint": InterruptCheckpoint,
@@ -94,7 +100,7 @@ class ResNetCLI(LightningCLI):
     the data its input channels (``backbone_options.in_chans``) and the normalization of weights
     named in ``pretrained``; the data's training class counts to the model (``class_weights:
     balanced``). Always present, and configured under their own keys (:data:`ALWAYS_PRESENT`):
-    ``checkpoint`` (``ModelCheckpoint``, the best by :data:`~lightning_resnet.training.metrics.MONITOR`),
+    ``checkpoint`` (``AccuracyThenLossCheckpoint``, the best by :data:`~lightning_resnet.training.metrics.MONITOR`),
     ``last_checkpoint`` (``last.ckpt``, after every epoch), ``lr_monitor``, ``interrupt_checkpoint``,
     ``random_state`` (exact resume), ``divergence_guard`` (stops on a non-finite loss), ``predictions``
     (``predictions.csv``), ``evaluation`` (reports of ``validate`` and ``test``), ``training_report``

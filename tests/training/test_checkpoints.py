@@ -7,15 +7,23 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import pytest
 import torch
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_resnet.cli import main
 from lightning_resnet.inference.calibration import fit_temperature
-from lightning_resnet.training.checkpoints import best_checkpoint, best_checkpoint_of_run, epoch_metrics
+from lightning_resnet.training.checkpoints import (
+    AccuracyThenLossCheckpoint,
+    best_checkpoint,
+    best_checkpoint_of_run,
+    epoch_metrics,
+)
 
 from ..conftest import ENV, cli_error, make_image_folder, tiny_args
 
@@ -128,3 +136,57 @@ def test_a_checkpoint_that_would_run_code_is_refused(trained, workdir, capsys):
                                               "--trainer.fast_dev_run", "true"))
     assert "refusing to load" in error
     assert not marker.exists()
+
+
+class ScriptedScores(LightningModule):
+    """A model whose validation logs the given (val/acc, val/loss) of each epoch."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.scores = scores
+
+    def training_step(self, batch, batch_idx):
+        return (self.weight * batch[0]).sum()
+
+    def validation_step(self, batch, batch_idx):
+        accuracy, loss = self.scores[self.current_epoch]
+        self.log_dict({"val/acc": accuracy, "val/loss": loss})
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.ones(1, 1)))
+
+    val_dataloader = train_dataloader
+
+
+def fit_scripted(folder, scores, top_k, save_last=False, ckpt_path=None):
+    chooser = AccuracyThenLossCheckpoint(dirpath=folder, monitor="val/acc", mode="max", save_top_k=top_k,
+                                         filename="epoch{epoch}", auto_insert_metric_name=False, save_last=save_last)
+    Trainer(max_epochs=len(scores), callbacks=[chooser], logger=False, enable_progress_bar=False,
+            enable_model_summary=False).fit(ScriptedScores(scores), ckpt_path=ckpt_path)
+    return chooser
+
+
+def test_the_best_checkpoint_of_equal_accuracy_is_the_one_of_lower_loss(tmp_path):
+    scores = [(0.5, 1.0), (0.9, 0.5), (0.9, 0.3), (0.8, 0.1), (0.9, 0.4), (0.7, 0.2)]
+    best = fit_scripted(tmp_path / "top1", scores, top_k=1)
+    assert Path(best.best_model_path).name == "epoch2.ckpt" and float(best.best_model_score) == pytest.approx(0.9)
+    assert sorted(path.name for path in (tmp_path / "top1").iterdir()) == ["epoch2.ckpt"]
+
+    top2 = fit_scripted(tmp_path / "top2", scores, top_k=2)  # epochs 2 and 4 kept: 0.9 at the two lowest losses
+    assert Path(top2.best_model_path).name == "epoch2.ckpt" and Path(top2.kth_best_model_path).name == "epoch4.ckpt"
+    assert sorted(path.name for path in (tmp_path / "top2").iterdir()) == ["epoch2.ckpt", "epoch4.ckpt"]
+
+
+def test_a_resumed_run_breaks_ties_against_the_losses_before_the_interrupt(tmp_path):
+    """The losses of the kept checkpoints travel in last.ckpt: after resuming, a tie of higher loss than the best
+    before the interrupt does not replace it."""
+    scores = [(0.9, 0.5), (0.9, 0.3), (0.9, 0.4)]
+    first = fit_scripted(tmp_path, scores[:2], top_k=1, save_last=True)
+    assert first.state_key.startswith("ModelCheckpoint{")  # runs from before this class resume into it
+    resumed = fit_scripted(tmp_path, scores, top_k=1, save_last=True, ckpt_path=tmp_path / "last.ckpt")
+    assert Path(resumed.best_model_path).name == "epoch1.ckpt"
+    assert resumed.val_losses == {resumed.best_model_path: pytest.approx(0.3)}
