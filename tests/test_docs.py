@@ -119,6 +119,10 @@ def test_every_command_of_every_page_runs_or_names_what_it_lacks(tmp_path, monke
     home = tmp_path / "home"
     for seed, folder in enumerate(STAND_INS):
         make_image_folder(Path(folder.replace("~", str(home))), classes=3, per_class=4, size=(16, 16), seed=seed)
+    photos = home / "photos"  # the labels file of docs/your-data.md: a generated folder's images, listed
+    make_image_folder(photos / "by_class", classes=3, per_class=4, size=(16, 16), seed=len(STAND_INS))
+    (photos / "labels.csv").write_text("path,labels\n" + "".join(
+        f"{image.relative_to(photos)},{image.parent.name}\n" for image in sorted((photos / "by_class").rglob("*.*"))))
     commands = [(page.name, command) for page in PAGES for command in page_commands(page)]
     assert len(commands) >= 60, commands
     ran, parsed, used, seen = 0, 0, set(), set()

@@ -24,8 +24,8 @@ MODEL_KEYS = ("backbone", "backbone_options")
 """Model options that must be the checkpoint's: another value builds another network."""
 DATA_KEYS = ("image_size", "crop_fraction", "normalize")
 """Data options the checkpoint decides: how its images were prepared."""
-SPLIT_KEYS = ("data_dir", "val_fraction", "seed", "num_folds", "fold", "group_duplicates", "exclude", "relabel",
-              "test_dir")
+SPLIT_KEYS = ("data_dir", "labels", "val_fraction", "seed", "num_folds", "fold", "group_duplicates", "exclude",
+              "relabel", "test_dir")
 """Data options that say which images the checkpoint was validated and tested on: ``validate`` and ``test`` take
 them from it unless they are given, so that ``validate --ckpt_path CKPT`` alone reports on its validation split."""
 EVALUATING = ("validate", "test", "predict")

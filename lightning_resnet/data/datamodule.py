@@ -97,6 +97,9 @@ class ImageFolderDataModule(LightningDataModule):
             line links it, so that the start-up's imbalance hint does not suggest what is already done.
         extra_labels: a ``pseudo_labels.csv`` (``pseudo_label``): its images, from outside ``data_dir``, join the
             training part only; ``split.csv`` lists them as ``pseudo``.
+        labels: a CSV file listing the images instead of class folders: a ``path`` column (relative to
+            ``data_dir``, which is the file's own folder when left at its default), a ``labels`` column (the
+            class), and optionally a ``split`` column (``train``, ``val``, ``test``) for a set split already.
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class ImageFolderDataModule(LightningDataModule):
         weights_normalization: tuple[list[float], list[float]] | None = None,
         weighted_loss: bool = False,
         extra_labels: str | None = None,
+        labels: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["class_names"])  # for the checkpoint and TensorBoard only: read below
@@ -133,8 +137,8 @@ class ImageFolderDataModule(LightningDataModule):
         check_normalize(normalize, channels)
         self.source: ImageSource = open_source(SourceOptions(
             data_dir, SplitRule(val_fraction, seed, num_folds, fold, group_duplicates), exclude, relabel, sampler,
-            test_dir, verify_images, tuple(class_names) if class_names else None, weighted_loss, extra_labels))
-        """What holds the images: a folder or a converted data set (:func:`~.sources.open_source`)."""
+            test_dir, verify_images, tuple(class_names) if class_names else None, weighted_loss, extra_labels, labels))
+        """What holds the images: a folder, a labels file or a converted data set (:func:`~.sources.open_source`)."""
         self.data_dir = self.source.location
         self.seed = seed
         self.predict_dir = predict_dir

@@ -118,4 +118,4 @@ class TrainedModel:
         rule = SplitRule(options.get("val_fraction", 0.2), options.get("seed", 42), options.get("num_folds"),
                          options.get("fold", 0))
         return open_source(SourceOptions(options.get("data_dir", DIGITS_DATA), rule,
-                                         class_names=self.class_names))
+                                         class_names=self.class_names, labels=options.get("labels")))

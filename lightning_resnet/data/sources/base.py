@@ -1,5 +1,6 @@
-"""What the data module asks of a source of labelled images, whatever holds them: a folder (:mod:`.folder`), a data
-set written by ``convert`` (:mod:`.converted`), or a source added later, each in a file of its own.
+"""What the data module asks of a source of labelled images, whatever holds them: a folder (:mod:`.folder`), a
+labels file (:mod:`.labels_file`), a data set written by ``convert`` (:mod:`.converted`), or a source added later,
+each in a file of its own.
 
 A source answers with the classes, the split (``split.csv``'s rows), the training class counts, the measured
 normalization statistics, the data set of a part in a view, and a training loader whose place in the epoch a
@@ -48,6 +49,8 @@ class SourceOptions:
     """Whether the loss weighs the classes (``model.class_weights``): then imbalance needs no warning."""
     extra_labels: str | None = None
     """A ``pseudo_labels.csv`` whose images join the training part (:mod:`..extra_labels`)."""
+    labels: str | None = None
+    """A labels file listing the images and their classes (:mod:`..labels_file`), instead of class folders."""
 
 
 class ImageSource(ABC):
@@ -61,8 +64,8 @@ class ImageSource(ABC):
 
     @classmethod
     @abstractmethod
-    def reads(cls, data_dir: str) -> bool:
-        """Whether ``data_dir`` names a source of this kind."""
+    def reads(cls, options: SourceOptions) -> bool:
+        """Whether ``options`` (their ``data_dir``, or an option of the source's own) name a source of this kind."""
 
     @property
     @abstractmethod

@@ -72,8 +72,8 @@ class ConvertedSource(ImageSource):
         self.seed = rule.seed
 
     @classmethod
-    def reads(cls, data_dir: str) -> bool:
-        return is_converted(data_dir)
+    def reads(cls, options: SourceOptions) -> bool:
+        return is_converted(options.data_dir)
 
     @property
     def location(self) -> str:

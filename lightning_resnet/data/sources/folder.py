@@ -31,8 +31,8 @@ class FolderSource(ImageSource):
 
     def __init__(self, options: SourceOptions) -> None:
         super().__init__(options)
-        self.is_digits = options.data_dir == DIGITS_DATA
-        self.root: Path = DIGITS_DIR if self.is_digits else Path(options.data_dir).expanduser()
+        self.is_digits = options.data_dir == DIGITS_DATA and options.labels is None
+        self.root: Path = self.images_root(options)
         self.corrections: Corrections = read_corrections(options.exclude, options.relabel, self.root)
         self._listing: FolderListing | None = None  # the folder listed, once
         self._split: FolderSplit | None = None  # ... then checked, hashed and split, once
@@ -40,8 +40,13 @@ class FolderSource(ImageSource):
         self._extra: list[Sample] | None = None  # data.extra_labels, once read
 
     @classmethod
-    def reads(cls, data_dir: str) -> bool:
+    def reads(cls, options: SourceOptions) -> bool:
         return True  # what no other source reads is a folder; listing it says what a folder must hold
+
+    @staticmethod
+    def images_root(options: SourceOptions) -> Path:
+        """The folder the images are under (``demo:digits``: where the digits are written)."""
+        return DIGITS_DIR if options.data_dir == DIGITS_DATA else Path(options.data_dir).expanduser()
 
     @property
     def location(self) -> Path:

@@ -1,0 +1,83 @@
+"""A labels file: the images a folder's class sub-folders would hold, listed in a CSV file instead.
+
+Its columns: ``path`` (relative to ``data.data_dir``, or absolute), ``labels`` (the image's class), and optionally
+``split`` (``train``, ``val`` or ``test``: the file is split already, as a folder with ``train/`` and ``val/`` is).
+Listed without reading an image, into the :class:`~.listing.FolderListing` a folder gives, so that every check, the
+split and ``split.csv`` are the folder's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import check
+from ..stages import TEST, TRAIN, VAL
+from .corrections import csv_rows
+from .listing import IMAGE_EXTENSIONS, SPLIT_FOLDER_NAMES, FolderLayout, FolderListing, is_image_file
+
+LABELS_COLUMNS = ("path", "labels")
+SPLIT_COLUMN = "split"
+
+
+@dataclass(frozen=True)
+class LabelsFileLayout(FolderLayout):
+    """A labels file's layout: its images under ``root``; ``train``, ``val`` and ``test`` are ``root`` for each part
+    its ``split`` column names (none without the column)."""
+
+    labels_file: Path = Path()
+
+    def describe(self) -> str:
+        parts = [name for name, folder in ((TRAIN, self.train), (VAL, self.val), (TEST, self.test)) if folder]
+        split = f", split by its {SPLIT_COLUMN} column: {', '.join(parts)}" if self.presplit else ""
+        return f"{self.labels_file} (images under {self.root}{split})"
+
+
+def list_labels_file(labels_file: str, root: Path, class_names: Sequence[str] | None = None) -> FolderListing:
+    """The images of ``labels_file`` with their class and part; ``class_names`` fixes the classes (a checkpoint's).
+    One line naming the file and the row when a path is missing or no image, listed twice, a label empty or not a
+    class, or a split not one of train, val, test."""
+    option = f"data.labels {labels_file}"
+    rows = csv_rows("data.labels", labels_file, LABELS_COLUMNS)
+    check(rows, f"{option} has no rows: expected one row per image with its path and its label")
+    presplit = SPLIT_COLUMN in rows[0]
+    entries: list[tuple[str, str, str | None]] = []
+    first_line: dict[str, int] = {}
+    for number, row in enumerate(rows, start=2):
+        where = f"{option}, line {number}"
+        text = (row["path"] or "").strip()
+        check(text, f"{where}: the path is empty: expected an image file relative to {root}")
+        path = os.path.normpath(root / Path(text).expanduser())
+        check(os.path.isfile(path), f"{where}: {text} does not exist (read as {path}): paths are relative to "
+                                    "data.data_dir, or absolute")
+        check(is_image_file(path), f"{where}: {text} is not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        check(path not in first_line, f"{where}: {text} is listed twice (line {first_line.get(path)} too): "
+                                      "one row per image")
+        first_line[path] = number
+        labels = (row["labels"] or "").split()
+        check(labels, f"{where}: {text} has no label: expected its class name in the labels column")
+        check(len(labels) == 1, f"{where}: {text} has {len(labels)} labels ({' '.join(labels)}): one class per "
+                                "image; several labels per image (multi-label) are not supported yet")
+        part = None
+        if presplit:
+            named = (row[SPLIT_COLUMN] or "").strip().lower()
+            check(named in SPLIT_FOLDER_NAMES, f"{where}: split {row[SPLIT_COLUMN]!r} of {text}: expected train, "
+                                               "val or test")
+            part = SPLIT_FOLDER_NAMES[named]
+        entries.append((path, labels[0], part))
+    training = [label for _, label, part in entries if part in (None, TRAIN)]
+    check(training, f"{option} has a {SPLIT_COLUMN} column but no train row: expected some images in train")
+    names = tuple(class_names) if class_names else tuple(sorted(set(training)))
+    check(len(names) >= 2, f"{option}: its training images are of one class only ({names[0]}): a classifier needs "
+                           "at least two classes")
+    for number, (_, label, _) in enumerate(entries, start=2):
+        check(label in names, f"{option}, line {number}: {label!r} is not a class "
+                              f"{'of the model' if class_names else 'of the training rows'} "
+                              f"(classes: {', '.join(names)})")
+    parts = {part for _, _, part in entries}
+    layout = LabelsFileLayout(root, *(root if presplit and part in parts else None for part in (TRAIN, VAL, TEST)),
+                              labels_file=Path(labels_file))
+    return FolderListing(layout, names, tuple((path, names.index(label)) for path, label, _ in entries),
+                         tuple(part for _, _, part in entries))
