@@ -13,7 +13,7 @@ from lightning_resnet.data import read_split_csv
 from lightning_resnet.data.labels_file import list_labels_file
 from lightning_resnet.errors import UserError
 
-from ..conftest import cli_error, tiny_args
+from ..conftest import cli_error, datamodule, tiny_args
 from .test_corrections import write_csv
 
 
@@ -57,11 +57,10 @@ def test_a_labels_file_trains_like_the_folder_it_lists_and_validate_reads_it_fro
 def test_a_labels_file_without_a_split_column_is_split_80_20_by_class(workdir):
     listed = flatten(workdir / "images", workdir / "flat")
     labels = write_csv(workdir / "labels.csv", ["path", "labels"], [[name, label] for name, label in listed])
-    main(tiny_args(workdir / "flat", "--data.labels", str(labels), "--trainer.max_epochs", "1"))
-    rows = read_split_csv(workdir / "logs" / "tiny" / "version_0" / "split.csv")
-    assert sorted(Path(row["path"]).name for row in rows) == sorted(name for name, _ in listed)
+    rows = datamodule(workdir / "flat", labels=str(labels)).source.split_rows()
+    assert sorted(Path(path).name for path, _, _ in rows) == sorted(name for name, _ in listed)
     for label in ("class_0", "class_1", "class_2"):
-        assert sorted(row["split"] for row in rows if row["class"] == label) == ["train"] * 8 + ["val"] * 2
+        assert sorted(part for _, part, name in rows if name == label) == ["train"] * 8 + ["val"] * 2
 
 
 def test_a_bad_labels_file_on_the_command_line_is_one_line(workdir, capsys):
