@@ -43,14 +43,7 @@ from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
 from ..training.throughput import ThroughputDisplay
 from ..training.trained_model import TrainedModel
-from .checkpoint_options import (
-    EVALUATING,
-    NAMED,
-    given_options,
-    named_checkpoint,
-    newest_run,
-    trained_settings,
-)
+from .checkpoint_options import EVALUATING, NAMED, given_options, named_checkpoint, newest_run, trained_settings
 from .trainer import ResNetTrainer
 
 MORE_COMMANDS = ("nine more commands, each with its own --help: sweep (an Optuna study, each trial a fit), "
