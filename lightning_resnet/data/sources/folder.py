@@ -31,7 +31,7 @@ class FolderSource(ImageSource):
 
     def __init__(self, options: SourceOptions) -> None:
         super().__init__(options)
-        self.is_digits = options.data_dir == DIGITS_DATA and options.labels is None
+        self.is_digits = options.data_dir == DIGITS_DATA
         self.root: Path = self.images_root(options)
         self.corrections: Corrections = read_corrections(options.exclude, options.relabel, self.root)
         self._listing: FolderListing | None = None  # the folder listed, once
