@@ -12,8 +12,10 @@ of 30 % (never trained on, never suggested). The same fit recipe everywhere: ``c
   rate, as the transfer recipe does);
 - ``suggest`` against random picks: two rounds of ``--budget`` images from the pool, labelled (their true class)
   and trained on with the labelled part, each round from the previous round's model;
-- one round of ``pseudo_label`` on the pool, then ``fit --data.extra_labels``: from the scratch model (against
-  scratch), and from the SimCLR start (against that start, the loop ``docs/few-labels.md`` runs);
+- one round of ``pseudo_label`` on the pool, then ``fit --data.extra_labels`` with the student noised
+  (``pseudo_label``'s ``NOISED_STUDENT``, the command it prints): from the scratch model (against scratch, and against
+  scratch with the same augmentation), and from the SimCLR start when it is pretrained (against that start, the loop
+  ``docs/few-labels.md`` runs);
 - the wall time of each step.
 """
 
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import ROOT, report, table
+from lightning_resnet.cli.pseudo_label import NOISED_STUDENT
 
 RECIPE = ["--config", str(ROOT / "configs/demo.yaml"), "--data.normalize", "imagenet", "--trainer.max_epochs", "30",
           "--trainer.enable_progress_bar", "false", "--model.calibrate", "true"]
@@ -123,15 +126,14 @@ def main() -> None:
     parser.add_argument("--data", choices=list(DATA), default="digits")
     parser.add_argument("--per_class", type=int, default=180, help="images of each class with --data photo_like")
     parser.add_argument("--pretrain_epochs", type=int, help="the recipe's epochs unless given")
-    parser.add_argument("--methods", nargs="+", choices=list(PRETRAIN_CONFIGS), default=list(PRETRAIN_CONFIGS))
+    parser.add_argument("--methods", nargs="*", choices=list(PRETRAIN_CONFIGS), default=list(PRETRAIN_CONFIGS),
+                        help="the pretraining methods (none: no pretraining, the pseudo-label round from scratch only)")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=ROWS,
                         help="which rows: the starts (scratch and each method's weights), suggest's and random "
                              "picks' rounds, the pseudo-label round (every kind starts from the scratch model)")
     parser.add_argument("--starts_only", action="store_true", help="the same as --rows starts")
     options = parser.parse_args()
     rows_run = ["starts"] if options.starts_only else options.rows
-    if "simclr" not in options.methods and "pseudo" in rows_run:
-        parser.error("the pseudo-label rows fine-tune from SimCLR's weights: --methods simclr, or leave pseudo out")
     os.chdir(ROOT)
     from lightning_resnet.cli import main as cli
     from lightning_resnet.data import DIGITS_DIR, write_digits
@@ -181,15 +183,20 @@ def main() -> None:
                                            []).append(accuracy)
                     seconds.setdefault(f"{kind}: choosing both rounds' images", []).append(took)
                 else:
-                    simclr_start = ["--model.pretrained", str(weights["simclr"]), *FINE_TUNE]
-                    for start_name, model, extra in (("scratch", scratch_model, []),
-                                                     ("simclr", fine_tuned["simclr"], simclr_start)):
+                    accuracy, _, _ = fit(recipe, labelled, test, "scratch_noised", *NOISED_STUDENT)
+                    results.setdefault("from scratch, the student's augmentation", []).append(accuracy)
+                    starts = [("scratch", scratch_model, [])]
+                    if "simclr" in weights:
+                        simclr_start = ["--model.pretrained", str(weights["simclr"]), *FINE_TUNE]
+                        starts.append(("simclr", fine_tuned["simclr"], simclr_start))
+                    for start_name, model, extra in starts:
                         start = time.perf_counter()
                         output = cli(["pseudo_label", "--ckpt_path", str(model), "--data.predict_dir", str(pool),
                                       "--output", str(base / f"pseudo_labels_{start_name}.csv")])
                         seconds.setdefault("pseudo_label on the pool", []).append(time.perf_counter() - start)
-                        accuracy, _, _ = fit(recipe, labelled, test, f"pseudo_{start_name}", "--data.extra_labels",
-                                             str(output), *extra)
+                        accuracy, took, _ = fit(recipe, labelled, test, f"pseudo_{start_name}", "--data.extra_labels",
+                                                str(output), *NOISED_STUDENT, *extra)
+                        seconds.setdefault("fit of the student, 30 epochs", []).append(took)
                         results.setdefault(f"one pseudo-label round ({start_name} start)", []).append(accuracy)
                 print(results, flush=True)
         os.chdir(ROOT)

@@ -26,6 +26,9 @@ from .options import CommandParser, add_unlabelled_options, unlabelled_checkpoin
 COMMAND = "pseudo_label"
 PSEUDO_LABELS_CSV = "pseudo_labels.csv"
 COLUMNS = ("path", "label", "confidence", "energy_score")
+NOISED_STUDENT = ("--data.train_augment", "trivialaugment")
+"""The student learns under a stronger augmentation than a plain fit (Noisy Student training): without it, a student
+from scratch fit the easy confident images and lost accuracy (benchmarks/README.md, "Few labels")."""
 
 
 def parse(args: list[str]) -> Namespace:
@@ -70,6 +73,7 @@ def pseudo_label(args: list[str]) -> Path:
     left = [f"{len(looked.paths) - len(sure)} below confidence {options.min_confidence} or unsure"]
     left += [f"{count} {what}" for what, count in (("unreadable", len(looked.unreadable)),
                                                    ("labelled already", labelled)) if count]
+    student = python_command("fit", "--config", "CONFIG", "--data.extra_labels", shown(output), *NOISED_STUDENT)
     print(f"wrote {shown(output)}: {len(sure)} of {len(paths) + labelled} images pseudo-labelled ({', '.join(left)})\n"
-          f"train with them: {python_command('fit', '--config', 'CONFIG', '--data.extra_labels', shown(output))}")
+          f"train a student with them: {student}")
     return output
