@@ -77,6 +77,31 @@ def make_image_folder(
     return root
 
 
+LABEL_CORNERS = {"sun": (0, 0), "tree": (0, 1), "car": (1, 0), "boat": (1, 1)}
+"""The labels of :func:`make_label_sets`, each a bright square in its quarter of the image (row, column)."""
+
+
+def make_label_sets(root: Path, count: int = 48, size: int = 32, seed: int = 0) -> Path:
+    """A multi-label set: ``count`` noisy grey images in ``root/images``, each with one to three of the
+    :data:`LABEL_CORNERS` squares, and ``root/labels.csv`` (``path,labels``) giving each its set; returns the file."""
+    rng = np.random.default_rng(seed)
+    names = list(LABEL_CORNERS)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in range(count):
+        chosen = sorted(rng.choice(len(names), size=1 + index % 3, replace=False))
+        pixels = rng.normal(90, 25, size=(size, size, 3))
+        half = size // 2
+        for label in chosen:
+            row, column = LABEL_CORNERS[names[label]]
+            top, left = row * half + rng.integers(1, half - 9), column * half + rng.integers(1, half - 9)
+            pixels[top : top + 8, left : left + 8] = 250
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").save(root / "images" / f"{index:03d}.png")
+        rows.append(f"images/{index:03d}.png,{' '.join(names[label] for label in chosen)}")
+    (root / "labels.csv").write_text("path,labels\n" + "\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
 def make_scene(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
     """A photo-like image: a background colour and eight random ellipses and rectangles, lightly noisy."""
     rng = np.random.default_rng(seed)

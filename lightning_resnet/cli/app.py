@@ -43,7 +43,15 @@ from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
 from ..training.throughput import ThroughputDisplay
 from ..training.trained_model import TrainedModel
-from .checkpoint_options import EVALUATING, NAMED, given_options, named_checkpoint, newest_run, trained_settings
+from .checkpoint_options import (
+    EVALUATING,
+    NAMED,
+    adopt_trained_classes,
+    given_options,
+    named_checkpoint,
+    newest_run,
+    trained_settings,
+)
 from .trainer import ResNetTrainer
 
 MORE_COMMANDS = ("nine more commands, each with its own --help: sweep (an Optuna study, each trial a fit), "
@@ -129,6 +137,7 @@ class ResNetCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.link_arguments("data.task", "model.task", apply_on="instantiate")
         parser.link_arguments("model.backbone_options", "data.channels", compute_fn=input_channels)
         parser.link_arguments(("model.pretrained", "model.backbone", "model.backbone_options"),
                               "data.weights_normalization", compute_fn=weights_normalization)
@@ -218,8 +227,8 @@ class ResNetCLI(LightningCLI):
             return
         lines = [f"run folder: {folder}"]
         if best is not None:
-            lines.append(f"best checkpoint: {best.path} ({MONITOR} {best.score:.4f}); evaluate it on its validation "
-                         f"split: {python_command('validate', '--ckpt_path', shown(best.path))}")
+            lines.append(f"best checkpoint: {best.path} ({best.monitor} {best.score:.4f}); evaluate it on its "
+                         f"validation split: {python_command('validate', '--ckpt_path', shown(best.path))}")
         if (folder / TRAINING_CURVES).is_file():
             lines.append(f"training curves: {folder / TRAINING_CURVES}")
         lines.append(f"TensorBoard: {tensorboard_command(folder.parent)}")
@@ -273,10 +282,7 @@ class ResNetCLI(LightningCLI):
         if config.model.get("freeze_backbone"):
             # a frozen backbone keeps its BatchNorm layers in eval mode on purpose
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
-        trained_classes = config.model.get("class_names")
-        if trained_classes:
-            # the checkpoint's hyper-parameters (Lightning put them in the config): its classes win
-            config.data.class_names = trained_classes
+        adopt_trained_classes(config)
         # summary needs a class count, which the data folder gives; without one the head of ImageNet's 1000
         if self.subcommand == "summary" and not config.data.get("class_names"):
             data_dir = config.data.data_dir

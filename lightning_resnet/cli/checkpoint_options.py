@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonargparse import Namespace
 
 from ..errors import UserError
+from ..tasks import MULTILABEL
 from ..training.checkpoints import best_checkpoint_of_run, newest_run
 from ..training.trained_model import TrainedModel
 
@@ -88,6 +90,16 @@ def trained_settings(trained: TrainedModel, model: dict[str, Any], data: dict[st
                 raise UserError(f"{section}.{key} is {_plain(value)!r} here but the checkpoint was trained with "
                                 f"{_plain(trained[key])!r}: leave it out to use the checkpoint's")
     return {"model": trained_model, "data": {**split, **trained_data}}
+
+
+def adopt_trained_classes(config: Namespace) -> None:
+    """The data module takes the classes a checkpoint's model hyper-parameters (which Lightning put in ``config``)
+    name, and a multi-label model's task, without listing its images."""
+    trained_classes = config.model.get("class_names")
+    if trained_classes:
+        config.data.class_names = trained_classes
+        if config.model.get("task") == MULTILABEL and config.data.get("multilabel") is None:
+            config.data.multilabel = True
 
 
 def _plain(value: Any) -> Any:

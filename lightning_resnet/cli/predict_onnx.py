@@ -64,5 +64,5 @@ def predict_onnx(args: list[str]) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists():
         print(f"replacing {output}")
-    write_predictions(output, rows, options.top_k)
+    write_predictions(output, PredictionRow.header(options.top_k), rows)
     return output

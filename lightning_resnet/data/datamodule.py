@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
 from ..stages import TEST, VAL
+from ..tasks import MULTICLASS, MULTILABEL, Task
 from .dataset import ImageSamples
 from .digits import DIGITS_DATA
 from .listing import scan_unlabelled
@@ -99,7 +100,10 @@ class ImageFolderDataModule(LightningDataModule):
             training part only; ``split.csv`` lists them as ``pseudo``.
         labels: a CSV file listing the images instead of class folders: a ``path`` column (relative to
             ``data_dir``, which is the file's own folder when left at its default), a ``labels`` column (the
-            class), and optionally a ``split`` column (``train``, ``val``, ``test``) for a set split already.
+            class, or the labels separated by spaces), and optionally a ``split`` column (``train``, ``val``,
+            ``test``) for a set split already.
+        multilabel: whether each image of ``labels`` has a set of labels (multi-label classification: a sigmoid
+            per label); by default, when some row has two labels or more. The command line links it to the model.
     """
 
     def __init__(
@@ -130,6 +134,7 @@ class ImageFolderDataModule(LightningDataModule):
         weighted_loss: bool = False,
         extra_labels: str | None = None,
         labels: str | None = None,
+        multilabel: bool | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["class_names"])  # for the checkpoint and TensorBoard only: read below
@@ -137,9 +142,11 @@ class ImageFolderDataModule(LightningDataModule):
         check_normalize(normalize, channels)
         self.source: ImageSource = open_source(SourceOptions(
             data_dir, SplitRule(val_fraction, seed, num_folds, fold, group_duplicates), exclude, relabel, sampler,
-            test_dir, verify_images, tuple(class_names) if class_names else None, weighted_loss, extra_labels, labels))
+            test_dir, verify_images, tuple(class_names) if class_names else None, weighted_loss, extra_labels, labels,
+            multilabel))
         """What holds the images: a folder, a labels file or a converted data set (:func:`~.sources.open_source`)."""
         self.data_dir = self.source.location
+        self.multilabel = multilabel
         self.seed = seed
         self.predict_dir = predict_dir
         self.image_size = image_size
@@ -179,6 +186,13 @@ class ImageFolderDataModule(LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def task(self) -> Task:
+        """``multilabel`` when the images have label sets (``multilabel``, else as the labels file says), else
+        ``multiclass``."""
+        multilabel = self.multilabel if self.multilabel is not None else self.source.multilabel
+        return MULTILABEL if multilabel else MULTICLASS
 
     def training_class_counts(self) -> list[int]:
         """Images of each class in the training split (what ``model.class_weights: balanced`` weighs by)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
@@ -17,8 +17,32 @@ from torch.utils.data import Dataset, default_collate
 from .decode import DECODE_ERRORS, decode_problem
 from .features import CachedFeatures
 
-Sample = tuple[str, int]
-"""An image file and its class index."""
+LabelSet = tuple[int, ...]
+"""The labels of an image of a multi-label set (one with several labels per image): their indices, in order."""
+Target = int | LabelSet
+Sample = tuple[str, Target]
+"""An image file and its class index, or its label set in a multi-label set."""
+
+
+def multi_hot(labels: LabelSet, num_labels: int) -> Tensor:
+    """The float vector of ``num_labels`` that is 1 at each of ``labels``: a multi-label target as the loss takes it."""
+    vector = torch.zeros(num_labels)
+    vector[list(labels)] = 1.0
+    return vector
+
+
+def label_counts(targets: Iterable[Target], num_labels: int) -> list[int]:
+    """Images of each class (or with each label, for label sets), in index order."""
+    counts = [0] * num_labels
+    for target in targets:
+        for index in (target,) if isinstance(target, int) else target:
+            counts[index] += 1
+    return counts
+
+
+def target_names(target: Target, class_names: Sequence[str]) -> str:
+    """A target as ``split.csv`` and the messages write it: its class name, or its label names separated by spaces."""
+    return class_names[target] if isinstance(target, int) else " ".join(class_names[index] for index in target)
 
 
 class ImageSamples(Dataset):
@@ -30,14 +54,17 @@ class ImageSamples(Dataset):
     in ``skipped`` (shared by the loader's worker processes) and warned about; then, with
     ``replace_unreadable`` (training), another random sample takes its place so that batches keep
     their size, and otherwise the sample is ``None``
-    and :func:`collate_readable` leaves it out of the batch. While ``features_file`` names a feature cache
+    and :func:`collate_readable` leaves it out of the batch. With ``num_labels`` (a multi-label set), a label set
+    is read as its multi-hot vector. While ``features_file`` names a feature cache
     (shared with the loader's workers, which may have started before it was written), a sample is its
     image's cached backbone features instead (``model.cache_features``, :mod:`.features`).
     """
 
-    def __init__(self, samples: Sequence[tuple[str, int | str]], view: Callable[[str], Tensor],
-                 augmentation: Callable[[Tensor], Tensor] | None = None, replace_unreadable: bool = False):
+    def __init__(self, samples: Sequence[tuple[str, Target | str]], view: Callable[[str], Tensor],
+                 augmentation: Callable[[Tensor], Tensor] | None = None, replace_unreadable: bool = False,
+                 num_labels: int | None = None):
         self.samples = list(samples)
+        self.num_labels = num_labels
         self.view = view
         self.augmentation = augmentation
         self.replace_unreadable = replace_unreadable
@@ -61,19 +88,23 @@ class ImageSamples(Dataset):
         index, seed = key if isinstance(key, tuple) else (key, None)
         if features_file:
             path, target = self.samples[index]
-            return self.cached_features(features_file)(path), target
+            return self.cached_features(features_file)(path), self.target(target)
         with seeded(seed):
             for _ in range(10):
                 path, target = self.samples[index]
                 try:
                     image = self.view(path)
-                    return (self.augmentation(image) if self.augmentation else image), target
+                    return (self.augmentation(image) if self.augmentation else image), self.target(target)
                 except DECODE_ERRORS as error:
                     count_unreadable(self.skipped, path, error)
                     if not self.replace_unreadable:
                         return None
                     index = random.randrange(len(self.samples)) if seed is None else int(torch.randint(len(self), ()))
         raise RuntimeError(f"10 unreadable images in a row, the last {path}: is the data folder readable?")
+
+    def target(self, target: Target | str) -> Target | str | Tensor:
+        """What a sample carries: a label set's multi-hot vector, anything else as it is."""
+        return multi_hot(target, self.num_labels) if isinstance(target, tuple) else target
 
     def read_features(self, file: Path | None) -> None:
         """Read the samples from the feature cache ``file`` from now on, in every worker; images again for None."""

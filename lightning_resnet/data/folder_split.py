@@ -17,10 +17,11 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from ..errors import check
 from ..stages import TEST, TRAIN, VAL
 from .corrections import Corrections
-from .dataset import Sample
+from .dataset import Sample, label_counts
 from .duplicates import DuplicateGroup, cached_duplicate_groups
 from .image_records import ImageRecord, image_records, warn_unreadable
 from .listing import FolderListing, LayoutError
+from .multilabel_split import multilabel_fold_numbers, multilabel_split
 from .splits import SplitRule, fold_numbers, stratified_split
 
 IMBALANCE_WARNING_RATIO = 5.0
@@ -81,9 +82,8 @@ class FolderSplit:
         return tuple(found)
 
     def class_counts(self, indices: Sequence[int]) -> list[int]:
-        """Images of each class among ``indices``, in class index order."""
-        counts = Counter(self.listing.files[i][1] for i in indices)
-        return [counts[index] for index in range(len(self.listing.class_names))]
+        """Images of each class (with each label, in a multi-label set) among ``indices``, in class index order."""
+        return label_counts((self.listing.files[i][1] for i in indices), len(self.listing.class_names))
 
 
 def split_folder(listing: FolderListing, rule: SplitRule, verify: bool, find_duplicates: bool,
@@ -121,19 +121,24 @@ def _split(listing: FolderListing, rule: SplitRule, usable: list[bool], groups: 
     units = [[position[i] for i in group.members if i in position] for group in groups]
     units = [unit for unit in units if len(unit) > 1] if rule.group_duplicates else []
     targets = [listing.files[i][1] for i in pool]
+    names = listing.class_names
     if rule.num_folds is not None:
-        counts = Counter(targets)
-        scarcest = min(range(len(listing.class_names)), key=lambda target: counts[target])
-        check(rule.num_folds <= counts[scarcest],
-              f"data.num_folds {rule.num_folds}: class {listing.class_names[scarcest]} has {counts[scarcest]} readable "
-              f"images in {layout.root}, so some folds would validate none of it; use at most {counts[scarcest]} folds")
-        fold_of = fold_numbers(targets, rule.num_folds, rule.seed, units)
+        if listing.multilabel:
+            fold_of = multilabel_fold_numbers(targets, names, rule.num_folds, rule.seed, units)
+        else:
+            counts = Counter(targets)
+            scarcest = min(range(len(names)), key=lambda target: counts[target])
+            check(rule.num_folds <= counts[scarcest],
+                  f"data.num_folds {rule.num_folds}: class {names[scarcest]} has {counts[scarcest]} readable images "
+                  f"in {layout.root}, so some folds would validate none of it; use at most {counts[scarcest]} folds")
+            fold_of = fold_numbers(targets, rule.num_folds, rule.seed, units)
         folds = tuple(tuple(pool[i] for i, f in enumerate(fold_of) if f == fold) for fold in range(rule.num_folds))
         train = [i for i, f in enumerate(fold_of) if f != rule.fold]
         val = [i for i, f in enumerate(fold_of) if f == rule.fold]
     else:
         folds = ()
-        train, val = stratified_split(targets, rule.val_fraction, rule.seed, units)
+        train, val = (multilabel_split(targets, names, rule.val_fraction, rule.seed, units) if listing.multilabel
+                      else stratified_split(targets, rule.val_fraction, rule.seed, units))
     if not train or not val:
         raise LayoutError(f"{layout.root} has {len(pool)} readable images: too few for a {rule.describe()}")
     return tuple(pool[i] for i in train), tuple(pool[i] for i in val), folds
@@ -149,7 +154,8 @@ def announce(split: FolderSplit, rule: SplitRule, balanced: bool) -> None:
                   + (" kept on one side" if rule.group_duplicates and not layout.presplit else "")
                   if split.groups else "")
     excluded = f"; {len(split.excluded)} excluded (data.exclude)" if split.excluded else ""
-    rank_zero_info(f"data: {layout.describe()}, {len(names)} classes, {how}: "
+    kinds = "labels (several per image)" if split.listing.multilabel else "classes"
+    rank_zero_info(f"data: {layout.describe()}, {len(names)} {kinds}, {how}: "
                    f"{len(split.train)} training and {len(split.val)} validation images{duplicates}{excluded}")
     if split.leaks:
         examples = "; ".join(" = ".join(split.files[i][0] for i in group.members[:2]) for group, _ in split.leaks[:3])
@@ -162,4 +168,5 @@ def announce(split: FolderSplit, rule: SplitRule, balanced: bool) -> None:
     if not balanced and counts[largest] > IMBALANCE_WARNING_RATIO * max(counts[smallest], 1):
         rank_zero_warn(f"{layout.root}: the classes are imbalanced ({names[largest]}: {counts[largest]} "
                        f"training images, {names[smallest]}: {counts[smallest]}); consider "
-                       "--model.class_weights balanced or --data.sampler balanced")
+                       "--model.class_weights balanced"
+                       + ("" if split.listing.multilabel else " or --data.sampler balanced"))

@@ -1,9 +1,10 @@
 """A labels file: the images a folder's class sub-folders would hold, listed in a CSV file instead.
 
-Its columns: ``path`` (relative to ``data.data_dir``, or absolute), ``labels`` (the image's class), and optionally
-``split`` (``train``, ``val`` or ``test``: the file is split already, as a folder with ``train/`` and ``val/`` is).
-Listed without reading an image, into the :class:`~.listing.FolderListing` a folder gives, so that every check, the
-split and ``split.csv`` are the folder's.
+Its columns: ``path`` (relative to ``data.data_dir``, or absolute), ``labels`` (the image's class, or its labels
+separated by spaces), and optionally ``split`` (``train``, ``val`` or ``test``: the file is split already, as a
+folder with ``train/`` and ``val/`` is). A file where some image has two labels or more is a multi-label set: each
+image's target is its label set. Listed without reading an image, into the :class:`~.listing.FolderListing` a folder
+gives, so that every check, the split and ``split.csv`` are the folder's.
 """
 
 from __future__ import annotations
@@ -35,15 +36,17 @@ class LabelsFileLayout(FolderLayout):
         return f"{self.labels_file} (images under {self.root}{split})"
 
 
-def list_labels_file(labels_file: str, root: Path, class_names: Sequence[str] | None = None) -> FolderListing:
-    """The images of ``labels_file`` with their class and part; ``class_names`` fixes the classes (a checkpoint's).
-    One line naming the file and the row when a path is missing or no image, listed twice, a label empty or not a
-    class, or a split not one of train, val, test."""
+def list_labels_file(labels_file: str, root: Path, class_names: Sequence[str] | None = None,
+                     multilabel: bool | None = None) -> FolderListing:
+    """The images of ``labels_file`` with their class (or label set) and part; ``class_names`` fixes the classes (a
+    checkpoint's); ``multilabel`` says whether it is a multi-label set (None: when a row has two labels or more).
+    One line naming the file and the row when a path is missing or no image, listed twice, its labels empty or not
+    the model's, its class folder not among them, or a split not one of train, val, test."""
     option = f"data.labels {labels_file}"
     rows = csv_rows("data.labels", labels_file, LABELS_COLUMNS)
     check(rows, f"{option} has no rows: expected one row per image with its path and its label")
     presplit = SPLIT_COLUMN in rows[0]
-    entries: list[tuple[str, str, str | None]] = []
+    entries: list[tuple[str, tuple[str, ...], str | None]] = []
     first_line: dict[str, int] = {}
     for number, row in enumerate(rows, start=2):
         where = f"{option}, line {number}"
@@ -56,28 +59,38 @@ def list_labels_file(labels_file: str, root: Path, class_names: Sequence[str] | 
         check(path not in first_line, f"{where}: {text} is listed twice (line {first_line.get(path)} too): "
                                       "one row per image")
         first_line[path] = number
-        labels = (row["labels"] or "").split()
-        check(labels, f"{where}: {text} has no label: expected its class name in the labels column")
-        check(len(labels) == 1, f"{where}: {text} has {len(labels)} labels ({' '.join(labels)}): one class per "
-                                "image; several labels per image (multi-label) are not supported yet")
+        labels = tuple(sorted(set((row["labels"] or "").split())))
+        check(labels, f"{where}: {text} has no label: expected its class name (or its labels, separated by "
+                      "spaces) in the labels column")
+        check(len(labels) == 1 or multilabel is not False,
+              f"{where}: {text} has {len(labels)} labels ({' '.join(labels)}) and data.multilabel is false: one "
+              "class per image, or data.multilabel true")
         part = None
         if presplit:
             named = (row[SPLIT_COLUMN] or "").strip().lower()
             check(named in SPLIT_FOLDER_NAMES, f"{where}: split {row[SPLIT_COLUMN]!r} of {text}: expected train, "
                                                "val or test")
             part = SPLIT_FOLDER_NAMES[named]
-        entries.append((path, labels[0], part))
-    training = [label for _, label, part in entries if part in (None, TRAIN)]
+        entries.append((path, labels, part))
+    if multilabel is None:
+        multilabel = any(len(labels) > 1 for _, labels, _ in entries)
+    training = {label for _, labels, part in entries if part in (None, TRAIN) for label in labels}
     check(training, f"{option} has a {SPLIT_COLUMN} column but no train row: expected some images in train")
-    names = tuple(class_names) if class_names else tuple(sorted(set(training)))
-    check(len(names) >= 2, f"{option}: its training images are of one class only ({names[0]}): a classifier needs "
-                           "at least two classes")
-    for number, (_, label, _) in enumerate(entries, start=2):
-        check(label in names, f"{option}, line {number}: {label!r} is not a class "
-                              f"{'of the model' if class_names else 'of the training rows'} "
-                              f"(classes: {', '.join(names)})")
+    names = tuple(class_names) if class_names else tuple(sorted(training))
+    check(len(names) >= 2 or multilabel, f"{option}: its training images are of one class only ({names[0]}): a "
+                                         "classifier needs at least two classes")
+    what, plural = ("label", "labels") if multilabel else ("class", "classes")
+    for number, (path, labels, _) in enumerate(entries, start=2):
+        for label in labels:
+            check(label in names, f"{option}, line {number}: {label!r} is not a {what} "
+                                  f"{'of the model' if class_names else 'of the training rows'} "
+                                  f"({plural}: {', '.join(names)})")
+        folder = Path(os.path.relpath(path, root)).parts[0]
+        check(folder not in names or folder in labels, f"{option}, line {number}: {os.path.relpath(path, root)} is "
+              f"in the class folder {folder} but labelled {' '.join(labels)}: the file and the folders disagree")
     parts = {part for _, _, part in entries}
     layout = LabelsFileLayout(root, *(root if presplit and part in parts else None for part in (TRAIN, VAL, TEST)),
                               labels_file=Path(labels_file))
-    return FolderListing(layout, names, tuple((path, names.index(label)) for path, label, _ in entries),
-                         tuple(part for _, _, part in entries))
+    files = tuple((path, tuple(names.index(label) for label in labels) if multilabel else names.index(labels[0]))
+                  for path, labels, _ in entries)
+    return FolderListing(layout, names, files, tuple(part for _, _, part in entries), multilabel)

@@ -171,6 +171,8 @@ class FolderListing:
     class_names: tuple[str, ...]
     files: tuple[Sample, ...]
     parts: tuple[str | None, ...]
+    multilabel: bool = False
+    """Whether each file has a label set (:data:`~.dataset.LabelSet`, of a multi-label labels file) for a class."""
 
 
 def list_folder(root: Path, class_names: Sequence[str] | None = None) -> FolderListing:

@@ -105,8 +105,8 @@ def cache_path(samples: Sequence[Sample], *settings: object) -> Path:
 
 def measure_mean_std(samples: Sequence[Sample], view: Callable[[str], Tensor], num_workers: int) -> Stats:
     """Per-channel mean and std of ``samples`` as ``view`` shows them, in [0, 1] units."""
-    loader = DataLoader(ImageSamples(samples, view), batch_size=256, num_workers=num_workers,
-                        collate_fn=collate_readable)
+    images = ImageSamples([(path, path) for path, _ in samples], view)  # the images alone, whatever the targets
+    loader = DataLoader(images, batch_size=256, num_workers=num_workers, collate_fn=collate_readable)
     total = total_sq = None
     count = 0
     for images, _ in filter(None, loader):

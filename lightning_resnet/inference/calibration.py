@@ -27,6 +27,8 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from ..errors import check
 from ..training.checkpoints import best_checkpoint, rewrite_checkpoint
+from .across_processes import gather
+from .label_thresholds import threshold_checkpoint
 from .unsure import KEEP_CORRECT, choose_reject_below, energy_score, is_unsure
 
 MIN_CALIBRATION_IMAGES = 96
@@ -89,7 +91,8 @@ class Calibration(Callback):
     """During ``fit``: keeps the validation logits of the epoch the best checkpoint was written at; at the
     end, fits the temperature on them (with ``model.calibrate``), chooses the threshold below which a
     prediction is unsure (the one that keeps ``keep_correct`` of the correctly classified validation
-    images), and writes both into that checkpoint and into the model in memory.
+    images), and writes both into that checkpoint and into the model in memory. A multi-label model gets
+    each label's threshold instead (:mod:`.label_thresholds`).
 
     No extra pass over the data, and the trainer's metrics stay those of the fit. Which checkpoint
     is best is ``ModelCheckpoint``'s answer (:func:`~lightning_resnet.training.checkpoints.best_checkpoint`):
@@ -152,6 +155,10 @@ class Calibration(Callback):
         if self._best is None:
             return
         path, logits, targets = self._best
+        if pl_module.multilabel:  # no temperature nor unsure threshold: a threshold per label instead
+            pl_module.label_thresholds.copy_(threshold_checkpoint(trainer, path, logits.to(pl_module.device),
+                                                                  targets.to(pl_module.device), pl_module.class_names))
+            return
         temperature, reject_below = calibrate_checkpoint(
             trainer, path, logits.to(pl_module.device), targets.to(pl_module.device), pl_module.num_classes,
             fit_the_temperature=bool(getattr(pl_module.hparams, "calibrate", True)), keep_correct=self.keep_correct)
@@ -212,17 +219,6 @@ def calibrate_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targ
               + "".join(f"; {note}" for note in notes))
     trainer.strategy.barrier()
     return temperature, reject_below
-
-
-def gather(trainer: Trainer, values: Tensor) -> Tensor:
-    """The 1-d ``values`` of every process joined (their lengths may differ)."""
-    if trainer.world_size == 1:
-        return values
-    lengths = trainer.strategy.all_gather(torch.tensor([len(values)], device=values.device)).flatten()
-    padded = torch.full((int(lengths.max()),), math.nan, dtype=values.dtype, device=values.device)
-    padded[: len(values)] = values
-    joined = trainer.strategy.all_gather(padded).flatten()
-    return joined[~joined.isnan()]
 
 
 def _share_flagged_of_wrong(calibrated_logits: Tensor, targets: Tensor, temperature: float, reject_below: float,

@@ -1,4 +1,5 @@
-"""The report of ``validate`` and ``test``: a table, calibration, the confusion matrix, the worst mistakes."""
+"""The report of ``validate`` and ``test``: a table, calibration, the confusion matrix, the worst mistakes; for a
+multi-label model, the table and curves of :mod:`.label_set_report`."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from ..data import datamodule_of
 from ..inference.calibration import CALIBRATION_BINS, ReliabilityBins
 from ..stages import TEST, VAL
 from ..training.metrics import METRIC_LABELS, metric_key
+from ..training.module import centred_scores
 from ..training.run import add_png, run_dir, tensorboard
 from . import cam, plots
+from .label_set_report import format_label_report, label_set_metrics, label_set_results, precision_recall_figure
 
 
 @dataclass(order=True)
@@ -60,6 +63,10 @@ class EvaluationReport(Callback):
         if not self._active(trainer):
             return
         classes = pl_module.num_classes
+        self._worst = []
+        if pl_module.multilabel:
+            self.metrics = label_set_metrics(classes).to(pl_module.device)
+            return
         self.metrics = MetricCollection(
             {
                 "per_class": MulticlassAccuracy(classes, average="none"),
@@ -68,7 +75,6 @@ class EvaluationReport(Callback):
                 "reliability": ReliabilityBins(CALIBRATION_BINS),
             }
         ).to(pl_module.device)
-        self._worst = []
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start(trainer, pl_module)
@@ -76,11 +82,15 @@ class EvaluationReport(Callback):
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start(trainer, pl_module)
 
-    def _collect(self, trainer: Trainer, outputs: dict[str, Tensor] | None, batch: Any) -> None:
+    def _collect(self, trainer: Trainer, pl_module: LightningModule, outputs: dict[str, Tensor] | None,
+                 batch: Any) -> None:
         if not self._active(trainer) or outputs is None:
             return
         images, targets = batch
         probabilities = outputs["probabilities"].float()
+        if pl_module.multilabel:
+            self.metrics.update(centred_scores(probabilities, pl_module.label_thresholds), targets.int())
+            return
         self.metrics.update(probabilities, targets)
         confidence, predicted = probabilities.max(dim=1)
         for index in (predicted != targets).nonzero().flatten().tolist():
@@ -93,10 +103,10 @@ class EvaluationReport(Callback):
                 heapq.heappushpop(self._worst, mistake)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(trainer, outputs, batch)
+        self._collect(trainer, pl_module, outputs, batch)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(trainer, outputs, batch)
+        self._collect(trainer, pl_module, outputs, batch)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._active(trainer):
@@ -107,11 +117,16 @@ class EvaluationReport(Callback):
             self._report(trainer, pl_module, TEST)
 
     def _report(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        results = self.metrics.compute()  # every process takes part in the sync, the gather and run_dir
-        self._worst = self._gather_worst(trainer)
+        # every process takes part in the sync, the gather and run_dir
+        if pl_module.multilabel:
+            results = label_set_results(self.metrics)
+        else:
+            results = {key: value.cpu() for key, value in self.metrics.compute().items()}
+            self._worst = self._gather_worst(trainer)
         folder = run_dir(trainer)
         if trainer.is_global_zero:
-            self._write(trainer, pl_module, stage, folder, {k: v.cpu() for k, v in results.items()})
+            write = self._write_label_sets if pl_module.multilabel else self._write
+            write(trainer, pl_module, stage, folder, results)
         self.metrics.reset()
 
     def _gather_worst(self, trainer: Trainer) -> list[Mistake]:
@@ -167,6 +182,23 @@ class EvaluationReport(Callback):
             # on the digits, most of it matplotlib's layout)
             tag = "most_confident_mistakes" if name == "mistakes" else name
             add_png(writer, f"{stage}/{tag}", folder / f"{name}_{stage}.png", trainer.global_step)
+
+
+    @staticmethod
+    def _write_label_sets(trainer: Trainer, pl_module: LightningModule, stage: str, folder: Path,
+                          results: dict[str, Any]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        images = int(results["counts"][0, :4].sum())  # true and false positives and negatives of the first label
+        table = format_label_report(stage, trainer.callback_metrics, pl_module.class_names, results,
+                                    pl_module.label_thresholds.cpu(), images)
+        print(table)
+        (folder / f"report_{stage}.txt").write_text(table + "\n")
+        figure = precision_recall_figure(results["curve"], results, pl_module.class_names, stage)
+        figure.savefig(folder / f"precision_recall_{stage}.png", dpi=120, bbox_inches="tight")
+        print(f"wrote report_{stage}.txt and precision_recall_{stage}.png in {folder}", flush=True)
+        writer = tensorboard(trainer)
+        if writer is not None:
+            add_png(writer, f"{stage}/precision_recall", folder / f"precision_recall_{stage}.png", trainer.global_step)
 
 
 def format_report(stage: str, logged: dict[str, Tensor], names: list[str], per_class: Tensor, counts: Tensor,

@@ -64,10 +64,12 @@ def mistakes_figure(images: Tensor, titles: list[str]) -> Figure:
 
 
 def curves_figure(curves: dict[str, list[tuple[int, float]]]) -> Figure:
-    """Loss and accuracy per epoch, train and validation, from :func:`~lightning_resnet.reports.read_curves`."""
+    """Loss and accuracy (or a multi-label model's mAP) per epoch, train and validation, from
+    :func:`~lightning_resnet.reports.read_curves`."""
     figure = Figure(figsize=(11, 4))
-    loss_axis, accuracy_axis = figure.subplots(1, 2)
-    for axis, kind in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+    loss_axis, score_axis = figure.subplots(1, 2)
+    score = "mAP" if any(name.endswith("mAP") for name in curves) else "accuracy"
+    for axis, kind in ((loss_axis, "loss"), (score_axis, score)):
         for split, style in (("train", "o-"), ("val", "s-")):
             points = curves.get(f"{split} {kind}")
             if points:
@@ -77,7 +79,8 @@ def curves_figure(curves: dict[str, list[tuple[int, float]]]) -> Figure:
         axis.set_ylabel(kind)
         axis.set_title(f"{kind} per epoch")
         axis.grid(alpha=0.3)
-        axis.legend()
+        if axis.lines:
+            axis.legend()
     figure.tight_layout()
     return figure
 

@@ -1,13 +1,14 @@
 """``predictions.csv``: one row per image of ``predict``, written once however many processes predict, each
-with its top classes and whether it is unsure (see :mod:`lightning_resnet.inference.verdict`); with ``cam``,
-a Grad-CAM overlay per image in ``cam/``."""
+with its top classes and whether it is unsure (see :mod:`lightning_resnet.inference.verdict`), or with a
+multi-label model, its predicted labels and every label's probability; with ``cam``, a Grad-CAM overlay per image in
+``cam/``."""
 
 from __future__ import annotations
 
 import csv
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,17 +50,52 @@ class PredictionRow:
                    top_probabilities="|".join(f"{value:.6f}" for _, value in said.top),
                    energy_score=f"{said.score:.6f}", unsure=str(said.unsure).lower())
 
+    def fields(self) -> tuple[str, ...]:
+        return astuple(self)
 
-def write_predictions(output: Path, rows: dict[str, PredictionRow], top_k: int, cam_folder: Path | None = None) -> None:
-    """``predictions.csv``: the rows in path order, under the header; says what it holds, in a line."""
+
+@dataclass
+class LabelSetRow:
+    """One line of a multi-label model's ``predictions.csv``: the labels predicted (at or above their thresholds,
+    space-separated) and every label's probability; empty for an unreadable image."""
+
+    path: str
+    labels: str = ""
+    probabilities: tuple[str, ...] = ()
+    error: str = ""
+    unsure = ""  # a label set has no unsure rule
+
+    @staticmethod
+    def header(class_names: Sequence[str]) -> list[str]:
+        return ["path", "labels", *(f"probability_{name}" for name in class_names), "error"]
+
+    @classmethod
+    def predicted(cls, path: str, probabilities: Tensor, predicted: Tensor, class_names: Sequence[str]) -> LabelSetRow:
+        return cls(path, " ".join(name for name, chosen in zip(class_names, predicted.tolist()) if chosen),
+                   tuple(f"{value:.6f}" for value in probabilities.tolist()))
+
+    @classmethod
+    def from_fields(cls, fields: Sequence[str]) -> LabelSetRow:
+        return cls(fields[0], fields[1], tuple(fields[2:-1]), fields[-1])
+
+    def fields(self) -> tuple[str, ...]:
+        return (self.path, self.labels, *self.probabilities, self.error)
+
+
+Row = PredictionRow | LabelSetRow
+
+
+def write_predictions(output: Path, header: Sequence[str], rows: dict[str, Row],
+                      cam_folder: Path | None = None) -> None:
+    """``predictions.csv``: the rows in path order, under ``header``; says what it holds, in a line."""
     with open(output, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(PredictionRow.header(top_k))
-        writer.writerows(astuple(rows[path]) for path in sorted(rows))
+        writer.writerow(header)
+        writer.writerows(rows[path].fields() for path in sorted(rows))
     print(f"wrote {output}: {summary(rows.values())}" + (f"; Grad-CAM overlays in {cam_folder}" if cam_folder else ""))
 
 
-def summary(rows: Iterable[PredictionRow]) -> str:
+def summary(rows: Iterable[Row]) -> str:
     """``N images predicted, U unsure, M unreadable`` (the last two when not zero)."""
     rows = list(rows)
     predicted = [row for row in rows if not row.error]
@@ -117,15 +153,20 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         if prediction is None:
             return
-        temperature = float(pl_module.temperature)
-        reject_below = float(pl_module.reject_below) if self.reject_below is None else self.reject_below
-        said = verdicts(prediction["probabilities"].cpu(), prediction["logits"].cpu() / temperature, temperature,
-                        pl_module.class_names, self.top_k, reject_below)
+        probabilities = prediction["probabilities"].cpu()
+        if pl_module.multilabel:
+            rows: list[Row] = [LabelSetRow.predicted(path, each, chosen, pl_module.class_names)
+                               for path, each, chosen in zip(batch[1], probabilities, prediction["predictions"].cpu())]
+        else:
+            temperature = float(pl_module.temperature)
+            reject_below = float(pl_module.reject_below) if self.reject_below is None else self.reject_below
+            said = verdicts(probabilities, prediction["logits"].cpu() / temperature, temperature,
+                            pl_module.class_names, self.top_k, reject_below)
+            rows = [PredictionRow.from_verdict(path, each) for path, each in zip(batch[1], said)]
         with open(self._part(trainer.global_rank), "a", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerows(astuple(PredictionRow.from_verdict(path, each)) for path, each in zip(batch[1], said))
-        if self.cam:
-            self._write_cams(trainer, pl_module, batch, prediction["predictions"])
+            csv.writer(handle, lineterminator="\n").writerows(row.fields() for row in rows)
+        if self.cam:  # the predicted class, or the most probable label
+            self._write_cams(trainer, pl_module, batch, probabilities.argmax(dim=1).to(batch[0].device))
 
     def _write_cams(self, trainer: Trainer, pl_module: LightningModule, batch: Any, classes: Tensor) -> None:
         heat = cam.grad_cam(pl_module.model, batch[0], classes).cpu()
@@ -138,17 +179,20 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         trainer.strategy.barrier()
         if trainer.is_global_zero:
-            self._join(trainer)
+            self._join(trainer, pl_module)
         trainer.strategy.barrier()
 
-    def _join(self, trainer: Trainer) -> None:
-        rows: dict[str, PredictionRow] = {}
+    def _join(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        kind = LabelSetRow if pl_module.multilabel else PredictionRow
+        read = LabelSetRow.from_fields if pl_module.multilabel else lambda fields: PredictionRow(*fields)
+        rows: dict[str, Row] = {}
         for rank in range(trainer.world_size):
             part = self._part(rank)
             with open(part, newline="") as handle:
-                rows.update((fields[0], PredictionRow(*fields)) for fields in csv.reader(handle))
+                rows.update((fields[0], read(fields)) for fields in csv.reader(handle))
             part.unlink()
         data = datamodule_of(trainer)
         for path in data.predict_paths if data is not None else []:
-            rows.setdefault(path, PredictionRow(path, error="could not be read"))
-        write_predictions(self.folder / self.filename, rows, self.top_k, self.folder / "cam" if self.cam else None)
+            rows.setdefault(path, kind(path, error="could not be read"))
+        header = LabelSetRow.header(pl_module.class_names) if pl_module.multilabel else PredictionRow.header(self.top_k)
+        write_predictions(self.folder / self.filename, header, rows, self.folder / "cam" if self.cam else None)

@@ -11,7 +11,7 @@ from torchvision.utils import make_grid
 from ..data import SPLIT_CSV, datamodule_of, write_split_csv
 from ..stages import TRAIN, VAL
 from ..training.checkpoints import best_checkpoint
-from ..training.metrics import ACCURACY, LOSS, MONITOR, SKIPPED_IMAGES, TRAIN_LOSS_EPOCH, metric_key
+from ..training.metrics import ACCURACY, LOSS, MEAN_AP, SKIPPED_IMAGES, TRAIN_LOSS_EPOCH, metric_key
 from ..training.run import run_dir, tensorboard
 from . import plots
 
@@ -21,6 +21,7 @@ CURVES = {
     "val loss": metric_key(VAL, LOSS),
     "train accuracy": metric_key(TRAIN, ACCURACY),
     "val accuracy": metric_key(VAL, ACCURACY),
+    "val mAP": metric_key(VAL, MEAN_AP),
 }
 """The curves of ``training_curves.png`` and the TensorBoard scalars they are read from."""
 
@@ -80,7 +81,7 @@ class TrainingReport(Callback):
                    if key.startswith(f"{VAL}/") and value.numel() == 1}
         best = best_checkpoint(trainer)
         if best is not None:
-            metrics[f"hp/best_{MONITOR.replace('/', '_')}"] = best.score
+            metrics[f"hp/best_{best.monitor.replace('/', '_')}"] = best.score
         hparams = dict(pl_module.hparams)
         if trainer.datamodule is not None:
             hparams.update({f"data.{k}": v for k, v in trainer.datamodule.hparams.items()})

@@ -35,7 +35,8 @@ class MixupCutmix(Callback):
         mode: ``batch`` (one mixing for the whole batch), ``pair`` or ``elem`` (per sample).
 
     Targets become class probabilities (rows sum to 1). Training accuracy is then measured
-    against each sample's dominant class.
+    against each sample's dominant class. A multi-label model's multi-hot targets are mixed as they are, each
+    label smoothed towards 0.5.
     """
 
     def __init__(
@@ -67,12 +68,14 @@ class MixupCutmix(Callback):
             raise UserError(f"MixupCutmix mixes pairs of images: data.batch_size must be even, got {data.batch_size}")
         from timm.data import Mixup
 
-        self.mixup = Mixup(num_classes=pl_module.num_classes, **self.options)
+        self.mixup = Mixup(num_classes=pl_module.num_classes, multi_label=bool(getattr(pl_module, "multilabel", False)),
+                           **self.options)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         images, targets = _images_and_targets(batch)
-        if targets.ndim != 1 or len(targets) % 2:
-            return  # already mixed, or an epoch's odd last batch, which mixes no pair
+        mixed_already = targets.ndim != 1 and not self.mixup.multi_label  # class indices become probabilities
+        if mixed_already or len(targets) % 2:
+            return  # or an epoch's odd last batch, which mixes no pair
         self.mixup.mixup_enabled = self.off_epoch is None or trainer.current_epoch < self.off_epoch
         batch[0], batch[1] = self.mixup(images, targets)
 

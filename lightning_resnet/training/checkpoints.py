@@ -31,7 +31,7 @@ from ..errors import UserError, first_line
 from ..hints import shown
 from ..models import would_run_code
 from ..stages import VAL
-from .metrics import LOSS, MONITOR, metric_key
+from .metrics import LOSS, MONITOR, MONITORS, metric_key
 
 EPOCH_METRICS = "epoch_metrics"
 """The checkpoint key of the validation metrics of the epoch it was written at (the module writes them)."""
@@ -43,10 +43,11 @@ the one "seconds" of a run, which ``compare`` and ``sweep``'s ``trials.csv`` rep
 
 @dataclass(frozen=True)
 class BestCheckpoint:
-    """The checkpoint ``ModelCheckpoint`` chose by :data:`~.metrics.MONITOR`, and its score."""
+    """The checkpoint ``ModelCheckpoint`` chose by a score of :data:`~.metrics.MONITORS`, that score and its name."""
 
     path: Path
     score: float
+    monitor: str = MONITOR
 
 
 class AccuracyThenLossCheckpoint(ModelCheckpoint):
@@ -60,6 +61,17 @@ class AccuracyThenLossCheckpoint(ModelCheckpoint):
         super().__init__(*args, **kwargs)
         self.val_losses: dict[str, float] = {}
         """The validation loss of each kept checkpoint, by path."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """A multi-label model is chosen by :data:`~.metrics.MONITORS`' score for it (``val/mAP``) where the
+        default, ``val/acc``, was left; before a resumed run's state is read, whose key names the monitor."""
+        task = getattr(pl_module, "hparams", {}).get("task")
+        if self.monitor == MONITOR and task in MONITORS and MONITORS[task] != MONITOR:
+            name = MONITORS[task].split("/")[-1]
+            self.monitor = MONITORS[task]
+            if self.filename:
+                self.filename = self.filename.replace(f"-acc{{{MONITOR}", f"-{name}{{{self.monitor}")
+        super().setup(trainer, pl_module, stage)
 
     @property
     def state_key(self) -> str:
@@ -98,8 +110,9 @@ def best_checkpoint(trainer: Trainer) -> BestCheckpoint | None:
     """The run's best checkpoint, as its ``ModelCheckpoint`` on :data:`~.metrics.MONITOR` chose it; None
     before one is written (or without validation). The one place that answers "which checkpoint is best"."""
     for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.monitor == MONITOR and callback.best_model_path:
-            return BestCheckpoint(Path(callback.best_model_path), float(callback.best_model_score))
+        if (isinstance(callback, ModelCheckpoint) and callback.monitor in MONITORS.values()
+                and callback.best_model_path):
+            return BestCheckpoint(Path(callback.best_model_path), float(callback.best_model_score), callback.monitor)
     return None
 
 
@@ -116,11 +129,12 @@ def best_checkpoint_of_run(folder: Path) -> BestCheckpoint | None:
         return None
     states = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
     for key, state in states.items():
-        if key.startswith("ModelCheckpoint") and f"'monitor': '{MONITOR}'" in key and state.get("best_model_path"):
+        monitored = any(f"'monitor': '{monitor}'" in key for monitor in MONITORS.values())
+        if key.startswith("ModelCheckpoint") and monitored and state.get("best_model_path"):
             path = Path(state["best_model_path"])
             beside = last.parent / path.name  # the run folder may have been moved or copied since
             return BestCheckpoint(path if path.is_file() or not beside.is_file() else beside,
-                                  float(state["best_model_score"]))
+                                  float(state["best_model_score"]), state.get("monitor", MONITOR))
     return None
 
 

@@ -12,9 +12,15 @@ from torchmetrics.classification import (
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
+    MultilabelAveragePrecision,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+    MultilabelPrecision,
+    MultilabelRecall,
 )
 
 from ..stages import TRAIN, VAL
+from ..tasks import MULTICLASS, MULTILABEL, Task
 
 ACCURACY = "acc"
 TOP5_ACCURACY = "acc_top5"
@@ -22,6 +28,8 @@ PRECISION = "precision"
 RECALL = "recall"
 F1 = "f1"
 LOSS = "loss"
+MEAN_AP = "mAP"
+EXACT_MATCH = "exact_match"
 
 METRIC_LABELS = {
     ACCURACY: "top-1 accuracy",
@@ -32,15 +40,26 @@ METRIC_LABELS = {
     LOSS: "loss",
 }
 """The metrics of an evaluation report, in the order it lists them, with their labels."""
+MULTILABEL_METRIC_LABELS = {
+    MEAN_AP: "mean average precision (macro)",
+    EXACT_MATCH: "exact-set accuracy",
+    F1: "macro F1",
+    PRECISION: "macro precision",
+    RECALL: "macro recall",
+    LOSS: "loss",
+}
+"""The same for a multi-label set: precision, recall, F1 and exact sets at each label's threshold."""
 
 
 def metric_key(stage: str, metric: str) -> str:
     return f"{stage}/{metric}"
 
 
-VALIDATION_METRICS = tuple(metric_key(VAL, name) for name in METRIC_LABELS)
+VALIDATION_METRICS = tuple(metric_key(VAL, name) for name in dict.fromkeys([*METRIC_LABELS, *MULTILABEL_METRIC_LABELS]))
 """What ``fit`` logs after every validation."""
-MONITOR = metric_key(VAL, ACCURACY)
+MONITORS: dict[Task, str] = {MULTICLASS: metric_key(VAL, ACCURACY), MULTILABEL: metric_key(VAL, MEAN_AP)}
+"""What the best checkpoint is chosen by, for each task."""
+MONITOR = MONITORS[MULTICLASS]
 MONITOR_MODE = "max"
 TRAIN_LOSS = metric_key(TRAIN, LOSS)
 TRAIN_LOSS_EPOCH = f"{TRAIN_LOSS}_epoch"  # Lightning's name for the epoch mean of a loss logged on_step and on_epoch
@@ -63,3 +82,32 @@ def classification_metrics(num_classes: int, stage: str) -> MetricCollection:
         prefix=f"{stage}/",
         compute_groups=False,  # each metric is logged on its own; shared states would be reset by the first
     )
+
+
+def multilabel_metrics(num_labels: int, stage: str) -> MetricCollection:
+    """Mean average precision (macro; not in training, where it would keep every score of the epoch), exact-set
+    accuracy and macro F1, precision and recall, logged as ``<stage>/<metric>``. They take sigmoid scores whose
+    0.5 is each label's threshold (:func:`~.module.centred_scores`): the average precision is a ranking's, which
+    that shift does not change."""
+    ranking = {MEAN_AP: MultilabelAveragePrecision(num_labels, average="macro")} if stage != TRAIN else {}
+    return MetricCollection(
+        {
+            **ranking,
+            EXACT_MATCH: MultilabelExactMatch(num_labels),
+            F1: MultilabelF1Score(num_labels, average="macro"),
+            PRECISION: MultilabelPrecision(num_labels, average="macro"),
+            RECALL: MultilabelRecall(num_labels, average="macro"),
+        },
+        prefix=f"{stage}/",
+        compute_groups=False,
+    )
+
+
+def task_metrics(task: Task, num_classes: int, stage: str) -> MetricCollection:
+    """The metrics ``stage`` logs for ``task``."""
+    return multilabel_metrics(num_classes, stage) if task == MULTILABEL else classification_metrics(num_classes, stage)
+
+
+def metric_labels(task: Task) -> dict[str, str]:
+    """The metrics of ``task``'s reports, in order, with their labels."""
+    return MULTILABEL_METRIC_LABELS if task == MULTILABEL else METRIC_LABELS

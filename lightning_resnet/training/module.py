@@ -25,12 +25,13 @@ from ..data import datamodule_of
 from ..errors import UserError, check
 from ..models import create_model, load_weights
 from ..stages import TEST, TRAIN, VAL
+from ..tasks import MULTICLASS, MULTILABEL, Task
 from .checkpoints import EPOCH_METRICS, FIT_SECONDS
 from .class_weights import loss_weights
 from .distillation import Distillation, Teacher
 from .feature_cache import FrozenFeatures
 from .finetuning import BackboneFreeze
-from .metrics import LOSS, TRAIN_LOSS, classification_metrics, metric_key
+from .metrics import LOSS, TRAIN_LOSS, metric_key, task_metrics
 from .optimization import (
     Schedule,
     apply_lr_factors,
@@ -45,7 +46,16 @@ from .tta import TestTimeAugmentation, test_time_views
 Evaluation = dict[str, Tensor]
 """What an evaluation step returns to callbacks: ``logits`` (the network's output for the image, before
 the temperature) and ``probabilities`` (softmax of the logits over the temperature, averaged over the
-test-time views)."""
+test-time views; in a multi-label set, each label's sigmoid)."""
+DEFAULT_LABEL_THRESHOLD = 0.5
+"""A label's probability from which it is predicted, until ``fit`` chooses each label's on validation."""
+
+
+def centred_scores(probabilities: Tensor, thresholds: Tensor) -> Tensor:
+    """Each label's probability moved so that its threshold is at 0.5 (the sigmoid of the logit less the
+    threshold's logit): what torchmetrics' multi-label metrics, which threshold at 0.5, take to decide at
+    ``thresholds``. The order of each label's scores, and so its average precision, is unchanged."""
+    return torch.sigmoid(torch.logit(probabilities, eps=1e-7) - torch.logit(thresholds, eps=1e-7))
 
 
 class ImageClassifier(LightningModule):
@@ -54,6 +64,9 @@ class ImageClassifier(LightningModule):
     Args:
         backbone: architecture name, one of ``lightning_resnet.models.list_models()``.
         num_classes: classifier outputs; linked from the data module on the command line.
+        task: ``multiclass`` (one class per image: softmax and cross-entropy) or ``multilabel`` (a set of
+            labels per image: a sigmoid per label, binary cross-entropy, each label's threshold chosen on
+            validation at the end of ``fit``); linked from the data module on the command line.
         backbone_options: keyword options of the architecture, e.g. ``{stem: cifar, drop_path_rate: 0.1}``.
         pretrained: weights loaded when training starts: ``torchvision`` (the architecture's default
             torchvision weights), ``torchvision:IMAGENET1K_V1``, ``timm:resnet50.a1_in1k``, or a file
@@ -74,7 +87,8 @@ class ImageClassifier(LightningModule):
             ``temperature`` of the softened-logit term (:mod:`.distillation`); used by ``fit`` only.
         class_weights: weights of the classes in the training loss: ``balanced`` (the training
             split's images over the number of classes times each class's count, scikit-learn's rule),
-            one number per class, or null (all equal). Validation and test losses stay unweighted.
+            one number per class, or null (all equal). Validation and test losses stay unweighted. In a
+            multi-label set, one number per label: the weight of its positive images (``pos_weight``).
         optimizer: optimizer class and arguments; biases and norm weights get no weight decay. torch's fused
             kernel is used where the optimizer has one and neither ``fused`` nor ``foreach`` is given.
         lr_scheduler: per-step schedule over the whole run: ``constant``, ``cosine`` (to zero),
@@ -101,6 +115,7 @@ class ImageClassifier(LightningModule):
         self,
         backbone: str = "resnet50",
         num_classes: int = 1000,
+        task: Task = MULTICLASS,
         backbone_options: dict[str, Any] | None = None,
         pretrained: str | None = None,
         partial_weights: bool = False,
@@ -128,6 +143,9 @@ class ImageClassifier(LightningModule):
               f"model.class_names: {len(class_names or [])} class names given for num_classes={num_classes}")
         check(backbone_lr_factor > 0, f"model.backbone_lr_factor must be positive, got {backbone_lr_factor}")
         check(0.0 <= label_smoothing < 1.0, f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        check(task == MULTICLASS or label_smoothing == 0.0,
+              f"model.label_smoothing {label_smoothing} spreads one class's probability over the others; a "
+              "multi-label set has no such sum to spread: leave it at 0")
         check(not isinstance(class_weights, list) or (len(class_weights) == num_classes and min(class_weights) > 0),
               f"model.class_weights must be 'balanced' or {num_classes} positive numbers, one per class, "
               f"got {class_weights}")
@@ -153,9 +171,9 @@ class ImageClassifier(LightningModule):
         self.class_counts = SharedByCopies(class_counts)
         self.tta = tta
         self.class_names = list(class_names) if class_names else [str(index) for index in range(num_classes)]
-        self.train_metrics = classification_metrics(num_classes, TRAIN)
-        self.val_metrics = classification_metrics(num_classes, VAL)
-        self.test_metrics = classification_metrics(num_classes, TEST)
+        self.train_metrics = task_metrics(task, num_classes, TRAIN)
+        self.val_metrics = task_metrics(task, num_classes, VAL)
+        self.test_metrics = task_metrics(task, num_classes, TEST)
         # torchmetrics' mean is synchronized as a sum and a count: exact when processes hold
         # different numbers of images (Lightning's sync_dist mean of a logged tensor is not)
         self.val_loss = MeanMetric()
@@ -167,6 +185,9 @@ class ImageClassifier(LightningModule):
         # a prediction whose energy score is below it is unsure (see inference/verdict.py); chosen at the end
         # of fit, -inf (nothing unsure) until then
         self.register_buffer("reject_below", torch.tensor(-math.inf))
+        # a multi-label set's: each label's probability from which it is predicted, chosen at the end of fit
+        self.register_buffer("label_thresholds",
+                             torch.full((num_classes,), DEFAULT_LABEL_THRESHOLD) if task == MULTILABEL else None)
         self._fit_started: float | None = None  # time.monotonic() when this part of fit started
         self._seconds_before_resume = 0.0  # the fit seconds of the checkpoint it resumed from
         self.saved_fit_seconds: float | None = None
@@ -175,6 +196,10 @@ class ImageClassifier(LightningModule):
     @property
     def num_classes(self) -> int:
         return self.hparams.num_classes
+
+    @property
+    def multilabel(self) -> bool:
+        return self.hparams.get("task", MULTICLASS) == MULTILABEL
 
     def configure_callbacks(self) -> list[Callback]:
         if not self.hparams.freeze_backbone:
@@ -193,6 +218,9 @@ class ImageClassifier(LightningModule):
             load_weights(self.model, self.hparams.pretrained, self.hparams.backbone, self.hparams.backbone_options,
                          partial=self.hparams.partial_weights)
         if stage == "fit" and self.hparams.class_weights is not None:
+            check(not self.multilabel or self.hparams.class_weights != "balanced",
+                  "model.class_weights balanced weighs classes by their counts, which a multi-label set does not "
+                  "split among its images: give one weight per label (its positives' weight in the loss)")
             self.loss_weights = loss_weights(self.hparams.class_weights, self.class_names,
                                              self.class_counts.value)
         if stage == "fit" and self.distillation is not None:
@@ -213,7 +241,10 @@ class ImageClassifier(LightningModule):
         return self.model(images)
 
     def loss(self, logits: Tensor, targets: Tensor, class_weights: Tensor | None = None) -> Tensor:
-        """Cross-entropy against class indices or, as Mixup/CutMix make them, class probabilities."""
+        """Cross-entropy against class indices or, as Mixup/CutMix make them, class probabilities; in a
+        multi-label set, binary cross-entropy of each label against its (multi-hot or mixed) target."""
+        if self.multilabel:
+            return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=class_weights)
         return F.cross_entropy(logits, targets, weight=class_weights, label_smoothing=self.hparams.label_smoothing)
 
     # ----- training ------------------------------------------------------------------------------
@@ -244,8 +275,10 @@ class ImageClassifier(LightningModule):
         loss = self.loss(logits, targets, self.loss_weights)
         if self.teacher is not None:
             loss = self.teacher.loss(loss, logits, images)
-        hard_targets = targets.argmax(dim=1) if targets.ndim == 2 else targets
-        self.train_metrics.update(logits, hard_targets)
+        if self.multilabel:
+            self.train_metrics.update(logits.sigmoid(), (targets >= 0.5).int())
+        else:
+            self.train_metrics.update(logits, targets.argmax(dim=1) if targets.ndim == 2 else targets)
         self.log(TRAIN_LOSS, loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         trainer = self._trainer  # None when a step is called by hand
         if trainer is not None and (trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches):
@@ -266,7 +299,10 @@ class ImageClassifier(LightningModule):
         fitting = self._trainer is not None and self.trainer.state.fn == "fit"
         views = test_time_views(images, "none" if fitting else self.tta)
         view_logits = [logits if view is images else self(view) for view in views]
-        probabilities = torch.stack([(each / self.temperature).softmax(dim=1) for each in view_logits]).mean(0)
+        if self.multilabel:
+            probabilities = torch.stack([each.sigmoid() for each in view_logits]).mean(0)
+        else:
+            probabilities = torch.stack([(each / self.temperature).softmax(dim=1) for each in view_logits]).mean(0)
         return {"logits": logits, "probabilities": probabilities}
 
     def _evaluation_step(self, batch: tuple[Tensor, Tensor] | None, stage: str, metrics: MetricCollection,
@@ -276,14 +312,16 @@ class ImageClassifier(LightningModule):
         images, targets = batch
         evaluation = self.evaluate(images)
         probabilities = evaluation["probabilities"]
-        # the negative log-likelihood of what is reported: the cross-entropy of the calibrated logits
-        # when there is one view
-        nll = F.nll_loss(probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log(), targets)
+        if self.multilabel:  # the binary cross-entropy of what is reported, and the decisions at the thresholds
+            nll = F.binary_cross_entropy(probabilities, targets)
+            metrics.update(centred_scores(probabilities, self.label_thresholds), targets.int())
+        else:  # the negative log-likelihood of what is reported: the cross-entropy of the calibrated logits
+            nll = F.nll_loss(probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log(), targets)
+            metrics.update(probabilities, targets)
         loss.update(nll, weight=len(targets))
         self.log(metric_key(stage, LOSS), loss, on_epoch=True, prog_bar=True)
-        metrics.update(probabilities, targets)
         for name, metric in metrics.items():
-            self.log(name, metric, on_epoch=True, prog_bar=name.endswith("/acc"))
+            self.log(name, metric, on_epoch=True, prog_bar=name.endswith(("/acc", "/mAP")))
         return evaluation
 
     def validation_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Evaluation | None:
@@ -296,7 +334,10 @@ class ImageClassifier(LightningModule):
         if batch is None:
             return None
         evaluation = self.evaluate(batch[0])
-        return {**evaluation, "predictions": evaluation["probabilities"].argmax(dim=1)}
+        probabilities = evaluation["probabilities"]
+        if self.multilabel:  # each label predicted from its threshold: a row of 0 and 1
+            return {**evaluation, "predictions": (probabilities >= self.label_thresholds).int()}
+        return {**evaluation, "predictions": probabilities.argmax(dim=1)}
 
     # ----- checkpoints and optimization ------------------------------------------------------------
 

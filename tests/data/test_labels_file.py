@@ -76,7 +76,8 @@ def test_a_bad_labels_file_on_the_command_line_is_one_line(workdir, capsys):
     (["path", "label"], [["class_0/001.png", "class_0"]], "has no 'labels' column"),
     (["path", "labels"], [], "has no rows"),
     (["path", "labels"], [["class_0/001.png", " "]], "line 2: class_0/001.png has no label"),
-    (["path", "labels"], [["class_0/001.png", "class_0 class_1"]], "has 2 labels (class_0 class_1)"),
+    (["path", "labels"], [["class_0/001.png", "class_0 class_1"]], "has 2 labels (class_0 class_1) and "
+                                                                   "data.multilabel is false"),
     (["path", "labels"], [["class_0/001.png", "a"], ["class_0/001.png", "b"]], "line 3: class_0/001.png is listed "
                                                                               "twice (line 2 too)"),
     (["path", "labels"], [["class_0/001.png", "a"], ["notes.txt", "b"]], "line 3: notes.txt is not an image file"),
@@ -92,7 +93,7 @@ def test_each_bad_row_names_the_file_and_the_row(workdir, header, rows, expected
     (workdir / "images" / "notes.txt").write_text("not an image")
     labels = write_csv(workdir / "labels.csv", header, rows)
     with pytest.raises(UserError) as error:
-        list_labels_file(str(labels), workdir / "images")
+        list_labels_file(str(labels), workdir / "images", multilabel=False)
     assert str(error.value).startswith(f"data.labels {labels}") and expected in str(error.value), str(error.value)
 
 

@@ -51,6 +51,8 @@ class SourceOptions:
     """A ``pseudo_labels.csv`` whose images join the training part (:mod:`..extra_labels`)."""
     labels: str | None = None
     """A labels file listing the images and their classes (:mod:`..labels_file`), instead of class folders."""
+    multilabel: bool | None = None
+    """Whether the images have label sets (several labels each); None: as the labels file says."""
 
 
 class ImageSource(ABC):
@@ -76,6 +78,11 @@ class ImageSource(ABC):
     @abstractmethod
     def class_names(self) -> tuple[str, ...]:
         """The classes in index order (the given ones, else the source's, found on first use)."""
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether each image has a label set rather than one class (a multi-label labels file)."""
+        return False
 
     @abstractmethod
     def known_class_names(self) -> tuple[str, ...] | None:

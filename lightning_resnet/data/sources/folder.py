@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import UserError
+from ...errors import UserError, check
 from ...stages import TEST, TRAIN, VAL
 from ..corrections import EXCLUDED, Corrections, read_corrections
-from ..dataset import ImageSamples, Sample
+from ..dataset import ImageSamples, Sample, label_counts, target_names
 from ..digits import DIGITS_DATA, DIGITS_DIR, write_digits
 from ..extra_labels import PSEUDO, read_extra_labels
 from ..folder_split import FolderSplit, announce, split_folder
@@ -120,22 +120,16 @@ class FolderSource(ImageSource):
         return self.layout.test is not None
 
     def split_rows(self) -> list[SplitRow]:
-        names = self.class_names
         split = self.folder_split()
-        rows = [(path, TRAIN, names[target]) for path, target in split.samples(split.train)]
-        rows += [(path, PSEUDO, names[target]) for path, target in self.extra_samples()]
-        rows += [(path, VAL, names[target]) for path, target in split.samples(split.val)]
-        if self.has_test:
-            rows += [(path, TEST, names[target]) for path, target in self.test_samples()]
-        rows += [(path, EXCLUDED, names[target]) for path, target in split.samples(split.excluded)]
-        return rows
+        parts = [(TRAIN, split.samples(split.train)), (PSEUDO, self.extra_samples()), (VAL, split.samples(split.val)),
+                 (TEST, self.test_samples() if self.has_test else []), (EXCLUDED, split.samples(split.excluded))]
+        return [(path, part, target_names(target, self.class_names)) for part, samples in parts
+                for path, target in samples]
 
     def training_class_counts(self) -> list[int]:
         split = self.folder_split()
-        counts = split.class_counts(split.train)
-        for _, target in self.extra_samples():
-            counts[target] += 1
-        return counts
+        return label_counts((target for _, target in split.samples(split.train) + self.extra_samples()),
+                            len(self.class_names))
 
     def measured_normalization(self, view: CenterView, num_workers: int) -> Normalization:
         if self._measured is None:
@@ -147,12 +141,20 @@ class FolderSource(ImageSource):
         """The mean and std of ``samples`` as ``view`` shows them: from the cache, or measured and cached."""
         return Normalization(*cached_mean_std(samples, view, num_workers, *view.settings))
 
+    @property
+    def num_labels(self) -> int | None:
+        """The length of a multi-hot target (a multi-label set's), else None: samples carry class indices."""
+        check(self.multilabel or not self.options.multilabel,
+              f"data.multilabel true needs data.labels, a labels file giving each image its labels: {self.location} "
+              "gives one class per image")
+        return len(self.class_names) if self.multilabel else None
+
     def training_set(self, view: View, augmentation: Augmentation, settings: LoaderSettings,
                      processes: int) -> ImageSamples:
-        return ImageSamples(self.split()[0], view, augmentation, replace_unreadable=True)
+        return ImageSamples(self.split()[0], view, augmentation, replace_unreadable=True, num_labels=self.num_labels)
 
     def evaluation_set(self, part: str, view: View) -> ImageSamples:
-        return ImageSamples(self.split()[1] if part == VAL else self.test_samples(), view)
+        return ImageSamples(self.split()[1] if part == VAL else self.test_samples(), view, num_labels=self.num_labels)
 
     def training_loader(self, dataset: ImageSamples, settings: LoaderSettings, processes: int, rank: int,
                         batches_done: Callable[[], int | None]) -> SampledLoader:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...errors import check
+from ..digit_sets import DIGIT_SETS, DIGIT_SETS_DIR, LABELS_CSV, write_digit_sets
 from ..digits import DIGITS_DATA
 from ..labels_file import list_labels_file
 from ..listing import FolderListing, require_folder
@@ -20,14 +22,41 @@ class LabelsFileSource(FolderSource):
         return options.labels is not None
 
     @staticmethod
-    def images_root(options: SourceOptions) -> Path:
+    def labels_file(options: SourceOptions) -> Path:
+        """The file ``data.labels`` names (``demo:digit_sets``: the demo's, written on first use)."""
+        if options.labels == DIGIT_SETS:
+            if not (DIGIT_SETS_DIR / LABELS_CSV).is_file():
+                write_digit_sets(DIGIT_SETS_DIR)
+            return DIGIT_SETS_DIR / LABELS_CSV
+        return Path(options.labels).expanduser()
+
+    @classmethod
+    def images_root(cls, options: SourceOptions) -> Path:
         if options.data_dir == DIGITS_DATA:  # data_dir left at its default: the paths are the file's neighbours
-            return Path(options.labels).expanduser().parent
+            return cls.labels_file(options).parent
         return Path(options.data_dir).expanduser()
+
+    @property
+    def multilabel(self) -> bool:
+        return self.listing().multilabel
 
     def listing(self) -> FolderListing:
         if self._listing is None:
             require_folder(self.root, f"data.data_dir must be the folder the paths of data.labels "
                                       f"{self.options.labels} are relative to")
-            self._listing = list_labels_file(self.options.labels, self.root, self.given_class_names)
+            listing = list_labels_file(str(self.labels_file(self.options)), self.root, self.given_class_names,
+                                       self.options.multilabel)
+            if listing.multilabel:
+                refuse_with_label_sets(self.options)
+            self._listing = listing
         return self._listing
+
+
+def refuse_with_label_sets(options: SourceOptions) -> None:
+    """One line for each option a multi-label set cannot take (each needs one class per image)."""
+    for option, value, why in (
+            ("data.sampler balanced", options.sampler == "balanced", "draws by class: use model.class_weights"),
+            ("data.relabel", options.relabel, "gives one class: edit the labels file instead"),
+            ("data.extra_labels", options.extra_labels, "adds one class per image"),
+            ("data.test_dir", options.test_dir, "is a folder of classes: give test rows in the file's split column")):
+        check(not value, f"{option} does not go with data.labels {options.labels}, a multi-label set: it {why}")

@@ -1,0 +1,62 @@
+"""The offline multi-label demo: images of two or three of scikit-learn's handwritten digits side by side, each
+labelled with the set of digits it shows, and the labels file that lists them (``data.labels demo:digit_sets``)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+DIGIT_SETS = "demo:digit_sets"
+"""The ``data.labels`` value of the multi-label demo, written to :data:`DIGIT_SETS_DIR` on first use."""
+DIGIT_SETS_DIR = Path("data/digit_sets")
+LABELS_CSV = "labels.csv"
+DIGIT_SETS_IMAGES = 2000
+CELL = 8
+"""A digit's side in pixels: the images are 2 x 2 cells of 8 px (16 px, the digits demo's size), two or three of
+them holding a digit of a different class, the others blank."""
+
+
+def write_digit_sets(root: Path, count: int = DIGIT_SETS_IMAGES, seed: int = 0) -> None:
+    """Write ``count`` images of two or three different digits each, and ``labels.csv`` (``path,labels``) listing
+    them, to ``root``: to a temporary folder first, renamed into place, as :func:`~.digits.write_digits` does."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    ink = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    by_class = [np.flatnonzero(digits.target == digit) for digit in range(10)]
+    rng = np.random.default_rng(seed)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        (partial / "images").mkdir()
+        rows = []
+        for index in range(count):
+            classes = rng.choice(10, size=int(rng.integers(2, 4)), replace=False)
+            cells = rng.choice(4, size=len(classes), replace=False)
+            canvas = np.zeros((2 * CELL, 2 * CELL), dtype=np.uint8)
+            for digit, cell in zip(classes, cells):
+                row, column = divmod(int(cell), 2)
+                example = ink[rng.choice(by_class[digit])]
+                canvas[row * CELL:(row + 1) * CELL, column * CELL:(column + 1) * CELL] = example
+            name = f"images/{index:05d}.png"
+            Image.fromarray(canvas, "L").save(partial / name)
+            rows.append((name, " ".join(str(digit) for digit in sorted(classes))))
+        with open(partial / LABELS_CSV, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(("path", "labels"))
+            writer.writerows(rows)
+        partial.rename(root)
+        log.info("wrote the multi-label digits demo (%d images) to %s", count, root)
+    except OSError:
+        if not root.is_dir():
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
