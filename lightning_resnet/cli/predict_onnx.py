@@ -4,19 +4,21 @@
 It reads the images as ``predict`` does and feeds the ``uint8`` crops to the exported program,
 which normalizes, applies the temperature and the softmax itself (see
 :mod:`lightning_resnet.inference.exported`). The columns are those of ``predict``'s ``predictions.csv``,
-so the shipped file can be checked against the checkpoint.
+so the shipped file can be checked against the checkpoint (a multi-label model's: each image's labels, at the
+thresholds the export carries, and every label's probability).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from jsonargparse import Namespace
 
 from ..data import DECODE_ERRORS, scan_unlabelled
 from ..errors import check
 from ..inference.verdict import verdicts
-from ..reports import PredictionRow, write_predictions
+from ..reports import LabelSetRow, PredictionRow, write_predictions
 from .options import CommandParser, add_threshold_option, threshold
 
 COMMAND = "predict_onnx"
@@ -44,7 +46,9 @@ def predict_onnx(args: list[str]) -> Path:
     given = threshold(options.reject_below)
     classifier = ExportedClassifier(options.model)
     reject_below = classifier.reject_below if given is None else given
-    rows: dict[str, PredictionRow] = {}
+    thresholds = classifier.label_thresholds
+    row_kind = PredictionRow if thresholds is None else LabelSetRow
+    rows: dict[str, PredictionRow | LabelSetRow] = {}
     paths = scan_unlabelled(options.input, "--input")
     for start in range(0, len(paths), options.batch_size):
         images, readable = [], []
@@ -53,10 +57,15 @@ def predict_onnx(args: list[str]) -> Path:
                 images.append(classifier.view(path))
                 readable.append(path)
             except DECODE_ERRORS:
-                rows[path] = PredictionRow(path, error="could not be read")
+                rows[path] = row_kind(path, error="could not be read")
         if not images:
             continue
         probabilities, logits = classifier.classify(images)
+        if thresholds is not None:
+            chosen = probabilities >= torch.tensor(thresholds)
+            rows.update((path, LabelSetRow.predicted(path, each, picked, classifier.class_names))
+                        for path, each, picked in zip(readable, probabilities, chosen))
+            continue
         said = verdicts(probabilities, logits, classifier.temperature, classifier.class_names, options.top_k,
                         reject_below)
         rows.update((path, PredictionRow.from_verdict(path, each)) for path, each in zip(readable, said))
@@ -64,5 +73,6 @@ def predict_onnx(args: list[str]) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists():
         print(f"replacing {output}")
-    write_predictions(output, PredictionRow.header(options.top_k), rows)
+    header = PredictionRow.header(options.top_k) if thresholds is None else LabelSetRow.header(classifier.class_names)
+    write_predictions(output, header, rows)
     return output

@@ -56,6 +56,7 @@ def pseudo_label(args: list[str]) -> Path:
     check(0.0 < options.min_confidence <= 1.0, f"--min_confidence must be in (0, 1], got {options.min_confidence}")
     checkpoint = unlabelled_checkpoint(options)
     trained = TrainedModel.read(checkpoint)
+    trained.refuse_label_sets(COMMAND)
     paths, labelled = unlabelled_paths(trained, options.data.predict_dir)
     check(bool(paths), f"data.predict_dir {options.data.predict_dir} holds only images of the labelled folder")
     looked = look_at(trained, paths, options.batch_size, options.num_workers)

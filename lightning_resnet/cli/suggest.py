@@ -42,6 +42,7 @@ def suggest(args: list[str]) -> Path:
     check(options.budget >= 1, f"--budget must be at least 1, got {options.budget}")
     checkpoint = unlabelled_checkpoint(options)
     trained = TrainedModel.read(checkpoint)
+    trained.refuse_label_sets(COMMAND)
     labelled = [path for path, _, _ in trained.labelled_source().split_rows()]
     candidates = not_labelled(scan_unlabelled(options.data.predict_dir.expanduser(), "data.predict_dir"), labelled)
     check(bool(candidates), f"data.predict_dir {options.data.predict_dir} holds only labelled images (or copies)")

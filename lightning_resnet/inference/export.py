@@ -32,25 +32,31 @@ OUTPUT_NAMES = ("probabilities", "logits")
 
 
 class ShippedClassifier(nn.Module):
-    """The network as it ships: ``uint8`` images in; probabilities and calibrated logits out."""
+    """The network as it ships: ``uint8`` images in; probabilities (the softmax, or with ``multilabel`` each label's
+    sigmoid) and calibrated logits out."""
 
-    def __init__(self, network: nn.Module, normalization: Normalization, temperature: float) -> None:
+    def __init__(self, network: nn.Module, normalization: Normalization, temperature: float,
+                 multilabel: bool = False) -> None:
         super().__init__()
         self.network = network
         shift, scale = normalization.shift_and_scale()
         self.register_buffer("shift", shift.clone())
         self.register_buffer("scale", scale.clone())
         self.temperature = float(temperature)
+        self.multilabel = multilabel
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.network((images.float() - self.shift) * self.scale) / self.temperature
-        return logits.softmax(dim=1), logits
+        return self.probabilities(logits), logits
 
     def embed(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`forward`'s probabilities and logits, and the pooled features the classifier reads them from."""
         features = self.network.forward_features((images.float() - self.shift) * self.scale)
         logits = self.network.forward_head(features) / self.temperature
-        return logits.softmax(dim=1), logits, features
+        return self.probabilities(logits), logits, features
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        return logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
 
 
 def export_model(model: nn.Module, output: Path, image_size: int, in_chans: int = 3,
@@ -104,7 +110,11 @@ def shipped_metadata(trained: TrainedModel) -> dict[str, Any]:
         },
         "temperature": trained.temperature,
         "reject_below": as_metadata(trained.reject_below),
-        "outputs": {"probabilities": "softmax of the logits (batch, num_classes)",
+        "task": trained.task,
+        "label_thresholds": list(trained.label_thresholds) if trained.label_thresholds else None,
+        "outputs": {"probabilities": "each label's sigmoid of its logit (batch, num_labels): the labels at or above "
+                                     "their label_thresholds are the image's" if trained.multilabel else
+                                     "softmax of the logits (batch, num_classes)",
                     "logits": "divided by the temperature (batch, num_classes)",
                     "unsure": "the energy score, temperature * logsumexp(logits), below reject_below: the image may "
                               "be none of the classes (null: no threshold)"},
@@ -120,7 +130,7 @@ def write_metadata(output: Path, metadata: dict[str, Any]) -> Path:
 
 def shipped(trained: TrainedModel) -> ShippedClassifier:
     """The network of ``trained`` as it ships: normalization, temperature and softmax inside, in eval mode."""
-    return ShippedClassifier(trained.network(), trained.normalization, trained.temperature).eval()
+    return ShippedClassifier(trained.network(), trained.normalization, trained.temperature, trained.multilabel).eval()
 
 
 def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", output: str | Path | None = None) -> Path:

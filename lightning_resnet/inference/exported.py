@@ -38,6 +38,8 @@ class ExportedClassifier:
             self.view = eval_view(settings["image_size"], settings["crop_fraction"], settings["channels"])
             self.temperature = float(metadata["temperature"])
             self.reject_below = threshold_of(metadata.get("reject_below"))  # exports before the threshold: none
+            thresholds = metadata.get("label_thresholds")  # a multi-label model's (exports before them: none)
+            self.label_thresholds: tuple[float, ...] | None = tuple(map(float, thresholds)) if thresholds else None
         except (ValueError, KeyError, TypeError) as error:
             raise UserError(f"{metadata_path} is not the JSON that export writes beside the model "
                             f"({type(error).__name__}: {error}); export again ({EXPORT_COMMAND})") from None

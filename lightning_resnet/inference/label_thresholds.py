@@ -18,15 +18,17 @@ from .across_processes import gather
 
 
 def best_f1_threshold(probabilities: np.ndarray, positives: np.ndarray) -> float:
-    """The probability from which predicting the label gives the highest F1 on these images; the default when
-    none of them has the label (or all do: any threshold below every score is as good as the default)."""
+    """The probability from which predicting the label gives the highest F1 on these images, half-way between the
+    lowest score it keeps and the next one down (not at a validation image's own score, where a float's last bit
+    decides); the default when none of them has the label (or all do: any threshold below every score does)."""
     from sklearn.metrics import precision_recall_curve
 
     if positives.all() or not positives.any():
         return DEFAULT_LABEL_THRESHOLD
     precision, recall, thresholds = precision_recall_curve(positives, probabilities)
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    return float(thresholds[int(np.argmax(f1))])
+    best = int(np.argmax(f1))
+    return float((thresholds[best] + (thresholds[best - 1] if best > 0 else 0.0)) / 2)
 
 
 def choose_label_thresholds(probabilities: Tensor, targets: Tensor) -> Tensor:

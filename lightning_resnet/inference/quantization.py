@@ -140,6 +140,7 @@ def export_int8_checkpoint(ckpt_path: str | Path, output: str | Path | None = No
     check(calibration_images >= 1, f"--calibration_images must be at least 1, got {calibration_images}")
     check(max_accuracy_drop >= 0, f"--max_accuracy_drop must be 0 or more points, got {max_accuracy_drop}")
     trained = TrainedModel.read(ckpt_path)
+    trained.refuse_label_sets("export --quantize int8")
     target = Path(output) if output else Path(ckpt_path).with_suffix(".int8" + SUFFIXES[format])
     source = trained.labelled_source()
     source.prepare()

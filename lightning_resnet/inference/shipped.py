@@ -36,6 +36,7 @@ class CheckpointClassifier:
         self.view: CenterView = trained.view
         self.temperature = trained.temperature
         self.reject_below = trained.reject_below
+        self.label_thresholds = trained.label_thresholds
         self.normalization: Normalization = trained.normalization
 
     @property
@@ -73,9 +74,11 @@ def load_classifier(path: Path, option: str = "--model") -> ShippedModel:
     if not path.is_file():
         raise UserError(f"{option} {path} does not exist: expected a checkpoint (.ckpt) of this project, or an "
                         f"exported model ({' or '.join(RUNTIMES)}) with its .json beside it")
-    if path.suffix in RUNTIMES:
-        return ExportedClassifier(path, option)
-    return CheckpointClassifier(path, option)
+    model = ExportedClassifier(path, option) if path.suffix in RUNTIMES else CheckpointClassifier(path, option)
+    if model.label_thresholds is not None:
+        raise UserError(f"{option} {path} is a multi-label model, which serve and demo do not take yet (predict and "
+                        "predict_onnx do)")
+    return model
 
 
 def describe(model: ShippedModel, name: str, version: str) -> dict[str, Any]:

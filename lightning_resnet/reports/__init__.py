@@ -7,11 +7,12 @@ also go to TensorBoard.
 """
 
 from .evaluation import EvaluationReport, format_report
-from .predictions import PredictionRow, PredictionWriter, write_predictions
+from .predictions import LabelSetRow, PredictionRow, PredictionWriter, write_predictions
 from .training_report import TrainingReport, read_curves
 
 __all__ = [
     "EvaluationReport",
+    "LabelSetRow",
     "PredictionRow",
     "PredictionWriter",
     "TrainingReport",

@@ -5,7 +5,8 @@ cross-validation, read as ``predict`` reads it, and keeps in the fold's folder t
 probabilities (``probabilities.npy``) and the penultimate layer's pooled features
 (``embeddings.npy``) of all of them, row for row in the order of ``oof_predictions.csv``. At the
 end, each image's row is taken from the fold that validated it: ``oof_predictions.csv`` (path,
-fold, label, prediction, the probability of every class) and ``oof_embeddings.npy``. The arrays
+fold, label, prediction, the probability of every class; of a multi-label set, the label sets, the prediction at
+each fold model's thresholds, and every label's probability) and ``oof_embeddings.npy``. The arrays
 are numpy's ``.npy`` (float32; ``numpy.load`` reads them, memory-mapped if need be): plain arrays
 of one dtype need nothing more. A fold's features of all images, not only of its validation images,
 let ``inspect`` compare an image with the images its model trained on, in that model's feature space.
@@ -32,6 +33,7 @@ from ..stages import TRAIN, VAL
 OOF_CSV = "oof_predictions.csv"
 OOF_EMBEDDINGS = "oof_embeddings.npy"
 FOLD_PROBABILITIES = "probabilities.npy"
+FOLD_THRESHOLDS = "label_thresholds.npy"
 FOLD_EMBEDDINGS = "embeddings.npy"
 PROBABILITY_PREFIX = "p_"
 """``oof_predictions.csv`` has one ``p_<class>`` column per class, in class index order."""
@@ -87,8 +89,9 @@ def run_fold_model(checkpoint: Path, paths: Sequence[str], output: Path, workers
     if cached is not None:
         with torch.inference_mode():
             logits = classifier.network.forward_head(cached.to(classifier.shipped.shift.device))
-            probabilities = (logits / classifier.temperature).softmax(dim=1)
+            probabilities = classifier.shipped.probabilities(logits / classifier.temperature)
         np.save(output / FOLD_PROBABILITIES, probabilities.float().cpu().numpy())
+        save_thresholds(classifier.label_thresholds, output)
         np.save(output / FOLD_EMBEDDINGS, cached.float().numpy())
         return
     if converted is None:
@@ -112,16 +115,26 @@ def run_fold_model(checkpoint: Path, paths: Sequence[str], output: Path, workers
     check(features is not None, f"{checkpoint}: none of the {len(paths)} images could be read")
     np.save(output / FOLD_PROBABILITIES, probabilities)
     np.save(output / FOLD_EMBEDDINGS, features)
+    save_thresholds(classifier.label_thresholds, output)
+
+
+def save_thresholds(thresholds: Sequence[float] | None, output: Path) -> None:
+    """A multi-label fold model's label thresholds, beside its probabilities (nothing for one class per image)."""
+    if thresholds is not None:
+        np.save(output / FOLD_THRESHOLDS, np.array(thresholds, dtype=np.float32))
 
 
 def write_out_of_fold(group: Path, images: CrossValidatedImages, class_names: Sequence[str]) -> Path:
     """``oof_predictions.csv`` and ``oof_embeddings.npy``: each image's row from the fold that validated it."""
     folds = np.array(images.folds)
     probabilities = np.empty((len(folds), len(class_names)), dtype=np.float32)
+    thresholds = np.full((len(folds), len(class_names)), np.nan, dtype=np.float32)  # a multi-label fold model's
     embeddings = None
     for fold in range(int(folds.max()) + 1):
         rows = folds == fold
         probabilities[rows] = np.load(fold_folder(group, fold) / FOLD_PROBABILITIES)[rows]
+        if (fold_folder(group, fold) / FOLD_THRESHOLDS).is_file():
+            thresholds[rows] = np.load(fold_folder(group, fold) / FOLD_THRESHOLDS)
         fold_features = np.load(fold_folder(group, fold) / FOLD_EMBEDDINGS, mmap_mode="r")
         if embeddings is None:
             embeddings = np.empty((len(folds), fold_features.shape[1]), dtype=np.float32)
@@ -130,8 +143,13 @@ def write_out_of_fold(group: Path, images: CrossValidatedImages, class_names: Se
     with open(group / OOF_CSV, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow([*LABEL_COLUMNS, *(PROBABILITY_PREFIX + name for name in class_names)])
-        for path, label, fold, row in zip(images.paths, images.labels, images.folds, probabilities):
-            prediction = class_names[int(np.argmax(row))] if np.isfinite(row).all() else ""
+        for path, label, fold, row, cut in zip(images.paths, images.labels, images.folds, probabilities, thresholds):
+            if not np.isfinite(row).all():
+                prediction = ""
+            elif np.isfinite(cut).all():  # a label set: the labels at or above their fold model's thresholds
+                prediction = " ".join(name for name, value, at in zip(class_names, row, cut) if value >= at)
+            else:
+                prediction = class_names[int(np.argmax(row))]
             writer.writerow([path, fold, label, prediction, *(f"{p:.6g}" for p in row)])
     return group / OOF_CSV
 
@@ -175,6 +193,8 @@ def read_out_of_fold(folder: Path) -> OutOfFold:
     names = tuple(column[len(PROBABILITY_PREFIX):] for column in columns[len(LABEL_COLUMNS):])
     check(tuple(columns[:len(LABEL_COLUMNS)]) == LABEL_COLUMNS and names and rows,
           f"--predictions {table} is not an {OOF_CSV} of cross_validate")
+    check(all(row["label"] in names for row in rows), f"--predictions {folder} is the cross-validation of a "
+          "multi-label set, which inspect does not read yet (its oof_predictions.csv has each label's probability)")
     index = {name: number for number, name in enumerate(names)}
     return OutOfFold(
         folder=folder,

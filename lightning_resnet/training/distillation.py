@@ -73,6 +73,7 @@ class Teacher:
     def __init__(self, options: Distillation, class_names: list[str], channels: int, image_size: int,
                  student_normalization: Normalization) -> None:
         trained = TrainedModel.read(teacher_checkpoint(options.teacher), option="model.distillation.teacher")
+        trained.refuse_label_sets("model.distillation")
         check(list(trained.class_names) == list(class_names),
               f"model.distillation.teacher {options.teacher} knows the classes {', '.join(trained.class_names)}; "
               f"the data has {', '.join(class_names)}: a teacher must be trained on the same classes")

@@ -27,9 +27,10 @@ from ..data import (
     open_source,
 )
 from ..data.normalization import chosen_normalization
-from ..errors import UserError
+from ..errors import UserError, check
 from ..models import ResNet, create_model
 from ..models.weights import strip_prefixes
+from ..tasks import MULTICLASS, MULTILABEL, Task
 from .checkpoints import read_checkpoint
 
 NETWORK_PREFIX = "model."
@@ -51,6 +52,9 @@ class TrainedModel:
     temperature: float
     reject_below: float
     """The energy score below which a prediction is unsure (``-inf``: nothing is)."""
+    task: Task
+    label_thresholds: tuple[float, ...] | None
+    """A multi-label model's: each label's probability from which it is predicted; None for one class per image."""
     model_options: dict[str, Any] = field(repr=False)
     """The model's options as it was trained (``model.*``)."""
     data_options: dict[str, Any] = field(repr=False)
@@ -84,6 +88,7 @@ class TrainedModel:
             raise UserError(f"{option} {path} holds no normalization statistics (data.normalize auto, measured on "
                             "the training split): it was not written by fit")
         reject_below = state.get("reject_below")
+        thresholds = state.get("label_thresholds")
         return cls(
             path=Path(path),
             backbone=model["backbone"],
@@ -95,11 +100,22 @@ class TrainedModel:
             normalization=normalization,
             temperature=float(state["temperature"]) if "temperature" in state else 1.0,
             reject_below=float(reject_below) if reject_below is not None else -math.inf,
+            task=model.get("task", MULTICLASS),
+            label_thresholds=tuple(thresholds.tolist()) if thresholds is not None else None,
             model_options=model,
             data_options=data,
             weights=strip_prefixes({key[len(NETWORK_PREFIX):]: value for key, value in state.items()
                                     if key.startswith(NETWORK_PREFIX)}),
         )
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == MULTILABEL
+
+    def refuse_label_sets(self, command: str) -> None:
+        """One line when this is a multi-label model, which ``command`` does not take yet."""
+        check(not self.multilabel, f"{command} does not take a multi-label model yet: {self.path} gives each image "
+                                   "a set of labels (fit, validate, test, predict, export and predict_onnx take it)")
 
     @property
     def view(self) -> CenterView:

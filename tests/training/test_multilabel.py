@@ -1,47 +1,100 @@
 """Several labels per image through the command line: ``fit`` on a labels file of label sets trains a sigmoid per
-label chosen by its validation mAP, chooses each label's threshold, and ``validate`` and ``predict`` read the task and
-the thresholds from the checkpoint."""
+label chosen by its validation mAP and chooses each label's threshold; ``validate``, ``predict``, ``export`` and
+``predict_onnx`` read the task and the thresholds from the checkpoint (or the export)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
 import torch
 
 from lightning_resnet.cli import main
 from lightning_resnet.data import read_split_csv
 
-from ..conftest import LABEL_CORNERS, make_label_sets, read_rows, tiny_args
+from ..conftest import LABEL_CORNERS, cli_error, make_label_sets, read_rows, tiny_args
+
+LABELS = sorted(LABEL_CORNERS)
 
 
-def test_fit_validate_and_predict_label_sets(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    labels = make_label_sets(tmp_path / "sets", count=64)
-    truth = {f"images/{line.split(',')[0].split('/')[-1]}": set(line.split(",")[1].split())
-             for line in labels.read_text().splitlines()[1:]}
-    run = main(tiny_args(tmp_path / "sets", "--data.labels", str(labels), "--trainer.max_epochs", "6"))
+@pytest.fixture(scope="module")
+def label_sets_run(tmp_path_factory) -> tuple[Path, Path]:
+    """One 6-epoch fit on 64 images of label sets: the folder it ran in and its best checkpoint."""
+    root = tmp_path_factory.mktemp("label_sets")
+    labels = make_label_sets(root / "sets", count=64)
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        main(tiny_args(root / "sets", "--data.labels", str(labels), "--trainer.max_epochs", "6"))
+    finally:
+        os.chdir(previous)
+    return root, next((root / "logs" / "tiny" / "version_0" / "checkpoints").glob("best-*.ckpt"))
 
-    folder = tmp_path / "logs" / "tiny" / "version_0"
-    best = next((folder / "checkpoints").glob("best-*.ckpt"))
+
+def truth_of(labels: Path) -> dict[str, set[str]]:
+    """Each image's label set, by file name."""
+    return {line.split(",")[0].split("/")[-1]: set(line.split(",")[1].split())
+            for line in labels.read_text().splitlines()[1:]}
+
+
+def test_fit_chooses_by_map_and_thresholds_which_validate_and_predict_read(label_sets_run, monkeypatch):
+    root, best = label_sets_run
+    monkeypatch.chdir(root)
     assert "-mAP" in best.name  # chosen by the validation mAP
     saved = torch.load(best, map_location="cpu", weights_only=True)
     assert saved["hyper_parameters"]["task"] == "multilabel"
     thresholds = saved["state_dict"]["label_thresholds"]
-    assert thresholds.shape == (4,) and torch.equal(thresholds, run.model.label_thresholds.cpu())
-    split = read_split_csv(folder / "split.csv")
-    for name in LABEL_CORNERS:  # every label in both parts
+    assert thresholds.shape == (4,) and not torch.equal(thresholds, torch.full((4,), 0.5))  # chosen, not defaults
+    split = read_split_csv(best.parent.parent / "split.csv")
+    for name in LABELS:  # every label in both parts
         assert {row["split"] for row in split if name in row["class"].split()} == {"train", "val"}, name
 
     validated = main(["validate", "--ckpt_path", str(best), "--trainer.enable_progress_bar", "false"])
     assert validated.model.multilabel and torch.equal(validated.model.label_thresholds.cpu(), thresholds)
-    report = (tmp_path / "logs" / "default" / "version_0" / "report_val.txt").read_text()
-    assert "mean average precision" in report and all(f"  {name} " in report for name in LABEL_CORNERS), report
+    report = (Path(validated.trainer.logger.log_dir) / "report_val.txt").read_text()
+    assert "mean average precision" in report and all(f"  {name} " in report for name in LABELS), report
 
-    main(["predict", "--ckpt_path", str(best), "--data.predict_dir", str(tmp_path / "sets" / "images"),
-          "--trainer.enable_progress_bar", "false"])
-    rows = read_rows(tmp_path / "logs" / "default" / "version_1" / "predictions.csv")
-    assert len(rows) == 64 and list(rows[0])[2:6] == [f"probability_{name}" for name in sorted(LABEL_CORNERS)]
-    exact = sum(set(row["labels"].split()) == truth[f"images/{row['path'].split('/')[-1]}"] for row in rows) / 64
+    predicted = main(["predict", "--ckpt_path", str(best), "--data.predict_dir", str(root / "sets" / "images"),
+                      "--trainer.enable_progress_bar", "false"])
+    rows = read_rows(Path(predicted.trainer.logger.log_dir) / "predictions.csv")
+    truth = truth_of(root / "sets" / "labels.csv")
+    assert len(rows) == 64 and list(rows[0])[2:6] == [f"probability_{name}" for name in LABELS]
+    exact = sum(set(row["labels"].split()) == truth[Path(row["path"]).name] for row in rows) / 64
     assert exact > 0.5, exact  # 14 label sets: chance is 1/14
     for row in rows:  # a label is predicted exactly when its probability reaches its threshold
-        chosen = {name for index, name in enumerate(sorted(LABEL_CORNERS))
+        chosen = {name for index, name in enumerate(LABELS)
                   if float(row[f"probability_{name}"]) >= float(thresholds[index]) - 1e-6}
         assert chosen == set(row["labels"].split()), row
+
+
+def test_the_export_carries_task_and_thresholds_and_predict_onnx_agrees_with_predict(label_sets_run, tmp_path,
+                                                                                       monkeypatch, capsys):
+    root, best = label_sets_run
+    monkeypatch.chdir(tmp_path)
+    images = root / "sets" / "images"
+    main(["export", "--ckpt_path", str(best), "--output", str(tmp_path / "model.onnx")])
+    main(["predict_onnx", "--model", str(tmp_path / "model.onnx"), "--input", str(images)])
+    exported = {row["path"]: row for row in read_rows(tmp_path / "model.predictions.csv")}
+    predicted = main(["predict", "--ckpt_path", str(best), "--data.predict_dir", str(images),
+                      "--trainer.enable_progress_bar", "false"])
+    for row in read_rows(Path(predicted.trainer.logger.log_dir) / "predictions.csv"):
+        assert exported[row["path"]]["labels"] == row["labels"], row["path"]
+        for name in LABELS:
+            assert float(exported[row["path"]][f"probability_{name}"]) == pytest.approx(
+                float(row[f"probability_{name}"]), abs=1e-4)
+
+    code, printed = cli_error(capsys, ["suggest", "--ckpt_path", str(best), "--data.predict_dir", str(images),
+                                       "--budget", "2"])
+    assert code == 2 and printed.strip() == (f"error: suggest does not take a multi-label model yet: {best} gives "
+                                             "each image a set of labels (fit, validate, test, predict, export and "
+                                             "predict_onnx take it)"), printed
+
+
+def test_a_labels_threshold_maximises_its_f1_half_way_between_scores():
+    from lightning_resnet.inference.label_thresholds import best_f1_threshold, choose_label_thresholds
+
+    scores, positives = torch.tensor([0.9, 0.8, 0.3, 0.2, 0.6]), torch.tensor([1, 1, 0, 0, 0])
+    assert best_f1_threshold(scores.numpy(), positives.numpy() == 1) == pytest.approx((0.8 + 0.6) / 2)
+    both = choose_label_thresholds(torch.stack([scores, scores], dim=1), torch.stack([positives, 0 * positives], 1))
+    assert both.tolist() == pytest.approx([0.7, 0.5])  # a label no image has keeps the default
