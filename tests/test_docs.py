@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 from lightning_resnet.cli import main
+from lightning_resnet.data.digit_sets import write_digit_sets
 
-from .conftest import QUARTER_WIDTH, ROOT, make_image_folder
+from .conftest import QUARTER_WIDTH, ROOT, make_image_folder, make_label_sets
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PLACEHOLDERS = {"<ckpt>": "$CKPT", "<folder or image>": "new_images/", "<folder>": "new_images/"}
@@ -123,6 +124,8 @@ def test_every_command_of_every_page_runs_or_names_what_it_lacks(tmp_path, monke
     make_image_folder(photos / "by_class", classes=3, per_class=4, size=(16, 16), seed=len(STAND_INS))
     (photos / "labels.csv").write_text("path,labels\n" + "".join(
         f"{image.relative_to(photos)},{image.parent.name}\n" for image in sorted((photos / "by_class").rglob("*.*"))))
+    make_label_sets(home / "tags", count=24)  # docs/several-labels.md's labels file
+    write_digit_sets(tmp_path / "data" / "digit_sets", count=120)  # its demo, smaller (the first use writes 2,000)
     commands = [(page.name, command) for page in PAGES for command in page_commands(page)]
     assert len(commands) >= 60, commands
     ran, parsed, used, seen = 0, 0, set(), set()

@@ -162,7 +162,8 @@ def served_model(options: Namespace) -> tuple[ServedModel, ShippedModel]:
     model = load_classifier(options.model)
     name, version = identity(options.model)
     reject_below = model.reject_below if given is None else given
-    served = ServedModel(options.model, options.name or name, options.version or version, options.top_k, reject_below)
+    served = ServedModel(options.model, options.name or name, options.version or version, options.top_k, reject_below,
+                         model.label_thresholds)
     return served, model
 
 

@@ -91,8 +91,9 @@ def serve(args: list[str]) -> None:
                           model_metadata=metadata)
     answer_errors_as_json(server.app)
     where = address(options.host, options.port)
-    print(f"serving {served.path} ({served.name}, version {served.version}; {len(metadata['class_names'])} classes, "
-          f"unsure below an energy score of {served.reject_below:.4f}) at {where}{PREDICT_PATH}; "
+    answers = (f"{len(metadata['class_names'])} labels, each from its threshold" if served.label_thresholds else
+               f"{len(metadata['class_names'])} classes, unsure below an energy score of {served.reject_below:.4f}")
+    print(f"serving {served.path} ({served.name}, version {served.version}; {answers}) at {where}{PREDICT_PATH}; "
           f"GET /health, GET /info; batches of up to {options.max_batch_size}"
           f"{'; every request but /health needs the X-API-Key header' if key else ''}; Ctrl-C stops", flush=True)
     stop_on_sigterm()

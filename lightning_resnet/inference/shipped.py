@@ -74,11 +74,9 @@ def load_classifier(path: Path, option: str = "--model") -> ShippedModel:
     if not path.is_file():
         raise UserError(f"{option} {path} does not exist: expected a checkpoint (.ckpt) of this project, or an "
                         f"exported model ({' or '.join(RUNTIMES)}) with its .json beside it")
-    model = ExportedClassifier(path, option) if path.suffix in RUNTIMES else CheckpointClassifier(path, option)
-    if model.label_thresholds is not None:
-        raise UserError(f"{option} {path} is a multi-label model, which serve and demo do not take yet (predict and "
-                        "predict_onnx do)")
-    return model
+    if path.suffix in RUNTIMES:
+        return ExportedClassifier(path, option)
+    return CheckpointClassifier(path, option)
 
 
 def describe(model: ShippedModel, name: str, version: str) -> dict[str, Any]:

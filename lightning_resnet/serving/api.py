@@ -2,7 +2,8 @@
 
 ``POST /predict`` takes an image (the body, or the multipart field ``file``) and answers the
 top classes with their calibrated probabilities, the model's name and version and whether it is
-unsure (:func:`answer`); LitServe's own ``GET /health`` and ``GET /info`` (the model's metadata:
+unsure (:func:`answer`), or a multi-label model's labels and every label's probability
+(:func:`answer_label_set`); LitServe's own ``GET /health`` and ``GET /info`` (the model's metadata:
 classes, input size, normalization, temperature, threshold) come with it.
 
 The upload is read, checked and cut to the model's input in the HTTP process (:class:`ImageUploadSpec`,
@@ -35,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from ..data import CenterView
 from ..inference.shipped import CheckpointClassifier, ShippedModel, load_classifier
 from ..inference.unsure import as_metadata
-from ..inference.verdict import Verdict, verdicts
+from ..inference.verdict import LabelSetVerdict, Verdict, label_set_verdicts, verdicts
 from .uploads import BadUpload, UploadLimits, prepare, read_upload
 
 PREDICT_PATH = "/predict"
@@ -52,6 +53,8 @@ class ServedModel:
     version: str
     top_k: int
     reject_below: float
+    label_thresholds: tuple[float, ...] | None = None
+    """A multi-label model's: each label is answered from its threshold; None for one class per image."""
 
 
 def answer(said: Verdict, model: ServedModel) -> dict[str, Any]:
@@ -63,6 +66,17 @@ def answer(said: Verdict, model: ServedModel) -> dict[str, Any]:
         "energy_score": said.score,
         "reject_below": as_metadata(model.reject_below),
         "top": [{"class": name, "probability": probability} for name, probability in said.top],
+        "model": {"name": model.name, "version": model.version},
+    }
+
+
+def answer_label_set(said: LabelSetVerdict, model: ServedModel) -> dict[str, Any]:
+    """The JSON answer of a multi-label model to one image: its labels, and every label's probability and
+    threshold."""
+    return {
+        "labels": list(said.labels),
+        "probabilities": [{"label": name, "probability": probability, "threshold": threshold}
+                          for (name, probability), threshold in zip(said.probabilities, model.label_thresholds)],
         "model": {"name": model.name, "version": model.version},
     }
 
@@ -159,14 +173,17 @@ class ClassifierAPI(ls.LitAPI):
     def decode_request(self, request: np.ndarray) -> np.ndarray:
         return request
 
-    def predict(self, images: np.ndarray) -> list[Verdict] | Verdict:
+    def predict(self, images: np.ndarray) -> list[Verdict | LabelSetVerdict] | Verdict | LabelSetVerdict:
         """The verdicts on one crop (C, H, W) or on a batch of them (N, C, H, W)."""
         batch = torch.from_numpy(images if images.ndim == 4 else images[None])
         probabilities, logits = self.model.classify(list(batch))
         served = self.served
-        said = verdicts(probabilities, logits, self.model.temperature, self.model.class_names, served.top_k,
-                        served.reject_below)
+        if served.label_thresholds is not None:
+            said = label_set_verdicts(probabilities, self.model.class_names, served.label_thresholds)
+        else:
+            said = verdicts(probabilities, logits, self.model.temperature, self.model.class_names, served.top_k,
+                            served.reject_below)
         return said if images.ndim == 4 else said[0]
 
-    def encode_response(self, said: Verdict) -> dict[str, Any]:
-        return answer(said, self.served)
+    def encode_response(self, said: Verdict | LabelSetVerdict) -> dict[str, Any]:
+        return answer_label_set(said, self.served) if isinstance(said, LabelSetVerdict) else answer(said, self.served)

@@ -5,8 +5,10 @@ label chosen by its validation mAP and chooses each label's threshold; ``validat
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,8 +70,14 @@ def test_fit_chooses_by_map_and_thresholds_which_validate_and_predict_read(label
         assert chosen == set(row["labels"].split()), row
 
 
-def test_the_export_carries_task_and_thresholds_and_predict_onnx_agrees_with_predict(label_sets_run, tmp_path,
-                                                                                       monkeypatch, capsys):
+def test_export_predict_onnx_and_the_server_answer_the_label_sets_predict_gives(label_sets_run, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """The export carries the task and the thresholds; predict_onnx and the server's inference worker (its setup,
+    a batch, the answers) give each image the labels predict gives it."""
+    from lightning_resnet.inference.shipped import identity
+    from lightning_resnet.serving.api import ClassifierAPI, ServedModel
+    from lightning_resnet.serving.uploads import UploadLimits, prepare
+
     root, best = label_sets_run
     monkeypatch.chdir(tmp_path)
     images = root / "sets" / "images"
@@ -78,17 +86,32 @@ def test_the_export_carries_task_and_thresholds_and_predict_onnx_agrees_with_pre
     exported = {row["path"]: row for row in read_rows(tmp_path / "model.predictions.csv")}
     predicted = main(["predict", "--ckpt_path", str(best), "--data.predict_dir", str(images),
                       "--trainer.enable_progress_bar", "false"])
-    for row in read_rows(Path(predicted.trainer.logger.log_dir) / "predictions.csv"):
+    rows = read_rows(Path(predicted.trainer.logger.log_dir) / "predictions.csv")
+    for row in rows:
         assert exported[row["path"]]["labels"] == row["labels"], row["path"]
         for name in LABELS:
             assert float(exported[row["path"]][f"probability_{name}"]) == pytest.approx(
                 float(row[f"probability_{name}"]), abs=1e-4)
 
+    thresholds = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]["label_thresholds"].tolist()
+    api = ClassifierAPI(ServedModel(best, *identity(best), top_k=3, reject_below=0.0,
+                                    label_thresholds=tuple(thresholds)), None, UploadLimits(), 8)
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    api.setup("cpu")  # a worker ignores Ctrl-C (its server stops it): this process must not
+    signal.signal(signal.SIGINT, ctrl_c)
+    crops = np.stack([prepare(Path(row["path"]).read_bytes(), api.model.view, UploadLimits()) for row in rows[:8]])
+    for row, said in zip(rows, api.predict(crops)):
+        answered = api.encode_response(said)
+        assert " ".join(answered["labels"]) == row["labels"], (answered, row)
+        assert [each["label"] for each in answered["probabilities"]] == LABELS
+        assert answered["probabilities"][0]["probability"] == pytest.approx(float(row[f"probability_{LABELS[0]}"]),
+                                                                            abs=1e-5)
+
     code, printed = cli_error(capsys, ["suggest", "--ckpt_path", str(best), "--data.predict_dir", str(images),
                                        "--budget", "2"])
     assert code == 2 and printed.strip() == (f"error: suggest does not take a multi-label model yet: {best} gives "
-                                             "each image a set of labels (fit, validate, test, predict, export and "
-                                             "predict_onnx take it)"), printed
+                                             "each image a set of labels (fit, validate, test, predict, export, "
+                                             "predict_onnx and serve take it)"), printed
 
 
 def test_a_labels_threshold_maximises_its_f1_half_way_between_scores():
