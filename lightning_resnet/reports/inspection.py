@@ -14,6 +14,7 @@ the files written.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..data import ConvertedSource, DuplicateGroup, FolderSource, FolderSplit, ImageFolderDataModule, Sample
+from ..data.dataset import label_counts, target_names
 from ..data.duplicates import MIN_SIDE, left_out_of_near_search
 from ..data.splits import SPLIT_CSV, write_split_csv
 from ..errors import UserError
@@ -57,8 +59,11 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
     out_of_fold = read_out_of_fold(predictions) if predictions is not None else None
     split = source.folder_split(find_duplicates=True)
     names = list(source.class_names)
-    lines = [f"{source.layout.describe()}: {len(split.files)} image files, {len(names)} classes"]
+    kinds = "labels (several per image)" if split.listing.multilabel else "classes"
+    lines = [f"{source.layout.describe()}: {len(split.files)} image files, {len(names)} {kinds}"]
     lines += count_lines(split, names)
+    if split.listing.multilabel:
+        lines += co_occurrence_lines(split, names)
     lines += file_lines(split)
     lines += duplicate_lines(split)
     folder.mkdir(parents=True, exist_ok=True)
@@ -85,20 +90,31 @@ def shown_parts(split: FolderSplit) -> list[str]:
 
 
 def count_lines(split: FolderSplit, names: Sequence[str]) -> list[str]:
-    """A table of each class's images in each part, and the imbalance ratio."""
+    """A table of each class's (or label's) images in each part, and the imbalance ratio."""
     files, part_of = split.files, split.part_of_files
     parts = shown_parts(split)
-    counts = {part: Counter(files[i][1] for i, p in part_of.items() if p == part) for part in parts}
-    width = max(len("class"), *map(len, names))
-    lines = [f"{'class':<{width}} " + " ".join(f"{part:>7}" for part in parts) + f" {'total':>7}"]
+    counts = {part: label_counts((files[i][1] for i, p in part_of.items() if p == part), len(names)) for part in parts}
+    what = "label" if split.listing.multilabel else "class"
+    width = max(len(what), *map(len, names))
+    lines = [f"{what:<{width}} " + " ".join(f"{part:>7}" for part in parts) + f" {'total':>7}"]
     for index, name in enumerate(names):
         row = [counts[part][index] for part in parts]
         lines.append(f"{name:<{width}} " + " ".join(f"{n:>7,}" for n in row) + f" {sum(row):>7,}")
-    totals = Counter(files[i][1] for i in part_of)
-    largest, smallest = max(totals.values(), default=0), min((totals[i] for i in range(len(names))), default=0)
-    lines.append(f"imbalance: largest class / smallest = {largest} / {smallest}"
+    totals = label_counts((files[i][1] for i in part_of), len(names))
+    largest, smallest = max(totals, default=0), min(totals, default=0)
+    lines.append(f"imbalance: largest {what} / smallest = {largest} / {smallest}"
                  + (f" = {largest / smallest:.1f}" if smallest else ""))
     return lines
+
+
+def co_occurrence_lines(split: FolderSplit, names: Sequence[str], shown: int = 10) -> list[str]:
+    """How many labels the images have, and the pairs of labels found together most often."""
+    sets = [split.files[i][1] for i in split.part_of_files]
+    sizes = Counter(len(labels) for labels in sets)
+    pairs = Counter(pair for labels in sets for pair in itertools.combinations(labels, 2))
+    together = ", ".join(f"{names[a]} + {names[b]} {count:,}" for (a, b), count in pairs.most_common(shown))
+    return [f"labels per image: {', '.join(f'{size}: {sizes[size]:,}' for size in sorted(sizes))}",
+            f"together most often: {together or 'no two labels on one image'}"]
 
 
 def file_lines(split: FolderSplit) -> list[str]:
@@ -155,16 +171,17 @@ def write_duplicates_csv(path: Path, split: FolderSplit, names: Sequence[str],
         writer.writerow(["group", "kind", "path", "split", "class"])
         for number, (kind, members) in enumerate(found):
             for i in members:
-                writer.writerow([number, kind, files[i][0], part_of.get(i, ""), names[files[i][1]]])
+                writer.writerow([number, kind, files[i][0], part_of.get(i, ""), target_names(files[i][1], names)])
 
 
 def examples_per_class(split: FolderSplit, num_classes: int, per_class: int) -> dict[int, list[str]]:
-    """Up to ``per_class`` readable images of each class, in listing order."""
+    """Up to ``per_class`` readable images of each class (with each label), in listing order."""
     examples: dict[int, list[str]] = {index: [] for index in range(num_classes)}
     for i, record in enumerate(split.records):
         path, target = split.files[i]
-        if record.readable and len(examples[target]) < per_class:
-            examples[target].append(path)
+        for index in (target,) if isinstance(target, int) else target:
+            if record.readable and len(examples[index]) < per_class:
+                examples[index].append(path)
     return examples
 
 

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
+from lightning_resnet.cli import main
 from lightning_resnet.data.dataset import ImageSamples, label_counts, multi_hot
 from lightning_resnet.data.labels_file import list_labels_file
 from lightning_resnet.data.multilabel_split import multilabel_fold_numbers, multilabel_split
@@ -90,3 +91,18 @@ def test_options_that_need_one_class_per_image_are_refused_on_the_command_line(t
     assert code == 2 and printed.strip() == (
         f"error: data.sampler balanced does not go with data.labels {labels}, a multi-label set: it draws by class: "
         "use model.class_weights"), printed
+
+
+def test_inspect_counts_each_labels_images_and_the_labels_found_together(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    labels = make_label_sets(tmp_path, count=12)
+    main(["inspect", "--data.labels", str(labels), "--data.image_size", "16"])
+    printed = capsys.readouterr().out
+    sets = [line.split(",")[1].split() for line in labels.read_text().splitlines()[1:]]
+    assert "12 image files, 4 labels (several per image)" in printed
+    for name in LABEL_CORNERS:
+        row = next(line.split() for line in printed.splitlines() if line.startswith(f"{name} "))
+        assert int(row[-1]) == sum(name in labels_of for labels_of in sets), row
+    sizes = Counter(len(labels_of) for labels_of in sets)
+    assert f"labels per image: {', '.join(f'{size}: {sizes[size]}' for size in sorted(sizes))}" in printed
+    assert "together most often: " in printed
