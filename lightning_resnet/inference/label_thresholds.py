@@ -13,7 +13,7 @@ from lightning.pytorch import Trainer
 from torch import Tensor
 
 from ..training.checkpoints import rewrite_checkpoint
-from ..training.module import DEFAULT_LABEL_THRESHOLD
+from ..training.metrics import DEFAULT_LABEL_THRESHOLD
 from .across_processes import gather
 
 

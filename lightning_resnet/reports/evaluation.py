@@ -18,8 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 from ..data import datamodule_of
 from ..inference.calibration import CALIBRATION_BINS, ReliabilityBins
 from ..stages import TEST, VAL
-from ..training.metrics import METRIC_LABELS, metric_key
-from ..training.module import centred_scores
+from ..training.metrics import METRIC_LABELS, centred_scores, metric_key
 from ..training.run import add_png, run_dir, tensorboard
 from . import cam, plots
 from .label_set_report import format_label_report, label_set_metrics, label_set_results, precision_recall_figure

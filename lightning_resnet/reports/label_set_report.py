@@ -25,7 +25,7 @@ CURVE_THRESHOLDS = 101
 
 def label_set_metrics(num_labels: int) -> MetricCollection:
     """Per label: average precision, the counts at its threshold (true and false positives and negatives), and the
-    precision-recall curve. They take scores centred on the thresholds (:func:`~..training.module.centred_scores`)."""
+    precision-recall curve. They take scores centred on the thresholds (:func:`~..training.metrics.centred_scores`)."""
     return MetricCollection({
         "average_precision": MultilabelAveragePrecision(num_labels, average=None),
         "counts": MultilabelStatScores(num_labels, average=None),

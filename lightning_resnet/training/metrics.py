@@ -6,6 +6,8 @@ the only spelling of each. ``MONITOR`` is what the best checkpoint is chosen by.
 
 from __future__ import annotations
 
+import torch
+from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -84,10 +86,21 @@ def classification_metrics(num_classes: int, stage: str) -> MetricCollection:
     )
 
 
+DEFAULT_LABEL_THRESHOLD = 0.5
+"""A label's probability from which it is predicted, until ``fit`` chooses each label's on validation."""
+
+
+def centred_scores(probabilities: Tensor, thresholds: Tensor) -> Tensor:
+    """Each label's probability moved so that its threshold is at 0.5 (the sigmoid of the logit less the
+    threshold's logit): what torchmetrics' multi-label metrics, which threshold at 0.5, take to decide at
+    ``thresholds``. The order of each label's scores, and so its average precision, is unchanged."""
+    return torch.sigmoid(torch.logit(probabilities, eps=1e-7) - torch.logit(thresholds, eps=1e-7))
+
+
 def multilabel_metrics(num_labels: int, stage: str) -> MetricCollection:
     """Mean average precision (macro; not in training, where it would keep every score of the epoch), exact-set
     accuracy and macro F1, precision and recall, logged as ``<stage>/<metric>``. They take sigmoid scores whose
-    0.5 is each label's threshold (:func:`~.module.centred_scores`): the average precision is a ranking's, which
+    0.5 is each label's threshold (:func:`centred_scores`): the average precision is a ranking's, which
     that shift does not change."""
     ranking = {MEAN_AP: MultilabelAveragePrecision(num_labels, average="macro")} if stage != TRAIN else {}
     return MetricCollection(

@@ -14,7 +14,6 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
@@ -31,15 +30,9 @@ from .class_weights import loss_weights
 from .distillation import Distillation, Teacher
 from .feature_cache import FrozenFeatures
 from .finetuning import BackboneFreeze
-from .metrics import LOSS, TRAIN_LOSS, metric_key, task_metrics
-from .optimization import (
-    Schedule,
-    apply_lr_factors,
-    build_scheduler,
-    fused_when_left_open,
-    parameter_groups,
-    stretch_to,
-)
+from .losses import ClassificationLoss, MultilabelLoss, reported_loss
+from .metrics import DEFAULT_LABEL_THRESHOLD, LOSS, TRAIN_LOSS, centred_scores, metric_key, task_metrics
+from .optimization import Schedule, optimization_of, stretch_to
 from .shared_by_copies import SharedByCopies
 from .tta import TestTimeAugmentation, test_time_views
 
@@ -47,15 +40,6 @@ Evaluation = dict[str, Tensor]
 """What an evaluation step returns to callbacks: ``logits`` (the network's output for the image, before
 the temperature) and ``probabilities`` (softmax of the logits over the temperature, averaged over the
 test-time views; in a multi-label set, each label's sigmoid)."""
-DEFAULT_LABEL_THRESHOLD = 0.5
-"""A label's probability from which it is predicted, until ``fit`` chooses each label's on validation."""
-
-
-def centred_scores(probabilities: Tensor, thresholds: Tensor) -> Tensor:
-    """Each label's probability moved so that its threshold is at 0.5 (the sigmoid of the logit less the
-    threshold's logit): what torchmetrics' multi-label metrics, which threshold at 0.5, take to decide at
-    ``thresholds``. The order of each label's scores, and so its average precision, is unchanged."""
-    return torch.sigmoid(torch.logit(probabilities, eps=1e-7) - torch.logit(thresholds, eps=1e-7))
 
 
 class ImageClassifier(LightningModule):
@@ -82,7 +66,11 @@ class ImageClassifier(LightningModule):
             until ``unfreeze_at_epoch``.
         backbone_lr_factor: the backbone's learning rate as a fraction of the head's (fastai's
             discriminative rates: e.g. 0.1 when fine-tuning pretrained weights).
-        label_smoothing: cross-entropy label smoothing; targets may also be class probabilities.
+        label_smoothing: cross-entropy label smoothing; targets may also be class probabilities. In a
+            multi-label set, each label's target is moved towards 0.5 by as much.
+        multilabel_loss: a multi-label set's loss: ``bce`` (binary cross-entropy per label) or
+            ``asymmetric`` (timm's asymmetric loss, Ridnik et al. 2021, which weighs down the many easy
+            negative labels).
         distillation: a trained model that teaches this one: ``teacher`` (its checkpoint), ``weight`` and
             ``temperature`` of the softened-logit term (:mod:`.distillation`); used by ``fit`` only.
         class_weights: weights of the classes in the training loss: ``balanced`` (the training
@@ -124,6 +112,7 @@ class ImageClassifier(LightningModule):
         cache_features: bool = False,
         backbone_lr_factor: float = 1.0,
         label_smoothing: float = 0.0,
+        multilabel_loss: MultilabelLoss = "bce",
         distillation: Distillation | None = None,
         class_weights: Literal["balanced"] | list[float] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
@@ -143,9 +132,6 @@ class ImageClassifier(LightningModule):
               f"model.class_names: {len(class_names or [])} class names given for num_classes={num_classes}")
         check(backbone_lr_factor > 0, f"model.backbone_lr_factor must be positive, got {backbone_lr_factor}")
         check(0.0 <= label_smoothing < 1.0, f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
-        check(task == MULTICLASS or label_smoothing == 0.0,
-              f"model.label_smoothing {label_smoothing} spreads one class's probability over the others; a "
-              "multi-label set has no such sum to spread: leave it at 0")
         check(not isinstance(class_weights, list) or (len(class_weights) == num_classes and min(class_weights) > 0),
               f"model.class_weights must be 'balanced' or {num_classes} positive numbers, one per class, "
               f"got {class_weights}")
@@ -165,15 +151,15 @@ class ImageClassifier(LightningModule):
         self.distillation = distillation
         self.teacher: Teacher | None = None  # read when fit starts, never saved with this model
         self.model = create_model(backbone, num_classes=num_classes, **(backbone_options or {}))
+        self.criterion = ClassificationLoss(task, label_smoothing, multilabel_loss, class_weights is not None)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer_factory = SharedByCopies(optimizer)
         self.class_counts = SharedByCopies(class_counts)
         self.tta = tta
         self.class_names = list(class_names) if class_names else [str(index) for index in range(num_classes)]
-        self.train_metrics = task_metrics(task, num_classes, TRAIN)
-        self.val_metrics = task_metrics(task, num_classes, VAL)
-        self.test_metrics = task_metrics(task, num_classes, TEST)
+        self.train_metrics, self.val_metrics, self.test_metrics = (task_metrics(task, num_classes, stage)
+                                                                   for stage in (TRAIN, VAL, TEST))
         # torchmetrics' mean is synchronized as a sum and a count: exact when processes hold
         # different numbers of images (Lightning's sync_dist mean of a logged tensor is not)
         self.val_loss = MeanMetric()
@@ -241,11 +227,8 @@ class ImageClassifier(LightningModule):
         return self.model(images)
 
     def loss(self, logits: Tensor, targets: Tensor, class_weights: Tensor | None = None) -> Tensor:
-        """Cross-entropy against class indices or, as Mixup/CutMix make them, class probabilities; in a
-        multi-label set, binary cross-entropy of each label against its (multi-hot or mixed) target."""
-        if self.multilabel:
-            return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=class_weights)
-        return F.cross_entropy(logits, targets, weight=class_weights, label_smoothing=self.hparams.label_smoothing)
+        """The training loss of :mod:`.losses`."""
+        return self.criterion(logits, targets, class_weights)
 
     # ----- training ------------------------------------------------------------------------------
 
@@ -312,13 +295,11 @@ class ImageClassifier(LightningModule):
         images, targets = batch
         evaluation = self.evaluate(images)
         probabilities = evaluation["probabilities"]
-        if self.multilabel:  # the binary cross-entropy of what is reported, and the decisions at the thresholds
-            nll = F.binary_cross_entropy(probabilities, targets)
+        loss.update(reported_loss(probabilities, targets, self.multilabel), weight=len(targets))
+        if self.multilabel:  # the labels decided at their thresholds
             metrics.update(centred_scores(probabilities, self.label_thresholds), targets.int())
-        else:  # the negative log-likelihood of what is reported: the cross-entropy of the calibrated logits
-            nll = F.nll_loss(probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log(), targets)
+        else:
             metrics.update(probabilities, targets)
-        loss.update(nll, weight=len(targets))
         self.log(metric_key(stage, LOSS), loss, on_epoch=True, prog_bar=True)
         for name, metric in metrics.items():
             self.log(name, metric, on_epoch=True, prog_bar=name.endswith(("/acc", "/mAP")))
@@ -364,23 +345,4 @@ class ImageClassifier(LightningModule):
             self.class_names = list(names)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        try:
-            optimizer = self.optimizer_factory.value(parameter_groups(self.model, self.hparams.backbone_lr_factor))
-        except (ValueError, TypeError) as error:  # torch checks its optimizers' arguments, e.g. a negative rate
-            raise UserError(f"model.optimizer: {error}") from None
-        optimizer = fused_when_left_open(apply_lr_factors(optimizer))
-        trainer = self.trainer
-        total_steps = trainer.estimated_stepping_batches
-        check(math.isfinite(total_steps) and total_steps > 0,
-              f"trainer.limit_train_batches {trainer.limit_train_batches} and trainer.max_epochs "
-              f"{trainer.max_epochs} leave no training step (to evaluate without training, use validate)")
-        scheduler = build_scheduler(
-            optimizer,
-            self.hparams.lr_scheduler,
-            total_steps=int(total_steps),
-            steps_per_epoch=math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches),
-            warmup_epochs=self.hparams.warmup_epochs,
-            step_epochs=self.hparams.step_epochs,
-            step_gamma=self.hparams.step_gamma,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimization_of(self.optimizer_factory.value, self.model, self.hparams, self.trainer)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
+from lightning.pytorch import Trainer
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
@@ -20,7 +22,7 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-from ..errors import UserError
+from ..errors import UserError, check
 
 Schedule = Literal["constant", "cosine", "onecycle", "step"]
 
@@ -142,3 +144,29 @@ def fused_when_left_open(optimizer: Optimizer) -> Optimizer:
         return kind([{**group, "fused": True} for group in optimizer.param_groups], **{**options, "fused": True})
     except (RuntimeError, ValueError):  # a combination torch does not fuse (e.g. SGD with sparse gradients)
         return optimizer
+
+
+def optimization_of(optimizer_factory: Callable[[list[dict]], Optimizer], model: nn.Module, hparams: Any,
+                    trainer: Trainer) -> dict[str, Any]:
+    """What ``configure_optimizers`` returns: the optimizer of ``model``'s parameter groups (biases and norms without
+    weight decay, the backbone at ``backbone_lr_factor``), fused where it can be, and the per-step schedule of
+    ``hparams`` planned over the trainer's whole run."""
+    try:
+        optimizer = optimizer_factory(parameter_groups(model, hparams.backbone_lr_factor))
+    except (ValueError, TypeError) as error:  # torch checks its optimizers' arguments, e.g. a negative rate
+        raise UserError(f"model.optimizer: {error}") from None
+    optimizer = fused_when_left_open(apply_lr_factors(optimizer))
+    total_steps = trainer.estimated_stepping_batches
+    check(math.isfinite(total_steps) and total_steps > 0,
+          f"trainer.limit_train_batches {trainer.limit_train_batches} and trainer.max_epochs "
+          f"{trainer.max_epochs} leave no training step (to evaluate without training, use validate)")
+    scheduler = build_scheduler(
+        optimizer,
+        hparams.lr_scheduler,
+        total_steps=int(total_steps),
+        steps_per_epoch=math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches),
+        warmup_epochs=hparams.warmup_epochs,
+        step_epochs=hparams.step_epochs,
+        step_gamma=hparams.step_gamma,
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -121,3 +121,19 @@ def test_a_labels_threshold_maximises_its_f1_half_way_between_scores():
     assert best_f1_threshold(scores.numpy(), positives.numpy() == 1) == pytest.approx((0.8 + 0.6) / 2)
     both = choose_label_thresholds(torch.stack([scores, scores], dim=1), torch.stack([positives, 0 * positives], 1))
     assert both.tolist() == pytest.approx([0.7, 0.5])  # a label no image has keeps the default
+
+
+def test_the_multi_label_losses_smooth_towards_one_half_and_asymmetric_is_timms():
+    from timm.loss import AsymmetricLossMultiLabel
+
+    from lightning_resnet.errors import UserError
+    from lightning_resnet.training.losses import ClassificationLoss
+
+    logits, targets = torch.randn(6, 4), (torch.rand(6, 4) > 0.5).float()
+    smoothed = ClassificationLoss("multilabel", label_smoothing=0.2)(logits, targets)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets * 0.8 + 0.1)
+    assert torch.allclose(smoothed, expected)
+    asymmetric = ClassificationLoss("multilabel", multilabel_loss="asymmetric")(logits, targets)
+    assert torch.allclose(asymmetric, AsymmetricLossMultiLabel(reduction="mean")(logits, targets))
+    with pytest.raises(UserError, match="model.multilabel_loss asymmetric is a loss of several labels per image"):
+        ClassificationLoss("multiclass", multilabel_loss="asymmetric")
