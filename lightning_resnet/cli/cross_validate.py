@@ -32,12 +32,13 @@ from ..reports.out_of_fold import (
 )
 from ..stages import VAL
 from ..training.checkpoints import best_checkpoint_of_run, epoch_metrics
-from ..training.metrics import METRIC_LABELS, metric_key
+from ..training.metrics import METRIC_LABELS, MULTILABEL_METRIC_LABELS, metric_key
 from .app import ResNetCLI, cli_options
 
 COMMAND = "cross_validate"
 RESULTS_CSV = "cross_validation.csv"
-COLUMNS = [metric_key(VAL, name) for name in METRIC_LABELS]
+COLUMNS = [metric_key(VAL, name) for name in dict.fromkeys([*METRIC_LABELS, *MULTILABEL_METRIC_LABELS])]
+"""The metrics a fold may report (one class per image, or several labels), in the report's order."""
 HELP = f"""usage: python -m lightning_resnet {COMMAND} [fit options] --data.num_folds K
 
 Runs fit once per fold (--data.fold 0 to K-1), each in its own process and run folder

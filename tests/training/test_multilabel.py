@@ -137,3 +137,28 @@ def test_the_multi_label_losses_smooth_towards_one_half_and_asymmetric_is_timms(
     assert torch.allclose(asymmetric, AsymmetricLossMultiLabel(reduction="mean")(logits, targets))
     with pytest.raises(UserError, match="model.multilabel_loss asymmetric is a loss of several labels per image"):
         ClassificationLoss("multiclass", multilabel_loss="asymmetric")
+
+
+def test_cross_validation_writes_every_labels_out_of_fold_probability(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    labels = make_label_sets(tmp_path / "sets", count=24)
+    main(["cross_validate", *tiny_args(tmp_path / "sets", "--data.labels", str(labels), "--data.num_folds", "2",
+                                       "--trainer.max_epochs", "1")[1:]])
+    group = tmp_path / "logs" / "tiny" / "crossval_0"
+    table = read_rows(group / "cross_validation.csv")
+    assert [row["fold"] for row in table] == ["0", "1", "mean", "std"] and "val/mAP" in table[0]
+    rows = read_rows(group / "oof_predictions.csv")
+    truth = truth_of(labels)
+    assert sorted(Path(row["path"]).name for row in rows) == sorted(truth)
+    for row in rows:
+        assert set(row["label"].split()) == truth[Path(row["path"]).name]
+        probabilities = [float(row[f"p_{name}"]) for name in LABELS]
+        assert all(0.0 <= value <= 1.0 for value in probabilities), row
+        thresholds = torch.load(next((group / f"fold_{row['fold']}" / "checkpoints").glob("best-*.ckpt")),
+                                weights_only=True)["state_dict"]["label_thresholds"].tolist()
+        assert row["prediction"].split() == [name for name, value, at in zip(LABELS, probabilities, thresholds)
+                                             if value >= at - 1e-5], row
+
+    code, printed = cli_error(capsys, ["inspect", "--predictions", str(group), "--data.labels", str(labels)])
+    assert code == 2 and "is the cross-validation of a multi-label set, which inspect does not read yet" in printed
