@@ -4,7 +4,10 @@ label chosen by its validation mAP and chooses each label's threshold; ``validat
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -21,17 +24,19 @@ LABELS = sorted(LABEL_CORNERS)
 
 
 @pytest.fixture(scope="module")
-def label_sets_run(tmp_path_factory) -> tuple[Path, Path]:
-    """One 6-epoch fit on 64 images of label sets: the folder it ran in and its best checkpoint."""
+def label_sets_run(tmp_path_factory) -> tuple[Path, Path, str]:
+    """One 6-epoch fit on 64 images of label sets: the folder it ran in, its best checkpoint and what it printed."""
     root = tmp_path_factory.mktemp("label_sets")
     labels = make_label_sets(root / "sets", count=64)
     previous = os.getcwd()
     os.chdir(root)
+    printed = io.StringIO()
     try:
-        main(tiny_args(root / "sets", "--data.labels", str(labels), "--trainer.max_epochs", "6"))
+        with contextlib.redirect_stdout(printed):
+            main(tiny_args(root / "sets", "--data.labels", str(labels), "--trainer.max_epochs", "6"))
     finally:
         os.chdir(previous)
-    return root, next((root / "logs" / "tiny" / "version_0" / "checkpoints").glob("best-*.ckpt"))
+    return root, next((root / "logs" / "tiny" / "version_0" / "checkpoints").glob("best-*.ckpt")), printed.getvalue()
 
 
 def truth_of(labels: Path) -> dict[str, set[str]]:
@@ -41,13 +46,15 @@ def truth_of(labels: Path) -> dict[str, set[str]]:
 
 
 def test_fit_chooses_by_map_and_thresholds_which_validate_and_predict_read(label_sets_run, monkeypatch):
-    root, best = label_sets_run
+    root, best, printed = label_sets_run
     monkeypatch.chdir(root)
     assert "-mAP" in best.name  # chosen by the validation mAP
     saved = torch.load(best, map_location="cpu", weights_only=True)
     assert saved["hyper_parameters"]["task"] == "multilabel"
     thresholds = saved["state_dict"]["label_thresholds"]
-    assert thresholds.shape == (4,) and not torch.equal(thresholds, torch.full((4,), 0.5))  # chosen, not defaults
+    chosen = re.search(r"label thresholds chosen on \d+ validation images, each maximising its F1: (.*) \(stored in "
+                       + re.escape(str(best.relative_to(root))), printed)
+    assert chosen.group(1) == ", ".join(f"{name} {value:.2f}" for name, value in zip(LABELS, thresholds.tolist()))
     split = read_split_csv(best.parent.parent / "split.csv")
     for name in LABELS:  # every label in both parts
         assert {row["split"] for row in split if name in row["class"].split()} == {"train", "val"}, name
@@ -78,7 +85,7 @@ def test_export_predict_onnx_and_the_server_answer_the_label_sets_predict_gives(
     from lightning_resnet.serving.api import ClassifierAPI, ServedModel
     from lightning_resnet.serving.uploads import UploadLimits, prepare
 
-    root, best = label_sets_run
+    root, best, _ = label_sets_run
     monkeypatch.chdir(tmp_path)
     images = root / "sets" / "images"
     main(["export", "--ckpt_path", str(best), "--output", str(tmp_path / "model.onnx")])
@@ -117,10 +124,15 @@ def test_export_predict_onnx_and_the_server_answer_the_label_sets_predict_gives(
 def test_a_labels_threshold_maximises_its_f1_half_way_between_scores():
     from lightning_resnet.inference.label_thresholds import best_f1_threshold, choose_label_thresholds
 
-    scores, positives = torch.tensor([0.9, 0.8, 0.3, 0.2, 0.6]), torch.tensor([1, 1, 0, 0, 0])
-    assert best_f1_threshold(scores.numpy(), positives.numpy() == 1) == pytest.approx((0.8 + 0.6) / 2)
+    # positives scored 0.30-0.48, negatives 0.00-0.20: F1 is 0 at 0.5, 1 from half-way between 0.20 and 0.30
+    scores = torch.cat([torch.linspace(0.30, 0.48, 10), torch.linspace(0.0, 0.20, 10)])
+    positives = torch.cat([torch.ones(10), torch.zeros(10)])
+    assert best_f1_threshold(scores.numpy(), positives.numpy() == 1) == pytest.approx(0.25)
+    # one negative at 0.55 among positives from 0.6 up: moving the threshold gains one image's worth of F1
+    near = np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.2])
+    assert best_f1_threshold(near, np.array([1, 1, 1, 1, 0, 0]) == 1) == 0.5
     both = choose_label_thresholds(torch.stack([scores, scores], dim=1), torch.stack([positives, 0 * positives], 1))
-    assert both.tolist() == pytest.approx([0.7, 0.5])  # a label no image has keeps the default
+    assert both.tolist() == pytest.approx([0.25, 0.5])  # a label no image has keeps the default
 
 
 def test_the_multi_label_losses_smooth_towards_one_half_and_asymmetric_is_timms():
