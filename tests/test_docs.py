@@ -16,11 +16,13 @@ from pathlib import Path
 import torch
 
 from lightning_resnet.cli import main
+from lightning_resnet.data import write_digits
 from lightning_resnet.data.digit_sets import write_digit_sets
 
 from .conftest import QUARTER_WIDTH, ROOT, make_image_folder, make_label_sets
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DIGITS_PER_CLASS = 30
 PLACEHOLDERS = {"<ckpt>": "$CKPT", "<folder or image>": "new_images/", "<folder>": "new_images/"}
 
 NARROW = ["--model.backbone_options", json.dumps(QUARTER_WIDTH)]
@@ -126,6 +128,10 @@ def test_every_command_of_every_page_runs_or_names_what_it_lacks(tmp_path, monke
         f"{image.relative_to(photos)},{image.parent.name}\n" for image in sorted((photos / "by_class").rglob("*.*"))))
     make_label_sets(home / "tags", count=24)  # docs/several-labels.md's labels file
     write_digit_sets(tmp_path / "data" / "digit_sets", count=120)  # its demo, smaller (the first use writes 2,000)
+    write_digits(tmp_path / "data" / "digits")  # the demo's digits, 30 of each class: suggest, inspect and the
+    for digit in (tmp_path / "data" / "digits").iterdir():  # start-up check read every labelled image
+        for image in sorted(digit.iterdir())[DIGITS_PER_CLASS:]:
+            image.unlink()
     commands = [(page.name, command) for page in PAGES for command in page_commands(page)]
     assert len(commands) >= 60, commands
     ran, parsed, used, seen = 0, 0, set(), set()
