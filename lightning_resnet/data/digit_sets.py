@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .digits import digit_ink, written_into_place
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +26,14 @@ them holding a digit of a different class, the others blank."""
 
 def write_digit_sets(root: Path, count: int = DIGIT_SETS_IMAGES, seed: int = 0) -> None:
     """Write ``count`` images of two or three different digits each, and ``labels.csv`` (``path,labels``) listing
-    them, to ``root``: to a temporary folder first, renamed into place, as :func:`~.digits.write_digits` does."""
+    them, to ``root`` (:func:`~.digits.written_into_place`)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    ink = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    ink = digit_ink(digits.images)
     by_class = [np.flatnonzero(digits.target == digit) for digit in range(10)]
     rng = np.random.default_rng(seed)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+    with written_into_place(root) as partial:
         (partial / "images").mkdir()
         rows = []
         for index in range(count):
@@ -53,10 +51,4 @@ def write_digit_sets(root: Path, count: int = DIGIT_SETS_IMAGES, seed: int = 0) 
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(("path", "labels"))
             writer.writerows(rows)
-        partial.rename(root)
-        log.info("wrote the multi-label digits demo (%d images) to %s", count, root)
-    except OSError:
-        if not root.is_dir():
-            raise
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    log.info("wrote the multi-label digits demo (%d images) to %s", count, root)
