@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
@@ -87,19 +88,29 @@ class EvaluationReport(Callback):
             return
         images, targets = batch
         probabilities = outputs["probabilities"].float()
-        if pl_module.multilabel:
+        if pl_module.multilabel:  # a mistake is a label decided wrong: its target is the label, predicted 0 or 1
             self.metrics.update(centred_scores(probabilities, pl_module.label_thresholds), targets.int())
+            decided = probabilities >= pl_module.label_thresholds
+            for index, label in (decided != (targets >= 0.5)).nonzero().tolist():
+                chosen = bool(decided[index, label])
+                probability = probabilities[index, label].item()
+                self._keep(Mistake(probability if chosen else 1 - probability, 0, images[index].cpu(), label,
+                                   int(chosen)))
             return
         self.metrics.update(probabilities, targets)
         confidence, predicted = probabilities.max(dim=1)
         for index in (predicted != targets).nonzero().flatten().tolist():
-            self._seen += 1
-            mistake = Mistake(confidence[index].item(), self._seen, images[index].cpu(),
-                              targets[index].item(), predicted[index].item())
-            if len(self._worst) < self.mistakes:
-                heapq.heappush(self._worst, mistake)
-            else:
-                heapq.heappushpop(self._worst, mistake)
+            self._keep(Mistake(confidence[index].item(), 0, images[index].cpu(), targets[index].item(),
+                               predicted[index].item()))
+
+    def _keep(self, mistake: Mistake) -> None:
+        """Keep ``mistake`` if it is among the ``mistakes`` most confident so far (numbered as it was seen)."""
+        self._seen += 1
+        mistake = replace(mistake, seen=self._seen)
+        if len(self._worst) < self.mistakes:
+            heapq.heappush(self._worst, mistake)
+        else:
+            heapq.heappushpop(self._worst, mistake)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._collect(trainer, pl_module, outputs, batch)
@@ -121,7 +132,7 @@ class EvaluationReport(Callback):
             results = label_set_results(self.metrics)
         else:
             results = {key: value.cpu() for key, value in self.metrics.compute().items()}
-            self._worst = self._gather_worst(trainer)
+        self._worst = self._gather_worst(trainer)
         folder = run_dir(trainer)
         if trainer.is_global_zero:
             write = self._write_label_sets if pl_module.multilabel else self._write
@@ -158,19 +169,8 @@ class EvaluationReport(Callback):
             figures["confusion_matrix"] = plots.confusion_matrix_figure(confusion, names)
         if self._worst:
             worst = sorted(self._worst, reverse=True)
-            data = datamodule_of(trainer)
-            normalized = torch.stack([m.image for m in worst])
-            images = plots.to_viewable(normalized, data and data.normalization)
             titles = [f"true {names[m.target]}\npred {names[m.predicted]} {m.confidence:.2f}" for m in worst]
-            if self.cam:
-                heat = cam.grad_cam(pl_module.model, normalized.to(pl_module.device),
-                                    torch.tensor([m.predicted for m in worst])).cpu()
-                overlays = [torch.from_numpy(cam.overlay((image.expand(3, -1, -1).permute(1, 2, 0) * 255).byte()
-                                                         .numpy(), map_.numpy())).permute(2, 0, 1) / 255
-                            for image, map_ in zip(images, heat)]
-                images = torch.stack([view for pair in zip(images.expand(-1, 3, -1, -1), overlays) for view in pair])
-                titles = [title for pair in zip(titles, ["Grad-CAM"] * len(titles)) for title in pair]
-            figures["mistakes"] = plots.mistakes_figure(images, titles)
+            figures["mistakes"] = self._mistakes_figure(trainer, pl_module, worst, titles, [m.predicted for m in worst])
         for name, figure in figures.items():
             figure.savefig(folder / f"{name}_{stage}.png", dpi=120, bbox_inches="tight")
         print(f"wrote report_{stage}.txt, confusion_matrix_{stage}.csv and "
@@ -183,21 +183,44 @@ class EvaluationReport(Callback):
             add_png(writer, f"{stage}/{tag}", folder / f"{name}_{stage}.png", trainer.global_step)
 
 
-    @staticmethod
-    def _write_label_sets(trainer: Trainer, pl_module: LightningModule, stage: str, folder: Path,
+    def _mistakes_figure(self, trainer: Trainer, pl_module: LightningModule, worst: list[Mistake], titles: list[str],
+                         cam_classes: list[int]) -> Figure:
+        """The grid of ``worst``, each beside its Grad-CAM for its class of ``cam_classes`` (with ``cam``)."""
+        data = datamodule_of(trainer)
+        normalized = torch.stack([m.image for m in worst])
+        images = plots.to_viewable(normalized, data and data.normalization)
+        if self.cam:
+            heat = cam.grad_cam(pl_module.model, normalized.to(pl_module.device), torch.tensor(cam_classes)).cpu()
+            overlays = [torch.from_numpy(cam.overlay((image.expand(3, -1, -1).permute(1, 2, 0) * 255).byte()
+                                                     .numpy(), map_.numpy())).permute(2, 0, 1) / 255
+                        for image, map_ in zip(images, heat)]
+            images = torch.stack([view for pair in zip(images.expand(-1, 3, -1, -1), overlays) for view in pair])
+            titles = [title for pair in zip(titles, ["Grad-CAM"] * len(titles)) for title in pair]
+        return plots.mistakes_figure(images, titles)
+
+    def _write_label_sets(self, trainer: Trainer, pl_module: LightningModule, stage: str, folder: Path,
                           results: dict[str, Any]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        names = pl_module.class_names
         images = int(results["counts"][0, :4].sum())  # true and false positives and negatives of the first label
-        table = format_label_report(stage, trainer.callback_metrics, pl_module.class_names, results,
+        table = format_label_report(stage, trainer.callback_metrics, names, results,
                                     pl_module.label_thresholds.cpu(), images)
         print(table)
         (folder / f"report_{stage}.txt").write_text(table + "\n")
-        figure = precision_recall_figure(results["curve"], results, pl_module.class_names, stage)
-        figure.savefig(folder / f"precision_recall_{stage}.png", dpi=120, bbox_inches="tight")
-        print(f"wrote report_{stage}.txt and precision_recall_{stage}.png in {folder}", flush=True)
+        figures = {"precision_recall": precision_recall_figure(results["curve"], results, names, stage)}
+        if self._worst:  # a label predicted where it is not, or missed where it is, the most confidently
+            worst = sorted(self._worst, reverse=True)
+            titles = [f"{names[m.target]}: {'not there' if m.predicted else 'missed'}\n"
+                      f"p {m.confidence if m.predicted else 1 - m.confidence:.2f}" for m in worst]
+            figures["mistakes"] = self._mistakes_figure(trainer, pl_module, worst, titles, [m.target for m in worst])
+        for name, figure in figures.items():
+            figure.savefig(folder / f"{name}_{stage}.png", dpi=120, bbox_inches="tight")
+        print(f"wrote report_{stage}.txt and {', '.join(f'{name}_{stage}.png' for name in figures)} in {folder}",
+              flush=True)
         writer = tensorboard(trainer)
-        if writer is not None:
-            add_png(writer, f"{stage}/precision_recall", folder / f"precision_recall_{stage}.png", trainer.global_step)
+        for name in figures if writer is not None else ():
+            add_png(writer, f"{stage}/{'most_confident_mistakes' if name == 'mistakes' else name}",
+                    folder / f"{name}_{stage}.png", trainer.global_step)
 
 
 def format_report(stage: str, logged: dict[str, Tensor], names: list[str], per_class: Tensor, counts: Tensor,

@@ -63,6 +63,9 @@ def test_fit_chooses_by_map_and_thresholds_which_validate_and_predict_read(label
     assert validated.model.multilabel and torch.equal(validated.model.label_thresholds.cpu(), thresholds)
     report = (Path(validated.trainer.logger.log_dir) / "report_val.txt").read_text()
     assert "mean average precision" in report and all(f"  {name} " in report for name in LABELS), report
+    exact_set = float(re.search(r"exact-set accuracy\s+([\d.]+)", report).group(1))
+    figures = {path.name for path in Path(validated.trainer.logger.log_dir).glob("*.png")}
+    assert figures == {"precision_recall_val.png"} | ({"mistakes_val.png"} if exact_set < 1 else set()), figures
 
     predicted = main(["predict", "--ckpt_path", str(best), "--data.predict_dir", str(root / "sets" / "images"),
                       "--trainer.enable_progress_bar", "false"])
