@@ -56,7 +56,8 @@ def threshold_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targ
 
         rewrite_checkpoint(trainer, checkpoint, store)
         shown = ", ".join(f"{name} {value:.2f}" for name, value in list(zip(class_names, thresholds.tolist()))[:8])
-        print(f"label thresholds chosen on {len(probabilities)} validation images, each maximising its F1: {shown}"
-              f"{', ...' if labels > 8 else ''} (stored in {checkpoint})")
+        print(f"label thresholds chosen on {len(probabilities)} validation images, each maximising its F1 (0.5 where "
+              f"that is within two images' worth of it): {shown}{', ...' if labels > 8 else ''} "
+              f"(stored in {checkpoint})")
     trainer.strategy.barrier()
     return thresholds

@@ -215,7 +215,7 @@ class EvaluationReport(Callback):
             figures["mistakes"] = self._mistakes_figure(trainer, pl_module, worst, titles, [m.target for m in worst])
         for name, figure in figures.items():
             figure.savefig(folder / f"{name}_{stage}.png", dpi=120, bbox_inches="tight")
-        print(f"wrote report_{stage}.txt and {', '.join(f'{name}_{stage}.png' for name in figures)} in {folder}",
+        print(f"wrote report_{stage}.txt, {', '.join(f'{name}_{stage}.png' for name in figures)} in {folder}",
               flush=True)
         writer = tensorboard(trainer)
         for name in figures if writer is not None else ():

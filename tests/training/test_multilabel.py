@@ -52,7 +52,8 @@ def test_fit_chooses_by_map_and_thresholds_which_validate_and_predict_read(label
     saved = torch.load(best, map_location="cpu", weights_only=True)
     assert saved["hyper_parameters"]["task"] == "multilabel"
     thresholds = saved["state_dict"]["label_thresholds"]
-    chosen = re.search(r"label thresholds chosen on \d+ validation images, each maximising its F1: (.*) \(stored in "
+    chosen = re.search(r"label thresholds chosen on \d+ validation images, each maximising its F1 \(0.5 where that "
+                       r"is within two images' worth of it\): (.*) \(stored in "
                        + re.escape(str(best.relative_to(root))), printed)
     assert chosen.group(1) == ", ".join(f"{name} {value:.2f}" for name, value in zip(LABELS, thresholds.tolist()))
     split = read_split_csv(best.parent.parent / "split.csv")
