@@ -2,8 +2,8 @@
 
 - **Label errors**: cleanlab's confident learning (``cleanlab.filter.find_label_issues``) over the
   out-of-fold probabilities, ranked by ``cleanlab.rank.get_label_quality_scores`` (self-confidence: the
-  probability of the given label). Every probability comes from a model that never trained on the
-  image, which is what confident learning asks for.
+  probability of the given label); for a multi-label set, ``cleanlab.multilabel_classification``'s. Every
+  probability comes from a model that never trained on the image, which is what confident learning asks for.
 - **Outliers**: ``cleanlab.outlier.OutOfDistribution`` fitted, for each fold, on the features of the
   images its model trained on, and scoring the images it validated (mean cosine distance to the 10
   nearest, as a score in [0, 1]). An image is an outlier when its score is below all but
@@ -61,6 +61,8 @@ class Outlier:
 
 def label_issues(oof: OutOfFold) -> list[LabelIssue]:
     """The images confident learning finds mislabelled, lowest label quality first."""
+    if oof.label_sets is not None:
+        return label_set_issues(oof)
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -77,6 +79,29 @@ def label_issues(oof: OutOfFold) -> list[LabelIssue]:
         issues.append(LabelIssue(oof.paths[row], int(oof.folds[row]), names[labels[position]], names[suggested],
                                  float(probabilities[position, labels[position]]),
                                  float(probabilities[position, suggested]), float(quality[position])))
+    return issues
+
+
+def label_set_issues(oof: OutOfFold) -> list[LabelIssue]:
+    """The images of a multi-label set whose label sets cleanlab's multi-label confident learning finds wrong,
+    lowest label quality first; ``p_label`` is the least probable of the given labels, ``p_suggested`` the most
+    probable of the others."""
+    from cleanlab.multilabel_classification.filter import find_label_issues
+    from cleanlab.multilabel_classification.rank import get_label_quality_scores
+
+    rows = np.flatnonzero(oof.readable)
+    given = [list(oof.label_sets[row]) for row in rows]
+    probabilities = oof.probabilities[rows]
+    flagged = find_label_issues(given, probabilities, return_indices_ranked_by="self_confidence")
+    quality = get_label_quality_scores(given, probabilities)
+    issues = []
+    for position in flagged:
+        row, labels = int(rows[position]), given[position]
+        others = [index for index in range(len(oof.class_names)) if index not in labels]
+        issues.append(LabelIssue(oof.paths[row], int(oof.folds[row]), oof.label_text(row), oof.predictions[row],
+                                 float(probabilities[position, labels].min()),
+                                 float(probabilities[position, others].max()) if others else 0.0,
+                                 float(quality[position])))
     return issues
 
 
@@ -103,9 +128,10 @@ def outliers(oof: OutOfFold) -> list[Outlier]:
     found = []
     for row, score, cutoff in outlier_scores(oof):
         if score < cutoff:
-            prediction = int(np.argmax(oof.probabilities[row]))
-            found.append(Outlier(oof.paths[row], int(oof.folds[row]), oof.class_names[oof.labels[row]],
-                                 oof.class_names[prediction], float(oof.probabilities[row, prediction]), score))
+            most_probable = int(np.argmax(oof.probabilities[row]))
+            prediction = oof.predictions[row] if oof.predictions else oof.class_names[most_probable]
+            found.append(Outlier(oof.paths[row], int(oof.folds[row]), oof.label_text(row), prediction,
+                                 float(oof.probabilities[row, most_probable]), score))
     return sorted(found, key=lambda outlier: outlier.outlier_score)
 
 

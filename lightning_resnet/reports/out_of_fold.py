@@ -162,10 +162,21 @@ class OutOfFold:
     class_names: tuple[str, ...]
     paths: tuple[str, ...]
     labels: np.ndarray
-    """Class index of each image (its given label)."""
+    """Class index of each image (its given label); -1 in a multi-label set, whose labels are :attr:`label_sets`."""
     folds: np.ndarray
     probabilities: np.ndarray
-    """Out-of-fold calibrated probabilities, a row per image (NaN where the image could not be read)."""
+    """Out-of-fold calibrated probabilities (each label's, in a multi-label set), a row per image (NaN where the
+    image could not be read)."""
+    label_sets: tuple[tuple[int, ...], ...] | None = None
+    """A multi-label set's given labels of each image; None for one class per image."""
+    predictions: tuple[str, ...] = ()
+    """What the fold model that validated each image predicts (a class, or labels separated by spaces)."""
+
+    def label_text(self, row: int) -> str:
+        """The image's given class, or its labels separated by spaces."""
+        if self.label_sets is None:
+            return self.class_names[self.labels[row]]
+        return " ".join(self.class_names[index] for index in self.label_sets[row])
 
     @property
     def num_folds(self) -> int:
@@ -193,15 +204,19 @@ def read_out_of_fold(folder: Path) -> OutOfFold:
     names = tuple(column[len(PROBABILITY_PREFIX):] for column in columns[len(LABEL_COLUMNS):])
     check(tuple(columns[:len(LABEL_COLUMNS)]) == LABEL_COLUMNS and names and rows,
           f"--predictions {table} is not an {OOF_CSV} of cross_validate")
-    check(all(row["label"] in names for row in rows), f"--predictions {folder} is the cross-validation of a "
-          "multi-label set, which inspect does not read yet (its oof_predictions.csv has each label's probability)")
     index = {name: number for number, name in enumerate(names)}
+    sets = [tuple(sorted(index.get(name, -1) for name in row["label"].split())) for row in rows]
+    multilabel = any(len(labels) != 1 for labels in sets)
+    check(all(-1 not in labels for labels in sets), f"--predictions {table}: a label column names a class its "
+                                                    f"probability columns do not have ({', '.join(names)})")
     return OutOfFold(
         folder=folder,
         class_names=names,
         paths=tuple(row["path"] for row in rows),
-        labels=np.array([index[row["label"]] for row in rows]),
+        labels=np.array([-1 if multilabel else labels[0] for labels in sets]),
         folds=np.array([int(row["fold"]) for row in rows]),
         probabilities=np.array([[float(row[PROBABILITY_PREFIX + n]) for n in names] for row in rows],
                                dtype=np.float64),
+        label_sets=tuple(sets) if multilabel else None,
+        predictions=tuple(row["prediction"] for row in rows),
     )

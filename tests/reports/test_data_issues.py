@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from lightning_resnet.cli import main
-from lightning_resnet.reports.data_issues import feature_duplicates, outliers
+from lightning_resnet.reports.data_issues import feature_duplicates, label_issues, outliers
 from lightning_resnet.reports.out_of_fold import OutOfFold, read_out_of_fold
 
 from ..conftest import ROOT, make_image_folder, read_rows, tiny_args
@@ -130,3 +130,24 @@ def test_near_duplicates_are_pairs_nearly_identical_in_most_folds_feature_spaces
         if fold == 0:
             fold_features[9] = fold_features[8] + rng.normal(0, 1e-3, 16)  # close in one fold of three only
     assert feature_duplicates(synthetic_out_of_fold(tmp_path, features, labels)) == [(4, 5)]
+
+
+def test_label_sets_that_the_out_of_fold_probabilities_contradict_are_flagged(tmp_path):
+    """cleanlab's multi-label confident learning: three images with a label swapped for another are flagged first."""
+    rng = np.random.default_rng(2)
+    truth = [tuple(sorted(rng.choice(4, size=1 + i % 2, replace=False).tolist())) for i in range(90)]
+    probabilities = np.full((90, 4), 0.05) + rng.uniform(0, 0.05, (90, 4))
+    for row, labels in enumerate(truth):
+        probabilities[row, list(labels)] = 0.9 + rng.uniform(0, 0.05)
+    given = list(truth)
+    for row in (3, 40, 77):  # the first given label replaced by one the image does not show
+        missing = next(index for index in range(4) if index not in truth[row])
+        given[row] = tuple(sorted({*truth[row][1:], missing}))
+    oof = OutOfFold(tmp_path, ("a", "b", "c", "d"), tuple(f"image_{i}.png" for i in range(90)), np.full(90, -1),
+                    np.arange(90) % 3, probabilities, label_sets=tuple(given),
+                    predictions=tuple(" ".join("abcd"[i] for i in labels) for labels in truth))
+    found = label_issues(oof)
+    assert {issue.path for issue in found} == {"image_3.png", "image_40.png", "image_77.png"}
+    issue = next(issue for issue in found if issue.path == "image_3.png")
+    assert issue.label == " ".join("abcd"[i] for i in given[3]) and issue.suggested == oof.predictions[3]
+    assert issue.p_label < 0.15 and issue.p_suggested > 0.85

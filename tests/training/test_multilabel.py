@@ -155,7 +155,8 @@ def test_the_multi_label_losses_smooth_towards_one_half_and_asymmetric_is_timms(
         ClassificationLoss("multiclass", multilabel_loss="asymmetric")
 
 
-def test_cross_validation_writes_every_labels_out_of_fold_probability(tmp_path, monkeypatch, capsys):
+def test_cross_validation_writes_every_labels_out_of_fold_probability_which_inspect_reads(tmp_path, monkeypatch,
+                                                                                        capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
     labels = make_label_sets(tmp_path / "sets", count=24)
@@ -176,5 +177,10 @@ def test_cross_validation_writes_every_labels_out_of_fold_probability(tmp_path, 
         assert row["prediction"].split() == [name for name, value, at in zip(LABELS, probabilities, thresholds)
                                              if value >= at - 1e-5], row
 
-    code, printed = cli_error(capsys, ["inspect", "--predictions", str(group), "--data.labels", str(labels)])
-    assert code == 2 and "is the cross-validation of a multi-label set, which inspect does not read yet" in printed
+    capsys.readouterr()
+    main(["inspect", "--predictions", str(group), "--data.labels", str(labels), "--data.image_size", "16"])
+    printed = capsys.readouterr().out
+    assert "label errors: " in printed and "outliers: " in printed, printed
+    written = Path(re.search(r"wrote (\S+)/duplicates.csv", printed).group(1))
+    issues = read_rows(written / "label_issues.csv")  # each a label set, and what its fold model predicts
+    assert all(set(row["label"].split()) == truth[Path(row["path"]).name] for row in issues), issues
