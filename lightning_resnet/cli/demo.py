@@ -14,7 +14,6 @@ from pathlib import Path
 from jsonargparse import Namespace
 
 from ..data import scan_unlabelled
-from ..errors import check
 from .options import (
     CommandParser,
     add_address_options,
@@ -49,8 +48,6 @@ def demo(args: list[str]) -> None:
     from ..serving.page import PAGE_CSS, build_page, validation_examples  # only demo pays for importing Gradio
 
     served, model = served_model(options)
-    check(served.label_thresholds is None, f"--model {options.model} is a multi-label model, which demo does not "
-                                           "show yet (serve, predict and predict_onnx answer its label sets)")
     if options.examples:
         examples, label = scan_unlabelled(options.examples, "--examples")[:24], f"examples from {options.examples}"
     else:

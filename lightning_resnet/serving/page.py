@@ -1,6 +1,6 @@
 """The page of ``demo`` (Gradio): drop a photo, take one with the webcam or pick an example of the validation
 split, and read the top classes as a chart, the class activation map of the top class and whether the model
-is unsure.
+is unsure; of a multi-label model, its labels, every label's probability and the map of the most probable.
 
 The image is read exactly as ``predict`` reads a file (the model's view of the file Gradio saved,
 untouched: ``image_mode=None`` keeps Gradio from converting it), so the page says what
@@ -19,7 +19,7 @@ import torch
 from ..data import DECODE_ERRORS
 from ..data.decode import decode_problem
 from ..inference.shipped import CheckpointClassifier, ShippedModel
-from ..inference.verdict import Verdict, verdicts
+from ..inference.verdict import LabelSetVerdict, Verdict, label_set_verdicts, verdicts
 from ..reports import cam
 from .api import ServedModel
 
@@ -46,6 +46,13 @@ def describe_verdict(said: Verdict, reject_below: float, classes: int) -> str:
     return f"**{said.prediction}**, probability {said.confidence:.3f} (energy score {said.score:.2f}, {above})."
 
 
+def describe_label_set(said: LabelSetVerdict) -> str:
+    """A multi-label model's verdict in words (Markdown)."""
+    if not said.labels:
+        return "**No label**: no label's probability reaches its threshold."
+    return f"**{', '.join(said.labels)}**: the labels whose probability reaches their threshold."
+
+
 class Demo:
     """What the page calls: a file in, the chart's values, the overlay and the verdict out."""
 
@@ -67,15 +74,20 @@ class Demo:
                            print_exception=False) from None
         probabilities, logits = self.model.classify([crop])
         served = self.served
+        if served.label_thresholds is not None:
+            labelled = label_set_verdicts(probabilities, self.model.class_names, served.label_thresholds)[0]
+            chart = dict(labelled.probabilities)
+            return chart, self._overlay(path, crop, max(chart, key=chart.get)), describe_label_set(labelled)
         said = verdicts(probabilities, logits, self.model.temperature, self.model.class_names, served.top_k,
                         served.reject_below)[0]
-        return (dict(said.top), self._overlay(path, crop, said),
+        return (dict(said.top), self._overlay(path, crop, said.prediction),
                 describe_verdict(said, served.reject_below, len(self.model.class_names)))
 
-    def _overlay(self, path: str, crop: torch.Tensor, said: Verdict) -> np.ndarray | None:
+    def _overlay(self, path: str, crop: torch.Tensor, shown: str) -> np.ndarray | None:
+        """The Grad-CAM of the class (or label) ``shown`` over the file."""
         if not isinstance(self.model, CheckpointClassifier):
             return None  # an exported model carries no layers to look into
-        top = torch.tensor([self.model.class_names.index(said.prediction)])
+        top = torch.tensor([self.model.class_names.index(shown)])
         heat = cam.grad_cam(self.model.network, self.model.normalization(crop[None]), top)[0]
         return np.asarray(cam.overlay_on_file(path, heat, self.model.view.resize_size))
 
@@ -84,9 +96,12 @@ def build_page(model: ShippedModel, served: ServedModel, examples: list[str], ex
     """The Gradio page of ``model``; ``examples`` are image files shown under the upload."""
     demo = Demo(model, served)
     classes = model.class_names
-    with gr.Blocks(title=f"{served.name}: {len(classes)} classes", analytics_enabled=False) as page:
+    multilabel = served.label_thresholds is not None
+    kinds, does = ("labels", "finds the labels of an image among") if multilabel else ("classes", "tells apart")
+    shown = len(classes) if multilabel else served.top_k
+    with gr.Blocks(title=f"{served.name}: {len(classes)} {kinds}", analytics_enabled=False) as page:
         gr.Markdown(f"## {served.name} (version {served.version})\n"
-                    f"A {model.metadata['backbone']} that tells {len(classes)} classes apart: "
+                    f"A {model.metadata['backbone']} that {does} {len(classes)} {kinds}: "
                     f"{', '.join(classes[:20])}{', ...' if len(classes) > 20 else ''}. Drop an image, take one with "
                     "the webcam, or click an example.")
         with gr.Row():
@@ -98,9 +113,11 @@ def build_page(model: ShippedModel, served: ServedModel, examples: list[str], ex
                                 cache_examples=False, examples_per_page=12)
             with gr.Column():
                 said = gr.Markdown(elem_id=VERDICT_ID)
-                top = gr.Label(num_top_classes=served.top_k, label=f"top {min(served.top_k, len(classes))} classes",
+                top = gr.Label(num_top_classes=shown, label=("every label's probability" if multilabel else
+                                                             f"top {min(shown, len(classes))} classes"),
                                elem_id=TOP_CLASSES_ID)
-                overlay = gr.Image(label="class activation map of the top class (Grad-CAM)", interactive=False,
+                overlay = gr.Image(label=f"class activation map of the most probable {kinds[:-1]} (Grad-CAM)",
+                                   interactive=False,
                                    elem_id=CAM_ID, visible=isinstance(model, CheckpointClassifier),
                                    height=IMAGE_HEIGHT)
         image.change(demo.classify, inputs=image, outputs=[top, overlay, said], preprocess=False)

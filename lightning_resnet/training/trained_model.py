@@ -115,8 +115,8 @@ class TrainedModel:
     def refuse_label_sets(self, command: str) -> None:
         """One line when this is a multi-label model, which ``command`` does not take yet."""
         check(not self.multilabel, f"{command} does not take a multi-label model yet: {self.path} gives each image "
-                                   "a set of labels (fit, validate, test, predict, export, predict_onnx and serve "
-                                   "take it)")
+                                   "a set of labels (fit, validate, test, predict, export, predict_onnx, serve and "
+                                   "demo take it)")
 
     @property
     def view(self) -> CenterView:

@@ -118,11 +118,20 @@ def test_export_predict_onnx_and_the_server_answer_the_label_sets_predict_gives(
         assert answered["probabilities"][0]["probability"] == pytest.approx(float(row[f"probability_{LABELS[0]}"]),
                                                                             abs=1e-5)
 
+    from lightning_resnet.serving.page import Demo, build_page  # the demo page's calls, without a browser
+
+    demo = Demo(api.model, api.served)
+    for row in rows[:4]:
+        chart, overlay, verdict = demo.classify({"path": row["path"]})
+        assert sorted(chart) == LABELS and overlay is not None
+        assert verdict.startswith(f"**{', '.join(row['labels'].split())}**" if row["labels"] else "**No label**")
+    assert "every label's probability" in build_page(api.model, api.served, [], "").config["components"].__repr__()
+
     code, printed = cli_error(capsys, ["suggest", "--ckpt_path", str(best), "--data.predict_dir", str(images),
                                        "--budget", "2"])
     assert code == 2 and printed.strip() == (f"error: suggest does not take a multi-label model yet: {best} gives "
                                              "each image a set of labels (fit, validate, test, predict, export, "
-                                             "predict_onnx and serve take it)"), printed
+                                             "predict_onnx, serve and demo take it)"), printed
 
 
 def test_a_labels_threshold_maximises_its_f1_half_way_between_scores():
