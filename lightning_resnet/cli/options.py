@@ -42,9 +42,11 @@ class CommandParser(ArgumentParser):
         exit_with(message, 2, usage=self.prog)
 
 
-def add_objective_options(parser: ArgumentParser, what: str) -> None:
+def add_objective_options(parser: ArgumentParser, what: str, default: str | None = MONITOR) -> None:
     """The score a command ranks runs by, and which way is better."""
-    parser.add_argument("--metric", type=str, default=MONITOR, help=f"{what} (default {MONITOR})")
+    chosen_by_fit = f"what fit chooses its best checkpoint by: {MONITOR}, or val/mAP with several labels per image"
+    parser.add_argument("--metric", type=str | None, default=default,
+                        help=f"{what} (default {default or chosen_by_fit})")
     parser.add_argument("--direction", type=Literal["maximize", "minimize"],
                         default="maximize" if MONITOR_MODE == "max" else "minimize")
 

@@ -185,3 +185,19 @@ def test_two_sweeps_on_one_postgresql_study_add_up_to_the_total_without_running_
         assert sorted(Path(row["folder"]) for row in rows) == sorted(path.parent.resolve() for path in runs)
         assert all(row["machine"] == socket.gethostname() for row in rows)
         assert (workdir / "logs" / name / "sweep_shared" / "best.yaml").is_file()
+
+
+def test_the_objective_is_what_fit_chooses_by_for_the_datas_task(tmp_path, monkeypatch):
+    """val/acc for one class per image, val/mAP for a labels file of label sets, unless --metric says otherwise."""
+    from lightning_resnet.cli.sweep import parse
+
+    from ..conftest import make_image_folder, make_label_sets
+
+    monkeypatch.chdir(tmp_path)
+    labels = make_label_sets(tmp_path / "sets", count=12)
+    folder = make_image_folder(tmp_path / "images", classes=2, per_class=4)
+    space = ["--space", str(ROOT / "configs/sweeps/demo.yaml"), "--trials", "1"]
+    assert parse([*tiny_args(folder)[1:], *space])[0].metric == "val/acc"
+    assert parse([*tiny_args(tmp_path / "sets", "--data.labels", str(labels))[1:], *space])[0].metric == "val/mAP"
+    chosen = parse([*tiny_args(tmp_path / "sets", "--data.labels", str(labels))[1:], *space, "--metric", "val/f1"])
+    assert chosen[0].metric == "val/f1"

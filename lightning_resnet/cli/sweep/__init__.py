@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import warnings
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ...errors import UserError, check, exit_with
-from ...training.metrics import VALIDATION_METRICS
+from ...training.metrics import MONITORS, VALIDATION_METRICS
 from ...training.trial_report import PrunerKind
 from ..app import ResNetCLI, cli_options
 from ..compare import flatten
@@ -51,7 +51,7 @@ class SweepCLI(ResNetCLI):
         parser.add_argument("--space", type=Path, required=True,
                             help="YAML: dotted fit keys and their distributions")
         parser.add_argument("--trials", type=int, required=True, help="trials in the study in all")
-        add_objective_options(parser, "the objective, at each trial's best epoch")
+        add_objective_options(parser, "the objective, at each trial's best epoch", default=None)
         parser.add_argument("--pruner", type=PrunerKind, default="median")
         parser.add_argument("--pruner_startup_trials", type=int, default=5,
                             help="median: trials that finish before any is pruned")
@@ -72,6 +72,8 @@ def parse(args: list[str]) -> tuple[SweepOptions, SweepCLI]:
     cli = SweepCLI(args=args, run=False, **options)
     config = cli.config
     sweep_options = SweepOptions(**{field.name: config[field.name] for field in fields(SweepOptions)})
+    if sweep_options.metric is None:  # what fit chooses its best checkpoint by, for this data's task
+        sweep_options = replace(sweep_options, metric=MONITORS[cli.datamodule.task])
     check(sweep_options.trials >= 1, f"--trials must be at least 1, got {sweep_options.trials}")
     check(sweep_options.workers >= 1, f"--workers must be at least 1, got {sweep_options.workers}")
     check(sweep_options.pruner_startup_trials >= 0,
