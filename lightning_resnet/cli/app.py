@@ -43,15 +43,7 @@ from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
 from ..training.throughput import ThroughputDisplay
 from ..training.trained_model import TrainedModel
-from .checkpoint_options import (
-    EVALUATING,
-    NAMED,
-    adopt_trained_classes,
-    given_options,
-    named_checkpoint,
-    newest_run,
-    trained_settings,
-)
+from . import checkpoint_options as trained_options
 from .trainer import ResNetTrainer
 
 MORE_COMMANDS = ("nine more commands, each with its own --help: sweep (an Optuna study, each trial a fit), "
@@ -242,17 +234,18 @@ class ResNetCLI(LightningCLI):
             return
         config = self.config[subcommand]
         path = config.get("ckpt_path")
-        if path in NAMED:
+        if path in trained_options.NAMED:
             path = self._named_checkpoint(subcommand, path)
         if path is None:
-            if subcommand in EVALUATING and not config.model.get("pretrained"):
+            if subcommand in trained_options.EVALUATING and not config.model.get("pretrained"):
                 raise UserError(f"{subcommand} needs trained weights: --ckpt_path best, last or a checkpoint file "
                                 "(or --model.pretrained); without them it would report an untrained model")
             return
         if not Path(path).is_file():
             raise UserError(f"--ckpt_path {path} does not exist: give best, last or a checkpoint file")
-        overrides = trained_settings(TrainedModel.read(path), config.model, config.data, given_options(self.given_args),
-                                     subcommand)
+        given = trained_options.given_options(self.given_args)
+        overrides = trained_options.trained_settings(TrainedModel.read(path), config.model, config.data, given,
+                                                     subcommand)
         self.config = self.parser.parse_object({subcommand: overrides}, self.config)
 
     def _named_checkpoint(self, subcommand: str, name: str) -> str | None:
@@ -265,7 +258,7 @@ class ResNetCLI(LightningCLI):
                             "TensorBoard logger; give a checkpoint file instead")
         experiment = Path(logger.init_args.save_dir) / logger.init_args.name
         if subcommand == "fit" and name == "last":
-            run = newest_run(experiment)
+            run = trained_options.newest_run(experiment)
             if run is None:
                 print(f"no {experiment}/version_*/checkpoints/last.ckpt to resume: starting a new run",
                       file=sys.stderr)
@@ -273,7 +266,7 @@ class ResNetCLI(LightningCLI):
                 return None
             logger.init_args.version = run.name
             self.save_config_kwargs["overwrite"] = True
-        config.ckpt_path = str(named_checkpoint(name, experiment))
+        config.ckpt_path = str(trained_options.named_checkpoint(name, experiment))
         return config.ckpt_path
 
     def before_instantiate_classes(self) -> None:
@@ -282,7 +275,7 @@ class ResNetCLI(LightningCLI):
         if config.model.get("freeze_backbone"):
             # a frozen backbone keeps its BatchNorm layers in eval mode on purpose
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
-        adopt_trained_classes(config)
+        trained_options.adopt_trained_classes(config)
         # summary needs a class count, which the data folder gives; without one the head of ImageNet's 1000
         if self.subcommand == "summary" and not config.data.get("class_names"):
             data_dir = config.data.data_dir
