@@ -124,7 +124,7 @@ def _split(listing: FolderListing, rule: SplitRule, usable: list[bool], groups: 
     names = listing.class_names
     if rule.num_folds is not None:
         if listing.multilabel:
-            fold_of = multilabel_fold_numbers(targets, names, rule.num_folds, rule.seed, units)
+            fold_of = multilabel_fold_numbers(targets, names, rule.num_folds, rule.seed, units, layout.describe())
         else:
             counts = Counter(targets)
             scarcest = min(range(len(names)), key=lambda target: counts[target])
@@ -137,7 +137,8 @@ def _split(listing: FolderListing, rule: SplitRule, usable: list[bool], groups: 
         val = [i for i, f in enumerate(fold_of) if f == rule.fold]
     else:
         folds = ()
-        train, val = (multilabel_split(targets, names, rule.val_fraction, rule.seed, units) if listing.multilabel
+        train, val = (multilabel_split(targets, names, rule.val_fraction, rule.seed, units, layout.describe())
+                      if listing.multilabel
                       else stratified_split(targets, rule.val_fraction, rule.seed, units))
     if not train or not val:
         raise LayoutError(f"{layout.root} has {len(pool)} readable images: too few for a {rule.describe()}")

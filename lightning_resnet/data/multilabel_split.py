@@ -33,22 +33,25 @@ def _unit_labels(units: list[list[int]], targets: Sequence[LabelSet], num_labels
     return matrix
 
 
-def check_label_counts(targets: Sequence[LabelSet], class_names: Sequence[str], parts: int, what: str) -> None:
-    """One line when a label has fewer images than ``parts``, the parts of ``what`` that each need one."""
+def check_label_counts(targets: Sequence[LabelSet], class_names: Sequence[str], parts: int, what: str,
+                       source: str) -> None:
+    """One line naming ``source`` when a label has fewer images than ``parts``, the parts of ``what`` that each need
+    one."""
     counts = label_counts(targets, len(class_names))
     for name, count in zip(class_names, counts):
-        check(not 0 < count < parts, f"label {name} has {count} image(s): a {what} needs at least {parts} of each "
-                                     "label, one in each part (give it more images, or take it out of data.labels)")
+        check(not 0 < count < parts, f"{source}: label {name} has {count} readable image(s): a {what} needs at least "
+                                     f"{parts} of each label, one in each part (give it more images, or take it out "
+                                     "of the labels file)")
 
 
 def multilabel_split(targets: Sequence[LabelSet], class_names: Sequence[str], fraction: float, seed: int,
-                     groups: Iterable[Sequence[int]] = ()) -> tuple[list[int], list[int]]:
+                     groups: Iterable[Sequence[int]] = (), source: str = "data.labels") -> tuple[list[int], list[int]]:
     """(train, validation) indices, about ``fraction`` of every label's images in validation; a label with a single
     image is one line (it cannot be in both parts). When the counts allow it but a label ends up on one side
     (large groups of duplicates), a warning says so."""
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
-    check_label_counts(targets, class_names, 2, "split of training and validation images")
+    check_label_counts(targets, class_names, 2, "split of training and validation images", source)
     units = _units(len(targets), groups)
     labels = _unit_labels(units, targets, len(class_names))
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
@@ -60,12 +63,12 @@ def multilabel_split(targets: Sequence[LabelSet], class_names: Sequence[str], fr
 
 
 def multilabel_fold_numbers(targets: Sequence[LabelSet], class_names: Sequence[str], num_folds: int, seed: int,
-                            groups: Iterable[Sequence[int]] = ()) -> list[int]:
+                            groups: Iterable[Sequence[int]] = (), source: str = "data.labels") -> list[int]:
     """The fold of each image among ``num_folds`` iteratively stratified folds; a label with fewer images than
     folds is one line."""
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-    check_label_counts(targets, class_names, num_folds, f"data.num_folds {num_folds}")
+    check_label_counts(targets, class_names, num_folds, f"data.num_folds {num_folds}", source)
     units = _units(len(targets), groups)
     labels = _unit_labels(units, targets, len(class_names))
     folds = [0] * len(targets)

@@ -63,11 +63,11 @@ def test_groups_move_as_one_and_folds_each_hold_every_label():
 
 
 def test_a_label_that_appears_once_is_one_line_when_a_split_needs_two():
-    with pytest.raises(UserError, match=r"^label c has 1 image\(s\): a split of training and validation images "
-                                        r"needs at least 2 of each label"):
-        multilabel_split([(0, 1), (0,), (1,), (0, 2)], ("a", "b", "c"), 0.2, seed=0)
-    with pytest.raises(UserError, match=r"^label b has 2 image\(s\): a data.num_folds 3 needs at least 3"):
-        multilabel_fold_numbers([(0, 1), (0,), (1,), (0,)], ("a", "b"), 3, seed=0)
+    with pytest.raises(UserError, match=r"^tags.csv: label c has 1 readable image\(s\): a split of training and "
+                                        r"validation images needs at least 2 of each label"):
+        multilabel_split([(0, 1), (0,), (1,), (0, 2)], ("a", "b", "c"), 0.2, seed=0, source="tags.csv")
+    with pytest.raises(UserError, match=r"^tags.csv: label b has 2 readable image\(s\): a data.num_folds 3 needs"):
+        multilabel_fold_numbers([(0, 1), (0,), (1,), (0,)], ("a", "b"), 3, seed=0, source="tags.csv")
 
 
 @pytest.mark.parametrize(("rows", "options", "expected"), [
