@@ -132,6 +132,8 @@ def main() -> None:
                         help="which rows: the starts (scratch and each method's weights), suggest's and random "
                              "picks' rounds, the pseudo-label round (every kind starts from the scratch model)")
     parser.add_argument("--starts_only", action="store_true", help="the same as --rows starts")
+    parser.add_argument("--pseudo_from", nargs="+", choices=["scratch", "simclr"], default=["scratch", "simclr"],
+                        help="the starts of the pseudo-label rows (simclr: with --methods simclr)")
     options = parser.parse_args()
     rows_run = ["starts"] if options.starts_only else options.rows
     os.chdir(ROOT)
@@ -183,10 +185,12 @@ def main() -> None:
                                            []).append(accuracy)
                     seconds.setdefault(f"{kind}: choosing both rounds' images", []).append(took)
                 else:
-                    accuracy, _, _ = fit(recipe, labelled, test, "scratch_noised", *NOISED_STUDENT)
-                    results.setdefault("from scratch, the student's augmentation", []).append(accuracy)
-                    starts = [("scratch", scratch_model, [])]
-                    if "simclr" in weights:
+                    starts = []
+                    if "scratch" in options.pseudo_from:
+                        accuracy, _, _ = fit(recipe, labelled, test, "scratch_noised", *NOISED_STUDENT)
+                        results.setdefault("from scratch, the student's augmentation", []).append(accuracy)
+                        starts.append(("scratch", scratch_model, []))
+                    if "simclr" in weights and "simclr" in options.pseudo_from:
                         simclr_start = ["--model.pretrained", str(weights["simclr"]), *FINE_TUNE]
                         starts.append(("simclr", fine_tuned["simclr"], simclr_start))
                     for start_name, model, extra in starts:
