@@ -33,6 +33,15 @@ def label_set_metrics(num_labels: int) -> MetricCollection:
     })
 
 
+def at_thresholds(counts: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Each label's precision, recall and F1 at its threshold, and its images, from ``MultilabelStatScores``' counts
+    (true and false positives, true and false negatives, images with the label)."""
+    true_pos, false_pos, _, _, support = counts.double().unbind(dim=1)
+    precision = true_pos / (true_pos + false_pos).clamp_min(1)
+    recall = true_pos / support.clamp_min(1)
+    return precision, recall, 2 * precision * recall / (precision + recall).clamp_min(1e-12), support
+
+
 def format_label_report(stage: str, logged: dict[str, Tensor], names: Sequence[str], results: dict[str, Tensor],
                         thresholds: Tensor, images: int) -> str:
     """The printed table: the stage's logged metrics, then each label's images, AP, threshold, precision, recall
@@ -42,10 +51,7 @@ def format_label_report(stage: str, logged: dict[str, Tensor], names: Sequence[s
         value = logged.get(metric_key(stage, metric))
         if value is not None:
             lines.append(f"  {label:<31} {float(value):.4f}")
-    true_pos, false_pos, _, false_neg, support = results["counts"].double().unbind(dim=1)
-    precision = true_pos / (true_pos + false_pos).clamp_min(1)
-    recall = true_pos / support.clamp_min(1)
-    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    precision, recall, f1, support = at_thresholds(results["counts"])
     width = max(12, *(len(name) for name in names))
     lines.append(f"  {'label':<{width}} {'images':>7} {'AP':>7} {'threshold':>9} {'precision':>9} {'recall':>7} "
                  f"{'F1':>7}")
@@ -60,16 +66,14 @@ def format_label_report(stage: str, logged: dict[str, Tensor], names: Sequence[s
 def precision_recall_figure(curve: tuple[Tensor, Tensor, Tensor], results: dict[str, Tensor], names: Sequence[str],
                             stage: str) -> Figure:
     """Each label's precision-recall curve, its point at the chosen threshold marked."""
-    precision, recall, _ = curve
-    true_pos, false_pos, _, _, support = results["counts"].double().unbind(dim=1)
+    curve_precision, curve_recall, _ = curve
+    precision, recall, _, support = at_thresholds(results["counts"])
     figure = Figure(figsize=(6.5, 5))
     axis = figure.subplots()
     for label, name in enumerate(names):
-        line, = axis.plot(recall[label].numpy(), precision[label].numpy(), label=name, linewidth=1.2)
+        line, = axis.plot(curve_recall[label].numpy(), curve_precision[label].numpy(), label=name, linewidth=1.2)
         if support[label] > 0:
-            axis.plot(float(true_pos[label] / support[label]), float(true_pos[label] / max(true_pos[label]
-                                                                                           + false_pos[label], 1)),
-                      "o", color=line.get_color())
+            axis.plot(float(recall[label]), float(precision[label]), "o", color=line.get_color())
     axis.set_xlabel("recall")
     axis.set_ylabel("precision")
     axis.set_xlim(0, 1.02)
