@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import heapq
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,19 +94,20 @@ class EvaluationReport(Callback):
             for index, label in (decided != (targets >= 0.5)).nonzero().tolist():
                 chosen = bool(decided[index, label])
                 probability = probabilities[index, label].item()
-                self._keep(Mistake(probability if chosen else 1 - probability, 0, images[index].cpu(), label,
-                                   int(chosen)))
+                self._keep(probability if chosen else 1 - probability, images[index], label, int(chosen))
             return
         self.metrics.update(probabilities, targets)
         confidence, predicted = probabilities.max(dim=1)
         for index in (predicted != targets).nonzero().flatten().tolist():
-            self._keep(Mistake(confidence[index].item(), 0, images[index].cpu(), targets[index].item(),
-                               predicted[index].item()))
+            self._keep(confidence[index].item(), images[index], targets[index].item(), predicted[index].item())
 
-    def _keep(self, mistake: Mistake) -> None:
-        """Keep ``mistake`` if it is among the ``mistakes`` most confident so far (numbered as it was seen)."""
+    def _keep(self, confidence: float, image: Tensor, target: int, predicted: int) -> None:
+        """Keep a mistake if it is among the ``mistakes`` most confident so far (numbered as it was seen; a later one
+        wins a tie); its image is copied off the device only then."""
         self._seen += 1
-        mistake = replace(mistake, seen=self._seen)
+        if len(self._worst) >= self.mistakes and (not self._worst or confidence < self._worst[0].confidence):
+            return  # evaluation.mistakes 0, or less confident than every one kept
+        mistake = Mistake(confidence, self._seen, image.cpu(), target, predicted)
         if len(self._worst) < self.mistakes:
             heapq.heappush(self._worst, mistake)
         else:
