@@ -3,14 +3,19 @@ line, and the ways of running the command line (in this process, or as a real on
 
 from __future__ import annotations
 
+import colorsys
 import csv
+import hashlib
+import io
 import json
 import os
+import pickle
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 from pathlib import Path
@@ -100,6 +105,55 @@ def make_label_sets(root: Path, count: int = 48, size: int = 32, seed: int = 0) 
         rows.append(f"images/{index:03d}.png,{' '.join(names[label] for label in chosen)}")
     (root / "labels.csv").write_text("path,labels\n" + "\n".join(rows) + "\n")
     return root / "labels.csv"
+
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def cifar_like_images(count: int, classes: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    """``count`` generated 32-px images (N, 32, 32, 3) and their classes: each class a colour of its own, with noise
+    and a bright square, in turn."""
+    rng = np.random.default_rng(seed)
+    labels = [index % classes for index in range(count)]
+    hues = np.array([colorsys.hsv_to_rgb(label / classes, 0.8, 0.85) for label in labels]) * 255
+    pixels = rng.normal(hues[:, None, None, :], 30, size=(count, 32, 32, 3))
+    for image in pixels:
+        top, left = rng.integers(0, 24, size=2)
+        image[top : top + 8, left : left + 8] = 255
+    return np.clip(pixels, 0, 255).astype(np.uint8), labels
+
+
+def place_tiny_cifar10(monkeypatch: pytest.MonkeyPatch, train_per_class: int = 10, test_per_class: int = 2) -> Path:
+    """A CIFAR-10 archive of generated images laid in the cache where ``data.data_dir cifar10`` downloads it, as a
+    download would; torchvision is given its checksums, and the address of a closed port instead of the real one
+    (a test never downloads). Returns the archive's path."""
+    from torchvision.datasets import CIFAR10
+
+    def pickled(content: dict) -> bytes:
+        return pickle.dumps(content, protocol=2)
+
+    train, train_labels = cifar_like_images(10 * train_per_class, 10, seed=0)
+    test, test_labels = cifar_like_images(10 * test_per_class, 10, seed=1)
+    rows = lambda images: images.transpose(0, 3, 1, 2).reshape(len(images), 3072)  # noqa: E731 (CIFAR's layout)
+    files = {"data_batch_1": pickled({"data": rows(train), "labels": train_labels}),
+             **{f"data_batch_{index}": pickled({"data": rows(train[:0]), "labels": []}) for index in range(2, 6)},
+             "test_batch": pickled({"data": rows(test), "labels": test_labels}),
+             "batches.meta": pickled({"label_names": CIFAR10_CLASSES})}
+    archive = Path(os.environ["XDG_CACHE_HOME"]) / "lightning_resnet/datasets/cifar10/download/cifar-10-python.tar.gz"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, content in files.items():
+            entry = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            entry.size = len(content)
+            tar.addfile(entry, io.BytesIO(content))
+    md5 = {name: hashlib.md5(content).hexdigest() for name, content in files.items()}
+    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{index}", md5[f"data_batch_{index}"]]
+                                                for index in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+    monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{free_port()}/cifar-10-python.tar.gz")
+    return archive
 
 
 def make_scene(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:

@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..data import DIGITS_DATA, ImageFolderDataModule
+from ..data import ImageFolderDataModule, named_data_set
 from ..errors import UserError, exit_with
 from ..hints import python_command, shown, tensorboard_command
 from ..inference.calibration import Calibration
@@ -279,7 +279,7 @@ class ResNetCLI(LightningCLI):
         # summary needs a class count, which the data folder gives; without one the head of ImageNet's 1000
         if self.subcommand == "summary" and not config.data.get("class_names"):
             data_dir = config.data.data_dir
-            if data_dir != DIGITS_DATA and not Path(data_dir).expanduser().is_dir():
+            if named_data_set(data_dir) is None and not Path(data_dir).expanduser().is_dir():
                 print(f"{data_dir} does not exist: summarizing with a 1000-class head, as for ImageNet")
                 config.data.class_names = [str(index) for index in range(1000)]
 

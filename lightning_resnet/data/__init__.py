@@ -1,7 +1,8 @@
 """The data's path from an image file on disk to a normalized batch on the device, one file per step.
 
 A source holds the images (``sources``: a folder, a converted data set). A folder is ``listing`` (layouts,
-files and classes, no file read; ``digits`` writes the offline demo's) -> ``image_records`` (the start-up
+files and classes, no file read; ``named_sets`` downloads and writes a data set given by name, ``digits``
+the offline demo's) -> ``image_records`` (the start-up
 check and the ``hashing`` of each file, kept by ``cache``) -> ``duplicates`` (copies and leaks) ->
 ``corrections`` (the user's exclusions and relabellings) -> ``splits`` (stratified, grouped, k-fold;
 ``split.csv``) -> ``folder_split`` (all of that, once, as one immutable value). Then for every source:
@@ -30,6 +31,7 @@ from .listing import (
     scan_image_folder,
     scan_unlabelled,
 )
+from .named_sets import NamedDataSet, named_data_set
 from .normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization, Normalize, cached_mean_std, measure_mean_std
 from .sources import ConvertedSource, FolderSource, ImageSource, SamplerKind, SourceOptions, open_source
 from .splits import SPLIT_COLUMNS, SPLIT_CSV, SplitRule, read_split_csv, write_split_csv
@@ -38,6 +40,8 @@ from .transforms import AugmentPreset, CenterView, RandomResizedCropView, eval_v
 __all__ = [
     "DECODE_ERRORS",
     "DIGITS_DATA",
+    "NamedDataSet",
+    "named_data_set",
     "DIGITS_DIR",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

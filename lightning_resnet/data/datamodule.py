@@ -73,8 +73,9 @@ class ImageFolderDataModule(LightningDataModule):
         crop_fraction: evaluation resizes the shorter side to ``image_size / crop_fraction``, then
             center-crops ``image_size`` (0.875 is the ImageNet convention; 1.0 keeps the whole image).
         train_augment: the training augmentation preset: ``basic`` (evaluation's resize and crop),
-            ``standard`` (random resized crop and horizontal flip), or ``standard`` followed by
-            ``trivialaugment``, ``randaugment`` or ``autoaugment``.
+            ``pad_crop`` (that crop padded by an eighth of its side, cut again at random, and flipped: the ResNet
+            paper's CIFAR augmentation), ``standard`` (random resized crop and horizontal flip), or ``standard``
+            followed by ``trivialaugment``, ``randaugment`` or ``autoaugment``.
         crop_scale: area range of the random resized crop (0.08-1 for ImageNet; narrower for small images).
         hflip: probability of a horizontal flip (0 for digits and text).
         normalize: ``imagenet`` mean/std, ``auto`` to measure the training split's once and cache it,
@@ -161,7 +162,7 @@ class ImageFolderDataModule(LightningDataModule):
         self.train_view: CenterView | RandomResizedCropView = train_view(train_augment, image_size, crop_fraction,
                                                                          tuple(crop_scale), channels)
         """How training reads an image, before :attr:`train_augmentation`."""
-        self.train_augmentation = train_augmentation(train_augment, hflip)
+        self.train_augmentation = train_augmentation(train_augment, hflip, image_size)
         self.weights_normalization = (Normalization(tuple(weights_normalization[0]), tuple(weights_normalization[1]))
                                       if weights_normalization is not None else None)
         self._saved_normalization: Normalization | None = None  # a checkpoint's, which wins over every other

@@ -25,10 +25,10 @@ from ..errors import UserError, check
 from ..stages import VAL
 from .dataset import ImageSamples
 from .decode import load_image
-from .digits import DIGITS_DATA, DIGITS_DIR, write_digits
 from .hashing import content_digest
 from .listing import scan_unlabelled
 from .loaders import TRAIN_POSITION, LoaderSettings, SampledLoader, evaluation_loader, processes_of, settings_for
+from .named_sets import named_data_set
 from .normalization import Normalization, chosen_normalization, imagenet_normalization
 from .sources import SourceOptions, open_source
 from .splits import SplitRule
@@ -94,7 +94,7 @@ class UnlabelledImages(LightningDataModule):
 
     Args:
         data_dir: a folder of images, flat or in class folders (whose names are ignored), searched recursively;
-            ``demo:digits`` for the demo's digits.
+            or a data set by name (``demo:digits``, ``cifar10``, ...: see ``data.data_dir`` of ``fit``).
         knn_dir: a labelled folder (one folder per class), split as ``fit`` splits it (``val_fraction``, ``seed``):
             every epoch, each validation image is classified by its nearest training images in feature space
             (``val/knn_acc``). Optional.
@@ -143,12 +143,10 @@ class UnlabelledImages(LightningDataModule):
         self._saved_position: dict[str, Any] | None = None  # a checkpoint's place in the epoch, until the loader is
 
     def image_paths(self) -> list[str]:
-        """Every image file under ``data_dir`` (the demo's digits are written on first use)."""
-        if self.data_dir == DIGITS_DATA:
-            if not DIGITS_DIR.is_dir():
-                write_digits(DIGITS_DIR)
-            return scan_unlabelled(DIGITS_DIR, option="data.data_dir")
-        return scan_unlabelled(Path(self.data_dir).expanduser(), option="data.data_dir")
+        """Every image file under ``data_dir`` (a data set by name is written on first use)."""
+        named = named_data_set(self.data_dir)
+        folder = named.written() if named is not None else Path(self.data_dir).expanduser()
+        return scan_unlabelled(folder, option="data.data_dir")
 
     def prepare_data(self) -> None:
         self.image_paths()

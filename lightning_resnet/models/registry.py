@@ -1,5 +1,5 @@
-"""The named architectures (torchvision's names): one function each, registered by :func:`register_model` as it is
-defined, and :func:`create_model` by name."""
+"""The named architectures (torchvision's names, and the ResNet paper's CIFAR networks): one function each,
+registered by :func:`register_model` as it is defined, and :func:`create_model` by name."""
 
 from __future__ import annotations
 
@@ -77,6 +77,51 @@ def wide_resnet50_2(num_classes: int = 1000, **options: Any) -> ResNet:
 def wide_resnet101_2(num_classes: int = 1000, **options: Any) -> ResNet:
     """Wide ResNet-101-2."""
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, width_per_group=128, **options)
+
+
+def cifar_resnet(depth: int, num_classes: int = 10, **options: Any) -> ResNet:
+    """The ResNet paper's CIFAR network of ``depth`` = 6n + 2 layers (section 4.2): a 3x3 stem of 16 channels, three
+    stages of n basic blocks of 16, 32 and 64 channels at 32, 16 and 8 px, global average pooling, and zero-padding
+    shortcuts (option A; ``shortcut="projection"`` is option B)."""
+    blocks = (depth - 2) // 6
+    return ResNet(BasicBlock, [blocks] * 3, num_classes,
+                  **{"stem": "cifar", "channels": (16, 32, 64), "shortcut": "zero_pad", **options})
+
+
+@register_model
+def resnet20(num_classes: int = 10, **options: Any) -> ResNet:
+    """ResNet-20 (the paper's Table 6): 3 blocks per stage, 0.27 M parameters."""
+    return cifar_resnet(20, num_classes, **options)
+
+
+@register_model
+def resnet32(num_classes: int = 10, **options: Any) -> ResNet:
+    """ResNet-32: 5 blocks per stage, 0.46 M parameters."""
+    return cifar_resnet(32, num_classes, **options)
+
+
+@register_model
+def resnet44(num_classes: int = 10, **options: Any) -> ResNet:
+    """ResNet-44: 7 blocks per stage, 0.66 M parameters."""
+    return cifar_resnet(44, num_classes, **options)
+
+
+@register_model
+def resnet56(num_classes: int = 10, **options: Any) -> ResNet:
+    """ResNet-56: 9 blocks per stage, 0.85 M parameters."""
+    return cifar_resnet(56, num_classes, **options)
+
+
+@register_model
+def resnet110(num_classes: int = 10, **options: Any) -> ResNet:
+    """ResNet-110: 18 blocks per stage, 1.7 M parameters."""
+    return cifar_resnet(110, num_classes, **options)
+
+
+@register_model
+def resnet1202(num_classes: int = 10, **options: Any) -> ResNet:
+    """ResNet-1202: 200 blocks per stage, 19.4 M parameters (the paper's overfitting example)."""
+    return cifar_resnet(1202, num_classes, **options)
 
 
 def list_models() -> list[str]:

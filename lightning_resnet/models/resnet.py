@@ -5,9 +5,11 @@ The module layout and parameter names follow torchvision's ``resnet.py`` (``conv
 of the same architecture load with ``strict=True``.
 
 Deviations from the torchvision defaults are keyword options of :class:`ResNet`:
-the stem (ImageNet 7x7, CIFAR 3x3, deep ResNet-C), the stage widths, stride placement (v1 / v1.5),
-average-pool shortcuts (ResNet-D), dilation, dropout, stochastic depth and a
-features-only mode for dense tasks and transfer learning.
+the stem (ImageNet 7x7, CIFAR 3x3, deep ResNet-C), the number of stages and their widths, stride placement
+(v1 / v1.5), the shortcuts (projection, average-pool projection as in ResNet-D, or the paper's parameter-free
+zero-padding), dilation, dropout, stochastic depth and a features-only mode for dense tasks and transfer learning.
+The ResNet paper's CIFAR networks (ResNet-20 ... ResNet-1202) are this class with three stages of 16, 32 and 64
+channels and zero-padding shortcuts.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
 Stem = Literal["imagenet", "cifar", "deep"]
+Shortcut = Literal["projection", "zero_pad"]
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -37,23 +41,27 @@ def drop_path(rate: float) -> nn.Module:
     return StochasticDepth(rate, mode="row") if rate > 0 else nn.Identity()
 
 
+class ZeroPadShortcut(nn.Module):
+    """The paper's option A shortcut, without parameters: every ``stride``-th pixel, and zeros for the channels
+    added."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.added_channels = out_channels - in_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, 0, self.added_channels))
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions (ResNet-18/34)."""
 
     expansion = 1
 
-    def __init__(
-        self,
-        in_channels: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        groups: int = 1,
-        base_width: int = 64,
-        dilation: int = 1,
-        stride_in_1x1: bool = False,
-        drop_path_rate: float = 0.0,
-    ) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, base_width: int = 64, dilation: int = 1, stride_in_1x1: bool = False,
+                 drop_path_rate: float = 0.0) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
             raise ValueError("BasicBlock supports only groups=1 and width_per_group=64 (use a Bottleneck network)")
@@ -86,18 +94,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(
-        self,
-        in_channels: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        groups: int = 1,
-        base_width: int = 64,
-        dilation: int = 1,
-        stride_in_1x1: bool = False,
-        drop_path_rate: float = 0.0,
-    ) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, base_width: int = 64, dilation: int = 1, stride_in_1x1: bool = False,
+                 drop_path_rate: float = 0.0) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
@@ -132,24 +131,26 @@ class ResNet(nn.Module):
 
     Args:
         block: :class:`BasicBlock` or :class:`Bottleneck`.
-        layers: number of blocks in each of the four stages.
+        layers: number of blocks in each stage: four for the ImageNet networks, three for the paper's CIFAR ones.
         num_classes: outputs of the classifier ``fc``.
         in_chans: input channels (1 for grayscale data).
         stem: ``"imagenet"`` (7x7 stride-2 conv and max-pool), ``"cifar"`` (3x3 stride-1 conv,
             no max-pool, for 32 px inputs) or ``"deep"`` (three 3x3 convs, ResNet-C).
-        channels: the width of the four stages before the block's expansion; the stem gives the first.
+        channels: the width of each stage before the block's expansion; the stem gives the first.
             Narrower than the default (64, 128, 256, 512) is a smaller network for small data or a laptop
             (a quarter of the width is a sixteenth of the weights and the multiply-adds); pretrained
             weights fit only the default.
         groups: cardinality of the grouped 3x3 convolution (ResNeXt).
         width_per_group: channels per group of the 3x3 convolution at the first stage.
         stride_in_1x1: stride on the first 1x1 convolution of a Bottleneck (v1) instead of the 3x3 (v1.5).
-        avg_down: shortcuts downsample with a 2x2 average pool and a stride-1 1x1 conv (ResNet-D).
+        shortcut: where a block changes the shape, ``"projection"`` (a strided 1x1 conv and BatchNorm, the paper's
+            option B) or ``"zero_pad"`` (the paper's option A: subsampled, the added channels zero; no parameters).
+        avg_down: projection shortcuts downsample with a 2x2 average pool and a stride-1 1x1 conv (ResNet-D).
         zero_init_residual: start each residual branch at zero by zeroing its last BatchNorm's scale.
-        replace_stride_with_dilation: for stages 2..4, keep the resolution and dilate instead.
+        replace_stride_with_dilation: for each stage after the first, keep the resolution and dilate instead.
         drop_rate: dropout probability before the classifier.
         drop_path_rate: stochastic depth rate of the last block, rising linearly from 0 at the first.
-        features_only: build no classifier; ``forward`` returns the four stage maps.
+        features_only: build no classifier; ``forward`` returns the stage maps.
     """
 
     def __init__(
@@ -164,26 +165,32 @@ class ResNet(nn.Module):
         groups: int = 1,
         width_per_group: int = 64,
         stride_in_1x1: bool = False,
+        shortcut: Shortcut = "projection",
         avg_down: bool = False,
         zero_init_residual: bool = False,
-        replace_stride_with_dilation: Sequence[bool] = (False, False, False),
+        replace_stride_with_dilation: Sequence[bool] | None = None,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         features_only: bool = False,
     ) -> None:
         super().__init__()
-        if len(layers) != 4:
-            raise ValueError(f"layers must give the blocks of 4 stages, got {list(layers)}")
-        if len(channels) != 4 or not all(isinstance(width, int) and width > 0 for width in channels):
-            raise ValueError(f"channels must give 4 positive widths, one per stage, got {list(channels)}")
-        if len(replace_stride_with_dilation) != 3:
-            raise ValueError(
-                "replace_stride_with_dilation must have 3 entries (stages 2-4), "
-                f"got {list(replace_stride_with_dilation)}"
-            )
+        stages = len(layers)
+        if not 1 <= stages <= 4 or not all(isinstance(blocks, int) and blocks > 0 for blocks in layers):
+            raise ValueError(f"layers must give the blocks of 1 to 4 stages, got {list(layers)}")
+        if len(channels) != stages or not all(isinstance(width, int) and width > 0 for width in channels):
+            raise ValueError(f"channels must give {stages} positive widths, one per stage, got {list(channels)}")
+        dilate = [False] * (stages - 1) if replace_stride_with_dilation is None else replace_stride_with_dilation
+        if len(dilate) != stages - 1:
+            raise ValueError(f"replace_stride_with_dilation must have {stages - 1} entries (stages 2-{stages}), "
+                             f"got {list(dilate)}")
+        if shortcut not in ("projection", "zero_pad"):
+            raise ValueError(f"unknown shortcut {shortcut!r}: expected 'projection' or 'zero_pad'")
+        if shortcut == "zero_pad" and (avg_down or block is not BasicBlock):
+            raise ValueError("shortcut 'zero_pad' takes BasicBlock networks without avg_down (it has no projection)")
         self.groups = groups
         self.base_width = width_per_group
         self.stride_in_1x1 = stride_in_1x1
+        self.shortcut = shortcut
         self.avg_down = avg_down
         self.in_channels = channels[0]
         self.dilation = 1
@@ -197,15 +204,13 @@ class ResNet(nn.Module):
 
         total_blocks = sum(layers)
         path_rates = [drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
-        strides = (1, 2, 2, 2)
-        dilate = (False, *replace_stride_with_dilation)
         first = 0
         for index, (planes, blocks) in enumerate(zip(channels, layers)):
-            stage = self._make_layer(
-                block, planes, blocks, strides[index], dilate[index], path_rates[first : first + blocks]
-            )
+            stride, dilated = (1, False) if index == 0 else (2, dilate[index - 1])
+            stage = self._make_layer(block, planes, blocks, stride, dilated, path_rates[first : first + blocks])
             self.add_module(f"layer{index + 1}", stage)
             first += blocks
+        self.num_stages = stages
 
         self.stage_channels = [planes * block.expansion for planes in channels]
         self.num_features = self.stage_channels[-1]
@@ -236,7 +241,9 @@ class ResNet(nn.Module):
             )
         raise ValueError(f"unknown stem {stem!r}: expected 'imagenet', 'cifar' or 'deep'")
 
-    def _make_shortcut(self, out_channels: int, stride: int) -> nn.Sequential:
+    def _make_shortcut(self, out_channels: int, stride: int) -> nn.Module:
+        if self.shortcut == "zero_pad":
+            return ZeroPadShortcut(self.in_channels, out_channels, stride)
         if not self.avg_down:
             return nn.Sequential(conv1x1(self.in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
         pool = (
@@ -280,17 +287,23 @@ class ResNet(nn.Module):
                 if isinstance(module, (BasicBlock, Bottleneck)):
                     nn.init.zeros_(module.last_norm().weight)
 
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        """``layer1``, ``layer2``, ...: the stages in order."""
+        return [getattr(self, f"layer{index + 1}") for index in range(self.num_stages)]
+
     def forward_stages(self, x: Tensor) -> list[Tensor]:
-        """The output maps of the four stages, at strides 4, 8, 16, 32 with the ImageNet stem."""
+        """The output map of each stage, at strides 4, 8, 16, 32 with the ImageNet stem."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         maps = []
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+        for stage in self.stages:
             x = stage(x)
             maps.append(x)
         return maps
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The pooled vector that feeds the classifier: ``num_features`` wide (512 or 2048 at default widths)."""
+        """The pooled vector that feeds the classifier: ``num_features`` wide (512 or 2048 at default widths, 64 in
+        the paper's CIFAR networks)."""
         return torch.flatten(self.avgpool(self.forward_stages(x)[-1]), 1)
 
     def forward_head(self, features: Tensor) -> Tensor:

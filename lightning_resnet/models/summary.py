@@ -10,14 +10,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .resnet import ResNet
 
-_STAGES = {
-    "stem": ("conv1", "bn1", "maxpool"),
-    "layer1": ("layer1",),
-    "layer2": ("layer2",),
-    "layer3": ("layer3",),
-    "layer4": ("layer4",),
-    "head": ("avgpool", "dropout", "fc"),
-}
+
+def stage_modules(model: ResNet) -> dict[str, tuple[str, ...]]:
+    """Each row of the table and the modules of ``model`` it counts: the stem, each stage, the head."""
+    stages = {f"layer{index + 1}": (f"layer{index + 1}",) for index in range(model.num_stages)}
+    return {"stem": ("conv1", "bn1", "maxpool"), **stages, "head": ("avgpool", "dropout", "fc")}
 
 
 @dataclass
@@ -38,7 +35,8 @@ def summarize(model: ResNet, image_size: int = 224) -> list[StageSummary]:
     in_chans = model.conv1.in_channels if isinstance(model.conv1, nn.Conv2d) else model.conv1[0].in_channels
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = []
-    for stage, names in _STAGES.items():
+    modules_of_row = stage_modules(model)
+    for stage, names in modules_of_row.items():
         last = next((getattr(model, name) for name in reversed(names) if hasattr(model, name)), None)
         if last is not None:
             hooks.append(last.register_forward_hook(_record_shape(shapes, stage)))
@@ -57,7 +55,7 @@ def summarize(model: ResNet, image_size: int = 224) -> list[StageSummary]:
     flops_by_module = {name.split(".", 1)[1]: sum(counts.values())
                        for name, counts in counter.get_flop_counts().items() if "." in name}
     rows = []
-    for stage, names in _STAGES.items():
+    for stage, names in modules_of_row.items():
         modules = [getattr(model, name) for name in names if hasattr(model, name)]
         if stage == "head" and model.features_only:
             continue

@@ -1,9 +1,10 @@
 """Class activation maps: where in the image the last stage saw the predicted class (Grad-CAM).
 
 Captum's ``LayerGradCam`` does the hooks and the gradient weighting on the backbone's last stage
-(``layer4``); it is used instead of hand-written hooks, and instead of pytorch-grad-cam, because
-it needs nothing beyond torch, numpy and matplotlib, which this project has already (the other
-pulls in OpenCV). Here the maps are only scaled and laid over the images.
+(``layer4``, or ``layer3`` of the paper's CIFAR networks); it is used instead of hand-written hooks,
+and instead of pytorch-grad-cam, because it needs nothing beyond torch, numpy and matplotlib, which
+this project has already (the other pulls in OpenCV). Here the maps are only scaled and laid over
+the images.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ an 8x8 digit's map is otherwise too small to look at."""
 
 
 def grad_cam(network: nn.Module, images: Tensor, classes: Tensor) -> Tensor:
-    """Grad-CAM of ``classes`` on ``network.layer4`` for normalized ``images``: ``(N, H, W)`` in [0, 1].
+    """Grad-CAM of ``classes`` on the last stage of ``network`` for normalized ``images``: ``(N, H, W)`` in [0, 1].
 
     Works inside ``predict``/``validate`` too: gradients are turned back on for the call.
     """
@@ -35,7 +36,7 @@ def grad_cam(network: nn.Module, images: Tensor, classes: Tensor) -> Tensor:
 
     with torch.inference_mode(False), torch.enable_grad():
         inputs = images.detach().clone().requires_grad_(True)
-        maps = LayerGradCam(network, network.layer4).attribute(inputs, target=classes.tolist(),
+        maps = LayerGradCam(network, network.stages[-1]).attribute(inputs, target=classes.tolist(),
                                                                  relu_attributions=True)
         maps = F.interpolate(maps.detach(), size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     peak = maps.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1)

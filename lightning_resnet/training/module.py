@@ -21,7 +21,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 
 from ..data import datamodule_of
-from ..errors import UserError, check
+from ..errors import check
 from ..models import create_model, load_weights
 from ..stages import TEST, TRAIN, VAL
 from ..tasks import MULTICLASS, MULTILABEL, Task
@@ -84,6 +84,8 @@ class ImageClassifier(LightningModule):
         warmup_epochs: linear warm-up from 1 % of the learning rate before the schedule.
         step_epochs: for ``step``, epochs between decays by ``step_gamma``.
         step_gamma: for ``step``, the decay factor.
+        step_milestones: for ``step``, the optimizer steps at which to decay, instead of every ``step_epochs``
+            (the ResNet paper's CIFAR recipe: 32000 and 48000 of 64000).
         channels_last: run the backbone in channels-last memory format (faster with tensor cores).
         compile: compile the backbone with ``torch.compile``.
         tta: test-time augmentation of ``validate``, ``test`` and ``predict``: ``none``, ``hflip`` (the
@@ -120,6 +122,7 @@ class ImageClassifier(LightningModule):
         warmup_epochs: float = 0.0,
         step_epochs: int = 30,
         step_gamma: float = 0.1,
+        step_milestones: list[int] | None = None,
         channels_last: bool = False,
         compile: bool = False,
         tta: TestTimeAugmentation = "none",
@@ -198,8 +201,8 @@ class ImageClassifier(LightningModule):
     def setup(self, stage: str) -> None:
         data = datamodule_of(self.trainer) if self._trainer is not None else None
         if data is not None:  # the layer table's input and output sizes and FLOPs, at the start of fit
-            self.example_input_array = torch.zeros(1, data.channels, data.image_size, data.image_size,
-                                                   dtype=torch.uint8)
+            size = data.image_size
+            self.example_input_array = torch.zeros(1, data.channels, size, size, dtype=torch.uint8)
         if stage == "fit" and self.hparams.pretrained:
             load_weights(self.model, self.hparams.pretrained, self.hparams.backbone, self.hparams.backbone_options,
                          partial=self.hparams.partial_weights)
@@ -337,11 +340,8 @@ class ImageClassifier(LightningModule):
         checkpoint["state_dict"].setdefault("reject_below", torch.tensor(-math.inf))  # from before the threshold
         names = checkpoint.get("class_names")
         if names is not None:
-            if len(names) != self.num_classes:
-                raise UserError(
-                    f"the checkpoint has {len(names)} classes, the model {self.num_classes}: "
-                    "train a new model or point data.data_dir at the data it was trained on"
-                )
+            check(len(names) == self.num_classes, f"the checkpoint has {len(names)} classes, the model "
+                  f"{self.num_classes}: train a new model or point data.data_dir at the data it was trained on")
             self.class_names = list(names)
 
     def configure_optimizers(self) -> dict[str, Any]:

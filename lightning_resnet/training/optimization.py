@@ -17,6 +17,7 @@ from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
     LinearLR,
     LRScheduler,
+    MultiStepLR,
     OneCycleLR,
     SequentialLR,
     StepLR,
@@ -62,10 +63,12 @@ def build_scheduler(
     warmup_epochs: float = 0.0,
     step_epochs: int = 30,
     step_gamma: float = 0.1,
+    step_milestones: list[int] | None = None,
 ) -> LRScheduler:
     """The ``schedule`` over ``total_steps``, after a linear warm-up from 1 % over ``warmup_epochs``.
 
-    ``cosine`` decays to zero, ``step`` multiplies by ``step_gamma`` every ``step_epochs``,
+    ``cosine`` decays to zero, ``step`` multiplies by ``step_gamma`` every ``step_epochs``, or at each of the
+    optimizer steps ``step_milestones`` (counted from the run's start, the warm-up's steps included),
     ``constant`` keeps the optimizer's rate. ``onecycle`` has a warm-up of its own: it rises for
     ``warmup_epochs``, or for a quarter of the run when that is 0.
     """
@@ -82,6 +85,11 @@ def build_scheduler(
         return OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=rising)
     if schedule == "cosine":
         main = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup))
+    elif schedule == "step" and step_milestones:
+        check(all(later > earlier for earlier, later in zip([warmup, *step_milestones], step_milestones)),
+              f"model.step_milestones must be increasing optimizer steps after the warm-up's {warmup}, "
+              f"got {step_milestones}")
+        main = MultiStepLR(optimizer, milestones=[step - warmup for step in step_milestones], gamma=step_gamma)
     elif schedule == "step":
         main = StepLR(optimizer, step_size=step_epochs * steps_per_epoch, gamma=step_gamma)
     elif schedule == "constant":
@@ -160,6 +168,8 @@ def optimization_of(optimizer_factory: Callable[[list[dict]], Optimizer], model:
     check(math.isfinite(total_steps) and total_steps > 0,
           f"trainer.limit_train_batches {trainer.limit_train_batches} and trainer.max_epochs "
           f"{trainer.max_epochs} leave no training step (to evaluate without training, use validate)")
+    if not math.isfinite(trainer.num_training_batches):  # trainer.max_steps alone: the run was planned by its steps,
+        trainer.fit_loop.setup_data()  # and an epoch's length is read from the loader here (Lightning's own call)
     scheduler = build_scheduler(
         optimizer,
         hparams.lr_scheduler,
@@ -168,5 +178,6 @@ def optimization_of(optimizer_factory: Callable[[list[dict]], Optimizer], model:
         warmup_epochs=hparams.warmup_epochs,
         step_epochs=hparams.step_epochs,
         step_gamma=hparams.step_gamma,
+        step_milestones=hparams.get("step_milestones"),
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -24,6 +24,7 @@ from lightning_resnet.data import (
     RandomResizedCropView,
     load_image,
     normalization,
+    train_augmentation,
     write_digits,
 )
 
@@ -70,12 +71,27 @@ def test_train_transforms_only_on_the_train_part(image_folder):
     assert image.dtype == torch.uint8 and image.shape == (3, 32, 32) and isinstance(target, int)
 
 
-@pytest.mark.parametrize("preset", ["basic", "standard", "trivialaugment", "randaugment", "autoaugment"])
+@pytest.mark.parametrize("preset", ["basic", "pad_crop", "standard", "trivialaugment", "randaugment", "autoaugment"])
 def test_every_augment_preset_gives_uint8_crops(image_folder, preset):
     data = datamodule(image_folder, train_augment=preset)
     data.setup("fit")
     image, _ = data.train_set[1]
     assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)
+
+
+def test_pad_crop_shifts_the_image_by_at_most_an_eighth_of_its_side_filling_in_zeros():
+    augment = train_augmentation("pad_crop", 0.0, image_size=32)
+    image = torch.randint(1, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(image, (4, 4, 4, 4))
+    torch.manual_seed(0)
+    shifts = set()
+    for _ in range(30):
+        crop = augment(image)
+        matches = {(top, left) for top in range(9) for left in range(9)
+                   if torch.equal(crop, padded[:, top : top + 32, left : left + 32])}
+        assert len(matches) == 1  # the image moved by up to 4 px each way, zeros where it left
+        shifts |= matches
+    assert len(shifts) > 10
 
 
 def test_eval_resize_then_center_crop(tmp_path):

@@ -14,7 +14,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from lightning_resnet import ImageClassifier
 from lightning_resnet.cli import main
-from lightning_resnet.data import ImageFolderDataModule
+from lightning_resnet.data import ImageFolderDataModule, Normalization
+from lightning_resnet.inference.export import ShippedClassifier, export_model
+from lightning_resnet.models import create_model
 
 from ..conftest import read_rows, tiny_args
 
@@ -138,3 +140,17 @@ def test_predict_onnx_with_unreadable_files_is_one_line(workdir, capsys, name, m
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert exit_code.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr
     assert all(word in errors[0] for word in words), errors[0]
+
+
+def test_the_papers_cifar_network_exports_to_onnx_with_the_same_outputs(tmp_path):
+    import onnxruntime
+
+    network = create_model("resnet20", num_classes=10).eval()
+    shipped = ShippedClassifier(network, Normalization((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), temperature=1.0)
+    path = export_model(shipped, tmp_path / "resnet20.onnx", image_size=32)
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    probabilities, logits = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        expected, expected_logits = shipped(images)
+    assert np.allclose(logits, expected_logits.numpy(), atol=1e-4) and np.allclose(probabilities, expected, atol=1e-5)

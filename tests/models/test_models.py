@@ -44,8 +44,13 @@ def same_outputs(ours: nn.Module, reference: nn.Module, size: int = 64, in_chans
         return (ours(x) - reference(x)).abs().max().item()
 
 
-def test_registry_lists_the_ten_torchvision_names():
-    assert list_models() == ALL_NAMES
+PAPER_CIFAR_PARAMETERS = {"resnet20": 0.27, "resnet32": 0.46, "resnet44": 0.66, "resnet56": 0.85, "resnet110": 1.7,
+                          "resnet1202": 19.4}
+"""The ResNet paper's Table 6: millions of parameters of its CIFAR-10 networks, as printed."""
+
+
+def test_registry_lists_the_ten_torchvision_names_then_the_papers_cifar_networks():
+    assert list_models() == ALL_NAMES + list(PAPER_CIFAR_PARAMETERS)
 
 
 def test_unknown_name_is_an_error_listing_the_valid_names():
@@ -371,3 +376,53 @@ def test_missing_weights_file_names_the_path(tmp_path):
 def test_resnet_is_a_plain_module():
     assert isinstance(resnet18(), ResNet)
     assert not any(type(m).__module__.startswith(("torchvision.models", "timm")) for m in resnet50().modules())
+
+
+@pytest.mark.parametrize("name, published", PAPER_CIFAR_PARAMETERS.items())
+def test_the_papers_cifar_networks_have_its_parameter_counts_and_depths(name, published):
+    model = create_model(name)
+    count = sum(p.numel() for p in model.parameters())
+    digits = len(str(published).split(".")[1])
+    assert round(count / 1e6, digits) == published  # ResNet-110: 1,727,962, printed 1.7 (1.6 % more)
+    assert name == "resnet110" or abs(count / 1e6 - published) / published < 0.01
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == int(name.removeprefix("resnet"))  # 6n + 2: the stem, 6n convolutions, the classifier
+    with_projections = sum(p.numel() for p in create_model(name, shortcut="projection").parameters())
+    assert with_projections - count == 16 * 32 + 32 * 64 + 2 * (32 + 64)  # option B: two 1x1 convs and BatchNorms
+
+
+def test_zero_padding_shortcuts_subsample_and_add_zero_channels_without_parameters():
+    model = create_model("resnet20", num_classes=4).eval()
+    shortcut = model.layer2[0].downsample
+    assert sum(p.numel() for p in shortcut.parameters()) == 0
+    x = torch.randn(2, 16, 32, 32)
+    out = shortcut(x)
+    assert out.shape == (2, 32, 16, 16)
+    assert torch.equal(out[:, :16], x[:, :, ::2, ::2]) and not out[:, 16:].any()
+    with torch.no_grad():
+        maps = model.forward_stages(torch.randn(3, 3, 32, 32))
+        logits = model(torch.randn(3, 3, 32, 32))
+    assert [tuple(m.shape[1:]) for m in maps] == [(16, 32, 32), (32, 16, 16), (64, 8, 8)] and logits.shape == (3, 4)
+    rows = summarize(model, image_size=32)
+    assert [row.name for row in rows] == ["stem", "layer1", "layer2", "layer3", "head"]
+    assert "0.27 M parameters" in format_summary(rows)
+    with pytest.raises(TypeError, match="shortcut 'zero_pad' takes BasicBlock networks without avg_down"):
+        create_model("resnet56", avg_down=True)
+
+
+@pytest.mark.parametrize("shortcut", ["zero_pad", "projection"])
+def test_the_papers_cifar_network_learns_a_batch(shortcut):
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=4, shortcut=shortcut)
+    images = torch.randn(32, 3, 32, 32)
+    images[:, 0] += torch.arange(32).remainder(4).view(-1, 1, 1) - 1.5  # the class shifts the red channel
+    targets = torch.arange(32).remainder(4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(12):
+        loss = nn.functional.cross_entropy(model(images), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses

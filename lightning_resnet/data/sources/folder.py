@@ -1,5 +1,6 @@
 """A folder of images as a source: one sub-folder per class (split here), or split already (``train/``, ``val/``,
-``test/``), or ``demo:digits``, scikit-learn's digits written as such a folder on first use.
+``test/``), or a data set by name (``cifar10``, ``demo:digits``, ...: :mod:`..named_sets`), written as such a folder
+on first use.
 
 The folder is listed once (:mod:`..listing`, no file read), then checked, hashed and split once
 (:mod:`..folder_split`, from the caches after the first run); each part is read file by file
@@ -8,6 +9,7 @@ The folder is listed once (:mod:`..listing`, no file read), then checked, hashed
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,11 +17,11 @@ from ...errors import UserError, check
 from ...stages import TEST, TRAIN, VAL
 from ..corrections import EXCLUDED, Corrections, read_corrections
 from ..dataset import ImageSamples, Sample, label_counts, target_names
-from ..digits import DIGITS_DATA, DIGITS_DIR, write_digits
 from ..extra_labels import PSEUDO, read_extra_labels
 from ..folder_split import FolderSplit, announce, split_folder
 from ..listing import FolderLayout, FolderListing, list_folder, list_test_folder
 from ..loaders import LoaderSettings, SampledLoader
+from ..named_sets import NamedDataSet, named_data_set, neither_folder_nor_name
 from ..normalization import Normalization, cached_mean_std
 from ..splits import SplitRow
 from ..transforms import CenterView
@@ -31,8 +33,9 @@ class FolderSource(ImageSource):
 
     def __init__(self, options: SourceOptions) -> None:
         super().__init__(options)
-        self.is_digits = options.data_dir == DIGITS_DATA
-        self.root: Path = self.images_root(options)
+        self.named: NamedDataSet | None = named_data_set(options.data_dir)
+        """The data set ``data_dir`` names (written on first use), or None for a folder's path."""
+        self.root: Path = self.named.folder if self.named else Path(options.data_dir).expanduser()
         self.corrections: Corrections = read_corrections(options.exclude, options.relabel, self.root)
         self._listing: FolderListing | None = None  # the folder listed, once
         self._split: FolderSplit | None = None  # ... then checked, hashed and split, once
@@ -43,11 +46,6 @@ class FolderSource(ImageSource):
     def reads(cls, options: SourceOptions) -> bool:
         return True  # what no other source reads is a folder; listing it says what a folder must hold
 
-    @staticmethod
-    def images_root(options: SourceOptions) -> Path:
-        """The folder the images are under (``demo:digits``: where the digits are written)."""
-        return DIGITS_DIR if options.data_dir == DIGITS_DATA else Path(options.data_dir).expanduser()
-
     @property
     def location(self) -> Path:
         return self.root
@@ -55,8 +53,10 @@ class FolderSource(ImageSource):
     def listing(self) -> FolderListing:
         """Every image file of the folder with its class and part: the folder is listed once (no file read)."""
         if self._listing is None:
-            if self.is_digits and not self.root.exists():
-                write_digits(self.root)
+            if self.named is not None:
+                self.named.written()
+            elif not self.root.exists() and os.sep not in self.options.data_dir:
+                raise UserError(neither_folder_nor_name(self.options.data_dir))
             self._listing = list_folder(self.root, self.given_class_names)
         return self._listing
 

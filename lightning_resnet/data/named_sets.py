@@ -1,0 +1,173 @@
+"""Data sets by name: ``data.data_dir cifar10`` (or ``cifar100``, ``mnist``, ``fashion_mnist``, ``imagenette``,
+``imagenette320``, ``imagenette160``) is downloaded once through torchvision's data set class into this project's
+cache and written as the image folder the rest of the data reads, split as its authors split it: ``train/`` and
+``test/`` of one folder per class (validation is ``data.val_fraction`` of ``train/``). ``demo:digits`` is a name
+too: scikit-learn's digits, which need no download (:mod:`.digits`).
+
+A folder that exists under the name wins over it. Without a network, the download fails in one line that names the
+files to fetch and where to put them; torchvision checks their MD5 when it reads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import io
+import logging
+import os
+import shutil
+import urllib.error
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import UserError
+from .cache import cache_dir
+from .digits import DIGITS_DATA, DIGITS_DIR, write_digits, written_into_place
+
+log = logging.getLogger(__name__)
+
+TRAIN_PART, TEST_PART = "train", "test"
+DOWNLOAD_FAILURES = (OSError, RuntimeError, urllib.error.URLError)
+"""What torchvision raises when a download cannot be made (no network, a refused connection, a wrong checksum)."""
+
+
+@dataclass(frozen=True)
+class NamedDataSet:
+    """A data set that ``data.data_dir`` names: where its image folder is, and how it is written there."""
+
+    name: str
+    folder: Path
+    write: Callable[[Path], None]
+    """Writes the image folder at the path it is given (through :func:`~.digits.written_into_place`)."""
+
+    def written(self) -> Path:
+        """The image folder, written first if it is not there yet."""
+        if not self.folder.is_dir():
+            self.write(self.folder)
+        return self.folder
+
+
+def datasets_dir() -> Path:
+    """Where the data sets by name are kept: ``<cache>/datasets/<name>/`` holds ``download/`` (torchvision's
+    files) and ``images/`` (the folder this project reads)."""
+    return cache_dir() / "datasets"
+
+
+def torchvision_class(name: str) -> type:
+    import torchvision.datasets as datasets  # the data set classes are imported by the run that downloads
+
+    return getattr(datasets, name)
+
+
+def class_folder(name: str | tuple[str, ...]) -> str:
+    """A class's folder name: its first name (Imagenette gives several), a path separator made ``_``
+    (Fashion-MNIST's ``T-shirt/top``)."""
+    first = name[0] if isinstance(name, tuple) else name
+    return first.replace(os.sep, "_")
+
+
+def official_files(class_name: str, download: Path, size: str = "") -> list[tuple[str, Path]]:
+    """Each file torchvision downloads for the data set: its URL, and where torchvision looks for it."""
+    kind = torchvision_class(class_name)
+    if class_name == "Imagenette":
+        # torchvision keeps Imagenette's archives in a private table: read, not copied, so the line names its URL
+        url = kind._ARCHIVES[size][0]
+        return [(url, download / Path(url).name)]
+    if hasattr(kind, "mirrors"):  # MNIST and Fashion-MNIST: four files under <class name>/raw
+        return [(kind.mirrors[0] + file, download / class_name / "raw" / file) for file, _ in kind.resources]
+    return [(kind.url, download / kind.filename)]
+
+
+@contextlib.contextmanager
+def downloading(name: str, files: list[tuple[str, Path]]) -> Iterator[None]:
+    """Turn a failed download into one line that says what to fetch and where to put it."""
+    log.info("downloading the %s data set into %s (once)", name, files[0][1].parent)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):  # torchvision prints each mirror it tries
+            yield
+    except DOWNLOAD_FAILURES as error:
+        placed = [path for _, path in files if path.exists()]
+        reason = (f"{', '.join(map(str, placed))} is there but is not the file torchvision expects (another checksum): "
+                  "delete it, and " if placed else f"could not download it ({' '.join(str(error).split())}): ")
+        wanted = "; ".join(f"{url} as {path}" for url, path in files)
+        raise UserError(f"data.data_dir {name}: {reason}on a machine with a network, download {wanted}, then run "
+                        "again (or give data.data_dir a folder of images)") from None
+
+
+def write_arrays(name: str, class_name: str) -> Callable[[Path], None]:
+    """The writer of a data set that torchvision holds as arrays of pixels (CIFAR, MNIST): one PNG per image."""
+
+    def write(images: Path) -> None:
+        download = images.parent / "download"
+        kind = torchvision_class(class_name)
+        with downloading(name, official_files(class_name, download)):
+            parts = {part: kind(str(download), train=part == TRAIN_PART, download=True)
+                     for part in (TRAIN_PART, TEST_PART)}
+        with written_into_place(images) as partial:
+            for part, data in parts.items():
+                folders = [partial / part / class_folder(label) for label in data.classes]
+                for folder in folders:
+                    folder.mkdir(parents=True)
+                for index, (pixels, target) in enumerate(zip(data.data, data.targets)):
+                    Image.fromarray(np.asarray(pixels)).save(folders[int(target)] / f"{index:05d}.png")
+        log.info("wrote the %s data set (%s images) to %s", name,
+                 " + ".join(f"{len(data.targets):,} {part}" for part, data in parts.items()), images)
+
+    return write
+
+
+def write_imagenette(name: str, size: str) -> Callable[[Path], None]:
+    """The writer of an Imagenette size: torchvision's JPEG files linked (not copied) under class names, its
+    ``val`` split as ``test/``."""
+
+    def write(images: Path) -> None:
+        download = images.parent / "download"
+        files = official_files("Imagenette", download, size)
+        kind = torchvision_class("Imagenette")
+        splits = {TRAIN_PART: "train", TEST_PART: "val"}
+        with downloading(name, files):
+            parts = {part: kind(str(download), split=split, size=size, download=True) for part, split in splits.items()}
+        extracted = download / Path(files[0][0]).stem  # where torchvision extracts the archive
+        with written_into_place(images) as partial:
+            for part, data in parts.items():
+                for wnid, label in zip(data.wnids, data.classes):
+                    shutil.copytree(extracted / splits[part] / wnid, partial / part / class_folder(label),
+                                    copy_function=os.link)
+        log.info("wrote the %s data set (%s images) to %s", name,
+                 " + ".join(f"{len(data):,} {part}" for part, data in parts.items()), images)
+
+    return write
+
+
+WRITERS: dict[str, Callable[[str], Callable[[Path], None]]] = {
+    "cifar10": lambda name: write_arrays(name, "CIFAR10"),
+    "cifar100": lambda name: write_arrays(name, "CIFAR100"),
+    "mnist": lambda name: write_arrays(name, "MNIST"),
+    "fashion_mnist": lambda name: write_arrays(name, "FashionMNIST"),
+    "imagenette": lambda name: write_imagenette(name, "full"),
+    "imagenette320": lambda name: write_imagenette(name, "320px"),
+    "imagenette160": lambda name: write_imagenette(name, "160px"),
+}
+"""Each name and how its folder is written."""
+NAMES = (DIGITS_DATA, *WRITERS)
+
+
+def named_data_set(data_dir: str) -> NamedDataSet | None:
+    """The data set ``data_dir`` names, or None when it is a path (a folder that exists wins over a name)."""
+    if data_dir == DIGITS_DATA:
+        return NamedDataSet(DIGITS_DATA, DIGITS_DIR, write_digits)
+    if data_dir not in WRITERS or Path(data_dir).is_dir():
+        return None
+    return NamedDataSet(data_dir, datasets_dir() / data_dir / "images", WRITERS[data_dir](data_dir))
+
+
+def neither_folder_nor_name(data_dir: str) -> str:
+    """The line for a ``data_dir`` that is neither a folder nor a name: the names, and the closest one."""
+    close = difflib.get_close_matches(data_dir.lower(), NAMES, n=1, cutoff=0.6)
+    return (f"data.data_dir {data_dir}: no such folder, nor a data set by name ({', '.join(NAMES)})"
+            + (f": did you mean {close[0]}?" if close else ""))
