@@ -111,13 +111,17 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def cifar_like_images(count: int, classes: int, seed: int) -> tuple[np.ndarray, list[int]]:
-    """``count`` generated 32-px images (N, 32, 32, 3) and their classes: each class a colour of its own, with noise
-    and a bright square, in turn."""
+    """``count`` generated 32-px images (N, 32, 32, 3) and their classes: each class a colour of its own, with noise,
+    a bright square, and dark and bright blots that make every image distinct (no two are near duplicates)."""
     rng = np.random.default_rng(seed)
     labels = [index % classes for index in range(count)]
     hues = np.array([colorsys.hsv_to_rgb(label / classes, 0.8, 0.85) for label in labels]) * 255
     pixels = rng.normal(hues[:, None, None, :], 30, size=(count, 32, 32, 3))
+    rows, columns = np.mgrid[0:32, 0:32]
     for image in pixels:
+        for blot in range(4):
+            y, x, radius = rng.uniform(0, 32, size=2).tolist() + [rng.uniform(3, 8)]
+            image[(rows - y) ** 2 + (columns - x) ** 2 < radius**2] *= 0.1 if blot % 2 else 1.8
         top, left = rng.integers(0, 24, size=2)
         image[top : top + 8, left : left + 8] = 255
     return np.clip(pixels, 0, 255).astype(np.uint8), labels
