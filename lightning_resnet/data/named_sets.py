@@ -45,9 +45,15 @@ class NamedDataSet:
     """Writes the image folder at the path it is given (through :func:`~.digits.written_into_place`)."""
 
     def written(self) -> Path:
-        """The image folder, written first if it is not there yet."""
+        """The image folder, written first if it is not there yet: by one process at a time (the processes of a
+        DDP run each read the data's classes when they start), the others waiting, then reading it."""
         if not self.folder.is_dir():
-            self.write(self.folder)
+            from filelock import FileLock
+
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(self.folder.parent / ".writing.lock"):
+                if not self.folder.is_dir():
+                    self.write(self.folder)
         return self.folder
 
 

@@ -4,6 +4,8 @@ files a download leaves in the cache, read as a pre-split folder; offline or unk
 from __future__ import annotations
 
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from PIL import Image
 
 from lightning_resnet.data import ImageFolderDataModule
-from lightning_resnet.data.named_sets import datasets_dir
+from lightning_resnet.data.named_sets import NamedDataSet, datasets_dir
 
 from ..conftest import CIFAR10_CLASSES, cli_error, free_port, place_tiny_cifar10
 
@@ -106,3 +108,17 @@ def test_a_name_that_is_neither_a_folder_nor_a_data_set_is_one_line(capsys, tmp_
     message = message.removeprefix("error: ").strip()
     assert code == 2 and message.startswith(f"data.data_dir {given}: no such folder, nor a data set by name (")
     assert "cifar10, cifar100, mnist, fashion_mnist, imagenette" in message and message.endswith(hint)
+
+
+def test_one_process_at_a_time_writes_a_named_set_and_the_others_read_it(tmp_path):
+    calls = []
+
+    def slow_write(folder: Path) -> None:
+        calls.append(folder)
+        time.sleep(0.3)
+        (folder / "train" / "a").mkdir(parents=True)
+
+    named = NamedDataSet("cifar10", tmp_path / "cifar10" / "images", slow_write)
+    with ThreadPoolExecutor(3) as pool:  # as the processes of a DDP run each read the classes when they start
+        folders = list(pool.map(lambda _: named.written(), range(3)))
+    assert folders == [named.folder] * 3 and calls == [named.folder]

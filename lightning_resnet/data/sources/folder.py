@@ -33,9 +33,9 @@ class FolderSource(ImageSource):
 
     def __init__(self, options: SourceOptions) -> None:
         super().__init__(options)
-        self.named: NamedDataSet | None = named_data_set(options.data_dir)
+        self.named: NamedDataSet | None = self.named_set(options)
         """The data set ``data_dir`` names (written on first use), or None for a folder's path."""
-        self.root: Path = self.named.folder if self.named else Path(options.data_dir).expanduser()
+        self.root: Path = self.images_root(options)
         self.corrections: Corrections = read_corrections(options.exclude, options.relabel, self.root)
         self._listing: FolderListing | None = None  # the folder listed, once
         self._split: FolderSplit | None = None  # ... then checked, hashed and split, once
@@ -45,6 +45,17 @@ class FolderSource(ImageSource):
     @classmethod
     def reads(cls, options: SourceOptions) -> bool:
         return True  # what no other source reads is a folder; listing it says what a folder must hold
+
+    @classmethod
+    def named_set(cls, options: SourceOptions) -> NamedDataSet | None:
+        """The data set ``data_dir`` names, or None when it is a folder's path."""
+        return named_data_set(options.data_dir)
+
+    @classmethod
+    def images_root(cls, options: SourceOptions) -> Path:
+        """The folder the images are under (a data set by name: where it is written)."""
+        named = cls.named_set(options)
+        return named.folder if named is not None else Path(options.data_dir).expanduser()
 
     @property
     def location(self) -> Path:

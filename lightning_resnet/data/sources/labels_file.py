@@ -31,6 +31,10 @@ class LabelsFileSource(FolderSource):
         return Path(options.labels).expanduser()
 
     @classmethod
+    def named_set(cls, options: SourceOptions) -> None:
+        return None  # the images are those the file lists, under data_dir or beside the file
+
+    @classmethod
     def images_root(cls, options: SourceOptions) -> Path:
         if options.data_dir == DIGITS_DATA:  # data_dir left at its default: the paths are the file's neighbours
             return cls.labels_file(options).parent
