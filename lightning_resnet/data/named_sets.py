@@ -175,5 +175,6 @@ def named_data_set(data_dir: str) -> NamedDataSet | None:
 def neither_folder_nor_name(data_dir: str) -> str:
     """The line for a ``data_dir`` that is neither a folder nor a name: the names, and the closest one."""
     close = difflib.get_close_matches(data_dir.lower(), NAMES, n=1, cutoff=0.6)
-    return (f"data.data_dir {data_dir}: no such folder, nor a data set by name ({', '.join(NAMES)})"
+    return (f"data.data_dir {data_dir}: no folder {data_dir} (expected {data_dir}/<class name>/<image files>), "
+            f"nor a data set by name ({', '.join(NAMES)})"
             + (f": did you mean {close[0]}?" if close else ""))

@@ -106,7 +106,8 @@ def test_a_name_that_is_neither_a_folder_nor_a_data_set_is_one_line(capsys, tmp_
     monkeypatch.chdir(tmp_path)
     code, message = cli_error(capsys, ["fit", "--data.data_dir", given, "--trainer.max_epochs", "1"])
     message = message.removeprefix("error: ").strip()
-    assert code == 2 and message.startswith(f"data.data_dir {given}: no such folder, nor a data set by name (")
+    assert code == 2 and message.startswith(f"data.data_dir {given}: no folder {given} (expected {given}/<class name>/"
+                                            "<image files>), nor a data set by name (")
     assert "cifar10, cifar100, mnist, fashion_mnist, imagenette" in message and message.endswith(hint)
 
 
