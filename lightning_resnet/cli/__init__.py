@@ -64,12 +64,23 @@ def main(args: list[str] | None = None) -> Any:
     try:
         result = run_command(args)
         failed = False
+        leave_the_process_group()
         return result
     except SystemExit as exit_:
         failed = exit_.code not in (0, None)
         raise
     finally:
         children.end(failed)
+
+
+def leave_the_process_group() -> None:
+    """End the process group a finished DDP run leaves (Lightning keeps it): left to the interpreter's exit, gloo's
+    threads can abort it ("terminate called without an active exception", exit -6: a resumed two-node fit of
+    tests/training/test_many_machines.py in a CI run). Not after a failure, where the other processes may not come."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def run_command(args: list[str] | None) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
-import logging
 import os
 import shutil
 import urllib.error
@@ -22,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from PIL import Image
 
 from ..errors import UserError
 from .cache import cache_dir
 from .digits import DIGITS_DATA, DIGITS_DIR, write_digits, written_into_place
-
-log = logging.getLogger(__name__)
 
 TRAIN_PART, TEST_PART = "train", "test"
 DOWNLOAD_FAILURES = (OSError, RuntimeError, urllib.error.URLError)
@@ -91,7 +89,7 @@ def official_files(class_name: str, download: Path, size: str = "") -> list[tupl
 @contextlib.contextmanager
 def downloading(name: str, files: list[tuple[str, Path]]) -> Iterator[None]:
     """Turn a failed download into one line that says what to fetch and where to put it."""
-    log.info("downloading the %s data set into %s (once)", name, files[0][1].parent)
+    rank_zero_info(f"data: downloading the {name} data set into {files[0][1].parent} (once)")
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed):  # torchvision prints each mirror it tries
@@ -103,6 +101,12 @@ def downloading(name: str, files: list[tuple[str, Path]]) -> Iterator[None]:
         wanted = "; ".join(f"{url} as {path}" for url, path in files)
         raise UserError(f"data.data_dir {name}: {reason}on a machine with a network, download {wanted}, then run "
                         "again (or give data.data_dir a folder of images)") from None
+
+
+def wrote(name: str, counts: dict[str, int], images: Path) -> None:
+    """Say where a data set by name was written, and how many images each part has."""
+    parts = " + ".join(f"{count:,} {part}" for part, count in counts.items())
+    rank_zero_info(f"data: wrote the {name} data set ({parts} images) to {images}")
 
 
 def write_arrays(name: str, class_name: str) -> Callable[[Path], None]:
@@ -121,8 +125,7 @@ def write_arrays(name: str, class_name: str) -> Callable[[Path], None]:
                     folder.mkdir(parents=True)
                 for index, (pixels, target) in enumerate(zip(data.data, data.targets)):
                     Image.fromarray(np.asarray(pixels)).save(folders[int(target)] / f"{index:05d}.png")
-        log.info("wrote the %s data set (%s images) to %s", name,
-                 " + ".join(f"{len(data.targets):,} {part}" for part, data in parts.items()), images)
+        wrote(name, {part: len(data.targets) for part, data in parts.items()}, images)
 
     return write
 
@@ -144,8 +147,7 @@ def write_imagenette(name: str, size: str) -> Callable[[Path], None]:
                 for wnid, label in zip(data.wnids, data.classes):
                     shutil.copytree(extracted / splits[part] / wnid, partial / part / class_folder(label),
                                     copy_function=os.link)
-        log.info("wrote the %s data set (%s images) to %s", name,
-                 " + ".join(f"{len(data):,} {part}" for part, data in parts.items()), images)
+        wrote(name, {part: len(data) for part, data in parts.items()}, images)
 
     return write
 
