@@ -30,10 +30,10 @@ class FailAt(Callback):
         self._fail(trainer, "on_validation_batch_end", batch_idx)
 
 
-REAL_PROCESS_CASES = ["val_fraction 1.5", "an unknown key in a config", "a truncated checkpoint"]
-"""A constructor's, the parser's and Lightning's loading error of tests/cli/test_errors.py, as a user meets them from
-``python -m lightning_resnet``: one line, exit code 2, no traceback. (test_errors.py runs every case through the same
-``main`` in the tests' process; each real process here costs ~4 s of start-up.)"""
+REAL_PROCESS_CASES = ["an unknown key in a config", "a truncated checkpoint"]
+"""The parser's and Lightning's loading error of tests/cli/test_errors.py, as a user meets them from ``python -m
+lightning_resnet``: one line, exit code 2, no traceback. (test_errors.py runs every case, a constructor's among them,
+through the same ``main`` in the tests' process; each real process here costs ~4.5 s of start-up.)"""
 
 
 def test_failures_end_the_process_and_its_workers_within_seconds_with_one_line(workdir, folder):  # noqa: F811
