@@ -74,31 +74,38 @@ def class_folder(name: str | tuple[str, ...]) -> str:
     return first.replace(os.sep, "_")
 
 
-def official_files(class_name: str, download: Path, size: str = "") -> list[tuple[str, Path]]:
-    """Each file torchvision downloads for the data set: its URL, and where torchvision looks for it."""
+OfficialFile = tuple[str, Path, str]
+"""A file torchvision downloads for a data set: its URL, where torchvision looks for it, and its MD5."""
+
+
+def official_files(class_name: str, download: Path, size: str = "") -> list[OfficialFile]:
+    """The files torchvision downloads for the data set."""
     kind = torchvision_class(class_name)
     if class_name == "Imagenette":
         # torchvision keeps Imagenette's archives in a private table: read, not copied, so the line names its URL
-        url = kind._ARCHIVES[size][0]
-        return [(url, download / Path(url).name)]
+        url, md5 = kind._ARCHIVES[size]
+        return [(url, download / Path(url).name, md5)]
     if hasattr(kind, "mirrors"):  # MNIST and Fashion-MNIST: four files under <class name>/raw
-        return [(kind.mirrors[0] + file, download / class_name / "raw" / file) for file, _ in kind.resources]
-    return [(kind.url, download / kind.filename)]
+        return [(kind.mirrors[0] + file, download / class_name / "raw" / file, md5) for file, md5 in kind.resources]
+    return [(kind.url, download / kind.filename, kind.tgz_md5)]
 
 
 @contextlib.contextmanager
-def downloading(name: str, files: list[tuple[str, Path]]) -> Iterator[None]:
-    """Turn a failed download into one line that says what to fetch and where to put it."""
+def downloading(name: str, files: list[OfficialFile]) -> Iterator[None]:
+    """Turn a failed download into one line that says what to fetch and where to put it, and which file that is
+    there already is not the one expected."""
     rank_zero_info(f"data: downloading the {name} data set into {files[0][1].parent} (once)")
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed):  # torchvision prints each mirror it tries
             yield
     except DOWNLOAD_FAILURES as error:
-        placed = [path for _, path in files if path.exists()]
+        from torchvision.datasets.utils import check_integrity
+
+        placed = [path for _, path, md5 in files if path.exists() and not check_integrity(str(path), md5)]
         reason = (f"{', '.join(map(str, placed))} is there but is not the file torchvision expects (another checksum): "
                   "delete it, and " if placed else f"could not download it ({' '.join(str(error).split())}): ")
-        wanted = "; ".join(f"{url} as {path}" for url, path in files)
+        wanted = "; ".join(f"{url} as {path}" for url, path, _ in files)
         raise UserError(f"data.data_dir {name}: {reason}on a machine with a network, download {wanted}, then run "
                         "again (or give data.data_dir a folder of images)") from None
 

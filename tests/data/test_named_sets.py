@@ -3,6 +3,7 @@ files a download leaves in the cache, read as a pre-split folder; offline or unk
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -123,3 +124,19 @@ def test_one_process_at_a_time_writes_a_named_set_and_the_others_read_it(tmp_pat
     with ThreadPoolExecutor(3) as pool:  # as the processes of a DDP run each read the classes when they start
         folders = list(pool.map(lambda _: named.written(), range(3)))
     assert folders == [named.folder] * 3 and calls == [named.folder]
+
+
+def test_offline_with_some_files_downloaded_names_every_file_and_blames_none(monkeypatch, capsys, tmp_path):
+    from torchvision.datasets import FashionMNIST
+
+    monkeypatch.chdir(tmp_path)
+    raw = datasets_dir() / "fashion_mnist" / "download" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"the first file, downloaded whole")
+    whole = hashlib.md5(b"the first file, downloaded whole").hexdigest()
+    monkeypatch.setattr(FashionMNIST, "resources", [(file, whole) for file, _ in FashionMNIST.resources])
+    monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{free_port()}/"])
+    code, message = cli_error(capsys, ["fit", "--data.data_dir", "fashion_mnist", "--trainer.max_epochs", "1"])
+    message = message.removeprefix("error: ").strip()
+    assert code == 2 and message.startswith("data.data_dir fashion_mnist: could not download it (")
+    assert all(f"{file} as {raw / file}" in message for file, _ in FashionMNIST.resources)
