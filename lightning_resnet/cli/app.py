@@ -278,8 +278,10 @@ class ResNetCLI(LightningCLI):
         trained_options.adopt_trained_classes(config)
         # summary needs a class count, which the data folder gives; without one the head of ImageNet's 1000
         if self.subcommand == "summary" and not config.data.get("class_names"):
-            data_dir = config.data.data_dir
-            if named_data_set(data_dir) is None and not Path(data_dir).expanduser().is_dir():
+            data_dir, named = config.data.data_dir, named_data_set(config.data.data_dir)
+            if named is not None and not named.folder.is_dir():  # not downloaded for a summary
+                config.data.class_names = [str(index) for index in range(named.classes)]
+            elif named is None and not Path(data_dir).expanduser().is_dir():
                 print(f"{data_dir} does not exist: summarizing with a 1000-class head, as for ImageNet")
                 config.data.class_names = [str(index) for index in range(1000)]
 

@@ -41,6 +41,8 @@ class NamedDataSet:
     folder: Path
     write: Callable[[Path], None]
     """Writes the image folder at the path it is given (through :func:`~.digits.written_into_place`)."""
+    classes: int
+    """How many classes it has, known before it is downloaded (what ``summary`` needs)."""
 
     def written(self) -> Path:
         """The image folder, written first if it is not there yet: by one process at a time (the processes of a
@@ -170,19 +172,26 @@ WRITERS: dict[str, Callable[[str], Callable[[Path], None]]] = {
 }
 """Each name and how its folder is written."""
 NAMES = (DIGITS_DATA, *WRITERS)
+CLASS_COUNTS = {name: 100 if name == "cifar100" else 10 for name in NAMES}
+NOT_BY_NAME = {"imagenet": "ImageNet is not downloaded by name (its archives need an account at image-net.org): "
+                           "give its folder, train/<class>/ and val/<class>/"}
+"""Names a user may try that no download here can serve, and what to do instead."""
 
 
 def named_data_set(data_dir: str) -> NamedDataSet | None:
     """The data set ``data_dir`` names, or None when it is a path (a folder that exists wins over a name)."""
     if data_dir == DIGITS_DATA:
-        return NamedDataSet(DIGITS_DATA, DIGITS_DIR, write_digits)
+        return NamedDataSet(DIGITS_DATA, DIGITS_DIR, write_digits, CLASS_COUNTS[DIGITS_DATA])
     if data_dir not in WRITERS or Path(data_dir).is_dir():
         return None
-    return NamedDataSet(data_dir, datasets_dir() / data_dir / "images", WRITERS[data_dir](data_dir))
+    return NamedDataSet(data_dir, datasets_dir() / data_dir / "images", WRITERS[data_dir](data_dir),
+                        CLASS_COUNTS[data_dir])
 
 
 def neither_folder_nor_name(data_dir: str) -> str:
     """The line for a ``data_dir`` that is neither a folder nor a name: the names, and the closest one."""
+    if data_dir.lower() in NOT_BY_NAME:
+        return f"data.data_dir {data_dir}: no such folder; {NOT_BY_NAME[data_dir.lower()]}"
     close = difflib.get_close_matches(data_dir.lower(), NAMES, n=1, cutoff=0.6)
     return (f"data.data_dir {data_dir}: no folder {data_dir} (expected {data_dir}/<class name>/<image files>), "
             f"nor a data set by name ({', '.join(NAMES)})"

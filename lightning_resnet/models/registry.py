@@ -3,6 +3,7 @@ registered by :func:`register_model` as it is defined, and :func:`create_model` 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -135,7 +136,10 @@ def create_model(name: str, **options: Any) -> ResNet:
     try:
         return _MODELS[name](**options)
     except (TypeError, ValueError) as error:
-        raise BackboneOptionsError(f"bad option for backbone {name!r} (model.backbone_options): {error}") from None
+        taken = [key for key in inspect.signature(ResNet).parameters if key not in ("block", "layers", "num_classes")]
+        listed = f"; the options: {', '.join(taken)}" if any(key not in taken for key in options) else ""
+        raise BackboneOptionsError(f"bad option for backbone {name!r} (model.backbone_options): {error}{listed}"
+                                   ) from None
 
 
 class UnknownBackboneError(UserError):

@@ -184,7 +184,8 @@ class ResNet(nn.Module):
             raise ValueError(f"replace_stride_with_dilation must have {stages - 1} entries (stages 2-{stages}), "
                              f"got {list(dilate)}")
         if shortcut not in ("projection", "zero_pad"):
-            raise ValueError(f"unknown shortcut {shortcut!r}: expected 'projection' or 'zero_pad'")
+            raise ValueError(f"unknown shortcut {shortcut!r}: expected 'zero_pad' (the paper's option A) or "
+                             "'projection' (its option B)")
         if shortcut == "zero_pad" and (avg_down or block is not BasicBlock):
             raise ValueError("shortcut 'zero_pad' takes BasicBlock networks without avg_down (it has no projection)")
         self.groups = groups

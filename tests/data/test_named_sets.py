@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule
 from lightning_resnet.data.named_sets import NamedDataSet, datasets_dir
 
-from ..conftest import CIFAR10_CLASSES, cli_error, free_port, place_tiny_cifar10
+from ..conftest import CIFAR10_CLASSES, ROOT, cli_error, free_port, place_tiny_cifar10
 
 
 def test_cifar10_by_name_is_written_once_as_its_train_and_test_folders(monkeypatch, tmp_path):
@@ -112,6 +113,14 @@ def test_a_name_that_is_neither_a_folder_nor_a_data_set_is_one_line(capsys, tmp_
     assert "cifar10, cifar100, mnist, fashion_mnist, imagenette" in message and message.endswith(hint)
 
 
+def test_imagenet_by_name_says_to_give_its_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, message = cli_error(capsys, ["fit", "--data.data_dir", "ImageNet", "--trainer.max_epochs", "1"])
+    assert code == 2 and message.strip() == ("error: data.data_dir ImageNet: no such folder; ImageNet is not "
+                                             "downloaded by name (its archives need an account at image-net.org): "
+                                             "give its folder, train/<class>/ and val/<class>/")
+
+
 def test_one_process_at_a_time_writes_a_named_set_and_the_others_read_it(tmp_path):
     calls = []
 
@@ -120,7 +129,7 @@ def test_one_process_at_a_time_writes_a_named_set_and_the_others_read_it(tmp_pat
         time.sleep(0.3)
         (folder / "train" / "a").mkdir(parents=True)
 
-    named = NamedDataSet("cifar10", tmp_path / "cifar10" / "images", slow_write)
+    named = NamedDataSet("cifar10", tmp_path / "cifar10" / "images", slow_write, classes=10)
     with ThreadPoolExecutor(3) as pool:  # as the processes of a DDP run each read the classes when they start
         folders = list(pool.map(lambda _: named.written(), range(3)))
     assert folders == [named.folder] * 3 and calls == [named.folder]
@@ -140,3 +149,11 @@ def test_offline_with_some_files_downloaded_names_every_file_and_blames_none(mon
     message = message.removeprefix("error: ").strip()
     assert code == 2 and message.startswith("data.data_dir fashion_mnist: could not download it (")
     assert all(f"{file} as {raw / file}" in message for file, _ in FashionMNIST.resources)
+
+
+def test_summary_of_the_papers_config_needs_no_download(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["summary", "--config", str(ROOT / "configs/resnet56_cifar10.yaml")])
+    printed = capsys.readouterr().out
+    assert "853,018" in printed and "0.85 M parameters" in printed  # the paper's 0.85 M, with CIFAR-10's 10 classes
+    assert not (datasets_dir() / "cifar10").exists()

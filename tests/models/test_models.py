@@ -409,6 +409,10 @@ def test_zero_padding_shortcuts_subsample_and_add_zero_channels_without_paramete
     assert added == 16 * 32 + 32 * 64 + 2 * (32 + 64)  # option B: two 1x1 convs and their BatchNorms
     with pytest.raises(TypeError, match="shortcut 'zero_pad' takes BasicBlock networks without avg_down"):
         create_model("resnet56", avg_down=True)
+    with pytest.raises(TypeError, match="unknown shortcut 'B': expected 'zero_pad' .the paper's option A. or 'proj"):
+        create_model("resnet56", shortcut="B")
+    with pytest.raises(TypeError, match="'shortcutt'; the options: in_chans, stem, channels, .*shortcut, avg_down"):
+        create_model("resnet56", shortcutt="A")
 
 
 @pytest.mark.parametrize("shortcut", ["zero_pad", "projection"])

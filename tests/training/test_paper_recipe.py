@@ -11,7 +11,7 @@ from torch import nn
 from lightning_resnet.cli import main
 from lightning_resnet.training.optimization import build_scheduler
 
-from ..conftest import ROOT, place_tiny_cifar10
+from ..conftest import ROOT, cli_error, place_tiny_cifar10, tiny_args
 
 STEPS_PER_EPOCH = 352  # 45,000 training images in batches of 128
 
@@ -54,3 +54,12 @@ def test_the_resnet56_recipe_fits_cifar10_by_name_then_tests_on_its_test_part(mo
     tested = main(["test", "--ckpt_path", str(best), "--trainer.enable_progress_bar", "false"])
     assert len(tested.datamodule.test_set) == 20  # the data set's own test/ part
     assert 0.0 <= tested.trainer.callback_metrics["test/acc"] <= 1.0
+
+
+def test_a_run_planned_by_its_steps_alone_warms_up_over_an_epoch_of_the_loader(workdir, capsys):
+    planned = ["--trainer.max_steps", "5", "--trainer.max_epochs", "-1", "--model.lr_scheduler", "step",
+               "--model.warmup_epochs", "1"]  # 24 training images in batches of 8: an epoch of 3 steps
+    run = main(tiny_args(workdir / "images", *planned, "--model.step_milestones", "[4]"))
+    assert run.trainer.global_step == 5
+    code, error = cli_error(capsys, tiny_args(workdir / "images", *planned, "--model.step_milestones", "[3]"))
+    assert code == 2 and "model.step_milestones must be increasing optimizer steps after the warm-up's 3" in error
