@@ -161,18 +161,18 @@ def write_imagenette(name: str, size: str) -> Callable[[Path], None]:
     return write
 
 
-WRITERS: dict[str, Callable[[str], Callable[[Path], None]]] = {
-    "cifar10": lambda name: write_arrays(name, "CIFAR10"),
-    "cifar100": lambda name: write_arrays(name, "CIFAR100"),
-    "mnist": lambda name: write_arrays(name, "MNIST"),
-    "fashion_mnist": lambda name: write_arrays(name, "FashionMNIST"),
-    "imagenette": lambda name: write_imagenette(name, "full"),
-    "imagenette320": lambda name: write_imagenette(name, "320px"),
-    "imagenette160": lambda name: write_imagenette(name, "160px"),
+Writer = Callable[[Path], None]
+DOWNLOADED: dict[str, tuple[int, Callable[[str], Writer]]] = {
+    "cifar10": (10, lambda name: write_arrays(name, "CIFAR10")),
+    "cifar100": (100, lambda name: write_arrays(name, "CIFAR100")),
+    "mnist": (10, lambda name: write_arrays(name, "MNIST")),
+    "fashion_mnist": (10, lambda name: write_arrays(name, "FashionMNIST")),
+    "imagenette": (10, lambda name: write_imagenette(name, "full")),
+    "imagenette320": (10, lambda name: write_imagenette(name, "320px")),
+    "imagenette160": (10, lambda name: write_imagenette(name, "160px")),
 }
-"""Each name and how its folder is written."""
-NAMES = (DIGITS_DATA, *WRITERS)
-CLASS_COUNTS = {name: 100 if name == "cifar100" else 10 for name in NAMES}
+"""Each name that is downloaded: its number of classes, and the writer of its folder."""
+NAMES = (DIGITS_DATA, *DOWNLOADED)
 NOT_BY_NAME = {"imagenet": "ImageNet is not downloaded by name (its archives need an account at image-net.org): "
                            "give its folder, train/<class>/ and val/<class>/"}
 """Names a user may try that no download here can serve, and what to do instead."""
@@ -181,11 +181,11 @@ NOT_BY_NAME = {"imagenet": "ImageNet is not downloaded by name (its archives nee
 def named_data_set(data_dir: str) -> NamedDataSet | None:
     """The data set ``data_dir`` names, or None when it is a path (a folder that exists wins over a name)."""
     if data_dir == DIGITS_DATA:
-        return NamedDataSet(DIGITS_DATA, DIGITS_DIR, write_digits, CLASS_COUNTS[DIGITS_DATA])
-    if data_dir not in WRITERS or Path(data_dir).is_dir():
+        return NamedDataSet(DIGITS_DATA, DIGITS_DIR, write_digits, classes=10)
+    if data_dir not in DOWNLOADED or Path(data_dir).is_dir():
         return None
-    return NamedDataSet(data_dir, datasets_dir() / data_dir / "images", WRITERS[data_dir](data_dir),
-                        CLASS_COUNTS[data_dir])
+    classes, writer = DOWNLOADED[data_dir]
+    return NamedDataSet(data_dir, datasets_dir() / data_dir / "images", writer(data_dir), classes)
 
 
 def neither_folder_nor_name(data_dir: str) -> str:
