@@ -278,10 +278,27 @@ def start_cli(cwd: Path, *args: str, env: dict[str, str] | None = None, **popen_
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_options)
 
 
+STACK_LINES = ("Fatal Python error", "Thread 0x", "Current thread 0x", "  File ")
+"""The lines of faulthandler's dump that make up the stacks (not its list of extension modules)."""
+
+
 def run_cli(cwd: Path, *args: str, timeout: float = 300) -> str:
-    """:func:`start_cli`, waited for; fails the test with the end of stderr unless it exits 0. Returns stdout."""
-    process = start_cli(cwd, *args)
-    output, error = process.communicate(timeout=timeout)
+    """:func:`start_cli`, waited for; fails the test with the end of stderr unless it exits 0. Returns stdout.
+    A run still going after ``timeout`` seconds fails the test with the stack of each of its processes (faulthandler's
+    dump on SIGABRT, sent to its whole group: DDP's other processes and loader workers too)."""
+    process = start_cli(cwd, *args, env={"PYTHONFAULTHANDLER": "1"}, start_new_session=True)
+    try:
+        output, error = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGABRT)
+        try:
+            output, error = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, error = process.communicate()
+        stacks = [line for line in error.splitlines() if line.startswith(STACK_LINES)]
+        dump = "\n".join(stacks)
+        raise AssertionError(f"still running after {timeout} s; the stacks of its processes:\n{dump}") from None
     assert process.returncode == 0, error[-3000:]
     return output
 

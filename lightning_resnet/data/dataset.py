@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,6 +15,7 @@ from torch.utils.data import Dataset, default_collate
 
 from .decode import DECODE_ERRORS, decode_problem
 from .features import CachedFeatures
+from .workers import worker_processes
 
 LabelSet = tuple[int, ...]
 """The labels of an image of a multi-label set (one with several labels per image): their indices, in order."""
@@ -68,8 +68,8 @@ class ImageSamples(Dataset):
         self.view = view
         self.augmentation = augmentation
         self.replace_unreadable = replace_unreadable
-        self.skipped = multiprocessing.Value("i", 0)
-        self.features_file = multiprocessing.Array("c", 4096)  # empty: read images
+        self.skipped = worker_processes().Value("i", 0)
+        self.features_file = worker_processes().Array("c", 4096)  # empty: read images
         self._features: CachedFeatures | None = None  # this process's copy of that file, loaded on first use
 
     def __len__(self) -> int:

@@ -7,12 +7,7 @@ two methods, :meth:`~TrainingLoader.position` and :meth:`~TrainingLoader.resume`
 
 from __future__ import annotations
 
-import atexit
-import functools
 import math
-import multiprocessing
-import os
-import signal
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,44 +17,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 from ..errors import check
 from .dataset import collate_readable
 from .samplers import BalancedDraw, ResumableShuffle, evaluation_sampler
+from .workers import default_workers, worker_options
 
 TRAIN_POSITION = "train_position"
 """The key of a map-style training loader's place in the data module's checkpoint state: ``[epoch, batches done]``."""
-
-
-def leave_signals_to_the_main_process(worker_id: int) -> None:
-    """Loader workers ignore Ctrl-C and SIGTERM sent to the whole process group (a terminal, a cluster
-    scheduler): the main process finishes its step, saves and stops them; a worker that died first
-    would end the run in a traceback with nothing saved. (So they ignore the SIGTERM of multiprocessing's exit
-    handler too: :func:`kill_workers_at_exit` ends them instead.)"""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-@functools.cache
-def kill_workers_at_exit() -> None:
-    """At the interpreter's exit, kill the daemonic child processes that are left (loader workers whose loader was
-    not shut down: an exception, or a loader kept alive until the end), before multiprocessing's exit handler
-    terminates them with a SIGTERM they ignore and then waits for them for ever. Registered once, after
-    multiprocessing's own handler, so that it runs first."""
-
-    def kill() -> None:
-        workers = [child for child in multiprocessing.active_children() if child.daemon]
-        if workers:
-            # torch's loaders take a worker that dies for an error of their own, raised from their SIGCHLD handler
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for worker in workers:
-            worker.kill()
-            worker.join(timeout=5)
-
-    atexit.register(kill)
-
-
-def default_workers(local_processes: int) -> int:
-    """Loader processes per training process: the cores this machine gives the run, shared among its training
-    processes, less one core for each of them (at least one worker)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // local_processes - 1)
 
 
 def processes_of(trainer: Any) -> tuple[int, int]:
@@ -92,20 +53,17 @@ class LoaderSettings:
         check(self.num_workers >= 0, f"data.num_workers must be 0 or more, got {self.num_workers}")
 
     def loader(self, dataset: Dataset, sampler: Sampler, persistent: bool = False, **options: Any) -> DataLoader:
-        if self.num_workers:
-            kill_workers_at_exit()
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=persistent and self.num_workers > 0,
             collate_fn=collate_readable,
             # its own generator: creating an iterator then draws nothing from torch's global random
             # stream, which an exactly resumed run must find where the interrupted one left it
             generator=torch.Generator().manual_seed(self.seed),
-            worker_init_fn=leave_signals_to_the_main_process,
+            **worker_options(self.num_workers),
             **options,
         )
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from ..errors import check
 from .cache import cache_dir, write_json_atomically
 from .dataset import ImageSamples, Sample, collate_readable
+from .workers import worker_options
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -106,7 +107,7 @@ def cache_path(samples: Sequence[Sample], *settings: object) -> Path:
 def measure_mean_std(samples: Sequence[Sample], view: Callable[[str], Tensor], num_workers: int) -> Stats:
     """Per-channel mean and std of ``samples`` as ``view`` shows them, in [0, 1] units."""
     images = ImageSamples([(path, path) for path, _ in samples], view)  # the images alone, whatever the targets
-    loader = DataLoader(images, batch_size=256, num_workers=num_workers, collate_fn=collate_readable)
+    loader = DataLoader(images, batch_size=256, collate_fn=collate_readable, **worker_options(num_workers))
     total = total_sq = None
     count = 0
     for images, _ in filter(None, loader):

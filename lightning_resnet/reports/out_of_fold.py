@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from ..data import SPLIT_CSV, ImageSamples, collate_readable, read_split_csv
 from ..data.sources.converted import indexed_images
 from ..data.sources.converted_manifest import ConvertedData
+from ..data.workers import worker_options
 from ..errors import UserError, check
 from ..stages import TRAIN, VAL
 
@@ -98,7 +99,7 @@ def run_fold_model(checkpoint: Path, paths: Sequence[str], output: Path, workers
         dataset = ImageSamples([(path, path) for path in paths], classifier.view)
     else:
         dataset = indexed_images(converted, converted.labelled_parts(), classifier.view, target="path")
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_readable, **worker_options(workers))
     row_of = {path: row for row, path in enumerate(paths)}
     probabilities = np.full((len(paths), len(classifier.class_names)), np.nan, dtype=np.float32)
     features = None

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from ..data import ConvertedSource, ImageSamples, collate_readable, datamodule_of
 from ..data.cache import cache_dir
 from ..data.features import CachedFeatures, Stamp, save_features, stamp
+from ..data.workers import worker_options
 from ..errors import UserError, check
 from .batch_augmentation import MixupCutmix, RandomErasing
 
@@ -62,7 +63,7 @@ def cached_features(network: nn.Module, view: Any, normalization: Any, paths: Se
 def _compute(pl_module: LightningModule, paths: list[str], view: Any, normalization: Any, workers: int,
              batch_size: int) -> Tensor:
     dataset = ImageSamples([(path, row) for row, path in enumerate(paths)], view)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_readable, **worker_options(workers))
     network = pl_module.model
     was_training = network.training
     network.eval()

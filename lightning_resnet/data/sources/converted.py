@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import multiprocessing
 from collections.abc import Callable, Sequence
-from functools import cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
@@ -28,21 +26,21 @@ from torch.utils.data import Dataset
 
 from ...errors import check
 from ...stages import TEST, TRAIN, VAL
-from ..dataset import ImageSamples, collate_readable, count_unreadable, seeded
-from ..decode import DECODE_ERRORS
+from ..dataset import ImageSamples, collate_readable
 from ..listing import list_test_folder
-from ..loaders import LoaderSettings, SampledLoader, kill_workers_at_exit, leave_signals_to_the_main_process
+from ..loaders import LoaderSettings, SampledLoader
 from ..normalization import Normalization
-from ..samplers import sample_seed
 from ..splits import SPLIT_CSV, SplitRow, split_rows_of
 from ..transforms import CenterView
+from ..workers import worker_options, worker_processes
 from .base import Augmentation, ImageSource, SourceOptions, View
 from .converted_manifest import ConvertedData, is_converted, read_converted, read_text, use_litdata
 
+if TYPE_CHECKING:  # imported where a run reads the format: it imports LitData
+    from .streaming_images import SampleTarget
+
 STREAMING_POSITION = "streaming_position"
 """The key of a streamed training loader's place in the data module's checkpoint state (LitData's own state)."""
-SampleTarget = Literal["label", "path"]
-"""What a sample read from a converted part comes with: its class index, or its path (out-of-fold predictions)."""
 
 
 class ConvertedSource(ImageSource):
@@ -120,8 +118,10 @@ class ConvertedSource(ImageSource):
             return indexed_images(converted, converted.training_parts(self.fold), view, augmentation)
         # uneven batches across processes would hang DDP (LitData #233); BatchNorm cannot train on one image
         drop_last = processes > 1 or converted.size(TRAIN) % settings.batch_size == 1
-        return streaming_images_class()(converted.part(TRAIN), view, augmentation, self.seed, True, drop_last,
-                                        multiprocessing.Value("i", 0), "label")
+        from .streaming_images import StreamingImages
+
+        return StreamingImages(converted.part(TRAIN), view, augmentation, self.seed, True, drop_last,
+                                        worker_processes().Value("i", 0), "label")
 
     def evaluation_set(self, part: str, view: View) -> Dataset:
         # created here, where the process group of DDP exists: LitData shares the chunks out among the
@@ -138,50 +138,6 @@ class ConvertedSource(ImageSource):
         if not self.streams_training:
             return SampledLoader(dataset, settings, processes, rank)
         return StreamedLoader(dataset, settings, batches_done)
-
-
-@cache
-def streaming_images_class() -> type:
-    """:class:`StreamingImages`, made on first use: LitData is imported when a run reads a converted data set."""
-    use_litdata()
-    from litdata import StreamingDataset
-
-    class StreamingImages(StreamingDataset):
-        """One part of a converted data set, each sample decoded and cropped by this project's ``view``.
-
-        Streamed (iterated by LitData's loader), training samples are shuffled by LitData, and with ``drop_last``
-        the last uneven items are left out (so that every process takes the same number of batches); each
-        sample's augmentation is seeded by ``(seed, epoch, index)``, as in :class:`~..samplers.ResumableShuffle`,
-        so a resumed epoch repeats it. :meth:`read` reads one sample by index instead.
-        """
-
-        def __init__(self, part: str, view: View, augmentation: Augmentation, seed: int, shuffle: bool,
-                     drop_last: bool, skipped: Any, target: SampleTarget, batch_decode: int | str = "auto") -> None:
-            super().__init__(part, shuffle=shuffle, drop_last=drop_last, seed=seed, batch_decode=batch_decode)
-            self.view = view
-            self.augmentation = augmentation
-            self.skipped = skipped
-            self.target = target
-
-        def __getitem__(self, index: Any) -> tuple[Tensor, int | str] | None:
-            number = getattr(index, "index", index)
-            return self.read(index, sample_seed(self.seed, self.current_epoch, number))
-
-        def read(self, index: Any, key: int | None) -> tuple[Tensor, int | str] | None:
-            """Sample ``index`` as ``(crop, label)`` (or ``(crop, path)``), its augmentation seeded by ``key``."""
-            item = super().__getitem__(index)
-            path = item["path"]  # bytes (a memoryview) when streamed, already text when read by index
-            path = path if isinstance(path, str) else bytes(path).decode()
-            try:
-                with seeded(key):
-                    image = self.view(path, item["image"])
-                    image = self.augmentation(image) if self.augmentation else image
-                    return image, (path if self.target == "path" else item["label"])
-            except DECODE_ERRORS as error:
-                count_unreadable(self.skipped, path, error)
-                return None
-
-    return StreamingImages
 
 
 class IndexedImages(Dataset):
@@ -211,10 +167,12 @@ class IndexedImages(Dataset):
 def indexed_images(converted: ConvertedData, parts: Sequence[str], view: View, augmentation: Augmentation = None,
                    target: SampleTarget = "label") -> IndexedImages:
     """``parts`` of ``converted`` read by index, each sample ``(crop, label)``, or ``(crop, path)``."""
-    skipped = multiprocessing.Value("i", 0)
+    skipped = worker_processes().Value("i", 0)
     # Each read deserializes its own sample only: LitData's default deserializes a window of up to 256 around it
     # (benchmarks/README.md: a random read 3-4x slower)
-    streams = [streaming_images_class()(converted.part(part), view, augmentation, 0, False, False, skipped, target,
+    from .streaming_images import StreamingImages
+
+    streams = [StreamingImages(converted.part(part), view, augmentation, 0, False, False, skipped, target,
                                         batch_decode=0) for part in parts]
     return IndexedImages(streams, [converted.size(part) for part in parts])
 
@@ -259,12 +217,10 @@ class StreamedLoader:
                 return {"dataset": self.dataset.state_dict(samples, self.num_workers, self.batch_size),
                         "current_epoch": epoch, "num_samples_yielded": samples, "latest_worker_idx": latest}
 
-        if settings.num_workers:
-            kill_workers_at_exit()
-        self.loader = StepAlignedLoader(dataset, batch_size=settings.batch_size, num_workers=settings.num_workers,
-                                        collate_fn=collate_readable, pin_memory=settings.pin_memory,
-                                        worker_init_fn=leave_signals_to_the_main_process,
-                                        generator=torch.Generator().manual_seed(settings.seed))
+        self.loader = StepAlignedLoader(dataset, batch_size=settings.batch_size, collate_fn=collate_readable,
+                                        pin_memory=settings.pin_memory,
+                                        generator=torch.Generator().manual_seed(settings.seed),
+                                        **worker_options(settings.num_workers))
 
     def position(self, batches_done: int, batches_in_epoch: int) -> dict[str, Any]:
         return {STREAMING_POSITION: self.loader.state_after(batches_done)}

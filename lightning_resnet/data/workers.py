@@ -1,0 +1,77 @@
+"""Loader workers: how many a run has, how they start, and how they end.
+
+They start from a fork server rather than by forking the training process (:func:`worker_processes`); they leave
+Ctrl-C and SIGTERM to the main process, which finishes its step and saves; what is left of them is killed at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import multiprocessing
+import os
+import signal
+from typing import Any
+
+
+def leave_signals_to_the_main_process(worker_id: int) -> None:
+    """Loader workers ignore Ctrl-C and SIGTERM sent to the whole process group (a terminal, a cluster
+    scheduler): the main process finishes its step, saves and stops them; a worker that died first
+    would end the run in a traceback with nothing saved. (So they ignore the SIGTERM of multiprocessing's exit
+    handler too: :func:`kill_workers_at_exit` ends them instead.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@functools.cache
+def kill_workers_at_exit() -> None:
+    """At the interpreter's exit, kill the daemonic child processes that are left (loader workers whose loader was
+    not shut down: an exception, or a loader kept alive until the end), before multiprocessing's exit handler
+    terminates them with a SIGTERM they ignore and then waits for them for ever. Registered once, after
+    multiprocessing's own handler, so that it runs first."""
+
+    def kill() -> None:
+        workers = [child for child in multiprocessing.active_children() if child.daemon]
+        if workers:
+            # torch's loaders take a worker that dies for an error of their own, raised from their SIGCHLD handler
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for worker in workers:
+            worker.kill()
+            worker.join(timeout=5)
+
+    atexit.register(kill)
+
+
+WORKER_SERVER = "lightning_resnet.data.worker_server"
+"""What the process that starts loader workers loads first (see :func:`worker_processes`)."""
+
+
+@functools.cache
+def worker_processes() -> multiprocessing.context.BaseContext:
+    """How loader workers start: forked from multiprocessing's fork server, not from the training process.
+
+    The training process has threads (gloo's, the progress bar's, TensorBoard's writer); forked while one of them
+    held a lock, a worker waits for it for ever: 2 of ~75 two-process fits here hung so, a worker stuck inside
+    ``fork()`` and its process waiting for its batch (Python 3.14 starts processes this way by default, for this
+    reason). The server, started once per process, loads :data:`WORKER_SERVER` first, so that a worker starts
+    without importing anything."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([WORKER_SERVER])
+    return context
+
+
+def worker_options(num_workers: int) -> dict[str, Any]:
+    """The options of a ``DataLoader`` with ``num_workers`` workers that start them as :func:`worker_processes`
+    says, and that kill what is left of them at exit (:func:`kill_workers_at_exit`)."""
+    if not num_workers:
+        return {}
+    kill_workers_at_exit()
+    return {"num_workers": num_workers, "multiprocessing_context": worker_processes(),
+            "worker_init_fn": leave_signals_to_the_main_process}
+
+
+def default_workers(local_processes: int) -> int:
+    """Loader processes per training process: the cores this machine gives the run, shared among its training
+    processes, less one core for each of them (at least one worker)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // local_processes - 1)
