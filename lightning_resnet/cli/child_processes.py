@@ -16,8 +16,9 @@ import signal
 
 import psutil
 
-RESOURCE_TRACKER = "multiprocessing.resource_tracker"
-"""multiprocessing's helper, which cleans up after this process when it exits: left to end with it."""
+MULTIPROCESSING_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+"""multiprocessing's helpers, which clean up after this process and start its loader workers, and end when it
+does: left to end with it (the workers they started are killed with the rest)."""
 
 
 class ChildProcesses:
@@ -30,7 +31,8 @@ class ChildProcesses:
         started = []
         for child in psutil.Process().children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if child.pid not in self.before and RESOURCE_TRACKER not in " ".join(child.cmdline()):
+                command = " ".join(child.cmdline())
+                if child.pid not in self.before and not any(helper in command for helper in MULTIPROCESSING_HELPERS):
                     started.append(child)
         return started
 

@@ -11,6 +11,7 @@ import functools
 import multiprocessing
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 
@@ -54,7 +55,12 @@ def worker_processes() -> multiprocessing.context.BaseContext:
     held a lock, a worker waits for it for ever: 2 of ~75 two-process fits here hung so, a worker stuck inside
     ``fork()`` and its process waiting for its batch (Python 3.14 starts processes this way by default, for this
     reason). The server, started once per process, loads :data:`WORKER_SERVER` first, so that a worker starts
-    without importing anything."""
+    without importing anything; it is started by a fresh interpreter, which finds this package where this process
+    found it (``PYTHONPATH``: a run from a clone, in another folder)."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    if package_root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([WORKER_SERVER])
     return context
