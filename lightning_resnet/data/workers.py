@@ -66,6 +66,15 @@ def worker_processes() -> multiprocessing.context.BaseContext:
     return context
 
 
+def start_worker_server() -> None:
+    """Start the fork server of :func:`worker_processes` now rather than at the first loader: it loads the package
+    while the run sets up (listing and checking its images), on a core the run leaves idle."""
+    from multiprocessing import forkserver
+
+    worker_processes()
+    forkserver.ensure_running()
+
+
 def worker_options(num_workers: int) -> dict[str, Any]:
     """The options of a ``DataLoader`` with ``num_workers`` workers that start them as :func:`worker_processes`
     says, and that kill what is left of them at exit (:func:`kill_workers_at_exit`)."""
