@@ -7,12 +7,15 @@ Ctrl-C and SIGTERM to the main process, which finishes its step and saves; what 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import multiprocessing
 import os
 import signal
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 
 def leave_signals_to_the_main_process(worker_id: int) -> None:
@@ -29,7 +32,8 @@ def kill_workers_at_exit() -> None:
     """At the interpreter's exit, kill the daemonic child processes that are left (loader workers whose loader was
     not shut down: an exception, or a loader kept alive until the end), before multiprocessing's exit handler
     terminates them with a SIGTERM they ignore and then waits for them for ever. Registered once, after
-    multiprocessing's own handler, so that it runs first."""
+    multiprocessing's own handler, so that it runs first. Then the fork server that started them, which would
+    otherwise outlive this process by the moment it takes to notice."""
 
     def kill() -> None:
         workers = [child for child in multiprocessing.active_children() if child.daemon]
@@ -39,10 +43,19 @@ def kill_workers_at_exit() -> None:
         for worker in workers:
             worker.kill()
             worker.join(timeout=5)
+        servers = []
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                if FORK_SERVER in " ".join(child.cmdline()):
+                    child.kill()
+                    servers.append(child)
+        psutil.wait_procs(servers, timeout=5)
 
     atexit.register(kill)
 
 
+FORK_SERVER = "multiprocessing.forkserver"
+"""What the fork server's command line names."""
 WORKER_SERVER = "lightning_resnet.data.worker_server"
 """What the process that starts loader workers loads first (see :func:`worker_processes`)."""
 
@@ -72,6 +85,7 @@ def start_worker_server() -> None:
     from multiprocessing import forkserver
 
     worker_processes()
+    kill_workers_at_exit()
     forkserver.ensure_running()
 
 
