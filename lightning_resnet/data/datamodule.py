@@ -32,7 +32,6 @@ from .normalization import Normalization, Normalize, check_normalize, chosen_nor
 from .sources import ImageSource, SamplerKind, SourceOptions, open_source
 from .splits import SplitRow, SplitRule
 from .transforms import AugmentPreset, CenterView, RandomResizedCropView, eval_view, train_augmentation, train_view
-from .workers import start_worker_server
 
 
 def datamodule_of(trainer: Trainer) -> ImageFolderDataModule | None:
@@ -141,8 +140,6 @@ class ImageFolderDataModule(LightningDataModule):
         super().__init__()
         self.save_hyperparameters(ignore=["class_names"])  # for the checkpoint and TensorBoard only: read below
         LoaderSettings(batch_size, num_workers or 0, seed)  # the loader options checked where they arrive
-        if num_workers != 0:
-            start_worker_server()
         check_normalize(normalize, channels)
         self.source: ImageSource = open_source(SourceOptions(
             data_dir, SplitRule(val_fraction, seed, num_folds, fold, group_duplicates), exclude, relabel, sampler,

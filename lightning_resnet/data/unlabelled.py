@@ -33,7 +33,6 @@ from .normalization import Normalization, chosen_normalization, imagenet_normali
 from .sources import SourceOptions, open_source
 from .splits import SplitRule
 from .transforms import eval_view
-from .workers import start_worker_server
 
 
 def not_labelled(candidates: list[str], labelled: list[str]) -> list[str]:
@@ -126,8 +125,6 @@ class UnlabelledImages(LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         LoaderSettings(batch_size, num_workers or 0, seed)  # the loader options checked where they arrive
-        if num_workers != 0:
-            start_worker_server()
         check(image_size >= 8, f"data.image_size must be at least 8, got {image_size}")
         self.data_dir = data_dir
         self.seed = seed

@@ -1,7 +1,8 @@
 """Loader workers: how many a run has, how they start, and how they end.
 
-They start from a fork server rather than by forking the training process (:func:`worker_processes`); they leave
-Ctrl-C and SIGTERM to the main process, which finishes its step and saves; what is left of them is killed at exit.
+Under DDP they start from a fork server rather than by forking the training process (:func:`worker_processes`);
+they leave Ctrl-C and SIGTERM to the main process, which finishes its step and saves; what is left of them is
+killed at exit.
 """
 
 from __future__ import annotations
@@ -57,19 +58,31 @@ def kill_workers_at_exit() -> None:
 FORK_SERVER = "multiprocessing.forkserver"
 """What the fork server's command line names."""
 WORKER_SERVER = "lightning_resnet.data.worker_server"
-"""What the process that starts loader workers loads first (see :func:`worker_processes`)."""
+"""What the fork server loads before its first worker (see :func:`fork_server`)."""
+
+
+def worker_processes() -> multiprocessing.context.BaseContext:
+    """How loader workers start, and the context their shared counters are made in.
+
+    Under DDP, from multiprocessing's fork server (:func:`fork_server`): there the training process runs the
+    backend's threads (gloo's, NCCL's) whenever a loader starts its workers, and a worker forked while one of them
+    held a lock waits for it for ever: 2 of ~75 two-process fits here hung so, a worker stuck inside ``fork()`` and
+    its process waiting for its batch. In one process, forked from it, as torch's loaders do by default: the fork
+    server costs about 3 s of start-up on this 2-core VM (benchmarks/README.md), and no single-process run was
+    seen to hang."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return fork_server()
+    return multiprocessing.get_context("fork")
 
 
 @functools.cache
-def worker_processes() -> multiprocessing.context.BaseContext:
-    """How loader workers start: forked from multiprocessing's fork server, not from the training process.
-
-    The training process has threads (gloo's, the progress bar's, TensorBoard's writer); forked while one of them
-    held a lock, a worker waits for it for ever: 2 of ~75 two-process fits here hung so, a worker stuck inside
-    ``fork()`` and its process waiting for its batch (Python 3.14 starts processes this way by default, for this
-    reason). The server, started once per process, loads :data:`WORKER_SERVER` first, so that a worker starts
-    without importing anything; it is started by a fresh interpreter, which finds this package where this process
-    found it (``PYTHONPATH``: a run from a clone, in another folder)."""
+def fork_server() -> multiprocessing.context.BaseContext:
+    """multiprocessing's fork server (Python 3.14's default way to start processes, for the reason above), started
+    once per process by a fresh interpreter, single-threaded, that loads :data:`WORKER_SERVER` first, so that a
+    worker starts without importing anything; it finds this package where this process found it (``PYTHONPATH``:
+    a run from a clone, in another folder)."""
     package_root = str(Path(__file__).resolve().parents[2])
     paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
     if package_root not in paths:
@@ -77,16 +90,6 @@ def worker_processes() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([WORKER_SERVER])
     return context
-
-
-def start_worker_server() -> None:
-    """Start the fork server of :func:`worker_processes` now rather than at the first loader: it loads the package
-    while the run sets up (listing and checking its images), on a core the run leaves idle."""
-    from multiprocessing import forkserver
-
-    worker_processes()
-    kill_workers_at_exit()
-    forkserver.ensure_running()
 
 
 def worker_options(num_workers: int) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Loader workers start from a fork server: whatever the training process's other threads hold at that moment
-(gloo's, the progress bar's), a worker does not inherit it."""
+"""Under DDP, loader workers start from a fork server: whatever the training process's other threads hold at that
+moment (gloo's, the progress bar's), a worker does not inherit it."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ class NeedsTheLock(Dataset):
             return torch.zeros(3, 8, 8, dtype=torch.uint8), torch.tensor([os.getpid(), os.getppid()])
 
 
-def test_a_worker_starts_and_reads_while_another_thread_holds_a_lock():
+def test_under_ddp_a_worker_starts_and_reads_while_another_thread_holds_a_lock():
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
     taken, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -46,5 +47,6 @@ def test_a_worker_starts_and_reads_while_another_thread_holds_a_lock():
     finally:
         release.set()
         holder.join()
+        torch.distributed.destroy_process_group()
     assert len(readers) == 2  # both workers read, neither waited
     assert all(parent != os.getpid() for _, parent in readers)  # started by the fork server, not forked from here
