@@ -13,6 +13,8 @@ import functools
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,27 @@ def leave_signals_to_the_main_process(worker_id: int) -> None:
     handler too: :func:`kill_workers_at_exit` ends them instead.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def start_worker(training_process: int, worker_id: int) -> None:
+    """A loader worker's start: :func:`leave_signals_to_the_main_process`, and, for a worker the fork server
+    started, a thread that ends it when its training process is gone. torch's workers watch their parent, which is
+    then the server, and the server lives while its workers do: a DDP process killed by SIGKILL (the OOM killer)
+    left its server and workers waiting for ever."""
+    leave_signals_to_the_main_process(worker_id)
+    if os.getppid() != training_process:
+        threading.Thread(target=end_with, args=(training_process,), daemon=True, name="end-with-training").start()
+
+
+def end_with(training_process: int, poll_seconds: float = 1.0) -> None:
+    """Exit this process once ``training_process`` has ended (gone, or a zombie not yet reaped)."""
+    while True:
+        time.sleep(poll_seconds)
+        try:
+            if psutil.Process(training_process).status() == psutil.STATUS_ZOMBIE:
+                os._exit(1)
+        except psutil.NoSuchProcess:
+            os._exit(1)
 
 
 @functools.cache
@@ -99,7 +122,7 @@ def worker_options(num_workers: int) -> dict[str, Any]:
         return {}
     kill_workers_at_exit()
     return {"num_workers": num_workers, "multiprocessing_context": worker_processes(),
-            "worker_init_fn": leave_signals_to_the_main_process}
+            "worker_init_fn": functools.partial(start_worker, os.getpid())}
 
 
 def default_workers(local_processes: int) -> int:
