@@ -41,18 +41,19 @@ def noisy_copy(source: Path, target: Path, share: float, seed: int = 0) -> Path:
 
 def validation_logits(data_dir: Path, logs: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Train the demo recipe on ``data_dir``; the logits and labels of its validation split (temperature 1)."""
+    from lightning_resnet.bundle import read_bundle
     from lightning_resnet.cli import main as cli
     from lightning_resnet.data import read_split_csv
-    from lightning_resnet.inference.shipped import CheckpointClassifier
+    from lightning_resnet.runtimes import TorchPredictor
     from lightning_resnet.training.checkpoints import best_checkpoint
 
     run = cli(["fit", "--config", "configs/demo.yaml", "--data.data_dir", str(data_dir), "--trainer.max_epochs", "3",
                "--model.calibrate", "false", "--trainer.logger.init_args.save_dir", logs,
                "--trainer.enable_progress_bar", "false", "--test_after_fit", "false"])
     best = best_checkpoint(run.trainer).path
-    model = CheckpointClassifier(best)
+    model = TorchPredictor(read_bundle(best))
     rows = [row for row in read_split_csv(best.parent.parent / "split.csv") if row["split"] == "val"]
-    _, logits = model.classify([model.view(row["path"]) for row in rows])
+    logits = model.run(torch.stack([model.view(row["path"]) for row in rows])).logits
     names = model.class_names
     return logits.double(), torch.tensor([names.index(row["class"]) for row in rows])
 
@@ -60,7 +61,7 @@ def validation_logits(data_dir: Path, logs: str) -> tuple[torch.Tensor, torch.Te
 def held_out_harm(logits: torch.Tensor, targets: torch.Tensor, size: int, seed: int) -> tuple[float, float, float]:
     """Over the draws: the share whose fitted temperature worsened the held-out NLL, the median change of the held-out
     NLL, and the share at the end of the searched range."""
-    from lightning_resnet.inference.calibration import fit_temperature, mean_nll
+    from lightning_resnet.tasks.temperature import fit_temperature, mean_nll
 
     generator = torch.Generator().manual_seed(seed)
     worse, changes, at_bound = 0, [], 0

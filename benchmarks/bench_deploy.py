@@ -22,20 +22,23 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import ROOT, interleaved, median, report, table
-from lightning_resnet.inference.runtimes import RUNTIMES
+from lightning_resnet.bundle import description_file
+from lightning_resnet.runtimes import EXPORTED as RUNTIMES
 
 
-def images_per_second(model: Path, batch: int, seconds: float, image_size: int | None = None) -> float:
-    """Images/s of an exported model (``image_size`` by default from the JSON beside it) on random crops."""
-    from lightning_resnet.inference.runtimes import open_runtime
+def images_per_second(model: Path, batch: int, seconds: float) -> float:
+    """Images/s of an exported model (its runtime and input size from its description) on random crops."""
+    import torch
 
-    run = open_runtime(model)
-    size = image_size or json.loads(model.with_suffix(".json").read_text())["input"]["image_size"]
-    images = np.random.default_rng(0).integers(0, 256, (batch, 3, size, size), dtype=np.uint8)
-    run(images)
+    from lightning_resnet.runtimes import open_predictor
+
+    predictor = open_predictor(model)
+    size = predictor.bundle.preprocessing.image_size
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (batch, 3, size, size), dtype=np.uint8))
+    predictor.run(images)
     start, runs = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
-        run(images)
+        predictor.run(images)
         runs += 1
     return batch * runs / (time.perf_counter() - start)
 
@@ -56,25 +59,32 @@ def demo_models(work: Path) -> tuple[dict[str, Path], dict[str, dict]]:
         files[f"int8{suffix}"] = folder / f"demo.int8{suffix}"
         cli(["export", "--ckpt_path", str(best), "--format", format, "--quantize", "int8", "--output",
              str(files[f"int8{suffix}"])])
-        checks[suffix] = json.loads((folder / "demo.int8.json").read_text())["quantization"]
+        checks[suffix] = json.loads(description_file(files[f"int8{suffix}"]).read_text())["export"]["quantization"]
     return files, checks
 
 
 def resnet50_models(work: Path) -> dict[str, Path]:
+    from lightning_resnet.bundle import Architecture, ModelBundle, Preprocessing, write_description
     from lightning_resnet.data import Normalization
-    from lightning_resnet.inference.export import ShippedClassifier, export_model, to_openvino
+    from lightning_resnet.inference.export import export_model, to_openvino
     from lightning_resnet.inference.quantization import quantize
     from lightning_resnet.models import create_model
+    from lightning_resnet.runtimes import ShippedClassifier
+    from lightning_resnet.tasks import SINGLE_LABEL, Decision
 
-    network = create_model("resnet50", num_classes=10).eval()
-    shipped = ShippedClassifier(network, Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), 1.0)
-    float_model = export_model(shipped, work / "resnet50.onnx", 224)
+    bundle = ModelBundle(Architecture("resnet50"), tuple(str(index) for index in range(10)),
+                         Preprocessing(224, 0.875, 3, Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))),
+                         Decision(SINGLE_LABEL), weights=create_model("resnet50", num_classes=10).state_dict())
+    float_model = export_model(ShippedClassifier.of(bundle), work / "resnet50.onnx", 224)
     rng = np.random.default_rng(0)
     calibration = [rng.integers(0, 256, (32, 3, 224, 224), dtype=np.uint8) for _ in range(2)]
     int8_model = quantize(float_model, work / "resnet50.int8.onnx", calibration)
-    return {"float.onnx": float_model, "int8.onnx": int8_model,
-            "float.xml": to_openvino(float_model, work / "resnet50.xml"),
-            "int8.xml": to_openvino(int8_model, work / "resnet50.int8.xml")}
+    files = {"float.onnx": float_model, "int8.onnx": int8_model,
+             "float.xml": to_openvino(float_model, work / "resnet50.xml"),
+             "int8.xml": to_openvino(int8_model, work / "resnet50.int8.xml")}
+    for file in files.values():
+        write_description(file, bundle, {})
+    return files
 
 
 def main() -> None:
@@ -86,11 +96,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         demo_files, checks = demo_models(work)
-        models = {"demo (ResNet-18, CIFAR stem, 16 px)": (demo_files, 16),
-                  "ResNet-50, 224 px": (resnet50_models(work), 224)}
-        for name, (files, size) in models.items():
+        models = {"demo (ResNet-18, CIFAR stem, 16 px)": demo_files, "ResNet-50, 224 px": resnet50_models(work)}
+        for name, files in models.items():
             for batch in (1, 32):
-                speeds = interleaved({kind: lambda m=path, b=batch, s=size: images_per_second(m, b, options.seconds, s)
+                speeds = interleaved({kind: lambda m=path, b=batch: images_per_second(m, b, options.seconds)
                                       for kind, path in files.items()}, options.rounds)
                 base = median(speeds["float.onnx"])
                 for kind in files:

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import ROOT, report, table
+from lightning_resnet.bundle import description_file
 
 DATA = {"digits": [], "photo_like": ["--data.image_size", "24", "--data.hflip", "0.5", "--trainer.max_epochs", "10"]}
 """The recipe's options for each data set (beside its folder): the shapes need more epochs than the digits (a
@@ -65,7 +66,7 @@ def main() -> None:
                 output = Path(work) / f"{backbone}.int8{suffix}"
                 cli(["export", "--ckpt_path", str(teachers[backbone]), "--format", format, "--quantize", "int8",
                      "--keep_accuracy_drop", "true", "--output", str(output)])
-                checked = json.loads(output.with_suffix(".json").read_text())["quantization"]
+                checked = json.loads(description_file(output).read_text())["export"]["quantization"]
                 quantized.append([backbone, format, f"{checked['float_accuracy']:.4f}",
                                   f"{checked['int8_accuracy']:.4f}", f"{checked['top1_agreement']:.4f}"])
         student = None

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import ROOT, report, table
+from lightning_resnet.bundle import read_bundle
 
 TEST_IMAGES = 500
 
@@ -92,7 +93,7 @@ def main() -> None:
                        "--trainer.enable_progress_bar", "false"])
             seconds.append(time.perf_counter() - start)
             best = best_checkpoint(run.trainer).path
-            thresholds = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]["label_thresholds"]
+            thresholds = torch.tensor(read_bundle(best).decision.label_thresholds)
             predicted = cli(["predict", "--ckpt_path", str(best), "--data.predict_dir", str(labels.parent / "test"),
                              "--trainer.enable_progress_bar", "false"])
             output = Path(predicted.trainer.logger.log_dir) / "predictions.csv"

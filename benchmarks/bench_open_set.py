@@ -18,7 +18,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.common import ROOT, report, table
-from lightning_resnet.inference.unsure import KEEP_CORRECT
+from lightning_resnet.tasks.energy import KEEP_CORRECT
 
 SPLITS = {"0-5 known, 6-9 unknown": ("0", "1", "2", "3", "4", "5"),
           "4-9 known, 0-3 unknown": ("4", "5", "6", "7", "8", "9")}
@@ -34,10 +34,11 @@ def known_folder(digits: Path, known: tuple[str, ...], target: Path) -> Path:
 
 def scores(checkpoint: Path, paths: list[str]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Per image, each score a model could reject by; and the predicted class names."""
-    from lightning_resnet.inference.shipped import CheckpointClassifier
+    from lightning_resnet.bundle import read_bundle
+    from lightning_resnet.runtimes import TorchPredictor
 
-    model = CheckpointClassifier(checkpoint)
-    temperature = float(model.metadata["temperature"])
+    model = TorchPredictor(read_bundle(checkpoint))
+    temperature = model.bundle.decision.temperature
     with torch.inference_mode():
         probabilities, scaled = model.shipped(torch.stack([model.view(path) for path in paths]))
     predicted = [model.class_names[index] for index in probabilities.argmax(dim=1).tolist()]
@@ -74,7 +75,9 @@ def measure(name: str, known: tuple[str, ...], work: Path, epochs: int) -> tuple
         threshold = torch.quantile(known_values[correct], 1 - KEEP_CORRECT, interpolation="lower")
         rows.append([name, score, f"{auroc:.3f}", f"{float((unknown_scores[score] < threshold).double().mean()):.1%}",
                      f"{float((known_values < threshold).double().mean()):.1%}"])
-    stored = float(torch.load(checkpoint, weights_only=True)["state_dict"]["reject_below"])
+    from lightning_resnet.bundle import read_bundle
+
+    stored = read_bundle(checkpoint).decision.reject_below
     accuracy = float(correct.double().mean())
     return rows, (f"{name}: {len(val)} known validation images (accuracy {accuracy:.4f}), {len(unknown)} unknown; "
                   f"the threshold fit stored: {stored:.6f}")

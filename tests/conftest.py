@@ -258,6 +258,20 @@ def datamodule(folder: Path, **options) -> ImageFolderDataModule:
                                     **options})
 
 
+def decision_in(checkpoint: Path) -> dict:
+    """The decision a checkpoint of fit holds (its bundle's: task, temperature, reject_below, label_thresholds)."""
+    from lightning_resnet.bundle import BUNDLE_KEY
+
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)[BUNDLE_KEY]["decision"]
+
+
+def description_of(exported: Path) -> dict:
+    """The description beside an exported model (its bundle's, with the file's own ``export`` part)."""
+    from lightning_resnet.bundle import description_file
+
+    return json.loads(description_file(exported).read_text())
+
+
 def cli_error(capsys: pytest.CaptureFixture, args: list[str]) -> tuple[int, str]:
     """``main(args)`` in this process, which must end with an exit code: the code and what it printed on stderr."""
     with pytest.raises(SystemExit) as exit_code:

@@ -34,8 +34,9 @@ SHORT = {
     "validate": [*NARROW, "--trainer.limit_val_batches", "1"],
     "test": [*NARROW, "--trainer.limit_test_batches", "1"],
     "predict": [*NARROW, "--trainer.limit_predict_batches", "1"],
-    # a model trained on one batch guesses, and its INT8 copy may guess otherwise: kept whatever it loses
-    "export": [*NARROW, "--keep_accuracy_drop", "true"],
+    # a model trained on one batch guesses, and its INT8 copy may guess otherwise: kept whatever it loses (export
+    # reads the rest from the checkpoint)
+    "export": ["--keep_accuracy_drop", "true"],
     "lr_find": [*NARROW, "--num_training", "8"],
     "pretrain": [*NARROW, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
                  "--trainer.limit_val_batches", "1"],

@@ -1,9 +1,8 @@
 """``python -m lightning_resnet``: one function, :func:`main`, that dispatches a command and maps errors to exit codes.
 
-Lightning's subcommands and this project's trainer methods (``summary``, ``inspect``, ``lr_find``,
-``export``) run through :class:`~.app.ResNetCLI`; the commands LightningCLI does not know each
-have a module here (``cross_validate``, ``predict_onnx``, ``compare``, ``sweep``, ``serve``, ``demo``,
-``pretrain``, ``pseudo_label``, ``suggest``), started by name.
+Every command is a line of :data:`~.commands.COMMANDS`: Lightning's subcommands and this project's trainer methods
+(``summary``, ``inspect``, ``convert``, ``lr_find``) run through :class:`~.app.ResNetCLI`; every other command is the
+function of its name in the module of its name here, imported when it runs.
 """
 
 from __future__ import annotations
@@ -23,11 +22,7 @@ from ..errors import UserError, exit_with, first_line
 from ..training.divergence import NonFiniteLossError
 from .app import ResNetCLI, cli_options
 from .child_processes import ChildProcesses
-
-COMMANDS = ("compare", "cross_validate", "demo", "predict_onnx", "pretrain", "pseudo_label", "serve", "suggest",
-            "sweep")
-"""The commands LightningCLI does not know: each is the function of that name in the module of that name, imported
-when it runs (with what it imports: Optuna, LitServe, Gradio, captum, lightly), so that ``fit`` starts without them."""
+from .commands import OWN
 
 
 def _hint(message: str) -> str:
@@ -87,7 +82,7 @@ def run_command(args: list[str] | None) -> Any:
     """The command ``args`` names, its errors mapped to exit codes (see :func:`main`)."""
     try:
         given = sys.argv[1:] if args is None else args
-        if given[:1] and given[0] in COMMANDS:
+        if given[:1] and given[0] in OWN:
             command = getattr(importlib.import_module(f".{given[0]}", __name__), given[0])
             return command(given[1:])
         return ResNetCLI(args=args, **cli_options())

@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from ..bundle import read_bundle
 from ..data import ImageFolderDataModule, named_data_set
 from ..errors import UserError, exit_with
 from ..hints import python_command, shown, tensorboard_command
@@ -29,6 +30,8 @@ from ..inference.calibration import Calibration
 from ..models import is_weights_name, resolve
 from ..reports import EvaluationReport, PredictionWriter, TrainingReport
 from ..reports.training_report import TRAINING_CURVES
+from ..tasks import MONITOR
+from ..tasks.metrics import MONITOR_MODE
 from ..training.checkpoints import (
     AccuracyThenLossCheckpoint,
     BestCheckpoint,
@@ -37,20 +40,13 @@ from ..training.checkpoints import (
     best_checkpoint,
 )
 from ..training.divergence import DivergenceGuard
-from ..training.metrics import MONITOR, MONITOR_MODE
 from ..training.module import ImageClassifier
 from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
 from ..training.throughput import ThroughputDisplay
-from ..training.trained_model import TrainedModel
 from . import checkpoint_options as trained_options
+from .commands import APP_SUBCOMMANDS, BY_NAME, own_commands_help
 from .trainer import ResNetTrainer
-
-MORE_COMMANDS = ("nine more commands, each with its own --help: sweep (an Optuna study, each trial a fit), "
-                 "cross_validate (a fit per fold, their scores' mean and spread), compare (runs side by side), "
-                 "predict_onnx (an exported .onnx or .xml over a folder), serve (an HTTP service, LitServe), "
-                 "demo (a page in the browser, Gradio), pretrain (self-supervised, on unlabelled images, lightly), "
-                 "suggest (the unlabelled images to label next) and pseudo_label (those a model is sure of, for fit)")
 
 ALWAYS_PRESENT = {
     "checkpoint": AccuracyThenLossCheckpoint,
@@ -93,7 +89,7 @@ class ResNetCLI(LightningCLI):
     the data its input channels (``backbone_options.in_chans``) and the normalization of weights
     named in ``pretrained``; the data's training class counts to the model (``class_weights:
     balanced``). Always present, and configured under their own keys (:data:`ALWAYS_PRESENT`):
-    ``checkpoint`` (``AccuracyThenLossCheckpoint``, the best by :data:`~lightning_resnet.training.metrics.MONITOR`),
+    ``checkpoint`` (``AccuracyThenLossCheckpoint``, the best by :data:`~lightning_resnet.tasks.MONITOR`),
     ``last_checkpoint`` (``last.ckpt``, after every epoch), ``lr_monitor``, ``interrupt_checkpoint``,
     ``random_state`` (exact resume), ``divergence_guard`` (stops on a non-finite loss), ``predictions``
     (``predictions.csv``), ``evaluation`` (reports of ``validate`` and ``test``), ``training_report``
@@ -106,11 +102,8 @@ class ResNetCLI(LightningCLI):
     preprocessing come from it (:mod:`.checkpoint_options`), so evaluating needs no config.
     """
 
-    ALL_SUBCOMMANDS = {**LightningCLI.subcommands(), "summary": {"model", "datamodule"},
-                       "export": {"model", "datamodule"}, "inspect": {"model", "datamodule"},
-                       "convert": {"model", "datamodule"},
-                       "lr_find": {"model", "datamodule"}}
-    """Each subcommand, with the trainer method's arguments the command line does not offer."""
+    ALL_SUBCOMMANDS = APP_SUBCOMMANDS
+    """Each subcommand, with the trainer method's arguments the command line does not offer (the commands' table)."""
 
     def __init__(self, *, args: Any = None, **options: Any) -> None:
         given = [] if isinstance(args, dict) else list(sys.argv[1:] if args is None else args)
@@ -119,8 +112,8 @@ class ResNetCLI(LightningCLI):
         super().__init__(args=args, **options)
 
     def subcommands(self) -> dict[str, set[str]]:
-        """The subcommand typed first, alone: Lightning builds a parser for each subcommand it is given, by
-        reading signatures (``fit --help`` took 9.9-10.8 s with all eight, 8.6-9.7 s with one, on a 2-core CPU).
+        """The subcommand typed first, alone: Lightning builds a parser for each subcommand it is given, by reading
+        signatures, a second of ``fit --help`` for the others (benchmarks/README.md, "Measured reasons in the code").
         ``--help`` without a subcommand, or options before it, gets them all."""
         if self._requested is None:
             return self.ALL_SUBCOMMANDS
@@ -158,12 +151,24 @@ class ResNetCLI(LightningCLI):
             }
         )
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """Lightning's, each subcommand described by its line of the commands' table (not its method's docstring,
+        which for Lightning's own reads "Runs the full optimization routine.")."""
+        self._subcommand_parsers: dict[str, LightningArgumentParser] = {}
+        subcommands = parser.add_subcommands()
+        for subcommand in self.subcommands():
+            summary = BY_NAME[subcommand].summary
+            options = {"description": summary, **kwargs.get(subcommand, {})}
+            subcommand_parser = self._prepare_subcommand_parser(self.trainer_class, subcommand, **options)
+            self._subcommand_parsers[subcommand] = subcommand_parser
+            subcommands.add_subcommand(subcommand, subcommand_parser, help=summary)
+
     _preparing: str | None = None
     """The subcommand whose parser is being made (Lightning makes them before ``__init__`` returns)."""
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         """The subcommand's parser; for the bare ``--help``, which lists only names and descriptions, an empty one
-        (reading every subcommand's signatures cost it 1.6-2.0 s after the imports, against 0.02 s, 2-core CPU)."""
+        (reading every subcommand's signatures took most of its time after the imports: benchmarks/README.md)."""
         if self._listing_only:
             return self.init_parser(**kwargs)
         self._preparing = subcommand
@@ -183,7 +188,7 @@ class ResNetCLI(LightningCLI):
         self._say_where_results_went(best)
         data = self.datamodule
         if (not self.config.fit.get("test_after_fit") or not isinstance(data, ImageFolderDataModule)
-                or not data.has_test_set):
+                or not data.source.has_test):
             return
         if best is None:
             print("testing the weights as they are: no best checkpoint was chosen (no validation?)")
@@ -244,7 +249,7 @@ class ResNetCLI(LightningCLI):
         if not Path(path).is_file():
             raise UserError(f"--ckpt_path {path} does not exist: give best, last or a checkpoint file")
         given = trained_options.given_options(self.given_args)
-        overrides = trained_options.trained_settings(TrainedModel.read(path), config.model, config.data, given,
+        overrides = trained_options.trained_settings(read_bundle(path), config.model, config.data, given,
                                                      subcommand)
         self.config = self.parser.parse_object({subcommand: overrides}, self.config)
 
@@ -343,6 +348,6 @@ def cli_options() -> dict[str, Any]:
         "datamodule_class": ImageFolderDataModule,
         "trainer_class": ResNetTrainer,
         "parser_class": ResNetArgumentParser,
-        "parser_kwargs": {"prog": "python -m lightning_resnet", "epilog": MORE_COMMANDS},
+        "parser_kwargs": {"prog": "python -m lightning_resnet", "epilog": own_commands_help()},
         "seed_everything_default": 42,
     }

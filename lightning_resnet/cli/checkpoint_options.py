@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 from jsonargparse import Namespace
 
+from ..bundle import ModelBundle
 from ..errors import UserError
-from ..tasks import MULTILABEL
+from ..tasks import task_named
 from ..training.checkpoints import best_checkpoint_of_run, newest_run
-from ..training.trained_model import TrainedModel
 
 NAMED = ("best", "last")
 MODEL_KEYS = ("backbone", "backbone_options")
@@ -73,15 +73,16 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> set[str]:
     return keys
 
 
-def trained_settings(trained: TrainedModel, model: dict[str, Any], data: dict[str, Any], given: set[str],
+def trained_settings(trained: ModelBundle, model: dict[str, Any], data: dict[str, Any], given: set[str],
                      subcommand: str) -> dict[str, Any]:
     """The checkpoint's model hyper-parameters and data preprocessing (and, for ``validate`` and ``test``, the
     split it was evaluated on, unless given), as config overrides, after checking that the options among them that
     were ``given`` (see :func:`given_options`) do not contradict them."""
-    trained_model = dict(trained.model_options)
-    trained_data = {key: trained.data_options[key] for key in DATA_KEYS if key in trained.data_options}
-    split = {key: trained.data_options[key] for key in SPLIT_KEYS
-             if subcommand in ("validate", "test") and key in trained.data_options and f"data.{key}" not in given}
+    trained_model = dict(trained.provenance.model)
+    options = trained.provenance.data
+    trained_data = {key: options[key] for key in DATA_KEYS if key in options}
+    split = {key: options[key] for key in SPLIT_KEYS
+             if subcommand in ("validate", "test") and key in options and f"data.{key}" not in given}
     for section, chosen, trained, keys in (("model", model, trained_model, MODEL_KEYS),
                                            ("data", data, trained_data, DATA_KEYS)):
         for key in keys:
@@ -98,8 +99,9 @@ def adopt_trained_classes(config: Namespace) -> None:
     trained_classes = config.model.get("class_names")
     if trained_classes:
         config.data.class_names = trained_classes
-        if config.model.get("task") == MULTILABEL and config.data.get("multilabel") is None:
-            config.data.multilabel = True
+        given = config.data.get("multilabel")
+        label_sets = task_named(config.model.get("task") or "multiclass").multi_hot_targets
+        config.data.multilabel = given if given is not None else (label_sets or None)
 
 
 def _plain(value: Any) -> Any:

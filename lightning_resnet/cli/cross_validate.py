@@ -31,8 +31,8 @@ from ..reports.out_of_fold import (
     write_out_of_fold,
 )
 from ..stages import VAL
+from ..tasks.metrics import METRIC_LABELS, MULTILABEL_METRIC_LABELS, metric_key
 from ..training.checkpoints import best_checkpoint_of_run, epoch_metrics
-from ..training.metrics import METRIC_LABELS, MULTILABEL_METRIC_LABELS, metric_key
 from .app import ResNetCLI, cli_options
 
 COMMAND = "cross_validate"

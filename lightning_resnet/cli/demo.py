@@ -21,8 +21,8 @@ from .options import (
     address,
     api_key,
     check_address,
-    served_model,
     stop_on_sigterm,
+    threshold,
     warn_if_open,
 )
 
@@ -46,8 +46,10 @@ def demo(args: list[str]) -> None:
     key = api_key(options)
     warn_if_open(options.host, options.port, key, COMMAND)
     from ..serving.page import PAGE_CSS, build_page, validation_examples  # only demo pays for importing Gradio
+    from ..serving.served import load_served
 
-    served, model = served_model(options)
+    served, model = load_served(options.model, options.name, options.version, options.top_k,
+                                threshold(options.reject_below))
     if options.examples:
         examples, label = scan_unlabelled(options.examples, "--examples")[:24], f"examples from {options.examples}"
     else:

@@ -11,16 +11,13 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from ..errors import UserError, check, exit_with
-from ..training.metrics import MONITOR, MONITOR_MODE
-
-if TYPE_CHECKING:
-    from ..inference.shipped import ShippedModel
-    from ..serving.api import ServedModel
+from ..tasks import MONITOR
+from ..tasks.metrics import MONITOR_MODE
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")
 """The interfaces a server binds: loopback, every IPv4 one, every IPv6 one."""
@@ -63,29 +60,39 @@ def add_model_options(parser: ArgumentParser) -> None:
                         help="the model's version in answers (default: the start of the file's SHA-256)")
 
 
-def add_unlabelled_options(parser: ArgumentParser) -> None:
-    """A trained checkpoint, the folder of images nobody labelled it looks at, and how it reads them."""
+def add_checkpoint_options(parser: ArgumentParser) -> None:
+    """A checkpoint of ``fit``: a file, or ``best`` or ``last`` of an experiment's newest run."""
     parser.add_argument("--ckpt_path", type=str, required=True,
                         help="a checkpoint of fit, or best / last of the newest run of --experiment")
     parser.add_argument("--experiment", type=Path, default=Path("logs/default"),
                         help="the experiment folder whose newest run best and last name (logs/<logger name>)")
+
+
+def add_unlabelled_options(parser: ArgumentParser) -> None:
+    """A trained checkpoint, the folder of images nobody labelled it looks at, and how it reads them."""
+    add_checkpoint_options(parser)
     parser.add_argument("--data.predict_dir", type=Path, required=True,
                         help="the images nobody labelled: a folder, searched recursively")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--num_workers", type=int, default=0, help="loader processes that read the images")
 
 
-def unlabelled_checkpoint(options: Namespace) -> Path:
+def named_checkpoint_of(options: Namespace) -> Path:
     """The checkpoint ``--ckpt_path`` names (``best`` and ``last``: of the newest run of ``--experiment``)."""
     from .checkpoint_options import NAMED, named_checkpoint
 
-    check(options.batch_size >= 1, f"--batch_size must be at least 1, got {options.batch_size}")
-    check(options.num_workers >= 0, f"--num_workers must be 0 or more, got {options.num_workers}")
     if options.ckpt_path in NAMED:
         return named_checkpoint(options.ckpt_path, options.experiment)
     path = Path(options.ckpt_path).expanduser()
     check(path.is_file(), f"--ckpt_path {options.ckpt_path} does not exist: give best, last or a checkpoint file")
     return path
+
+
+def unlabelled_checkpoint(options: Namespace) -> Path:
+    """The checkpoint of :func:`add_unlabelled_options`, its loader options checked."""
+    check(options.batch_size >= 1, f"--batch_size must be at least 1, got {options.batch_size}")
+    check(options.num_workers >= 0, f"--num_workers must be 0 or more, got {options.num_workers}")
+    return named_checkpoint_of(options)
 
 
 def add_threshold_option(parser: ArgumentParser, default: str) -> None:
@@ -152,21 +159,6 @@ def check_address(host: str, port: int) -> None:
 def address(host: str, port: int) -> str:
     """The address a person opens: ``localhost`` for loopback."""
     return f"http://{'localhost' if host == '127.0.0.1' else host}:{port}"
-
-
-def served_model(options: Namespace) -> tuple[ServedModel, ShippedModel]:
-    """The model the options name, loaded (one line when it cannot be), and how its answers read."""
-    from ..inference.shipped import identity, load_classifier
-    from ..serving.api import ServedModel
-
-    check(options.top_k >= 1, f"--top_k must be at least 1, got {options.top_k}")
-    given = threshold(options.reject_below)
-    model = load_classifier(options.model)
-    name, version = identity(options.model)
-    reject_below = model.reject_below if given is None else given
-    served = ServedModel(options.model, options.name or name, options.version or version, options.top_k, reject_below,
-                         model.label_thresholds)
-    return served, model
 
 
 def stop_on_sigterm() -> None:

@@ -55,7 +55,7 @@ class PretrainCLI(LightningCLI):
         self._subcommand_parsers["fit"].prog = parser.prog  # its one subcommand, fit, is not typed
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("model.method", "data.views")
+        parser.link_arguments("model", "data.views", compute_fn=lambda model: model.views, apply_on="instantiate")
         for key, callback in ALWAYS_PRESENT.items():
             parser.add_lightning_class_args(callback, key)
         parser.set_defaults({

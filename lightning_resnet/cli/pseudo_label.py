@@ -1,9 +1,11 @@
 """``pseudo_label``: the images nobody labelled that a trained model is sure of, with the class it gives them, into
 ``pseudo_labels.csv`` for ``fit --data.extra_labels``.
 
-Sure means both rules the project answers with: the calibrated probability of the class is at least
-``--min_confidence``, and the image is not unsure (its energy score is not below the threshold fit chose; see
-:mod:`lightning_resnet.inference.unsure`). Images of the labelled folder, and exact copies of them, are left out:
+Sure is the model's task's to say (:meth:`~lightning_resnet.tasks.verdicts.ClassVerdict.sure`): for one class per
+image, both rules the project answers with, the calibrated probability of the class is at least ``--min_confidence``
+and the image is not unsure (its energy score is not below the threshold fit chose); for a label set, every label's
+decision is that sure (a label given has at least that probability, a label left out at most one minus it), and the
+set is not empty. Images of the labelled folder, and exact copies of them, are left out:
 they have a person's label.
 """
 
@@ -14,13 +16,12 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 
+from ..bundle import ModelBundle, read_bundle
 from ..data import scan_unlabelled
 from ..data.unlabelled import not_labelled
 from ..errors import check
 from ..hints import python_command, shown
-from ..inference.looking import look_at
-from ..inference.verdict import verdicts
-from ..training.trained_model import TrainedModel
+from ..runtimes import TorchPredictor, predict_images
 from .options import CommandParser, add_unlabelled_options, unlabelled_checkpoint
 
 COMMAND = "pseudo_label"
@@ -42,11 +43,11 @@ def parse(args: list[str]) -> Namespace:
     return parser.parse_args(args)
 
 
-def unlabelled_paths(trained: TrainedModel, folder: Path) -> tuple[list[str], int]:
-    """The images under ``folder`` that are neither images of the model's labelled folder nor exact copies of
-    them, and how many were."""
+def unlabelled_paths(bundle: ModelBundle, folder: Path) -> tuple[list[str], int]:
+    """The images under ``folder`` that are neither images of the model's labelled folder (as its run listed them:
+    its ``split.csv``) nor exact copies of them, and how many were."""
     paths = scan_unlabelled(folder.expanduser(), "data.predict_dir")
-    outside = not_labelled(paths, [path for path, _, _ in trained.labelled_source().split_rows()])
+    outside = not_labelled(paths, [path for path, _, _ in bundle.labelled_source().split_rows()])
     return outside, len(paths) - len(outside)
 
 
@@ -55,24 +56,20 @@ def pseudo_label(args: list[str]) -> Path:
     options = parse(args)
     check(0.0 < options.min_confidence <= 1.0, f"--min_confidence must be in (0, 1], got {options.min_confidence}")
     checkpoint = unlabelled_checkpoint(options)
-    trained = TrainedModel.read(checkpoint)
-    trained.refuse_label_sets(COMMAND)
-    paths, labelled = unlabelled_paths(trained, options.data.predict_dir)
+    bundle = read_bundle(checkpoint)
+    paths, labelled = unlabelled_paths(bundle, options.data.predict_dir)
     check(bool(paths), f"data.predict_dir {options.data.predict_dir} holds only images of the labelled folder")
-    looked = look_at(trained, paths, options.batch_size, options.num_workers)
-    said = verdicts(looked.probabilities, looked.calibrated_logits, trained.temperature, trained.class_names, 1,
-                    trained.reject_below)
-    sure = [(path, each) for path, each in zip(looked.paths, said)
-            if not each.unsure and each.confidence >= options.min_confidence]
+    seen = predict_images(TorchPredictor(bundle), paths, options.batch_size, options.num_workers)
+    said = bundle.decision.verdicts(seen.probabilities, seen.logits, bundle.classes, 1)
+    sure = [(path, each) for path, each in zip(seen.keys, said) if each.sure(options.min_confidence)]
     output = options.output or checkpoint.parent.parent / PSEUDO_LABELS_CSV
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
-        writer.writerows((path, each.prediction, f"{each.confidence:.6f}", f"{each.score:.6f}")
-                         for path, each in sorted(sure))
-    left = [f"{len(looked.paths) - len(sure)} below confidence {options.min_confidence} or unsure"]
-    left += [f"{count} {what}" for what, count in (("unreadable", len(looked.unreadable)),
+        writer.writerows(each.pseudo_label(path) for path, each in sorted(sure))
+    left = [f"{len(seen.keys) - len(sure)} below confidence {options.min_confidence} or unsure"]
+    left += [f"{count} {what}" for what, count in (("unreadable", len(seen.unreadable)),
                                                    ("labelled already", labelled)) if count]
     student = python_command("fit", "--config", "CONFIG", "--data.extra_labels", shown(output), *NOISED_STUDENT)
     print(f"wrote {shown(output)}: {len(sure)} of {len(paths) + labelled} images pseudo-labelled ({', '.join(left)})\n"

@@ -20,8 +20,8 @@ from .options import (
     address,
     api_key,
     check_address,
-    served_model,
     stop_on_sigterm,
+    threshold,
     warn_if_open,
 )
 
@@ -76,26 +76,26 @@ def serve(args: list[str]) -> None:
 
     import litserve as ls  # only serve pays for importing the server
 
-    from ..inference.runtimes import RUNTIMES
-    from ..inference.shipped import describe
+    from ..runtimes import EXPORTED
     from ..serving.api import PREDICT_PATH, ClassifierAPI, answer_errors_as_json
+    from ..serving.served import load_served
     from ..serving.uploads import UploadLimits
 
-    served, model = served_model(options)
-    metadata = describe(model, served.name, served.version)
+    served, model = load_served(options.model, options.name, options.version, options.top_k,
+                                threshold(options.reject_below))
+    info = served.describe(model)
     limits = UploadLimits(int(options.max_upload_mb * 2**20), options.max_pixels)
     api = ClassifierAPI(served, model.view, limits, options.max_batch_size, options.batch_timeout, key)
+    decision, classes = served.decision(model), model.class_names
     del model  # each worker loads its own
-    accelerator = "cpu" if Path(served.path).suffix in RUNTIMES else options.accelerator
+    accelerator = "cpu" if Path(served.path).suffix in EXPORTED else options.accelerator
     server = ls.LitServer(api, accelerator=accelerator, workers_per_device=options.workers, timeout=options.timeout,
-                          model_metadata=metadata)
+                          model_metadata=info)
     answer_errors_as_json(server.app)
     where = address(options.host, options.port)
-    answers = (f"{len(metadata['class_names'])} labels, each from its threshold" if served.label_thresholds else
-               f"{len(metadata['class_names'])} classes, unsure below an energy score of {served.reject_below:.4f}")
+    answers = f"{len(classes)} {decision.task.items}, {decision.task.describe_decision(decision)}"
     print(f"serving {served.path} ({served.name}, version {served.version}; {answers}) at {where}{PREDICT_PATH}; "
           f"GET /health, GET /info; batches of up to {options.max_batch_size}"
           f"{'; every request but /health needs the X-API-Key header' if key else ''}; Ctrl-C stops", flush=True)
     stop_on_sigterm()
     server.run(host=options.host, port=options.port, log_level=options.log_level, generate_client_file=False)
-

@@ -10,8 +10,6 @@ from lightning.pytorch import Trainer
 
 from ..data import FolderSource, ImageFolderDataModule
 from ..data.convert import convert_folder
-from ..errors import check
-from ..inference.export import ExportFormat, Quantize, export_checkpoint
 from ..models import format_summary, summarize
 from ..reports.inspection import inspect_folder
 from ..training.finetuning import BackboneFreeze
@@ -21,7 +19,7 @@ from ..training.run import run_dir
 
 
 class ResNetTrainer(Trainer):
-    """Lightning's Trainer, plus the ``summary``, ``inspect``, ``convert``, ``lr_find`` and ``export`` subcommands.
+    """Lightning's Trainer, plus the ``summary``, ``inspect``, ``convert`` and ``lr_find`` subcommands.
 
     The ``limit_*_batches`` options are re-declared with ``int`` before ``float``: Lightning
     annotates them ``Union[float, int, None]``, so the command line read ``1`` (one batch) as
@@ -82,8 +80,8 @@ class ResNetTrainer(Trainer):
                 images are kept as they are); by default each file's own bytes.
         """
         # data.normalize auto: each training split's statistics as the run's evaluation view shows its images
-        measure = (partial(FolderSource.normalization_of, view=datamodule.eval_view, num_workers=datamodule.num_workers)
-                   if datamodule.normalize == "auto" else None)
+        measure = (partial(FolderSource.normalization_of, view=datamodule.views.evaluation,
+                           num_workers=datamodule.num_workers) if datamodule.normalize == "auto" else None)
         print(convert_folder(datamodule.source, Path(output), max_side, datamodule.num_workers, measure))
 
     def lr_find(
@@ -102,43 +100,3 @@ class ResNetTrainer(Trainer):
             num_training: steps to take, the rate rising exponentially.
         """
         return find_learning_rate(self, model, datamodule, min_lr, max_lr, num_training)
-
-    def export(
-        self,
-        model: ImageClassifier,
-        datamodule: ImageFolderDataModule,
-        ckpt_path: str,
-        format: ExportFormat = "onnx",
-        output: str | None = None,
-        quantize: Quantize | None = None,
-        calibration_images: int = 256,
-        max_accuracy_drop: float = 1.0,
-        keep_accuracy_drop: bool = False,
-    ) -> Path:
-        """Export the checkpoint's model; class names and normalization go to a JSON file beside it.
-
-        The model and data settings are the checkpoint's, whatever the configuration says.
-
-        Args:
-            ckpt_path: the checkpoint to export.
-            format: ``onnx``, ``openvino`` (an ``.xml`` and its ``.bin``, converted from the ONNX; as INT8 faster
-                than ONNX Runtime's INT8 on Intel CPUs) or ``torch_export`` (a ``.pt2`` program for
-                ``torch.export.load``).
-            output: the model file; by default the checkpoint's path with the format's suffix (``.int8.onnx`` or
-                ``.int8.xml`` quantized).
-            quantize: ``int8``: ONNX Runtime's static quantization (int8 weights per channel, int8 activations),
-                checked against the float model on the validation images before it is written.
-            calibration_images: training images (in the evaluation view) that set the activations' ranges.
-            max_accuracy_drop: accuracy points INT8 may lose on the validation images; more is refused.
-            keep_accuracy_drop: write the INT8 model whatever it loses.
-        """
-        if quantize is None:
-            return export_checkpoint(ckpt_path, format, output)
-        check(format != "torch_export", f"--quantize {quantize} quantizes an ONNX model (or its OpenVINO "
-                                        f"conversion): drop --format {format} or give onnx or openvino")
-        from ..inference.quantization import export_int8_checkpoint  # imports onnxruntime's quantization tools
-
-        return export_int8_checkpoint(ckpt_path, output, calibration_images, max_accuracy_drop, keep_accuracy_drop,
-                                      format)
-
-

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
 from ..stages import TEST, VAL
-from ..tasks import MULTICLASS, MULTILABEL, Task
+from ..tasks import TaskName, task_of
 from .dataset import ImageSamples
 from .digits import DIGITS_DATA
 from .listing import scan_unlabelled
@@ -30,8 +30,7 @@ from .loaders import (
 )
 from .normalization import Normalization, Normalize, check_normalize, chosen_normalization
 from .sources import ImageSource, SamplerKind, SourceOptions, open_source
-from .splits import SplitRow, SplitRule
-from .transforms import AugmentPreset, CenterView, RandomResizedCropView, eval_view, train_augmentation, train_view
+from .transforms import AugmentPreset, Views
 
 
 def datamodule_of(trainer: Trainer) -> ImageFolderDataModule | None:
@@ -44,27 +43,24 @@ class ImageFolderDataModule(LightningDataModule):
     """Train / validation split of a folder of images, plus optional test and predict inputs.
 
     Args:
-        data_dir: a folder with one sub-folder of images per class, split here; or a folder split
-            already, with ``train/<class>/`` and ``val/`` (or ``valid/``, ``validation/``) and
-            optionally ``test/``, used as it is. ``demo:digits`` writes and uses scikit-learn's
-            digits under ``data/digits``. Or a data set written by ``python -m lightning_resnet convert``
-            (LitData's streaming format), a folder or a bucket URL (``s3://``, ``gs://``, ``azure://``):
-            its split (or folds), classes and measured normalization are the conversion's.
+        data_dir: a folder with one sub-folder of images per class, split here; or a folder split already, with
+            ``train/<class>/`` and ``val/`` (or ``valid/``, ``validation/``) and optionally ``test/``, used as it
+            is; ``demo:digits`` (scikit-learn's digits, written to ``data/digits``) or another data set by name
+            (``cifar10``, ...); or a data set ``convert`` wrote (LitData's format), a folder or a bucket URL
+            (``s3://``, ``gs://``, ``azure://``): its split (or folds), classes and normalization are its own.
         val_fraction: share of each class held out for validation (a stratified random split);
             a pre-split folder without ``val/`` splits its ``train/`` so.
         seed: seed of that split; the same seed gives the same split on every machine and process.
-        num_folds: split into this many stratified folds instead (k-fold cross-validation; see
-            ``python -m lightning_resnet cross_validate``); ``fold`` is held out for validation. A data set
-            converted with ``num_folds`` needs the same number here.
+        num_folds: split into this many stratified folds instead (k-fold cross-validation, ``cross_validate``);
+            ``fold`` is held out. A data set converted with ``num_folds`` needs the same number here.
         fold: the fold held out, from 0 to ``num_folds - 1``.
         exclude: a CSV file with a ``path`` column (an edited ``label_issues.csv`` or ``outliers.csv`` of
             ``inspect --predictions``): those images are left out of training and validation, and listed
             in ``split.csv`` as ``excluded``.
         relabel: a CSV file with ``path`` and ``label`` columns: those images are trained and validated
             under the class ``label`` names instead of their folder's.
-        group_duplicates: look for exact and near-duplicate images (cached once per folder) and
-            keep each group of them on one side of the split; duplicates shared between the
-            parts of a pre-split folder are reported as leaks.
+        group_duplicates: keep each group of exact and near copies (found once per folder, cached) on one side of
+            the split; copies shared between the parts of a pre-split folder are reported as leaks.
         sampler: ``shuffle`` (each training image once per epoch) or ``balanced`` (drawn with
             replacement so that every class comes equally often; also under DDP).
         test_dir: folder laid out like ``data_dir`` for ``test``; by default a pre-split folder's ``test/``.
@@ -83,18 +79,14 @@ class ImageFolderDataModule(LightningDataModule):
             ``--mean``/``--std``), or null (the default): the mean/std the pretrained weights were
             trained with when ``model.pretrained`` names them (``weights_normalization``), else ImageNet's.
         batch_size: images per batch and process.
-        num_workers: loader processes of each training process; by default the CPU cores this
-            machine gives the run, shared among its training processes, less one core for each
-            of them (at least one worker).
-        verify_images: at setup, leave out (and list) empty, truncated and undecodable files, reading
-            only each file's header and last bytes (cached with the duplicate search). A file that
-            fails later is skipped and counted.
-        class_names: the classes in index order; read from ``data_dir`` when not given. The command
-            line takes them from the checkpoint when one is given, so that indices keep their meaning.
-        channels: image channels, 3 (RGB) or 1 (gray); the command line links it from
-            ``model.backbone_options.in_chans``, so it is never set by hand there.
-        weights_normalization: ``[mean, std]`` of the pretrained weights; the command line links it
-            from ``model.pretrained``.
+        num_workers: loader processes of each training process; by default the cores this machine gives the
+            run, shared among its training processes, less one for each of them (at least one worker).
+        verify_images: at setup, leave out (and list) empty, truncated and undecodable files, reading only each
+            file's header and last bytes (cached). A file that fails later is skipped and counted.
+        class_names: the classes in index order; read from ``data_dir`` when not given (a checkpoint's, on the
+            command line, so that indices keep their meaning).
+        channels: image channels, 3 (RGB) or 1 (gray); linked from ``model.backbone_options.in_chans``.
+        weights_normalization: ``[mean, std]`` of the pretrained weights; linked from ``model.pretrained``.
         weighted_loss: whether the model weighs its loss by class (``model.class_weights``); the command
             line links it, so that the start-up's imbalance hint does not suggest what is already done.
         extra_labels: a ``pseudo_labels.csv`` (``pseudo_label``): its images, from outside ``data_dir``, join the
@@ -141,10 +133,8 @@ class ImageFolderDataModule(LightningDataModule):
         self.save_hyperparameters(ignore=["class_names"])  # for the checkpoint and TensorBoard only: read below
         LoaderSettings(batch_size, num_workers or 0, seed)  # the loader options checked where they arrive
         check_normalize(normalize, channels)
-        self.source: ImageSource = open_source(SourceOptions(
-            data_dir, SplitRule(val_fraction, seed, num_folds, fold, group_duplicates), exclude, relabel, sampler,
-            test_dir, verify_images, tuple(class_names) if class_names else None, weighted_loss, extra_labels, labels,
-            multilabel))
+        self.source: ImageSource = open_source(SourceOptions.from_data_options({**self.hparams,
+                                                                                 "class_names": class_names}))
         """What holds the images: a folder, a labels file or a converted data set (:func:`~.sources.open_source`)."""
         self.data_dir = self.source.location
         self.multilabel = multilabel
@@ -157,12 +147,8 @@ class ImageFolderDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.num_workers_option = num_workers
         self.channels = channels
-        self.eval_view: CenterView = eval_view(image_size, crop_fraction, channels)
-        """How validation, test and predict read an image: resize, then center-crop ``image_size``."""
-        self.train_view: CenterView | RandomResizedCropView = train_view(train_augment, image_size, crop_fraction,
-                                                                         tuple(crop_scale), channels)
-        """How training reads an image, before :attr:`train_augmentation`."""
-        self.train_augmentation = train_augmentation(train_augment, hflip, image_size)
+        self.views = Views.of(image_size, crop_fraction, channels, train_augment, crop_scale, hflip)
+        """How the images are read: for evaluation (resize, then center-crop ``image_size``), for training."""
         self.weights_normalization = (Normalization(tuple(weights_normalization[0]), tuple(weights_normalization[1]))
                                       if weights_normalization is not None else None)
         self._saved_normalization: Normalization | None = None  # a checkpoint's, which wins over every other
@@ -189,24 +175,20 @@ class ImageFolderDataModule(LightningDataModule):
         return len(self.class_names)
 
     @property
-    def task(self) -> Task:
-        """``multilabel`` when the images have label sets (``multilabel``, else as the labels file says), else
-        ``multiclass``."""
-        multilabel = self.multilabel if self.multilabel is not None else self.source.multilabel
-        return MULTILABEL if multilabel else MULTICLASS
+    def task(self) -> TaskName:
+        """The task the images make, by name (the command line links it to the model): label sets (``multilabel``
+        given, else as the labels file says) or one class per image."""
+        given = self.multilabel
+        return (task_of(given) if given is not None else self.source.task).name
 
     def training_class_counts(self) -> list[int]:
         """Images of each class in the training split (what ``model.class_weights: balanced`` weighs by)."""
         return self.source.training_class_counts()
 
-    @property
-    def has_test_set(self) -> bool:
-        """Whether ``test`` has images to read: ``test_dir``, or the source's own test part."""
-        return self.source.has_test
-
-    def split_rows(self) -> list[SplitRow]:
-        """``(path, split, class)`` of every image the run uses: what ``split.csv`` holds."""
-        return self.source.split_rows()
+    def options(self) -> dict[str, Any]:
+        """The data options as the run was given them, as plain data: what a trained model's provenance keeps, from
+        which :meth:`~.sources.SourceOptions.from_data_options` opens the same images, split the same way."""
+        return {key: value for key, value in self.hparams.items() if not key.startswith("_")}
 
     @property
     def skipped_images(self) -> int:
@@ -215,17 +197,13 @@ class ImageFolderDataModule(LightningDataModule):
         return sum(dataset.skipped.value for dataset in sets if dataset is not None)
 
     @property
-    def resize_size(self) -> int:
-        return self.eval_view.resize_size
-
-    @property
     def normalization(self) -> Normalization:
         """The mean and std the images are normalized with: a checkpoint's, else the training split's
         (``normalize: auto``), else the pretrained weights' (``normalize`` null), else ImageNet's."""
         if self._saved_normalization is not None:
             return self._saved_normalization
         if self.normalize == "auto":
-            return self.source.measured_normalization(self.eval_view, self.num_workers)
+            return self.source.measured_normalization(self.views.evaluation, self.num_workers)
         return chosen_normalization(self.normalize, self.channels, self.weights_normalization)
 
     # ----- Lightning hooks -----------------------------------------------------------------------
@@ -237,20 +215,20 @@ class ImageFolderDataModule(LightningDataModule):
             return
         self.source.prepare()
         if self.normalize == "auto" and self._saved_normalization is None:
-            self.source.measured_normalization(self.eval_view, self.num_workers)
+            self.source.measured_normalization(self.views.evaluation, self.num_workers)
 
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate"):
-            self.train_set = self.source.training_set(self.train_view, self.train_augmentation,
+            self.train_set = self.source.training_set(self.views.training, self.views.augmentation,
                                                       self._loader_settings(), self._processes()[0])
-            self.val_set = self.source.evaluation_set(VAL, self.eval_view)
+            self.val_set = self.source.evaluation_set(VAL, self.views.evaluation)
         elif stage == "test":
-            self.test_set = self.source.evaluation_set(TEST, self.eval_view)
+            self.test_set = self.source.evaluation_set(TEST, self.views.evaluation)
         elif stage == "predict":
             if self.predict_dir is None:
                 raise UserError("predict needs data.predict_dir: an image file or a folder of images")
             self.predict_paths = scan_unlabelled(Path(self.predict_dir).expanduser())
-            self.predict_set = ImageSamples([(path, path) for path in self.predict_paths], self.eval_view)
+            self.predict_set = ImageSamples([(path, path) for path in self.predict_paths], self.views.evaluation)
 
     def _processes(self) -> tuple[int, int]:
         return processes_of(self.trainer)

@@ -160,8 +160,8 @@ def duplicate_groups(records: Sequence[ImageRecord]) -> list[DuplicateGroup]:
 def cached_duplicate_groups(records: Sequence[ImageRecord]) -> list[DuplicateGroup]:
     """:func:`duplicate_groups`, kept in the cache under a digest of every file's hashes and size.
 
-    The search compares every pair (8.5 s for 50,000 files on 2 cores, benchmarks/README.md), so a
-    second start-up on the same files reads its result instead.
+    The search compares every pair (seconds on 50,000 files: benchmarks/README.md), so a second start-up on the
+    same files reads its result instead.
     """
     digest = hashlib.sha1(f"{NEAR_DISTANCE}|{MIN_SIDE}|{SMALL_SIDE}|{SMALL_NEAR_DISTANCE}|{THUMBNAIL_RMS}|"
                           f"{_THUMBNAIL_SIDES}".encode())

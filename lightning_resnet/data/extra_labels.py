@@ -3,7 +3,8 @@ training part of a run with ``data.extra_labels``: never to validation or test, 
 labels. ``split.csv`` lists them in a part of their own, :data:`PSEUDO`.
 
 The file has a ``path`` column (absolute, or relative to the current folder) and a ``label`` column (a class of the
-folder); its images lie outside the labelled folder, whose images have a person's labels already.
+folder; in a multi-label set, the image's labels separated by spaces); its images lie outside the labelled folder,
+whose images have a person's labels already.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import check
+from ..errors import UserError, check
+from ..tasks import SINGLE_LABEL, Task
 from .corrections import csv_rows
 from .dataset import Sample
 from .listing import is_image_file
@@ -21,24 +23,31 @@ PSEUDO = "pseudo"
 """The part ``split.csv`` lists an image of ``data.extra_labels`` in."""
 
 
-def read_extra_labels(source: str, class_names: Sequence[str], labelled_root: Path) -> list[Sample]:
-    """The ``(path, class index)`` samples of the ``data.extra_labels`` file ``source``; one line naming the file
-    and the first bad row when a path is missing, is no image, lies in ``labelled_root``, or a label is no class."""
+def read_extra_labels(source: str, class_names: Sequence[str], labelled_root: Path,
+                      task: Task = SINGLE_LABEL) -> list[Sample]:
+    """The ``(path, target)`` samples of the ``data.extra_labels`` file ``source``, each target as ``task`` has it
+    (a class index, or a label set); one line naming the file and the first bad row when a path is missing, is no
+    image, lies in ``labelled_root``, or a label is none of the classes."""
     option = f"data.extra_labels {source}"
     rows = csv_rows("data.extra_labels", source, ("path", "label"))
     root = labelled_root.resolve()
-    samples = []
+    samples: list[Sample] = []
     for number, row in enumerate(rows, start=2):
         path = Path(row["path"]).expanduser().resolve()
-        label = row["label"].strip()
+        labels = row["label"].split()
         check(path.is_file(), f"{option}, line {number}: {row['path']} does not exist")
         check(is_image_file(path), f"{option}, line {number}: {row['path']} is not an image file")
         check(not path.is_relative_to(root), f"{option}, line {number}: {row['path']} is an image of the labelled "
                                              f"folder {labelled_root}, which has its label already: the file must "
                                              "name images from elsewhere (what pseudo_label read)")
-        check(label in class_names, f"{option}, line {number}: {label!r} is not a class of {labelled_root} "
-                                    f"(classes: {', '.join(class_names)})")
-        samples.append((str(path), class_names.index(label)))
+        check(len(labels) == 1 or (task.multi_hot_targets and labels),
+              f"{option}, line {number}: {row['label']!r}: expected the image's {task.items}, separated by spaces"
+              if task.multi_hot_targets else f"{option}, line {number}: {row['label']!r}: expected one class")
+        unknown = [label for label in labels if label not in class_names]
+        if unknown:
+            raise UserError(f"{option}, line {number}: {unknown[0]!r} is not a class of {labelled_root} "
+                            f"(classes: {', '.join(class_names)})")
+        samples.append((str(path), task.target(tuple(sorted(class_names.index(label) for label in labels)))))
     if not samples:
         warnings.warn(f"{option} names no image (the model was sure of none): training on the labelled images alone",
                       stacklevel=2)

@@ -8,7 +8,7 @@ after it is made: a different question (hashes that were not asked for) makes a 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -16,11 +16,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from ..errors import check
 from ..stages import TEST, TRAIN, VAL
+from ..tasks import MULTI_LABEL, SINGLE_LABEL
 from .corrections import Corrections
 from .dataset import Sample, label_counts
 from .duplicates import DuplicateGroup, cached_duplicate_groups
 from .image_records import ImageRecord, image_records, warn_unreadable
-from .listing import FolderListing, LayoutError
+from .listing import FolderLayout, FolderListing, LayoutError
 from .multilabel_split import multilabel_fold_numbers, multilabel_split
 from .splits import SplitRule, fold_numbers, stratified_split
 
@@ -106,6 +107,39 @@ def split_folder(listing: FolderListing, rule: SplitRule, verify: bool, find_dup
     return FolderSplit(listing, records, verify, find_duplicates, groups, train, val, excluded, folds)
 
 
+def _class_folds(targets: Sequence, names: Sequence[str], rule: SplitRule, units: list[list[int]],
+                 layout: FolderLayout) -> list[int]:
+    counts = Counter(targets)
+    scarcest = min(range(len(names)), key=lambda target: counts[target])
+    check(rule.num_folds <= counts[scarcest],
+          f"data.num_folds {rule.num_folds}: class {names[scarcest]} has {counts[scarcest]} readable images in "
+          f"{layout.root}, so some folds would validate none of it; use at most {counts[scarcest]} folds")
+    return fold_numbers(targets, rule.num_folds, rule.seed, units)
+
+
+@dataclass(frozen=True)
+class Stratified:
+    """How a task's images are shared between training and validation (``split``), or among folds (``folds``), so
+    that each class, or each label, is in every part as much as it can be."""
+
+    split: Callable[[Sequence, Sequence[str], SplitRule, list[list[int]], FolderLayout], tuple[list[int], list[int]]]
+    folds: Callable[[Sequence, Sequence[str], SplitRule, list[list[int]], FolderLayout], list[int]]
+
+
+STRATIFIED = {
+    SINGLE_LABEL.name: Stratified(
+        lambda targets, names, rule, units, layout: stratified_split(targets, rule.val_fraction, rule.seed, units),
+        _class_folds),
+    MULTI_LABEL.name: Stratified(  # iterative stratification
+        lambda targets, names, rule, units, layout: multilabel_split(targets, names, rule.val_fraction, rule.seed,
+                                                                     units, layout.describe()),
+        lambda targets, names, rule, units, layout: multilabel_fold_numbers(targets, names, rule.num_folds,
+                                                                            rule.seed, units, layout.describe())),
+}
+IMBALANCE_REMEDIES = {SINGLE_LABEL.name: "--model.class_weights balanced or --data.sampler balanced",
+                      MULTI_LABEL.name: "--model.class_weights with a weight per label"}
+
+
 def _split(listing: FolderListing, rule: SplitRule, usable: list[bool], groups: Sequence[DuplicateGroup]
            ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, ...], ...]]:
     """(train, val, each fold's validation images under ``num_folds``), as indices into ``listing.files``."""
@@ -122,24 +156,15 @@ def _split(listing: FolderListing, rule: SplitRule, usable: list[bool], groups: 
     units = [unit for unit in units if len(unit) > 1] if rule.group_duplicates else []
     targets = [listing.files[i][1] for i in pool]
     names = listing.class_names
+    stratified = STRATIFIED[listing.task.name]
     if rule.num_folds is not None:
-        if listing.multilabel:
-            fold_of = multilabel_fold_numbers(targets, names, rule.num_folds, rule.seed, units, layout.describe())
-        else:
-            counts = Counter(targets)
-            scarcest = min(range(len(names)), key=lambda target: counts[target])
-            check(rule.num_folds <= counts[scarcest],
-                  f"data.num_folds {rule.num_folds}: class {names[scarcest]} has {counts[scarcest]} readable images "
-                  f"in {layout.root}, so some folds would validate none of it; use at most {counts[scarcest]} folds")
-            fold_of = fold_numbers(targets, rule.num_folds, rule.seed, units)
+        fold_of = stratified.folds(targets, names, rule, units, layout)
         folds = tuple(tuple(pool[i] for i, f in enumerate(fold_of) if f == fold) for fold in range(rule.num_folds))
         train = [i for i, f in enumerate(fold_of) if f != rule.fold]
         val = [i for i, f in enumerate(fold_of) if f == rule.fold]
     else:
         folds = ()
-        train, val = (multilabel_split(targets, names, rule.val_fraction, rule.seed, units, layout.describe())
-                      if listing.multilabel
-                      else stratified_split(targets, rule.val_fraction, rule.seed, units))
+        train, val = stratified.split(targets, names, rule, units, layout)
     if not train or not val:
         raise LayoutError(f"{layout.root} has {len(pool)} readable images: too few for a {rule.describe()}")
     return tuple(pool[i] for i in train), tuple(pool[i] for i in val), folds
@@ -155,8 +180,7 @@ def announce(split: FolderSplit, rule: SplitRule, balanced: bool) -> None:
                   + (" kept on one side" if rule.group_duplicates and not layout.presplit else "")
                   if split.groups else "")
     excluded = f"; {len(split.excluded)} excluded (data.exclude)" if split.excluded else ""
-    kinds = "labels (several per image)" if split.listing.multilabel else "classes"
-    rank_zero_info(f"data: {layout.describe()}, {len(names)} {kinds}, {how}: "
+    rank_zero_info(f"data: {layout.describe()}, {len(names)} {split.listing.task.items_described}, {how}: "
                    f"{len(split.train)} training and {len(split.val)} validation images{duplicates}{excluded}")
     if split.leaks:
         examples = "; ".join(" = ".join(split.files[i][0] for i in group.members[:2]) for group, _ in split.leaks[:3])
@@ -169,5 +193,4 @@ def announce(split: FolderSplit, rule: SplitRule, balanced: bool) -> None:
     if not balanced and counts[largest] > IMBALANCE_WARNING_RATIO * max(counts[smallest], 1):
         rank_zero_warn(f"{layout.root}: the classes are imbalanced ({names[largest]}: {counts[largest]} "
                        f"training images, {names[smallest]}: {counts[smallest]}); consider "
-                       "--model.class_weights balanced"
-                       + ("" if split.listing.multilabel else " or --data.sampler balanced"))
+                       f"{IMBALANCE_REMEDIES[split.listing.task.name]}")

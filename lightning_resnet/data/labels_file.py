@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import check
 from ..stages import TEST, TRAIN, VAL
+from ..tasks import task_of
 from .corrections import csv_rows
 from .listing import IMAGE_EXTENSIONS, SPLIT_FOLDER_NAMES, FolderLayout, FolderListing, is_image_file
 
@@ -72,14 +73,14 @@ def list_labels_file(labels_file: str, root: Path, class_names: Sequence[str] | 
                                                "val or test")
             part = SPLIT_FOLDER_NAMES[named]
         entries.append((path, labels, part))
-    if multilabel is None:
-        multilabel = any(len(labels) > 1 for _, labels, _ in entries)
+    given = multilabel
+    task = task_of(any(len(labels) > 1 for _, labels, _ in entries) if given is None else given)
     training = {label for _, labels, part in entries if part in (None, TRAIN) for label in labels}
     check(training, f"{option} has a {SPLIT_COLUMN} column but no train row: expected some images in train")
     names = tuple(class_names) if class_names else tuple(sorted(training))
-    check(len(names) >= 2 or multilabel, f"{option}: its training images are of one class only ({names[0]}): a "
-                                         "classifier needs at least two classes")
-    what, plural = ("label", "labels") if multilabel else ("class", "classes")
+    check(len(names) >= 2 or task.multi_hot_targets, f"{option}: its training images are of one class only "
+                                                      f"({names[0]}): a classifier needs at least two classes")
+    what, plural = task.item, task.items
     for number, (path, labels, _) in enumerate(entries, start=2):
         for label in labels:
             check(label in names, f"{option}, line {number}: {label!r} is not a {what} "
@@ -91,6 +92,5 @@ def list_labels_file(labels_file: str, root: Path, class_names: Sequence[str] | 
     parts = {part for _, _, part in entries}
     layout = LabelsFileLayout(root, *(root if presplit and part in parts else None for part in (TRAIN, VAL, TEST)),
                               labels_file=Path(labels_file))
-    files = tuple((path, tuple(names.index(label) for label in labels) if multilabel else names.index(labels[0]))
-                  for path, labels, _ in entries)
-    return FolderListing(layout, names, files, tuple(part for _, _, part in entries), multilabel)
+    files = tuple((path, task.target(tuple(names.index(label) for label in labels))) for path, labels, _ in entries)
+    return FolderListing(layout, names, files, tuple(part for _, _, part in entries), task)

@@ -15,6 +15,7 @@ from torchvision.datasets.folder import make_dataset
 
 from ..errors import UserError
 from ..stages import TEST, TRAIN, VAL
+from ..tasks import SINGLE_LABEL, Task
 from .dataset import Sample
 from .image_records import image_records, warn_unreadable
 
@@ -171,8 +172,8 @@ class FolderListing:
     class_names: tuple[str, ...]
     files: tuple[Sample, ...]
     parts: tuple[str | None, ...]
-    multilabel: bool = False
-    """Whether each file has a label set (:data:`~.dataset.LabelSet`, of a multi-label labels file) for a class."""
+    task: Task = SINGLE_LABEL
+    """Whether each file has a class or, of a multi-label labels file, a label set (:data:`~.dataset.LabelSet`)."""
 
 
 def list_folder(root: Path, class_names: Sequence[str] | None = None) -> FolderListing:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -132,3 +133,20 @@ def train_augmentation(preset: AugmentPreset, hflip: float, image_size: int) -> 
     if policy is not None:
         steps.append(policy())
     return v2.Compose(steps) if steps else None
+
+
+@dataclass(frozen=True)
+class Views:
+    """How a run reads its images, worked out once from its data options: ``evaluation`` (validation, test,
+    predict and every shipped model), ``training``, and the ``augmentation`` that follows the training view."""
+
+    evaluation: CenterView
+    training: CenterView | RandomResizedCropView
+    augmentation: v2.Transform | None
+
+    @classmethod
+    def of(cls, image_size: int, crop_fraction: float, channels: int, train_augment: AugmentPreset,
+           crop_scale: tuple[float, float], hflip: float) -> Views:
+        return cls(eval_view(image_size, crop_fraction, channels),
+                   train_view(train_augment, image_size, crop_fraction, tuple(crop_scale), channels),
+                   train_augmentation(train_augment, hflip, image_size))

@@ -2,15 +2,17 @@
 self-supervised pretraining (``python -m lightning_resnet pretrain``): every image under a folder (flat, or class
 folders whose names are ignored), each read as two random views of itself.
 
-The views are lightly's (SimCLR's or BYOL's crops, colour jitter, blur, solarization), applied to the decoded
-image with the image's own seed from the shuffle, so that an interrupted run resumes to the same views; they go
-to the device as ``uint8`` and are normalized there, as :class:`~.datamodule.ImageFolderDataModule`'s images are.
+The views are the method's (lightly's crops, colour jitter, blur, solarization: two for SimCLR and BYOL, two global
+and six local ones for DINO), applied to the decoded image with the image's own seed from the shuffle, so that an
+interrupted run resumes to the same views; they go to the device as ``uint8`` and are normalized there, as
+:class:`~.datamodule.ImageFolderDataModule`'s images are.
 A labelled folder (``knn_dir``) gives the features a k-nearest-neighbour score every epoch: its training part is
 the memory bank, its validation part the queries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
-from ..errors import UserError, check
+from ..errors import check
 from ..stages import VAL
 from .dataset import ImageSamples
 from .decode import load_image
@@ -46,37 +48,29 @@ def not_labelled(candidates: list[str], labelled: list[str]) -> list[str]:
     return [path for path in candidates if not digests or content_digest(Path(path).read_bytes()) not in digests]
 
 
-ViewsKind = Literal["simclr", "byol"]
-"""Whose two views: SimCLR's (the same strong augmentation twice) or BYOL's (two different ones)."""
+Views = Callable[[int, "Mapping[str, Any] | None"], Callable[[Any], list[Tensor]]]
+"""A self-supervised method's views: from the image size and ``data.view_options``, the transform that makes the
+views of one image (lightly's: a list of tensors, as many and of what sizes the method compares)."""
 
 
-class TwoViews:
-    """Two of lightly's random views of a ``uint8`` image, as one ``uint8`` tensor ``(2, C, H, W)``.
+class ImageViews:
+    """The views a method compares of a ``uint8`` image, each a ``uint8`` tensor (a list: any number, any sizes).
 
     lightly's blur and solarization draw from NumPy's random stream: it is seeded here from torch's, which the data
     set seeds per image, and restored after (an exact resume needs every draw fixed by the image's seed).
     """
 
-    def __init__(self, kind: ViewsKind, size: int, options: dict[str, Any] | None = None) -> None:
-        from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform, SimCLRTransform
+    def __init__(self, transform: Callable[[Any], list[Tensor]]) -> None:
+        self.transform = transform
 
-        options = {"input_size": size, "normalize": None, **(options or {})}
-        try:
-            if kind == "simclr":
-                self.transform = SimCLRTransform(**options)
-            else:
-                self.transform = BYOLTransform(BYOLView1Transform(**options), BYOLView2Transform(**options))
-        except TypeError as error:
-            raise UserError(f"data.view_options: {error} (the options of lightly's {kind} transform)") from None
-
-    def __call__(self, image: Tensor) -> Tensor:
+    def __call__(self, image: Tensor) -> list[Tensor]:
         state = np.random.get_state()
         np.random.seed(int(torch.randint(2**31, ())))
         try:
             views = self.transform(TF.to_pil_image(image))
         finally:
             np.random.set_state(state)
-        return torch.stack([TF.to_dtype(view, torch.uint8, scale=True) for view in views])
+        return [TF.to_dtype(view, torch.uint8, scale=True) for view in views]
 
 
 class DecodedImage:
@@ -90,7 +84,8 @@ class DecodedImage:
 
 
 class UnlabelledImages(LightningDataModule):
-    """Every image under ``data_dir``, read as two views each; the labelled ``knn_dir``'s images for the k-NN score.
+    """Every image under ``data_dir``, read as the views a method compares; the labelled ``knn_dir``'s images for
+    the k-NN score.
 
     Args:
         data_dir: a folder of images, flat or in class folders (whose names are ignored), searched recursively;
@@ -98,14 +93,14 @@ class UnlabelledImages(LightningDataModule):
         knn_dir: a labelled folder (one folder per class), split as ``fit`` splits it (``val_fraction``, ``seed``):
             every epoch, each validation image is classified by its nearest training images in feature space
             (``val/knn_acc``). Optional.
-        views: SimCLR's or BYOL's views; the command line links it from ``model.method``.
-        view_options: keyword options of lightly's transform of that kind, e.g. ``{min_scale: 0.2, cj_strength:
+        views: the method's views (:data:`Views`); the command line links them from ``model.method``.
+        view_options: keyword options of lightly's transform of the method, e.g. ``{min_scale: 0.2, cj_strength:
             0.5, gaussian_blur: 0.0}`` for small images.
-        image_size: side of the square views.
+        image_size: side of the square views (DINO's global views; its local ones are smaller).
         val_fraction: the part of ``knn_dir`` used as queries.
         seed: the seed of the shuffle, the views and ``knn_dir``'s split.
         normalize: ``imagenet`` (the default), or ``{mean: [...], std: [...]}``; fine-tune with the same.
-        batch_size: images per batch and process (each gives two views).
+        batch_size: images per batch and process (each gives the method's views).
         num_workers: loader processes per training process; by default the cores shared as ``fit`` shares them.
     """
 
@@ -113,7 +108,7 @@ class UnlabelledImages(LightningDataModule):
         self,
         data_dir: str = "data/unlabelled",
         knn_dir: str | None = None,
-        views: ViewsKind = "simclr",
+        views: Views | None = None,
         view_options: dict[str, Any] | None = None,
         image_size: int = 224,
         val_fraction: float = 0.2,
@@ -123,7 +118,7 @@ class UnlabelledImages(LightningDataModule):
         num_workers: int | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["views"])  # the method's, which its options make again
         LoaderSettings(batch_size, num_workers or 0, seed)  # the loader options checked where they arrive
         check(image_size >= 8, f"data.image_size must be at least 8, got {image_size}")
         self.data_dir = data_dir
@@ -132,7 +127,9 @@ class UnlabelledImages(LightningDataModule):
         self.num_workers_option = num_workers
         self.normalization: Normalization = (chosen_normalization(normalize, 3, None) if isinstance(normalize, dict)
                                              else imagenet_normalization(3))
-        self.two_views = TwoViews(views, image_size, view_options)
+        check(views is not None, "data.views: the views of a self-supervised method are needed "
+                                 "(pretrain links them from model.method)")
+        self.views = ImageViews(views(image_size, view_options))
         self.decoded = DecodedImage(image_size)
         self.knn_source = (open_source(SourceOptions(knn_dir, SplitRule(val_fraction, seed)))
                            if knn_dir is not None else None)
@@ -157,7 +154,7 @@ class UnlabelledImages(LightningDataModule):
         paths = self.image_paths()
         check(len(paths) >= 2, f"data.data_dir {self.data_dir} holds {len(paths)} image: pretraining compares "
                                "images with each other and needs at least two")
-        self.train_set = ImageSamples([(path, 0) for path in paths], self.decoded, self.two_views,
+        self.train_set = ImageSamples([(path, 0) for path in paths], self.decoded, self.views,
                                       replace_unreadable=True)
         if self.knn_source is not None:
             settings = self._loader_settings()
@@ -185,12 +182,12 @@ class UnlabelledImages(LightningDataModule):
         return [evaluation_loader(part, self._loader_settings(), *self._processes()) for part in self.knn_sets]
 
     def on_after_batch_transfer(self, batch: list | None, dataloader_idx: int) -> list | None:
-        """The ``uint8`` views (or k-NN images) as normalized floats on the device."""
+        """The ``uint8`` views (a batch of each; or k-NN images) as normalized floats on the device."""
         if batch is None:
             return None
         images, targets = batch
-        if images.ndim == 5:  # (batch, view, channels, height, width)
-            return [self.normalization(images.flatten(0, 1)).unflatten(0, images.shape[:2]), targets]
+        if isinstance(images, list):
+            return [[self.normalization(view) for view in images], targets]
         return [self.normalization(images), targets]
 
     def state_dict(self) -> dict:

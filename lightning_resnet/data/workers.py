@@ -89,10 +89,10 @@ def worker_processes() -> multiprocessing.context.BaseContext:
 
     Under DDP, from multiprocessing's fork server (:func:`fork_server`): there the training process runs the
     backend's threads (gloo's, NCCL's) whenever a loader starts its workers, and a worker forked while one of them
-    held a lock waits for it for ever: 2 of ~75 two-process fits here hung so, a worker stuck inside ``fork()`` and
-    its process waiting for its batch. In one process, forked from it, as torch's loaders do by default: the fork
-    server costs about 3 s of start-up on this 2-core VM (benchmarks/README.md), and no single-process run was
-    seen to hang."""
+    held a lock waits for it for ever (two-process fits were seen to hang so, a worker stuck inside ``fork()``). In one
+    process, forked from it, as torch's loaders do by default: the fork server costs seconds of start-up, and no
+    single-process run was seen to hang (benchmarks/README.md, "Loader workers under DDP start from a fork
+    server")."""
     import torch.distributed
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():

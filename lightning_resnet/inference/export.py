@@ -1,62 +1,33 @@
-"""A checkpoint as a file other programs can run: ONNX, OpenVINO's ``.xml`` (converted from the ONNX) or a
-``torch.export`` program, each carrying its preprocessing.
+"""A trained model as a file other programs can run: ONNX, OpenVINO's ``.xml`` (converted from the ONNX) or a
+``torch.export`` program, each carrying its preprocessing, and its description beside it.
 
-The exported program takes the image as ``uint8`` (already resized and center-cropped to the
-training size, NCHW) and does the rest inside: normalization with the training mean and std,
-the network, the calibration temperature and the softmax. It returns probabilities and logits,
-so a shipped file cannot disagree with the checkpoint by a forgotten normalization. The JSON
-beside it keeps the class names, the resize-and-crop rule and the unsure threshold; ``predict_onnx``
-(see :mod:`lightning_resnet.inference.exported`) applies that rule to a folder with ONNX Runtime or OpenVINO.
+The exported program (:class:`~lightning_resnet.runtimes.ShippedClassifier`) takes the image as ``uint8`` (already
+resized and center-cropped to the training size, NCHW) and does the rest inside: normalization with the training
+mean and std, the network, the calibration temperature and the task's activation. It returns probabilities and
+logits, so a shipped file cannot disagree with the checkpoint by a forgotten normalization. The description beside it
+(``<file>.json``, :mod:`lightning_resnet.bundle.exported`) is the model's bundle, with the file's own input and
+outputs; every runtime (:mod:`lightning_resnet.runtimes`) reads it.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from ..data import Normalization
-from ..training.trained_model import TrainedModel
-from .unsure import as_metadata
+from ..bundle import ModelBundle, write_description
+from ..errors import check
+from ..runtimes import ShippedClassifier
+from ..runtimes.onnx_runtime import INPUT_NAME, OUTPUT_NAMES
 
 ExportFormat = Literal["onnx", "openvino", "torch_export"]
 Quantize = Literal["int8"]
 """What ``export --quantize`` makes of the ONNX model (see :mod:`.quantization`)."""
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "torch_export": ".pt2"}
-INPUT_NAME = "images"
-OUTPUT_NAMES = ("probabilities", "logits")
-
-
-class ShippedClassifier(nn.Module):
-    """The network as it ships: ``uint8`` images in; probabilities (the softmax, or with ``multilabel`` each label's
-    sigmoid) and calibrated logits out."""
-
-    def __init__(self, network: nn.Module, normalization: Normalization, temperature: float,
-                 multilabel: bool = False) -> None:
-        super().__init__()
-        self.network = network
-        shift, scale = normalization.shift_and_scale()
-        self.register_buffer("shift", shift.clone())
-        self.register_buffer("scale", scale.clone())
-        self.temperature = float(temperature)
-        self.multilabel = multilabel
-
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.network((images.float() - self.shift) * self.scale) / self.temperature
-        return self.probabilities(logits), logits
-
-    def embed(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """:meth:`forward`'s probabilities and logits, and the pooled features the classifier reads them from."""
-        features = self.network.forward_features((images.float() - self.shift) * self.scale)
-        logits = self.network.forward_head(features) / self.temperature
-        return self.probabilities(logits), logits, features
-
-    def probabilities(self, logits: Tensor) -> Tensor:
-        return logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
+"""The file each format writes (OpenVINO's weights go to the ``.bin`` beside its ``.xml``)."""
 
 
 def export_model(model: nn.Module, output: Path, image_size: int, in_chans: int = 3,
@@ -89,58 +60,42 @@ def to_openvino(onnx_model: Path, output: Path) -> Path:
     return output
 
 
-def shipped_metadata(trained: TrainedModel) -> dict[str, Any]:
-    """What a shipped model needs besides its weights: how to prepare its input and read its outputs (the JSON
-    beside an export, and what ``serve`` tells at ``/info``)."""
-    view = trained.view
+def the_files_part(bundle: ModelBundle, format: ExportFormat) -> dict[str, Any]:
+    """What an exported file's description says of the file itself: its format, its input and its outputs."""
+    preprocessing, view = bundle.preprocessing, bundle.view
+    channels = preprocessing.channels
     return {
-        "backbone": trained.backbone,
-        "class_names": list(trained.class_names),
+        "format": format,
         "input": {
             "name": INPUT_NAME,
-            "shape": ["batch", trained.channels, trained.image_size, trained.image_size],
-            "layout": f"NCHW, {'gray' if trained.channels == 1 else 'RGB'}, uint8 0-255",
+            "shape": ["batch", channels, preprocessing.image_size, preprocessing.image_size],
+            "layout": f"NCHW, {'gray' if channels == 1 else 'RGB'}, uint8 0-255",
             "preprocessing": (f"resize the shorter side to {view.resize_size} px (bilinear, antialiased), "
-                              f"center-crop {trained.image_size} px; normalization is inside the model"),
-            "image_size": trained.image_size,
-            "crop_fraction": trained.crop_fraction,
-            "channels": trained.channels,
-            "mean": list(trained.normalization.mean),
-            "std": list(trained.normalization.std),
+                              f"center-crop {preprocessing.image_size} px; normalization is inside the model"),
         },
-        "temperature": trained.temperature,
-        "reject_below": as_metadata(trained.reject_below),
-        "task": trained.task,
-        "label_thresholds": list(trained.label_thresholds) if trained.label_thresholds else None,
-        "outputs": {"probabilities": "each label's sigmoid of its logit (batch, num_labels): the labels at or above "
-                                     "their label_thresholds are the image's" if trained.multilabel else
-                                     "softmax of the logits (batch, num_classes)",
+        "outputs": {"probabilities": bundle.task.activation,
                     "logits": "divided by the temperature (batch, num_classes)",
-                    "unsure": "the energy score, temperature * logsumexp(logits), below reject_below: the image may "
-                              "be none of the classes (null: no threshold)"},
+                    "unsure": "the energy score, temperature * logsumexp(logits), below decision.reject_below: the "
+                              "image may be none of the classes (null: no threshold)"},
     }
 
 
-def write_metadata(output: Path, metadata: dict[str, Any]) -> Path:
-    """The JSON beside an exported model (:func:`shipped_metadata`)."""
-    path = output.with_suffix(".json")
-    path.write_text(json.dumps(metadata, indent=2) + "\n")
-    return path
+def check_output_suffix(output: Path, format: ExportFormat, option: str = "--output") -> None:
+    """One line when ``output`` is not named as ``format`` writes it: a program reads a file by its suffix."""
+    suffix = SUFFIXES[format]
+    check(output.suffix == suffix, f"{option} {output}: --format {format} writes a {suffix} file"
+                                   f"{' (and its .bin beside it)' if format == 'openvino' else ''}, which programs "
+                                   f"tell by its suffix: name it {output.with_suffix(suffix).name}, or leave {option} "
+                                   "out")
 
 
-def shipped(trained: TrainedModel) -> ShippedClassifier:
-    """The network of ``trained`` as it ships: normalization, temperature and softmax inside, in eval mode."""
-    return ShippedClassifier(trained.network(), trained.normalization, trained.temperature, trained.multilabel).eval()
-
-
-def export_checkpoint(ckpt_path: str | Path, format: ExportFormat = "onnx", output: str | Path | None = None) -> Path:
-    """Export the model of a checkpoint of this project, with its metadata JSON beside it.
-
-    ``output`` defaults to the checkpoint's path with the format's suffix.
-    """
-    trained = TrainedModel.read(ckpt_path)
-    target = Path(output) if output else Path(ckpt_path).with_suffix(SUFFIXES[format])
-    export_model(shipped(trained), target, trained.image_size, trained.channels, format)
-    written = write_metadata(target, shipped_metadata(trained))
-    print(f"exported {ckpt_path} to {target} (metadata: {written})")
+def export_bundle(bundle: ModelBundle, format: ExportFormat = "onnx", output: Path | None = None) -> Path:
+    """Export the trained model of ``bundle`` (a checkpoint's), with its description beside it; ``output`` defaults
+    to the checkpoint's path with the format's suffix."""
+    target = output or bundle.path.with_suffix(SUFFIXES[format])
+    check_output_suffix(target, format)
+    preprocessing = bundle.preprocessing
+    export_model(ShippedClassifier.of(bundle), target, preprocessing.image_size, preprocessing.channels, format)
+    written = write_description(target, bundle, the_files_part(bundle, format))
+    print(f"exported {bundle.path} to {target} (description: {written})")
     return target

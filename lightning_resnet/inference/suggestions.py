@@ -1,15 +1,15 @@
-"""Which of the images nobody labelled a person should label next (``suggest``): those the model is unsure between
-two classes of (a small margin between its two most probable classes), and those unlike anything labelled (far, in
-the model's feature space, from every labelled image), spread over the kinds of image there are.
+"""Which of the images nobody labelled a person should label next (``suggest``): those the model is unsure of (its
+task says what that is: a small margin between its two most probable classes, or a label's probability near its
+threshold), and those unlike anything labelled (far, in the model's feature space, from every labelled image), spread
+over the kinds of image there are.
 
 Each image's score weighs the two equally. Uncertainty alone picks near-copies of one hard case; so the
 ``PREFILTER`` x budget best-scored images are grouped into ``budget`` clusters of the model's feature space
 (scikit-learn's k-means, weighted by the score) and the image nearest each cluster's centre is picked, best score
 first: the weighted k-means of diverse mini-batch active learning (Zhdanov, 2019). A greedy k-center on the same
-score, the rule before, picked 29 eights, 18 threes and no one among 90 digits (87 for their margin alone; seed 2 of
-benchmarks/bench_few_labels.py), and lost to random picks after one round. baal, the library of such heuristics, is
-not used: version 2.1.0 installs the Jupyter stack (79 packages here, ``pip install --dry-run baal``) for a margin
-that is one line.
+score, the rule before, picked near-copies of a few digits and lost to random picks (benchmarks/README.md, "Few
+labels"). baal, the library of such heuristics, is not used: it installs the Jupyter stack (``pip install --dry-run
+baal``) for a margin that is one line.
 """
 
 from __future__ import annotations
@@ -38,23 +38,18 @@ class Suggestion:
     why: str
 
 
-def margin_uncertainty(probabilities: Tensor) -> Tensor:
-    """1 minus the margin between each row's two most probable classes: 1 for a tie, 0 for a certain answer."""
-    top = probabilities.topk(min(2, probabilities.shape[1]), dim=1).values
-    return 1.0 - (top[:, 0] - top[:, 1]) if top.shape[1] == 2 else torch.zeros(len(probabilities))
-
-
 PREFILTER = 10
 """How many times the budget of best-scored images the clusters are made of (Zhdanov's beta)."""
 
 
-def suggest_images(features: Tensor, probabilities: Tensor, labelled_features: Tensor, budget: int) -> list[Suggestion]:
-    """``budget`` images (rows of ``features``) to label next, best first: see the module's docstring."""
+def suggest_images(features: Tensor, uncertainty: Tensor, labelled_features: Tensor, budget: int) -> list[Suggestion]:
+    """``budget`` images (rows of ``features``) to label next, best first, from the model's ``uncertainty`` of each
+    (its task's: :meth:`~lightning_resnet.tasks.Task.uncertainty`): see the module's docstring."""
     from sklearn.cluster import KMeans  # 1.1 s to import (after torch), for suggest only
     from sklearn.exceptions import ConvergenceWarning
 
     unlabelled = F.normalize(features.float(), dim=1)
-    uncertainty = margin_uncertainty(probabilities.float())
+    uncertainty = uncertainty.float()
     if len(labelled_features):
         labelled = F.normalize(labelled_features.float(), dim=1)
         distance = (1.0 - unlabelled @ labelled.T).amin(dim=1).clamp_min(0)

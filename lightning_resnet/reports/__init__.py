@@ -6,17 +6,14 @@ Files go beside the run, into the logger's folder ``logs/<experiment>/version_N/
 also go to TensorBoard.
 """
 
-from .evaluation import EvaluationReport, format_report
-from .predictions import LabelSetRow, PredictionRow, PredictionWriter, write_predictions
+from .evaluation import EvaluationReport
+from .predictions import PredictionWriter, write_predictions
 from .training_report import TrainingReport, read_curves
 
 __all__ = [
     "EvaluationReport",
-    "LabelSetRow",
-    "PredictionRow",
     "PredictionWriter",
     "TrainingReport",
-    "format_report",
     "read_curves",
     "write_predictions",
 ]

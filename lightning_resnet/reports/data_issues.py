@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..tasks import MULTI_LABEL, SINGLE_LABEL
 from .out_of_fold import OutOfFold
 from .plots import picture_axes, show_thumbnail
 
@@ -60,9 +61,13 @@ class Outlier:
 
 
 def label_issues(oof: OutOfFold) -> list[LabelIssue]:
-    """The images confident learning finds mislabelled, lowest label quality first."""
-    if oof.label_sets is not None:
-        return label_set_issues(oof)
+    """The images confident learning finds mislabelled, lowest label quality first (cleanlab's confident learning
+    of the task: :data:`LABEL_ISSUES`)."""
+    return LABEL_ISSUES[oof.task.name](oof)
+
+
+def class_issues(oof: OutOfFold) -> list[LabelIssue]:
+    """The images of one class each whose class confident learning finds wrong, lowest label quality first."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -103,6 +108,10 @@ def label_set_issues(oof: OutOfFold) -> list[LabelIssue]:
                                  float(probabilities[position, others].max()) if others else 0.0,
                                  float(quality[position])))
     return issues
+
+
+LABEL_ISSUES = {SINGLE_LABEL.name: class_issues, MULTI_LABEL.name: label_set_issues}
+"""Each task's confident learning."""
 
 
 def outlier_scores(oof: OutOfFold) -> list[tuple[int, float, float]]:

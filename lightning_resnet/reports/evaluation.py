@@ -1,12 +1,11 @@
-"""The report of ``validate`` and ``test``: a table, calibration, the confusion matrix, the worst mistakes; for a
-multi-label model, the table and curves of :mod:`.label_set_report`."""
+"""The report of ``validate`` and ``test``: the task's table and figures (:mod:`.class_report` for one class per
+image, :mod:`.label_set_report` for a label set) and the most confident mistakes, printed, saved beside the run and
+logged to TensorBoard."""
 
 from __future__ import annotations
 
-import csv
 import heapq
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,20 +13,23 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
 from ..data import datamodule_of
-from ..inference.calibration import CALIBRATION_BINS, ReliabilityBins
 from ..stages import TEST, VAL
-from ..training.metrics import METRIC_LABELS, centred_scores, metric_key
+from ..tasks import MULTI_LABEL, SINGLE_LABEL
 from ..training.run import add_png, run_dir, tensorboard
 from . import cam, plots
-from .label_set_report import format_label_report, label_set_metrics, label_set_results, precision_recall_figure
+from .class_report import ClassReport
+from .label_set_report import LabelSetReport
+
+REPORTS = {SINGLE_LABEL.name: ClassReport, MULTI_LABEL.name: LabelSetReport}
+"""Each task's report."""
 
 
 @dataclass(order=True)
 class Mistake:
-    """A wrong prediction; mistakes order by confidence, then by when they were seen."""
+    """A wrong answer; mistakes order by confidence, then by when they were seen. ``target`` and ``predicted`` are
+    the task report's (a true and a predicted class; or a label and whether it was given)."""
 
     confidence: float
     seen: int
@@ -37,20 +39,21 @@ class Mistake:
 
 
 class EvaluationReport(Callback):
-    """After ``validate`` and ``test``: a readable table, the confusion matrix and the most confident mistakes.
+    """After ``validate`` and ``test``: a readable table, the task's figures and the most confident mistakes.
 
-    The table (top-1, top-5, macro precision / recall / F1, the expected calibration error with
-    the temperature the probabilities were divided by, per-class accuracy) is printed and saved
-    as ``report_<stage>.txt``; the reliability diagram (``calibration_<stage>.png``), the
-    confusion matrix and a grid of the ``mistakes`` most confident wrong predictions (each beside
-    its Grad-CAM overlay for the predicted class, with ``cam``) are saved as PNGs beside the run
-    and logged to TensorBoard. Validation inside ``fit`` writes nothing.
+    The table (for one class per image: top-1, top-5, macro precision / recall / F1, the expected calibration error
+    with the temperature the probabilities were divided by, per-class accuracy; for a label set, each label's)
+    is printed and saved as ``report_<stage>.txt``; the task's figures (the reliability diagram and the confusion
+    matrix, or the precision-recall curves) and a grid of the ``mistakes`` most confident wrong answers (each beside
+    its Grad-CAM overlay, with ``cam``) are saved as PNGs beside the run and logged to TensorBoard. Validation inside
+    ``fit`` writes nothing.
     """
 
     def __init__(self, mistakes: int = 16, max_plot_classes: int = 40, cam: bool = True) -> None:
         self.mistakes = mistakes
         self.cam = cam
         self.max_plot_classes = max_plot_classes
+        self.report: ClassReport | LabelSetReport | None = None
         self.metrics: MetricCollection | None = None
         self._worst: list[Mistake] = []  # a min-heap of the most confident mistakes so far
         self._seen = 0
@@ -62,19 +65,9 @@ class EvaluationReport(Callback):
     def _start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._active(trainer):
             return
-        classes = pl_module.num_classes
         self._worst = []
-        if pl_module.multilabel:
-            self.metrics = label_set_metrics(classes).to(pl_module.device)
-            return
-        self.metrics = MetricCollection(
-            {
-                "per_class": MulticlassAccuracy(classes, average="none"),
-                "confusion": MulticlassConfusionMatrix(classes),
-                "calibration_error": MulticlassCalibrationError(classes, n_bins=CALIBRATION_BINS),
-                "reliability": ReliabilityBins(CALIBRATION_BINS),
-            }
-        ).to(pl_module.device)
+        self.report = REPORTS[pl_module.task.name](pl_module.class_names, self.max_plot_classes)
+        self.metrics = self.report.metrics().to(pl_module.device)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start(trainer, pl_module)
@@ -88,18 +81,9 @@ class EvaluationReport(Callback):
             return
         images, targets = batch
         probabilities = outputs["probabilities"].float()
-        if pl_module.multilabel:  # a mistake is a label decided wrong: its target is the label, predicted 0 or 1
-            self.metrics.update(centred_scores(probabilities, pl_module.label_thresholds), targets.int())
-            decided = probabilities >= pl_module.label_thresholds
-            for index, label in (decided != (targets >= 0.5)).nonzero().tolist():
-                chosen = bool(decided[index, label])
-                probability = probabilities[index, label].item()
-                self._keep(probability if chosen else 1 - probability, images[index], label, int(chosen))
-            return
-        self.metrics.update(probabilities, targets)
-        confidence, predicted = probabilities.max(dim=1)
-        for index in (predicted != targets).nonzero().flatten().tolist():
-            self._keep(confidence[index].item(), images[index], targets[index].item(), predicted[index].item())
+        self.report.update(self.metrics, probabilities, targets, pl_module.decision)
+        for confidence, row, target, predicted in self.report.mistakes(probabilities, targets, pl_module.decision):
+            self._keep(confidence, images[row], target, predicted)
 
     def _keep(self, confidence: float, image: Tensor, target: int, predicted: int) -> None:
         """Keep a mistake if it is among the ``mistakes`` most confident so far (numbered as it was seen; a later one
@@ -128,16 +112,28 @@ class EvaluationReport(Callback):
             self._report(trainer, pl_module, TEST)
 
     def _report(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        # every process takes part in the sync, the gather and run_dir
-        if pl_module.multilabel:
-            results = label_set_results(self.metrics)
-        else:
-            results = {key: value.cpu() for key, value in self.metrics.compute().items()}
+        # every process takes part in the metrics' sync, the gather and run_dir
+        results = self.report.results(self.metrics)
         self._worst = self._gather_worst(trainer)
         folder = run_dir(trainer)
         if trainer.is_global_zero:
-            write = self._write_label_sets if pl_module.multilabel else self._write
-            write(trainer, pl_module, stage, folder, results)
+            folder.mkdir(parents=True, exist_ok=True)
+            table, written, figures = self.report.write(stage, folder, trainer.callback_metrics, results,
+                                                        pl_module.decision, getattr(pl_module, "tta", "none"))
+            print(table)
+            (folder / f"report_{stage}.txt").write_text(table + "\n")
+            if self._worst:
+                figures["mistakes"] = self._mistakes_figure(trainer, pl_module, sorted(self._worst, reverse=True))
+            for name, figure in figures.items():
+                figure.savefig(folder / f"{name}_{stage}.png", dpi=120, bbox_inches="tight")
+            files = [f"report_{stage}.txt", *written, *(f"{name}_{stage}.png" for name in figures)]
+            print(f"wrote {', '.join(files[:-1])} and {files[-1]} in {folder}", flush=True)
+            writer = tensorboard(trainer)
+            for name in figures if writer is not None else ():
+                # the PNG just written: add_figure would draw each figure a second time (0.47 s of a 2.6 s validate
+                # on the digits, most of it matplotlib's layout)
+                tag = "most_confident_mistakes" if name == "mistakes" else name
+                add_png(writer, f"{stage}/{tag}", folder / f"{name}_{stage}.png", trainer.global_step)
         self.metrics.reset()
 
     def _gather_worst(self, trainer: Trainer) -> list[Mistake]:
@@ -152,41 +148,10 @@ class EvaluationReport(Callback):
                   in enumerate(share)]
         return sorted(merged, reverse=True)[: self.mistakes]
 
-    def _write(self, trainer: Trainer, pl_module: LightningModule, stage: str, folder: Path,
-               results: dict[str, Tensor]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        names = pl_module.class_names
-        confusion = results["confusion"]
-        calibration = (float(results["calibration_error"]), float(pl_module.temperature))
-        table = format_report(stage, trainer.callback_metrics, names, results["per_class"], confusion.sum(1),
-                              calibration, getattr(pl_module, "tta", "none"))
-        print(table)
-        (folder / f"report_{stage}.txt").write_text(table + "\n")
-        with open(folder / f"confusion_matrix_{stage}.csv", "w", newline="") as handle:
-            csv.writer(handle, lineterminator="\n").writerows([["true \\ predicted", *names],
-                                          *([name, *row] for name, row in zip(names, confusion.tolist()))])
-        figures = {"calibration": plots.reliability_figure(results["reliability"], calibration[0], stage)}
-        if len(names) <= self.max_plot_classes:
-            figures["confusion_matrix"] = plots.confusion_matrix_figure(confusion, names)
-        if self._worst:
-            worst = sorted(self._worst, reverse=True)
-            titles = [f"true {names[m.target]}\npred {names[m.predicted]} {m.confidence:.2f}" for m in worst]
-            figures["mistakes"] = self._mistakes_figure(trainer, pl_module, worst, titles, [m.predicted for m in worst])
-        for name, figure in figures.items():
-            figure.savefig(folder / f"{name}_{stage}.png", dpi=120, bbox_inches="tight")
-        print(f"wrote report_{stage}.txt, confusion_matrix_{stage}.csv and "
-              f"{', '.join(f'{name}_{stage}.png' for name in figures)} in {folder}", flush=True)
-        writer = tensorboard(trainer)
-        for name in figures if writer is not None else ():
-            # the PNG just written: add_figure would draw each figure a second time (0.47 s of a 2.6 s validate
-            # on the digits, most of it matplotlib's layout)
-            tag = "most_confident_mistakes" if name == "mistakes" else name
-            add_png(writer, f"{stage}/{tag}", folder / f"{name}_{stage}.png", trainer.global_step)
-
-
-    def _mistakes_figure(self, trainer: Trainer, pl_module: LightningModule, worst: list[Mistake], titles: list[str],
-                         cam_classes: list[int]) -> Figure:
-        """The grid of ``worst``, each beside its Grad-CAM for its class of ``cam_classes`` (with ``cam``)."""
+    def _mistakes_figure(self, trainer: Trainer, pl_module: LightningModule, worst: list[Mistake]) -> Figure:
+        """The grid of ``worst``, each beside its Grad-CAM for the class the task report names (with ``cam``)."""
+        titles, cam_classes = zip(*(self.report.mistake_title(m.confidence, m.target, m.predicted) for m in worst))
+        titles = list(titles)
         data = datamodule_of(trainer)
         normalized = torch.stack([m.image for m in worst])
         images = plots.to_viewable(normalized, data and data.normalization)
@@ -198,52 +163,3 @@ class EvaluationReport(Callback):
             images = torch.stack([view for pair in zip(images.expand(-1, 3, -1, -1), overlays) for view in pair])
             titles = [title for pair in zip(titles, ["Grad-CAM"] * len(titles)) for title in pair]
         return plots.mistakes_figure(images, titles)
-
-    def _write_label_sets(self, trainer: Trainer, pl_module: LightningModule, stage: str, folder: Path,
-                          results: dict[str, Any]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        names = pl_module.class_names
-        images = int(results["counts"][0, :4].sum())  # true and false positives and negatives of the first label
-        table = format_label_report(stage, trainer.callback_metrics, names, results,
-                                    pl_module.label_thresholds.cpu(), images)
-        print(table)
-        (folder / f"report_{stage}.txt").write_text(table + "\n")
-        figures = {"precision_recall": precision_recall_figure(results["curve"], results, names, stage)}
-        if self._worst:  # a label predicted where it is not, or missed where it is, the most confidently
-            worst = sorted(self._worst, reverse=True)
-            titles = [f"{names[m.target]}: {'not there' if m.predicted else 'missed'}\n"
-                      f"p {m.confidence if m.predicted else 1 - m.confidence:.2f}" for m in worst]
-            figures["mistakes"] = self._mistakes_figure(trainer, pl_module, worst, titles, [m.target for m in worst])
-        for name, figure in figures.items():
-            figure.savefig(folder / f"{name}_{stage}.png", dpi=120, bbox_inches="tight")
-        print(f"wrote report_{stage}.txt, {', '.join(f'{name}_{stage}.png' for name in figures)} in {folder}",
-              flush=True)
-        writer = tensorboard(trainer)
-        for name in figures if writer is not None else ():
-            add_png(writer, f"{stage}/{'most_confident_mistakes' if name == 'mistakes' else name}",
-                    folder / f"{name}_{stage}.png", trainer.global_step)
-
-
-def format_report(stage: str, logged: dict[str, Tensor], names: list[str], per_class: Tensor, counts: Tensor,
-                  calibration: tuple[float, float], tta: str = "none") -> str:
-    """The printed table: the stage's logged metrics and calibration, then each class's image count and accuracy.
-
-    ``calibration`` is the expected calibration error and the temperature the logits were divided by;
-    ``tta`` the test-time augmentation the probabilities were averaged over.
-    """
-    views = "" if tta == "none" else f"; test-time augmentation {tta}"
-    lines = [f"{stage}: {int(counts.sum())} images, {len(names)} classes{views}"]
-    for metric, label in METRIC_LABELS.items():
-        value = logged.get(metric_key(stage, metric))
-        if value is not None:
-            lines.append(f"  {label:<16} {float(value):.4f}")
-    ece, temperature = calibration
-    calibrated = (f"calibrated: temperature {temperature:.3f} fitted on the validation split" if temperature != 1.0
-                  else "not calibrated (temperature 1)")
-    lines.append(f"  {'ECE':<16} {ece:.4f} ({CALIBRATION_BINS} bins; {calibrated})")
-    width = max(12, *(len(name) for name in names))
-    lines.append(f"  {'class':<{width}} {'images':>7} {'accuracy':>9}")
-    for name, count, accuracy in zip(names, counts.tolist(), per_class.tolist()):
-        shown = f"{accuracy:.4f}" if count else "-"
-        lines.append(f"  {name:<{width}} {int(count):>7} {shown:>9}")
-    return "\n".join(lines)

@@ -28,6 +28,7 @@ from ..data.duplicates import MIN_SIDE, left_out_of_near_search
 from ..data.splits import SPLIT_CSV, write_split_csv
 from ..errors import UserError
 from ..stages import PARTS
+from ..tasks import MULTI_LABEL, SINGLE_LABEL
 from .data_issues import (
     LABEL_ISSUES_CSV,
     LABEL_ISSUES_PNG,
@@ -59,11 +60,10 @@ def inspect_folder(data: ImageFolderDataModule, folder: Path, per_class: int = 8
     out_of_fold = read_out_of_fold(predictions) if predictions is not None else None
     split = source.folder_split(find_duplicates=True)
     names = list(source.class_names)
-    kinds = "labels (several per image)" if split.listing.multilabel else "classes"
-    lines = [f"{source.layout.describe()}: {len(split.files)} image files, {len(names)} {kinds}"]
+    task = split.listing.task
+    lines = [f"{source.layout.describe()}: {len(split.files)} image files, {len(names)} {task.items_described}"]
     lines += count_lines(split, names)
-    if split.listing.multilabel:
-        lines += co_occurrence_lines(split, names)
+    lines += TASK_LINES[task.name](split, names)
     lines += file_lines(split)
     lines += duplicate_lines(split)
     folder.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def count_lines(split: FolderSplit, names: Sequence[str]) -> list[str]:
     files, part_of = split.files, split.part_of_files
     parts = shown_parts(split)
     counts = {part: label_counts((files[i][1] for i, p in part_of.items() if p == part), len(names)) for part in parts}
-    what = "label" if split.listing.multilabel else "class"
+    what = split.listing.task.item
     width = max(len(what), *map(len, names))
     lines = [f"{what:<{width}} " + " ".join(f"{part:>7}" for part in parts) + f" {'total':>7}"]
     for index, name in enumerate(names):
@@ -230,3 +230,7 @@ def classes_figure(examples: dict[int, list[str]], names: list[str], channels: i
     figure.suptitle("images per class")
     figure.tight_layout()
     return figure
+
+
+TASK_LINES = {SINGLE_LABEL.name: lambda split, names: [], MULTI_LABEL.name: co_occurrence_lines}
+"""What the summary adds for each task: which labels come together, for label sets."""

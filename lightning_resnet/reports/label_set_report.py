@@ -1,10 +1,12 @@
 """The report of ``validate`` and ``test`` for a multi-label model: each label's images, average precision, and
-precision, recall and F1 at its threshold, with the precision-recall curves; what :mod:`.evaluation` writes for
-one class per image (a confusion matrix has no meaning when an image has several labels)."""
+precision, recall and F1 at its threshold, with the precision-recall curves; a mistake is a label decided wrong
+(a confusion matrix has no meaning when an image has several labels)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -16,8 +18,8 @@ from torchmetrics.classification import (
     MultilabelStatScores,
 )
 
-from ..tasks import MULTILABEL
-from ..training.metrics import metric_key, metric_labels
+from ..tasks import MULTI_LABEL, Decision
+from ..tasks.metrics import centred_scores, metric_key
 
 CURVE_THRESHOLDS = 101
 """Points of each precision-recall curve (binned, so the curve's memory does not grow with the images)."""
@@ -25,7 +27,7 @@ CURVE_THRESHOLDS = 101
 
 def label_set_metrics(num_labels: int) -> MetricCollection:
     """Per label: average precision, the counts at its threshold (true and false positives and negatives), and the
-    precision-recall curve. They take scores centred on the thresholds (:func:`~..training.metrics.centred_scores`)."""
+    precision-recall curve. They take scores centred on the thresholds (:func:`~..tasks.metrics.centred_scores`)."""
     return MetricCollection({
         "average_precision": MultilabelAveragePrecision(num_labels, average=None),
         "counts": MultilabelStatScores(num_labels, average=None),
@@ -47,7 +49,7 @@ def format_label_report(stage: str, logged: dict[str, Tensor], names: Sequence[s
     """The printed table: the stage's logged metrics, then each label's images, AP, threshold, precision, recall
     and F1 at that threshold."""
     lines = [f"{stage}: {images} images, {len(names)} labels (several per image)"]
-    for metric, label in metric_labels(MULTILABEL).items():
+    for metric, label in MULTI_LABEL.metric_labels.items():
         value = logged.get(metric_key(stage, metric))
         if value is not None:
             lines.append(f"  {label:<31} {float(value):.4f}")
@@ -91,3 +93,43 @@ def label_set_results(metrics: MetricCollection) -> dict[str, Tensor | tuple[Ten
     computed = metrics.compute()
     return {key: tuple(torch.as_tensor(part).cpu() for part in value) if isinstance(value, (tuple, list))
             else value.cpu() for key, value in computed.items()}
+
+
+class LabelSetReport:
+    """What :class:`~.evaluation.EvaluationReport` writes for a multi-label model."""
+
+    def __init__(self, class_names: Sequence[str], max_plot_classes: int) -> None:
+        self.names = list(class_names)
+
+    def metrics(self) -> MetricCollection:
+        return label_set_metrics(len(self.names))
+
+    def update(self, metrics: MetricCollection, probabilities: Tensor, targets: Tensor, decision: Decision) -> None:
+        thresholds = torch.tensor(decision.label_thresholds, device=probabilities.device)
+        metrics.update(centred_scores(probabilities, thresholds), targets.int())
+
+    def mistakes(self, probabilities: Tensor, targets: Tensor,
+                 decision: Decision) -> list[tuple[float, int, int, int]]:
+        """``(confidence, row, label, 1 if given where it is not else 0)`` of each label decided wrong."""
+        decided = MULTI_LABEL.decide(probabilities, decision).bool()
+        found = []
+        for row, label in (decided != (targets >= 0.5)).nonzero().tolist():
+            chosen = bool(decided[row, label])
+            probability = probabilities[row, label].item()
+            found.append((probability if chosen else 1 - probability, row, label, int(chosen)))
+        return found
+
+    def mistake_title(self, confidence: float, target: int, predicted: int) -> tuple[str, int]:
+        """A label predicted where it is not, or missed where it is; its activation map beside it."""
+        return (f"{self.names[target]}: {'not there' if predicted else 'missed'}\n"
+                f"p {confidence if predicted else 1 - confidence:.2f}"), target
+
+    def results(self, metrics: MetricCollection) -> dict[str, Any]:
+        return label_set_results(metrics)
+
+    def write(self, stage: str, folder: Path, logged: dict[str, Tensor], results: dict[str, Any],
+              decision: Decision, tta: str) -> tuple[str, list[str], dict[str, Figure]]:
+        images = int(results["counts"][0, :4].sum())  # true and false positives and negatives of the first label
+        table = format_label_report(stage, logged, self.names, results, torch.tensor(decision.label_thresholds),
+                                    images)
+        return table, [], {"precision_recall": precision_recall_figure(results["curve"], results, self.names, stage)}

@@ -15,6 +15,7 @@ let ``inspect`` compare an image with the images its model trained on, in that m
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,19 +23,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from ..data import SPLIT_CSV, ImageSamples, collate_readable, read_split_csv
+from ..bundle import read_bundle
+from ..data import SPLIT_CSV, read_split_csv
 from ..data.sources.converted import indexed_images
 from ..data.sources.converted_manifest import ConvertedData
-from ..data.workers import worker_options
 from ..errors import UserError, check
+from ..runtimes import TorchPredictor, predict_images
 from ..stages import TRAIN, VAL
+from ..tasks import Decision, Task, decision_from, task_of
 
 OOF_CSV = "oof_predictions.csv"
 OOF_EMBEDDINGS = "oof_embeddings.npy"
 FOLD_PROBABILITIES = "probabilities.npy"
-FOLD_THRESHOLDS = "label_thresholds.npy"
+FOLD_DECISION = "decision.json"
 FOLD_EMBEDDINGS = "embeddings.npy"
 PROBABILITY_PREFIX = "p_"
 """``oof_predictions.csv`` has one ``p_<class>`` column per class, in class index order."""
@@ -77,65 +79,52 @@ def cross_validated_paths(fold_run: Path) -> list[str]:
 def run_fold_model(checkpoint: Path, paths: Sequence[str], output: Path, workers: int,
                    converted: ConvertedData | None = None, batch_size: int = 128) -> None:
     """The probabilities and features of every image of ``paths`` under ``checkpoint``, written as the fold's two
-    arrays: read from their files, or from the fold parts of ``converted``. An image that cannot be read now
-    has NaN rows. A backbone whose features of these files are in the feature cache (``model.cache_features``,
-    frozen to the end) is not run again: its head reads them."""
-    from ..inference.shipped import CheckpointClassifier
+    arrays with its decision beside them: read from their files, or from the fold parts of ``converted``. An image
+    that cannot be read now has NaN rows. A backbone whose features of these files are in the feature cache
+    (``model.cache_features``, frozen to the end) is not run again: its head reads them."""
     from ..training.feature_cache import cached_features
 
-    classifier = CheckpointClassifier(checkpoint, "--ckpt_path")
-    classifier.to("cuda" if torch.cuda.is_available() else "cpu")
-    cached = cached_features(classifier.network, classifier.view, classifier.normalization, paths) \
-        if converted is None else None
+    predictor = TorchPredictor(read_bundle(checkpoint)).to("cuda" if torch.cuda.is_available() else "cpu")
+    (output / FOLD_DECISION).write_text(json.dumps(predictor.bundle.decision.as_dict()) + "\n")
+    cached = cached_features(predictor.network, predictor.view, predictor.bundle.preprocessing.normalization,
+                             paths) if converted is None else None
     if cached is not None:
-        with torch.inference_mode():
-            logits = classifier.network.forward_head(cached.to(classifier.shipped.shift.device))
-            probabilities = classifier.shipped.probabilities(logits / classifier.temperature)
-        np.save(output / FOLD_PROBABILITIES, probabilities.float().cpu().numpy())
-        save_thresholds(classifier.label_thresholds, output)
+        outputs = predictor.head(cached)
+        np.save(output / FOLD_PROBABILITIES, outputs.probabilities.float().numpy())
         np.save(output / FOLD_EMBEDDINGS, cached.float().numpy())
         return
-    if converted is None:
-        dataset = ImageSamples([(path, path) for path in paths], classifier.view)
-    else:
-        dataset = indexed_images(converted, converted.labelled_parts(), classifier.view, target="path")
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_readable, **worker_options(workers))
+    images = paths if converted is None else indexed_images(converted, converted.labelled_parts(), predictor.view,
+                                                            target="path")
+    seen = predict_images(predictor, images, batch_size, workers, features=True)
+    check(len(seen.keys) > 0, f"{checkpoint}: none of the {len(paths)} images could be read")
     row_of = {path: row for row, path in enumerate(paths)}
-    probabilities = np.full((len(paths), len(classifier.class_names)), np.nan, dtype=np.float32)
-    features = None
-    for batch in loader:
-        if batch is None:
-            continue
-        crops, batch_paths = batch
-        rows = np.array([row_of[path] for path in batch_paths])
-        batch_probabilities, batch_features = classifier.embed(crops)
-        if features is None:
-            features = np.full((len(paths), batch_features.shape[1]), np.nan, dtype=np.float32)
-        probabilities[rows] = batch_probabilities.numpy()
-        features[rows] = batch_features.numpy()
-    check(features is not None, f"{checkpoint}: none of the {len(paths)} images could be read")
+    rows = np.array([row_of[path] for path in seen.keys])
+    probabilities = np.full((len(paths), len(predictor.class_names)), np.nan, dtype=np.float32)
+    features = np.full((len(paths), seen.features.shape[1]), np.nan, dtype=np.float32)
+    probabilities[rows], features[rows] = seen.probabilities.numpy(), seen.features.numpy()
     np.save(output / FOLD_PROBABILITIES, probabilities)
     np.save(output / FOLD_EMBEDDINGS, features)
-    save_thresholds(classifier.label_thresholds, output)
 
 
-def save_thresholds(thresholds: Sequence[float] | None, output: Path) -> None:
-    """A multi-label fold model's label thresholds, beside its probabilities (nothing for one class per image)."""
-    if thresholds is not None:
-        np.save(output / FOLD_THRESHOLDS, np.array(thresholds, dtype=np.float32))
+def fold_decision(group: Path, fold: int, num_classes: int) -> Decision:
+    return decision_from(json.loads((fold_folder(group, fold) / FOLD_DECISION).read_text()), num_classes)
 
 
 def write_out_of_fold(group: Path, images: CrossValidatedImages, class_names: Sequence[str]) -> Path:
-    """``oof_predictions.csv`` and ``oof_embeddings.npy``: each image's row from the fold that validated it."""
+    """``oof_predictions.csv`` and ``oof_embeddings.npy``: each image's row from the fold that validated it, its
+    prediction as that fold model's decision answers."""
     folds = np.array(images.folds)
     probabilities = np.empty((len(folds), len(class_names)), dtype=np.float32)
-    thresholds = np.full((len(folds), len(class_names)), np.nan, dtype=np.float32)  # a multi-label fold model's
+    predictions = [""] * len(folds)
     embeddings = None
     for fold in range(int(folds.max()) + 1):
         rows = folds == fold
         probabilities[rows] = np.load(fold_folder(group, fold) / FOLD_PROBABILITIES)[rows]
-        if (fold_folder(group, fold) / FOLD_THRESHOLDS).is_file():
-            thresholds[rows] = np.load(fold_folder(group, fold) / FOLD_THRESHOLDS)
+        readable = np.flatnonzero(rows & np.isfinite(probabilities).all(axis=1))
+        decision = fold_decision(group, fold, len(class_names))
+        answers = decision.task.answers(torch.from_numpy(probabilities[readable]), decision, class_names)
+        for row, answer in zip(readable.tolist(), answers):
+            predictions[row] = answer
         fold_features = np.load(fold_folder(group, fold) / FOLD_EMBEDDINGS, mmap_mode="r")
         if embeddings is None:
             embeddings = np.empty((len(folds), fold_features.shape[1]), dtype=np.float32)
@@ -144,13 +133,8 @@ def write_out_of_fold(group: Path, images: CrossValidatedImages, class_names: Se
     with open(group / OOF_CSV, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow([*LABEL_COLUMNS, *(PROBABILITY_PREFIX + name for name in class_names)])
-        for path, label, fold, row, cut in zip(images.paths, images.labels, images.folds, probabilities, thresholds):
-            if not np.isfinite(row).all():
-                prediction = ""
-            elif np.isfinite(cut).all():  # a label set: the labels at or above their fold model's thresholds
-                prediction = " ".join(name for name, value, at in zip(class_names, row, cut) if value >= at)
-            else:
-                prediction = class_names[int(np.argmax(row))]
+        for path, label, fold, prediction, row in zip(images.paths, images.labels, images.folds, predictions,
+                                                      probabilities):
             writer.writerow([path, fold, label, prediction, *(f"{p:.6g}" for p in row)])
     return group / OOF_CSV
 
@@ -162,21 +146,23 @@ class OutOfFold:
     folder: Path
     class_names: tuple[str, ...]
     paths: tuple[str, ...]
-    labels: np.ndarray
-    """Class index of each image (its given label); -1 in a multi-label set, whose labels are :attr:`label_sets`."""
+    label_sets: tuple[tuple[int, ...], ...]
+    """The given class of each image (a set of one), or its given labels."""
     folds: np.ndarray
     probabilities: np.ndarray
     """Out-of-fold calibrated probabilities (each label's, in a multi-label set), a row per image (NaN where the
     image could not be read)."""
-    label_sets: tuple[tuple[int, ...], ...] | None = None
-    """A multi-label set's given labels of each image; None for one class per image."""
+    task: Task
     predictions: tuple[str, ...] = ()
     """What the fold model that validated each image predicts (a class, or labels separated by spaces)."""
 
+    @property
+    def labels(self) -> np.ndarray:
+        """The given class index of each image, of one class per image."""
+        return np.array([labels[0] for labels in self.label_sets])
+
     def label_text(self, row: int) -> str:
         """The image's given class, or its labels separated by spaces."""
-        if self.label_sets is None:
-            return self.class_names[self.labels[row]]
         return " ".join(self.class_names[index] for index in self.label_sets[row])
 
     @property
@@ -193,7 +179,9 @@ class OutOfFold:
 
 
 def read_out_of_fold(folder: Path) -> OutOfFold:
-    """The ``crossval_N`` folder of ``cross_validate``; one line naming ``--predictions`` when it is not one."""
+    """The ``crossval_N`` folder of ``cross_validate``; one line naming ``--predictions`` when it is not one. The
+    task is the fold models' (a folder written before they kept their decision: a label set where some image has
+    other than one label)."""
     table = folder / OOF_CSV
     if not table.is_file():
         raise UserError(f"--predictions {folder} has no {OOF_CSV}: expected the crossval_N folder a "
@@ -206,18 +194,20 @@ def read_out_of_fold(folder: Path) -> OutOfFold:
     check(tuple(columns[:len(LABEL_COLUMNS)]) == LABEL_COLUMNS and names and rows,
           f"--predictions {table} is not an {OOF_CSV} of cross_validate")
     index = {name: number for number, name in enumerate(names)}
-    sets = [tuple(sorted(index.get(name, -1) for name in row["label"].split())) for row in rows]
-    multilabel = any(len(labels) != 1 for labels in sets)
+    sets = tuple(tuple(sorted(index.get(name, -1) for name in row["label"].split())) for row in rows)
     check(all(-1 not in labels for labels in sets), f"--predictions {table}: a label column names a class its "
                                                     f"probability columns do not have ({', '.join(names)})")
+    decided = fold_folder(folder, 0) / FOLD_DECISION
+    task = (fold_decision(folder, 0, len(names)).task if decided.is_file() else
+            task_of(any(len(labels) != 1 for labels in sets)))
     return OutOfFold(
         folder=folder,
         class_names=names,
         paths=tuple(row["path"] for row in rows),
-        labels=np.array([-1 if multilabel else labels[0] for labels in sets]),
+        label_sets=sets,
         folds=np.array([int(row["fold"]) for row in rows]),
         probabilities=np.array([[float(row[PROBABILITY_PREFIX + n]) for n in names] for row in rows],
                                dtype=np.float64),
-        label_sets=tuple(sets) if multilabel else None,
+        task=task,
         predictions=tuple(row["prediction"] for row in rows),
     )

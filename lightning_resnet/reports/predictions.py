@@ -1,88 +1,28 @@
-"""``predictions.csv``: one row per image of ``predict``, written once however many processes predict, each
-with its top classes and whether it is unsure (see :mod:`lightning_resnet.inference.verdict`), or with a
-multi-label model, its predicted labels and every label's probability; with ``cam``, a Grad-CAM overlay per image in
-``cam/``."""
+"""``predictions.csv``: one row per image of ``predict``, written once however many processes predict, each as the
+model's task writes it (:mod:`lightning_resnet.tasks.verdicts`: its top classes and whether it is unsure, or its
+labels and every label's probability); with ``cam``, a Grad-CAM overlay per image in ``cam/``."""
 
 from __future__ import annotations
 
 import csv
 import math
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from ..data import datamodule_of
 from ..errors import check
-from ..inference.verdict import Verdict, verdicts
 from ..training.run import run_dir
 from . import cam
 
-
-@dataclass
-class PredictionRow:
-    """One line of ``predictions.csv``; the class and probability columns are empty for an unreadable image."""
-
-    path: str
-    prediction: str = ""
-    confidence: str = ""
-    top_classes: str = ""  # "|"-joined, most probable first
-    top_probabilities: str = ""
-    energy_score: str = ""
-    unsure: str = ""  # "true" when the energy score is below the model's threshold
-    error: str = ""
-
-    @staticmethod
-    def header(top_k: int) -> list[str]:
-        return ["path", "prediction", "confidence", f"top{top_k}_classes", f"top{top_k}_probabilities",
-                "energy_score", "unsure", "error"]
-
-    @classmethod
-    def from_verdict(cls, path: str, said: Verdict) -> PredictionRow:
-        """The row of one image from what the model said of it."""
-        return cls(path=path, prediction=said.prediction, confidence=f"{said.confidence:.6f}",
-                   top_classes="|".join(name for name, _ in said.top),
-                   top_probabilities="|".join(f"{value:.6f}" for _, value in said.top),
-                   energy_score=f"{said.score:.6f}", unsure=str(said.unsure).lower())
-
-    def fields(self) -> tuple[str, ...]:
-        return astuple(self)
-
-
-@dataclass
-class LabelSetRow:
-    """One line of a multi-label model's ``predictions.csv``: the labels predicted (at or above their thresholds,
-    space-separated) and every label's probability; empty for an unreadable image."""
-
-    path: str
-    labels: str = ""
-    probabilities: tuple[str, ...] = ()
-    error: str = ""
-    unsure = ""  # a label set has no unsure rule
-
-    @staticmethod
-    def header(class_names: Sequence[str]) -> list[str]:
-        return ["path", "labels", *(f"probability_{name}" for name in class_names), "error"]
-
-    @classmethod
-    def predicted(cls, path: str, probabilities: Tensor, predicted: Tensor, class_names: Sequence[str]) -> LabelSetRow:
-        return cls(path, " ".join(name for name, chosen in zip(class_names, predicted.tolist()) if chosen),
-                   tuple(f"{value:.6f}" for value in probabilities.tolist()))
-
-    @classmethod
-    def from_fields(cls, fields: Sequence[str]) -> LabelSetRow:
-        return cls(fields[0], fields[1], tuple(fields[2:-1]), fields[-1])
-
-    def fields(self) -> tuple[str, ...]:
-        return (self.path, self.labels, *self.probabilities, self.error)
-
-
-Row = PredictionRow | LabelSetRow
+Row = tuple[str, ...]
+"""A line of ``predictions.csv``: the path first, the error last (empty for an image that was read)."""
 
 
 def write_predictions(output: Path, header: Sequence[str], rows: dict[str, Row],
@@ -91,15 +31,16 @@ def write_predictions(output: Path, header: Sequence[str], rows: dict[str, Row],
     with open(output, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows(rows[path].fields() for path in sorted(rows))
-    print(f"wrote {output}: {summary(rows.values())}" + (f"; Grad-CAM overlays in {cam_folder}" if cam_folder else ""))
+        writer.writerows(rows[path] for path in sorted(rows))
+    print(f"wrote {output}: {summary(header, rows.values())}"
+          + (f"; Grad-CAM overlays in {cam_folder}" if cam_folder else ""))
 
 
-def summary(rows: Iterable[Row]) -> str:
+def summary(header: Sequence[str], rows: Sequence[Row]) -> str:
     """``N images predicted, U unsure, M unreadable`` (the last two when not zero)."""
     rows = list(rows)
-    predicted = [row for row in rows if not row.error]
-    unsure = sum(row.unsure == "true" for row in predicted)
+    predicted = [row for row in rows if not row[-1]]
+    unsure = sum(row[header.index("unsure")] == "true" for row in predicted) if "unsure" in header else 0
     parts = [f"{len(predicted)} image{'' if len(predicted) == 1 else 's'} predicted"]
     parts += [f"{count} {what}" for what, count in (("unsure", unsure), ("unreadable", len(rows) - len(predicted)))
               if count]
@@ -108,8 +49,8 @@ def summary(rows: Iterable[Row]) -> str:
 
 class PredictionWriter(BasePredictionWriter):
     """Writes ``predictions.csv`` beside the run: path, class, confidence, the top-k classes, the energy score and
-    ``unsure`` (the score is below ``reject_below``: the checkpoint's threshold unless given here; see
-    :mod:`lightning_resnet.inference.verdict`).
+    ``unsure`` (the score is below ``reject_below``: the checkpoint's threshold unless given here); of a multi-label
+    model, its labels and every label's probability.
 
     Each process writes its own part; process 0 joins them in path order (dropping the repeats
     that a distributed sampler pads with) and lists the images that could not be read. With
@@ -153,24 +94,18 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         if prediction is None:
             return
-        probabilities = prediction["probabilities"].cpu()
-        if pl_module.multilabel:
-            rows: list[Row] = [LabelSetRow.predicted(path, each, chosen, pl_module.class_names)
-                               for path, each, chosen in zip(batch[1], probabilities, prediction["predictions"].cpu())]
-        else:
-            temperature = float(pl_module.temperature)
-            reject_below = float(pl_module.reject_below) if self.reject_below is None else self.reject_below
-            said = verdicts(probabilities, prediction["logits"].cpu() / temperature, temperature,
-                            pl_module.class_names, self.top_k, reject_below)
-            rows = [PredictionRow.from_verdict(path, each) for path, each in zip(batch[1], said)]
+        decision = pl_module.decision.with_reject_below(self.reject_below)
+        said = decision.verdicts(prediction["probabilities"].cpu(), prediction["logits"].cpu() / decision.temperature,
+                                 pl_module.class_names, self.top_k)
         with open(self._part(trainer.global_rank), "a", newline="") as handle:
-            csv.writer(handle, lineterminator="\n").writerows(row.fields() for row in rows)
+            csv.writer(handle, lineterminator="\n").writerows(each.row(path) for path, each in zip(batch[1], said))
         if self.cam:  # the predicted class, or the most probable label
-            self._write_cams(trainer, pl_module, batch, probabilities.argmax(dim=1).to(batch[0].device))
+            shown = [pl_module.class_names.index(each.cam_label) for each in said]
+            self._write_cams(trainer, pl_module, batch, torch.tensor(shown, device=batch[0].device))
 
     def _write_cams(self, trainer: Trainer, pl_module: LightningModule, batch: Any, classes: Tensor) -> None:
         heat = cam.grad_cam(pl_module.model, batch[0], classes).cpu()
-        resize_size = datamodule_of(trainer).resize_size
+        resize_size = datamodule_of(trainer).views.evaluation.resize_size
         for path, image_heat in zip(batch[1], heat):
             target = self.folder / "cam" / Path(os.path.relpath(path, self._inputs_root)).with_suffix(".png")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -183,16 +118,15 @@ class PredictionWriter(BasePredictionWriter):
         trainer.strategy.barrier()
 
     def _join(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        kind = LabelSetRow if pl_module.multilabel else PredictionRow
-        read = LabelSetRow.from_fields if pl_module.multilabel else lambda fields: PredictionRow(*fields)
         rows: dict[str, Row] = {}
         for rank in range(trainer.world_size):
             part = self._part(rank)
             with open(part, newline="") as handle:
-                rows.update((fields[0], read(fields)) for fields in csv.reader(handle))
+                rows.update((fields[0], tuple(fields)) for fields in csv.reader(handle))
             part.unlink()
+        task, names = pl_module.task, pl_module.class_names
         data = datamodule_of(trainer)
         for path in data.predict_paths if data is not None else []:
-            rows.setdefault(path, kind(path, error="could not be read"))
-        header = LabelSetRow.header(pl_module.class_names) if pl_module.multilabel else PredictionRow.header(self.top_k)
+            rows.setdefault(path, task.unreadable_row(path, names, self.top_k))
+        header = task.header(names, self.top_k)
         write_predictions(self.folder / self.filename, header, rows, self.folder / "cam" if self.cam else None)

@@ -10,8 +10,9 @@ from torchvision.utils import make_grid
 
 from ..data import SPLIT_CSV, datamodule_of, write_split_csv
 from ..stages import TRAIN, VAL
+from ..tasks.metrics import ACCURACY, LOSS, MEAN_AP, metric_key
 from ..training.checkpoints import best_checkpoint
-from ..training.metrics import ACCURACY, LOSS, MEAN_AP, SKIPPED_IMAGES, TRAIN_LOSS_EPOCH, metric_key
+from ..training.metrics import SKIPPED_IMAGES, TRAIN_LOSS_EPOCH
 from ..training.run import run_dir, tensorboard
 from . import plots
 
@@ -44,7 +45,7 @@ class TrainingReport(Callback):
         data = datamodule_of(trainer)
         if trainer.is_global_zero and data is not None:
             folder.mkdir(parents=True, exist_ok=True)
-            write_split_csv(folder / SPLIT_CSV, data.split_rows())
+            write_split_csv(folder / SPLIT_CSV, data.source.split_rows())
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
         data = datamodule_of(trainer)

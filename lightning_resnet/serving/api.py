@@ -1,10 +1,10 @@
 """The HTTP service of ``serve``: LitServe around a trained model, with dynamic batching.
 
-``POST /predict`` takes an image (the body, or the multipart field ``file``) and answers the
-top classes with their calibrated probabilities, the model's name and version and whether it is
-unsure (:func:`answer`), or a multi-label model's labels and every label's probability
-(:func:`answer_label_set`); LitServe's own ``GET /health`` and ``GET /info`` (the model's metadata:
-classes, input size, normalization, temperature, threshold) come with it.
+``POST /predict`` takes an image (the body, or the multipart field ``file``) and answers what the model's task says
+of it (:mod:`lightning_resnet.tasks.verdicts`: the top classes with their calibrated probabilities and whether it is
+unsure, or a multi-label model's labels and every label's probability), with the model's name and version;
+LitServe's own ``GET /health`` and ``GET /info`` (the model's description: classes, preprocessing, decision) come
+with it.
 
 The upload is read, checked and cut to the model's input in the HTTP process (:class:`ImageUploadSpec`,
 a LitServe spec whose endpoint does that before the request is queued), so a bad request is
@@ -20,8 +20,6 @@ import hmac
 import signal
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import litserve as ls
@@ -34,51 +32,14 @@ from litserve.utils import LitAPIStatus, ResponseBufferItem
 from starlette.concurrency import run_in_threadpool
 
 from ..data import CenterView
-from ..inference.shipped import CheckpointClassifier, ShippedModel, load_classifier
-from ..inference.unsure import as_metadata
-from ..inference.verdict import LabelSetVerdict, Verdict, label_set_verdicts, verdicts
+from ..runtimes import Predictor, open_predictor
+from ..tasks import Verdict
+from .served import ServedModel
 from .uploads import BadUpload, UploadLimits, prepare, read_upload
 
 PREDICT_PATH = "/predict"
 HEALTH_PATH = "/health"
 API_KEY_HEADER = "X-API-Key"
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """What the service says of its model in every answer, and how it reads it."""
-
-    path: Path
-    name: str
-    version: str
-    top_k: int
-    reject_below: float
-    label_thresholds: tuple[float, ...] | None = None
-    """A multi-label model's: each label is answered from its threshold; None for one class per image."""
-
-
-def answer(said: Verdict, model: ServedModel) -> dict[str, Any]:
-    """The JSON answer to one image."""
-    return {
-        "prediction": said.prediction,
-        "confidence": said.confidence,
-        "unsure": said.unsure,
-        "energy_score": said.score,
-        "reject_below": as_metadata(model.reject_below),
-        "top": [{"class": name, "probability": probability} for name, probability in said.top],
-        "model": {"name": model.name, "version": model.version},
-    }
-
-
-def answer_label_set(said: LabelSetVerdict, model: ServedModel) -> dict[str, Any]:
-    """The JSON answer of a multi-label model to one image: its labels, and every label's probability and
-    threshold."""
-    return {
-        "labels": list(said.labels),
-        "probabilities": [{"label": name, "probability": probability, "threshold": threshold}
-                          for (name, probability), threshold in zip(said.probabilities, model.label_thresholds)],
-        "model": {"name": model.name, "version": model.version},
-    }
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -142,8 +103,8 @@ class ImageUploadSpec(LitSpec):
 
 
 class ClassifierAPI(ls.LitAPI):
-    """The inference worker: the model loaded once (:func:`~lightning_resnet.inference.shipped.load_classifier`),
-    batches of crops through it, one :func:`answer` per image."""
+    """The inference worker: the model loaded once in its runtime (:func:`~lightning_resnet.runtimes.open_predictor`),
+    batches of crops through it, one answer per image (:meth:`~.served.ServedModel.answer`)."""
 
     def __init__(self, served: ServedModel, view: CenterView, limits: UploadLimits, max_batch_size: int = 1,
                  batch_timeout: float = 0.0, api_key: str | None = None) -> None:
@@ -151,7 +112,7 @@ class ClassifierAPI(ls.LitAPI):
                          spec=ImageUploadSpec(view, limits))
         self.served = served
         self.api_key = api_key
-        self.model: ShippedModel | None = None  # loaded in the worker, by setup
+        self.model: Predictor | None = None  # loaded in the worker, by setup
 
     def authorize(self, request: Request) -> None:
         """LitServe's check of every request in the HTTP processes: the ``X-API-Key`` header must be the key, when
@@ -166,24 +127,19 @@ class ClassifierAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         # Ctrl-C reaches the whole process group; the server process stops the workers itself
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.model = load_classifier(self.served.path)
-        if isinstance(self.model, CheckpointClassifier):
-            self.model.to(device)
+        self.model = open_predictor(self.served.path).to(device)
+        self.decision = self.served.decision(self.model)
 
     def decode_request(self, request: np.ndarray) -> np.ndarray:
         return request
 
-    def predict(self, images: np.ndarray) -> list[Verdict | LabelSetVerdict] | Verdict | LabelSetVerdict:
+    def predict(self, images: np.ndarray) -> list[Verdict] | Verdict:
         """The verdicts on one crop (C, H, W) or on a batch of them (N, C, H, W)."""
         batch = torch.from_numpy(images if images.ndim == 4 else images[None])
-        probabilities, logits = self.model.classify(list(batch))
-        served = self.served
-        if served.label_thresholds is not None:
-            said = label_set_verdicts(probabilities, self.model.class_names, served.label_thresholds)
-        else:
-            said = verdicts(probabilities, logits, self.model.temperature, self.model.class_names, served.top_k,
-                            served.reject_below)
+        outputs = self.model.run(batch)
+        said = self.decision.verdicts(outputs.probabilities, outputs.logits, self.model.class_names,
+                                      self.served.top_k)
         return said if images.ndim == 4 else said[0]
 
-    def encode_response(self, said: Verdict | LabelSetVerdict) -> dict[str, Any]:
-        return answer_label_set(said, self.served) if isinstance(said, LabelSetVerdict) else answer(said, self.served)
+    def encode_response(self, said: Verdict) -> dict[str, Any]:
+        return self.served.answer(said)

@@ -9,7 +9,6 @@ untouched: ``image_mode=None`` keeps Gradio from converting it), so the page say
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -18,10 +17,9 @@ import torch
 
 from ..data import DECODE_ERRORS
 from ..data.decode import decode_problem
-from ..inference.shipped import CheckpointClassifier, ShippedModel
-from ..inference.verdict import LabelSetVerdict, Verdict, label_set_verdicts, verdicts
 from ..reports import cam
-from .api import ServedModel
+from ..runtimes import Predictor
+from .served import ServedModel
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no calls home, no version check
 
@@ -37,28 +35,13 @@ PAGE_CSS = (f"img {{ image-rendering: pixelated; }} #{IMAGE_ID} .image-frame img
 """Small images (an 8-px digit, a 64-px map) fill their frame, enlarged in blocks, not blurred."""
 
 
-def describe_verdict(said: Verdict, reject_below: float, classes: int) -> str:
-    """The verdict in words (Markdown)."""
-    if said.unsure:
-        return (f"**Unsure**: {said.prediction}, probability {said.confidence:.3f}; its energy score {said.score:.2f} "
-                f"is below {reject_below:.2f}: this image may be none of the {classes} classes.")
-    above = f"at or above {reject_below:.2f}" if math.isfinite(reject_below) else "the model has no threshold"
-    return f"**{said.prediction}**, probability {said.confidence:.3f} (energy score {said.score:.2f}, {above})."
-
-
-def describe_label_set(said: LabelSetVerdict) -> str:
-    """A multi-label model's verdict in words (Markdown)."""
-    if not said.labels:
-        return "**No label**: no label's probability reaches its threshold."
-    return f"**{', '.join(said.labels)}**: the labels whose probability reaches their threshold."
-
-
 class Demo:
     """What the page calls: a file in, the chart's values, the overlay and the verdict out."""
 
-    def __init__(self, model: ShippedModel, served: ServedModel) -> None:
+    def __init__(self, model: Predictor, served: ServedModel) -> None:
         self.model = model
         self.served = served
+        self.decision = served.decision(model)
 
     def classify(self, upload: dict | None) -> tuple[dict[str, float] | None, np.ndarray | None, str]:
         """``upload`` is what the browser sent, not preprocessed: Gradio would open it with Pillow first and answer
@@ -72,36 +55,31 @@ class Demo:
             raise gr.Error(f"{Path(upload.get('orig_name') or path).name} could not be read as an image "
                            f"({decode_problem(error)}): expected a photo or scan (JPEG, PNG, ...)",
                            print_exception=False) from None
-        probabilities, logits = self.model.classify([crop])
-        served = self.served
-        if served.label_thresholds is not None:
-            labelled = label_set_verdicts(probabilities, self.model.class_names, served.label_thresholds)[0]
-            chart = dict(labelled.probabilities)
-            return chart, self._overlay(path, crop, max(chart, key=chart.get)), describe_label_set(labelled)
-        said = verdicts(probabilities, logits, self.model.temperature, self.model.class_names, served.top_k,
-                        served.reject_below)[0]
-        return (dict(said.top), self._overlay(path, crop, said.prediction),
-                describe_verdict(said, served.reject_below, len(self.model.class_names)))
+        outputs = self.model.run(crop[None])
+        names = self.model.class_names
+        said = self.decision.verdicts(outputs.probabilities, outputs.logits, names, self.served.top_k)[0]
+        return said.chart(), self._overlay(path, crop, said.cam_label), said.describe(len(names))
 
     def _overlay(self, path: str, crop: torch.Tensor, shown: str) -> np.ndarray | None:
         """The Grad-CAM of the class (or label) ``shown`` over the file."""
-        if not isinstance(self.model, CheckpointClassifier):
+        network = self.model.network
+        if network is None:
             return None  # an exported model carries no layers to look into
         top = torch.tensor([self.model.class_names.index(shown)])
-        heat = cam.grad_cam(self.model.network, self.model.normalization(crop[None]), top)[0]
+        normalization = self.model.bundle.preprocessing.normalization
+        heat = cam.grad_cam(network, normalization(crop[None].to(next(network.parameters()).device)), top)[0]
         return np.asarray(cam.overlay_on_file(path, heat, self.model.view.resize_size))
 
 
-def build_page(model: ShippedModel, served: ServedModel, examples: list[str], examples_label: str) -> gr.Blocks:
+def build_page(model: Predictor, served: ServedModel, examples: list[str], examples_label: str) -> gr.Blocks:
     """The Gradio page of ``model``; ``examples`` are image files shown under the upload."""
     demo = Demo(model, served)
     classes = model.class_names
-    multilabel = served.label_thresholds is not None
-    kinds, does = ("labels", "finds the labels of an image among") if multilabel else ("classes", "tells apart")
-    shown = len(classes) if multilabel else served.top_k
-    with gr.Blocks(title=f"{served.name}: {len(classes)} {kinds}", analytics_enabled=False) as page:
+    task = model.bundle.task
+    chart_title, bars = task.chart(served.top_k, len(classes))
+    with gr.Blocks(title=f"{served.name}: {len(classes)} {task.items}", analytics_enabled=False) as page:
         gr.Markdown(f"## {served.name} (version {served.version})\n"
-                    f"A {model.metadata['backbone']} that {does} {len(classes)} {kinds}: "
+                    f"A {model.bundle.architecture.backbone} that {task.does} {len(classes)} {task.items}: "
                     f"{', '.join(classes[:20])}{', ...' if len(classes) > 20 else ''}. Drop an image, take one with "
                     "the webcam, or click an example.")
         with gr.Row():
@@ -113,12 +91,9 @@ def build_page(model: ShippedModel, served: ServedModel, examples: list[str], ex
                                 cache_examples=False, examples_per_page=12)
             with gr.Column():
                 said = gr.Markdown(elem_id=VERDICT_ID)
-                top = gr.Label(num_top_classes=shown, label=("every label's probability" if multilabel else
-                                                             f"top {min(shown, len(classes))} classes"),
-                               elem_id=TOP_CLASSES_ID)
-                overlay = gr.Image(label=f"class activation map of the most probable {kinds[:-1]} (Grad-CAM)",
-                                   interactive=False,
-                                   elem_id=CAM_ID, visible=isinstance(model, CheckpointClassifier),
+                top = gr.Label(num_top_classes=bars, label=chart_title, elem_id=TOP_CLASSES_ID)
+                overlay = gr.Image(label=f"class activation map of the most probable {task.item} (Grad-CAM)",
+                                   interactive=False, elem_id=CAM_ID, visible=model.network is not None,
                                    height=IMAGE_HEIGHT)
         image.change(demo.classify, inputs=image, outputs=[top, overlay, said], preprocess=False)
     return page

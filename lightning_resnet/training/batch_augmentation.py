@@ -68,7 +68,8 @@ class MixupCutmix(Callback):
             raise UserError(f"MixupCutmix mixes pairs of images: data.batch_size must be even, got {data.batch_size}")
         from timm.data import Mixup
 
-        self.mixup = Mixup(num_classes=pl_module.num_classes, multi_label=bool(getattr(pl_module, "multilabel", False)),
+        task = getattr(pl_module, "task", None)
+        self.mixup = Mixup(num_classes=pl_module.num_classes, multi_label=bool(task and task.multi_hot_targets),
                            **self.options)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:

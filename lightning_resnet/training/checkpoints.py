@@ -1,5 +1,6 @@
 """A run's checkpoints: which one is best, ``last.ckpt`` on Ctrl-C and SIGTERM, rewriting one safely, and the
-random state that makes resume exact.
+random state that makes resume exact. What a checkpoint says of the trained model is its bundle
+(:mod:`lightning_resnet.bundle`).
 
 Writes need nothing of ours to be safe: Lightning's ``TorchCheckpointIO`` writes each checkpoint
 through an fsspec transaction (a temporary file, then a move into place), and :func:`rewrite_checkpoint`
@@ -9,7 +10,6 @@ goes through the same writer.
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import shlex
 import signal
@@ -27,11 +27,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from ..errors import UserError, first_line
 from ..hints import shown
-from ..models import would_run_code
 from ..stages import VAL
-from .metrics import LOSS, MONITOR, MONITORS, metric_key
+from ..tasks import MONITOR, MONITORS
+from ..tasks.metrics import LOSS, metric_key
 
 EPOCH_METRICS = "epoch_metrics"
 """The checkpoint key of the validation metrics of the epoch it was written at (the module writes them)."""
@@ -53,8 +52,8 @@ class BestCheckpoint:
 class AccuracyThenLossCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` on :data:`~.metrics.MONITOR`, whose ties go to the lower validation loss.
 
-    Lightning keeps the first epoch to reach a score; on a small validation set many epochs tie. Digits at 10 %
-    labels (36 validation images, 30 epochs, 3 seeds): the first-to-reach checkpoint tested 0.932, this rule 0.941.
+    Lightning keeps the first epoch to reach a score; on a small validation set many epochs tie, and the lower loss
+    tested better (benchmarks/README.md, "Which checkpoint is best on a small validation set").
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -136,20 +135,6 @@ def best_checkpoint_of_run(folder: Path) -> BestCheckpoint | None:
             return BestCheckpoint(path if path.is_file() or not beside.is_file() else beside,
                                   float(state["best_model_score"]), state.get("monitor", MONITOR))
     return None
-
-
-def read_checkpoint(path: str | Path, option: str = "--ckpt_path") -> dict[str, Any]:
-    """The checkpoint at ``path`` (tensors on the CPU); one line naming ``option`` when it is no checkpoint."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-        if isinstance(error, pickle.UnpicklingError) and would_run_code(error):
-            raise  # refused by weights_only=True: the command line says so
-        if isinstance(error, FileNotFoundError):
-            raise UserError(f"{option} {path} does not exist: expected a checkpoint (.ckpt) of this project") from None
-        reason = ("not a file torch.save wrote" if isinstance(error, pickle.UnpicklingError) else
-                  "truncated or damaged" if isinstance(error, (RuntimeError, EOFError, OSError)) else first_line(error))
-        raise UserError(f"{option} {path} is not a readable checkpoint: {reason}") from None
 
 
 def epoch_metrics(checkpoint: Path) -> dict[str, float]:

@@ -3,8 +3,9 @@
 The teacher reads the very batch the student reads, after Mixup/CutMix and Random Erasing, mapped from the student's
 normalization to its own and resized to its own image size; it runs in eval mode without gradients. The student's
 loss becomes ``(1 - weight) * its own loss + weight * temperature² * KL(teacher ‖ student)`` on logits softened by
-``temperature``. The teacher is no part of the student: it is not in the student's checkpoint, DDP does not see it,
-and nothing after ``fit`` (validate, predict, export, serve) reads it.
+``temperature``: over the classes for one class per image, each label's for a label set (the task's
+``distillation_loss``). The teacher is no part of the student: it is not in the student's checkpoint, DDP does not
+see it, and nothing after ``fit`` (validate, predict, export, serve) reads it.
 
 Not timm's ``LogitDistillationTask``: it owns the student's forward and loss, where this module's loss (Mixup's
 soft targets, class weights, label smoothing) and metrics live, and its ``DistillationTeacher`` takes the
@@ -20,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..bundle import read_bundle
 from ..data import Normalization
 from ..errors import UserError, check
+from ..tasks import Task
 from .checkpoints import best_checkpoint_of_run, newest_run
-from .trained_model import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -70,21 +72,26 @@ class Teacher:
     checkpoint and out of DDP's gradient synchronization; :meth:`to` follows the student's device.
     """
 
-    def __init__(self, options: Distillation, class_names: list[str], channels: int, image_size: int,
+    def __init__(self, options: Distillation, task: Task, class_names: list[str], channels: int, image_size: int,
                  student_normalization: Normalization) -> None:
-        trained = TrainedModel.read(teacher_checkpoint(options.teacher), option="model.distillation.teacher")
-        trained.refuse_label_sets("model.distillation")
-        check(list(trained.class_names) == list(class_names),
-              f"model.distillation.teacher {options.teacher} knows the classes {', '.join(trained.class_names)}; "
-              f"the data has {', '.join(class_names)}: a teacher must be trained on the same classes")
-        check(trained.channels == channels, f"model.distillation.teacher {options.teacher} reads {trained.channels}-"
-                                            f"channel images, the student {channels}-channel ones")
+        option = "model.distillation.teacher"
+        trained = read_bundle(teacher_checkpoint(options.teacher), option=option)
+        check(trained.task is task, f"{option} {options.teacher} answers with {trained.task.items} "
+                                    f"({trained.task.name}); the student learns {task.items} ({task.name}): a "
+                                    "teacher must be of the student's task")
+        check(list(trained.classes) == list(class_names),
+              f"{option} {options.teacher} knows the {task.items} {', '.join(trained.classes)}; the data has "
+              f"{', '.join(class_names)}: a teacher must be trained on the same {task.items}")
+        channels_read = trained.architecture.channels
+        check(channels_read == channels, f"{option} {options.teacher} reads {channels_read}-channel images, the "
+                                         f"student {channels}-channel ones")
         self.options = options
+        self.task = task
         self.path = trained.path
         self.network = trained.network().requires_grad_(False)
-        self.image_size = trained.image_size
+        self.image_size = trained.preprocessing.image_size
         self.student_size = image_size
-        self.normalization = trained.normalization
+        self.normalization = trained.preprocessing.normalization
         self.student_normalization = student_normalization
 
     def __deepcopy__(self, memo: dict) -> Teacher:  # a weight average's copy of the student shares the teacher
@@ -107,16 +114,8 @@ class Teacher:
     def loss(self, student_loss: Tensor, student_logits: Tensor, images: Tensor) -> Tensor:
         """The student's own loss blended with the distillation term of its logits."""
         weight = self.options.weight
-        return (1 - weight) * student_loss + weight * distillation_loss(student_logits, self.logits(images),
-                                                                       self.options.temperature)
-
-
-def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
-    """``temperature²`` times the KL divergence from the teacher's softened distribution to the student's (the
-    square keeps the gradients' scale as the temperature changes)."""
-    student = F.log_softmax(student_logits.float() / temperature, dim=1)
-    teacher = F.log_softmax(teacher_logits.float() / temperature, dim=1)
-    return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * temperature**2
+        distilled = self.task.distillation_loss(student_logits, self.logits(images), self.options.temperature)
+        return (1 - weight) * student_loss + weight * distilled
 
 
 def renormalized(images: Tensor, source: Normalization, target: Normalization) -> Tensor:

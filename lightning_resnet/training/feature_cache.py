@@ -22,13 +22,12 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from ..data import ConvertedSource, ImageSamples, collate_readable, datamodule_of
+from ..data import ConvertedSource, ImageSamples, datamodule_of
 from ..data.cache import cache_dir
 from ..data.features import CachedFeatures, Stamp, save_features, stamp
-from ..data.workers import worker_options
 from ..errors import UserError, check
+from ..runtimes import TorchPredictor, predict_images
 from .batch_augmentation import MixupCutmix, RandomErasing
 
 
@@ -60,26 +59,20 @@ def cached_features(network: nn.Module, view: Any, normalization: Any, paths: Se
     return saved.features[rows]
 
 
-def _compute(pl_module: LightningModule, paths: list[str], view: Any, normalization: Any, workers: int,
-             batch_size: int) -> Tensor:
-    dataset = ImageSamples([(path, row) for row, path in enumerate(paths)], view)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_readable, **worker_options(workers))
+def _compute(pl_module: LightningModule, paths: list[str], view: Any, workers: int, batch_size: int) -> Tensor:
+    """The pooled features of ``paths`` under the model in training, through the one loop of a trained model."""
     network = pl_module.model
     was_training = network.training
-    network.eval()
-    features: Tensor | None = None
+    predictor = TorchPredictor(pl_module.bundle(), network=network).to(pl_module.device)
     try:
-        with torch.inference_mode():
-            for batch in loader:
-                check(batch is not None, "model.cache_features: an image could not be read; run with "
-                                         "data.verify_images true to leave such files out")
-                images, rows = batch
-                pooled = network.forward_features(normalization(images.to(pl_module.device))).float().cpu()
-                if features is None:
-                    features = torch.empty((len(paths), pooled.shape[1]))
-                features[rows] = pooled
+        seen = predict_images(predictor, ImageSamples([(path, row) for row, path in enumerate(paths)], view),
+                              batch_size, workers, features=True)
     finally:
         network.train(was_training)
+    check(len(seen.keys) == len(paths), "model.cache_features: an image could not be read; run with "
+                                        "data.verify_images true to leave such files out")
+    features = torch.empty((len(paths), seen.features.shape[1]))
+    features[list(seen.keys)] = seen.features
     return features
 
 
@@ -115,7 +108,7 @@ class FrozenFeatures(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         data = datamodule_of(trainer)
         paths = sorted({path for path, _ in data.train_set.samples + data.val_set.samples})
-        file = cache_file(pl_module.model, data.eval_view, data.normalization)
+        file = cache_file(pl_module.model, data.views.evaluation, data.normalization)
         if trainer.local_rank == 0:
             self._fill(file, paths, pl_module, data)
         trainer.strategy.barrier("feature cache")
@@ -134,8 +127,7 @@ class FrozenFeatures(Callback):
         stamps = {path: stamp(path) for path in paths}
         missing = [path for path in paths if path not in known or known[path][0] != stamps[path]]
         if missing:
-            computed = _compute(pl_module, missing, data.eval_view, data.normalization, data.num_workers,
-                                2 * data.batch_size)
+            computed = _compute(pl_module, missing, data.views.evaluation, data.num_workers, 2 * data.batch_size)
             known.update({path: (stamps[path], row) for path, row in zip(missing, computed)})
         rank_zero_info(f"feature cache: {len(paths) - len(missing)} of {len(paths)} images' features from the cache, "
                        f"{len(missing)} computed ({file})")

@@ -7,7 +7,6 @@ the fine-tuning callback the model asks for (:meth:`ImageClassifier.configure_ca
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -20,19 +19,22 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 
+from ..bundle import BUNDLE_KEY, Architecture, ModelBundle, Preprocessing, Provenance, package_versions
+from ..bundle.checkpoint import decision_in, without_decision_tensors
 from ..data import datamodule_of
 from ..errors import check
 from ..models import create_model, load_weights
 from ..stages import TEST, TRAIN, VAL
-from ..tasks import MULTICLASS, MULTILABEL, Task
+from ..tasks import MULTICLASS, TaskName, task_named
+from ..tasks.metrics import LOSS, metric_key
 from .checkpoints import EPOCH_METRICS, FIT_SECONDS
 from .class_weights import loss_weights
 from .distillation import Distillation, Teacher
 from .feature_cache import FrozenFeatures
 from .finetuning import BackboneFreeze
-from .losses import ClassificationLoss, MultilabelLoss, reported_loss
-from .metrics import DEFAULT_LABEL_THRESHOLD, LOSS, TRAIN_LOSS, centred_scores, metric_key, task_metrics
+from .metrics import TRAIN_LOSS
 from .optimization import Schedule, optimization_of, stretch_to
+from .run import run_dir
 from .shared_by_copies import SharedByCopies
 from .tta import TestTimeAugmentation, test_time_views
 
@@ -105,7 +107,7 @@ class ImageClassifier(LightningModule):
         self,
         backbone: str = "resnet50",
         num_classes: int = 1000,
-        task: Task = MULTICLASS,
+        task: TaskName = MULTICLASS,
         backbone_options: dict[str, Any] | None = None,
         pretrained: str | None = None,
         partial_weights: bool = False,
@@ -114,7 +116,7 @@ class ImageClassifier(LightningModule):
         cache_features: bool = False,
         backbone_lr_factor: float = 1.0,
         label_smoothing: float = 0.0,
-        multilabel_loss: MultilabelLoss = "bce",
+        multilabel_loss: Literal["bce", "asymmetric"] = "bce",
         distillation: Distillation | None = None,
         class_weights: Literal["balanced"] | list[float] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
@@ -154,14 +156,15 @@ class ImageClassifier(LightningModule):
         self.distillation = distillation
         self.teacher: Teacher | None = None  # read when fit starts, never saved with this model
         self.model = create_model(backbone, num_classes=num_classes, **(backbone_options or {}))
-        self.criterion = ClassificationLoss(task, label_smoothing, multilabel_loss, class_weights is not None)
+        self.task = task_named(task)
+        self.criterion = self.task.loss(label_smoothing, multilabel_loss, class_weights is not None)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer_factory = SharedByCopies(optimizer)
         self.class_counts = SharedByCopies(class_counts)
         self.tta = tta
         self.class_names = list(class_names) if class_names else [str(index) for index in range(num_classes)]
-        self.train_metrics, self.val_metrics, self.test_metrics = (task_metrics(task, num_classes, stage)
+        self.train_metrics, self.val_metrics, self.test_metrics = (self.task.metrics(num_classes, stage)
                                                                    for stage in (TRAIN, VAL, TEST))
         # torchmetrics' mean is synchronized as a sum and a count: exact when processes hold
         # different numbers of images (Lightning's sync_dist mean of a logged tensor is not)
@@ -169,14 +172,10 @@ class ImageClassifier(LightningModule):
         self.test_loss = MeanMetric()
         # the classes' weights in the training loss, set when fit starts; a buffer, so it follows the device
         self.register_buffer("loss_weights", None, persistent=False)
-        # divides the logits of validate, test and predict; fitted at the end of fit (see inference/calibration.py)
-        self.register_buffer("temperature", torch.ones(()))
-        # a prediction whose energy score is below it is unsure (see inference/verdict.py); chosen at the end
-        # of fit, -inf (nothing unsure) until then
-        self.register_buffer("reject_below", torch.tensor(-math.inf))
-        # a multi-label set's: each label's probability from which it is predicted, chosen at the end of fit
-        self.register_buffer("label_thresholds",
-                             torch.full((num_classes,), DEFAULT_LABEL_THRESHOLD) if task == MULTILABEL else None)
+        self.decision = self.task.default_decision(num_classes)
+        """How validate, test and predict turn the logits into answers: fitted at the end of fit
+        (inference/calibration.py), kept in the best checkpoint's bundle."""
+        self._run_folder: str | None = None  # the run's folder, asked once when fit starts (every process together)
         self._fit_started: float | None = None  # time.monotonic() when this part of fit started
         self._seconds_before_resume = 0.0  # the fit seconds of the checkpoint it resumed from
         self.saved_fit_seconds: float | None = None
@@ -185,10 +184,6 @@ class ImageClassifier(LightningModule):
     @property
     def num_classes(self) -> int:
         return self.hparams.num_classes
-
-    @property
-    def multilabel(self) -> bool:
-        return self.hparams.get("task", MULTICLASS) == MULTILABEL
 
     def configure_callbacks(self) -> list[Callback]:
         if not self.hparams.freeze_backbone:
@@ -206,15 +201,17 @@ class ImageClassifier(LightningModule):
         if stage == "fit" and self.hparams.pretrained:
             load_weights(self.model, self.hparams.pretrained, self.hparams.backbone, self.hparams.backbone_options,
                          partial=self.hparams.partial_weights)
+        if stage == "fit" and self._trainer is not None:
+            self._run_folder = str(run_dir(self.trainer))
         if stage == "fit" and self.hparams.class_weights is not None:
-            check(not self.multilabel or self.hparams.class_weights != "balanced",
+            check(not self.task.multi_hot_targets or self.hparams.class_weights != "balanced",
                   "model.class_weights balanced weighs classes by their counts, which a multi-label set does not "
                   "split among its images: give one weight per label (its positives' weight in the loss)")
             self.loss_weights = loss_weights(self.hparams.class_weights, self.class_names,
                                              self.class_counts.value)
         if stage == "fit" and self.distillation is not None:
             check(data is not None, "model.distillation needs this project's data module (its normalization)")
-            self.teacher = Teacher(self.distillation, self.class_names, data.channels, data.image_size,
+            self.teacher = Teacher(self.distillation, self.task, self.class_names, data.channels, data.image_size,
                                    data.normalization)
 
     def configure_model(self) -> None:
@@ -230,14 +227,13 @@ class ImageClassifier(LightningModule):
         return self.model(images)
 
     def loss(self, logits: Tensor, targets: Tensor, class_weights: Tensor | None = None) -> Tensor:
-        """The training loss of :mod:`.losses`."""
+        """The task's training loss."""
         return self.criterion(logits, targets, class_weights)
 
     # ----- training ------------------------------------------------------------------------------
 
     def on_fit_start(self) -> None:
-        self.temperature.fill_(1.0)  # the checkpoints of a run hold the model's own probabilities
-        self.reject_below.fill_(-math.inf)
+        self.decision = self.task.default_decision(self.num_classes)  # a run's checkpoints hold its own outputs
         self._fit_started = time.monotonic()
         if self.teacher is not None:
             self.teacher.to(self.device)
@@ -261,10 +257,7 @@ class ImageClassifier(LightningModule):
         loss = self.loss(logits, targets, self.loss_weights)
         if self.teacher is not None:
             loss = self.teacher.loss(loss, logits, images)
-        if self.multilabel:
-            self.train_metrics.update(logits.sigmoid(), (targets >= 0.5).int())
-        else:
-            self.train_metrics.update(logits, targets.argmax(dim=1) if targets.ndim == 2 else targets)
+        self.train_metrics.update(*self.task.training_metric_inputs(logits, targets))
         self.log(TRAIN_LOSS, loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         trainer = self._trainer  # None when a step is called by hand
         if trainer is not None and (trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches):
@@ -279,16 +272,13 @@ class ImageClassifier(LightningModule):
 
     def evaluate(self, images: Tensor) -> Evaluation:
         """The logits of ``images`` and the probabilities ``validate``, ``test`` and ``predict`` report:
-        the softmax of the logits divided by the temperature, averaged over the test-time views
+        the task's activation of the logits divided by the temperature, averaged over the test-time views
         (``tta``, never inside ``fit``: model selection and the temperature see single views)."""
         logits = self(images)
         fitting = self._trainer is not None and self.trainer.state.fn == "fit"
         views = test_time_views(images, "none" if fitting else self.tta)
         view_logits = [logits if view is images else self(view) for view in views]
-        if self.multilabel:
-            probabilities = torch.stack([each.sigmoid() for each in view_logits]).mean(0)
-        else:
-            probabilities = torch.stack([(each / self.temperature).softmax(dim=1) for each in view_logits]).mean(0)
+        probabilities = torch.stack([self.decision.probabilities(each) for each in view_logits]).mean(0)
         return {"logits": logits, "probabilities": probabilities}
 
     def _evaluation_step(self, batch: tuple[Tensor, Tensor] | None, stage: str, metrics: MetricCollection,
@@ -298,11 +288,8 @@ class ImageClassifier(LightningModule):
         images, targets = batch
         evaluation = self.evaluate(images)
         probabilities = evaluation["probabilities"]
-        loss.update(reported_loss(probabilities, targets, self.multilabel), weight=len(targets))
-        if self.multilabel:  # the labels decided at their thresholds
-            metrics.update(centred_scores(probabilities, self.label_thresholds), targets.int())
-        else:
-            metrics.update(probabilities, targets)
+        loss.update(self.task.reported_loss(probabilities, targets), weight=len(targets))
+        metrics.update(*self.task.evaluation_metric_inputs(probabilities, targets, self.decision))
         self.log(metric_key(stage, LOSS), loss, on_epoch=True, prog_bar=True)
         for name, metric in metrics.items():
             self.log(name, metric, on_epoch=True, prog_bar=name.endswith(("/acc", "/mAP")))
@@ -318,26 +305,44 @@ class ImageClassifier(LightningModule):
         if batch is None:
             return None
         evaluation = self.evaluate(batch[0])
-        probabilities = evaluation["probabilities"]
-        if self.multilabel:  # each label predicted from its threshold: a row of 0 and 1
-            return {**evaluation, "predictions": (probabilities >= self.label_thresholds).int()}
-        return {**evaluation, "predictions": probabilities.argmax(dim=1)}
+        return {**evaluation, "predictions": self.task.decide(evaluation["probabilities"], self.decision)}
 
     # ----- checkpoints and optimization ------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The class names, and the validation scores of the epoch (a best checkpoint carries its own)."""
+        """The model's bundle (:meth:`bundle`), the class names, the fit seconds, and the validation scores of the
+        epoch (a best checkpoint carries its own)."""
+        bundle = self.bundle()
+        if bundle is not None:
+            checkpoint[BUNDLE_KEY] = bundle.as_dict()
         checkpoint["class_names"] = self.class_names
         checkpoint[FIT_SECONDS] = self.saved_fit_seconds = self.fit_seconds
         if self._trainer is not None:
             checkpoint[EPOCH_METRICS] = {key: float(value) for key, value in self.trainer.callback_metrics.items()
                                          if key.startswith(f"{VAL}/") and value.numel() == 1}
 
+    def bundle(self) -> ModelBundle | None:
+        """This model as a trained model is described (its weights are the checkpoint's state dict): the one place
+        a bundle is written; None without this project's data module, which knows the preprocessing."""
+        data = datamodule_of(self.trainer) if self._trainer is not None else None
+        if data is None:
+            return None
+        hparams = self.hparams
+        model_options = {key: value for key, value in hparams.items() if not key.startswith("_")}
+        return ModelBundle(
+            Architecture(hparams.backbone, dict(hparams.backbone_options or {})),
+            tuple(self.class_names),
+            Preprocessing(data.image_size, data.crop_fraction, data.channels, data.normalization),
+            self.decision,
+            Provenance(data.options(), model_options, self._run_folder, package_versions()),
+        )
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Check the classes against the model's; keep the seconds the run had taken."""
+        """Take the checkpoint's decision; check its classes against the model's; keep the seconds the run had
+        taken."""
         self._seconds_before_resume = float(checkpoint.get(FIT_SECONDS, 0.0))
-        checkpoint["state_dict"].setdefault("temperature", torch.ones(()))  # written before calibration existed
-        checkpoint["state_dict"].setdefault("reject_below", torch.tensor(-math.inf))  # from before the threshold
+        self.decision = decision_in(checkpoint, self.num_classes)
+        without_decision_tensors(checkpoint["state_dict"])  # where checkpoints written before the bundle kept it
         names = checkpoint.get("class_names")
         if names is not None:
             check(len(names) == self.num_classes, f"the checkpoint has {len(names)} classes, the model "

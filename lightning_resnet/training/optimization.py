@@ -134,9 +134,9 @@ def stretch_to(scheduler: LRScheduler, total_steps: int) -> str | None:
 
 def fused_when_left_open(optimizer: Optimizer) -> Optimizer:
     """The same optimizer with torch's fused kernel when it has one and the config chose neither ``fused`` nor
-    ``foreach``: AdamW's step on a ResNet-18 takes 8 ms fused against 37 ms (torch's default on a CPU, one tensor
-    at a time) on a 2-core CPU, a tenth of the demo's training step. Parameters torch cannot fuse (sharded, on
-    other devices) keep the optimizer as it was."""
+    ``foreach``: torch's default on a CPU steps one tensor at a time, several times slower on a ResNet-18
+    (benchmarks/README.md, "Measured reasons in the code"). Parameters torch cannot fuse (sharded, on other devices)
+    keep the optimizer as it was."""
     kind = type(optimizer)
     accepted = inspect.signature(kind.__init__).parameters
     defaults = optimizer.defaults

@@ -28,7 +28,8 @@ def tensorboard(trainer: Trainer):
 
 def add_png(writer, tag: str, png: Path, step: int) -> None:
     """The PNG file at ``png`` as the image ``tag`` of ``writer``'s TensorBoard, its bytes as they are:
-    ``add_image`` of its pixels converted and re-encoded them (0.65 s of a validate's 2.5 s report here)."""
+    ``add_image`` of its pixels converted and re-encoded them, a quarter of a small validate's report
+    (benchmarks/README.md, "Measured reasons in the code")."""
     with Image.open(png) as image:
         (width, height), bands = image.size, len(image.getbands())  # 1 gray, 3 RGB, 4 RGBA, as TensorBoard counts
     picture = Summary.Image(height=height, width=width, colorspace=bands, encoded_image_string=png.read_bytes())

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from ..tasks import MONITOR
 from .checkpoints import FIT_SECONDS
-from .metrics import MONITOR
 
 PrunerKind = Literal["median", "hyperband", "none"]
 PRUNED = "pruned"

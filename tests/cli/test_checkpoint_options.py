@@ -14,7 +14,7 @@ import torch
 from lightning_resnet.cli import main
 from lightning_resnet.training.checkpoints import best_checkpoint_of_run
 
-from ..conftest import cli_error, make_image_folder, read_rows, tiny_args
+from ..conftest import cli_error, decision_in, make_image_folder, read_rows, tiny_args
 
 
 def predictions(run) -> dict[str, tuple[str, float]]:
@@ -65,7 +65,7 @@ def test_best_and_last_name_the_newest_runs_checkpoints_for_every_subcommand(tra
     run = main(tiny_args(workdir / "images", "--ckpt_path", "last", "--data.predict_dir", str(workdir / "holdout"),
                          subcommand="predict"))
     assert Path(run.config.predict.ckpt_path).resolve() == (trained / "checkpoints" / "last.ckpt").resolve()
-    exported = main(["export", "--ckpt_path", "best", "--trainer.logger.init_args.name", "tiny",
+    exported = main(["export", "--ckpt_path", "best", "--experiment", "logs/tiny",
                      "--output", str(workdir / "model.onnx")])
     assert exported is not None and (workdir / "model.onnx").is_file()
 
@@ -83,7 +83,7 @@ def test_a_finished_run_extended_by_one_epoch_trains_exactly_that_epoch(trained,
     before = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
     steps_per_epoch = before["global_step"] // 2  # the fixture trained 2 epochs
     best_before = best_checkpoint_of_run(trained)
-    temperature_before = torch.load(best_before.path, weights_only=True)["state_dict"]["temperature"]
+    temperature_before = decision_in(best_before.path)["temperature"]
     extended = main(tiny_args(workdir / "images", "--trainer.max_epochs", "3", "--ckpt_path", "last"))
     assert extended.trainer.global_step == 3 * steps_per_epoch and extended.trainer.current_epoch == 3
     assert "val/acc" in extended.trainer.callback_metrics
@@ -92,9 +92,9 @@ def test_a_finished_run_extended_by_one_epoch_trains_exactly_that_epoch(trained,
     weights = "model.layer1.0.conv1.weight"
     assert not torch.equal(before["state_dict"][weights], after["state_dict"][weights])
     best_after = best_checkpoint_of_run(trained)
-    calibrated_after = torch.load(best_after.path, weights_only=True)["state_dict"]
+    calibrated_after = decision_in(best_after.path)
     if best_after.path == best_before.path:  # calibrated by the first run, on its own epoch's logits: kept
-        assert torch.equal(calibrated_after["temperature"], temperature_before)
+        assert calibrated_after["temperature"] == temperature_before
     else:  # the new epoch is the best (the same accuracy at a lower loss): calibrated on its logits
         assert math.isfinite(float(calibrated_after["reject_below"]))
 

@@ -13,9 +13,10 @@ import torch
 import yaml
 from lightning.pytorch import Callback
 
-from lightning_resnet.cli import COMMANDS, main
+from lightning_resnet.cli import main
+from lightning_resnet.cli.commands import COMMANDS
 
-from ..conftest import QUARTER_WIDTH, ROOT, make_image_folder, tiny_args
+from ..conftest import QUARTER_WIDTH, ROOT, description_of, make_image_folder, tiny_args
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -148,7 +149,8 @@ def test_a_gray_model_trains_and_exports_one_channel(workdir):
     assert batch[0].shape[1:] == (1, 16, 16)
     last = workdir / "logs/tiny/version_0/checkpoints/last.ckpt"
     main(["export", "--ckpt_path", str(last)])
-    metadata = json.loads(last.with_suffix(".json").read_text())["input"]
+    described = description_of(last.with_suffix(".onnx"))
+    metadata = {**described["export"]["input"], **described["preprocessing"]}
     assert metadata["shape"][1] == 1 and len(metadata["mean"]) == len(metadata["std"]) == 1
     assert "gray" in metadata["layout"]
 
@@ -203,8 +205,10 @@ def test_the_top_level_help_names_every_command(capsys):
         main(["--help"])
     printed = capsys.readouterr().out
     assert exit_code.value.code == 0
-    assert all(command in printed for command in ("fit", "validate", "lr_find", *COMMANDS))
-    assert "Runs the full optimization routine." in printed and "streaming format" in printed  # each one's purpose
+    assert all(command.name in printed for command in COMMANDS)
+    flat = " ".join(printed.split())
+    assert all(" ".join(command.summary.split()) in flat for command in COMMANDS)  # each one's line of the table
+    assert "Runs the full optimization routine." not in printed
 
 
 def test_nothing_reaches_the_network(workdir, monkeypatch):

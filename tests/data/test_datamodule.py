@@ -97,8 +97,8 @@ def test_pad_crop_shifts_the_image_by_at_most_an_eighth_of_its_side_filling_in_z
 def test_eval_resize_then_center_crop(tmp_path):
     Image.new("RGB", (80, 40), (10, 20, 30)).save(tmp_path / "wide.png")
     data = datamodule(tmp_path, image_size=32, crop_fraction=0.5)
-    assert data.resize_size == 64
-    assert data.eval_view(tmp_path / "wide.png").shape == (3, 32, 32)
+    assert data.views.evaluation.resize_size == 64
+    assert data.views.evaluation(tmp_path / "wide.png").shape == (3, 32, 32)
 
 
 def test_loaders_batch_uint8_and_normalize_on_the_device(image_folder):

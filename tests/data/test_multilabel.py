@@ -13,6 +13,7 @@ from lightning_resnet.data.dataset import ImageSamples, label_counts, multi_hot
 from lightning_resnet.data.labels_file import list_labels_file
 from lightning_resnet.data.multilabel_split import multilabel_fold_numbers, multilabel_split
 from lightning_resnet.errors import UserError
+from lightning_resnet.tasks import MULTI_LABEL
 
 from ..conftest import LABEL_CORNERS, cli_error, datamodule, make_label_sets, tiny_args
 from .test_corrections import write_csv
@@ -21,7 +22,7 @@ from .test_corrections import write_csv
 def test_a_file_with_label_sets_lists_them_and_reads_multi_hot_targets(tmp_path):
     labels = make_label_sets(tmp_path, count=12)
     listing = list_labels_file(str(labels), tmp_path)
-    assert listing.multilabel and listing.class_names == tuple(sorted(LABEL_CORNERS))
+    assert listing.task is MULTI_LABEL and listing.class_names == tuple(sorted(LABEL_CORNERS))
     first_row = labels.read_text().splitlines()[1].split(",")[1].split()
     assert listing.files[0][1] == tuple(sorted(listing.class_names.index(name) for name in first_row))
     dataset = ImageSamples(listing.files, lambda path: torch.zeros(1), num_labels=len(listing.class_names))
@@ -32,9 +33,9 @@ def test_a_file_with_label_sets_lists_them_and_reads_multi_hot_targets(tmp_path)
 def test_one_label_per_row_stays_single_label_unless_data_multilabel_says_otherwise(workdir):
     labels = write_csv(workdir / "labels.csv", ["path", "labels"], [["class_0/001.png", "class_0"],
                                                                     ["class_1/001.png", "class_1"]])
-    assert not list_labels_file(str(labels), workdir / "images").multilabel
+    assert list_labels_file(str(labels), workdir / "images").task is not MULTI_LABEL
     forced = list_labels_file(str(labels), workdir / "images", multilabel=True)
-    assert forced.multilabel and forced.files[0][1] == (0,)
+    assert forced.task is MULTI_LABEL and forced.files[0][1] == (0,)
 
 
 def test_the_split_keeps_every_label_on_both_sides_about_80_20(tmp_path):

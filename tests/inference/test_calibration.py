@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_resnet.bundle import BUNDLE_KEY
 from lightning_resnet.cli import main
-from lightning_resnet.inference.calibration import fit_temperature, mean_nll
+from lightning_resnet.tasks.temperature import fit_temperature, mean_nll
 
-from ..conftest import make_image_folder, read_rows, tiny_args
+from ..conftest import decision_in, make_image_folder, read_rows, tiny_args
 
 CALIBRATION_LINE = re.compile(r"calibration on (\d+) validation images: temperature ([\d.]+); "
                               r"NLL ([\d.]+) -> ([\d.]+), ECE ([\d.]+) -> ([\d.]+)")
@@ -71,10 +72,10 @@ def test_the_fitted_temperature_lowers_validation_nll_and_ece_and_is_stored(cali
     assert float(temperature) > 1  # over-confident: the probabilities are flattened
     assert float(nll_after) < float(nll_before) and float(ece_after) < float(ece_before)
     best = next((root / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))
-    stored = torch.load(best, weights_only=True)["state_dict"]["temperature"]
+    stored = decision_in(best)["temperature"]
     assert float(stored) == pytest.approx(float(temperature), abs=1e-3)
-    last = torch.load(root / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
-    assert float(last["state_dict"]["temperature"]) == 1.0  # the one to resume from keeps the raw model
+    last = decision_in(root / "logs/tiny/version_0/checkpoints/last.ckpt")
+    assert float(last["temperature"]) == 1.0  # the one to resume from keeps the raw model
 
 
 def test_the_temperature_changes_predicted_probabilities_never_the_class(calibrated, monkeypatch, capsys):
@@ -83,7 +84,7 @@ def test_the_temperature_changes_predicted_probabilities_never_the_class(calibra
     best = next((root / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))
     raw = root / "raw.ckpt"
     checkpoint = torch.load(best, weights_only=True)
-    checkpoint["state_dict"]["temperature"] = torch.tensor(1.0)
+    checkpoint[BUNDLE_KEY]["decision"]["temperature"] = 1.0
     torch.save(checkpoint, raw)
     rows = {}
     for name, path in (("calibrated", best), ("raw", raw)):
@@ -110,7 +111,7 @@ def test_without_a_temperature_to_fit_it_stays_1_and_the_threshold_is_still_chos
     main(tiny_args(workdir / "images", "--trainer.max_epochs", "1", "--model.calibrate", option))
     assert said in capsys.readouterr().out
     best = next((workdir / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))
-    state = torch.load(best, weights_only=True)["state_dict"]
+    state = decision_in(best)
     assert float(state["temperature"]) == 1.0 and math.isfinite(float(state["reject_below"]))
 
 

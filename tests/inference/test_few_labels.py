@@ -11,7 +11,8 @@ from PIL import Image
 
 from lightning_resnet.cli import main
 from lightning_resnet.data.extra_labels import PSEUDO
-from lightning_resnet.inference.suggestions import UNLIKE_LABELLED, margin_uncertainty, suggest_images
+from lightning_resnet.inference.suggestions import UNLIKE_LABELLED, suggest_images
+from lightning_resnet.tasks.single_label import margin_uncertainty
 
 from ..conftest import make_image_folder, read_rows, tiny_args
 
@@ -103,7 +104,7 @@ def test_a_pick_covers_its_near_copies_so_the_next_pick_is_another_case():
     features = torch.tensor([[1.0, 0.0]] * 5 + [[0.0, 1.0]]) + torch.randn(6, 2) * 1e-3
     probabilities = torch.tensor([[0.5, 0.5]] * 5 + [[0.6, 0.4]])
     labelled = torch.tensor([[0.7, 0.7]])
-    picks = suggest_images(features, probabilities, labelled, budget=2)
+    picks = suggest_images(features, margin_uncertainty(probabilities), labelled, budget=2)
     assert [pick.rank for pick in picks] == [1, 2] and {pick.index < 5 for pick in picks} == {True, False}
     assert margin_uncertainty(probabilities)[0] == pytest.approx(1.0)
     assert margin_uncertainty(probabilities)[5] == pytest.approx(0.8)
@@ -112,6 +113,6 @@ def test_a_pick_covers_its_near_copies_so_the_next_pick_is_another_case():
 def test_fewer_distinct_images_than_the_budget_still_give_the_budget_in_distinct_picks():
     features = torch.tensor([[1.0, 0.0]] * 4 + [[0.0, 1.0]])  # two distinct images, five to pick from
     probabilities = torch.tensor([[0.5, 0.5]] * 4 + [[0.9, 0.1]])
-    picks = suggest_images(features, probabilities, torch.tensor([[0.7, 0.7]]), budget=4)
+    picks = suggest_images(features, margin_uncertainty(probabilities), torch.tensor([[0.7, 0.7]]), budget=4)
     assert len({pick.index for pick in picks}) == 4 and [pick.rank for pick in picks] == [1, 2, 3, 4]
     assert 4 in {pick.index for pick in picks}  # the other kind of image, though the least uncertain

@@ -15,8 +15,10 @@ from torchvision.transforms.v2 import functional as TF
 from lightning_resnet import ImageClassifier
 from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule, Normalization
-from lightning_resnet.inference.export import ShippedClassifier, export_model
+from lightning_resnet.inference.export import export_model
 from lightning_resnet.models import create_model
+from lightning_resnet.runtimes import ShippedClassifier
+from lightning_resnet.tasks import SINGLE_LABEL
 
 from ..conftest import read_rows, tiny_args
 
@@ -24,7 +26,7 @@ from ..conftest import read_rows, tiny_args
 def normalized_batch(checkpoint: Path, paths: list[str]) -> torch.Tensor:
     """The images as predict feeds them to the model: the checkpoint's evaluation view and normalization."""
     data = ImageFolderDataModule.load_from_checkpoint(checkpoint, weights_only=True)
-    images = torch.stack([data.eval_view(path) for path in paths])
+    images = torch.stack([data.views.evaluation(path) for path in paths])
     return data.on_after_batch_transfer([images, torch.zeros(len(paths))], 0)[0]
 
 
@@ -37,8 +39,8 @@ def test_hflip_tta_is_the_mean_softmax_of_the_image_and_its_mirror(trained, work
     model = ImageClassifier.load_from_checkpoint(checkpoint, weights_only=True).eval()
     images = normalized_batch(checkpoint, [row["path"] for row in rows])
     with torch.no_grad():
-        plain = (model(images) / model.temperature).softmax(dim=1)
-        mirrored = (model(TF.horizontal_flip(images)) / model.temperature).softmax(dim=1)
+        plain = (model(images) / model.decision.temperature).softmax(dim=1)
+        mirrored = (model(TF.horizontal_flip(images)) / model.decision.temperature).softmax(dim=1)
     by_hand = (plain + mirrored) / 2
     for row, expected in zip(rows, by_hand):
         top = expected.topk(3)
@@ -58,7 +60,8 @@ def test_five_crop_tta_averages_five_views(trained, workdir):
     with torch.no_grad():
         probabilities = model.evaluate(images)["probabilities"]
         crops = TF.five_crop(images, [14, 14])  # 87.5 % of 16 px
-        by_hand = torch.stack([(model(TF.resize(crop, [16, 16], antialias=True)) / model.temperature).softmax(1)
+        temperature = model.decision.temperature
+        by_hand = torch.stack([(model(TF.resize(crop, [16, 16], antialias=True)) / temperature).softmax(1)
                                for crop in crops]).mean(0)
     assert torch.allclose(probabilities, by_hand, atol=1e-6)
     assert torch.allclose(probabilities.sum(1), torch.ones(len(images)), atol=1e-5)
@@ -146,7 +149,8 @@ def test_the_papers_cifar_network_exports_to_onnx_with_the_same_outputs(tmp_path
     import onnxruntime
 
     network = create_model("resnet20", num_classes=10).eval()
-    shipped = ShippedClassifier(network, Normalization((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), temperature=1.0)
+    shipped = ShippedClassifier(network, Normalization((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), temperature=1.0,
+                                task=SINGLE_LABEL)
     path = export_model(shipped, tmp_path / "resnet20.onnx", image_size=32)
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -3,7 +3,6 @@ model on the validation images, refused in one line when it loses too much, and 
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 from pathlib import Path
@@ -13,16 +12,16 @@ import onnx
 import pytest
 import torch
 
+from lightning_resnet.bundle import read_bundle
 from lightning_resnet.cli import main
 from lightning_resnet.errors import UserError
-from lightning_resnet.inference.export import shipped
 from lightning_resnet.inference.quantization import QuantizationCheck, refuse_a_large_drop
-from lightning_resnet.inference.shipped import identity
-from lightning_resnet.serving.api import ClassifierAPI, ServedModel
+from lightning_resnet.runtimes import ShippedClassifier
+from lightning_resnet.serving.api import ClassifierAPI
+from lightning_resnet.serving.served import ServedModel, identity
 from lightning_resnet.serving.uploads import UploadLimits, prepare
-from lightning_resnet.training.trained_model import TrainedModel
 
-from ..conftest import cli_error, read_rows
+from ..conftest import cli_error, description_of, read_rows
 
 
 def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_export(trained, workdir, capsys):
@@ -32,7 +31,7 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
           "--keep_accuracy_drop", "true"])
     printed = capsys.readouterr().out
     int8 = best.with_suffix(".int8.onnx")
-    measured = json.loads(int8.with_suffix(".json").read_text())["quantization"]
+    measured = description_of(int8)["export"]["quantization"]
     assert measured["calibration_images"] == 12 and measured["validation_images"] == 6
     assert measured["top1_agreement"] >= 0.97  # on the validation images, held out of training
     # the float model it is compared with is the checkpoint: the same accuracy as fit measured at that epoch
@@ -47,10 +46,11 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
 
     main(["predict_onnx", "--model", str(int8), "--input", str(workdir / "holdout")])
     rows = read_rows(int8.with_suffix(".predictions.csv"))
-    trained_model = TrainedModel.read(best)
+    trained_model = read_bundle(best)
     paths = sorted(str(path) for path in (workdir / "holdout").rglob("*.*"))
     with torch.no_grad():  # the float model: the checkpoint's network, preprocessing and softmax, as exported
-        float_probabilities, _ = shipped(trained_model)(torch.stack([trained_model.view(path) for path in paths]))
+        float_probabilities, _ = ShippedClassifier.of(trained_model)(torch.stack([trained_model.view(path)
+                                                                                    for path in paths]))
     assert sorted(row["path"] for row in rows) == paths
     by_path = {row["path"]: row for row in rows}
     # the same class wherever the float model decides (its top two 0.01 apart: 8 of the 9 images after 2 epochs;
@@ -59,14 +59,14 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
                if float(probabilities.topk(2).values.diff().abs()) >= 0.01]
     assert len(decided) >= 8
     for index in decided:
-        float_class = trained_model.class_names[int(float_probabilities[index].argmax())]
+        float_class = trained_model.classes[int(float_probabilities[index].argmax())]
         assert by_path[paths[index]]["prediction"] == float_class
     for path, probabilities in zip(paths, float_probabilities):
         int8_top = dict(zip(by_path[path]["top5_classes"].split("|"),
                             map(float, by_path[path]["top5_probabilities"].split("|"))))
         assert sum(int8_top.values()) == pytest.approx(1.0, abs=1e-3)  # the softmax stays float
         assert max(abs(int8_top[name] - float(probabilities[index]))
-                   for index, name in enumerate(trained_model.class_names)) < 0.03
+                   for index, name in enumerate(trained_model.classes)) < 0.03
 
     # serve's worker runs the INT8 file as it runs any export: the answers predict_onnx wrote
     api = ClassifierAPI(ServedModel(int8, *identity(int8), top_k=3, reject_below=1.5), None, UploadLimits(), 8)
@@ -91,7 +91,8 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
 
 
 def test_an_int8_model_that_loses_more_than_allowed_is_refused_in_one_line_unless_kept():
-    lost_two_points = QuantizationCheck(images=200, float_accuracy=0.95, int8_accuracy=0.93, agreement=0.96)
+    lost_two_points = QuantizationCheck(images=200, float_scores={"accuracy": 0.95}, int8_scores={"accuracy": 0.93},
+                                        agreement=0.96)
     with pytest.raises(UserError) as refused:
         refuse_a_large_drop(lost_two_points, max_accuracy_drop=1.0, keep=False)
     assert str(refused.value).startswith("--max_accuracy_drop 1.0: the INT8 model loses 2.00 points on 200 "
@@ -99,4 +100,5 @@ def test_an_int8_model_that_loses_more_than_allowed_is_refused_in_one_line_unles
     assert "nothing written" in str(refused.value) and "--keep_accuracy_drop true" in str(refused.value)
     refuse_a_large_drop(lost_two_points, max_accuracy_drop=1.0, keep=True)
     refuse_a_large_drop(lost_two_points, max_accuracy_drop=2.5, keep=False)
-    refuse_a_large_drop(QuantizationCheck(200, 0.90, 0.91, 0.97), max_accuracy_drop=0.0, keep=False)  # a gain
+    refuse_a_large_drop(QuantizationCheck(200, {"accuracy": 0.90}, {"accuracy": 0.91}, 0.97), max_accuracy_drop=0.0,
+                        keep=False)  # a gain

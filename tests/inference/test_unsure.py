@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -12,10 +11,16 @@ import torch
 
 from lightning_resnet.cli import main
 from lightning_resnet.data import read_split_csv
-from lightning_resnet.inference.unsure import NO_THRESHOLD, choose_reject_below, energy_score
-from lightning_resnet.inference.verdict import verdicts
+from lightning_resnet.tasks import SINGLE_LABEL, Decision
+from lightning_resnet.tasks.energy import NO_THRESHOLD, choose_reject_below, energy_score
 
-from ..conftest import read_rows, tiny_args
+from ..conftest import decision_in, description_of, read_rows, tiny_args
+
+
+def verdicts(probabilities, calibrated_logits, temperature, class_names, top_k, reject_below):
+    """The verdicts of a single-label model of this temperature and threshold."""
+    return Decision(SINGLE_LABEL, temperature, reject_below).verdicts(probabilities, calibrated_logits, class_names,
+                                                                      top_k)
 
 
 def test_the_threshold_keeps_the_asked_share_of_the_correctly_classified():
@@ -52,7 +57,7 @@ def test_a_verdict_is_the_top_classes_and_unsure_below_the_threshold():
 
 def test_fit_stores_the_threshold_predict_and_export_report_it(trained, workdir):
     best = next((trained / "checkpoints").glob("best-*.ckpt"))
-    threshold = float(torch.load(best, weights_only=True)["state_dict"]["reject_below"])
+    threshold = decision_in(best)["reject_below"]
     assert math.isfinite(threshold)
     val_folder = workdir / "val"
     for row in read_split_csv(trained / "split.csv"):  # the validation images, made again by workdir
@@ -76,7 +81,7 @@ def test_fit_stores_the_threshold_predict_and_export_report_it(trained, workdir)
 
     model = workdir / "shipped" / "model.onnx"
     main(["export", "--ckpt_path", str(best), "--output", str(model)])
-    assert json.loads(model.with_suffix(".json").read_text())["reject_below"] == pytest.approx(threshold)
+    assert description_of(model)["decision"]["reject_below"] == pytest.approx(threshold)
     main(["predict_onnx", "--model", str(model), "--input", str(val_folder)])
     from_onnx = read_rows(model.with_suffix(".predictions.csv"))
     assert all(abs(float(a["energy_score"]) - float(b["energy_score"])) < 1e-4 for a, b in zip(from_onnx, stored))

@@ -14,6 +14,7 @@ from PIL import Image
 from lightning_resnet.cli import main
 from lightning_resnet.reports.data_issues import feature_duplicates, label_issues, outliers
 from lightning_resnet.reports.out_of_fold import OutOfFold, read_out_of_fold
+from lightning_resnet.tasks import MULTI_LABEL, SINGLE_LABEL
 
 from ..conftest import ROOT, make_image_folder, read_rows, tiny_args
 
@@ -105,8 +106,8 @@ def synthetic_out_of_fold(folder: Path, fold_features: list[np.ndarray], labels:
         np.save(folder / f"fold_{fold}" / "embeddings.npy", features.astype(np.float32))
     probabilities = np.full((len(labels), 3), 0.1)
     probabilities[np.arange(len(labels)), labels] = 0.8
-    return OutOfFold(folder, ("a", "b", "c"), tuple(f"image_{i}.png" for i in range(len(labels))), labels, folds,
-                     probabilities)
+    return OutOfFold(folder, ("a", "b", "c"), tuple(f"image_{i}.png" for i in range(len(labels))),
+                     tuple((int(label),) for label in labels), folds, probabilities, SINGLE_LABEL)
 
 
 def test_an_image_far_from_every_training_image_of_its_fold_is_an_outlier(tmp_path):
@@ -143,8 +144,8 @@ def test_label_sets_that_the_out_of_fold_probabilities_contradict_are_flagged(tm
     for row in (3, 40, 77):  # the first given label replaced by one the image does not show
         missing = next(index for index in range(4) if index not in truth[row])
         given[row] = tuple(sorted({*truth[row][1:], missing}))
-    oof = OutOfFold(tmp_path, ("a", "b", "c", "d"), tuple(f"image_{i}.png" for i in range(90)), np.full(90, -1),
-                    np.arange(90) % 3, probabilities, label_sets=tuple(given),
+    oof = OutOfFold(tmp_path, ("a", "b", "c", "d"), tuple(f"image_{i}.png" for i in range(90)), tuple(given),
+                    np.arange(90) % 3, probabilities, MULTI_LABEL,
                     predictions=tuple(" ".join("abcd"[i] for i in labels) for labels in truth))
     found = label_issues(oof)
     assert {issue.path for issue in found} == {"image_3.png", "image_40.png", "image_77.png"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,12 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_resnet import ImageClassifier
+from lightning_resnet.bundle import BUNDLE_KEY
 from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule
 from lightning_resnet.reports import read_curves
 
-from ..conftest import QUARTER_WIDTH, read_rows, tiny_args
+from ..conftest import QUARTER_WIDTH, decision_in, description_of, read_rows, tiny_args
 
 
 def best_checkpoint(run: Path) -> Path:
@@ -167,26 +167,26 @@ def test_summary_follows_the_config(workdir, capsys):
 def test_export_carries_normalization_temperature_and_softmax(trained, workdir, export_format):
     checkpoint_path = workdir / "calibrated.ckpt"  # the tiny fit's few validation images keep a temperature of 1
     calibrated = torch.load(best_checkpoint(trained), weights_only=True)
-    calibrated["state_dict"]["temperature"] = torch.tensor(1.7)
+    calibrated[BUNDLE_KEY]["decision"]["temperature"] = 1.7
     torch.save(calibrated, checkpoint_path)
     output = workdir / "exported" / f"model.{'onnx' if export_format == 'onnx' else 'pt2'}"
-    main(tiny_args(workdir / "gone", "--ckpt_path", str(checkpoint_path), "--format", export_format,
-                   "--output", str(output), subcommand="export"))
-    metadata = json.loads(output.with_suffix(".json").read_text())
+    main(["export", "--ckpt_path", str(checkpoint_path), "--format", export_format, "--output", str(output)])
+    described = description_of(output)
+    metadata = {**described, "input": {**described["export"]["input"], **described["preprocessing"]}}
     checkpoint = torch.load(checkpoint_path, weights_only=True)
-    assert metadata["class_names"] == ["class_0", "class_1", "class_2"]
+    assert metadata["classes"] == ["class_0", "class_1", "class_2"]
     assert metadata["input"]["mean"] == checkpoint["ImageFolderDataModule"]["mean"]
     assert metadata["input"]["std"] == checkpoint["ImageFolderDataModule"]["std"]
     assert metadata["input"]["shape"] == ["batch", 3, 16, 16] and "uint8" in metadata["input"]["layout"]
-    assert metadata["temperature"] == pytest.approx(float(checkpoint["state_dict"]["temperature"]))
-    assert metadata["temperature"] == pytest.approx(1.7)
+    assert metadata["decision"]["temperature"] == pytest.approx(decision_in(checkpoint_path)["temperature"])
+    assert metadata["decision"]["temperature"] == pytest.approx(1.7)
 
     model = ImageClassifier.load_from_checkpoint(checkpoint_path, weights_only=True).eval()
     images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     mean = torch.tensor(metadata["input"]["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(metadata["input"]["std"]).view(1, 3, 1, 1)
     with torch.no_grad():
-        expected_logits = model((images.float() / 255 - mean) / std) / model.temperature
+        expected_logits = model((images.float() / 255 - mean) / std) / model.decision.temperature
     if export_format == "onnx":
         session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
         probabilities, logits = session.run(["probabilities", "logits"], {"images": images.numpy()})

@@ -16,12 +16,20 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import requests
-import torch
 from PIL import Image
 
 from lightning_resnet.cli import main
 
-from ..conftest import free_port, make_image_folder, read_rows, start_cli, stop, tiny_args, wait_until_up
+from ..conftest import (
+    decision_in,
+    free_port,
+    make_image_folder,
+    read_rows,
+    start_cli,
+    stop,
+    tiny_args,
+    wait_until_up,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +96,11 @@ def test_64_concurrent_requests_are_answered_as_predict_answers_them(service):
 
 def test_info_tells_the_models_classes_input_and_calibration(service):
     info = requests.get(f"{service.url}/info", headers=WITH_KEY, timeout=10).json()["model"]
-    state = torch.load(service.checkpoint, weights_only=True)["state_dict"]
-    assert info["class_names"] == ["class_0", "class_1", "class_2"] and info["name"] == "tiny"
-    assert info["input"]["image_size"] == 16 and len(info["input"]["mean"]) == 3
-    assert info["temperature"] == pytest.approx(float(state["temperature"]))
-    assert info["reject_below"] == pytest.approx(float(state["reject_below"]))
+    state = decision_in(service.checkpoint)
+    assert info["classes"] == ["class_0", "class_1", "class_2"] and info["name"] == "tiny"
+    assert info["preprocessing"]["image_size"] == 16 and len(info["preprocessing"]["mean"]) == 3
+    assert info["decision"]["temperature"] == pytest.approx(float(state["temperature"]))
+    assert info["decision"]["reject_below"] == pytest.approx(float(state["reject_below"]))
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -188,14 +196,14 @@ def test_the_answer_says_unsure_against_the_models_threshold(service):
     info = json.loads(requests.get(f"{service.url}/info", headers=WITH_KEY, timeout=10).text)["model"]
     path = sorted(service.expected)[0]
     answer = post(service.url, path, as_multipart=True).json()
-    assert answer["reject_below"] == pytest.approx(info["reject_below"])
+    assert answer["reject_below"] == pytest.approx(info["decision"]["reject_below"])
     assert answer["unsure"] == (answer["energy_score"] < answer["reject_below"])
 
 
 def test_an_exported_onnx_is_served_as_its_checkpoint(service, tmp_path):
     """The inference worker's steps (setup, predict of a batch, the answer) for the .onnx and the checkpoint."""
-    from lightning_resnet.inference.shipped import identity
-    from lightning_resnet.serving.api import ClassifierAPI, ServedModel
+    from lightning_resnet.serving.api import ClassifierAPI
+    from lightning_resnet.serving.served import ServedModel, identity
     from lightning_resnet.serving.uploads import UploadLimits, prepare
 
     exported = tmp_path / "model.onnx"

@@ -17,7 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_resnet.cli import main
-from lightning_resnet.inference.calibration import fit_temperature
+from lightning_resnet.tasks.temperature import fit_temperature
 from lightning_resnet.training.checkpoints import (
     AccuracyThenLossCheckpoint,
     best_checkpoint,
@@ -25,7 +25,7 @@ from lightning_resnet.training.checkpoints import (
     epoch_metrics,
 )
 
-from ..conftest import ENV, cli_error, make_image_folder, tiny_args
+from ..conftest import ENV, cli_error, decision_in, make_image_folder, tiny_args
 
 
 class RecordValidation(Callback):
@@ -51,8 +51,8 @@ def test_the_best_checkpoint_is_model_checkpoints_and_carries_its_scores_and_tem
     assert scores["val/acc"] == best.score and {"val/loss", "val/f1"} <= set(scores)
     assert "val/acc_top5" not in scores  # 3 classes: every image is in its top 5
 
-    stored = float(torch.load(best.path, weights_only=True)["state_dict"]["temperature"])
-    assert stored != 1.0 and float(cli.model.temperature) == stored  # the model in memory is calibrated too
+    stored = decision_in(best.path)["temperature"]
+    assert stored != 1.0 and cli.model.decision.temperature == stored  # the model in memory is calibrated too
     recorder = RecordValidation()
     cli.trainer.callbacks.append(recorder)
     cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=str(best.path), verbose=False)
@@ -64,23 +64,28 @@ def test_a_kill_during_the_calibration_rewrite_leaves_the_checkpoint_loadable(tm
     """The child may write at most 1 MB to a file; the kernel kills it (SIGXFSZ) part-way through rewriting
     a 4 MB checkpoint with its temperature. A write straight into the file would leave it cut short."""
     target = tmp_path / "best.ckpt"
-    torch.save({"state_dict": {"weights": torch.zeros(10**6), "temperature": torch.ones(())}}, target)
+    torch.save({"state_dict": {"weights": torch.zeros(10**6)}, "model_bundle": {"decision": {"temperature": 1.0}}},
+               target)
     script = textwrap.dedent(f"""
         import resource, signal, torch
         from lightning.pytorch import Trainer
-        from lightning_resnet.inference.calibration import calibrate_checkpoint
+        from lightning_resnet.bundle.checkpoint import set_decision
+        from lightning_resnet.tasks import SINGLE_LABEL, Sync
+        from lightning_resnet.training.checkpoints import rewrite_checkpoint
         trainer = Trainer(accelerator="cpu", logger=False)
         logits, targets = torch.randn(64, 3) * 5, torch.randint(0, 3, (64,))
+        fitted = SINGLE_LABEL.fit_decision(logits, targets, ["a", "b", "c"], Sync(), True, 0.95)
         resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the default is to die
-        calibrate_checkpoint(trainer, {str(target)!r}, logits, targets, num_classes=3)
+        rewrite_checkpoint(trainer, {str(target)!r}, lambda saved: set_decision(saved, fitted.decision))
     """)
     (tmp_path / "tmp").mkdir()
     result = subprocess.run([sys.executable, "-c", script], env={**ENV, "TMPDIR": str(tmp_path / "tmp")},
                             capture_output=True, timeout=120)
     assert result.returncode == -signal.SIGXFSZ, result.stderr.decode()[-2000:]
-    kept = torch.load(target, weights_only=True)["state_dict"]
-    assert float(kept["temperature"]) == 1.0 and torch.equal(kept["weights"], torch.zeros(10**6))
+    kept = torch.load(target, weights_only=True)
+    assert kept["model_bundle"]["decision"]["temperature"] == 1.0
+    assert torch.equal(kept["state_dict"]["weights"], torch.zeros(10**6))
 
 
 def test_the_command_line_keeps_lightnings_checkpoint_writer(workdir):

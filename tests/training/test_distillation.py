@@ -11,9 +11,12 @@ import torch.nn.functional as F
 
 from lightning_resnet.cli import main
 from lightning_resnet.data import Normalization
-from lightning_resnet.training.distillation import distillation_loss, renormalized
+from lightning_resnet.tasks import SINGLE_LABEL
+from lightning_resnet.training.distillation import renormalized
 
 from ..conftest import cli_error, tiny_args
+
+distillation_loss = SINGLE_LABEL.distillation_loss
 
 
 def test_a_teacher_teaches_the_batch_the_student_reads_and_is_no_part_of_the_student(trained, workdir, capsys):

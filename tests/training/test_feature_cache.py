@@ -12,8 +12,8 @@ import torch
 from lightning_resnet.cli import main
 from lightning_resnet.data import ImageSamples, collate_readable
 from lightning_resnet.data.features import save_features
-from lightning_resnet.inference.shipped import CheckpointClassifier
 from lightning_resnet.reports.out_of_fold import run_fold_model
+from lightning_resnet.runtimes import TorchPredictor
 from lightning_resnet.training import feature_cache
 from lightning_resnet.training.checkpoints import best_checkpoint_of_run
 
@@ -54,7 +54,7 @@ def test_cached_features_train_the_head_the_images_would_and_the_folds_share_the
     (workdir / "from_cache").mkdir()
     (workdir / "from_images").mkdir()
     with monkeypatch.context() as patched:
-        patched.setattr(CheckpointClassifier, "embed", lambda *args: pytest.fail("the backbone ran again"))
+        patched.setattr(TorchPredictor, "run", lambda *args, **kwargs: pytest.fail("the backbone ran again"))
         run_fold_model(best, paths, workdir / "from_cache", workers=0)
     monkeypatch.setattr(feature_cache, "cached_features", lambda *args: None)
     run_fold_model(best, paths, workdir / "from_images", workers=0)

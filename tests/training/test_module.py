@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -108,7 +110,7 @@ class RecordEvaluation(Callback):
 
 def test_evaluation_hands_callbacks_the_logits_and_the_calibrated_probabilities(tmp_path):
     model = classifier()
-    model.temperature.fill_(2.0)
+    model.decision = replace(model.decision, temperature=2.0)
     recorder = RecordEvaluation()
     tiny_trainer(callbacks=[recorder], default_root_dir=tmp_path).validate(model, tiny_loader())
     nll, count = 0.0, 0

@@ -18,7 +18,14 @@ import torch
 from lightning_resnet.cli import main
 from lightning_resnet.data import read_split_csv
 
-from ..conftest import LABEL_CORNERS, cli_error, make_label_sets, read_rows, tiny_args
+from ..conftest import (
+    LABEL_CORNERS,
+    decision_in,
+    description_of,
+    make_label_sets,
+    read_rows,
+    tiny_args,
+)
 
 LABELS = sorted(LABEL_CORNERS)
 
@@ -51,7 +58,7 @@ def test_fit_chooses_by_map_and_thresholds_which_validate_and_predict_read(label
     assert "-mAP" in best.name  # chosen by the validation mAP
     saved = torch.load(best, map_location="cpu", weights_only=True)
     assert saved["hyper_parameters"]["task"] == "multilabel"
-    thresholds = saved["state_dict"]["label_thresholds"]
+    thresholds = torch.tensor(decision_in(best)["label_thresholds"])
     chosen = re.search(r"label thresholds chosen on \d+ validation images, each maximising its F1 \(0.5 where that "
                        r"is within two images' worth of it\): (.*) \(stored in "
                        + re.escape(str(best.relative_to(root))), printed)
@@ -61,7 +68,8 @@ def test_fit_chooses_by_map_and_thresholds_which_validate_and_predict_read(label
         assert {row["split"] for row in split if name in row["class"].split()} == {"train", "val"}, name
 
     validated = main(["validate", "--ckpt_path", str(best), "--trainer.enable_progress_bar", "false"])
-    assert validated.model.multilabel and torch.equal(validated.model.label_thresholds.cpu(), thresholds)
+    assert validated.model.task.name == "multilabel"
+    assert torch.equal(torch.tensor(validated.model.decision.label_thresholds), thresholds)
     report = (Path(validated.trainer.logger.log_dir) / "report_val.txt").read_text()
     assert "mean average precision" in report and all(f"  {name} " in report for name in LABELS), report
     exact_set = float(re.search(r"exact-set accuracy\s+([\d.]+)", report).group(1))
@@ -85,8 +93,8 @@ def test_export_predict_onnx_and_the_server_answer_the_label_sets_predict_gives(
                                                                                  monkeypatch, capsys):
     """The export carries the task and the thresholds; predict_onnx and the server's inference worker (its setup,
     a batch, the answers) give each image the labels predict gives it."""
-    from lightning_resnet.inference.shipped import identity
-    from lightning_resnet.serving.api import ClassifierAPI, ServedModel
+    from lightning_resnet.serving.api import ClassifierAPI
+    from lightning_resnet.serving.served import ServedModel, identity
     from lightning_resnet.serving.uploads import UploadLimits, prepare
 
     root, best, _ = label_sets_run
@@ -104,9 +112,7 @@ def test_export_predict_onnx_and_the_server_answer_the_label_sets_predict_gives(
             assert float(exported[row["path"]][f"probability_{name}"]) == pytest.approx(
                 float(row[f"probability_{name}"]), abs=1e-4)
 
-    thresholds = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]["label_thresholds"].tolist()
-    api = ClassifierAPI(ServedModel(best, *identity(best), top_k=3, reject_below=0.0,
-                                    label_thresholds=tuple(thresholds)), None, UploadLimits(), 8)
+    api = ClassifierAPI(ServedModel(best, *identity(best), top_k=3, reject_below=0.0), None, UploadLimits(), 8)
     ctrl_c = signal.getsignal(signal.SIGINT)
     api.setup("cpu")  # a worker ignores Ctrl-C (its server stops it): this process must not
     signal.signal(signal.SIGINT, ctrl_c)
@@ -127,15 +133,86 @@ def test_export_predict_onnx_and_the_server_answer_the_label_sets_predict_gives(
         assert verdict.startswith(f"**{', '.join(row['labels'].split())}**" if row["labels"] else "**No label**")
     assert "every label's probability" in build_page(api.model, api.served, [], "").config["components"].__repr__()
 
-    code, printed = cli_error(capsys, ["suggest", "--ckpt_path", str(best), "--data.predict_dir", str(images),
-                                       "--budget", "2"])
-    assert code == 2 and printed.strip() == (f"error: suggest does not take a multi-label model yet: {best} gives "
-                                             "each image a set of labels (fit, validate, test, predict, export, "
-                                             "predict_onnx, serve and demo take it)"), printed
+
+def probabilities_by_path(best: Path, folder: Path) -> dict[str, list[float]]:
+    """What ``predict`` gives each image of ``folder``: every label's probability, in LABELS' order."""
+    predicted = main(["predict", "--ckpt_path", str(best), "--data.predict_dir", str(folder),
+                      "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.name", "probabilities"])
+    return {row["path"]: [float(row[f"probability_{name}"]) for name in LABELS]
+            for row in read_rows(Path(predicted.trainer.logger.log_dir) / "predictions.csv")}
+
+
+def test_suggest_and_pseudo_label_take_a_label_sets_model_by_each_labels_decision(label_sets_run, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """suggest ranks label sets by their least certain label; pseudo_label keeps an image when every label's decision
+    is sure (given at or above the confidence, left out at or below one minus it), and fit takes its label sets."""
+    from lightning_resnet.tasks import MULTI_LABEL, decision_from
+
+    root, best, _ = label_sets_run
+    monkeypatch.chdir(root)
+    pool = make_label_sets(tmp_path / "pool", count=24, seed=7).parent / "images"
+    decision = decision_from(decision_in(best), len(LABELS))
+    probabilities = probabilities_by_path(best, pool)
+    main(["suggest", "--ckpt_path", str(best), "--data.predict_dir", str(pool), "--budget", "5",
+          "--output", str(tmp_path / "suggested")])
+    picks = read_rows(tmp_path / "suggested" / "to_label.csv")
+    assert len(picks) == 5 and [int(row["rank"]) for row in picks] == [1, 2, 3, 4, 5]
+    for row in picks:
+        scores = torch.tensor([probabilities[row["path"]]])
+        assert float(row["uncertainty"]) == pytest.approx(float(MULTI_LABEL.uncertainty(scores, decision)), abs=1e-3)
+        assert row["predicted"] == MULTI_LABEL.answers(scores, decision, LABELS)[0]
+
+    main(["pseudo_label", "--ckpt_path", str(best), "--data.predict_dir", str(pool), "--min_confidence", "0.7",
+          "--output", str(tmp_path / "pseudo_labels.csv")])
+    pseudo = read_rows(tmp_path / "pseudo_labels.csv")
+    thresholds = decision.label_thresholds
+    sure = {path for path, row in probabilities.items()
+            if all(p >= 0.7 if p >= at else p <= 0.3 for p, at in zip(row, thresholds))
+            and any(p >= at for p, at in zip(row, thresholds))}
+    assert {row["path"] for row in pseudo} == sure and sure, (len(sure), len(probabilities))
+    for row in pseudo:
+        given = [name for name, p, at in zip(LABELS, probabilities[row["path"]], decision.label_thresholds) if p >= at]
+        assert row["label"] == " ".join(given) and row["energy_score"] == ""
+
+    student = main(tiny_args(root / "sets", "--data.labels", str(root / "sets" / "labels.csv"), "--data.extra_labels",
+                             str(tmp_path / "pseudo_labels.csv"), "--trainer.max_epochs", "1",
+                             "--trainer.logger.init_args.name", "with_pseudo_labels"))
+    listed = {row["path"]: row for row in read_split_csv(Path(student.trainer.log_dir) / "split.csv")}
+    assert {listed[row["path"]]["class"] for row in pseudo} == {row["label"] for row in pseudo}
+    assert {listed[row["path"]]["split"] for row in pseudo} == {"pseudo"}
+
+
+def test_int8_is_checked_by_map_and_exact_sets_and_a_teacher_teaches_each_label(label_sets_run, tmp_path,
+                                                                                monkeypatch):
+    from lightning_resnet.tasks import MULTI_LABEL
+
+    root, best, _ = label_sets_run
+    monkeypatch.chdir(root)
+    int8 = tmp_path / "sets.int8.onnx"
+    main(["export", "--ckpt_path", str(best), "--quantize", "int8", "--calibration_images", "16",
+          "--keep_accuracy_drop", "true", "--output", str(int8)])
+    measured = description_of(int8)["export"]["quantization"]
+    chosen_by = torch.load(best, weights_only=True)["epoch_metrics"]
+    assert measured["float_mAP"] == pytest.approx(chosen_by["val/mAP"], abs=1e-4)
+    assert measured["float_exact_match"] == pytest.approx(chosen_by["val/exact_match"], abs=1e-4)
+    assert {"int8_mAP", "int8_exact_match", "set_agreement"} <= set(measured)
+    main(["predict_onnx", "--model", str(int8), "--input", str(root / "sets" / "images")])
+    assert len(read_rows(int8.with_suffix(".predictions.csv"))) == 64
+
+    # each label's KL divergence between the two Bernoulli distributions, averaged, times T²
+    student, teacher = torch.randn(5, 4), torch.randn(5, 4)
+    p, q = torch.sigmoid(teacher / 2), torch.sigmoid(student / 2)
+    by_hand = (p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).mean() * 4
+    assert MULTI_LABEL.distillation_loss(student, teacher, 2.0).item() == pytest.approx(by_hand.item(), rel=1e-4)
+    assert MULTI_LABEL.distillation_loss(teacher, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    taught = main(tiny_args(root / "sets", "--data.labels", str(root / "sets" / "labels.csv"),
+                            "--model.distillation.teacher", str(best), "--trainer.max_epochs", "1",
+                            "--trainer.logger.init_args.name", "taught"))
+    assert taught.model.teacher is not None and taught.model.teacher.task is MULTI_LABEL
 
 
 def test_a_labels_threshold_maximises_its_f1_half_way_between_scores():
-    from lightning_resnet.inference.label_thresholds import best_f1_threshold, choose_label_thresholds
+    from lightning_resnet.tasks.label_thresholds import best_f1_threshold, choose_label_thresholds
 
     # positives scored 0.30-0.48, negatives 0.00-0.20: F1 is 0 at 0.5, 1 from half-way between 0.20 and 0.30
     scores = torch.cat([torch.linspace(0.30, 0.48, 10), torch.linspace(0.0, 0.20, 10)])
@@ -152,16 +229,16 @@ def test_the_multi_label_losses_smooth_towards_one_half_and_asymmetric_is_timms(
     from timm.loss import AsymmetricLossMultiLabel
 
     from lightning_resnet.errors import UserError
-    from lightning_resnet.training.losses import ClassificationLoss
+    from lightning_resnet.tasks import MULTI_LABEL, SINGLE_LABEL
 
     logits, targets = torch.randn(6, 4), (torch.rand(6, 4) > 0.5).float()
-    smoothed = ClassificationLoss("multilabel", label_smoothing=0.2)(logits, targets)
+    smoothed = MULTI_LABEL.loss(0.2, "bce", False)(logits, targets)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets * 0.8 + 0.1)
     assert torch.allclose(smoothed, expected)
-    asymmetric = ClassificationLoss("multilabel", multilabel_loss="asymmetric")(logits, targets)
+    asymmetric = MULTI_LABEL.loss(0.0, "asymmetric", False)(logits, targets)
     assert torch.allclose(asymmetric, AsymmetricLossMultiLabel(reduction="mean")(logits, targets))
     with pytest.raises(UserError, match="model.multilabel_loss asymmetric is a loss of several labels per image"):
-        ClassificationLoss("multiclass", multilabel_loss="asymmetric")
+        SINGLE_LABEL.loss(0.0, "asymmetric", False)
 
 
 def test_cross_validation_writes_every_labels_out_of_fold_probability_which_inspect_reads(tmp_path, monkeypatch,
@@ -181,8 +258,8 @@ def test_cross_validation_writes_every_labels_out_of_fold_probability_which_insp
         assert set(row["label"].split()) == truth[Path(row["path"]).name]
         probabilities = [float(row[f"p_{name}"]) for name in LABELS]
         assert all(0.0 <= value <= 1.0 for value in probabilities), row
-        thresholds = torch.load(next((group / f"fold_{row['fold']}" / "checkpoints").glob("best-*.ckpt")),
-                                weights_only=True)["state_dict"]["label_thresholds"].tolist()
+        thresholds = decision_in(next((group / f"fold_{row['fold']}" / "checkpoints").glob("best-*.ckpt")))[
+            "label_thresholds"]
         assert row["prediction"].split() == [name for name, value, at in zip(LABELS, probabilities, thresholds)
                                              if value >= at - 1e-5], row
 

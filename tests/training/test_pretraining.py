@@ -93,7 +93,7 @@ def test_byol_pretraining_resumes_exactly_after_an_interrupt_mid_epoch(unlabelle
     assert weights.keys() == expected_weights.keys()
     assert [key for key in weights if not torch.equal(weights[key], expected_weights[key])] == []
     rest, prediction = optimizer["param_groups"]
-    assert len(prediction["params"]) == sum(1 for _ in resumed.model.prediction.parameters())
+    assert len(prediction["params"]) == sum(1 for _ in resumed.model.method.prediction.parameters())
     assert prediction["initial_lr"] == pytest.approx(10 * rest["initial_lr"])
     for key, state in expected_optimizer["state"].items():
         assert all(torch.equal(value, optimizer["state"][key][name]) for name, value in state.items())
@@ -110,3 +110,45 @@ def test_a_bad_pretraining_option_is_one_line(unlabelled, workdir, capsys, optio
     lines = [line for line in error.splitlines() if line.startswith("error:")]
     assert code == 2 and len(lines) == 1 and all(word in lines[0] for word in words), error
     assert not (workdir / "logs").exists()  # refused before a run folder was made
+
+
+class RecordViews(Callback):
+    """The sizes of the views of the first training batch."""
+
+    sizes: list[tuple[int, ...]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if not RecordViews.sizes:
+            RecordViews.sizes = [tuple(view.shape) for view in batch[0]]
+
+
+def test_dino_compares_global_and_local_views_and_its_backbone_fine_tunes(unlabelled, workdir):
+    """DINO is a file of training/pretraining/ behind the one interface: two global views at the image size and six
+    local ones smaller, every parameter of the student learning, a teacher that does not; fit then loads the
+    backbone."""
+    record = "--trainer.callbacks+=tests.training.test_pretraining.RecordViews"
+    run = main(pretrain_args(unlabelled / "flat", "--model.method", "dino", "--model.method_options",
+                             "{output_dim: 256, freeze_last_layer: 0}", "--trainer.max_epochs", "1",
+                             EVERY_PARAMETER_LEARNS, record))
+    assert RecordViews.sizes == [(4, 3, 16, 16)] * 2 + [(4, 3, 8, 8)] * 6
+    teacher = run.model.method.teacher_backbone
+    assert not any(parameter.requires_grad for parameter in teacher.parameters())
+    weights = workdir / "logs/pretrain/version_0/backbone.safetensors"
+    fine_tuned = main(tiny_args(workdir / "images", "--model.pretrained", str(weights), "--trainer.max_epochs", "1",
+                                "--trainer.logger.init_args.name", "from_dino"))
+    assert "val/acc" in fine_tuned.trainer.callback_metrics
+
+
+@pytest.mark.parametrize(("method", "option", "value", "words"), [
+    ("simclr", "--model.prediction_lr_factor", "2", ["model.prediction_lr_factor", "not an option of simclr",
+                                                     "model.temperature"]),
+    ("dino", "--model.method_options", "{teacher_temp: 0.1}", ["model.method_options.teacher_temp",
+                                                                "not an option of dino", "teacher_temperature"]),
+    ("dino", "--model.method_options", "{output_dim: 0}", ["model.method_options.output_dim", "positive"]),
+    ("swav", "--trainer.max_epochs", "1", ["model.method swav", "simclr, byol, dino"]),
+])
+def test_an_option_of_another_method_or_an_unknown_method_is_one_line(unlabelled, workdir, capsys, method, option,
+                                                                       value, words):
+    code, error = cli_error(capsys, pretrain_args(unlabelled / "flat", "--model.method", method, option, value))
+    lines = [line for line in error.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and all(word in lines[0] for word in words), error

@@ -28,7 +28,8 @@ from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ...errors import UserError, check, exit_with
-from ...training.metrics import MONITORS, VALIDATION_METRICS
+from ...tasks import MONITORS
+from ...tasks.metrics import VALIDATION_METRICS
 from ...training.trial_report import PrunerKind
 from ..app import ResNetCLI, cli_options
 from ..compare import flatten

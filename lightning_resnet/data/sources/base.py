@@ -10,15 +10,17 @@ checkpoint keeps. The data module keeps the options, Lightning's hooks and the n
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ...errors import UserError
+from ...tasks import SINGLE_LABEL, Task
+from ..digits import DIGITS_DATA
 from ..loaders import LoaderSettings, TrainingLoader
 from ..normalization import Normalization
 from ..splits import SplitRow, SplitRule
@@ -54,6 +56,19 @@ class SourceOptions:
     multilabel: bool | None = None
     """Whether the images have label sets (several labels each); None: as the labels file says."""
 
+    @classmethod
+    def from_data_options(cls, options: Mapping[str, Any]) -> SourceOptions:
+        """The options of the data module ``data.*`` (as it was given them, or as a trained model's bundle keeps
+        them) that a source reads: every option that decides which images there are and how they are split."""
+        names = options.get("class_names")
+        return cls(options.get("data_dir", DIGITS_DATA),
+                   SplitRule(options.get("val_fraction", 0.2), options.get("seed", 42), options.get("num_folds"),
+                             options.get("fold", 0), options.get("group_duplicates", True)),
+                   options.get("exclude"), options.get("relabel"), options.get("sampler", "shuffle"),
+                   options.get("test_dir"), options.get("verify_images", True), tuple(names) if names else None,
+                   options.get("weighted_loss", False), options.get("extra_labels"), options.get("labels"),
+                   options.get("multilabel"))
+
 
 class ImageSource(ABC):
     """A source of labelled images: see the module's docstring."""
@@ -80,9 +95,9 @@ class ImageSource(ABC):
         """The classes in index order (the given ones, else the source's, found on first use)."""
 
     @property
-    def multilabel(self) -> bool:
-        """Whether each image has a label set rather than one class (a multi-label labels file)."""
-        return False
+    def task(self) -> Task:
+        """What each image has: one class, or a label set (a multi-label labels file)."""
+        return SINGLE_LABEL
 
     @abstractmethod
     def known_class_names(self) -> tuple[str, ...] | None:

@@ -108,7 +108,7 @@ class FolderSource(ImageSource):
         if self.options.extra_labels is None:
             return []
         if self._extra is None:
-            self._extra = read_extra_labels(self.options.extra_labels, self.class_names, self.root)
+            self._extra = read_extra_labels(self.options.extra_labels, self.class_names, self.root, self.task)
         return self._extra
 
     def fold_samples(self) -> list[list[Sample]]:
@@ -153,12 +153,12 @@ class FolderSource(ImageSource):
         return Normalization(*cached_mean_std(samples, view, num_workers, *view.settings))
 
     @property
-    def num_labels(self) -> int | None:
-        """The length of a multi-hot target (a multi-label set's), else None: samples carry class indices."""
-        check(self.multilabel or not self.options.multilabel,
+    def num_labels(self) -> int:
+        """The length of a multi-hot target (what a label set becomes in a batch)."""
+        check(self.task.multi_hot_targets or not self.options.multilabel,
               f"data.multilabel true needs data.labels, a labels file giving each image its labels: {self.location} "
               "gives one class per image")
-        return len(self.class_names) if self.multilabel else None
+        return len(self.class_names)
 
     def training_set(self, view: View, augmentation: Augmentation, settings: LoaderSettings,
                      processes: int) -> ImageSamples:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import check
+from ...tasks import MULTI_LABEL, SINGLE_LABEL, Task
 from ..digit_sets import DIGIT_SETS, DIGIT_SETS_DIR, LABELS_CSV, write_digit_sets
 from ..digits import DIGITS_DATA
 from ..labels_file import list_labels_file
@@ -41,8 +42,8 @@ class LabelsFileSource(FolderSource):
         return Path(options.data_dir).expanduser()
 
     @property
-    def multilabel(self) -> bool:
-        return self.listing().multilabel
+    def task(self) -> Task:
+        return self.listing().task
 
     def listing(self) -> FolderListing:
         if self._listing is None:
@@ -50,17 +51,19 @@ class LabelsFileSource(FolderSource):
                                       f"{self.options.labels} are relative to")
             listing = list_labels_file(str(self.labels_file(self.options)), self.root, self.given_class_names,
                                        self.options.multilabel)
-            if listing.multilabel:
-                refuse_with_label_sets(self.options)
+            for option, value, why in NOT_WITH[listing.task.name](self.options):
+                check(not value, f"{option} does not go with data.labels {self.options.labels}, a multi-label set: "
+                                 f"it {why}")
             self._listing = listing
         return self._listing
 
 
-def refuse_with_label_sets(options: SourceOptions) -> None:
-    """One line for each option a multi-label set cannot take (each needs one class per image)."""
-    for option, value, why in (
-            ("data.sampler balanced", options.sampler == "balanced", "draws by class: use model.class_weights"),
+def not_with_label_sets(options: SourceOptions) -> tuple[tuple[str, object, str], ...]:
+    """The options a multi-label set cannot take (each needs one class per image): the option, its value, why."""
+    return (("data.sampler balanced", options.sampler == "balanced", "draws by class: use model.class_weights"),
             ("data.relabel", options.relabel, "gives one class: edit the labels file instead"),
-            ("data.extra_labels", options.extra_labels, "adds one class per image"),
-            ("data.test_dir", options.test_dir, "is a folder of classes: give test rows in the file's split column")):
-        check(not value, f"{option} does not go with data.labels {options.labels}, a multi-label set: it {why}")
+            ("data.test_dir", options.test_dir, "is a folder of classes: give test rows in the file's split column"))
+
+
+NOT_WITH = {SINGLE_LABEL.name: lambda options: (), MULTI_LABEL.name: not_with_label_sets}
+"""The data options each task cannot take."""

@@ -1,29 +1,28 @@
-"""Self-supervised pretraining: ``SelfSupervised``, a LightningModule that teaches a hand-written ResNet to give two
-views of one image the same features, with lightly's heads and losses (``python -m lightning_resnet pretrain``).
-
-``simclr`` pulls the two views of an image together and pushes the other images of the batch away (NT-Xent);
-``byol`` needs no negatives: an online network predicts a slowly moving average of itself. The backbone's weights,
-without a classifier, are what ``fit --model.pretrained`` then loads (:meth:`SelfSupervised.backbone_weights`).
+"""Self-supervised pretraining: ``SelfSupervised``, a LightningModule that teaches a hand-written ResNet to give the
+views of one image the same features, with one of :data:`~.methods.METHODS` (lightly's heads, losses and views):
+``simclr`` pulls two views of an image together and pushes the other images of the batch away; ``byol`` needs no
+negatives: an online network predicts a slowly moving average of itself; ``dino``: a student learns a moving-average
+teacher's distribution of the global views from global and local ones. The backbone's weights, without a classifier,
+are what ``fit --model.pretrained`` then loads (:meth:`SelfSupervised.backbone_weights`).
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..errors import UserError, check
-from ..models import create_model
-from .metrics import TRAIN_LOSS
-from .optimization import Schedule, apply_lr_factors, build_scheduler, fused_when_left_open
-
-Method = Literal["simclr", "byol"]
+from ...errors import UserError, check
+from ...models import create_model
+from ..metrics import TRAIN_LOSS
+from ..optimization import Schedule, apply_lr_factors, build_scheduler, fused_when_left_open
+from .method import TOP_LEVEL, Progress, ViewsOf, option_name
+from .methods import METHODS
 
 KNN_ACCURACY = "val/knn_acc"
 """The k-nearest-neighbour accuracy of the features on the labelled folder, logged every epoch."""
@@ -36,13 +35,15 @@ class SelfSupervised(LightningModule):
         backbone: architecture name, as for ``fit``.
         backbone_options: keyword options of the architecture (``{stem: cifar}`` for small images); ``fit`` must
             build the same network to load the weights.
-        method: ``simclr`` or ``byol``; the views follow it (the command line links ``data.views``).
-        projection_dim: width of the projection (and, for BYOL, prediction) head's output.
-        hidden_dim: width of the heads' hidden layer.
-        temperature: SimCLR's NT-Xent temperature.
-        momentum: BYOL's start value of the target network's moving average, which rises to 1 along a cosine.
-        prediction_lr_factor: BYOL's prediction head's learning rate as a multiple of the rest's (a head that
-            keeps up with the moving target holds the features apart; ``configs/pretrain_demo_byol.yaml``).
+        method: ``simclr``, ``byol`` or ``dino`` (:data:`~.methods.METHODS`); the views follow it.
+        projection_dim: width of the projection (and, for BYOL, prediction) head's output; DINO's bottleneck.
+        hidden_dim: width of the heads' hidden layers.
+        temperature: SimCLR's NT-Xent temperature (0.5 unless given); DINO's student temperature (0.1).
+        momentum: BYOL's and DINO's start value of the target network's moving average, which rises to 1 along a
+            cosine (0.99 and 0.996 unless given).
+        prediction_lr_factor: BYOL's prediction head's learning rate as a multiple of the rest's (1 unless given).
+        method_options: the method's other options (DINO's ``output_dim``, ``teacher_temperature``, ...: see its
+            file in ``training/pretraining/``).
         optimizer: optimizer class and arguments (biases and norm weights included, as lightly's examples do).
         lr_scheduler: per-step schedule over the run, as for ``fit``.
         warmup_epochs: linear warm-up from 1 % of the learning rate before the schedule.
@@ -54,12 +55,13 @@ class SelfSupervised(LightningModule):
         self,
         backbone: str = "resnet18",
         backbone_options: dict[str, Any] | None = None,
-        method: Method = "simclr",
+        method: str = "simclr",
         projection_dim: int = 128,
         hidden_dim: int = 512,
-        temperature: float = 0.5,
-        momentum: float = 0.99,
-        prediction_lr_factor: float = 1.0,
+        temperature: float | None = None,
+        momentum: float | None = None,
+        prediction_lr_factor: float | None = None,
+        method_options: dict[str, Any] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: Schedule = "cosine",
         warmup_epochs: float = 0.0,
@@ -67,63 +69,47 @@ class SelfSupervised(LightningModule):
         knn_temperature: float = 0.1,
     ) -> None:
         super().__init__()
-        from lightly.loss import NegativeCosineSimilarity, NTXentLoss
-        from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead, SimCLRProjectionHead
-        from lightly.models.utils import deactivate_requires_grad
-
-        check(temperature > 0, f"model.temperature must be positive, got {temperature}")
-        check(0.0 <= momentum < 1.0, f"model.momentum must be in [0, 1), got {momentum}")
-        check(prediction_lr_factor > 0, f"model.prediction_lr_factor must be positive, got {prediction_lr_factor}")
+        check(method in METHODS, f"model.method {method}: expected one of {', '.join(METHODS)}")
         check(knn_k >= 1, f"model.knn_k must be at least 1, got {knn_k}")
+        check(temperature is None or temperature > 0, f"model.temperature must be positive, got {temperature}")
+        check(momentum is None or 0.0 <= momentum < 1.0, f"model.momentum must be in [0, 1), got {momentum}")
+        check(prediction_lr_factor is None or prediction_lr_factor > 0,
+              f"model.prediction_lr_factor must be positive, got {prediction_lr_factor}")
+        kind = METHODS[method]
+        given = {**{name: value for name, value in zip(TOP_LEVEL, (temperature, momentum, prediction_lr_factor))
+                    if value is not None}, **(method_options or {})}
+        foreign = [name for name in given if name not in kind.OPTIONS]
+        check(not foreign, f"{option_name(foreign[0]) if foreign else ''} is not an option of {method}: its options "
+                           f"are {', '.join(option_name(name) for name in kind.OPTIONS) or 'none'}")
         self.save_hyperparameters(ignore=["optimizer"])
         self.model = create_model(backbone, features_only=True, **(backbone_options or {}))
         """The backbone being pretrained, without a classifier (DDP refuses parameters that no loss reaches)."""
-        width = self.model.num_features
+        self.method = kind(self.model, self.model.num_features, projection_dim, hidden_dim,
+                           {**kind.OPTIONS, **given})
         self.optimizer_factory = optimizer
-        if method == "simclr":
-            self.projection: nn.Module = SimCLRProjectionHead(width, hidden_dim, projection_dim)
-            self.criterion: nn.Module = NTXentLoss(temperature, gather_distributed=True)
-            self.prediction: nn.Module | None = None
-            self.target_model: nn.Module | None = None
-            self.target_projection: nn.Module | None = None
-        else:
-            self.projection = BYOLProjectionHead(width, hidden_dim, projection_dim)
-            self.prediction = BYOLPredictionHead(projection_dim, hidden_dim, projection_dim)
-            self.criterion = NegativeCosineSimilarity()
-            self.target_model = copy.deepcopy(self.model)
-            self.target_projection = copy.deepcopy(self.projection)
-            deactivate_requires_grad(self.target_model)
-            deactivate_requires_grad(self.target_projection)
         self._bank: list[tuple[Tensor, Tensor]] = []  # k-NN: (features, labels) of the labelled training images
         self._queries: list[tuple[Tensor, Tensor]] = []  # and of the validation images they classify
+
+    @property
+    def views(self) -> ViewsOf:
+        """What the data module makes of each image: the method's views (the command line links them)."""
+        return self.method.views
 
     def features(self, images: Tensor) -> Tensor:
         """The backbone's pooled features, what the classifier of ``fit`` will read."""
         return self.model.forward_features(images)
 
-    def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
+    def _progress(self) -> Progress:
+        return Progress(self.global_step, int(self.trainer.estimated_stepping_batches), self.current_epoch)
+
+    def training_step(self, batch: list, batch_idx: int) -> Tensor:
         views, _ = batch
-        first, second = views[:, 0], views[:, 1]
-        if self.hparams.method == "simclr":
-            loss = self.criterion(self.projection(self.features(first)), self.projection(self.features(second)))
-        else:
-            loss = self._byol_loss(first, second)
-        self.log(TRAIN_LOSS, loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(views))
+        loss = self.method.loss(self.model, views, self._progress())
+        self.log(TRAIN_LOSS, loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(views[0]))
         return loss
 
-    def _byol_loss(self, first: Tensor, second: Tensor) -> Tensor:
-        from lightly.models.utils import update_momentum
-        from lightly.utils.scheduler import cosine_schedule
-
-        momentum = cosine_schedule(self.global_step, max(1, int(self.trainer.estimated_stepping_batches)),
-                                   self.hparams.momentum, 1.0)
-        update_momentum(self.model, self.target_model, momentum)
-        update_momentum(self.projection, self.target_projection, momentum)
-        predicted = [self.prediction(self.projection(self.features(view))) for view in (first, second)]
-        with torch.no_grad():
-            targets = [self.target_projection(self.target_model.forward_features(view)).detach()
-                       for view in (first, second)]
-        return 0.5 * (self.criterion(predicted[0], targets[1]) + self.criterion(predicted[1], targets[0]))
+    def on_after_backward(self) -> None:
+        self.method.after_backward(self._progress())
 
     # ----- the k-NN score of data.knn_dir ------------------------------------------------------------
 
@@ -157,11 +143,10 @@ class SelfSupervised(LightningModule):
     # ----- optimization and the weights it leaves ------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        predicting = {id(parameter) for parameter in self.prediction.parameters()} if self.prediction else set()
-        trained = [parameter for parameter in self.parameters() if parameter.requires_grad]
-        groups = [{"params": [p for p in trained if id(p) not in predicting]},
-                  {"params": [p for p in trained if id(p) in predicting],
-                   "lr_factor": self.hparams.prediction_lr_factor}]
+        groups = self.method.trained_groups()  # the backbone's rate is the groups' without a factor of their own
+        rest = [p for p in self.model.parameters() if p.requires_grad]
+        rest += [p for group in groups if "lr_factor" not in group for p in group["params"]]
+        groups = [{"params": rest}, *(group for group in groups if "lr_factor" in group)]
         try:
             optimizer = fused_when_left_open(apply_lr_factors(self.optimizer_factory(
                 [group for group in groups if group["params"]])))

@@ -1,20 +1,15 @@
 """Each label's threshold in a multi-label set, chosen at the end of ``fit`` on the validation images of the best
 checkpoint's epoch: the probability from which the label is predicted, the one that maximises its F1 there
-(scikit-learn's precision-recall curve). Stored in the checkpoint (``label_thresholds``), which ``validate``,
-``test`` and ``predict`` then read, as the temperature of a single-label model is."""
+(scikit-learn's precision-recall curve). Kept in the model's decision (:class:`~.base.Decision`), which ``validate``,
+``test``, ``predict`` and every export then read, as the temperature of a single-label model is."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
-from lightning.pytorch import Trainer
 from torch import Tensor
 
-from ..training.checkpoints import rewrite_checkpoint
-from ..training.metrics import DEFAULT_LABEL_THRESHOLD
-from .across_processes import gather
+from .metrics import DEFAULT_LABEL_THRESHOLD
 
 
 def best_f1_threshold(probabilities: np.ndarray, positives: np.ndarray) -> float:
@@ -41,23 +36,3 @@ def choose_label_thresholds(probabilities: Tensor, targets: Tensor) -> Tensor:
     scores, positives = probabilities.double().cpu().numpy(), targets.cpu().numpy() >= 0.5
     return torch.tensor([best_f1_threshold(scores[:, label], positives[:, label]) for label in range(scores.shape[1])])
 
-
-def threshold_checkpoint(trainer: Trainer, checkpoint: str, logits: Tensor, targets: Tensor,
-                         class_names: Sequence[str]) -> Tensor:
-    """Choose the thresholds on these validation ``logits`` (every process its own share), store them in
-    ``checkpoint``, say so in a line, and return them."""
-    labels = len(class_names)
-    probabilities = gather(trainer, logits.sigmoid().flatten().double()).view(-1, labels)
-    positives = gather(trainer, targets.flatten().double()).view(-1, labels)
-    thresholds = choose_label_thresholds(probabilities, positives).float()
-    if trainer.is_global_zero:
-        def store(saved: dict) -> None:
-            saved["state_dict"]["label_thresholds"] = thresholds.clone()
-
-        rewrite_checkpoint(trainer, checkpoint, store)
-        shown = ", ".join(f"{name} {value:.2f}" for name, value in list(zip(class_names, thresholds.tolist()))[:8])
-        print(f"label thresholds chosen on {len(probabilities)} validation images, each maximising its F1 (0.5 where "
-              f"that is within two images' worth of it): {shown}{', ...' if labels > 8 else ''} "
-              f"(stored in {checkpoint})")
-    trainer.strategy.barrier()
-    return thresholds

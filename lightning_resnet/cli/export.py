@@ -1,0 +1,50 @@
+"""``export``: a trained model as a file other programs run, read from its checkpoint alone (its bundle: the
+network, the classes, the preprocessing and the decision), with its description beside it (``<file>.json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from jsonargparse import Namespace
+
+from .options import CommandParser, add_checkpoint_options, named_checkpoint_of
+
+COMMAND = "export"
+
+
+def parse(args: list[str]) -> Namespace:
+    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
+    add_checkpoint_options(parser)
+    parser.add_argument("--format", type=Literal["onnx", "openvino", "torch_export"], default="onnx",
+                        help="onnx; openvino (an .xml and its .bin, converted from the ONNX; as INT8 faster than ONNX "
+                             "Runtime's INT8 on Intel CPUs); or torch_export (a .pt2 program for torch.export.load)")
+    parser.add_argument("--output", type=Path | None, default=None,
+                        help="the model file, named with its format's suffix (default: the checkpoint's path with it; "
+                             ".int8.onnx or .int8.xml quantized)")
+    parser.add_argument("--quantize", type=Literal["int8"] | None, default=None,
+                        help="int8: ONNX Runtime's static quantization (int8 weights per channel, uint8 activations), "
+                             "checked against the float model on the run's validation images before it is written")
+    parser.add_argument("--calibration_images", type=int, default=256,
+                        help="training images of the run (in the evaluation view) that set the activations' ranges")
+    parser.add_argument("--max_accuracy_drop", type=float, default=1.0,
+                        help="points INT8 may lose on the validation images (accuracy; mAP or exact-set accuracy for "
+                             "a label set); more is refused")
+    parser.add_argument("--keep_accuracy_drop", type=bool, default=False,
+                        help="write the INT8 model whatever it loses")
+    return parser.parse_args(args)
+
+
+def export(args: list[str]) -> Path:
+    """Export the checkpoint ``--ckpt_path`` names; returns the file written."""
+    from ..bundle import read_bundle
+    from ..inference.export import export_bundle
+
+    options = parse(args)
+    bundle = read_bundle(named_checkpoint_of(options))
+    if options.quantize is None:
+        return export_bundle(bundle, options.format, options.output)
+    from ..inference.quantization import export_int8  # imports onnxruntime's quantization tools
+
+    return export_int8(bundle, options.output, options.calibration_images, options.max_accuracy_drop,
+                       options.keep_accuracy_drop, options.format)

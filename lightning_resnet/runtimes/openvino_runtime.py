@@ -1,0 +1,40 @@
+"""An exported ``.xml`` (its weights in the ``.bin`` beside it) in OpenVINO, on the CPU (``export --format
+openvino``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..bundle import ModelBundle, read_bundle
+from ..errors import UserError
+from .base import Outputs, Predictor
+from .onnx_runtime import INPUT_NAME, OUTPUT_NAMES
+
+
+class OpenVinoPredictor(Predictor):
+    """Compiled for the CPU in 32-bit float: OpenVINO would otherwise run a float model in bfloat16 on a CPU that has
+    it, and answer other than the checkpoint does."""
+
+    def __init__(self, bundle: ModelBundle, path: Path, option: str = "--model") -> None:
+        super().__init__(bundle)
+        import openvino  # only the commands that run an .xml pay for importing it
+
+        try:
+            self.compiled = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        except Exception as error:  # OpenVINO raises RuntimeError for unreadable files and missing weights
+            raise UserError(f"{option} {path} is not a readable OpenVINO model with its .bin beside it "
+                            f"({' '.join(str(error).split())[:200]})") from None
+        self.outputs = [self.compiled.output(name) for name in OUTPUT_NAMES]
+
+    @classmethod
+    def open(cls, path: Path, option: str) -> OpenVinoPredictor:
+        return cls(read_bundle(path, option), path, option)
+
+    def run(self, crops: Tensor, features: bool = False) -> Outputs:
+        answered = self.compiled({INPUT_NAME: crops.numpy()})
+        probabilities, logits = (torch.from_numpy(np.asarray(answered[output])) for output in self.outputs)
+        return Outputs(probabilities, logits)
