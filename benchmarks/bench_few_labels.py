@@ -7,9 +7,9 @@ of 30 % (never trained on, never suggested). The same fit recipe everywhere: ``c
 ``--data.normalize imagenet`` (pretraining's), ``--trainer.max_epochs`` 30 (the recipe's 6 epochs are 18 steps on
 180 images), its test accuracy on the test part. Rows:
 
-- from scratch, and from each ``pretrain`` method's weights (its config in :data:`PRETRAIN_CONFIGS`, pretrained once
-  per method on all the images, labels unused; fine-tuned with the backbone frozen for 5 epochs, then at 0.1x the
-  rate, as the transfer recipe does);
+- from scratch, and from each ``pretrain`` method's weights (its config in :data:`PRETRAIN_CONFIGS`: SimCLR, BYOL,
+  DINO; pretrained once per method on all the images, labels unused, its k-NN score after the last epoch reported;
+  fine-tuned with the backbone frozen for 5 epochs, then at 0.1x the rate, as the transfer recipe does);
 - ``suggest`` against random picks: two rounds of ``--budget`` images from the pool, labelled (their true class)
   and trained on with the labelled part, each round from the previous round's model;
 - one round of ``pseudo_label`` on the pool, then ``fit --data.extra_labels`` with the student noised
@@ -36,7 +36,8 @@ from lightning_resnet.cli.pseudo_label import NOISED_STUDENT
 
 RECIPE = ["--config", str(ROOT / "configs/demo.yaml"), "--data.normalize", "imagenet", "--trainer.max_epochs", "30",
           "--trainer.enable_progress_bar", "false", "--model.calibrate", "true"]
-PRETRAIN_CONFIGS = {"simclr": "configs/pretrain_demo.yaml", "byol": "configs/pretrain_demo_byol.yaml"}
+PRETRAIN_CONFIGS = {"simclr": "configs/pretrain_demo.yaml", "byol": "configs/pretrain_demo_byol.yaml",
+                    "dino": "configs/pretrain_demo_dino.yaml"}
 ROWS = ["starts", "suggest", "random", "pseudo"]
 FINE_TUNE = ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "5", "--model.backbone_lr_factor", "0.1"]
 
@@ -153,7 +154,7 @@ def main() -> None:
     seconds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as work:
         os.chdir(work)
-        weights = {}
+        weights, knn_scores = {}, {}
         for method in options.methods if {"starts", "pseudo"} & set(rows_run) else ():
             start = time.perf_counter()
             epochs = [] if options.pretrain_epochs is None else ["--trainer.max_epochs", str(options.pretrain_epochs)]
@@ -163,6 +164,9 @@ def main() -> None:
                        "--trainer.logger.init_args.name", f"pretrain_{method}"])
             seconds.setdefault(f"pretrain {method} ({run.trainer.current_epoch} epochs)", []).append(
                 time.perf_counter() - start)
+            knn = run.trainer.callback_metrics.get("val/knn_acc")
+            print(f"pretrain {method}: k-NN accuracy after the last epoch {float(knn):.4f}", flush=True)
+            knn_scores[method] = float(knn)
             weights[method] = Path(run.trainer.logger.log_dir) / "backbone.safetensors"
         for seed in range(options.seeds):
             base = Path(work) / f"seed_{seed}"
@@ -208,8 +212,10 @@ def main() -> None:
             for name, values in results.items()]
     timing = [[name, f"{statistics.mean(values):.1f}"] for name, values in seconds.items()]
     images = "the demo digits" if options.data == "digits" else "the photo-like shapes"
+    knn = [[method, f"{score:.4f}"] for method, score in knn_scores.items()]
     report(f"Few labels: test accuracy at 10 % labels of {images}, {options.seeds} seed(s)",
-           table(["start", "test/acc per seed", "mean"], rows) + "\n\n" + table(["step", "seconds"], timing))
+           table(["start", "test/acc per seed", "mean"], rows) + "\n\n" + table(["step", "seconds"], timing)
+           + ("\n\n" + table(["pretraining", "k-NN accuracy after the last epoch"], knn) if knn else ""))
 
 
 if __name__ == "__main__":

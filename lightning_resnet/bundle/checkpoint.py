@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..data import Normalization
 from ..data.normalization import chosen_normalization
-from ..errors import UserError, first_line
+from ..errors import UserError
 from ..models import would_run_code
 from ..models.weights import strip_prefixes
 from ..tasks import MULTICLASS, Decision, decision_from
@@ -42,9 +42,25 @@ def read_checkpoint(path: str | Path, option: str = "--ckpt_path") -> dict[str, 
             raise  # refused by weights_only=True: the command line says so
         if isinstance(error, FileNotFoundError):
             raise UserError(f"{option} {path} does not exist: expected a checkpoint (.ckpt) of this project") from None
-        reason = ("not a file torch.save wrote" if isinstance(error, pickle.UnpicklingError) else
-                  "truncated or damaged" if isinstance(error, (RuntimeError, EOFError, OSError)) else first_line(error))
-        raise UserError(f"{option} {path} is not a readable checkpoint: {reason}") from None
+        if isinstance(error, IsADirectoryError):
+            raise UserError(f"{option} {path} is a folder: expected a checkpoint file (.ckpt) of this project") \
+                from None
+        raise UserError(f"{option} {path} is not a checkpoint: {what_the_file_is(Path(path))}") from None
+
+
+def what_the_file_is(path: Path) -> str:
+    """What a file that torch could not load looks like, in words."""
+    with open(path, "rb") as handle:
+        start = handle.read(4096)
+    if not start:
+        return "the file is empty"
+    if start.startswith(b"PK\x03\x04"):
+        return "a zip archive torch could not read whole (truncated or damaged?)"
+    try:
+        start.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a file torch.save wrote (truncated or damaged?)"
+    return "it is a text file, not one torch.save wrote"
 
 
 def bundle_of_checkpoint(checkpoint: Mapping[str, Any], path: Path, option: str = "--ckpt_path") -> ModelBundle:

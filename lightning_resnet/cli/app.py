@@ -46,6 +46,7 @@ from ..training.run import run_dir
 from ..training.throughput import ThroughputDisplay
 from . import checkpoint_options as trained_options
 from .commands import APP_SUBCOMMANDS, BY_NAME, own_commands_help
+from .parser_errors import one_line
 from .trainer import ResNetTrainer
 
 ALWAYS_PRESENT = {
@@ -71,15 +72,21 @@ cross-validation's folder."""
 class ResNetArgumentParser(LightningArgumentParser):
     """Lightning's parser, with the error as the first thing a user reads instead of a long usage dump."""
 
+    requested: str | None = None
+    """The subcommand typed, which the help a refusal points to is of."""
+
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
             super().error(message, ex)
         usage = (getattr(ex, "subcommand_parser", None) or self).prog.replace(" [options]", "")
+        if self.requested and not usage.endswith(f" {self.requested}"):
+            usage = f"{usage} {self.requested}"
         required = re.search(r"required: (\w+)\.(\w+)$", message.strip())
         if required:  # a subcommand's own argument, which the top-level parser names with the subcommand's prefix
             subcommand, option = required.groups()
-            message, usage = f"{subcommand} needs --{option}", f"{usage} {subcommand}"
-        exit_with(message, 2, usage=usage)
+            message, usage = f"{subcommand} needs --{option}", usage if usage.endswith(subcommand) else \
+                f"{usage} {subcommand}"
+        exit_with(one_line(message), 2, usage=usage)
 
 
 class ResNetCLI(LightningCLI):
@@ -110,6 +117,11 @@ class ResNetCLI(LightningCLI):
         self._requested = given[0] if given and given[0] in self.ALL_SUBCOMMANDS else None
         self._listing_only = given in (["-h"], ["--help"])
         super().__init__(args=args, **options)
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        parser = super().init_parser(**kwargs)
+        parser.requested = self._requested  # what its refusals point to the help of
+        return parser
 
     def subcommands(self) -> dict[str, set[str]]:
         """The subcommand typed first, alone: Lightning builds a parser for each subcommand it is given, by reading
@@ -173,6 +185,7 @@ class ResNetCLI(LightningCLI):
             return self.init_parser(**kwargs)
         self._preparing = subcommand
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        retitle_the_methods_group(parser, subcommand)
         if subcommand == "fit":
             parser.add_argument("--test_after_fit", type=bool, default=True,
                                 help="when there is a test set (data.test_dir, or a test/ folder beside train/), "
@@ -323,6 +336,16 @@ def keep_quiet_what_asks_nothing_of_the_user() -> None:
     for handler in logging.getLogger("lightning.pytorch").handlers:
         if not any(isinstance(existing, _DropLines) for existing in handler.filters):
             handler.addFilter(_DropLines("litlogger", "`weights_only` was not set"))
+
+
+def retitle_the_methods_group(parser: LightningArgumentParser, subcommand: str) -> None:
+    """The help's group of a subcommand's own options titled by the command (jsonargparse titles it with its
+    method's docstring: Lightning's ``Runs the full optimization routine.`` for ``fit``)."""
+    from .commands import BY_NAME
+
+    for group in parser._action_groups:
+        if group.title and group.title.startswith(("Runs the full", "Perform one evaluation", "Run inference")):
+            group.title = f"{subcommand} ({BY_NAME[subcommand].summary})"
 
 
 def input_channels(backbone_options: dict | None) -> int:

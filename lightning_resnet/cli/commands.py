@@ -71,3 +71,11 @@ def markdown_table() -> str:
     """The table of docs/command-line.md."""
     return "\n".join(["| command | what it does |", "| --- | --- |",
                       *(f"| `{command.name}` | {command.summary} |" for command in COMMANDS)])
+
+
+def overview() -> str:
+    """What ``python -m lightning_resnet`` alone (or with ``--help``) prints."""
+    width = max(len(command.name) for command in COMMANDS)
+    return "\n".join(["usage: python -m lightning_resnet <command> [options]    (each command has its own --help)",
+                      "", "commands:", *(f"  {command.name:<{width}}  {command.summary}" for command in COMMANDS),
+                      "", "a run's options can come from a YAML file: --config FILE (--print_config writes one)"])

@@ -47,7 +47,7 @@ class Run:
 
 
 def parse(args: list[str]) -> Namespace:
-    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
+    parser = CommandParser(COMMAND)
     parser.add_argument("folders", type=Path, nargs="+", help="experiment, run or cross-validation folders")
     add_objective_options(parser, "the score to sort by")
     return parser.parse_args(args)

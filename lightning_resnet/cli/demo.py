@@ -14,6 +14,7 @@ from pathlib import Path
 from jsonargparse import Namespace
 
 from ..data import scan_unlabelled
+from .child_processes import end_with_this_process
 from .options import (
     CommandParser,
     add_address_options,
@@ -30,7 +31,7 @@ COMMAND = "demo"
 
 
 def parse(args: list[str]) -> Namespace:
-    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
+    parser = CommandParser(COMMAND)
     add_model_options(parser)
     add_address_options(parser, port=7860)
     parser.add_argument("--examples", type=Path | None, default=None,
@@ -59,6 +60,7 @@ def demo(args: list[str]) -> None:
     print(f"demo of {served.path} ({served.name}, version {served.version}) at {where}"
           f"{'; log in with any name and the key as the password' if key else ''}; Ctrl-C stops", flush=True)
     stop_on_sigterm()
+    end_with_this_process()
     page.launch(server_name=options.host, server_port=options.port, share=False, ssr_mode=False, quiet=True,
                 allowed_paths=sorted({str(Path(path).resolve().parent) for path in examples}), show_error=True,
                 css=PAGE_CSS, auth=key and partial(password_is, key),

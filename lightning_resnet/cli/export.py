@@ -14,7 +14,7 @@ COMMAND = "export"
 
 
 def parse(args: list[str]) -> Namespace:
-    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
+    parser = CommandParser(COMMAND)
     add_checkpoint_options(parser)
     parser.add_argument("--format", type=Literal["onnx", "openvino", "torch_export"], default="onnx",
                         help="onnx; openvino (an .xml and its .bin, converted from the ONNX; as INT8 faster than ONNX "

@@ -18,6 +18,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from ..errors import UserError, check, exit_with
 from ..tasks import MONITOR
 from ..tasks.metrics import MONITOR_MODE
+from .parser_errors import one_line
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")
 """The interfaces a server binds: loopback, every IPv4 one, every IPv6 one."""
@@ -30,13 +31,15 @@ class CommandParser(ArgumentParser):
     ``--print_config`` writes), and a bad option is one line (``error: ...``, exit code 2) with a pointer to
     ``--help``."""
 
-    def __init__(self, name: str, description: str, **options: Any) -> None:
-        super().__init__(prog=f"python -m lightning_resnet {name}", description=description, **options)
+    def __init__(self, name: str, **options: Any) -> None:
+        from .commands import BY_NAME
+
+        super().__init__(prog=f"python -m lightning_resnet {name}", description=BY_NAME[name].summary, **options)
         self.add_argument("--config", action=ActionConfigFile,
                           help="a YAML file of this command's options (--print_config prints one)")
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        exit_with(message, 2, usage=self.prog)
+        exit_with(one_line(message, prefix="--"), 2, usage=self.prog)
 
 
 def add_objective_options(parser: ArgumentParser, what: str, default: str | None = MONITOR) -> None:

@@ -22,15 +22,21 @@ COMMAND = "predict_onnx"
 
 
 def parse(args: list[str]) -> Namespace:
-    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
+    parser = CommandParser(COMMAND)
     parser.add_argument("--model", type=Path, required=True, help="the exported .onnx or .xml (its .json beside it)")
     parser.add_argument("--input", type=Path, required=True, help="an image file or a folder of images")
     parser.add_argument("--output", type=Path | None, default=None,
-                        help="the CSV to write (default: <model>.predictions.csv beside the model)")
+                        help="the CSV to write (default: <model file>.predictions.csv beside it)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--top_k", type=int, default=5)
     add_threshold_option(parser, "the export's")
     return parser.parse_args(args)
+
+
+def predictions_file(model: Path) -> Path:
+    """Where ``predict_onnx`` writes by default: ``<file>.predictions.csv`` beside the model, each exported file its
+    own (``best.int8.onnx`` and ``best.int8.xml`` would share ``best.int8.predictions.csv``)."""
+    return model.with_name(model.name + ".predictions.csv")
 
 
 def predict_onnx(args: list[str]) -> Path:
@@ -48,7 +54,7 @@ def predict_onnx(args: list[str]) -> Path:
     said = decision.verdicts(seen.probabilities, seen.logits, names, options.top_k)
     rows = {path: each.row(path) for path, each in zip(seen.keys, said)}
     rows.update((path, decision.task.unreadable_row(path, names, options.top_k)) for path in seen.unreadable)
-    output = options.output or options.model.with_suffix(".predictions.csv")
+    output = options.output or predictions_file(options.model)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists():
         print(f"replacing {output}")

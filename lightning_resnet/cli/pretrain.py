@@ -25,9 +25,11 @@ from ..training.divergence import DivergenceGuard
 from ..training.pretraining import SelfSupervised
 from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
-from .app import ResNetArgumentParser, keep_quiet_what_asks_nothing_of_the_user
+from .app import ResNetArgumentParser, keep_quiet_what_asks_nothing_of_the_user, retitle_the_methods_group
 from .checkpoint_options import named_checkpoint, newest_run
+from .commands import BY_NAME
 
+SUMMARY = BY_NAME["pretrain"].summary
 BACKBONE_WEIGHTS = "backbone.safetensors"
 """The pretrained backbone's weights, without a classifier, in the run folder."""
 
@@ -53,6 +55,7 @@ class PretrainCLI(LightningCLI):
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         super()._add_subcommands(parser, **kwargs)
         self._subcommand_parsers["fit"].prog = parser.prog  # its one subcommand, fit, is not typed
+        retitle_the_methods_group(self._subcommand_parsers["fit"], "pretrain")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model", "data.views", compute_fn=lambda model: model.views, apply_on="instantiate")
@@ -118,5 +121,6 @@ def pretrain(args: list[str]) -> PretrainCLI:
     # the arguments are given, and sys.argv is the whole command line, which Lightning would warn about
     warnings.filterwarnings("ignore", message=r".*args parameter is intended to run from within Python.*")
     return PretrainCLI(SelfSupervised, UnlabelledImages, args=["fit", *args], parser_class=ResNetArgumentParser,
-                       parser_kwargs={"prog": "python -m lightning_resnet pretrain"}, seed_everything_default=42,
+                       parser_kwargs={"prog": "python -m lightning_resnet pretrain", "description": SUMMARY,
+                                      "fit": {"description": SUMMARY}}, seed_everything_default=42,
                        save_config_kwargs={"overwrite": True})

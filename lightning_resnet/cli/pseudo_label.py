@@ -33,7 +33,7 @@ from scratch fit the easy confident images and lost accuracy (benchmarks/README.
 
 
 def parse(args: list[str]) -> Namespace:
-    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
+    parser = CommandParser(COMMAND)
     add_unlabelled_options(parser)
     parser.add_argument("--min_confidence", type=float, default=0.95,
                         help="the calibrated probability an image's class must reach (unsure images are left out "

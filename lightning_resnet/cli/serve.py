@@ -13,6 +13,7 @@ from typing import Literal
 from jsonargparse import Namespace
 
 from ..errors import check
+from .child_processes import end_with_this_process
 from .options import (
     CommandParser,
     add_address_options,
@@ -31,7 +32,7 @@ COMMAND = "serve"
 def parse(args: list[str]) -> Namespace:
     from ..serving.uploads import MAX_PIXELS, MAX_UPLOAD_MB
 
-    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
+    parser = CommandParser(COMMAND)
     add_model_options(parser)
     add_address_options(parser, port=8000)
     parser.add_argument("--max_batch_size", type=int, default=8,
@@ -98,4 +99,5 @@ def serve(args: list[str]) -> None:
           f"GET /health, GET /info; batches of up to {options.max_batch_size}"
           f"{'; every request but /health needs the X-API-Key header' if key else ''}; Ctrl-C stops", flush=True)
     stop_on_sigterm()
+    end_with_this_process()
     server.run(host=options.host, port=options.port, log_level=options.log_level, generate_client_file=False)

@@ -28,7 +28,7 @@ COLUMNS = ("path", "rank", "score", "uncertainty", "novelty", "why", "predicted"
 
 
 def parse(args: list[str]) -> Namespace:
-    parser = CommandParser(COMMAND, __doc__.splitlines()[0])
+    parser = CommandParser(COMMAND)
     add_unlabelled_options(parser)
     parser.add_argument("--budget", type=int, required=True, help="how many images to suggest")
     parser.add_argument("--output", type=Path | None, default=None,

@@ -17,6 +17,7 @@ from ..errors import UserError, check
 from ..tasks import SINGLE_LABEL, Task
 from .corrections import csv_rows
 from .dataset import Sample
+from .hashing import content_digest
 from .listing import is_image_file
 
 PSEUDO = "pseudo"
@@ -52,3 +53,17 @@ def read_extra_labels(source: str, class_names: Sequence[str], labelled_root: Pa
         warnings.warn(f"{option} names no image (the model was sure of none): training on the labelled images alone",
                       stacklevel=2)
     return samples
+
+
+def refuse_copies_of_held_out(source: str, samples: list[Sample], held_out: Sequence[str]) -> None:
+    """One line when an image of ``data.extra_labels`` is an exact copy of a validation or test image (the same
+    bytes): trained on, it would leak that image into training (only files of a size some such image has are
+    read)."""
+    sizes = {Path(path).stat().st_size for path, _ in samples}
+    digests = {content_digest(Path(path).read_bytes()): path for path in held_out
+               if Path(path).is_file() and Path(path).stat().st_size in sizes}
+    for path, _ in samples:
+        copied = digests.get(content_digest(Path(path).read_bytes())) if digests else None
+        if copied is not None:
+            raise UserError(f"data.extra_labels {source}: {path} is a copy of the held-out image {copied}, which would "
+                            "leak into training: leave it out of the file")

@@ -9,12 +9,14 @@ gives, so that every check, the split and ``split.csv`` are the folder's.
 
 from __future__ import annotations
 
+import difflib
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import check
+from ..errors import UserError, check
 from ..stages import TEST, TRAIN, VAL
 from ..tasks import task_of
 from .corrections import csv_rows
@@ -37,6 +39,22 @@ class LabelsFileLayout(FolderLayout):
         return f"{self.labels_file} (images under {self.root}{split})"
 
 
+def check_columns(option: str, columns: list[str]) -> None:
+    """One line for a column that is a misspelling of one the file is read by (``splt``: a split column the file
+    means to have, which would otherwise be ignored); a warning for any other column, which is not read."""
+    read = (*LABELS_COLUMNS, SPLIT_COLUMN)
+    for column in columns:
+        if column in read:
+            continue
+        meant = difflib.get_close_matches(column.strip().lower(), [name for name in read if name not in columns],
+                                          n=1, cutoff=0.6)
+        if meant:
+            raise UserError(f"{option}: its column {column!r} is none that is read: did you mean {meant[0]}? (the "
+                            f"columns read: {', '.join(read)})")
+        warnings.warn(f"{option}: its column {column!r} is not read (the columns read: {', '.join(read)})",
+                      stacklevel=3)
+
+
 def list_labels_file(labels_file: str, root: Path, class_names: Sequence[str] | None = None,
                      multilabel: bool | None = None) -> FolderListing:
     """The images of ``labels_file`` with their class (or label set) and part; ``class_names`` fixes the classes (a
@@ -46,6 +64,7 @@ def list_labels_file(labels_file: str, root: Path, class_names: Sequence[str] | 
     option = f"data.labels {labels_file}"
     rows = csv_rows("data.labels", labels_file, LABELS_COLUMNS)
     check(rows, f"{option} has no rows: expected one row per image with its path and its label")
+    check_columns(option, list(rows[0]))
     presplit = SPLIT_COLUMN in rows[0]
     entries: list[tuple[str, tuple[str, ...], str | None]] = []
     first_line: dict[str, int] = {}

@@ -13,6 +13,7 @@ import torch
 
 from lightning_resnet.bundle import read_bundle
 from lightning_resnet.cli import main
+from lightning_resnet.cli.predict_onnx import predictions_file
 from lightning_resnet.serving.api import ClassifierAPI
 from lightning_resnet.serving.served import ServedModel, identity
 from lightning_resnet.serving.uploads import UploadLimits, prepare
@@ -53,7 +54,7 @@ def test_a_single_label_checkpoint_of_before_validates_exports_and_is_served(bef
     main(["predict_onnx", "--model", str(exported), "--input", str(before / "images")])
     predicted = main(["predict", "--ckpt_path", str(checkpoint), "--data.predict_dir", str(before / "images"), *QUIET])
     rows = {row["path"]: row for row in read_rows(Path(predicted.trainer.logger.log_dir) / "predictions.csv")}
-    from_onnx = read_rows(exported.with_suffix(".predictions.csv"))
+    from_onnx = read_rows(predictions_file(exported))
     assert len(from_onnx) == len(rows) == 30
     for row in from_onnx:
         assert row["prediction"] == rows[row["path"]]["prediction"]
@@ -89,6 +90,6 @@ def test_a_label_sets_checkpoint_of_before_validates_and_exports_its_thresholds(
     main(["predict_onnx", "--model", str(exported), "--input", str(images)])
     predicted = main(["predict", "--ckpt_path", str(checkpoint), "--data.predict_dir", str(images), *QUIET])
     rows = {row["path"]: row for row in read_rows(Path(predicted.trainer.logger.log_dir) / "predictions.csv")}
-    from_onnx = read_rows(exported.with_suffix(".predictions.csv"))
+    from_onnx = read_rows(predictions_file(exported))
     assert len(from_onnx) == len(rows) == 48
     assert all(row["labels"] == rows[row["path"]]["labels"] for row in from_onnx)

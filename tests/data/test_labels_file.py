@@ -105,3 +105,18 @@ def test_a_checkpoints_classes_are_the_classes_and_a_label_outside_them_is_refus
     assert not listing.layout.presplit and listing.parts == (None, None)
     with pytest.raises(UserError, match="line 3: 'dog' is not a class of the model"):
         list_labels_file(str(labels), workdir / "images", ("cat", "bird"))
+
+
+def test_a_misspelt_column_is_one_line_and_another_column_a_warning(workdir, capsys):
+    """``splt`` would have been read as no split column at all: the project's own 80/20 split, without a word."""
+    listed = flatten(workdir / "images", workdir / "flat")
+    rows = [[name, label, "val" if index % 5 == 0 else "train"] for index, (name, label) in enumerate(listed)]
+    misspelt = write_csv(workdir / "flat" / "splt.csv", ["path", "labels", "splt"], rows)
+    code, error = cli_error(capsys, without_data_dir(tiny_args(workdir / "flat", "--data.labels", str(misspelt),
+                                                               "--trainer.fast_dev_run", "true")))
+    lines = [line for line in error.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "column 'splt'" in lines[0] and "did you mean split?" in lines[0], error
+    noted = write_csv(workdir / "flat" / "noted.csv", ["path", "labels", "notes"], [[*row[:2], "x"] for row in rows])
+    with pytest.warns(UserWarning, match="its column 'notes' is not read"):
+        main(without_data_dir(tiny_args(workdir / "flat", "--data.labels", str(noted), "--trainer.fast_dev_run",
+                                        "true")))

@@ -14,7 +14,7 @@ from lightning_resnet.data.extra_labels import PSEUDO
 from lightning_resnet.inference.suggestions import UNLIKE_LABELLED, suggest_images
 from lightning_resnet.tasks.single_label import margin_uncertainty
 
-from ..conftest import make_image_folder, read_rows, tiny_args
+from ..conftest import cli_error, datamodule, make_image_folder, read_rows, tiny_args
 
 
 @pytest.fixture
@@ -116,3 +116,18 @@ def test_fewer_distinct_images_than_the_budget_still_give_the_budget_in_distinct
     picks = suggest_images(features, margin_uncertainty(probabilities), torch.tensor([[0.7, 0.7]]), budget=4)
     assert len({pick.index for pick in picks}) == 4 and [pick.rank for pick in picks] == [1, 2, 3, 4]
     assert 4 in {pick.index for pick in picks}  # the other kind of image, though the least uncertain
+
+
+def test_an_extra_label_on_a_copy_of_a_validation_image_is_refused(workdir, capsys):
+    """The copy lies outside the labelled folder, so only its bytes tell: trained on, it would leak the validation
+    image into training."""
+    path, _, name = next(row for row in datamodule(workdir / "images").source.split_rows() if row[1] == "val")
+    validated = {"path": path, "class": name}
+    copy = workdir / "elsewhere" / "copy.png"
+    copy.parent.mkdir()
+    shutil.copy(validated["path"], copy)
+    (workdir / "extra.csv").write_text(f"path,label\n{copy},{validated['class']}\n")
+    code, error = cli_error(capsys, tiny_args(workdir / "images", "--data.extra_labels", str(workdir / "extra.csv"),
+                                              "--trainer.fast_dev_run", "true"))
+    lines = [line for line in error.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and f"{copy} is a copy of the held-out image {validated['path']}" in lines[0]

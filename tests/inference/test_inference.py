@@ -14,6 +14,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from lightning_resnet import ImageClassifier
 from lightning_resnet.cli import main
+from lightning_resnet.cli.predict_onnx import predictions_file
 from lightning_resnet.data import ImageFolderDataModule, Normalization
 from lightning_resnet.inference.export import export_model
 from lightning_resnet.models import create_model
@@ -80,7 +81,7 @@ def test_the_exported_onnx_agrees_with_predict_on_the_demo_validation_images(tra
     model = workdir / "shipped" / "model.onnx"
     main(["export", "--ckpt_path", str(best), "--output", str(model)])
     main(["predict_onnx", "--model", str(model), "--input", str(folder)])
-    from_onnx = read_rows(model.with_suffix(".predictions.csv"))
+    from_onnx = read_rows(predictions_file(model))
     with pytest.raises(SystemExit) as missing:
         main(["predict_onnx", "--model", str(model), "--input", "nowhere"])
     assert missing.value.code == 2 and "error: --input nowhere does not exist" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import torch
 
 from lightning_resnet.bundle import read_bundle
 from lightning_resnet.cli import main
+from lightning_resnet.cli.predict_onnx import predictions_file
 from lightning_resnet.errors import UserError
 from lightning_resnet.inference.quantization import QuantizationCheck, refuse_a_large_drop
 from lightning_resnet.runtimes import ShippedClassifier
@@ -45,7 +46,7 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
     assert len(int8_weights) >= 20 and per_channel  # the 20 convolutions of a ResNet-18, scales per channel
 
     main(["predict_onnx", "--model", str(int8), "--input", str(workdir / "holdout")])
-    rows = read_rows(int8.with_suffix(".predictions.csv"))
+    rows = read_rows(predictions_file(int8))
     trained_model = read_bundle(best)
     paths = sorted(str(path) for path in (workdir / "holdout").rglob("*.*"))
     with torch.no_grad():  # the float model: the checkpoint's network, preprocessing and softmax, as exported

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lightning_resnet.cli import main
+from lightning_resnet.cli.predict_onnx import predictions_file
 from lightning_resnet.data import read_split_csv
 from lightning_resnet.tasks import SINGLE_LABEL, Decision
 from lightning_resnet.tasks.energy import NO_THRESHOLD, choose_reject_below, energy_score
@@ -83,7 +84,7 @@ def test_fit_stores_the_threshold_predict_and_export_report_it(trained, workdir)
     main(["export", "--ckpt_path", str(best), "--output", str(model)])
     assert description_of(model)["decision"]["reject_below"] == pytest.approx(threshold)
     main(["predict_onnx", "--model", str(model), "--input", str(val_folder)])
-    from_onnx = read_rows(model.with_suffix(".predictions.csv"))
+    from_onnx = read_rows(predictions_file(model))
     assert all(abs(float(a["energy_score"]) - float(b["energy_score"])) < 1e-4 for a, b in zip(from_onnx, stored))
     assert all(a["unsure"] == b["unsure"] for a, b in zip(from_onnx, stored)
                if abs(float(b["energy_score"]) - threshold) > 1e-4)

@@ -14,11 +14,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import psutil
 import pytest
 import requests
 from PIL import Image
 
 from lightning_resnet.cli import main
+from lightning_resnet.cli.options import check_address
 
 from ..conftest import (
     decision_in,
@@ -223,3 +225,23 @@ def test_an_exported_onnx_is_served_as_its_checkpoint(service, tmp_path):
         assert from_onnx["confidence"] == pytest.approx(from_checkpoint["confidence"], abs=1e-5)
         assert from_onnx["energy_score"] == pytest.approx(from_checkpoint["energy_score"], abs=1e-4)
         assert from_onnx["unsure"] == (from_onnx["energy_score"] < 1.5)
+
+
+def test_a_server_killed_outright_leaves_nothing_serving(service, tmp_path):
+    """SIGKILL to serve's own process (as the OOM killer sends it) runs none of its shutdown: the processes it started
+    (LitServe's HTTP processes, forked, and its inference worker, spawned) see it gone and end, and the port is
+    free again."""
+    exported = tmp_path / "model.onnx"
+    main(["export", "--ckpt_path", str(service.checkpoint), "--output", str(exported)])
+    port = free_port()
+    process = start_cli(tmp_path, "serve", "--model", str(exported), "--port", str(port), start_new_session=True)
+    wait_until_up(process, f"http://127.0.0.1:{port}/health")
+    started = psutil.Process(process.pid).children(recursive=True)
+    assert started  # the HTTP process and the inference worker at least
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    gone, alive = psutil.wait_procs(started, timeout=15)
+    assert not alive, [each.cmdline() for each in alive]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    check_address("127.0.0.1", port)  # a new server may listen there

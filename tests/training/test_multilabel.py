@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from lightning_resnet.cli import main
+from lightning_resnet.cli.predict_onnx import predictions_file
 from lightning_resnet.data import read_split_csv
 
 from ..conftest import (
@@ -102,7 +103,7 @@ def test_export_predict_onnx_and_the_server_answer_the_label_sets_predict_gives(
     images = root / "sets" / "images"
     main(["export", "--ckpt_path", str(best), "--output", str(tmp_path / "model.onnx")])
     main(["predict_onnx", "--model", str(tmp_path / "model.onnx"), "--input", str(images)])
-    exported = {row["path"]: row for row in read_rows(tmp_path / "model.predictions.csv")}
+    exported = {row["path"]: row for row in read_rows(predictions_file(tmp_path / "model.onnx"))}
     predicted = main(["predict", "--ckpt_path", str(best), "--data.predict_dir", str(images),
                       "--trainer.enable_progress_bar", "false"])
     rows = read_rows(Path(predicted.trainer.logger.log_dir) / "predictions.csv")
@@ -197,7 +198,7 @@ def test_int8_is_checked_by_map_and_exact_sets_and_a_teacher_teaches_each_label(
     assert measured["float_exact_match"] == pytest.approx(chosen_by["val/exact_match"], abs=1e-4)
     assert {"int8_mAP", "int8_exact_match", "set_agreement"} <= set(measured)
     main(["predict_onnx", "--model", str(int8), "--input", str(root / "sets" / "images")])
-    assert len(read_rows(int8.with_suffix(".predictions.csv"))) == 64
+    assert len(read_rows(predictions_file(int8))) == 64
 
     # each label's KL divergence between the two Bernoulli distributions, averaged, times T²
     student, teacher = torch.randn(5, 4), torch.randn(5, 4)

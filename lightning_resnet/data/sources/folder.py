@@ -17,7 +17,7 @@ from ...errors import UserError, check
 from ...stages import TEST, TRAIN, VAL
 from ..corrections import EXCLUDED, Corrections, read_corrections
 from ..dataset import ImageSamples, Sample, label_counts, target_names
-from ..extra_labels import PSEUDO, read_extra_labels
+from ..extra_labels import PSEUDO, read_extra_labels, refuse_copies_of_held_out
 from ..folder_split import FolderSplit, announce, split_folder
 from ..listing import FolderLayout, FolderListing, list_folder, list_test_folder
 from ..loaders import LoaderSettings, SampledLoader
@@ -108,7 +108,11 @@ class FolderSource(ImageSource):
         if self.options.extra_labels is None:
             return []
         if self._extra is None:
-            self._extra = read_extra_labels(self.options.extra_labels, self.class_names, self.root, self.task)
+            extra = read_extra_labels(self.options.extra_labels, self.class_names, self.root, self.task)
+            split = self.folder_split()
+            held_out = [path for path, _ in split.samples(split.val) + (self.test_samples() if self.has_test else [])]
+            refuse_copies_of_held_out(self.options.extra_labels, extra, held_out)
+            self._extra = extra
         return self._extra
 
     def fold_samples(self) -> list[list[Sample]]:

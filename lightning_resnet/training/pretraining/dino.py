@@ -23,11 +23,13 @@ class DINO(PretrainingMethod):
     (``model.momentum``); ``temperature``, the student's (``model.temperature``); and of ``model.method_options``:
     ``teacher_temperature``, ``warmup_teacher_temperature`` and ``warmup_teacher_epochs`` (a linear warm-up from the
     one to the other), ``output_dim`` (the prototypes), ``center_momentum``, ``freeze_last_layer`` (epochs in which the
-    head's last layer does not learn, which DINO's authors found steadies the start)."""
+    head's last layer does not learn, which DINO's authors found steadies the start), ``batch_norm`` (in the head's
+    hidden layers, as DINO's authors and lightly's benchmarks have it for ResNets)."""
 
     name = "dino"
     OPTIONS = {"momentum": 0.996, "temperature": 0.1, "teacher_temperature": 0.04, "warmup_teacher_temperature": 0.04,
-               "warmup_teacher_epochs": 0, "output_dim": 2048, "center_momentum": 0.9, "freeze_last_layer": 1}
+               "warmup_teacher_epochs": 0, "output_dim": 2048, "center_momentum": 0.9, "freeze_last_layer": 1,
+               "batch_norm": True}
 
     def __init__(self, backbone: nn.Module, width: int, projection_dim: int, hidden_dim: int,
                  options: Mapping[str, Any]) -> None:
@@ -41,9 +43,10 @@ class DINO(PretrainingMethod):
         check(0.0 <= options["center_momentum"] < 1.0, f"{option_name('center_momentum')} must be in [0, 1), got "
                                                        f"{options['center_momentum']}")
         self.head = DINOProjectionHead(width, hidden_dim, projection_dim, options["output_dim"],
-                                       freeze_last_layer=options["freeze_last_layer"])
+                                       batch_norm=options["batch_norm"], freeze_last_layer=options["freeze_last_layer"])
         self.teacher_backbone = copy.deepcopy(backbone)
-        self.teacher_head = DINOProjectionHead(width, hidden_dim, projection_dim, options["output_dim"])
+        self.teacher_head = DINOProjectionHead(width, hidden_dim, projection_dim, options["output_dim"],
+                                               batch_norm=options["batch_norm"])
         self.teacher_head.load_state_dict(self.head.state_dict())
         deactivate_requires_grad(self.teacher_backbone)
         deactivate_requires_grad(self.teacher_head)
@@ -76,4 +79,10 @@ class DINO(PretrainingMethod):
         return [{"params": [p for p in self.head.parameters() if p.requires_grad]}]
 
     def after_backward(self, progress: Progress) -> None:
-        self.head.cancel_last_layer_gradients(progress.epoch)
+        """The head's last layer learns nothing in the first ``freeze_last_layer`` epochs. Its gradients are zeroed,
+        not dropped as lightly's ``cancel_last_layer_gradients`` drops them: torch's fused SGD, which fit and pretrain
+        use when they can, failed at the first step after that (a momentum buffer it never made)."""
+        if progress.epoch < self.options["freeze_last_layer"]:
+            for parameter in self.head.last_layer.parameters():
+                if parameter.grad is not None:
+                    parameter.grad.zero_()
