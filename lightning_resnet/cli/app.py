@@ -9,11 +9,13 @@ commands of their own (see :func:`lightning_resnet.cli.main`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,6 +30,7 @@ from ..errors import UserError, exit_with
 from ..hints import python_command, shown, tensorboard_command
 from ..inference.calibration import Calibration
 from ..models import is_weights_name, resolve
+from ..models.weights import recorded_normalization
 from ..reports import EvaluationReport, PredictionWriter, TrainingReport
 from ..reports.training_report import TRAINING_CURVES
 from ..tasks import MONITOR
@@ -67,6 +70,26 @@ ALWAYS_PRESENT = {
 LEFT_OUT = {"inspect": {"predictions"}}
 """Callbacks a subcommand runs no loop for and whose key it uses itself: ``inspect --predictions`` names a
 cross-validation's folder."""
+
+
+NO_LOOP = ("summary", "inspect", "convert")
+"""The subcommands that train and evaluate nothing: Lightning's start-up lines (the seed, the accelerators) would only
+stand before what they print."""
+
+
+@contextlib.contextmanager
+def lightnings_start_up_unsaid() -> Iterator[None]:
+    """Lightning's notes on the seed and the accelerators unprinted (its warnings still are), for a command that runs
+    no loop, or that reads the options of the fits it starts (``sweep``, ``cross_validate``) and may refuse them."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class ResNetArgumentParser(LightningArgumentParser):
@@ -116,7 +139,9 @@ class ResNetCLI(LightningCLI):
         given = [] if isinstance(args, dict) else list(sys.argv[1:] if args is None else args)
         self._requested = given[0] if given and given[0] in self.ALL_SUBCOMMANDS else None
         self._listing_only = given in (["-h"], ["--help"])
-        super().__init__(args=args, **options)
+        runs_a_loop = options.get("run", True) and self._requested not in NO_LOOP
+        with contextlib.nullcontext() if runs_a_loop else lightnings_start_up_unsaid():
+            super().__init__(args=args, **options)
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         parser = super().init_parser(**kwargs)
@@ -354,7 +379,11 @@ def input_channels(backbone_options: dict | None) -> int:
 
 
 def weights_normalization(pretrained: str | None, backbone: str, backbone_options: dict | None) -> list | None:
-    """``[mean, std]`` of weights named in ``model.pretrained`` (read from the library, no download), else None."""
+    """``[mean, std]`` of the weights ``model.pretrained`` names (read from the library, no download) or of a
+    ``.safetensors`` file that records it (``pretrain``'s), else None."""
+    recorded = recorded_normalization(pretrained) if pretrained else None
+    if recorded is not None:
+        return [recorded[0], recorded[1]]
     if not is_weights_name(pretrained):
         return None
     try:

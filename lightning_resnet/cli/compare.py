@@ -1,18 +1,19 @@
 """``compare``: runs side by side, from what they already wrote: each run's ``config.yaml`` and the validation
 scores its best checkpoint carries (those of the epoch ``ModelCheckpoint`` chose it at).
 
-``python -m lightning_resnet compare logs/demo`` lists every run under the folders given (plain
-runs, cross-validation folds) as one row each, sorted by ``--metric`` at the run's best epoch, with
-only the config keys that differ between the runs; runs whose configs differ by
-``seed_everything`` alone are one row with the mean ± standard deviation and their count. The
-table is also written to ``compare.csv`` in the first folder. ``compare RUN_A RUN_B`` (two run
-folders) prints what differs between them: config keys and scores.
+``python -m lightning_resnet compare logs/demo`` lists every run under the folders given (plain runs,
+cross-validation folds) as one row each, sorted by ``--metric`` at the run's best epoch, with only the config keys
+that differ between the runs; runs whose configs differ by ``seed_everything`` alone are one row with the mean ±
+standard deviation and their count. The table is also written to ``compare.csv`` in the folder the folders given
+share (``--output`` chooses another file). ``compare RUN_A RUN_B`` (two run folders) prints what differs between
+them: config keys and scores.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ def parse(args: list[str]) -> Namespace:
     parser = CommandParser(COMMAND)
     parser.add_argument("folders", type=Path, nargs="+", help="experiment, run or cross-validation folders")
     add_objective_options(parser, "the score to sort by")
+    parser.add_argument("--output", type=Path | None, default=None,
+                        help=f"the table's CSV file (default: {COMPARE_CSV} in the folder the folders given share)")
     return parser.parse_args(args)
 
 
@@ -174,7 +177,9 @@ def compare(args: list[str]) -> str:
     else:
         runs = [read_run(folder) for folder in find_runs(options.folders)]
         table = rows(runs, options.metric, differing_keys(runs), options.direction == "maximize")
-        output = options.folders[0] / COMPARE_CSV
+        output = options.output or Path(os.path.commonpath([folder.resolve() for folder in options.folders])) / \
+            COMPARE_CSV
+        output.parent.mkdir(parents=True, exist_ok=True)
         write_csv(output, table)
         printed = f"{format_table(table, options.metric)}\nwritten to {output}"
     print(printed)

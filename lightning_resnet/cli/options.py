@@ -13,9 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from ..errors import UserError, check, exit_with
+from ..hints import shown
 from ..tasks import MONITOR
 from ..tasks.metrics import MONITOR_MODE
 from .parser_errors import one_line
@@ -96,6 +98,24 @@ def unlabelled_checkpoint(options: Namespace) -> Path:
     check(options.batch_size >= 1, f"--batch_size must be at least 1, got {options.batch_size}")
     check(options.num_workers >= 0, f"--num_workers must be 0 or more, got {options.num_workers}")
     return named_checkpoint_of(options)
+
+
+def replacing(output: Path, option: str = "--output") -> None:
+    """Before a CSV a run may read (``pseudo_labels.csv``) is written again: one line when the config of a run under
+    ``logs/`` names it as its ``data.extra_labels`` (a resume of that run would train on other images), else a line
+    that it is replaced."""
+    if not output.exists():
+        return
+    for config in sorted(Path("logs").glob("**/config.yaml")):
+        try:
+            named = yaml.safe_load(config.read_text()).get("data", {}).get("extra_labels")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if named and Path(named).expanduser().resolve() == output.resolve():
+            elsewhere = output.with_name(output.stem + "_2" + output.suffix)
+            raise UserError(f"{option} {output} is the data.extra_labels of {config.parent}, which a resume of that "
+                            f"run reads: write elsewhere ({option} {elsewhere})")
+    print(f"replacing {shown(output)}")
 
 
 def add_threshold_option(parser: ArgumentParser, default: str) -> None:

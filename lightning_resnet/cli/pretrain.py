@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from ..data.unlabelled import UnlabelledImages
 from ..errors import UserError
 from ..hints import python_command, shown, tensorboard_command
+from ..models.weights import NORMALIZATION_METADATA
 from ..training.checkpoints import InterruptCheckpoint, RandomState
 from ..training.divergence import DivergenceGuard
 from ..training.pretraining import SelfSupervised
@@ -30,6 +31,8 @@ from .checkpoint_options import named_checkpoint, newest_run
 from .commands import BY_NAME
 
 SUMMARY = BY_NAME["pretrain"].summary
+FEW_STEPS = 100
+"""Fewer optimizer steps than this leave the weights close to their start: ``pretrain`` says so."""
 BACKBONE_WEIGHTS = "backbone.safetensors"
 """The pretrained backbone's weights, without a classifier, in the run folder."""
 
@@ -105,11 +108,19 @@ class PretrainCLI(LightningCLI):
         from safetensors.torch import save_file
 
         weights = folder / BACKBONE_WEIGHTS
-        save_file(self.model.backbone_weights(), str(weights))
+        normalization = self.datamodule.normalization
+        save_file(self.model.backbone_weights(), str(weights), metadata={NORMALIZATION_METADATA: json.dumps(
+            {"mean": list(normalization.mean), "std": list(normalization.std)})})
         hparams = self.model.hparams
-        options = ["--model.backbone", hparams.backbone, "--model.pretrained", shown(weights)]
+        # data.normalize null: the mean and std the weights file records, which fit reads from it
+        options = ["--model.backbone", hparams.backbone, "--model.pretrained", shown(weights), "--data.normalize",
+                   "null"]
         if hparams.backbone_options:
             options += ["--model.backbone_options", shlex.quote(json.dumps(dict(hparams.backbone_options)))]
+        if trainer.global_step < FEW_STEPS:
+            print(f"warning: pretrain took {trainer.global_step} optimizer steps ({len(self.datamodule.train_set)} "
+                  f"images, {trainer.current_epoch} epochs): weights so little trained are close to where they "
+                  "started; pretrain on more images, or for more epochs", file=sys.stderr, flush=True)
         print(f"run folder: {folder}\npretrained weights: {weights}\nfine-tune: "
               f"{python_command('fit', '--config', 'CONFIG', *options)}\n"
               f"TensorBoard: {tensorboard_command(folder.parent)}", flush=True)

@@ -22,7 +22,7 @@ from ..data.unlabelled import not_labelled
 from ..errors import check
 from ..hints import python_command, shown
 from ..runtimes import TorchPredictor, predict_images
-from .options import CommandParser, add_unlabelled_options, unlabelled_checkpoint
+from .options import CommandParser, add_unlabelled_options, replacing, unlabelled_checkpoint
 
 COMMAND = "pseudo_label"
 PSEUDO_LABELS_CSV = "pseudo_labels.csv"
@@ -63,6 +63,7 @@ def pseudo_label(args: list[str]) -> Path:
     said = bundle.decision.verdicts(seen.probabilities, seen.logits, bundle.classes, 1)
     sure = [(path, each) for path, each in zip(seen.keys, said) if each.sure(options.min_confidence)]
     output = options.output or checkpoint.parent.parent / PSEUDO_LABELS_CSV
+    replacing(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")

@@ -19,7 +19,7 @@ from ..hints import shown
 from ..inference.suggestions import suggest_images
 from ..reports import plots
 from ..runtimes import TorchPredictor, predict_images
-from .options import CommandParser, add_unlabelled_options, unlabelled_checkpoint
+from .options import CommandParser, add_unlabelled_options, replacing, unlabelled_checkpoint
 
 COMMAND = "suggest"
 TO_LABEL_CSV = "to_label.csv"
@@ -53,6 +53,7 @@ def suggest(args: list[str]) -> Path:
                            options.budget)
     answers = decision.task.answers(seen.probabilities, decision, bundle.classes)
     folder = options.output or checkpoint.parent.parent
+    replacing(folder / TO_LABEL_CSV)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / TO_LABEL_CSV, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -63,6 +64,7 @@ def suggest(args: list[str]) -> Path:
     titles = [f"{pick.rank}. {pick.why}\n{Path(seen.keys[pick.index]).name}" for pick in picks]
     plots.mistakes_figure(images, titles).savefig(folder / TO_LABEL_PNG, dpi=100, bbox_inches="tight")
     reasons = {why: sum(pick.why == why for pick in picks) for why in dict.fromkeys(pick.why for pick in picks)}
+    whole = f" (--budget {options.budget}: the folder holds no more)" if len(picks) < options.budget else ""
     print(f"wrote {shown(folder / TO_LABEL_CSV)} and {TO_LABEL_PNG}: {len(picks)} of {len(candidates)} unlabelled "
-          f"images to label next ({', '.join(f'{count} {why}' for why, count in reasons.items())})")
+          f"images to label next ({', '.join(f'{count} {why}' for why, count in reasons.items())}){whole}")
     return folder / TO_LABEL_CSV

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import random
+import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -113,7 +114,8 @@ def convert_folder(source: ImageSource, output: Path, max_side: int | None, num_
         with contextlib.redirect_stdout(io.StringIO()):
             optimize(fn=partial(encoded_sample, max_side=max_side), inputs=order, output_dir=str(output / part),
                      chunk_bytes=CHUNK_BYTES, num_workers=max(1, min(num_workers, len(order))), reorder_files=False,
-                     keep_data_ordered=True, mode="overwrite", start_method="fork")
+                     keep_data_ordered=True, mode="overwrite", start_method="fork",
+                     verbose=sys.stderr.isatty())  # its progress bar's cursor codes would fill a log file
     counts = {part: [sum(target == index for _, target in samples) for index in range(len(names))]
               for part, samples in parts.items()}
     manifest = {"format": FORMAT, "class_names": list(names), "class_counts": counts, "max_side": max_side,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -28,7 +29,7 @@ from .loaders import (
     processes_of,
     settings_for,
 )
-from .normalization import Normalization, Normalize, check_normalize, chosen_normalization
+from .normalization import Normalization, Normalize, check_normalize, chosen_normalization, unlike_the_weights
 from .sources import ImageSource, SamplerKind, SourceOptions, open_source
 from .transforms import AugmentPreset, Views
 
@@ -218,6 +219,9 @@ class ImageFolderDataModule(LightningDataModule):
             self.source.measured_normalization(self.views.evaluation, self.num_workers)
 
     def setup(self, stage: str) -> None:
+        unlike = unlike_the_weights(self.normalize, self.normalization, self.weights_normalization)
+        if stage == "fit" and unlike:
+            rank_zero_warn(unlike)
         if stage in ("fit", "validate"):
             self.train_set = self.source.training_set(self.views.training, self.views.augmentation,
                                                       self._loader_settings(), self._processes()[0])

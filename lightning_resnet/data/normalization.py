@@ -130,3 +130,18 @@ def cached_mean_std(samples: Sequence[Sample], view: Callable[[str], Tensor], nu
     mean, std = measure_mean_std(samples, view, num_workers)
     write_json_atomically(cache, {"mean": list(mean), "std": list(std)}, "the normalization statistics")
     return mean, std
+
+
+def unlike_the_weights(normalize: Normalize | dict[str, list[float]] | None, used: Normalization,
+                       weights: Normalization | None) -> str | None:
+    """What to say when images are normalized otherwise than the pretrained weights were trained on (``data.normalize``
+    given, and other numbers than theirs): the features they learned read other inputs. None when they agree."""
+    if normalize is None or weights is None or used == weights:
+        return None
+    return (f"data.normalize {normalize if not isinstance(normalize, dict) else 'given'} normalizes the images with "
+            f"{rounded(used)}; the pretrained weights (model.pretrained) were trained on images normalized with "
+            f"{rounded(weights)}: leave data.normalize out (null) to normalize as they were trained")
+
+
+def rounded(stats: Normalization) -> str:
+    return f"mean {[round(value, 3) for value in stats.mean]}, std {[round(value, 3) for value in stats.std]}"

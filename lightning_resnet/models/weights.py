@@ -63,6 +63,29 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     return strip_prefixes(state)
 
 
+NORMALIZATION_METADATA = "normalization"
+"""The metadata key of a ``.safetensors`` file of ``pretrain`` that records how its images were normalized."""
+
+
+def recorded_normalization(path: str | Path) -> tuple[list[float], list[float]] | None:
+    """The ``[mean, std]`` a ``.safetensors`` weights file records it was trained with (``pretrain`` writes it), or
+    None."""
+    path = Path(path).expanduser()
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            recorded = (weights.metadata() or {}).get(NORMALIZATION_METADATA)
+        stats = json.loads(recorded) if recorded else None
+        return (list(stats["mean"]), list(stats["std"])) if stats else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # said in one line when the model loads the weights
+
+
 def would_run_code(error: pickle.UnpicklingError) -> bool:
     """True when ``torch.load(weights_only=True)`` refused a file for the code it names, not for being corrupt."""
     return "global" in str(error)

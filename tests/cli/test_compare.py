@@ -53,6 +53,18 @@ def test_compare_of_two_runs_prints_their_differences(three_runs, capsys):
     assert f"val/acc: {scores[0]:.4g} -> {scores[2]:.4g} ({scores[2] - scores[0]:+.4f})" in printed
 
 
+def test_the_table_of_several_run_folders_is_written_where_they_meet_or_to_output(three_runs, workdir, capsys):
+    experiment, _ = three_runs
+    (experiment / "compare.csv").unlink(missing_ok=True)
+    runs = [str(experiment / f"version_{number}") for number in range(3)]
+    main(["compare", *runs])
+    assert f"written to {experiment / 'compare.csv'}" in capsys.readouterr().out
+    assert not any((experiment / f"version_{number}" / "compare.csv").exists() for number in range(3))
+    main(["compare", *runs, "--output", "tables/three.csv"])
+    with open(workdir / "tables/three.csv", newline="") as handle:
+        assert sum(int(row["runs"]) for row in csv.DictReader(handle)) == 3
+
+
 @pytest.mark.parametrize(("make", "words"), [
     (lambda root: root.mkdir(), ["holds no run"]),
     (lambda root: (root / "version_0" / "checkpoints").mkdir(parents=True) or

@@ -57,8 +57,8 @@ def test_a_failing_trial_is_recorded_with_its_reason_a_pruned_one_stops_early_an
     # seed 2 draws 1e12, 0.003, 1e-9: a failure, the complete trial the pruner compares with, one to prune
     args = sweep_args(workdir, space, "--trials", "3", "--pruner_startup_trials", "1", "--seed", "2")
     folder = main([*args, "--trainer.max_epochs", "4"])
-    rows = [row for row in read_trials(folder) if row["state"] != "surplus"]  # the ask past the total is listed too
-    assert len(rows) == 3 and any(row["state"] == "complete" for row in rows)
+    rows = read_trials(folder)
+    assert len(rows) == 3 and any(row["state"] == "complete" for row in rows)  # no trial asked for and not run
     failed = [row for row in rows if row["state"] == "fail"]
     assert failed and all(row["model.optimizer.init_args.lr"] == "1000000000000.0" for row in failed)
     assert all(row["reason"].startswith("error: ") and "loss" in row["reason"] for row in failed)
@@ -88,11 +88,11 @@ def test_a_sweep_stopped_by_sigterm_continues_to_the_total_and_its_best_config_r
     capsys.readouterr()
     assert main(args).resolve() == folder.resolve()
     rows = read_trials(folder)
-    counted = [row for row in rows if row["reason"] != "interrupted" and row["state"] != "surplus"]
+    assert "surplus" not in {row["state"] for row in rows}  # no trial asked for and not run
+    counted = [row for row in rows if row["reason"] != "interrupted"]
     assert len(counted) == 1 and {row["state"] for row in counted} == {"complete"}
     assert [row["reason"] for row in rows if row["trial"] == "0"] == ["interrupted"]  # kept, not counted
-    ran = [row for row in rows if row["state"] != "surplus"]
-    assert len({row["model.label_smoothing"] for row in ran}) == len(ran)  # the continued sweep draws anew
+    assert len({row["model.label_smoothing"] for row in rows}) == len(rows)  # the continued sweep draws anew
     assert {"model.optimizer.init_args.lr", "data.batch_size", "model.label_smoothing"} <= set(rows[0])
     best = max(counted, key=lambda row: float(row["value"]))
     printed = capsys.readouterr().out
@@ -173,15 +173,14 @@ def test_two_sweeps_on_one_postgresql_study_add_up_to_the_total_without_running_
     _, error = other.communicate(timeout=600)
     assert other.returncode == 0, error[-3000:]
     trials = optuna.load_study(study_name="shared", storage=postgres).get_trials()
-    counted = [trial for trial in trials if not trial.user_attrs.get("surplus")]
-    assert len(counted) == 2 and all(trial.state.name == "COMPLETE" for trial in counted)
-    assert sorted(trial.number for trial in counted) == list(range(2))
+    assert len(trials) == 2 and all(trial.state.name == "COMPLETE" for trial in trials)  # none asked for, not run
+    assert sorted(trial.number for trial in trials) == list(range(2))
     runs = sorted(workdir.glob("logs/pg*/sweep_shared/trial_*/split.csv"))
     assert sorted(path.parent.name for path in runs) == [f"trial_{number}" for number in range(2)]  # each ran once
     converted_split = (workdir / "converted/split.csv").read_text()
     assert all(path.read_text() == converted_split for path in runs)
     for name in ("pg1", "pg2"):  # each machine lists every trial, wherever it ran (the other may still be running)
-        rows = [row for row in read_trials(workdir / "logs" / name / "sweep_shared") if row["state"] != "surplus"]
+        rows = read_trials(workdir / "logs" / name / "sweep_shared")
         assert sorted(Path(row["folder"]) for row in rows) == sorted(path.parent.resolve() for path in runs)
         assert all(row["machine"] == socket.gethostname() for row in rows)
         assert (workdir / "logs" / name / "sweep_shared" / "best.yaml").is_file()

@@ -46,6 +46,14 @@ def test_pseudo_labels_are_the_confident_predictions_and_join_the_training_part_
     assert not any("unlabelled" in row["path"] for row in rows if row["split"] != PSEUDO)  # never val or test
     assert len(run.datamodule.train_set) == sum(row["split"] == "train" for row in rows) + len(pseudo)
 
+    # the file that run trained on is not written over: a resume of it would read other labels
+    written = output.read_text()
+    with pytest.raises(SystemExit) as exit_code:
+        main(["pseudo_label", "--ckpt_path", str(best), "--data.predict_dir", "unlabelled", "--min_confidence", "0.9"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_code.value.code == 2 and len(lines) == 1 and "data.extra_labels of logs/tiny/version_1" in lines[0]
+    assert output.read_text() == written
+
 
 @pytest.mark.parametrize(("command", "extra", "words"), [
     ("suggest", ["--budget", "0"], ["--budget", "at least 1", "got 0"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -153,9 +154,12 @@ def test_summary_subcommand_prints_the_stage_table(workdir, capsys):
     assert "2048x7x7" in printed and "25.56 M parameters, 4.09 GMACs" in printed
 
 
-def test_summary_follows_the_config(workdir, capsys):
+def test_summary_follows_the_config(workdir, capsys, caplog):
+    caplog.set_level(logging.INFO)
     main(tiny_args(workdir / "images", "--model.freeze_backbone", "true", subcommand="summary"))
     printed = capsys.readouterr().out
+    said = [record.getMessage() for record in caplog.records]
+    assert not any("Seed set" in line or "GPU available" in line for line in said), said  # no loop runs
     assert "resnet18 at 16 px, 3 classes" in printed and "128x2x2" in printed  # tiny_args: channels up to 128
     head = next(line for line in printed.splitlines() if line.startswith("head"))
     assert head.split()[2] == f"{128 * 3 + 3:,}" and head.split()[3] == "0"

@@ -11,11 +11,14 @@ import torch
 from lightning.pytorch import Callback
 from safetensors.torch import load_file
 
+from lightning_resnet.bundle import read_bundle
 from lightning_resnet.cli import main
+from lightning_resnet.data.normalization import Normalization
 
 from ..conftest import QUARTER_WIDTH, cli_error, make_image_folder, tiny_args
 from .interrupters import STEP, final_state, run_until_interrupted
 
+HALVES = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
 NARROW = ["--model.backbone_options", json.dumps(QUARTER_WIDTH)]
 EVERY_PARAMETER_LEARNS = "--trainer.callbacks+=tests.training.test_pretraining.EveryParameterLearns"
 
@@ -52,9 +55,11 @@ def unlabelled(tmp_path_factory):
 
 def test_pretrained_weights_load_strictly_into_fit_and_change_its_result(unlabelled, workdir, capsys):
     run = main(pretrain_args(unlabelled / "flat", "--data.knn_dir", str(unlabelled / "labelled"),
-                             "--trainer.max_epochs", "1", EVERY_PARAMETER_LEARNS))
+                             "--trainer.max_epochs", "1", "--data.normalize", json.dumps(HALVES),
+                             EVERY_PARAMETER_LEARNS))
     assert 0.0 <= float(run.trainer.callback_metrics["val/knn_acc"]) <= 1.0  # the k-NN score of every epoch
-    printed = capsys.readouterr().out
+    printed, said = capsys.readouterr()
+    assert "pretrain took 6 optimizer steps" in said  # 24 images in batches of 4: too few to have learnt much
     weights = workdir / "logs/pretrain/version_0/backbone.safetensors"
     assert f"pretrained weights: {weights.relative_to(workdir)}" in printed and "--model.pretrained" in printed
     backbone = load_file(str(weights))
@@ -71,6 +76,14 @@ def test_pretrained_weights_load_strictly_into_fit_and_change_its_result(unlabel
     assert not torch.equal(from_scratch["model.layer1.0.conv1.weight"], backbone["layer1.0.conv1.weight"])
     assert (float(pretrained.trainer.callback_metrics["val/loss"])
             != float(scratch.trainer.callback_metrics["val/loss"]))
+    # fit normalizes as the weights were trained (the file records it), and its checkpoint says so
+    assert pretrained.datamodule.normalization == Normalization(tuple(HALVES["mean"]), tuple(HALVES["std"]))
+    recorded = read_bundle(pretrained.trainer.checkpoint_callback.best_model_path).preprocessing.normalization
+    assert recorded.mean == tuple(HALVES["mean"])
+    # ... and says so when told to normalize otherwise
+    with pytest.warns(UserWarning, match=r"were trained on images normalized with mean \[0.5, 0.5, 0.5\]"):
+        main(tiny_args(workdir / "images", *frozen, "--model.pretrained", str(weights), "--data.normalize",
+                       "imagenet", "--trainer.logger.init_args.name", "imagenet"))
 
 
 def test_byol_pretraining_resumes_exactly_after_an_interrupt_mid_epoch(unlabelled, tmp_path, monkeypatch):

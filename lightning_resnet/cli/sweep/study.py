@@ -8,6 +8,8 @@ machine it ran on), so that a study shared by several machines reports every tri
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,32 @@ WHERE_IT_RUNS = ("trainer.logger", "trainer.accelerator", "trainer.devices", "tr
 """Options that say where and how visibly a trial runs, not what it trains: they may differ between the processes
 and machines of one study."""
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
+
+
+@contextlib.contextmanager
+def one_asker_at_a_time(storage: str, study: str) -> Iterator[None]:
+    """While this process counts the study's trials and asks for one, no other process of the study does, so that
+    together they ask for exactly ``--trials``: a file lock beside a journal file, an advisory lock of a PostgreSQL
+    database. Another database has none: two processes counting at the same moment may then ask for one trial more
+    than the total, which is told as failed and marked ``surplus``."""
+    if "://" not in storage:
+        from filelock import FileLock
+
+        with FileLock(f"{storage}.lock"):
+            yield
+        return
+    if not storage.startswith(("postgresql", "postgres")):
+        yield
+        return
+    import psycopg
+
+    key = int.from_bytes(hashlib.blake2b(study.encode(), digest_size=8).digest(), "big", signed=True)
+    with psycopg.connect(re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", storage), autocommit=True) as database:
+        database.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            database.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 class Stopped(KeyboardInterrupt):
@@ -146,19 +175,24 @@ class Study:
         raise UserError(f"--study {name} was started with {what} {json.dumps(started)}, here {json.dumps(now)}: "
                         f"continue it with the options it was started with, or start a new study (--study {name}_2)")
 
-    def counted_before(self, number: int) -> int:
-        """Trials numbered below ``number`` that count towards the total (finished, failed, or running)."""
+    def counted(self, below: int | None = None) -> int:
+        """The trials (numbered below ``below``) that count towards the total: finished, failed, or running."""
         return sum(1 for trial in self.study.get_trials(deepcopy=False)
-                   if trial.number < number and not trial.user_attrs.get(SURPLUS)
+                   if (below is None or trial.number < below) and not trial.user_attrs.get(SURPLUS)
                    and not trial.user_attrs.get(INTERRUPTED))
 
     def run(self) -> None:
-        """Ask, run and tell until the study holds ``--trials`` trials (other processes' included)."""
+        """Count, then ask, run and tell, until the study holds ``--trials`` trials (other processes' included): a
+        trial is asked for only when one is missing, so that none is asked for and not run (as Optuna's own
+        ``optimize(n_trials=...)`` never asks for one more than its total)."""
         from optuna.trial import TrialState
 
         while True:
-            trial = self.study.ask(self.space)
-            if self.counted_before(trial.number) >= self.options.trials:
+            with one_asker_at_a_time(self.storage, self.study_name):
+                if self.counted() >= self.options.trials:
+                    return
+                trial = self.study.ask(self.space)
+            if self.counted(below=trial.number) >= self.options.trials:  # a database no lock covers: two at once
                 trial.set_user_attr(SURPLUS, True)
                 self.study.tell(trial, state=TrialState.FAIL)
                 return
