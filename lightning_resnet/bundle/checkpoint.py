@@ -70,7 +70,7 @@ def bundle_of_checkpoint(checkpoint: Mapping[str, Any], path: Path, option: str 
     state = checkpoint.get("state_dict") or {}
     weights = strip_prefixes({key[len(NETWORK_PREFIX):]: value for key, value in state.items()
                               if key.startswith(NETWORK_PREFIX)})
-    if "method" in model and "backbone" in model:
+    if of_pretraining(checkpoint):
         raise UserError(f"{option} {path} is a checkpoint of pretrain (a backbone taught without labels, no "
                         "classifier); this needs a checkpoint of fit: fine-tune one from it with fit "
                         "--model.pretrained <its run folder>/backbone.safetensors")
@@ -80,6 +80,12 @@ def bundle_of_checkpoint(checkpoint: Mapping[str, Any], path: Path, option: str 
     if "architecture" in checkpoint.get(BUNDLE_KEY, {}):
         return ModelBundle.from_dict(checkpoint[BUNDLE_KEY], weights, path)
     return _written_before_the_bundle(checkpoint, model, weights, path, option)
+
+
+def of_pretraining(checkpoint: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint is one ``pretrain`` wrote (a backbone and its self-supervised method, no classifier)."""
+    model = checkpoint.get("hyper_parameters") or {}
+    return "method" in model and "backbone" in model
 
 
 def decision_in(checkpoint: Mapping[str, Any], num_classes: int) -> Decision:

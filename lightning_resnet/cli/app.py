@@ -42,7 +42,9 @@ from ..training.checkpoints import (
     RandomState,
     best_checkpoint,
 )
+from ..training.distillation import teacher_checkpoint
 from ..training.divergence import DivergenceGuard
+from ..training.epoch_line import EpochLine
 from ..training.module import ImageClassifier
 from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
@@ -63,6 +65,7 @@ ALWAYS_PRESENT = {
     "evaluation": EvaluationReport,
     "training_report": TrainingReport,
     "throughput": ThroughputDisplay,
+    "epoch_line": EpochLine,
     "calibration": Calibration,
     "rank_watch": RankWatch,
 }
@@ -75,6 +78,12 @@ cross-validation's folder."""
 NO_LOOP = ("summary", "inspect", "convert")
 """The subcommands that train and evaluate nothing: Lightning's start-up lines (the seed, the accelerators) would only
 stand before what they print."""
+
+
+def seed_line_unsaid() -> None:
+    """Lightning's "Seed set to 42" unprinted: config.yaml records seed_everything (and the data line the split's
+    seed), and the line would only stand before a refusal."""
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager
@@ -139,6 +148,7 @@ class ResNetCLI(LightningCLI):
         given = [] if isinstance(args, dict) else list(sys.argv[1:] if args is None else args)
         self._requested = given[0] if given and given[0] in self.ALL_SUBCOMMANDS else None
         self._listing_only = given in (["-h"], ["--help"])
+        seed_line_unsaid()
         runs_a_loop = options.get("run", True) and self._requested not in NO_LOOP
         with contextlib.nullcontext() if runs_a_loop else lightnings_start_up_unsaid():
             super().__init__(args=args, **options)
@@ -287,6 +297,8 @@ class ResNetCLI(LightningCLI):
         if not Path(path).is_file():
             raise UserError(f"--ckpt_path {path} does not exist: give best, last or a checkpoint file")
         given = trained_options.given_options(self.given_args)
+        if subcommand in trained_options.EVALUATING:
+            self._log_beside_the_run(Path(path), config.trainer.logger, given)
         overrides = trained_options.trained_settings(read_bundle(path), config.model, config.data, given,
                                                      subcommand)
         self.config = self.parser.parse_object({subcommand: overrides}, self.config)
@@ -312,6 +324,20 @@ class ResNetCLI(LightningCLI):
         config.ckpt_path = str(trained_options.named_checkpoint(name, experiment))
         return config.ckpt_path
 
+    @staticmethod
+    def _log_beside_the_run(checkpoint: Path, logger: Any, given: set[str]) -> None:
+        """An evaluation of a checkpoint of a run (``logs/<experiment>/version_N/checkpoints/...``) logs into a new
+        run folder of that experiment, as ``--ckpt_path best`` does, unless the logger was chosen."""
+        run = checkpoint.resolve().parent.parent
+        if (checkpoint.parent.name != "checkpoints" or not run.name.startswith("version_")
+                or not (logger and "TensorBoardLogger" in str(logger.class_path))
+                or given & {"trainer.logger", "trainer.logger.init_args.name", "trainer.logger.init_args.save_dir"}):
+            return
+        save_dir = run.parent.parent
+        logger.init_args.save_dir = str(save_dir.relative_to(Path.cwd()) if save_dir.is_relative_to(Path.cwd())
+                                        else save_dir)
+        logger.init_args.name = run.parent.name
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         keep_quiet_what_asks_nothing_of_the_user()
@@ -319,6 +345,11 @@ class ResNetCLI(LightningCLI):
             # a frozen backbone keeps its BatchNorm layers in eval mode on purpose
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
         trained_options.adopt_trained_classes(config)
+        teacher = (config.model.get("distillation") or {}).get("teacher")
+        if teacher and Path(teacher).expanduser().is_dir():
+            # the file, not the folder, goes into config.yaml: a newer run of the teacher must not change a resume
+            config.model.distillation.teacher = str(teacher_checkpoint(teacher))
+            print(f"model.distillation.teacher {teacher}: {config.model.distillation.teacher}")
         # summary needs a class count, which the data folder gives; without one the head of ImageNet's 1000
         if self.subcommand == "summary" and not config.data.get("class_names"):
             data_dir, named = config.data.data_dir, named_data_set(config.data.data_dir)
@@ -352,6 +383,8 @@ def keep_quiet_what_asks_nothing_of_the_user() -> None:
         ".*WeightAveraging doesn't support sharding.*",
         # epochs of few batches are logged at their end anyway (on_epoch metrics); the training curves read those
         ".*smaller than the logging interval.*",
+        # a resume (--ckpt_path last) continues in its own run's folder; a new run has a new version_N
+        ".*Checkpoint directory .* exists and is not empty.*",
         # a converted data set's training part: LitData's loader shares it out among the workers itself
         ".*IterableDataset.*has .__len__. defined.*",
     ]

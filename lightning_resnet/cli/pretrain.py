@@ -17,18 +17,26 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from ..bundle.checkpoint import of_pretraining, read_checkpoint
 from ..data.unlabelled import UnlabelledImages
 from ..errors import UserError
 from ..hints import python_command, shown, tensorboard_command
 from ..models.weights import NORMALIZATION_METADATA
 from ..training.checkpoints import InterruptCheckpoint, RandomState
 from ..training.divergence import DivergenceGuard
+from ..training.epoch_line import EpochLine
 from ..training.pretraining import SelfSupervised
 from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
-from .app import ResNetArgumentParser, keep_quiet_what_asks_nothing_of_the_user, retitle_the_methods_group
+from .app import (
+    ResNetArgumentParser,
+    keep_quiet_what_asks_nothing_of_the_user,
+    retitle_the_methods_group,
+    seed_line_unsaid,
+)
 from .checkpoint_options import named_checkpoint, newest_run
 from .commands import BY_NAME
+from .trainer import ChecksFirstTrainer
 
 SUMMARY = BY_NAME["pretrain"].summary
 FEW_STEPS = 100
@@ -43,6 +51,7 @@ ALWAYS_PRESENT = {
     "random_state": RandomState,
     "divergence_guard": DivergenceGuard,
     "rank_watch": RankWatch,
+    "epoch_line": EpochLine,
 }
 """The callbacks of every pretraining run (``fit``'s, less those of classification), each under its own key."""
 
@@ -74,9 +83,20 @@ class PretrainCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         keep_quiet_what_asks_nothing_of_the_user()
+        # without data.knn_dir there is nothing to validate on, which the k-NN score's absence says already
+        warnings.filterwarnings("ignore", message=r".*Total length of .* across ranks is zero.*")
+
+    def _parse_ckpt_path(self) -> None:
+        """Resolve ``--ckpt_path last``; refuse a checkpoint ``pretrain`` did not write, before Lightning reads its
+        options as this command's."""
         config = self.config.fit
         if config.ckpt_path in ("last", "best"):
             config.ckpt_path = self._last_checkpoint(config)
+        if config.ckpt_path and not of_pretraining(read_checkpoint(config.ckpt_path)):
+            raise UserError(f"--ckpt_path {config.ckpt_path} is not a checkpoint of pretrain (a classifier of fit?): "
+                            "pretrain resumes its own runs, --ckpt_path last or a pretrain run's "
+                            "checkpoints/last.ckpt")
+        super()._parse_ckpt_path()
 
     @staticmethod
     def _last_checkpoint(config: Any) -> str | None:
@@ -118,9 +138,10 @@ class PretrainCLI(LightningCLI):
         if hparams.backbone_options:
             options += ["--model.backbone_options", shlex.quote(json.dumps(dict(hparams.backbone_options)))]
         if trainer.global_step < FEW_STEPS:
+            epochs = f"{trainer.current_epoch} epoch{'s' if trainer.current_epoch != 1 else ''}"
             print(f"warning: pretrain took {trainer.global_step} optimizer steps ({len(self.datamodule.train_set)} "
-                  f"images, {trainer.current_epoch} epochs): weights so little trained are close to where they "
-                  "started; pretrain on more images, or for more epochs", file=sys.stderr, flush=True)
+                  f"images, {epochs}): weights so little trained are close to where they started; pretrain on more "
+                  "images, or for more epochs", file=sys.stderr, flush=True)
         print(f"run folder: {folder}\npretrained weights: {weights}\nfine-tune: "
               f"{python_command('fit', '--config', 'CONFIG', *options)}\n"
               f"TensorBoard: {tensorboard_command(folder.parent)}", flush=True)
@@ -131,7 +152,9 @@ def pretrain(args: list[str]) -> PretrainCLI:
     ``data.*`` of :class:`UnlabelledImages`)."""
     # the arguments are given, and sys.argv is the whole command line, which Lightning would warn about
     warnings.filterwarnings("ignore", message=r".*args parameter is intended to run from within Python.*")
-    return PretrainCLI(SelfSupervised, UnlabelledImages, args=["fit", *args], parser_class=ResNetArgumentParser,
+    seed_line_unsaid()
+    return PretrainCLI(SelfSupervised, UnlabelledImages, trainer_class=ChecksFirstTrainer, args=["fit", *args],
+                       parser_class=ResNetArgumentParser,
                        parser_kwargs={"prog": "python -m lightning_resnet pretrain", "description": SUMMARY,
                                       "fit": {"description": SUMMARY}}, seed_everything_default=42,
                        save_config_kwargs={"overwrite": True})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 
 from ..data import FolderSource, ImageFolderDataModule
 from ..data.convert import convert_folder
@@ -18,7 +19,51 @@ from ..training.module import ImageClassifier
 from ..training.run import run_dir
 
 
-class ResNetTrainer(Trainer):
+class ChecksFirstTrainer(Trainer):
+    """Lightning's Trainer, whose accelerator lines (``GPU available: ...``) wait until its loop starts: a refusal of
+    the data, the weights or an option is then said alone, and the lines stand where the run begins."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        held = _HeldLines()
+        logger = logging.getLogger(RANK_ZERO_LOGGER)
+        logger.addFilter(held)
+        try:
+            super().__init__(**kwargs)
+        finally:
+            logger.removeFilter(held)
+        self.callbacks.append(_SayHeldLines(held.records))
+
+
+RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+"""The logger of Lightning's ``rank_zero_info``, which says the accelerator lines."""
+
+
+class _HeldLines(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith(("GPU available:", "TPU available:")):
+            self.records.append(record)
+            return False
+        return True
+
+
+class _SayHeldLines(Callback):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        self.records = records
+
+    def say(self, *_: Any) -> None:
+        for record in self.records:
+            logging.getLogger(record.name).handle(record)
+        self.records.clear()
+
+    # each after the loop has read its data (fit: its sanity check, else the first epoch)
+    on_train_start = on_validation_start = on_test_start = on_predict_start = say
+
+
+class ResNetTrainer(ChecksFirstTrainer):
     """Lightning's Trainer, plus the ``summary``, ``inspect``, ``convert`` and ``lr_find`` subcommands.
 
     The ``limit_*_batches`` options are re-declared with ``int`` before ``float``: Lightning

@@ -16,9 +16,10 @@ import io
 import os
 import shutil
 import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
@@ -51,9 +52,17 @@ class NamedDataSet:
             from filelock import FileLock
 
             self.folder.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(self.folder.parent / ".writing.lock"):
-                if not self.folder.is_dir():
-                    self.write(self.folder)
+            lock = self.folder.parent / ".writing.lock"
+            try:
+                with FileLock(lock):
+                    if not self.folder.is_dir():
+                        self.write(self.folder)
+            except UserError:  # nothing written: no empty folder or lock file left in the cache
+                for empty in (self.folder.parent / "download", self.folder.parent):
+                    lock.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        empty.rmdir()
+                raise
         return self.folder
 
 
@@ -92,24 +101,47 @@ def official_files(class_name: str, download: Path, size: str = "") -> list[Offi
     return [(kind.url, download / kind.filename, kind.tgz_md5)]
 
 
-@contextlib.contextmanager
-def downloading(name: str, files: list[OfficialFile]) -> Iterator[None]:
-    """Turn a failed download into one line that says what to fetch and where to put it, and which file that is
-    there already is not the one expected."""
+def fetched(name: str, files: list[OfficialFile], parts: Callable[[bool], dict[str, Any]]) -> dict[str, Any]:
+    """The data set's parts as torchvision reads them (``parts(download)``), downloaded first if they are not there;
+    a failed download is one line that says what to fetch and where to put it, or which file there is not the one
+    expected. Offline, that line is the only one: the server is tried before the download is announced."""
+    with contextlib.suppress(*DOWNLOAD_FAILURES):
+        return parts(False)  # there already: extracted, or placed by hand
+    missing = [url for url, path, _ in files if not path.exists()]
+    unreachable = unreachable_host(missing[0]) if missing else None
+    if unreachable:
+        raise cannot_download(name, files, f"could not download it ({unreachable}): ")
     rank_zero_info(f"data: downloading the {name} data set into {files[0][1].parent} (once)")
-    printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):  # torchvision prints each mirror it tries
-            yield
+        with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints each mirror it tries
+            return parts(True)
     except DOWNLOAD_FAILURES as error:
         from torchvision.datasets.utils import check_integrity
 
         placed = [path for _, path, md5 in files if path.exists() and not check_integrity(str(path), md5)]
         reason = (f"{', '.join(map(str, placed))} is there but is not the file torchvision expects (another checksum): "
                   "delete it, and " if placed else f"could not download it ({' '.join(str(error).split())}): ")
-        wanted = "; ".join(f"{url} as {path}" for url, path, _ in files)
-        raise UserError(f"data.data_dir {name}: {reason}on a machine with a network, download {wanted}, then run "
-                        "again (or give data.data_dir a folder of images)") from None
+        raise cannot_download(name, files, reason) from None
+
+
+def unreachable_host(url: str, timeout: float = 10.0) -> str | None:
+    """Why the server of ``url`` cannot be reached (no network, a refused connection), or None when it can."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+    except OSError as error:
+        return f"{parts.hostname}: {error.strerror or error}"
+    return None
+
+
+def cannot_download(name: str, files: list[OfficialFile], reason: str) -> UserError:
+    wanted = "; ".join(f"{url} as {path}" for url, path, _ in files)
+    return UserError(f"data.data_dir {name}: {reason}on a machine with a network, download {wanted}, then run "
+                     "again (or give data.data_dir a folder of images)")
 
 
 def wrote(name: str, counts: dict[str, int], images: Path) -> None:
@@ -124,9 +156,8 @@ def write_arrays(name: str, class_name: str) -> Callable[[Path], None]:
     def write(images: Path) -> None:
         download = images.parent / "download"
         kind = torchvision_class(class_name)
-        with downloading(name, official_files(class_name, download)):
-            parts = {part: kind(str(download), train=part == TRAIN_PART, download=True)
-                     for part in (TRAIN_PART, TEST_PART)}
+        parts = fetched(name, official_files(class_name, download), lambda fetch: {
+            part: kind(str(download), train=part == TRAIN_PART, download=fetch) for part in (TRAIN_PART, TEST_PART)})
         with written_into_place(images) as partial:
             for part, data in parts.items():
                 folders = [partial / part / class_folder(label) for label in data.classes]
@@ -148,8 +179,8 @@ def write_imagenette(name: str, size: str) -> Callable[[Path], None]:
         files = official_files("Imagenette", download, size)
         kind = torchvision_class("Imagenette")
         splits = {TRAIN_PART: "train", TEST_PART: "val"}
-        with downloading(name, files):
-            parts = {part: kind(str(download), split=split, size=size, download=True) for part, split in splits.items()}
+        parts = fetched(name, files, lambda fetch: {
+            part: kind(str(download), split=split, size=size, download=fetch) for part, split in splits.items()})
         extracted = download / Path(files[0][0]).stem  # where torchvision extracts the archive
         with written_into_place(images) as partial:
             for part, data in parts.items():

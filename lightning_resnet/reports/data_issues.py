@@ -114,6 +114,56 @@ LABEL_ISSUES = {SINGLE_LABEL.name: class_issues, MULTI_LABEL.name: label_set_iss
 """Each task's confident learning."""
 
 
+@dataclass(frozen=True)
+class FoldSkill:
+    """How well the fold models predict the images they did not train on, and what guessing would score."""
+
+    name: str
+    score: float
+    chance: float
+
+    @property
+    def weak(self) -> bool:
+        """Closer to guessing than to right: confident learning then flags the models' own mistakes."""
+        return self.score < (1 + self.chance) / 2
+
+
+def class_skill(oof: OutOfFold) -> FoldSkill:
+    """Out-of-fold accuracy, against always answering the largest class."""
+    rows = np.flatnonzero(oof.readable)
+    labels = oof.labels[rows]
+    accuracy = float(np.mean(oof.probabilities[rows].argmax(axis=1) == labels))
+    return FoldSkill("accuracy", accuracy, float(np.bincount(labels).max() / len(labels)))
+
+
+def label_set_skill(oof: OutOfFold) -> FoldSkill:
+    """Out-of-fold mAP (the mean of the labels' average precisions), against ranking the images at random (each
+    label's average precision is then its share of the images)."""
+    from sklearn.metrics import average_precision_score
+
+    rows = np.flatnonzero(oof.readable)
+    given = np.zeros((len(rows), len(oof.class_names)))
+    for position, row in enumerate(rows):
+        given[position, list(oof.label_sets[row])] = 1
+    present = given.any(axis=0)
+    score = average_precision_score(given[:, present], oof.probabilities[rows][:, present], average="macro")
+    return FoldSkill("mAP", float(score), float(given[:, present].mean()))
+
+
+FOLD_SKILL = {SINGLE_LABEL.name: class_skill, MULTI_LABEL.name: label_set_skill}
+"""Each task's out-of-fold score and its chance level."""
+
+
+def caution(oof: OutOfFold) -> str | None:
+    """What to say before the suspected label errors when the fold models are closer to guessing than to right."""
+    skill = FOLD_SKILL[oof.task.name](oof)
+    if not skill.weak:
+        return None
+    return (f"caution: the fold models score {skill.name} {skill.score:.2f} out of fold (guessing: "
+            f"{skill.chance:.2f}), so most suspected label errors below are their own mistakes; cross-validate "
+            "longer or with pretrained weights before relabelling")
+
+
 def outlier_scores(oof: OutOfFold) -> list[tuple[int, float, float]]:
     """Each readable image scored by the fold that validated it: (row, score, that fold's cutoff); lower scores are
     farther from the images the fold's model trained on."""

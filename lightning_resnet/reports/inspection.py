@@ -36,6 +36,7 @@ from .data_issues import (
     OUTLIERS_PNG,
     LabelIssue,
     Outlier,
+    caution,
     feature_duplicates,
     label_issues,
     label_issues_figure,
@@ -205,7 +206,9 @@ def data_issue_lines(oof: OutOfFold, files: Sequence[Sample], groups: Sequence[D
     hash_group_of = {member: number for number, group in enumerate(groups) for member in group.members}
     unseen = [group for group in feature_groups if len({hash_group_of.get(i, -1 - i) for i in group}) > 1]
     share = len(suspected) / max(1, int(oof.readable.sum()))
+    said = caution(oof)
     return [
+        *([said] if said else []),
         f"label errors: {len(suspected)} suspected of {int(oof.readable.sum())} images ({share:.1%}; cleanlab's "
         f"confident learning over {oof.num_folds}-fold out-of-fold probabilities): {folder / LABEL_ISSUES_CSV}, "
         f"{folder / LABEL_ISSUES_PNG}",

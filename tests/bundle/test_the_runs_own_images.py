@@ -38,9 +38,10 @@ def test_int8_suggest_and_pseudo_label_use_the_parts_the_runs_split_csv_lists(wo
     assert {split for _, split, _ in listed} == {"train", "val", "test", "excluded"}
     assert set(read_bundle(best).labelled_source().split_rows()) == listed
 
-    main(["export", "--ckpt_path", str(best), "--quantize", "int8", "--calibration_images", "8",
+    main(["export", "--ckpt_path", str(best), "--quantize", "int8", "--calibration_images", "1000",
           "--keep_accuracy_drop", "true"])
     measured = description_of(best.with_suffix(".int8.onnx"))["export"]["quantization"]
+    assert measured["calibration_images"] == sum(split == "train" for _, split, _ in listed)  # all there were
     assert measured["validation_images"] == sum(split == "val" for _, split, _ in listed)
     assert measured["float_accuracy"] == pytest.approx(torch.load(best, weights_only=True)["epoch_metrics"]["val/acc"],
                                                        abs=1e-4)  # fit's own validation accuracy, on the same images

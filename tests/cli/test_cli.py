@@ -174,12 +174,18 @@ class RecordLearningRates(Callback):
         RecordLearningRates.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
 
 
-def test_resuming_with_more_epochs_continues_the_cosine_decay(workdir, capsys):
+def test_resuming_with_more_epochs_continues_the_cosine_decay(workdir, capsys, recwarn):
     args = tiny_args(workdir / "images", "--model.lr_scheduler", "cosine",
                      "--trainer.callbacks+=tests.cli.test_cli.RecordLearningRates")
     main([*args, "--trainer.max_epochs", "2"])
     RecordLearningRates.rates = []
+    capsys.readouterr()
     main([*args, "--trainer.max_epochs", "4", "--ckpt_path", "last"])
+    # without a progress bar on a terminal, a line per epoch, said as it ends
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" (")[0] for line in said] == ["epoch 3/4", "epoch 4/4"], said
+    assert all("train/loss" in line and "val/acc" in line for line in said)
+    assert not [str(warning.message) for warning in recwarn if "exists and is not empty" in str(warning.message)]
     rates = RecordLearningRates.rates
     assert len(rates) == 2 * 3 and all(later < earlier for earlier, later in zip(rates, rates[1:]))
     assert rates[-1] < 0.05 * rates[0]  # close to zero at the new end, not climbing back up

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -158,7 +159,8 @@ def error_lines(stderr: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("case", "words"), [(case, words) for case, _, words in CASES], ids=[c[0] for c in CASES])
-def test_a_user_error_is_one_line_naming_the_option(folder, monkeypatch, capsys, case, words):
+def test_a_user_error_is_one_line_naming_the_option(folder, monkeypatch, capsys, caplog, case, words):
+    caplog.set_level(logging.INFO)
     monkeypatch.chdir(folder)
     monkeypatch.setenv("XDG_CACHE_HOME", str(folder / "cache"))
     with pytest.raises(SystemExit) as exit_code:
@@ -169,3 +171,6 @@ def test_a_user_error_is_one_line_naming_the_option(folder, monkeypatch, capsys,
     assert "Traceback" not in stderr
     assert len(errors) == 1 and errors[0] in stderr.strip().splitlines()[-2:]
     assert all(word in errors[0] for word in words) and "[Errno" not in errors[0], errors[0]
+    start_up = [record.getMessage() for record in caplog.records
+                if record.getMessage().startswith(("Seed set", "GPU available", "TPU available"))]
+    assert not start_up, start_up  # the refusal alone: no seed or accelerator lines before it

@@ -4,6 +4,7 @@ files a download leaves in the cache, read as a pre-split folder; offline or unk
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -83,9 +84,10 @@ def test_imagenette_by_name_links_the_extracted_images_under_class_names():
     assert linked.stat().st_ino == (extracted / "val" / "n01440764" / "n01440764_0.JPEG").stat().st_ino
 
 
-def test_offline_the_download_is_one_line_naming_the_file_and_where_it_goes(monkeypatch, capsys, tmp_path):
+def test_offline_the_download_is_one_line_naming_the_file_and_where_it_goes(monkeypatch, capsys, caplog, tmp_path):
     from torchvision.datasets import CIFAR10
 
+    caplog.set_level(logging.INFO)
     monkeypatch.chdir(tmp_path)
     unreachable = f"http://127.0.0.1:{free_port()}/cifar-10-python.tar.gz"
     monkeypatch.setattr(CIFAR10, "url", unreachable)
@@ -94,8 +96,10 @@ def test_offline_the_download_is_one_line_naming_the_file_and_where_it_goes(monk
     archive = datasets_dir() / "cifar10" / "download" / "cifar-10-python.tar.gz"
     assert code == 2 and message.startswith("data.data_dir cifar10: could not download it (")
     assert f"download {unreachable} as {archive}, then run again" in message
-    assert not (datasets_dir() / "cifar10" / "images").exists()
+    assert not [record for record in caplog.records if "downloading" in record.getMessage()]  # the refusal alone
+    assert not (datasets_dir() / "cifar10").exists()  # no empty download folder, no lock file
 
+    archive.parent.mkdir(parents=True)
     archive.write_bytes(b"half of an archive")  # a download that stopped, or the wrong file put there by hand
     code, message = cli_error(capsys, ["fit", "--data.data_dir", "cifar10", "--trainer.max_epochs", "1"])
     message = message.removeprefix("error: ").strip()

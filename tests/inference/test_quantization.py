@@ -98,6 +98,10 @@ def test_an_int8_model_that_loses_more_than_allowed_is_refused_in_one_line_unles
         refuse_a_large_drop(lost_two_points, max_accuracy_drop=1.0, keep=False)
     assert str(refused.value).startswith("--max_accuracy_drop 1.0: the INT8 model loses 2.00 points on 200 "
                                          "validation images: float accuracy 0.9500, INT8 0.9300 (-2.00 points)")
+    assert "more --calibration_images may help" in str(refused.value)
+    with pytest.raises(UserError) as refused:  # every training image calibrated it already
+        refuse_a_large_drop(lost_two_points, max_accuracy_drop=1.0, keep=False, more_images=False)
+    assert "--calibration_images" not in str(refused.value)
     assert "nothing written" in str(refused.value) and "--keep_accuracy_drop true" in str(refused.value)
     refuse_a_large_drop(lost_two_points, max_accuracy_drop=1.0, keep=True)
     refuse_a_large_drop(lost_two_points, max_accuracy_drop=2.5, keep=False)

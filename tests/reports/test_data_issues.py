@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from lightning_resnet.cli import main
-from lightning_resnet.reports.data_issues import feature_duplicates, label_issues, outliers
+from lightning_resnet.reports.data_issues import caution, feature_duplicates, label_issues, outliers
 from lightning_resnet.reports.out_of_fold import OutOfFold, read_out_of_fold
 from lightning_resnet.tasks import MULTI_LABEL, SINGLE_LABEL
 
@@ -92,6 +92,7 @@ def test_cross_validate_then_inspect_predictions_lists_the_flipped_labels_and_th
     group_of = {(row["kind"], row["path"]): row["group"] for row in duplicates}
     assert group_of.get(("features", str(original))) == group_of.get(("features", str(copy))) is not None
 
+    assert not any(line.startswith("caution:") for line in printed.splitlines())  # the fold models learnt
     for kind in ("label errors:", "outliers:", "near-duplicates in feature space:"):
         assert sum(line.startswith(kind) for line in printed.splitlines()) == 1, printed
     assert (written / "label_issues.png").stat().st_size > 0 and (written / "outliers.png").stat().st_size > 0
@@ -152,3 +153,26 @@ def test_label_sets_that_the_out_of_fold_probabilities_contradict_are_flagged(tm
     issue = next(issue for issue in found if issue.path == "image_3.png")
     assert issue.label == " ".join("abcd"[i] for i in given[3]) and issue.suggested == oof.predictions[3]
     assert issue.p_label < 0.15 and issue.p_suggested > 0.85
+
+
+def test_fold_models_closer_to_guessing_than_to_right_come_with_a_caution(tmp_path):
+    """A near-chance cross-validation (every label right, the models barely better than guessing) flags about half
+    the images: the lines say whose mistakes those are."""
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1, 2, 3], 60)
+    probabilities = rng.dirichlet(np.ones(4), 240)
+    probabilities[np.arange(240), labels] += 0.15  # out-of-fold accuracy 0.41 on four classes
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    weak = OutOfFold(tmp_path, tuple("abcd"), tuple(f"image_{i}.png" for i in range(240)),
+                     tuple((int(label),) for label in labels), np.arange(240) % 3, probabilities, SINGLE_LABEL)
+    said = caution(weak)
+    assert said is not None and "accuracy 0.41" in said and "(guessing: 0.25)" in said, said
+    assert caution(synthetic_out_of_fold(tmp_path / "skilled", [np.zeros((60, 4))], np.repeat([0, 1, 2], 20))) is None
+
+    truth = [(i % 4,) for i in range(90)]
+    guesses = rng.uniform(0, 1, (90, 4))
+    sets = OutOfFold(tmp_path, tuple("abcd"), tuple(f"image_{i}.png" for i in range(90)), tuple(truth),
+                     np.arange(90) % 3, guesses, MULTI_LABEL, predictions=("a",) * 90)
+    assert "mAP" in caution(sets)
+    guesses[np.arange(90), [labels[0] for labels in truth]] = 1.0  # each image's label ranked first
+    assert caution(sets) is None

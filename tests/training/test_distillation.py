@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from lightning_resnet.cli import main
 from lightning_resnet.data import Normalization
@@ -52,8 +53,11 @@ def test_a_teacher_teaches_the_batch_the_student_reads_and_is_no_part_of_the_stu
     shutil.rmtree(teacher_run)
     best = next((workdir / "logs/student/version_0/checkpoints").glob("best-*.ckpt"))
     saved = torch.load(best, weights_only=True)
-    assert saved["hyper_parameters"]["distillation"] == {"teacher": str(teacher_run), "weight": 0.7,
+    # the teacher's checkpoint file, not its folder, is recorded: a newer run of the teacher changes no resume
+    assert saved["hyper_parameters"]["distillation"] == {"teacher": str(teacher.path), "weight": 0.7,
                                                          "temperature": 3.0}
+    recorded = yaml.safe_load((workdir / "logs/student/version_0/config.yaml").read_text())
+    assert recorded["model"]["distillation"]["teacher"] == str(teacher.path)
     assert not any("teacher" in key for key in saved["state_dict"])
     main(["validate", "--ckpt_path", str(best), "--trainer.enable_progress_bar", "false"])
     main(["export", "--ckpt_path", str(best)])

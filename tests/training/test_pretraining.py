@@ -125,6 +125,14 @@ def test_a_bad_pretraining_option_is_one_line(unlabelled, workdir, capsys, optio
     assert not (workdir / "logs").exists()  # refused before a run folder was made
 
 
+def test_a_checkpoint_of_fit_given_to_pretrain_is_one_line(unlabelled, trained, workdir, capsys):
+    fitted = trained / "checkpoints/last.ckpt"
+    code, error = cli_error(capsys, pretrain_args(unlabelled / "flat", "--ckpt_path", str(fitted)))
+    lines = error.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "is not a checkpoint of pretrain" in lines[0], error
+    assert not (workdir / "logs/pretrain").exists()
+
+
 class RecordViews(Callback):
     """The sizes of the views of the first training batch."""
 
