@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import shutil
@@ -172,6 +173,33 @@ def make_scene(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
     pixels = np.asarray(image, dtype=np.float64) + rng.normal(0, 6, (size[1], size[0], 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+DRAWINGS = ("circle", "square", "stripes", "triangle")
+
+
+def make_drawing(kind: str, rng: np.random.Generator, side: int = 96) -> Image.Image:
+    """A shape of :data:`DRAWINGS` in a random dark colour, place and size on a plain, lighter background: images a
+    perceptual hash finds alike whoever drew them (issue 51 found near-copy groups chained through them)."""
+    background = tuple(int(v) for v in rng.integers(180, 256, 3))
+    colour = tuple(int(v) for v in rng.integers(0, 150, 3))
+    image = Image.new("RGB", (side, side), background)
+    draw = ImageDraw.Draw(image)
+    size = int(rng.integers(side // 3, side * 2 // 3))
+    left, top = (int(v) for v in rng.integers(4, side - size - 4, 2))
+    if kind == "circle":
+        draw.ellipse((left, top, left + size, top + size), fill=colour)
+    elif kind == "square":
+        draw.rectangle((left, top, left + size, top + size), fill=colour)
+    elif kind == "stripes":
+        width = int(rng.integers(4, 10))
+        for x in range(int(rng.integers(0, width)), side, 2 * width):
+            draw.rectangle((x, 0, x + width - 1, side), fill=colour)
+    else:
+        turn, centre = rng.uniform(0, 2 * math.pi), (left + size / 2, top + size / 2)
+        draw.polygon([(centre[0] + size / 2 * math.cos(turn + k * 2 * math.pi / 3),
+                       centre[1] + size / 2 * math.sin(turn + k * 2 * math.pi / 3)) for k in range(3)], fill=colour)
+    return image
 
 
 def make_folder_with_copies(root: Path, classes: int = 3, per_class: int = 12) -> list[tuple[Path, Path]]:

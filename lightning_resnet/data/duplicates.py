@@ -1,12 +1,12 @@
 """Exact and near-duplicate images: groups that a split must keep together, and leaks between splits.
 
 Exact copies share the digest of their bytes. Near copies (the same photo re-encoded, resized or lightly
-cropped) have perceptual hashes (:func:`~.hashing.perceptual_hash`) at most :data:`NEAR_DISTANCE` bits apart.
-Small images (under :data:`SMALL_SIDE`: digits, letters, icons) are mostly strokes on a plain background, which
-hash alike whoever drew them: a pair with one is a near copy if its hashes are at most
-:data:`SMALL_NEAR_DISTANCE` bits apart and its gray thumbnails, decoded again for these candidates only, differ
-by at most :data:`THUMBNAIL_RMS` levels. Each threshold's measurement is in benchmarks/README.md ("Duplicate
-search thresholds").
+cropped) have perceptual hashes (:func:`~.hashing.perceptual_hash`) at most :data:`NEAR_DISTANCE` bits apart
+(:data:`SMALL_NEAR_DISTANCE` with an image under :data:`SMALL_SIDE`) and gray thumbnails, decoded again for these
+candidates only, at most :data:`THUMBNAIL_RMS` levels apart: drawings, digits and icons on a plain background hash
+alike whoever drew them. A group holds images that are each a near copy of every other (complete linkage): no
+image joins another through a third. Each threshold's measurement is in benchmarks/README.md ("Duplicate search
+thresholds"), the groups' precision on five kinds of images in docs/your-data.md.
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ from .image_records import ImageRecord
 NEAR_DISTANCE = 8
 """The most bits two perceptual hashes may differ by for their images to count as near copies."""
 SMALL_SIDE = 64
-"""A pair with an image smaller than this on a side is checked on thumbnails as well (the hash alone joins
-look-alike drawings); an image this small is quick to decode again."""
+"""A pair with an image smaller than this on a side may be :data:`SMALL_NEAR_DISTANCE` bits apart (a resized copy of a
+small image moves more bits)."""
 SMALL_NEAR_DISTANCE = 12
 """The most bits apart the hashes of a pair with a small image may be to be checked on thumbnails."""
 THUMBNAIL_RMS = 10.0
-"""The most two gray thumbnails (levels 0-255) may differ, root mean square, for a pair with a small image to count as
-near copies."""
+"""The most two gray thumbnails (levels 0-255) may differ, root mean square, for a pair to count as near copies."""
 MIN_SIDE = 12
 """Images smaller than this on a side get no near-copy search, which cannot tell their copies from look-alikes."""
 _THUMBNAIL_SIDES = ((21, 16), (18, 12), (MIN_SIDE, 8))
@@ -120,41 +119,71 @@ def _thumbnail_differences(records: Sequence[ImageRecord], first: np.ndarray, se
     return differences
 
 
-def duplicate_groups(records: Sequence[ImageRecord]) -> list[DuplicateGroup]:
-    """Groups of two or more files that are exact or near copies (chained: a ~ b and b ~ c group a, b, c).
+def near_pair_distances(records: Sequence[ImageRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of near copies ``(first, second, distance)``, the distance in [0, 1]: 0 for the same bytes, else
+    the larger of the hash distance and the thumbnails' difference, each as a share of its threshold.
 
-    The groups are the connected components of a graph whose edges join files with the same digest
-    and near pairs among files at least :data:`MIN_SIDE` pixels on each side; ordered by their smallest member.
-    A pair with an image under :data:`SMALL_SIDE` is checked on thumbnails, or, where a file cannot be
-    decoded again (or the record has no path), held to :data:`NEAR_DISTANCE` like the others.
+    A pair is near when its hashes are within :data:`NEAR_DISTANCE` bits (:data:`SMALL_NEAR_DISTANCE` with an
+    image under :data:`SMALL_SIDE`) and its gray thumbnails, decoded again for these candidates only, within
+    :data:`THUMBNAIL_RMS`: the hash alone joins look-alikes (drawn shapes on a plain background, digits), the pixels
+    tell them apart. A pair that cannot be decoded again (no path, a file gone) is held to :data:`NEAR_DISTANCE`.
     """
     first_with_digest: dict[str, int] = {}
-    edges = [np.array([(first_with_digest.setdefault(record.digest, index), index)
-                       for index, record in enumerate(records) if record.digest is not None],
-                      dtype=np.int64).reshape(-1, 2)]
+    exact = np.array([(first_with_digest.setdefault(record.digest, index), index)
+                      for index, record in enumerate(records) if record.digest is not None],
+                     dtype=np.int64).reshape(-1, 2)
+    exact = exact[exact[:, 0] != exact[:, 1]]
     comparable = np.array([index for index, record in enumerate(records) if in_near_search(record)], dtype=np.int64)
     hashes = np.array([records[index].phash for index in comparable], dtype=np.uint64)
     sides = np.array([min(records[index].width, records[index].height) for index in comparable], dtype=np.int64)
-    candidates = []
-    for rows, columns, distances in near_pairs(hashes, max(NEAR_DISTANCE, SMALL_NEAR_DISTANCE)):
-        small = np.minimum(sides[rows], sides[columns]) < SMALL_SIDE
-        near = ~small & (distances <= NEAR_DISTANCE)
-        edges.append(np.stack([comparable[rows[near]], comparable[columns[near]]], axis=1))
-        small &= distances <= SMALL_NEAR_DISTANCE
-        candidates.append((comparable[rows[small]], comparable[columns[small]], distances[small]))
-    if candidates:
-        first, second, distances = map(np.concatenate, zip(*candidates))
-        differences = _thumbnail_differences(records, first, second)
-        kept = np.where(np.isnan(differences), distances <= NEAR_DISTANCE, differences <= THUMBNAIL_RMS)
-        edges.append(np.stack([first[kept], second[kept]], axis=1))
-    sources, targets = np.concatenate(edges).T
-    graph = coo_array((np.ones(len(sources), dtype=np.int8), (sources, targets)), shape=(len(records), len(records)))
-    _, labels = connected_components(graph, directed=False)
+    found = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))]
+    for rows, columns, bits in near_pairs(hashes, max(NEAR_DISTANCE, SMALL_NEAR_DISTANCE)):
+        limit = np.where(np.minimum(sides[rows], sides[columns]) < SMALL_SIDE, SMALL_NEAR_DISTANCE, NEAR_DISTANCE)
+        keep = bits <= limit
+        found.append((comparable[rows[keep]], comparable[columns[keep]], bits[keep], limit[keep]))
+    first, second, bits, limit = map(np.concatenate, zip(*found))
+    differences = _thumbnail_differences(records, first, second)
+    undecoded = np.isnan(differences)
+    near = np.where(undecoded, bits <= NEAR_DISTANCE, differences <= THUMBNAIL_RMS)
+    distance = np.maximum(bits / np.maximum(limit, 1), np.where(undecoded, 0.0, differences / THUMBNAIL_RMS))
+    return (np.concatenate([exact[:, 0], first[near]]), np.concatenate([exact[:, 1], second[near]]),
+            np.concatenate([np.zeros(len(exact)), distance[near]]))
+
+
+def duplicate_groups(records: Sequence[ImageRecord]) -> list[DuplicateGroup]:
+    """Groups of two or more files that are exact or near copies of each other, every pair of a group a near pair
+    (:func:`near_pair_distances`): complete linkage (scipy's), so that no image joins another through a third
+    (a ~ b and b ~ c group a, b, c only if a ~ c too). Ordered by their smallest member, members ascending."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    first, second, distance = near_pair_distances(records)
+    graph = coo_array((np.ones(len(first), dtype=np.int8), (first, second)), shape=(len(records), len(records)))
+    _, component_of = connected_components(graph, directed=False)
     members: dict[int, list[int]] = {}
-    for index, label in enumerate(labels.tolist()):
-        members.setdefault(label, []).append(index)
-    groups = sorted(group for group in members.values() if len(group) > 1)
-    return [DuplicateGroup(tuple(group), exact=len({records[i].digest for i in group}) == 1) for group in groups]
+    for index, component in enumerate(component_of.tolist()):
+        members.setdefault(component, []).append(index)
+    pairs: dict[int, list[tuple[int, int, float]]] = {}
+    for a, b, d in zip(first.tolist(), second.tolist(), distance.tolist()):
+        pairs.setdefault(component_of[a], []).append((a, b, d))
+    groups = []
+    for component, edges in pairs.items():
+        candidates = members[component]
+        if len(candidates) == 2:
+            groups.append(candidates)
+            continue
+        at = {member: position for position, member in enumerate(candidates)}
+        apart = np.full((len(candidates), len(candidates)), 2.0)  # 2: no near pair (a near pair is at most 1 apart)
+        np.fill_diagonal(apart, 0.0)
+        for a, b, d in edges:
+            apart[at[a], at[b]] = apart[at[b], at[a]] = min(d, apart[at[a], at[b]])
+        labels = fcluster(linkage(squareform(apart, checks=False), method="complete"), t=1.0, criterion="distance")
+        for label in np.unique(labels):
+            group = [candidates[position] for position in np.flatnonzero(labels == label)]
+            if len(group) > 1:
+                groups.append(group)
+    return [DuplicateGroup(tuple(group), exact=len({records[i].digest for i in group}) == 1)
+            for group in sorted(groups)]
 
 
 def cached_duplicate_groups(records: Sequence[ImageRecord]) -> list[DuplicateGroup]:
@@ -163,8 +192,8 @@ def cached_duplicate_groups(records: Sequence[ImageRecord]) -> list[DuplicateGro
     The search compares every pair (seconds on 50,000 files: benchmarks/README.md), so a second start-up on the
     same files reads its result instead.
     """
-    digest = hashlib.sha1(f"{NEAR_DISTANCE}|{MIN_SIDE}|{SMALL_SIDE}|{SMALL_NEAR_DISTANCE}|{THUMBNAIL_RMS}|"
-                          f"{_THUMBNAIL_SIDES}".encode())
+    digest = hashlib.sha1(f"complete linkage|{NEAR_DISTANCE}|{MIN_SIDE}|{SMALL_SIDE}|{SMALL_NEAR_DISTANCE}|"
+                          f"{THUMBNAIL_RMS}|{_THUMBNAIL_SIDES}".encode())
     for record in records:
         digest.update(f"{record.digest}|{record.phash}|{record.width}|{record.height}\n".encode())
     cache = cache_dir() / f"duplicates-{digest.hexdigest()[:16]}.json"

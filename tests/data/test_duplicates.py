@@ -27,7 +27,7 @@ from lightning_resnet.data.duplicates import (
 from lightning_resnet.data.hashing import perceptual_hash
 from lightning_resnet.data.image_records import ImageRecord, cache_file, image_records
 from lightning_resnet.reports.inspection import inspect_folder
-from tests.conftest import datamodule, make_scene
+from tests.conftest import DRAWINGS, datamodule, make_drawing, make_scene
 
 BASE_HASH = 0xDCB26F8730588EC6
 _serial = itertools.count()
@@ -56,12 +56,20 @@ def test_near_copies_within_the_distance_are_grouped_and_not_exact():
     assert duplicate_groups([records[0], records[2]]) == []
 
 
-def test_near_copies_chain_into_one_group():
+def test_near_copies_do_not_chain_through_a_third_image():
+    """b is near a (4 bits) and near c (6 bits), a and c are 10 bits apart: b joins the closer, c stays alone (a
+    group chained a circle, a square and stripes, and 25 different triangles, on drawn shapes)."""
     a = BASE_HASH
-    b = flipped(a, range(0, 6))
-    c = flipped(b, range(10, 16))  # 12 bits from a: only b joins them
+    b = flipped(a, range(0, 4))
+    c = flipped(b, range(10, 16))
     records = [record(c), record(flipped(a, range(20, 52))), record(a), record(b)]
-    assert duplicate_groups(records) == [DuplicateGroup((0, 2, 3), exact=False)]
+    assert duplicate_groups(records) == [DuplicateGroup((2, 3), exact=False)]
+    # with a fourth, 3 bits from a: two pairs, each of images near each other, never c with a
+    hashes = [c, flipped(a, range(20, 52)), a, b, flipped(a, range(40, 43))]
+    groups = duplicate_groups([record(h) for h in hashes])
+    assert groups == [DuplicateGroup((0, 3), exact=False), DuplicateGroup((2, 4), exact=False)]
+    assert all(bit_distance(hashes[i], hashes[j]) <= NEAR_DISTANCE
+               for group in groups for i in group.members for j in group.members)
 
 
 def test_groups_are_ordered_by_their_smallest_member_with_members_ascending():
@@ -227,3 +235,21 @@ def test_inspect_says_how_many_images_are_too_small_for_the_near_search(tmp_path
         (image.resize((MIN_SIDE - 4, MIN_SIDE - 4)) if number < 6 else image).save(folder / f"{number:02d}.png")
     printed = inspect_folder(datamodule(root), tmp_path / "report")
     assert f"near-copy search: left out 6 image(s) under {MIN_SIDE} px a side" in printed
+
+
+def test_drawings_that_hash_alike_are_not_grouped_and_the_split_stays_stratified(tmp_path):
+    """Issue 51: 240 drawn shapes (60 of each of 4 classes), no copies among them; the hash alone chained a circle,
+    a square and stripes into one group and 25 triangles into another, and the stripes split 52/8."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "drawn"
+    for kind in DRAWINGS:
+        (root / kind).mkdir(parents=True)
+        for number in range(60):
+            make_drawing(kind, rng).save(root / kind / f"{number:03d}.png")
+    listing = list_folder(root)
+    index = split_folder(listing, SplitRule(val_fraction=0.2, seed=0), verify=True, find_duplicates=True)
+    classes = [Path(path).parent.name for path, _ in listing.files]
+    assert all(len(group.members) == 2 for group in index.groups)  # at most a pair of look-alikes
+    assert [group for group in index.groups if len({classes[i] for i in group.members}) > 1] == []
+    validated = [classes[i] for i in index.val]
+    assert all(validated.count(kind) == 12 for kind in DRAWINGS), {kind: validated.count(kind) for kind in DRAWINGS}
