@@ -11,8 +11,10 @@ import json
 import re
 import shlex
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import torch
 
 from lightning_resnet.cli import main
@@ -122,34 +124,26 @@ def run(args: list[str], output: Path | None) -> tuple[int, str]:
     return code, printed.getvalue()
 
 
-def test_every_command_of_every_page_runs_or_names_what_it_lacks(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "configs").symlink_to(ROOT / "configs")  # the pages' commands run from the checkout
-    place_tiny_cifar10(monkeypatch)  # docs/reproduce-the-paper.md's cifar10: 100 + 20 images in the cache
-    home = tmp_path / "home"
-    for seed, folder in enumerate(STAND_INS):
-        make_image_folder(Path(folder.replace("~", str(home))), classes=3, per_class=4, size=(16, 16), seed=seed)
-    photos = home / "photos"  # the labels file of docs/your-data.md: a generated folder's images, listed
-    make_image_folder(photos / "by_class", classes=3, per_class=4, size=(16, 16), seed=len(STAND_INS))
-    (photos / "labels.csv").write_text("path,labels\n" + "".join(
-        f"{image.relative_to(photos)},{image.parent.name}\n" for image in sorted((photos / "by_class").rglob("*.*"))))
-    make_label_sets(home / "tags", count=24)  # docs/several-labels.md's labels file
-    write_digit_sets(tmp_path / "data" / "digit_sets", count=120)  # its demo, smaller (the first use writes 2,000)
-    write_digits(tmp_path / "data" / "digits")  # the demo's digits, 30 of each class: suggest, inspect and the
-    for digit in (tmp_path / "data" / "digits").iterdir():  # start-up check read every labelled image
-        for image in sorted(digit.iterdir())[DIGITS_PER_CLASS:]:
-            image.unlink()
-    commands = [(page.name, command) for page in PAGES for command in page_commands(page)]
-    assert len(commands) >= 60, commands
-    ran, parsed, used, seen = 0, 0, set(), set()
-    for page, command in commands:
+@dataclass
+class Ran:
+    """What running a page's commands did."""
+
+    ran: int = 0
+    parsed: int = 0
+
+
+def run_page(page: Path, tmp_path: Path, home: Path, skip: set[str]) -> Ran:
+    """Run the commands of ``page`` in ``tmp_path`` (the working folder), in page order: each as typed, shortened,
+    or parsed only when :data:`NOT_RUN` names what this machine lacks for it; ``skip``: commands typed as they were
+    on an earlier page, which ran there (the set grows)."""
+    done = Ran()
+    for command in page_commands(page):
         reason = lacking(command)
-        used.update(part for part in NOT_RUN if part in command)
         typed = " ".join(command.split("#")[0].split())
-        if reason is None and typed in seen:
-            ran += 1  # a command an earlier page gave too (lr_find, validate and export of a checkpoint): run there
+        if reason is None and typed in skip:
+            done.ran += 1  # a command an earlier page gave too (lr_find, validate and export of a checkpoint)
             continue
-        seen.add(typed)
+        skip.add(typed)
         checkpoints = sorted((tmp_path / "logs/demo/version_0/checkpoints").glob("best-*.ckpt"))
         for placeholder, value in {**PLACEHOLDERS, "$CKPT": str(checkpoints[0]) if checkpoints else "none"}.items():
             command = command.replace(placeholder, value)
@@ -159,25 +153,82 @@ def test_every_command_of_every_page_runs_or_names_what_it_lacks(tmp_path, monke
             at = words.index(">")
             words, output = words[:at], tmp_path / words[at + 1]
         args = words[words.index("lightning_resnet") + 1 :]
+        describes = "--print_config" in args or "--help" in args
         if reason is not None:
             args = ["fit", *args[1:]] if args[0] == "cross_validate" else args  # fit's options, once per fold
             code, printed = run([*args, "--print_config"], None)
-            parsed += 1
+            done.parsed += 1
         else:
             resuming = args[0] in ("fit", "pretrain") and "--ckpt_path" in args
             short = [*SHORT.get(args[0], []), *(["--trainer.max_epochs", "2"] if resuming else [])]
             if "_cifar10.yaml" in command:  # the paper's networks are narrow already, and have three stages
                 short = [option for option in short if option not in NARROW]
-            describes = "--print_config" in args or "--help" in args
             code, printed = run(args if describes else [*args, *short], output)
-            ran += 1
-        assert code == 0, f"{page}: {command}\n{printed[-3000:]}"
+            done.ran += 1
+        assert code == 0, f"{page.name}: {command}\n{printed[-3000:]}"
         if args[0] == "fit" and reason is None and not describes:
-            assert "best checkpoint: " in printed, f"{page}: {command}\n{printed[-3000:]}"
+            assert "best checkpoint: " in printed, f"{page.name}: {command}\n{printed[-3000:]}"
         if args[:3] == ["fit", "--config", "my_run.yaml"]:  # "the same run": the printed config trains its weights
             rerun = Path(re.search(r"run folder: (\S+)", printed).group(1))
             assert_same_weights(tmp_path / "logs/demo/version_0", rerun)
         if (tmp_path / "data/digits").is_dir() and not (tmp_path / "new_images").exists():
             digits_to_test_on(tmp_path / "data/digits", [tmp_path / "new_images", tmp_path / "path/to/test_folder"])
-    assert used == set(NOT_RUN)  # no stale reason
-    assert ran >= 35 and ran + parsed == len(commands), (ran, parsed)
+    return done
+
+
+def make_stand_ins(root: Path, home: Path) -> None:
+    """The folders and files the pages name, small: generated image folders, a labels file, the demos' data."""
+    (root / "configs").symlink_to(ROOT / "configs")  # the pages' commands run from the checkout
+    for seed, folder in enumerate(STAND_INS):
+        make_image_folder(Path(folder.replace("~", str(home)) if folder.startswith("~") else root / folder),
+                          classes=3, per_class=4, size=(16, 16), seed=seed)
+    photos = home / "photos"  # the labels file of docs/your-data.md: a generated folder's images, listed
+    make_image_folder(photos / "by_class", classes=3, per_class=4, size=(16, 16), seed=len(STAND_INS))
+    (photos / "labels.csv").write_text("path,labels\n" + "".join(
+        f"{image.relative_to(photos)},{image.parent.name}\n" for image in sorted((photos / "by_class").rglob("*.*"))))
+    make_label_sets(home / "tags", count=24)  # docs/several-labels.md's labels file
+    write_digit_sets(root / "data" / "digit_sets", count=120)  # its demo, smaller (the first use writes 2,000)
+    write_digits(root / "data" / "digits")  # the demo's digits, 30 of each class: suggest, inspect and the
+    for digit in (root / "data" / "digits").iterdir():  # start-up check read every labelled image
+        for image in sorted(digit.iterdir())[DIGITS_PER_CLASS:]:
+            image.unlink()
+
+
+@pytest.fixture(scope="module")
+def after_the_readme(tmp_path_factory) -> tuple[Path, Ran, set[str]]:
+    """A working folder with the pages' stand-ins in which the README's commands ran (the demo's run is the
+    ``$CKPT`` of the guides); what ran, and the commands typed."""
+    root = tmp_path_factory.mktemp("docs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        place_tiny_cifar10(patch)  # docs/reproduce-the-paper.md's cifar10: 100 + 20 images in the cache
+        make_stand_ins(root, root / "home")
+        typed: set[str] = set()
+        done = run_page(PAGES[0], root, root / "home", typed)
+    return root, done, typed
+
+
+def test_every_command_of_the_readme_runs(after_the_readme):
+    _, done, _ = after_the_readme
+    assert done.ran >= 3 and done.ran + done.parsed == len(page_commands(PAGES[0]))
+
+
+@pytest.mark.parametrize("page", PAGES[1:], ids=[page.stem for page in PAGES[1:]])
+def test_every_command_of_the_page_runs_or_names_what_it_lacks(after_the_readme, page, tmp_path, monkeypatch):
+    """The page's commands, in a copy of the folder the README's ran in (each page on its own: a failure names
+    it, and no page depends on another's leftovers)."""
+    readme_folder, _, typed = after_the_readme
+    work = tmp_path / "work"
+    shutil.copytree(readme_folder, work, symlinks=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(work / "cache"))
+    done = run_page(page, work, work / "home", set(typed))
+    assert done.ran + done.parsed == len(page_commands(page))
+
+
+def test_every_reason_for_not_running_a_command_names_a_command_of_a_page():
+    commands = [command for page in PAGES for command in page_commands(page)]
+    assert len(commands) >= 60, commands
+    assert {part for part in NOT_RUN if any(part in command for command in commands)} == set(NOT_RUN)  # none stale
+    assert sum(lacking(command) is None for command in commands) >= 35

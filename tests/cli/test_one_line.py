@@ -11,7 +11,7 @@ import pytest
 from lightning_resnet.cli import main
 from lightning_resnet.cli.parser_errors import one_line
 
-from ..conftest import cli_error, run_cli, tiny_args
+from ..conftest import cli_error, read_rows, run_cli, tiny_args
 
 
 def only_line(error: str) -> str:
@@ -89,3 +89,10 @@ def test_two_exports_of_one_checkpoint_each_keep_their_own_description_and_predi
     assert described[onnx]["export"]["format"] == "onnx" and described[xml]["export"]["format"] == "openvino"
     for path in (onnx, xml):
         assert path.with_name(path.name + ".predictions.csv").read_text().count("\n") == 10  # a header and 9 images
+    # the float OpenVINO file answers as the ONNX program it was converted from (32-bit weights and arithmetic)
+    from_onnx, from_openvino = ({row["path"]: row for row in read_rows(path.with_name(path.name + ".predictions.csv"))}
+                                for path in (onnx, xml))
+    assert from_onnx.keys() == from_openvino.keys()
+    for path, row in from_onnx.items():
+        assert from_openvino[path]["prediction"] == row["prediction"]
+        assert float(from_openvino[path]["confidence"]) == pytest.approx(float(row["confidence"]), abs=1e-4)

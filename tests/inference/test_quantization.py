@@ -22,7 +22,7 @@ from lightning_resnet.serving.api import ClassifierAPI
 from lightning_resnet.serving.served import ServedModel, identity
 from lightning_resnet.serving.uploads import UploadLimits, prepare
 
-from ..conftest import cli_error, description_of, read_rows
+from ..conftest import cli_error, description_of, read_rows, run_cli
 
 
 def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_export(trained, workdir, capsys):
@@ -79,6 +79,21 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
         answer = api.encode_response(said)
         assert answer["prediction"] == by_path[path]["prediction"]
         assert answer["confidence"] == pytest.approx(float(by_path[path]["confidence"]), abs=1e-4)
+
+    # the same check in OpenVINO (its thread pool in processes of its own, never in this one, which forks): the
+    # INT8 program converted, checked, described as OpenVINO's, and run by predict_onnx as any export
+    run_cli(workdir, "export", "--ckpt_path", str(best), "--quantize", "int8", "--format", "openvino",
+            "--calibration_images", "12", "--keep_accuracy_drop", "true")
+    in_openvino = best.with_suffix(".int8.xml")
+    described = description_of(in_openvino)["export"]
+    assert described["format"] == "openvino" and described["quantization"]["validation_images"] == 6
+    run_cli(workdir, "predict_onnx", "--model", str(in_openvino), "--input", str(workdir / "holdout"))
+    openvino_rows = {row["path"]: row for row in read_rows(predictions_file(in_openvino))}
+    assert openvino_rows.keys() == by_path.keys()
+    for path in decided:  # OpenVINO's integer kernels round nearly as ONNX Runtime's do
+        assert openvino_rows[paths[path]]["prediction"] == by_path[paths[path]]["prediction"]
+    for path in paths:
+        assert float(openvino_rows[path]["confidence"]) == pytest.approx(float(by_path[path]["confidence"]), abs=0.03)
 
     code, error = cli_error(capsys, ["export", "--ckpt_path", str(best), "--quantize", "int8", "--format",
                                      "torch_export"])
