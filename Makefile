@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CONFIG ?= configs/demo.yaml
 
-.PHONY: install train test tensorboard lint bench clean
+.PHONY: install train test check tensorboard lint bench clean
 
 install: $(INSTALLED)
 
@@ -25,6 +25,11 @@ test: $(INSTALLED)
 	.ci/system-packages
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
+# the tests a contributor runs between commits: those marked neither slow, system nor ddp (pyproject.toml's markers):
+# no service and no process of the command line, at most 90 s
+check: $(INSTALLED)
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not system and not ddp" --durations=15
+
 tensorboard: $(INSTALLED)
 	$(VENV)/bin/tensorboard --logdir logs
 
@@ -41,7 +46,7 @@ TIMM ?= ../pytorch-image-models
 
 bench: $(INSTALLED)
 	mkdir -p logs/bench
-	{ for script in backbone loop input fast_paths time_to_accuracy startup streaming open_set serve data_problems feature_cache calibration_size lr_find checkpoint_choice few_labels multilabel paper_epoch pretrained_inspection deploy distillation; do \
+	{ for script in backbone loop input fast_paths time_to_accuracy startup streaming open_set serve data_problems near_copies feature_cache calibration_size lr_find checkpoint_choice few_labels multilabel label_set_commands paper_epoch pretrained_inspection deploy distillation; do \
 		PYTHONPATH=. $(PY) benchmarks/bench_$$script.py || exit 1; \
 	done; PYTHONPATH=. $(PY) benchmarks/bench_distillation.py --data photo_like --teachers resnet50 && \
 	PYTHONPATH=. $(PY) benchmarks/bench_peer.py --timm $(TIMM); } | tee logs/bench/latest.md

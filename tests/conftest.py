@@ -313,6 +313,25 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+MARKERS = ("slow", "system", "ddp")
+"""pyproject.toml's markers: ``make check`` runs the tests marked with none of them."""
+
+
+@pytest.fixture(autouse=True)
+def _a_process_is_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a process (the command line, a sweep's trial, a fold, a DDP rank, a service) is marked, so
+    that ``make check`` starts none; loader workers (forked by multiprocessing, not ``subprocess``) are no such
+    process."""
+    if any(request.node.get_closest_marker(name) for name in MARKERS):
+        return
+
+    def refused(self, args, *_, **__):
+        raise AssertionError(f"{request.node.nodeid} starts a process ({str(args)[:120]}): mark it slow, system or "
+                             "ddp (pyproject.toml's markers)")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refused)
+
+
 def start_cli(cwd: Path, *args: str, env: dict[str, str] | None = None, **popen_options) -> subprocess.Popen:
     """``python -m lightning_resnet <args>`` as a real process in ``cwd`` (``env`` added to :data:`ENV`), its
     output captured as text."""

@@ -209,11 +209,13 @@ def after_the_readme(tmp_path_factory) -> tuple[Path, Ran, set[str]]:
     return root, done, typed
 
 
+@pytest.mark.slow  # every command of the README, about 1 s each
 def test_every_command_of_the_readme_runs(after_the_readme):
     _, done, _ = after_the_readme
     assert done.ran >= 3 and done.ran + done.parsed == len(page_commands(PAGES[0]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES[1:], ids=[page.stem for page in PAGES[1:]])
 def test_every_command_of_the_page_runs_or_names_what_it_lacks(after_the_readme, page, tmp_path, monkeypatch):
     """The page's commands, in a copy of the folder the README's ran in (each page on its own: a failure names

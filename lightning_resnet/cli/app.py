@@ -9,13 +9,11 @@ commands of their own (see :func:`lightning_resnet.cli.main`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import shutil
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -75,30 +73,10 @@ LEFT_OUT = {"inspect": {"predictions"}}
 cross-validation's folder."""
 
 
-NO_LOOP = ("summary", "inspect", "convert")
-"""The subcommands that train and evaluate nothing: Lightning's start-up lines (the seed, the accelerators) would only
-stand before what they print."""
-
-
 def seed_line_unsaid() -> None:
     """Lightning's "Seed set to 42" unprinted: config.yaml records seed_everything (and the data line the split's
     seed), and the line would only stand before a refusal."""
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
-
-
-@contextlib.contextmanager
-def lightnings_start_up_unsaid() -> Iterator[None]:
-    """Lightning's notes on the seed and the accelerators unprinted (its warnings still are), for a command that runs
-    no loop, or that reads the options of the fits it starts (``sweep``, ``cross_validate``) and may refuse them."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
 
 
 class ResNetArgumentParser(LightningArgumentParser):
@@ -149,9 +127,7 @@ class ResNetCLI(LightningCLI):
         self._requested = given[0] if given and given[0] in self.ALL_SUBCOMMANDS else None
         self._listing_only = given in (["-h"], ["--help"])
         seed_line_unsaid()
-        runs_a_loop = options.get("run", True) and self._requested not in NO_LOOP
-        with contextlib.nullcontext() if runs_a_loop else lightnings_start_up_unsaid():
-            super().__init__(args=args, **options)
+        super().__init__(args=args, **options)
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         parser = super().init_parser(**kwargs)

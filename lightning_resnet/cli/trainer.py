@@ -24,18 +24,16 @@ class ChecksFirstTrainer(Trainer):
     the data, the weights or an option is then said alone, and the lines stand where the run begins."""
 
     def __init__(self, **kwargs: Any) -> None:
+        from lightning_utilities.core import rank_zero
+
         held = _HeldLines()
-        logger = logging.getLogger(RANK_ZERO_LOGGER)
-        logger.addFilter(held)
+        logger = rank_zero.log  # Lightning's rank_zero_info says them there: the logger of whichever of
+        logger.addFilter(held)  # lightning.pytorch and lightning.fabric was imported last
         try:
             super().__init__(**kwargs)
         finally:
             logger.removeFilter(held)
         self.callbacks.append(_SayHeldLines(held.records))
-
-
-RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
-"""The logger of Lightning's ``rank_zero_info``, which says the accelerator lines."""
 
 
 class _HeldLines(logging.Filter):

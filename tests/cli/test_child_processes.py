@@ -4,10 +4,13 @@ loader workers (which ignore SIGTERM), DDP ranks. Real processes: the process gr
 
 from __future__ import annotations
 
+import pytest
 from lightning.pytorch import Callback
 
 from ..conftest import ended_with_its_group, start_cli, tiny_args
 from .test_errors import CASES, command, error_lines, folder  # noqa: F401, F811  (folder: the cases' fixture)
+
+pytestmark = pytest.mark.slow  # real processes, failed on purpose
 
 FAIL_AT = "--trainer.callbacks+=tests.cli.test_child_processes.FailAt"
 

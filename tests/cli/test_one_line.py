@@ -75,6 +75,7 @@ def test_an_export_named_otherwise_than_its_format_is_refused_before_anything_is
     assert not (workdir / "shipped").exists()
 
 
+@pytest.mark.slow
 def test_two_exports_of_one_checkpoint_each_keep_their_own_description_and_predictions(trained, workdir):
     """The ONNX and the OpenVINO export of one checkpoint, and predict_onnx over each (OpenVINO in processes of its
     own: its thread pool must not be loaded in the test process, which forks)."""

@@ -52,6 +52,7 @@ def read_trials(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_with_its_reason_a_pruned_one_stops_early_and_the_sweep_goes_on(workdir):
     space = "model.optimizer.init_args.lr: {choices: [0.003, 1.0e-9, 1.0e+12]}\n"
     # seed 2 draws 1e12, 0.003, 1e-9: a failure, the complete trial the pruner compares with, one to prune
@@ -69,6 +70,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_a_pruned_one_stops_early_an
         assert last["epoch"] < 3  # stopped before its fourth epoch
 
 
+@pytest.mark.slow
 def test_a_sweep_stopped_by_sigterm_continues_to_the_total_and_its_best_config_reruns_to_the_same_value(workdir,
                                                                                                        capsys):
     """SIGTERM to the sweep's process group mid-trial, as a cluster scheduler stops a job: the trial saves and
@@ -110,13 +112,22 @@ def test_a_sweep_stopped_by_sigterm_continues_to_the_total_and_its_best_config_r
     assert refused.value.code == 2 and "trainer.max_epochs 2, here 1" in error and "--study space_2" in error
 
 
-def test_a_sweep_whose_trials_all_fail_exits_non_zero_naming_each_reason(workdir, capsys):
+@pytest.mark.slow
+def test_a_sweep_whose_trials_all_fail_exits_non_zero_naming_each_reason(workdir, capsys, caplog):
+    import optuna
+
+    optuna.logging.enable_propagation()  # Optuna's own warnings, to caplog
     args = sweep_args(workdir, "model.optimizer.init_args.lr: {choices: [1.0e+12]}\n", "--trials", "1")
-    with pytest.raises(SystemExit) as failed:
-        main(args)
+    try:
+        with pytest.raises(SystemExit) as failed:
+            main(args)
+    finally:
+        optuna.logging.disable_propagation()
     printed = capsys.readouterr()
     assert failed.value.code == 1 and "no trial completed" in printed.err
     assert "trial 0 failed: error: the training loss is" in printed.out
+    # the sweep's own lock is not the journal's: asking waited 30 s for it and then forced it open
+    assert not [record.getMessage() for record in caplog.records if "lock" in record.getMessage()]
 
 
 @pytest.mark.parametrize(("space", "extra", "words"), [
@@ -160,6 +171,7 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.system
 def test_two_sweeps_on_one_postgresql_study_add_up_to_the_total_without_running_a_trial_twice(workdir, postgres):
     """... trained on a converted data set (LitData's format), as on a folder."""
     import optuna

@@ -119,7 +119,8 @@ def uninterrupted(tmp_path_factory) -> UninterruptedRuns:
     return UninterruptedRuns(tmp_path_factory.mktemp("uninterrupted"))
 
 
-@pytest.mark.parametrize("moment", list(MOMENTS))
+@pytest.mark.parametrize("moment", [pytest.param(name, marks=pytest.mark.slow) if MOMENTS[name][4] else name
+                                    for name in MOMENTS])  # a real process is slow
 def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(request, uninterrupted, tmp_path,
                                                                                 monkeypatch, moment):
     """LitData's loader saves the batches it fetched, one ahead of those trained on: the saved place must be the
@@ -160,6 +161,7 @@ def test_max_side_writes_smaller_files_that_train(tmp_path, monkeypatch):
     assert run.trainer.global_step == 2  # 10 training images, batches of 8
 
 
+@pytest.mark.slow  # a process per fold
 def test_cross_validate_from_a_conversion_in_folds_stores_each_image_once_and_validates_as_the_folder(
         converted, in_folds, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -25,6 +25,7 @@ from lightning_resnet.serving.uploads import UploadLimits, prepare
 from ..conftest import cli_error, description_of, read_rows, run_cli
 
 
+@pytest.mark.slow
 def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_export(trained, workdir, capsys):
     best = next((trained / "checkpoints").glob("best-*.ckpt"))
     checkpoint_accuracy = float(re.search(r"acc(\d\.\d+)", best.name).group(1))

@@ -38,6 +38,7 @@ def noisy_folder(root, seed: int = 3):
     return flipped, (original, copy)
 
 
+@pytest.mark.slow  # a process per fold
 def test_cross_validate_then_inspect_predictions_lists_the_flipped_labels_and_the_copy(workdir, monkeypatch, capsys):
     """The one cross-validation of the suite: its folds and their scores, then what inspect finds in them."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))

@@ -29,6 +29,7 @@ def log_in(page, password: str) -> None:
     page.get_by_role("button", name="Login").click()
 
 
+@pytest.mark.system
 def test_the_page_asks_for_its_key_then_shows_predicts_class_the_map_and_the_verdict(tmp_path, trained_once,
                                                                                        monkeypatch):
     assert CHROMIUM.is_file(), "Debian's chromium package is needed (apt-get install chromium; .ci/run does)"

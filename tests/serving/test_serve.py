@@ -33,6 +33,8 @@ from ..conftest import (
     wait_until_up,
 )
 
+pytestmark = pytest.mark.slow  # every test asks a real serve process
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, trained_once):
@@ -163,7 +165,7 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(servi
     ("--reject_below", "nan", ["--reject_below", "energy score"]),
     ("--top_k", "0", ["--top_k"]),
     ("--model", "nowhere.ckpt", ["--model nowhere.ckpt", "does not exist"]),
-    ("--model", "notes.txt", ["--model notes.txt", "not a readable checkpoint"]),
+    ("--model", "notes.txt", ["--model notes.txt", "not a checkpoint", "a text file"]),
     ("--max_upload_mb", "0", ["--max_upload_mb"]),
     ("--accelerator", "mps", ["--accelerator mps", "--accelerator cpu"]),  # Apple's GPU: never on Linux
 ], ids=lambda value: str(value))

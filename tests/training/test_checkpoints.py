@@ -60,6 +60,7 @@ def test_the_best_checkpoint_is_model_checkpoints_and_carries_its_scores_and_tem
     assert abs(refitted - stored) < 1e-3 * stored  # fitted on the logits of the best epoch, not another's
 
 
+@pytest.mark.slow
 def test_a_kill_during_the_calibration_rewrite_leaves_the_checkpoint_loadable(tmp_path):
     """The child may write at most 1 MB to a file; the kernel kills it (SIGXFSZ) part-way through rewriting
     a 4 MB checkpoint with its temperature. A write straight into the file would leave it cut short."""
@@ -93,6 +94,7 @@ def test_the_command_line_keeps_lightnings_checkpoint_writer(workdir):
     assert type(cli.trainer.strategy.checkpoint_io) is TorchCheckpointIO
 
 
+@pytest.mark.slow
 def test_a_process_killed_mid_write_leaves_the_old_checkpoint_whole(tmp_path):
     """Lightning's writer (an fsspec transaction) keeps ``last.ckpt`` whole when a write dies.
 

@@ -17,6 +17,8 @@ from lightning_resnet.cli import main
 
 from ..conftest import ROOT, make_image_folder, run_cli, tiny_args
 
+pytestmark = pytest.mark.ddp
+
 CALLBACKS = [
     "--trainer.callbacks+=lightning_resnet.callbacks.RandomErasing", "--trainer.callbacks.probability=0.5",
     "--trainer.callbacks+=lightning_resnet.callbacks.MixupCutmix", "--trainer.callbacks.off_epoch=2",

@@ -12,12 +12,15 @@ import signal
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 from lightning.pytorch import Callback
 
 from lightning_resnet.cli import main
 
 from ..conftest import free_port, start_cli, tiny_args
+
+pytestmark = pytest.mark.ddp
 
 NODES = ["--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp",
          "--trainer.max_epochs", "2", "--data.batch_size", "4"]

@@ -242,6 +242,7 @@ def test_the_multi_label_losses_smooth_towards_one_half_and_asymmetric_is_timms(
         SINGLE_LABEL.loss(0.0, "asymmetric", False)
 
 
+@pytest.mark.slow  # a process per fold
 def test_cross_validation_writes_every_labels_out_of_fold_probability_which_inspect_reads(tmp_path, monkeypatch,
                                                                                         capsys):
     monkeypatch.chdir(tmp_path)

@@ -51,7 +51,8 @@ def one_asker_at_a_time(storage: str, study: str) -> Iterator[None]:
     if "://" not in storage:
         from filelock import FileLock
 
-        with FileLock(f"{storage}.lock"):
+        # not "<journal>.lock": Optuna's JournalFileOpenLock takes that name, waited 30 s on it and forced it open
+        with FileLock(f"{storage}.asking.lock"):
             yield
         return
     if not storage.startswith(("postgresql", "postgres")):
