@@ -26,7 +26,7 @@ test: $(INSTALLED)
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # the tests a contributor runs between commits: those marked neither slow, system nor ddp (pyproject.toml's markers):
-# no service and no process of the command line, at most 90 s
+# no service, no process of the command line, no loader worker; at most 90 s (benchmarks/README.md: the suite's tiers)
 check: $(INSTALLED)
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not system and not ddp" --durations=15
 

@@ -37,10 +37,11 @@ if XDIST_WORKERS > 1:
 from lightning_resnet.cli import main  # noqa: E402
 from lightning_resnet.data import ImageFolderDataModule  # noqa: E402
 
-SLOWEST_FILES = ["test_docs.py", "test_sweep.py", "test_streaming.py", "test_child_processes.py",
-                 "test_many_machines.py", "test_distributed.py", "test_resume.py", "test_data_issues.py",
-                 "test_transfer.py", "test_calibration.py", "test_cli.py"]
-"""The files that took 20-120 s each in make test, slowest first. xdist hands out whole files (--dist loadfile);
+SLOWEST_FILES = ["test_docs.py", "test_streaming.py", "test_sweep.py", "test_distributed.py", "test_many_machines.py",
+                 "test_resume.py", "test_child_processes.py", "test_serve.py", "test_multilabel.py",
+                 "test_data_issues.py", "test_models.py", "test_transfer.py", "test_cli.py", "test_one_line.py",
+                 "test_quantization.py"]
+"""The files that took 20-100 s each in make test, slowest first. xdist hands out whole files (--dist loadfile);
 by default the files with the most tests go first, which left the 2-test test_docs.py (118 s) for last: one worker
 ended 28 s after the other, the suite at 335 s. make test passes --no-loadscope-reorder, so this order is kept."""
 

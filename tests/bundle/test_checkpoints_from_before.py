@@ -39,6 +39,7 @@ def epoch_metrics(checkpoint: Path) -> dict[str, float]:
     return torch.load(checkpoint, weights_only=True)["epoch_metrics"]
 
 
+@pytest.mark.slow
 def test_a_single_label_checkpoint_of_before_validates_exports_and_is_served(before):
     checkpoint = before / "single_label.ckpt"
     bundle = read_bundle(checkpoint)
@@ -74,6 +75,7 @@ def test_a_single_label_checkpoint_of_before_validates_exports_and_is_served(bef
             assert answer["reject_below"] == pytest.approx(0.8729, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_label_sets_checkpoint_of_before_validates_and_exports_its_thresholds(before):
     checkpoint = before / "label_sets.ckpt"
     bundle = read_bundle(checkpoint)

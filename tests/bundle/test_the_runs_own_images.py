@@ -24,6 +24,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_int8_suggest_and_pseudo_label_use_the_parts_the_runs_split_csv_lists(workdir, capsys):
     images = workdir / "images"
     excluded = sorted((images / "class_0").glob("*.*"))[:6]  # class 0 keeps 4: its validation share changes

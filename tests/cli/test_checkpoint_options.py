@@ -28,6 +28,7 @@ def same_predictions(first: dict[str, tuple[str, float]], second: dict[str, tupl
         first[path][0] == second[path][0] and abs(first[path][1] - second[path][1]) <= 2e-6 for path in first)
 
 
+@pytest.mark.slow
 def test_predict_and_validate_from_the_checkpoint_alone_match_the_full_command_line(trained, workdir, capsys):
     best = next((trained / "checkpoints").glob("best-*.ckpt"))
     holdout = str(workdir / "holdout")
@@ -60,6 +61,7 @@ def test_an_option_that_contradicts_the_checkpoint_is_one_line(trained, workdir,
     assert exit_code.value.code == 2 and len(lines) == 1 and all(word in lines[0] for word in words), lines
 
 
+@pytest.mark.slow
 def test_best_and_last_name_the_newest_runs_checkpoints_for_every_subcommand(trained, workdir):
     run = main(tiny_args(workdir / "images", "--ckpt_path", "best", subcommand="validate"))
     best = next((trained / "checkpoints").glob("best-*.ckpt"))

@@ -140,6 +140,7 @@ def test_an_integer_limit_stays_a_number_of_batches(workdir):
     assert cli.trainer.global_step == 1 and cli.trainer.num_val_batches == [2]
 
 
+@pytest.mark.slow
 def test_a_gray_model_trains_and_exports_one_channel(workdir):
     gray = ["--model.backbone_options", json.dumps({**QUARTER_WIDTH, "in_chans": 1}), "--data.normalize", "auto"]
     cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "1", *gray))
@@ -174,6 +175,7 @@ class RecordLearningRates(Callback):
         RecordLearningRates.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
 
 
+@pytest.mark.slow
 def test_resuming_with_more_epochs_continues_the_cosine_decay(workdir, capsys, recwarn):
     args = tiny_args(workdir / "images", "--model.lr_scheduler", "cosine",
                      "--trainer.callbacks+=tests.cli.test_cli.RecordLearningRates")

@@ -28,6 +28,7 @@ def three_runs(tmp_path_factory, trained_once):
     return root / "logs" / "tiny", scores
 
 
+@pytest.mark.slow
 def test_compare_shows_the_keys_that_differ_and_groups_runs_that_differ_by_seed(three_runs, capsys):
     experiment, scores = three_runs
     main(["compare", str(experiment)])

@@ -137,6 +137,7 @@ def test_a_sweep_whose_trials_all_fail_exits_non_zero_naming_each_reason(workdir
     (SPACE, ["--storage", "postgresql://nobody@127.0.0.1:9/none"], ["--storage", "127.0.0.1"]),
     (SPACE, ["--metric", "val/bogus"], ["--metric val/bogus", "val/acc"]),
 ])
+@pytest.mark.slow
 def test_a_bad_space_or_storage_is_one_line_before_any_trial(workdir, capsys, space, extra, words):
     with pytest.raises(SystemExit) as exit_code:
         main(sweep_args(workdir, space, "--trials", "2", *extra))

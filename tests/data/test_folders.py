@@ -45,6 +45,7 @@ def inspect(data_dir: Path, *extra: str) -> Path:
     return max(Path("logs/look").glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
 
 
+@pytest.mark.slow
 def test_a_presplit_folder_trains_on_its_own_split_tests_after_fit_and_test_finds_its_test_folder(workdir, caplog):
     root = workdir / "birds"
     make_image_folder(root / "train", classes=3, per_class=6)
@@ -142,6 +143,7 @@ def test_the_balanced_sampler_draws_every_class_about_equally_also_under_ddp(tmp
     assert len(list(shares[0])) == len(list(shares[1])) == len(targets) // 2
 
 
+@pytest.mark.slow
 def test_copies_stay_on_one_side_and_inspect_finds_them_from_the_cache(workdir, monkeypatch, capsys):
     root = workdir / "scraped"
     pairs = make_folder_with_copies(root, classes=3, per_class=12)

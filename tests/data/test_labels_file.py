@@ -34,6 +34,7 @@ def without_data_dir(args: list[str]) -> list[str]:
     return args[:at] + args[at + 2:]
 
 
+@pytest.mark.slow
 def test_a_labels_file_trains_like_the_folder_it_lists_and_validate_reads_it_from_the_checkpoint(workdir):
     """No data.data_dir: the paths are relative to the labels file's folder. A split column with val and test rows
     is the split (as train/, val/ and test/ folders would be); validate --ckpt_path alone reads the same file."""

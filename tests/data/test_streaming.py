@@ -76,6 +76,7 @@ def in_folds(converted) -> Path:
     return folds
 
 
+@pytest.mark.slow
 def test_convert_keeps_the_split_and_fit_reads_the_same_images(converted, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder_run = converted / "logs/folder/version_0"
@@ -119,8 +120,9 @@ def uninterrupted(tmp_path_factory) -> UninterruptedRuns:
     return UninterruptedRuns(tmp_path_factory.mktemp("uninterrupted"))
 
 
-@pytest.mark.parametrize("moment", [pytest.param(name, marks=pytest.mark.slow) if MOMENTS[name][4] else name
-                                    for name in MOMENTS])  # a real process is slow
+@pytest.mark.parametrize("moment", [pytest.param(name, marks=pytest.mark.slow)
+                                    if MOMENTS[name][4] or MOMENTS[name][1] else name
+                                    for name in MOMENTS])  # a real process, or loader workers: slow
 def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(request, uninterrupted, tmp_path,
                                                                                 monkeypatch, moment):
     """LitData's loader saves the batches it fetched, one ahead of those trained on: the saved place must be the
@@ -144,6 +146,7 @@ def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(
     assert_resumed_exactly(straight, tmp_path / "logs/tiny/version_0", resumed)
 
 
+@pytest.mark.slow
 def test_max_side_writes_smaller_files_that_train(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     make_image_folder(tmp_path / "images", classes=2, per_class=6, size=(120, 90))
@@ -203,6 +206,7 @@ def test_cross_validate_from_a_conversion_in_folds_stores_each_image_once_and_va
     assert scores[0] == pytest.approx(scores[1], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_bad_converted_data_sets_are_one_line(converted, in_folds, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     broken = tmp_path / "broken"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
 import torch
 from torch.utils.data import Dataset, SequentialSampler
 
@@ -27,6 +28,7 @@ class NeedsTheLock(Dataset):
             return torch.zeros(3, 8, 8, dtype=torch.uint8), torch.tensor([os.getpid(), os.getppid()])
 
 
+@pytest.mark.slow
 def test_under_ddp_a_worker_starts_and_reads_while_another_thread_holds_a_lock():
     torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
     taken, release = threading.Event(), threading.Event()

@@ -63,6 +63,7 @@ def calibrated(tmp_path_factory) -> tuple[Path, str]:
     return root, printed.getvalue()
 
 
+@pytest.mark.slow
 def test_the_fitted_temperature_lowers_validation_nll_and_ece_and_is_stored(calibrated):
     root, printed = calibrated
     found = CALIBRATION_LINE.search(printed)
@@ -78,6 +79,7 @@ def test_the_fitted_temperature_lowers_validation_nll_and_ece_and_is_stored(cali
     assert float(last["temperature"]) == 1.0  # the one to resume from keeps the raw model
 
 
+@pytest.mark.slow
 def test_the_temperature_changes_predicted_probabilities_never_the_class(calibrated, monkeypatch, capsys):
     root, _ = calibrated
     monkeypatch.chdir(root)

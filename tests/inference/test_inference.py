@@ -68,6 +68,7 @@ def test_five_crop_tta_averages_five_views(trained, workdir):
     assert torch.allclose(probabilities.sum(1), torch.ones(len(images)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_exported_onnx_agrees_with_predict_on_the_demo_validation_images(trained, workdir, capsys):
     best = next((trained / "checkpoints").glob("best-*.ckpt"))
     demo = ImageFolderDataModule(data_dir="demo:digits")  # written into the working folder
@@ -146,6 +147,7 @@ def test_predict_onnx_with_unreadable_files_is_one_line(workdir, capsys, name, m
     assert all(word in errors[0] for word in words), errors[0]
 
 
+@pytest.mark.slow
 def test_the_papers_cifar_network_exports_to_onnx_with_the_same_outputs(tmp_path):
     import onnxruntime
 

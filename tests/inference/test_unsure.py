@@ -56,6 +56,7 @@ def test_a_verdict_is_the_top_classes_and_unsure_below_the_threshold():
     assert not any(each.unsure for each in verdicts(logits.softmax(1), logits, 1.0, ["a", "b", "c"], 5, NO_THRESHOLD))
 
 
+@pytest.mark.slow
 def test_fit_stores_the_threshold_predict_and_export_report_it(trained, workdir):
     best = next((trained / "checkpoints").glob("best-*.ckpt"))
     threshold = decision_in(best)["reject_below"]

@@ -65,6 +65,7 @@ def test_unknown_option_is_a_clear_error():
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
+@pytest.mark.slow
 def test_matches_torchvision_keys_parameters_and_outputs(name):
     torch.manual_seed(0)
     with torch.device("meta"):  # torchvision's model built without initialising it: it gets our weights
@@ -105,6 +106,7 @@ def test_timm_resnet50d_is_the_deep_stem_with_avg_down():
         ("deep", 32, [8, 4, 2, 1]),
     ],
 )
+@pytest.mark.slow
 def test_stem_stage_sizes(stem, size, expected):
     model = resnet18(num_classes=10, stem=stem).eval()
     with torch.no_grad():
@@ -416,6 +418,7 @@ def test_zero_padding_shortcuts_subsample_and_add_zero_channels_without_paramete
 
 
 @pytest.mark.parametrize("shortcut", ["zero_pad", "projection"])
+@pytest.mark.slow
 def test_the_papers_cifar_network_learns_a_batch(shortcut):
     torch.manual_seed(0)
     model = create_model("resnet20", num_classes=4, shortcut=shortcut)

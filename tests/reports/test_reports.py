@@ -168,6 +168,7 @@ def test_summary_follows_the_config(workdir, capsys, caplog):
 
 
 @pytest.mark.parametrize("export_format", ["onnx", "torch_export"])
+@pytest.mark.slow
 def test_export_carries_normalization_temperature_and_softmax(trained, workdir, export_format):
     checkpoint_path = workdir / "calibrated.ckpt"  # the tiny fit's few validation images keep a temperature of 1
     calibrated = torch.load(best_checkpoint(trained), weights_only=True)

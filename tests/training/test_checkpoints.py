@@ -37,6 +37,7 @@ class RecordValidation(Callback):
         self.targets.append(batch[1])
 
 
+@pytest.mark.slow
 def test_the_best_checkpoint_is_model_checkpoints_and_carries_its_scores_and_temperature(workdir):
     """96 validation images (a temperature is fitted on 96 or more) and 24 training images (so that some
     validation images are wrong, and the temperature has a minimum to find)."""

@@ -20,6 +20,7 @@ from ..conftest import cli_error, tiny_args
 distillation_loss = SINGLE_LABEL.distillation_loss
 
 
+@pytest.mark.slow
 def test_a_teacher_teaches_the_batch_the_student_reads_and_is_no_part_of_the_student(trained, workdir, capsys):
     teacher_run = workdir / "teachers"
     shutil.move(trained.parent, teacher_run)  # logs/tiny: an experiment folder, whose newest run's best teaches

@@ -24,6 +24,7 @@ def weights(run) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().clone() for name, tensor in run.model.model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_cached_features_train_the_head_the_images_would_and_the_folds_share_them(workdir, caplog, monkeypatch):
     images = workdir / "images"
     frozen = ["--seed_everything", "7", "--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "2",

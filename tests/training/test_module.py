@@ -82,6 +82,7 @@ def test_class_names_must_match_the_class_count():
         classifier(class_names=["a", "b", "c"])
 
 
+@pytest.mark.slow
 def test_class_names_are_saved_and_checked_on_load(tmp_path):
     model = classifier(class_names=["ant", "bee", "cat", "dog"])
     trainer = tiny_trainer(max_epochs=1, default_root_dir=tmp_path)

@@ -53,6 +53,7 @@ def truth_of(labels: Path) -> dict[str, set[str]]:
             for line in labels.read_text().splitlines()[1:]}
 
 
+@pytest.mark.slow
 def test_fit_chooses_by_map_and_thresholds_which_validate_and_predict_read(label_sets_run, monkeypatch):
     root, best, printed = label_sets_run
     monkeypatch.chdir(root)
@@ -90,6 +91,7 @@ def test_fit_chooses_by_map_and_thresholds_which_validate_and_predict_read(label
         assert chosen == set(row["labels"].split()), row
 
 
+@pytest.mark.slow
 def test_export_predict_onnx_and_the_server_answer_the_label_sets_predict_gives(label_sets_run, tmp_path,
                                                                                  monkeypatch, capsys):
     """The export carries the task and the thresholds; predict_onnx and the server's inference worker (its setup,
@@ -143,6 +145,7 @@ def probabilities_by_path(best: Path, folder: Path) -> dict[str, list[float]]:
             for row in read_rows(Path(predicted.trainer.logger.log_dir) / "predictions.csv")}
 
 
+@pytest.mark.slow
 def test_suggest_and_pseudo_label_take_a_label_sets_model_by_each_labels_decision(label_sets_run, tmp_path,
                                                                                  monkeypatch, capsys):
     """suggest ranks label sets by their least certain label; pseudo_label keeps an image when every label's decision
@@ -183,6 +186,7 @@ def test_suggest_and_pseudo_label_take_a_label_sets_model_by_each_labels_decisio
     assert {listed[row["path"]]["split"] for row in pseudo} == {"pseudo"}
 
 
+@pytest.mark.slow
 def test_int8_is_checked_by_map_and_exact_sets_and_a_teacher_teaches_each_label(label_sets_run, tmp_path,
                                                                                 monkeypatch):
     from lightning_resnet.tasks import MULTI_LABEL

@@ -17,6 +17,7 @@ STEPS_PER_EPOCH = 352  # 45,000 training images in batches of 128
 
 
 @pytest.mark.parametrize("config", ["resnet56_cifar10", "resnet110_cifar10"])
+@pytest.mark.slow
 def test_the_rate_is_divided_by_ten_at_32k_and_48k_iterations_of_64k(config):
     recipe = yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text())
     model = recipe["model"]
@@ -38,6 +39,7 @@ def test_the_rate_is_divided_by_ten_at_32k_and_48k_iterations_of_64k(config):
         assert rates[0] == 0.1
 
 
+@pytest.mark.slow
 def test_the_resnet56_recipe_fits_cifar10_by_name_then_tests_on_its_test_part(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     place_tiny_cifar10(monkeypatch, train_per_class=10, test_per_class=2)

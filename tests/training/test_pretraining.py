@@ -53,6 +53,7 @@ def unlabelled(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_pretrained_weights_load_strictly_into_fit_and_change_its_result(unlabelled, workdir, capsys):
     run = main(pretrain_args(unlabelled / "flat", "--data.knn_dir", str(unlabelled / "labelled"),
                              "--trainer.max_epochs", "1", "--data.normalize", json.dumps(HALVES),
@@ -86,6 +87,7 @@ def test_pretrained_weights_load_strictly_into_fit_and_change_its_result(unlabel
                        "imagenet", "--trainer.logger.init_args.name", "imagenet"))
 
 
+@pytest.mark.slow
 def test_byol_pretraining_resumes_exactly_after_an_interrupt_mid_epoch(unlabelled, tmp_path, monkeypatch):
     """BYOL (two different views, a moving-average target network, a prediction head learning 10 times as fast)
     interrupted at step 8, the third of six in the second epoch, with 2 loader workers; resumed without workers."""
@@ -143,6 +145,7 @@ class RecordViews(Callback):
             RecordViews.sizes = [tuple(view.shape) for view in batch[0]]
 
 
+@pytest.mark.slow
 def test_dino_compares_global_and_local_views_and_its_backbone_fine_tunes(unlabelled, workdir):
     """DINO is a file of training/pretraining/ behind the one interface: two global views at the image size and six
     local ones smaller, every parameter of the student learning, a teacher that does not; fit then loads the

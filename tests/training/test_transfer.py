@@ -45,6 +45,7 @@ def torch_hub_file(torch_home: Path, filename: str) -> tuple[Path, dict[str, tor
     return path, state
 
 
+@pytest.mark.slow
 def test_torchvision_weights_by_name_load_from_the_cache_and_stay_frozen(workdir, monkeypatch, offline):
     monkeypatch.setenv("TORCH_HOME", str(workdir / "torch_home"))
     _, state = torch_hub_file(workdir / "torch_home", "resnet18-f37072fd.pth")
@@ -82,6 +83,7 @@ def hf_cache_file(hf_home: Path, name: str, **options) -> dict[str, torch.Tensor
 
 
 
+@pytest.mark.slow
 def test_timm_resnet_d_weights_by_name_from_the_hugging_face_cache(workdir, monkeypatch, capsys, offline):
     """In this process, the Hugging Face cache pointed at the test's folder (huggingface_hub reads $HF_HOME when it
     is imported, so its constant is set instead), as the torchvision test points torch hub's."""
@@ -123,6 +125,7 @@ def test_lr_find_prints_a_suggestion_and_plots_it(workdir, capsys):
     assert plot.is_file() and plot.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_the_suggested_rate_trains_a_small_folder_as_well_as_the_recipes_rate(workdir, capsys):
     """200 handwritten digits (20 a class) at batch 16, a quarter-width ResNet-18: the middle of the longest fall,
     the rule before, suggested 3.7e-4 here, at which 3 epochs reached 0.45 against the recipe rate's 0.85; the
@@ -192,6 +195,7 @@ def test_presets_compose_with_a_recipe(workdir):
 
 
 @pytest.mark.parametrize("preset", ["fast_dev_run", "overfit_batches", "limit_batches", "profiler"])
+@pytest.mark.slow
 def test_debugging_presets_run(workdir, preset):
     cli = main(tiny_args(workdir / "images", "--config", str(ROOT / f"configs/presets/{preset}.yaml"),
                          "--trainer.max_epochs", "1"))
