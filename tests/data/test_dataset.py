@@ -39,6 +39,7 @@ class BreakAFile(Callback):
             Path(trainer.datamodule.train_set.samples[3][0]).write_bytes(b"")
 
 
+@pytest.mark.slow  # a loader worker
 def test_fit_survives_a_file_that_breaks_in_a_worker_and_logs_the_count(image_folder):
     model = ImageClassifier(backbone="resnet18", num_classes=3, backbone_options=QUARTER_WIDTH)
     data = ImageFolderDataModule(data_dir=str(image_folder), image_size=32, batch_size=8, num_workers=1)
