@@ -1,15 +1,12 @@
 """The application behind ``python -m lightning_resnet``: Lightning's CLI with this project's links, callbacks,
 defaults and subcommands.
 
-Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the trainer's
-``summary``, ``inspect``, ``convert``, ``lr_find`` and ``export`` (see :mod:`.trainer`). ``cross_validate``,
-``predict_onnx``, ``compare``, ``sweep``, ``serve``, ``demo``, ``pretrain``, ``pseudo_label`` and ``suggest`` are
-commands of their own (see :func:`lightning_resnet.cli.main`).
+Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the trainer's ``summary``, ``inspect``,
+``convert`` and ``lr_find`` (see :mod:`.trainer`); the other commands are in :data:`.commands.COMMANDS`.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 import sys
@@ -27,8 +24,6 @@ from ..data import ImageFolderDataModule, named_data_set
 from ..errors import UserError, exit_with
 from ..hints import python_command, shown, tensorboard_command
 from ..inference.calibration import Calibration
-from ..models import is_weights_name, resolve
-from ..models.weights import recorded_normalization
 from ..reports import EvaluationReport, PredictionWriter, TrainingReport
 from ..reports.training_report import TRAINING_CURVES
 from ..tasks import MONITOR
@@ -49,7 +44,9 @@ from ..training.run import run_dir
 from ..training.throughput import ThroughputDisplay
 from . import checkpoint_options as trained_options
 from .commands import APP_SUBCOMMANDS, BY_NAME, own_commands_help
+from .links import input_channels, weights_normalization
 from .parser_errors import one_line
+from .quiet import keep_quiet_what_asks_nothing_of_the_user, seed_line_unsaid
 from .trainer import ResNetTrainer
 
 ALWAYS_PRESENT = {
@@ -71,12 +68,6 @@ ALWAYS_PRESENT = {
 LEFT_OUT = {"inspect": {"predictions"}}
 """Callbacks a subcommand runs no loop for and whose key it uses itself: ``inspect --predictions`` names a
 cross-validation's folder."""
-
-
-def seed_line_unsaid() -> None:
-    """Lightning's "Seed set to 42" unprinted: config.yaml records seed_everything (and the data line the split's
-    seed), and the line would only stand before a refusal."""
-    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 
 
 class ResNetArgumentParser(LightningArgumentParser):
@@ -336,42 +327,6 @@ class ResNetCLI(LightningCLI):
                 config.data.class_names = [str(index) for index in range(1000)]
 
 
-class _DropLines(logging.Filter):
-    def __init__(self, *fragments: str) -> None:
-        super().__init__()
-        self.fragments = fragments
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(fragment in record.getMessage() for fragment in self.fragments)
-
-
-def keep_quiet_what_asks_nothing_of_the_user() -> None:
-    """Lightning's warnings and notes that ask nothing of this project's user, each for the reason given."""
-    quiet = [
-        # a checkpoint's ModelCheckpoint state names the folder of the run that wrote it; validate, test and
-        # predict log into folders of their own
-        ".*The dirpath has changed from.*",
-        # deprecation inside Lightning's own pytree helper
-        ".*isinstance.treespec, LeafSpec.*",
-        # this project's resume is exact mid-epoch without a stateful loader (see data/samplers.py)
-        ".*dataloader is not resumable.*",
-        # the model's configure_model only compiles; EMA's averaged copy needs no sharding
-        ".*WeightAveraging doesn't support sharding.*",
-        # epochs of few batches are logged at their end anyway (on_epoch metrics); the training curves read those
-        ".*smaller than the logging interval.*",
-        # a resume (--ckpt_path last) continues in its own run's folder; a new run has a new version_N
-        ".*Checkpoint directory .* exists and is not empty.*",
-        # a converted data set's training part: LitData's loader shares it out among the workers itself
-        ".*IterableDataset.*has .__len__. defined.*",
-    ]
-    for message in quiet:
-        warnings.filterwarnings("ignore", message=message)
-    # an advertisement, and a note on an argument only Lightning's internals pass (its handlers print them)
-    for handler in logging.getLogger("lightning.pytorch").handlers:
-        if not any(isinstance(existing, _DropLines) for existing in handler.filters):
-            handler.addFilter(_DropLines("litlogger", "`weights_only` was not set"))
-
-
 def retitle_the_methods_group(parser: LightningArgumentParser, subcommand: str) -> None:
     """The help's group of a subcommand's own options titled by the command (jsonargparse titles it with its
     method's docstring: Lightning's ``Runs the full optimization routine.`` for ``fit``)."""
@@ -380,26 +335,6 @@ def retitle_the_methods_group(parser: LightningArgumentParser, subcommand: str) 
     for group in parser._action_groups:
         if group.title and group.title.startswith(("Runs the full", "Perform one evaluation", "Run inference")):
             group.title = f"{subcommand} ({BY_NAME[subcommand].summary})"
-
-
-def input_channels(backbone_options: dict | None) -> int:
-    """The image channels the model takes: what the data module must produce."""
-    return int((backbone_options or {}).get("in_chans", 3))
-
-
-def weights_normalization(pretrained: str | None, backbone: str, backbone_options: dict | None) -> list | None:
-    """``[mean, std]`` of the weights ``model.pretrained`` names (read from the library, no download) or of a
-    ``.safetensors`` file that records it (``pretrain``'s), else None."""
-    recorded = recorded_normalization(pretrained) if pretrained else None
-    if recorded is not None:
-        return [recorded[0], recorded[1]]
-    if not is_weights_name(pretrained):
-        return None
-    try:
-        weights = resolve(pretrained, backbone, backbone_options)
-    except UserError:
-        return None  # said in one line when the model loads the weights
-    return [list(weights.mean), list(weights.std)]
 
 
 def cli_options() -> dict[str, Any]:
