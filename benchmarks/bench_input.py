@@ -26,7 +26,8 @@ from benchmarks.common import ROOT, interleaved, median, report, table
 from lightning_resnet.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    CenterView,
+    EvaluationView,
+    Geometry,
     ImageFolderDataModule,
     RandomResizedCropView,
     load_image,
@@ -120,8 +121,8 @@ def per_image_costs(root: Path) -> list[list[str]]:
         "seeds' evaluation view (PIL decode, Resize, CenterCrop, ToTensor, Normalize)": lambda f: seeds_eval(
             Image.open(f).convert("RGB")),
         "of which the PIL decode": lambda f: Image.open(f).convert("RGB"),
-        "our training view (`RandomResizedCropView`)": RandomResizedCropView(224),
-        "our evaluation view (`CenterView`)": CenterView(256, 224),
+        "our training view (`RandomResizedCropView`)": RandomResizedCropView(Geometry(224, 224)),
+        "our evaluation view (`EvaluationView`)": EvaluationView(Geometry(224, 224)),
         "of which the libjpeg-turbo decode (`load_image`)": load_image,
     }
     threads = torch.get_num_threads()

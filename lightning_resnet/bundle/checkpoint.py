@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..data import Normalization
+from ..data import Geometry, Normalization
 from ..data.normalization import chosen_normalization
 from ..errors import UserError
 from ..models import would_run_code
@@ -139,7 +139,8 @@ def _written_before_the_bundle(checkpoint: Mapping[str, Any], model: dict[str, A
     else:
         raise UserError(f"{option} {path} holds no normalization statistics (data.normalize auto, measured on "
                         "the training split): it was not written by fit")
-    preprocessing = Preprocessing(int(data.get("image_size", 224)), float(data.get("crop_fraction", 0.875)),
-                                  architecture.channels, normalization)
+    geometry = Geometry.of(data.get("image_size", 224), data.get("resize") or "crop",
+                           float(data.get("crop_fraction", 0.875)), int(data.get("pad_fill", 0)))
+    preprocessing = Preprocessing(geometry, architecture.channels, normalization)
     decision = decision_in(checkpoint, len(names))
     return ModelBundle(architecture, tuple(names), preprocessing, decision, Provenance(data, model), weights, path)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..data import Normalization
+from ..data import Geometry, Normalization
 from ..errors import UserError
 from ..tasks import decision_from
 from .model_bundle import Architecture, ModelBundle, Preprocessing
@@ -62,8 +62,8 @@ def _written_before_the_bundle(saved: Mapping[str, Any], model: Path) -> ModelBu
     channels = int(settings["channels"])
     normalization = Normalization(tuple(settings.get("mean", (0.0,) * channels)),
                                   tuple(settings.get("std", (1.0,) * channels)))
-    preprocessing = Preprocessing(int(settings["image_size"]), float(settings["crop_fraction"]), channels,
-                                  normalization)
+    preprocessing = Preprocessing(Geometry.of(int(settings["image_size"]), "crop", float(settings["crop_fraction"])),
+                                  channels, normalization)
     decision = decision_from({key: saved.get(key) for key in ("task", "temperature", "reject_below",
                                                               "label_thresholds") if key in saved}, len(classes))
     architecture = Architecture(saved.get("backbone", "unknown"), {"in_chans": channels})

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..data import CenterView, ImageSource, Normalization, SourceOptions, eval_view, open_source
+from ..data import EvaluationView, Geometry, ImageSource, Normalization, SourceOptions, eval_view, open_source
 from ..errors import UserError
 from ..models import ResNet, create_model
 from ..tasks import Decision, Task, decision_from
@@ -48,27 +48,29 @@ class Architecture:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How an image becomes the network's input: the evaluation view (resize the shorter side to ``image_size /
-    crop_fraction``, center-crop ``image_size``, ``channels``), then ``normalization`` of the ``uint8`` crop."""
+    """How an image becomes the network's input: the evaluation view (the image fitted to the input size as
+    ``geometry`` says: ``crop``, ``squish`` or ``pad``; ``channels``), then ``normalization`` of the ``uint8`` crop."""
 
-    image_size: int
-    crop_fraction: float
+    geometry: Geometry
     channels: int
     normalization: Normalization
 
     @property
-    def view(self) -> CenterView:
-        return eval_view(self.image_size, self.crop_fraction, self.channels)
+    def view(self) -> EvaluationView:
+        return eval_view(self.geometry, self.channels)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"image_size": self.image_size, "crop_fraction": self.crop_fraction, "channels": self.channels,
-                "resize": "crop", "interpolation": "bilinear", "mean": list(self.normalization.mean),
-                "std": list(self.normalization.std)}
+        geometry = self.geometry
+        return {"image_size": geometry.image_size, "crop_fraction": geometry.crop_fraction, "channels": self.channels,
+                "resize": geometry.resize, "pad_fill": geometry.fill, "interpolation": "bilinear",
+                "mean": list(self.normalization.mean), "std": list(self.normalization.std)}
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any]) -> Preprocessing:
-        return cls(int(saved["image_size"]), float(saved["crop_fraction"]), int(saved["channels"]),
-                   Normalization(tuple(saved["mean"]), tuple(saved["std"])))
+        """What :meth:`as_dict` wrote; a model from before ``resize`` was ``crop``ped."""
+        geometry = Geometry.of(saved["image_size"], saved.get("resize", "crop"), float(saved["crop_fraction"]),
+                               int(saved.get("pad_fill", 0)))
+        return cls(geometry, int(saved["channels"]), Normalization(tuple(saved["mean"]), tuple(saved["std"])))
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ class ModelBundle:
         return len(self.classes)
 
     @property
-    def view(self) -> CenterView:
+    def view(self) -> EvaluationView:
         """How the model reads an image, as ``predict`` does."""
         return self.preprocessing.view
 

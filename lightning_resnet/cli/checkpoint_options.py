@@ -24,7 +24,7 @@ from ..training.checkpoints import best_checkpoint_of_run, newest_run
 NAMED = ("best", "last")
 MODEL_KEYS = ("backbone", "backbone_options")
 """Model options that must be the checkpoint's: another value builds another network."""
-DATA_KEYS = ("image_size", "crop_fraction", "normalize")
+DATA_KEYS = ("image_size", "crop_fraction", "resize", "pad_fill", "normalize")
 """Data options the checkpoint decides: how its images were prepared."""
 SPLIT_KEYS = ("data_dir", "labels", "val_fraction", "seed", "num_folds", "fold", "group_duplicates", "exclude",
               "relabel", "test_dir")
@@ -80,7 +80,10 @@ def trained_settings(trained: ModelBundle, model: dict[str, Any], data: dict[str
     were ``given`` (see :func:`given_options`) do not contradict them."""
     trained_model = dict(trained.provenance.model)
     options = trained.provenance.data
-    trained_data = {key: options[key] for key in DATA_KEYS if key in options}
+    geometry = trained.preprocessing.geometry  # as the model read images (a model from before resize: crop)
+    trained_data = {**{key: options[key] for key in DATA_KEYS if key in options},
+                    "image_size": geometry.image_size, "crop_fraction": geometry.crop_fraction,
+                    "resize": geometry.resize, "pad_fill": geometry.fill}
     split = {key: options[key] for key in SPLIT_KEYS
              if subcommand in ("validate", "test") and key in options and f"data.{key}" not in given}
     for section, chosen, trained, keys in (("model", model, trained_model, MODEL_KEYS),

@@ -92,9 +92,10 @@ class ResNetTrainer(ChecksFirstTrainer):
         for callback in model.configure_callbacks():
             if isinstance(callback, BackboneFreeze):
                 callback.finetune_function(model, 0, None)
-        title = (f"{model.hparams.backbone} at {datamodule.image_size} px, "
+        height, width = datamodule.geometry.size
+        title = (f"{model.hparams.backbone} at {height if height == width else f'{height} x {width}'} px, "
                  f"{model.num_classes} classes {model.hparams.backbone_options or ''}")
-        print(format_summary(summarize(model.model, image_size=datamodule.image_size), title=title))
+        print(format_summary(summarize(model.model, datamodule.geometry.size), title=title))
 
     def inspect(self, model: ImageClassifier, datamodule: ImageFolderDataModule, per_class: int = 8,
                 predictions: Path | None = None) -> None:

@@ -31,11 +31,12 @@ from .listing import (
     scan_image_folder,
     scan_unlabelled,
 )
+from .geometry import RESIZE_MODES, Geometry, ResizeMode, size_of
 from .named_sets import NamedDataSet, named_data_set
 from .normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization, Normalize, cached_mean_std, measure_mean_std
 from .sources import ConvertedSource, FolderSource, ImageSource, SamplerKind, SourceOptions, open_source
 from .splits import SPLIT_COLUMNS, SPLIT_CSV, SplitRule, read_split_csv, write_split_csv
-from .transforms import AugmentPreset, CenterView, RandomResizedCropView, eval_view, train_augmentation, train_view
+from .transforms import AugmentPreset, EvaluationView, RandomResizedCropView, eval_view, train_augmentation, train_view
 
 __all__ = [
     "DECODE_ERRORS",
@@ -49,13 +50,14 @@ __all__ = [
     "SPLIT_COLUMNS",
     "SPLIT_CSV",
     "AugmentPreset",
-    "CenterView",
+    "EvaluationView",
     "ConvertedSource",
     "DuplicateGroup",
     "FolderLayout",
     "FolderListing",
     "FolderSource",
     "FolderSplit",
+    "Geometry",
     "ImageFolderDataModule",
     "ImageRecord",
     "ImageSamples",
@@ -63,7 +65,9 @@ __all__ = [
     "LayoutError",
     "Normalization",
     "Normalize",
+    "RESIZE_MODES",
     "RandomResizedCropView",
+    "ResizeMode",
     "Sample",
     "SamplerKind",
     "SourceOptions",
@@ -82,6 +86,7 @@ __all__ = [
     "read_split_csv",
     "scan_image_folder",
     "scan_unlabelled",
+    "size_of",
     "split_folder",
     "to_rgb",
     "train_augmentation",

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
 from ..stages import TEST, VAL
-from ..tasks import TaskName, task_of
+from ..tasks import Task, TaskName, task_of
 from .dataset import ImageSamples
 from .digits import DIGITS_DATA
 from .listing import scan_unlabelled
@@ -31,6 +31,7 @@ from .loaders import (
 )
 from .normalization import Normalization, Normalize, check_normalize, chosen_normalization, unlike_the_weights
 from .sources import ImageSource, SamplerKind, SourceOptions, open_source
+from .geometry import Geometry, ResizeMode
 from .transforms import AugmentPreset, Views
 
 
@@ -66,9 +67,14 @@ class ImageFolderDataModule(LightningDataModule):
             replacement so that every class comes equally often; also under DDP).
         test_dir: folder laid out like ``data_dir`` for ``test``; by default a pre-split folder's ``test/``.
         predict_dir: an image file or a folder of images for ``predict``.
-        image_size: side of the square images the model sees.
-        crop_fraction: evaluation resizes the shorter side to ``image_size / crop_fraction``, then
-            center-crops ``image_size`` (0.875 is the ImageNet convention; 1.0 keeps the whole image).
+        image_size: the size of the images the model sees: one side (a square) or ``[height, width]``.
+        crop_fraction: ``crop``: evaluation resizes the shorter side to ``image_size / crop_fraction``, then
+            center-crops ``image_size`` (0.875 is the ImageNet convention; 1.0 keeps the shorter side whole).
+        resize: how an image of any shape is fitted to ``image_size`` (:mod:`.geometry`): ``crop`` (the centre, after
+            resizing), ``squish`` (the whole image stretched) or ``pad`` (the whole image letterboxed); training's
+            random boxes keep the image's own aspect ratio with ``squish`` and ``pad``. By default ``pad`` for label
+            sets (a label may be anywhere in the image) and ``crop`` for one class per image.
+        pad_fill: ``pad``: the level (0-255) of the letterbox's bars.
         train_augment: the training augmentation preset: ``basic`` (evaluation's resize and crop),
             ``pad_crop`` (that crop padded by an eighth of its side, cut again at random, and flipped: the ResNet
             paper's CIFAR augmentation), ``standard`` (random resized crop and horizontal flip), or ``standard``
@@ -113,8 +119,10 @@ class ImageFolderDataModule(LightningDataModule):
         sampler: SamplerKind = "shuffle",
         test_dir: str | None = None,
         predict_dir: str | None = None,
-        image_size: int = 224,
+        image_size: int | list[int] = 224,
         crop_fraction: float = 0.875,
+        resize: ResizeMode | None = None,
+        pad_fill: int = 0,
         train_augment: AugmentPreset = "standard",
         crop_scale: tuple[float, float] = (0.08, 1.0),
         hflip: float = 0.5,
@@ -141,15 +149,15 @@ class ImageFolderDataModule(LightningDataModule):
         self.multilabel = multilabel
         self.seed = seed
         self.predict_dir = predict_dir
-        self.image_size = image_size
-        self.crop_fraction = crop_fraction
         self.train_augment = train_augment
         self.normalize = normalize
         self.batch_size = batch_size
         self.num_workers_option = num_workers
         self.channels = channels
-        self.views = Views.of(image_size, crop_fraction, channels, train_augment, crop_scale, hflip)
-        """How the images are read: for evaluation (resize, then center-crop ``image_size``), for training."""
+        self.geometry = Geometry.of(image_size, resize or self.task_kind.default_resize, crop_fraction, pad_fill)
+        """The model's input size and how an image is fitted to it: what a trained model keeps."""
+        self.views = Views.of(self.geometry, channels, train_augment, crop_scale, hflip)
+        """How the images are read: for evaluation (fitted to ``geometry``), for training."""
         self.weights_normalization = (Normalization(tuple(weights_normalization[0]), tuple(weights_normalization[1]))
                                       if weights_normalization is not None else None)
         self._saved_normalization: Normalization | None = None  # a checkpoint's, which wins over every other
@@ -179,8 +187,13 @@ class ImageFolderDataModule(LightningDataModule):
     def task(self) -> TaskName:
         """The task the images make, by name (the command line links it to the model): label sets (``multilabel``
         given, else as the labels file says) or one class per image."""
-        given = self.multilabel
-        return (task_of(given) if given is not None else self.source.task).name
+        return self.task_kind.name
+
+    @property
+    def task_kind(self) -> Task:
+        """The task the images make: label sets (``multilabel`` given, else as the labels file says) or one class per
+        image."""
+        return task_of(self.multilabel) if self.multilabel is not None else self.source.task
 
     def training_class_counts(self) -> list[int]:
         """Images of each class in the training split (what ``model.class_weights: balanced`` weighs by)."""

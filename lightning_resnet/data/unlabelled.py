@@ -34,6 +34,7 @@ from .named_sets import named_data_set
 from .normalization import Normalization, chosen_normalization, imagenet_normalization
 from .sources import SourceOptions, open_source
 from .splits import SplitRule
+from .geometry import Geometry
 from .transforms import eval_view
 
 
@@ -133,7 +134,7 @@ class UnlabelledImages(LightningDataModule):
         self.decoded = DecodedImage(image_size)
         self.knn_source = (open_source(SourceOptions(knn_dir, SplitRule(val_fraction, seed)))
                            if knn_dir is not None else None)
-        self.knn_view = eval_view(image_size, 1.0, 3)
+        self.knn_view = eval_view(Geometry.of(image_size, "crop", 1.0), 3)
         self.train_set: ImageSamples | None = None
         self.knn_sets: tuple[ImageSamples, ImageSamples] | None = None
         self._train_loader: SampledLoader | None = None

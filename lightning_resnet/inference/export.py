@@ -33,11 +33,12 @@ SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "torch_export": ".pt2"}
 """The file each format writes (OpenVINO's weights go to the ``.bin`` beside its ``.xml``)."""
 
 
-def export_model(model: nn.Module, output: Path, image_size: int, in_chans: int = 3,
+def export_model(model: nn.Module, output: Path, size: tuple[int, int], in_chans: int = 3,
                  format: ExportFormat = "onnx") -> Path:
-    """Write ``model`` (in eval mode; ``uint8`` images in) to ``output``, with a dynamic batch dimension."""
+    """Write ``model`` (in eval mode; ``uint8`` images of ``size``, height and width, in) to ``output``, with a
+    dynamic batch dimension."""
     model = model.eval()
-    example = (torch.randint(0, 256, (2, in_chans, image_size, image_size), dtype=torch.uint8),)
+    example = (torch.randint(0, 256, (2, in_chans, *size), dtype=torch.uint8),)
     batch = ({0: torch.export.Dim("batch", min=1, max=4096)},)
     output.parent.mkdir(parents=True, exist_ok=True)
     if format == "onnx":
@@ -51,7 +52,7 @@ def export_model(model: nn.Module, output: Path, image_size: int, in_chans: int 
                               dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)})
     elif format == "openvino":
         with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
-            to_openvino(export_model(model, Path(scratch) / "model.onnx", image_size, in_chans), output)
+            to_openvino(export_model(model, Path(scratch) / "model.onnx", size, in_chans), output)
     elif format == "torch_export":
         torch.export.save(torch.export.export(model, example, dynamic_shapes=batch), output)
     else:
@@ -70,16 +71,15 @@ def to_openvino(onnx_model: Path, output: Path) -> Path:
 
 def the_files_part(bundle: ModelBundle, format: ExportFormat) -> dict[str, Any]:
     """What an exported file's description says of the file itself: its format, its input and its outputs."""
-    preprocessing, view = bundle.preprocessing, bundle.view
-    channels = preprocessing.channels
+    preprocessing = bundle.preprocessing
+    channels, geometry = preprocessing.channels, preprocessing.geometry
     return {
         "format": format,
         "input": {
             "name": INPUT_NAME,
-            "shape": ["batch", channels, preprocessing.image_size, preprocessing.image_size],
+            "shape": ["batch", channels, *geometry.size],
             "layout": f"NCHW, {'gray' if channels == 1 else 'RGB'}, uint8 0-255",
-            "preprocessing": (f"resize the shorter side to {view.resize_size} px (bilinear, antialiased), "
-                              f"center-crop {preprocessing.image_size} px; normalization is inside the model"),
+            "preprocessing": f"{geometry.describe()}; normalization is inside the model",
         },
         "outputs": {"probabilities": bundle.task.activation,
                     "logits": "divided by the temperature (batch, num_classes)",
@@ -103,7 +103,7 @@ def export_bundle(bundle: ModelBundle, format: ExportFormat = "onnx", output: Pa
     target = output or bundle.path.with_suffix(SUFFIXES[format])
     check_output_suffix(target, format)
     preprocessing = bundle.preprocessing
-    export_model(ShippedClassifier.of(bundle), target, preprocessing.image_size, preprocessing.channels, format)
+    export_model(ShippedClassifier.of(bundle), target, preprocessing.geometry.size, preprocessing.channels, format)
     written = write_description(target, bundle, the_files_part(bundle, format))
     print(f"exported {bundle.path} to {target} (description: {written})")
     return target

@@ -155,7 +155,7 @@ def export_int8(bundle: ModelBundle, output: Path | None = None, calibration_ima
     preprocessing = bundle.preprocessing
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         float_model = export_model(ShippedClassifier.of(bundle), Path(scratch) / "float.onnx",
-                                   preprocessing.image_size, preprocessing.channels)
+                                   preprocessing.geometry.size, preprocessing.channels)
         candidate = quantize(float_model, Path(scratch) / "int8.onnx", batches)
         if format == "openvino":  # OpenVINO reads the QDQ pairs and runs its own integer kernels
             candidate = to_openvino(candidate, Path(scratch) / "int8.xml")

@@ -26,8 +26,9 @@ class StageSummary:
     macs: int
 
 
-def summarize(model: ResNet, image_size: int = 224) -> list[StageSummary]:
-    """Run one image of ``image_size`` pixels through ``model`` and describe each stage.
+def summarize(model: ResNet, image_size: int | tuple[int, int] = 224) -> list[StageSummary]:
+    """Run one image of ``image_size`` pixels (one side, or height and width) through ``model`` and describe each
+    stage.
 
     MACs are half of the FLOPs that ``torch.utils.flop_counter`` counts for convolutions and
     matrix products, the convention of torchvision's tables and the ResNet paper.
@@ -46,7 +47,8 @@ def summarize(model: ResNet, image_size: int = 224) -> list[StageSummary]:
     counter = FlopCounterMode(display=False)
     try:
         with torch.no_grad(), counter:
-            model(torch.zeros(1, in_chans, image_size, image_size, device=next(model.parameters()).device))
+            size = (image_size, image_size) if isinstance(image_size, int) else image_size
+            model(torch.zeros(1, in_chans, *size, device=next(model.parameters()).device))
     finally:
         for hook in hooks:
             hook.remove()

@@ -19,7 +19,7 @@ from matplotlib import colormaps
 from PIL import Image
 from torch import Tensor, nn
 
-from ..data import load_image
+from ..data import Geometry, load_image
 
 OVERLAY_OPACITY = 0.45
 VIEWING_SIDE = 64
@@ -52,21 +52,23 @@ def overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
     return np.where(seen[..., None], blended.round().clip(0, 255), image).astype(np.uint8)
 
 
-def place_in_original(heat: Tensor, original_size: tuple[int, int], resize_size: int) -> np.ndarray:
-    """A map of the center crop (as ``eval_view`` cut it) put back where the crop lies in the original image.
-
-    The evaluation view resizes the shorter side to ``resize_size`` and cuts the centre; outside
-    the crop the map is NaN.
-    """
+def place_in_original(heat: Tensor, original_size: tuple[int, int], geometry: Geometry) -> np.ndarray:
+    """A map of the model's view (as ``eval_view`` made it from the image) put back where that view came from in the
+    original image: the centre ``crop``ped, the whole image ``squish``ed, or the letterboxed part of a ``pad`` without
+    its bars. Outside what the view showed the map is NaN."""
     height, width = original_size
-    scale = min(height, width) / resize_size
-    side_h, side_w = (max(1, round(n * scale)) for n in heat.shape)
-    top, left = max(0, (height - side_h) // 2), max(0, (width - side_w) // 2)
-    placed = np.full((height, width), np.nan, dtype=np.float32)
-    resized = F.interpolate(heat[None, None].float(), size=(side_h, side_w), mode="bilinear",
+    (view_top, view_left, view_height, view_width), (top, left, seen_height, seen_width) = \
+        geometry.where_the_view_came_from(height, width)
+    rows, columns = heat.shape[0] / geometry.height, heat.shape[1] / geometry.width  # the map's cells per view pixel
+    shown = heat[round(view_top * rows): round((view_top + view_height) * rows) or None,
+                 round(view_left * columns): round((view_left + view_width) * columns) or None]
+    side_h, side_w = max(1, round(seen_height)), max(1, round(seen_width))
+    resized = F.interpolate(shown[None, None].float(), size=(side_h, side_w), mode="bilinear",
                             align_corners=False)[0, 0].numpy()
-    crop = resized[: height - top, : width - left]
-    placed[top : top + crop.shape[0], left : left + crop.shape[1]] = crop
+    top, left = round(top), round(left)
+    placed = np.full((height, width), np.nan, dtype=np.float32)
+    inside = resized[max(0, -top): height - top, max(0, -left): width - left]
+    placed[max(0, top): max(0, top) + inside.shape[0], max(0, left): max(0, left) + inside.shape[1]] = inside
     return placed
 
 
@@ -76,9 +78,9 @@ def viewing_size(width: int, height: int) -> tuple[int, int]:
     return width * factor, height * factor
 
 
-def overlay_on_file(path: str | Path, heat: Tensor, resize_size: int) -> Image.Image:
-    """The map of the center crop of the image at ``path`` laid over the whole image, enlarged for viewing."""
+def overlay_on_file(path: str | Path, heat: Tensor, geometry: Geometry) -> Image.Image:
+    """The map of the model's view of the image at ``path`` laid over the whole image, enlarged for viewing."""
     original = load_image(path, channels=3).permute(1, 2, 0).numpy()
-    placed = place_in_original(heat, original.shape[:2], resize_size)
+    placed = place_in_original(heat, original.shape[:2], geometry)
     return Image.fromarray(overlay(original, placed)).resize(viewing_size(original.shape[1], original.shape[0]),
                                                              Image.Resampling.NEAREST)

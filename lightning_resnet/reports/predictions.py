@@ -105,11 +105,11 @@ class PredictionWriter(BasePredictionWriter):
 
     def _write_cams(self, trainer: Trainer, pl_module: LightningModule, batch: Any, classes: Tensor) -> None:
         heat = cam.grad_cam(pl_module.model, batch[0], classes).cpu()
-        resize_size = datamodule_of(trainer).views.evaluation.resize_size
+        geometry = datamodule_of(trainer).geometry
         for path, image_heat in zip(batch[1], heat):
             target = self.folder / "cam" / Path(os.path.relpath(path, self._inputs_root)).with_suffix(".png")
             target.parent.mkdir(parents=True, exist_ok=True)
-            cam.overlay_on_file(path, image_heat, resize_size).save(target)
+            cam.overlay_on_file(path, image_heat, geometry).save(target)
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         trainer.strategy.barrier()

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..bundle import ModelBundle
-from ..data import CenterView
+from ..data import EvaluationView
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Predictor(ABC):
         self.bundle = bundle
 
     @property
-    def view(self) -> CenterView:
+    def view(self) -> EvaluationView:
         return self.bundle.view
 
     @property

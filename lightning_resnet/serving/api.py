@@ -31,7 +31,7 @@ from litserve.specs.base import LitSpec
 from litserve.utils import LitAPIStatus, ResponseBufferItem
 from starlette.concurrency import run_in_threadpool
 
-from ..data import CenterView
+from ..data import EvaluationView
 from ..runtimes import Predictor, open_predictor
 from ..tasks import Verdict
 from .served import ServedModel
@@ -68,7 +68,7 @@ class ImageUploadSpec(LitSpec):
     """``POST /predict`` in LitServe's HTTP processes: an upload in, checked and cropped
     (:mod:`.uploads`), queued to the inference workers as a ``uint8`` array, their answer out."""
 
-    def __init__(self, view: CenterView, limits: UploadLimits) -> None:
+    def __init__(self, view: EvaluationView, limits: UploadLimits) -> None:
         super().__init__()
         self.api_path = PREDICT_PATH
         self.view = view
@@ -106,7 +106,7 @@ class ClassifierAPI(ls.LitAPI):
     """The inference worker: the model loaded once in its runtime (:func:`~lightning_resnet.runtimes.open_predictor`),
     batches of crops through it, one answer per image (:meth:`~.served.ServedModel.answer`)."""
 
-    def __init__(self, served: ServedModel, view: CenterView, limits: UploadLimits, max_batch_size: int = 1,
+    def __init__(self, served: ServedModel, view: EvaluationView, limits: UploadLimits, max_batch_size: int = 1,
                  batch_timeout: float = 0.0, api_key: str | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
                          spec=ImageUploadSpec(view, limits))

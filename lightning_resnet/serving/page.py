@@ -68,7 +68,7 @@ class Demo:
         top = torch.tensor([self.model.class_names.index(shown)])
         normalization = self.model.bundle.preprocessing.normalization
         heat = cam.grad_cam(network, normalization(crop[None].to(next(network.parameters()).device)), top)[0]
-        return np.asarray(cam.overlay_on_file(path, heat, self.model.view.resize_size))
+        return np.asarray(cam.overlay_on_file(path, heat, self.model.view.geometry))
 
 
 def build_page(model: Predictor, served: ServedModel, examples: list[str], examples_label: str) -> gr.Blocks:

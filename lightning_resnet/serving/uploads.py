@@ -1,6 +1,6 @@
 """An uploaded image, checked before it costs anything: the bytes of a request (its body, or one multipart field
 named ``file``), refused with an HTTP status and one line when they cannot be an image the model may read, else
-cut to the model's input as ``predict`` cuts a file (:class:`~lightning_resnet.data.CenterView`)."""
+cut to the model's input as ``predict`` cuts a file (:class:`~lightning_resnet.data.EvaluationView`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..data import DECODE_ERRORS, CenterView
+from ..data import DECODE_ERRORS, EvaluationView
 from ..data.decode import decode_problem
 
 FILE_FIELD = "file"
@@ -101,7 +101,7 @@ def _too_large(size: int, limits: UploadLimits) -> BadUpload:
                           f"(--max_upload_mb {limits.max_bytes / 2**20:g})")
 
 
-def prepare(data: bytes, view: CenterView, limits: UploadLimits, name: str = "the upload") -> np.ndarray:
+def prepare(data: bytes, view: EvaluationView, limits: UploadLimits, name: str = "the upload") -> np.ndarray:
     """The ``uint8`` crop (C, H, W) the model takes, from an upload's bytes; :class:`BadUpload` when they are
     not an image Pillow can read, are larger than ``limits.max_pixels``, or do not decode whole."""
     try:

@@ -69,6 +69,7 @@ class MultiLabel(Task):
     items_described = "labels (several per image)"
     monitor = metric_key(VAL, MEAN_AP)
     metric_labels = MULTILABEL_METRIC_LABELS
+    default_resize = "pad"
     multi_hot_targets = True
     activation = ("each label's sigmoid of its logit (batch, num_labels): the labels at or above their thresholds "
                   "(decision.label_thresholds) are the image's")

@@ -54,6 +54,7 @@ class SingleLabel(Task):
     items_described = "classes"
     monitor = metric_key(VAL, ACCURACY)
     metric_labels = METRIC_LABELS
+    default_resize = "crop"
     multi_hot_targets = False
     activation = "the softmax of the logits (batch, num_classes)"
     agreement_name, agreement_words = "top1_agreement", "same class"

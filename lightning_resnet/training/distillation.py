@@ -72,7 +72,7 @@ class Teacher:
     checkpoint and out of DDP's gradient synchronization; :meth:`to` follows the student's device.
     """
 
-    def __init__(self, options: Distillation, task: Task, class_names: list[str], channels: int, image_size: int,
+    def __init__(self, options: Distillation, task: Task, class_names: list[str], channels: int, image_size: tuple[int, int],
                  student_normalization: Normalization) -> None:
         option = "model.distillation.teacher"
         trained = read_bundle(teacher_checkpoint(options.teacher), option=option)
@@ -89,7 +89,7 @@ class Teacher:
         self.task = task
         self.path = trained.path
         self.network = trained.network().requires_grad_(False)
-        self.image_size = trained.preprocessing.image_size
+        self.image_size = trained.preprocessing.geometry.size
         self.student_size = image_size
         self.normalization = trained.preprocessing.normalization
         self.student_normalization = student_normalization
@@ -107,7 +107,7 @@ class Teacher:
         self.network.eval()
         images = renormalized(images, self.student_normalization, self.normalization)
         if self.image_size != self.student_size:
-            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear",
+            images = F.interpolate(images, size=self.image_size, mode="bilinear",
                                    antialias=True, align_corners=False)
         return self.network(images)
 

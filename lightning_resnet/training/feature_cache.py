@@ -39,8 +39,8 @@ def cache_file(network: nn.Module, view: Any, normalization: Any) -> Path:
         if not name.startswith("fc."):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    digest.update(repr((type(view).__name__, vars(view).get("resize_size"), view.channels, str(view.transform),
-                        tuple(normalization.mean), tuple(normalization.std))).encode())
+    digest.update(repr((type(view).__name__, view.settings, tuple(normalization.mean),
+                        tuple(normalization.std))).encode())
     return cache_dir() / "features" / f"{digest.hexdigest()[:24]}.pt"
 
 

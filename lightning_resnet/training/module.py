@@ -196,8 +196,7 @@ class ImageClassifier(LightningModule):
     def setup(self, stage: str) -> None:
         data = datamodule_of(self.trainer) if self._trainer is not None else None
         if data is not None:  # the layer table's input and output sizes and FLOPs, at the start of fit
-            size = data.image_size
-            self.example_input_array = torch.zeros(1, data.channels, size, size, dtype=torch.uint8)
+            self.example_input_array = torch.zeros(1, data.channels, *data.geometry.size, dtype=torch.uint8)
         if stage == "fit" and self.hparams.pretrained:
             load_weights(self.model, self.hparams.pretrained, self.hparams.backbone, self.hparams.backbone_options,
                          partial=self.hparams.partial_weights)
@@ -211,7 +210,7 @@ class ImageClassifier(LightningModule):
                                              self.class_counts.value)
         if stage == "fit" and self.distillation is not None:
             check(data is not None, "model.distillation needs this project's data module (its normalization)")
-            self.teacher = Teacher(self.distillation, self.task, self.class_names, data.channels, data.image_size,
+            self.teacher = Teacher(self.distillation, self.task, self.class_names, data.channels, data.geometry.size,
                                    data.normalization)
 
     def configure_model(self) -> None:
@@ -332,7 +331,7 @@ class ImageClassifier(LightningModule):
         return ModelBundle(
             Architecture(hparams.backbone, dict(hparams.backbone_options or {})),
             tuple(self.class_names),
-            Preprocessing(data.image_size, data.crop_fraction, data.channels, data.normalization),
+            Preprocessing(data.geometry, data.channels, data.normalization),
             self.decision,
             Provenance(data.options(), model_options, self._run_folder, package_versions()),
         )

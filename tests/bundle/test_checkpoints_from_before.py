@@ -44,7 +44,9 @@ def test_a_single_label_checkpoint_of_before_validates_exports_and_is_served(bef
     checkpoint = before / "single_label.ckpt"
     bundle = read_bundle(checkpoint)
     assert bundle.classes == ("class_0", "class_1", "class_2") and bundle.task.name == "multiclass"
-    assert bundle.preprocessing.image_size == 16 and bundle.decision.reject_below == pytest.approx(0.8729, abs=1e-4)
+    geometry = bundle.preprocessing.geometry  # a model from before data.resize was center-cropped
+    assert geometry.size == (16, 16) and geometry.resize == "crop"
+    assert bundle.decision.reject_below == pytest.approx(0.8729, abs=1e-4)
 
     validated = main(["validate", "--ckpt_path", str(checkpoint), *QUIET])
     assert float(validated.trainer.callback_metrics["val/acc"]) == pytest.approx(

@@ -41,7 +41,7 @@ def test_predict_and_validate_from_the_checkpoint_alone_match_the_full_command_l
     full = main(tiny_args(workdir / "images", "--ckpt_path", str(best), subcommand="validate"))
     alone = main(["validate", "--ckpt_path", str(best), "--data.data_dir", str(workdir / "images"),
                   "--trainer.accelerator", "cpu"])
-    assert alone.datamodule.image_size == 16 and alone.model.hparams.backbone_options["channels"][0] == 16
+    assert alone.datamodule.geometry.size == (16, 16) and alone.model.hparams.backbone_options["channels"][0] == 16
     reports = Path(alone.trainer.log_dir)  # beside the run it evaluates, as with --ckpt_path best
     assert reports.parent.resolve() == trained.parent.resolve() and (reports / "report_val.txt").is_file()
     for key in ("val/acc", "val/loss"):

@@ -17,7 +17,8 @@ from lightning_resnet.cli import main
 from lightning_resnet.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    CenterView,
+    EvaluationView,
+    Geometry,
     ImageFolderDataModule,
     LayoutError,
     Normalization,
@@ -80,7 +81,7 @@ def test_every_augment_preset_gives_uint8_crops(image_folder, preset):
 
 
 def test_pad_crop_shifts_the_image_by_at_most_an_eighth_of_its_side_filling_in_zeros():
-    augment = train_augmentation("pad_crop", 0.0, image_size=32)
+    augment = train_augmentation("pad_crop", 0.0, (32, 32))
     image = torch.randint(1, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(image, (4, 4, 4, 4))
     torch.manual_seed(0)
@@ -97,7 +98,7 @@ def test_pad_crop_shifts_the_image_by_at_most_an_eighth_of_its_side_filling_in_z
 def test_eval_resize_then_center_crop(tmp_path):
     Image.new("RGB", (80, 40), (10, 20, 30)).save(tmp_path / "wide.png")
     data = datamodule(tmp_path, image_size=32, crop_fraction=0.5)
-    assert data.views.evaluation.resize_size == 64
+    assert data.geometry.resize_size == 64
     assert data.views.evaluation(tmp_path / "wide.png").shape == (3, 32, 32)
 
 
@@ -310,7 +311,7 @@ def draft_calls(monkeypatch) -> list[tuple]:
 def test_fast_eval_view_matches_the_slow_path(tmp_path, draft_calls):
     path = photo_like(tmp_path / "photo.jpg", 4096, 3072)
     slow = T.Compose([T.Resize(256), T.CenterCrop(224), T.PILToTensor()])(Image.open(path).convert("RGB"))
-    fast = CenterView(256, 224)(path)
+    fast = EvaluationView(Geometry(224, 224))(path)
     assert draft_calls == [("RGB", (512, 512))]  # decoded at 1/4: 1024x768
     difference = (slow.float() - fast.float()).abs()
     assert fast.shape == slow.shape == (3, 224, 224)
@@ -321,11 +322,11 @@ def test_fast_eval_view_matches_the_slow_path(tmp_path, draft_calls):
 def test_fast_train_crop_matches_the_same_crop_of_the_full_image(tmp_path, draft_calls, scale, reduced):
     path = photo_like(tmp_path / "photo.jpg", 4096, 3072, seed=1)
     full = T.PILToTensor()(Image.open(path).convert("RGB"))
-    view = RandomResizedCropView(224, scale)
+    view = RandomResizedCropView(Geometry(224, 224), scale)
     torch.manual_seed(3)
     fast = view(path)
     torch.manual_seed(3)
-    box = view.crop.make_params([full])
+    box = view.box(*full.shape[1:])
     slow = TF.resized_crop(full, box["top"], box["left"], box["height"], box["width"], [224, 224], antialias=True)
     difference = (slow.float() - fast.float()).abs()
     # the box, cut from a 1/4-scale decode, lands up to 2 full-resolution pixels off: grey-level noise

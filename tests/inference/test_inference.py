@@ -154,7 +154,7 @@ def test_the_papers_cifar_network_exports_to_onnx_with_the_same_outputs(tmp_path
     network = create_model("resnet20", num_classes=10).eval()
     shipped = ShippedClassifier(network, Normalization((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), temperature=1.0,
                                 task=SINGLE_LABEL)
-    path = export_model(shipped, tmp_path / "resnet20.onnx", image_size=32)
+    path = export_model(shipped, tmp_path / "resnet20.onnx", (32, 32))
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     probabilities, logits = session.run(None, {"images": images.numpy()})

@@ -24,13 +24,13 @@ from ..digits import DIGITS_DATA
 from ..loaders import LoaderSettings, TrainingLoader
 from ..normalization import Normalization
 from ..splits import SplitRow, SplitRule
-from ..transforms import CenterView
+from ..transforms import EvaluationView
 
 SamplerKind = Literal["shuffle", "balanced"]
 """``shuffle``: every training image once per epoch; ``balanced``: images drawn with replacement, every
 class equally often (``WeightedRandomSampler``)."""
 View = Callable[..., Tensor]
-"""Reads an image file (or its bytes) as a ``uint8`` crop: :class:`~..transforms.CenterView` and the training views."""
+"""Reads an image file (or its bytes) as a ``uint8`` crop: :class:`~..transforms.EvaluationView` and the training views."""
 Augmentation = Callable[[Tensor], Tensor] | None
 
 
@@ -125,7 +125,7 @@ class ImageSource(ABC):
         """Images of each class in the training part (what ``model.class_weights: balanced`` weighs by)."""
 
     @abstractmethod
-    def measured_normalization(self, view: CenterView, num_workers: int) -> Normalization:
+    def measured_normalization(self, view: EvaluationView, num_workers: int) -> Normalization:
         """The mean and std of the training part as ``view`` shows it (``data.normalize: auto``)."""
 
     @property

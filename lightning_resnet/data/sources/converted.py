@@ -31,7 +31,7 @@ from ..listing import list_test_folder
 from ..loaders import LoaderSettings, SampledLoader
 from ..normalization import Normalization
 from ..splits import SPLIT_CSV, SplitRow, split_rows_of
-from ..transforms import CenterView
+from ..transforms import EvaluationView
 from ..workers import worker_options, worker_processes
 from .base import Augmentation, ImageSource, SourceOptions, View
 from .converted_manifest import ConvertedData, is_converted, read_converted, read_text, use_litdata
@@ -101,7 +101,7 @@ class ConvertedSource(ImageSource):
     def training_class_counts(self) -> list[int]:
         return self.converted.class_counts_of(self.converted.training_parts(self.fold))
 
-    def measured_normalization(self, view: CenterView, num_workers: int) -> Normalization:
+    def measured_normalization(self, view: EvaluationView, num_workers: int) -> Normalization:
         measured = self.converted.normalizations
         check(bool(measured), f"data.normalize auto: {self.converted.root} was converted without measuring its "
                               "training split; convert with --data.normalize auto, or give data.normalize")

@@ -24,7 +24,7 @@ from ..loaders import LoaderSettings, SampledLoader
 from ..named_sets import NamedDataSet, named_data_set, neither_folder_nor_name
 from ..normalization import Normalization, cached_mean_std
 from ..splits import SplitRow
-from ..transforms import CenterView
+from ..transforms import EvaluationView
 from .base import Augmentation, ImageSource, SourceOptions, View
 
 
@@ -146,13 +146,13 @@ class FolderSource(ImageSource):
         return label_counts((target for _, target in split.samples(split.train) + self.extra_samples()),
                             len(self.class_names))
 
-    def measured_normalization(self, view: CenterView, num_workers: int) -> Normalization:
+    def measured_normalization(self, view: EvaluationView, num_workers: int) -> Normalization:
         if self._measured is None:
             self._measured = self.normalization_of(self.split()[0], view, num_workers)
         return self._measured
 
     @staticmethod
-    def normalization_of(samples: list[Sample], view: CenterView, num_workers: int) -> Normalization:
+    def normalization_of(samples: list[Sample], view: EvaluationView, num_workers: int) -> Normalization:
         """The mean and std of ``samples`` as ``view`` shows them: from the cache, or measured and cached."""
         return Normalization(*cached_mean_std(samples, view, num_workers, *view.settings))
 
