@@ -109,6 +109,29 @@ def make_label_sets(root: Path, count: int = 48, size: int = 32, seed: int = 0) 
     return root / "labels.csv"
 
 
+def make_edge_label_sets(root: Path, count: int = 60, size: tuple[int, int] = (16, 48), seed: int = 0) -> Path:
+    """A multi-label set of wide images (``size``: height, width; 3:1 by default): dark noise with one or two bright
+    squares, labelled by where they lie: ``left`` and ``right`` near the ends, where a centre crop never looks (each
+    on a third of the images), ``middle`` in the centre. Returns the labels file."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    side = height // 2
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in range(count):
+        chosen = [["left"], ["middle"], ["right"], ["middle"], ["left", "middle"], ["middle", "right"]][index % 6]
+        pixels = rng.normal(40, 15, size=(height, width, 3))
+        for label in chosen:
+            top = int(rng.integers(1, height - side))
+            left = {"left": int(rng.integers(1, 4)), "middle": (width - side) // 2 + int(rng.integers(-2, 3)),
+                    "right": width - side - int(rng.integers(1, 4))}[label]
+            pixels[top : top + side, left : left + side] = 240
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").save(root / "images" / f"{index:03d}.png")
+        rows.append(f"images/{index:03d}.png,{' '.join(chosen)}")
+    (root / "labels.csv").write_text("path,labels\n" + "\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

@@ -19,6 +19,7 @@ from .decode import DECODE_ERRORS, load_image, to_rgb
 from .digits import DIGITS_DATA, DIGITS_DIR, write_digits
 from .duplicates import DuplicateGroup, duplicate_groups
 from .folder_split import FolderSplit, split_folder
+from .geometry import RESIZE_MODES, Geometry, ResizeMode, size_of
 from .image_records import ImageRecord, unreadable_reason
 from .listing import (
     IMAGE_EXTENSIONS,
@@ -31,7 +32,6 @@ from .listing import (
     scan_image_folder,
     scan_unlabelled,
 )
-from .geometry import RESIZE_MODES, Geometry, ResizeMode, size_of
 from .named_sets import NamedDataSet, named_data_set
 from .normalization import IMAGENET_MEAN, IMAGENET_STD, Normalization, Normalize, cached_mean_std, measure_mean_std
 from .sources import ConvertedSource, FolderSource, ImageSource, SamplerKind, SourceOptions, open_source

@@ -20,6 +20,7 @@ from ..stages import TEST, VAL
 from ..tasks import Task, TaskName, task_of
 from .dataset import ImageSamples
 from .digits import DIGITS_DATA
+from .geometry import Geometry, ResizeMode
 from .listing import scan_unlabelled
 from .loaders import (
     LoaderSettings,
@@ -31,7 +32,6 @@ from .loaders import (
 )
 from .normalization import Normalization, Normalize, check_normalize, chosen_normalization, unlike_the_weights
 from .sources import ImageSource, SamplerKind, SourceOptions, open_source
-from .geometry import Geometry, ResizeMode
 from .transforms import AugmentPreset, Views
 
 
@@ -235,6 +235,9 @@ class ImageFolderDataModule(LightningDataModule):
         unlike = unlike_the_weights(self.normalize, self.normalization, self.weights_normalization)
         if stage == "fit" and unlike:
             rank_zero_warn(unlike)
+        cropping = self.geometry.cropping_note(self.source.image_sizes()) if stage == "fit" else None
+        if cropping:
+            rank_zero_warn(cropping)
         if stage in ("fit", "validate"):
             self.train_set = self.source.training_set(self.views.training, self.views.augmentation,
                                                       self._loader_settings(), self._processes()[0])

@@ -160,6 +160,21 @@ class Geometry:
         _, (_, _, seen_height, seen_width) = self.where_the_view_came_from(height, width)
         return max(0.0, 1.0 - min(seen_height, height) * min(seen_width, width) / (height * width))
 
+    def cropping_note(self, sizes: Sequence[tuple[int, int]]) -> str | None:
+        """One line when ``crop`` drops much of images of ``sizes`` (height, width) because their shape is far from
+        the input's (their median aspect ratio more than 4/3 from it either way: the ratios a training crop draws
+        from); None otherwise."""
+        if self.resize != "crop" or not sizes:
+            return None
+        aspects = sorted(width / height for height, width in sizes)
+        median = aspects[len(aspects) // 2]
+        if 0.75 <= median / self.aspect <= 4 / 3:
+            return None
+        dropped = sorted(self.dropped_share(height, width) for height, width in sizes)[len(sizes) // 2]
+        return (f"data.resize crop: the images' median aspect ratio (width / height) is {median:.2f}, the model's "
+                f"input {self.aspect:.2f}: the centre crop drops {dropped:.0%} of each image (median), which the model "
+                "never sees; --data.resize pad (letterboxed) or squish keeps the whole image")
+
     def describe(self) -> str:
         """In words, for an exported model's description and the reports."""
         size = f"{self.height} x {self.width} px (height x width)"

@@ -1,9 +1,9 @@
 """Views and augmentation presets: how a file becomes the ``uint8`` crop the model sees.
 
-A *view* reads a file and fits it to the model's input as :class:`~.geometry.Geometry` says
-(:class:`EvaluationView` for evaluation, :class:`RandomResizedCropView` for training), decoding no more resolution than the crop needs; the *augmentation* of a preset
-(flip, policy) then works on the ``uint8`` crop. Normalization happens later, on the device
-(:meth:`ImageFolderDataModule.on_after_batch_transfer`).
+A *view* reads a file and fits it to the model's input as :class:`~.geometry.Geometry` says (:class:`EvaluationView`
+for evaluation, :class:`RandomResizedCropView` for training), decoding no more resolution than the crop needs; the
+*augmentation* of a preset (flip, policy) then works on the ``uint8`` crop. Normalization happens later, on the
+device (:meth:`ImageFolderDataModule.on_after_batch_transfer`).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from ..errors import check
 from ..stages import VAL
 from .dataset import ImageSamples
 from .decode import load_image
+from .geometry import Geometry
 from .hashing import content_digest
 from .listing import scan_unlabelled
 from .loaders import TRAIN_POSITION, LoaderSettings, SampledLoader, evaluation_loader, processes_of, settings_for
@@ -34,7 +35,6 @@ from .named_sets import named_data_set
 from .normalization import Normalization, chosen_normalization, imagenet_normalization
 from .sources import SourceOptions, open_source
 from .splits import SplitRule
-from .geometry import Geometry
 from .transforms import eval_view
 
 

@@ -133,6 +133,11 @@ def file_lines(split: FolderSplit) -> list[str]:
         if len(values):
             low, p5, median, p95, high = np.percentile(values, [0, 5, 50, 95, 100]).round().astype(int)
             lines.append(f"{side} px: min {low}, 5% {p5}, median {median}, 95% {p95}, max {high}")
+    aspects = np.array([records[i].width / records[i].height for i in readable if records[i].height])
+    if len(aspects):
+        low, p5, median, p95, high = np.percentile(aspects, [0, 5, 50, 95, 100])
+        lines.append(f"aspect ratio (width / height): min {low:.2f}, 5% {p5:.2f}, median {median:.2f}, 95% {p95:.2f}, "
+                     f"max {high:.2f}")
     unreadable = [(split.files[i][0], record.problem) for i, record in enumerate(records) if not record.readable]
     lines.append(f"unreadable: {len(unreadable)}" + "".join(f"\n  {path} ({problem})"
                                                              for path, problem in unreadable[:20]))

@@ -72,8 +72,8 @@ class Teacher:
     checkpoint and out of DDP's gradient synchronization; :meth:`to` follows the student's device.
     """
 
-    def __init__(self, options: Distillation, task: Task, class_names: list[str], channels: int, image_size: tuple[int, int],
-                 student_normalization: Normalization) -> None:
+    def __init__(self, options: Distillation, task: Task, class_names: list[str], channels: int,
+                 image_size: tuple[int, int], student_normalization: Normalization) -> None:
         option = "model.distillation.teacher"
         trained = read_bundle(teacher_checkpoint(options.teacher), option=option)
         check(trained.task is task, f"{option} {options.teacher} answers with {trained.task.items} "

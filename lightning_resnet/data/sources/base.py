@@ -30,7 +30,8 @@ SamplerKind = Literal["shuffle", "balanced"]
 """``shuffle``: every training image once per epoch; ``balanced``: images drawn with replacement, every
 class equally often (``WeightedRandomSampler``)."""
 View = Callable[..., Tensor]
-"""Reads an image file (or its bytes) as a ``uint8`` crop: :class:`~..transforms.EvaluationView` and the training views."""
+"""Reads an image file (or its bytes) as a ``uint8`` crop: :class:`~..transforms.EvaluationView` and the training
+views."""
 Augmentation = Callable[[Tensor], Tensor] | None
 
 
@@ -127,6 +128,11 @@ class ImageSource(ABC):
     @abstractmethod
     def measured_normalization(self, view: EvaluationView, num_workers: int) -> Normalization:
         """The mean and std of the training part as ``view`` shows it (``data.normalize: auto``)."""
+
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """``(height, width)`` of the labelled images as their headers say, when the source has read them (a folder
+        or a labels file verified at setup); empty otherwise."""
+        return []
 
     @property
     def has_test(self) -> bool:

@@ -89,6 +89,10 @@ class FolderSource(ImageSource):
     def class_names(self) -> tuple[str, ...]:
         return self.given_class_names or self.listing().class_names
 
+    def image_sizes(self) -> list[tuple[int, int]]:
+        records = self.folder_split().records or ()
+        return [(record.height, record.width) for record in records if record.readable and record.width]
+
     def known_class_names(self) -> tuple[str, ...] | None:
         return self.given_class_names or (self._listing.class_names if self._listing else None)
 
