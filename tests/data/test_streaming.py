@@ -21,7 +21,7 @@ from lightning_resnet.data import ImageFolderDataModule
 from lightning_resnet.data.sources.converted_manifest import use_litdata
 
 from ..conftest import ROOT, cli_error, make_image_folder, tiny_args
-from ..training.interrupters import AUGMENTED, UninterruptedRuns, assert_resumed_exactly, run_until_interrupted
+from ..training.interrupters import AUGMENTED, LETTERBOXED, UninterruptedRuns, assert_resumed_exactly, run_until_interrupted
 
 ODD_SPLIT = ["--data.val_fraction", "0.25"]  # 60 images: 45 to train on, 15 to validate (8 and 7 under DDP)
 
@@ -105,6 +105,7 @@ MOMENTS = {
     # per-sample augmentation seeds and stochastic depth throughout
     "step start, no workers": (AUGMENTED, 0, "InterruptAtStep", 130, False),
     "inside on_train_batch_end": (AUGMENTED, 0, "InterruptInBatchEnd", 130, False),
+    "step start, letterboxed into 16 x 24": ([*AUGMENTED, *LETTERBOXED], 0, "InterruptAtStep", 130, False),
     "SIGTERM to the process group, 2 workers": (AUGMENTED, 2, "SigtermToTheGroup", 128 + signal.SIGTERM, True),
     "an epoch's end": (AUGMENTED, 0, "InterruptAfterEpoch", 130, False),
     # a fold trains on the other folds' parts read by index, in the folder path's shuffle (and the one Ctrl-C

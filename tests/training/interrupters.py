@@ -18,6 +18,8 @@ from lightning_resnet.cli import main
 from ..conftest import start_cli, tiny_args
 
 HERE = "tests.training.interrupters"
+LETTERBOXED = ["--data.image_size", "[16, 24]", "--data.resize", "pad"]
+"""A rectangular input that images are letterboxed into (training's boxes of the image's own shape)."""
 AUGMENTED = ["--data.train_augment", "standard",
              "--model.backbone_options", "{stem: cifar, channels: [16, 32, 64, 128], drop_path_rate: 0.1}"]
 """Per-sample augmentation seeds and stochastic depth (on tiny_args' quarter-width network): what an exact resume

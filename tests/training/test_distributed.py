@@ -13,6 +13,7 @@ import torch
 import yaml
 from lightning.pytorch import Callback
 
+from lightning_resnet.bundle import read_bundle
 from lightning_resnet.cli import main
 
 from ..conftest import ROOT, make_image_folder, run_cli, tiny_args
@@ -26,6 +27,8 @@ CALLBACKS = [
 COMMON = ["--trainer.max_epochs", "3", "--data.batch_size", "4", *CALLBACKS]
 ODD_SPLIT = ["--data.val_fraction", "0.25"]  # 60 images: 45 to train on (22 and 23 under DDP), 15 to validate
 TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
+RECTANGLE = ["--data.image_size", "[16, 24]", "--data.resize", "squish"]
+"""Rectangles under DDP: training's boxes of each image's own shape, squished into 16 x 24."""
 
 
 
@@ -33,6 +36,12 @@ TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
 def with_progress_bar(args: list[str]) -> list[str]:
     """``args`` less tiny_args' ``--trainer.enable_progress_bar false``: the default bar, as a user has it."""
     at = args.index("--trainer.enable_progress_bar")
+    return args[:at] + args[at + 2 :]
+
+
+def the_checkpoints_size(args: list[str]) -> list[str]:
+    """``args`` less tiny_args' ``--data.image_size 16``: a checkpoint's command takes its rectangle."""
+    at = args.index("--data.image_size")
     return args[:at] + args[at + 2 :]
 
 
@@ -46,7 +55,8 @@ class RecordLoaderWorkers(Callback):
 @pytest.fixture(scope="module")
 def ddp(tmp_path_factory) -> Path:
     """fit with the demo recipe from the folder converted with a test set of 15 images (one process gets 8, the
-    other 7), tested after fit; then predict on the folder from its last checkpoint; each with two processes."""
+    other 7), tested after fit, on 16 x 24 rectangles; then predict on the folder from its last checkpoint (its
+    rectangle); each with two processes."""
     root = tmp_path_factory.mktemp("ddp")
     make_image_folder(root / "images", classes=3, per_class=20, seed=2)
     make_image_folder(root / "holdout", classes=3, per_class=5, seed=4)
@@ -57,12 +67,13 @@ def ddp(tmp_path_factory) -> Path:
                        "--output", str(converted), subcommand="convert"))  # the demo recipe measures its statistics
     demo = ["--config", str(ROOT / "configs" / "demo.yaml")]
     fit = with_progress_bar(tiny_args(converted, *COMMON, *TWO_PROCESSES, "--data.num_workers", "null",
-                                      "--data.train_augment", "standard",
+                                      "--data.train_augment", "standard", *RECTANGLE,
                                       "--trainer.callbacks+=tests.training.test_distributed.RecordLoaderWorkers"))
     run_cli(root, fit[0], *demo, *fit[1:])
     last = root / "logs/tiny/version_0/checkpoints/last.ckpt"
-    run_cli(root, *tiny_args(images, "--ckpt_path", str(last), "--data.predict_dir", str(images), *TWO_PROCESSES,
-                             "--predictions.cam", "true", subcommand="predict"))
+    run_cli(root, *the_checkpoints_size(tiny_args(images, "--ckpt_path", str(last), "--data.predict_dir",
+                                                  str(images), *TWO_PROCESSES, "--predictions.cam", "true",
+                                                  subcommand="predict")))
     return root
 
 
@@ -75,6 +86,7 @@ def test_fit_runs_with_the_augmentation_callbacks(ddp):
     # LitData's drop_last gives every process the same number of whole batches: 45 images, two processes, batches
     # of 4: 5 batches (20 images) each an epoch, so that neither waits for the other (LitData #233)
     assert last["global_step"] == 3 * 5
+    assert read_bundle(ddp / "logs/tiny/version_0/checkpoints/last.ckpt").preprocessing.geometry.size == (16, 24)
 
 
 def test_every_process_sees_the_same_split_and_writes_once(ddp):
@@ -90,7 +102,7 @@ def test_evaluation_counts_each_image_once_and_equals_one_process(ddp, tmp_path,
     assert report.startswith("test: 15 images, 3 classes")  # 8 + 7, no padded repeat
     monkeypatch.chdir(tmp_path)
     best = next((ddp / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))  # what the test after fit read
-    single = main(tiny_args(ddp / "converted", "--ckpt_path", str(best), subcommand="test"))
+    single = main(the_checkpoints_size(tiny_args(ddp / "converted", "--ckpt_path", str(best), subcommand="test")))
     assert (tmp_path / "logs/tiny/version_0/report_test.txt").read_text() == report
     assert f"{float(single.trainer.callback_metrics['test/acc']):.4f}" in report
     assert f"{float(single.trainer.callback_metrics['test/loss']):.4f}" in report
@@ -115,7 +127,7 @@ def test_predictions_and_class_activation_maps_are_written_once(ddp):
 
 def test_two_processes_match_one_within_noise(ddp, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    single = main(tiny_args(ddp / "converted", *COMMON))
+    single = main(tiny_args(ddp / "converted", *COMMON, *RECTANGLE))
     double = torch.load(ddp / "logs/tiny/version_0/checkpoints/last.ckpt", weights_only=True)
     state = next(value for key, value in double["callbacks"].items() if "'val/acc'" in key)
     single_best = float(single.trainer.checkpoint_callback.best_model_score)

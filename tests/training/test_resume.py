@@ -13,7 +13,7 @@ import torch
 from lightning_resnet.cli import main
 
 from ..conftest import make_image_folder, tiny_args
-from .interrupters import AUGMENTED, STEP, UninterruptedRuns, assert_resumed_exactly, run_until_interrupted
+from .interrupters import AUGMENTED, LETTERBOXED, STEP, UninterruptedRuns, assert_resumed_exactly, run_until_interrupted
 
 UNFREEZING = ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1"]
 TEACHER = "<the shared tiny fit's best checkpoint>"
@@ -25,6 +25,7 @@ MOMENTS = {
     "step start, augmented, drop-path, workers changed on resume": (AUGMENTED, 0, "InterruptAtStep", 2, 130, False,
                                                                     True),
     "step start, inside the unfreeze epoch": (UNFREEZING, 0, "InterruptAtStep", 0, 130, False, True),
+    "step start, letterboxed into 16 x 24": ([*AUGMENTED, *LETTERBOXED], 0, "InterruptAtStep", 0, 130, False, True),
     "inside on_train_batch_end, taught by a teacher": (TAUGHT, 0, "InterruptInBatchEnd", 0, 130, False, True),
     "inside on_train_batch_end, unfreeze epoch": (UNFREEZING, 0, "InterruptInBatchEnd", 0, 130, False, True),
     "Ctrl-C mid-forward, 2 workers, a real process": (AUGMENTED, 2, "CtrlCMidForward", 2, 130, True, True),
