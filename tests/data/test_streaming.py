@@ -21,7 +21,13 @@ from lightning_resnet.data import ImageFolderDataModule
 from lightning_resnet.data.sources.converted_manifest import use_litdata
 
 from ..conftest import ROOT, cli_error, make_image_folder, tiny_args
-from ..training.interrupters import AUGMENTED, LETTERBOXED, UninterruptedRuns, assert_resumed_exactly, run_until_interrupted
+from ..training.interrupters import (
+    AUGMENTED,
+    LETTERBOXED,
+    UninterruptedRuns,
+    assert_resumed_exactly,
+    run_until_interrupted,
+)
 
 ODD_SPLIT = ["--data.val_fraction", "0.25"]  # 60 images: 45 to train on, 15 to validate (8 and 7 under DDP)
 
