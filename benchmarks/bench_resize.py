@@ -145,6 +145,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--sets", nargs="+", default=["wide", "tall", "frames"], help="of wide, tall, frames")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--picture", type=Path, help="write the docs' picture of the three modes here, and stop")
     options = parser.parse_args()
     if options.picture is not None:
@@ -161,12 +163,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name, (make, config, size, extra, metrics) in sets.items():
+            if not any(chosen in name for chosen in options.sets):
+                continue
             results: dict[tuple[str, str], list[float]] = {}
             for seed in range(options.seeds):
                 work = Path(folder) / name.split()[0] / f"{name.split()[1]}_{seed}"
                 labels = make(work, seed)
                 os.chdir(work)
-                for mode in MODES:
+                for mode in options.modes:
                     measured = fit(labels, config, size, mode, seed, options.epochs, *extra)
                     for metric in metrics:
                         results.setdefault((mode, metric), []).append(measured[metric])
