@@ -128,8 +128,8 @@ def uninterrupted(tmp_path_factory) -> UninterruptedRuns:
 
 
 @pytest.mark.parametrize("moment", [pytest.param(name, marks=pytest.mark.slow)
-                                    if MOMENTS[name][4] or MOMENTS[name][1] else name
-                                    for name in MOMENTS])  # a real process, or loader workers: slow
+                                    if MOMENTS[name][4] or MOMENTS[name][1] or "letterboxed" in name else name
+                                    for name in MOMENTS])  # a real process, loader workers, a second data set: slow
 def test_an_interrupted_streaming_fit_resumes_to_the_uninterrupted_runs_weights(request, uninterrupted, tmp_path,
                                                                                 monkeypatch, moment):
     """LitData's loader saves the batches it fetched, one ahead of those trained on: the saved place must be the

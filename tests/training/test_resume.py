@@ -42,8 +42,9 @@ def uninterrupted(tmp_path_factory) -> tuple[UninterruptedRuns, object]:
 
 
 @pytest.mark.parametrize("moment", [pytest.param(name, marks=pytest.mark.slow)
-                                    if MOMENTS[name][5] or MOMENTS[name][1] or MOMENTS[name][3] else name
-                                    for name in MOMENTS])  # a real process, or loader workers: slow
+                                    if MOMENTS[name][5] or MOMENTS[name][1] or MOMENTS[name][3]
+                                    or "letterboxed" in name else name
+                                    for name in MOMENTS])  # a real process, loader workers, a second data set: slow
 def test_an_interrupt_at_any_moment_resumes_to_the_uninterrupted_runs_weights_buffers_and_optimizer(
         uninterrupted, trained_once, tmp_path, monkeypatch, moment):
     runs, images = uninterrupted
