@@ -18,6 +18,7 @@ from lightning_resnet.reports.cam import place_in_original
 from lightning_resnet.serving.api import ClassifierAPI
 from lightning_resnet.serving.served import ServedModel, identity
 from lightning_resnet.serving.uploads import UploadLimits, prepare
+from lightning_resnet.training import tta
 
 from ..conftest import description_of, make_edge_label_sets, read_rows, tiny_args
 
@@ -75,6 +76,10 @@ def test_a_rectangular_size_trains_exports_and_serves_with_the_checkpoints_answe
     best = next((edges / "logs/rectangle/version_0/checkpoints").glob("best-*.ckpt"))
     validated = main(["validate", "--ckpt_path", str(best)])
     assert validated.datamodule.geometry == Geometry(16, 32, "pad", 0.875, 20)
+    five_crops = main(["validate", "--ckpt_path", str(best), "--model.tta", "five_crop"])  # of the rectangle
+    assert five_crops.model.tta == "five_crop" and "val/mAP" in five_crops.trainer.callback_metrics
+    assert [tuple(view.shape) for view in tta.test_time_views(torch.zeros(2, 3, 16, 32), "five_crop")] == \
+        [(2, 3, 16, 32)] * 5
     new = edges / "new"
     new.mkdir()
     for path in sorted((edges / "images").iterdir())[:6]:
