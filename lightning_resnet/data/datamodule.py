@@ -56,52 +56,43 @@ class ImageFolderDataModule(LightningDataModule):
         num_folds: split into this many stratified folds instead (k-fold cross-validation, ``cross_validate``);
             ``fold`` is held out. A data set converted with ``num_folds`` needs the same number here.
         fold: the fold held out, from 0 to ``num_folds - 1``.
-        exclude: a CSV file with a ``path`` column (an edited ``label_issues.csv`` or ``outliers.csv`` of
-            ``inspect --predictions``): those images are left out of training and validation, and listed
-            in ``split.csv`` as ``excluded``.
-        relabel: a CSV file with ``path`` and ``label`` columns: those images are trained and validated
-            under the class ``label`` names instead of their folder's.
+        exclude: a CSV file with a ``path`` column (an edited ``label_issues.csv`` or ``outliers.csv`` of ``inspect
+            --predictions``): those images are left out of training and validation (``split.csv``: ``excluded``).
+        relabel: a CSV file with ``path`` and ``label`` columns: those images are trained and validated as ``label``.
         group_duplicates: keep each group of exact and near copies (found once per folder, cached) on one side of
             the split; copies shared between the parts of a pre-split folder are reported as leaks.
-        sampler: ``shuffle`` (each training image once per epoch) or ``balanced`` (drawn with
-            replacement so that every class comes equally often; also under DDP).
+        sampler: ``shuffle`` (each training image once an epoch) or ``balanced`` (every class equally often; DDP too).
         test_dir: folder laid out like ``data_dir`` for ``test``; by default a pre-split folder's ``test/``.
         predict_dir: an image file or a folder of images for ``predict``.
         image_size: the size of the images the model sees: one side (a square) or ``[height, width]``.
-        crop_fraction: ``crop``: evaluation resizes the shorter side to ``image_size / crop_fraction``, then
-            center-crops ``image_size`` (0.875 is the ImageNet convention; 1.0 keeps the shorter side whole).
-        resize: how an image of any shape is fitted to ``image_size`` (:mod:`.geometry`): ``crop`` (the centre, after
-            resizing), ``squish`` (the whole image stretched) or ``pad`` (the whole image letterboxed); training's
-            random boxes keep the image's own aspect ratio with ``squish`` and ``pad``. By default ``pad`` for label
-            sets (a label may be anywhere in the image) and ``crop`` for one class per image.
+        crop_fraction: ``crop``: the share of the resized image the centre crop keeps (0.875, ImageNet's; 1.0 keeps
+            the shorter side whole).
+        resize: how an image of another shape is fitted to ``image_size`` (:mod:`.geometry`): ``crop`` (its centre),
+            ``squish`` or ``pad`` (letterboxed); by default ``pad`` for label sets, ``crop`` for one class per image.
         pad_fill: ``pad``: the level (0-255) of the letterbox's bars.
-        train_augment: the training augmentation preset: ``basic`` (evaluation's resize and crop),
-            ``pad_crop`` (that crop padded by an eighth of its side, cut again at random, and flipped: the ResNet
-            paper's CIFAR augmentation), ``standard`` (random resized crop and horizontal flip), or ``standard``
-            followed by ``trivialaugment``, ``randaugment`` or ``autoaugment``.
+        train_augment: the training augmentation preset: ``basic`` (evaluation's view), ``pad_crop`` (that view padded
+            by an eighth of its side, cut again at random, and flipped: the ResNet paper's CIFAR augmentation),
+            ``standard`` (random resized crop, flip), or it then ``trivialaugment``, ``randaugment``, ``autoaugment``.
         crop_scale: area range of the random resized crop (0.08-1 for ImageNet; narrower for small images).
         hflip: probability of a horizontal flip (0 for digits and text).
-        normalize: ``imagenet`` mean/std, ``auto`` to measure the training split's once and cache it,
-            ``{mean: [...], std: [...]}`` given by hand (one value per channel, in [0, 1] units, as timm's
-            ``--mean``/``--std``), or null (the default): the mean/std the pretrained weights were
-            trained with when ``model.pretrained`` names them (``weights_normalization``), else ImageNet's.
+        normalize: ``imagenet``, ``auto`` (the training split's, measured once and cached), ``{mean: [...], std:
+            [...]}`` by hand (per channel, in [0, 1] units, as timm's ``--mean``/``--std``), or null (the default): the
+            pretrained weights' (``weights_normalization``) when ``model.pretrained`` names them, else ImageNet's.
         batch_size: images per batch and process.
         num_workers: loader processes of each training process; by default the cores this machine gives the
             run, shared among its training processes, less one for each of them (at least one worker).
         verify_images: at setup, leave out (and list) empty, truncated and undecodable files, reading only each
             file's header and last bytes (cached). A file that fails later is skipped and counted.
-        class_names: the classes in index order; read from ``data_dir`` when not given (a checkpoint's, on the
-            command line, so that indices keep their meaning).
+        class_names: the classes in index order; read from ``data_dir`` when not given (a checkpoint gives its own).
         channels: image channels, 3 (RGB) or 1 (gray); linked from ``model.backbone_options.in_chans``.
         weights_normalization: ``[mean, std]`` of the pretrained weights; linked from ``model.pretrained``.
-        weighted_loss: whether the model weighs its loss by class (``model.class_weights``); the command
-            line links it, so that the start-up's imbalance hint does not suggest what is already done.
+        weighted_loss: whether the model weighs its loss by class (linked from ``model.class_weights``; read by the
+            start-up's imbalance hint, which then does not suggest it).
         extra_labels: a ``pseudo_labels.csv`` (``pseudo_label``): its images, from outside ``data_dir``, join the
             training part only; ``split.csv`` lists them as ``pseudo``.
-        labels: a CSV file listing the images instead of class folders: a ``path`` column (relative to
-            ``data_dir``, which is the file's own folder when left at its default), a ``labels`` column (the
-            class, or the labels separated by spaces), and optionally a ``split`` column (``train``, ``val``,
-            ``test``) for a set split already.
+        labels: a CSV file listing the images instead of class folders: a ``path`` column (relative to ``data_dir``,
+            by default the file's folder), a ``labels`` column (the class, or the labels separated by spaces), and
+            optionally a ``split`` column (``train``, ``val``, ``test``) for a set split already.
         multilabel: whether each image of ``labels`` has a set of labels (multi-label classification: a sigmoid
             per label); by default, when some row has two labels or more. The command line links it to the model.
     """
@@ -155,9 +146,8 @@ class ImageFolderDataModule(LightningDataModule):
         self.num_workers_option = num_workers
         self.channels = channels
         self.geometry = Geometry.of(image_size, resize or self.task_kind.default_resize, crop_fraction, pad_fill)
-        """The model's input size and how an image is fitted to it: what a trained model keeps."""
+        """The input size and how an image is fitted to it (a trained model keeps it); :attr:`views` read by it."""
         self.views = Views.of(self.geometry, channels, train_augment, crop_scale, hflip)
-        """How the images are read: for evaluation (fitted to ``geometry``), for training."""
         self.weights_normalization = (Normalization(tuple(weights_normalization[0]), tuple(weights_normalization[1]))
                                       if weights_normalization is not None else None)
         self._saved_normalization: Normalization | None = None  # a checkpoint's, which wins over every other
@@ -185,14 +175,12 @@ class ImageFolderDataModule(LightningDataModule):
 
     @property
     def task(self) -> TaskName:
-        """The task the images make, by name (the command line links it to the model): label sets (``multilabel``
-        given, else as the labels file says) or one class per image."""
+        """The name of :attr:`task_kind`, which the command line links to the model."""
         return self.task_kind.name
 
     @property
     def task_kind(self) -> Task:
-        """The task the images make: label sets (``multilabel`` given, else as the labels file says) or one class per
-        image."""
+        """The task the images make: label sets (``multilabel`` given, else as the labels file says) or one class."""
         return task_of(self.multilabel) if self.multilabel is not None else self.source.task
 
     def training_class_counts(self) -> list[int]:
@@ -235,12 +223,11 @@ class ImageFolderDataModule(LightningDataModule):
         unlike = unlike_the_weights(self.normalize, self.normalization, self.weights_normalization)
         if stage == "fit" and unlike:
             rank_zero_warn(unlike)
-        cropping = self.geometry.cropping_note(self.source.image_sizes()) if stage == "fit" else None
-        if cropping:
+        if stage == "fit" and (cropping := self.geometry.cropping_note(self.source.image_sizes())):
             rank_zero_warn(cropping)
         if stage in ("fit", "validate"):
             self.train_set = self.source.training_set(self.views.training, self.views.augmentation,
-                                                      self._loader_settings(), self._processes()[0])
+                                                      self._loader_settings(), processes_of(self.trainer)[0])
             self.val_set = self.source.evaluation_set(VAL, self.views.evaluation)
         elif stage == "test":
             self.test_set = self.source.evaluation_set(TEST, self.views.evaluation)
@@ -249,9 +236,6 @@ class ImageFolderDataModule(LightningDataModule):
                 raise UserError("predict needs data.predict_dir: an image file or a folder of images")
             self.predict_paths = scan_unlabelled(Path(self.predict_dir).expanduser())
             self.predict_set = ImageSamples([(path, path) for path in self.predict_paths], self.views.evaluation)
-
-    def _processes(self) -> tuple[int, int]:
-        return processes_of(self.trainer)
 
     def _loader_settings(self) -> LoaderSettings:
         return settings_for(self.trainer, self.batch_size, self.num_workers_option, self.seed)
@@ -266,17 +250,17 @@ class ImageFolderDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """A shuffle (or balanced draw) fixed by ``seed`` and the epoch, resumed mid-epoch from a checkpoint."""
         self._train_loader = self.source.training_loader(self.train_set, self._loader_settings(),
-                                                         *self._processes(), self._training_batches_done)
+                                                         *processes_of(self.trainer), self._training_batches_done)
         if self._saved_position is not None:
             self._train_loader.resume(self._saved_position)
             self._saved_position = None
         return self._train_loader.loader
 
     def val_dataloader(self) -> DataLoader:
-        return evaluation_loader(self.val_set, self._loader_settings(), *self._processes())
+        return evaluation_loader(self.val_set, self._loader_settings(), *processes_of(self.trainer))
 
     def test_dataloader(self) -> DataLoader:
-        return evaluation_loader(self.test_set, self._loader_settings(), *self._processes())
+        return evaluation_loader(self.test_set, self._loader_settings(), *processes_of(self.trainer))
 
     def predict_dataloader(self) -> DataLoader:
         return prediction_loader(self.predict_set, self._loader_settings())
