@@ -1,8 +1,8 @@
 """The training logic: ``ImageClassifier``, a LightningModule around a hand-written ResNet.
 
-It holds the network, the loss, the metrics and the optimizer; what happens around the steps is
-in callbacks the command line adds (checkpoints, divergence guard, random state, reports) and in
-the fine-tuning callback the model asks for (:meth:`ImageClassifier.configure_callbacks`).
+It holds the network, the loss, the metrics and the optimizer; what happens around the steps is in callbacks the
+command line adds (checkpoints, divergence guard, random state, reports) and in the fine-tuning callback the model
+asks for (:meth:`ImageClassifier.configure_callbacks`).
 """
 
 from __future__ import annotations
@@ -206,8 +206,7 @@ class ImageClassifier(LightningModule):
             check(not self.task.multi_hot_targets or self.hparams.class_weights != "balanced",
                   "model.class_weights balanced weighs classes by their counts, which a multi-label set does not "
                   "split among its images: give one weight per label (its positives' weight in the loss)")
-            self.loss_weights = loss_weights(self.hparams.class_weights, self.class_names,
-                                             self.class_counts.value)
+            self.loss_weights = loss_weights(self.hparams.class_weights, self.class_names, self.class_counts.value)
         if stage == "fit" and self.distillation is not None:
             check(data is not None, "model.distillation needs this project's data module (its normalization)")
             self.teacher = Teacher(self.distillation, self.task, self.class_names, data.channels, data.geometry.size,
@@ -328,13 +327,10 @@ class ImageClassifier(LightningModule):
             return None
         hparams = self.hparams
         model_options = {key: value for key, value in hparams.items() if not key.startswith("_")}
-        return ModelBundle(
-            Architecture(hparams.backbone, dict(hparams.backbone_options or {})),
-            tuple(self.class_names),
-            Preprocessing(data.geometry, data.channels, data.normalization),
-            self.decision,
-            Provenance(data.options(), model_options, self._run_folder, package_versions()),
-        )
+        architecture = Architecture(hparams.backbone, dict(hparams.backbone_options or {}))
+        return ModelBundle(architecture, tuple(self.class_names),
+                           Preprocessing(data.geometry, data.channels, data.normalization), self.decision,
+                           Provenance(data.options(), model_options, self._run_folder, package_versions()))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Take the checkpoint's decision; check its classes against the model's; keep the seconds the run had
