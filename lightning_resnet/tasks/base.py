@@ -65,6 +65,8 @@ class Task(ABC):
     agreement_name: str
     """The key of :meth:`agreement` in an INT8 model's description, and what it counts, in words."""
     agreement_words: str
+    balanced_weights_refused: str | None = None
+    """Why ``model.class_weights balanced`` cannot weigh this task's loss; None when it can."""
     default_resize: str
     """How an image is fitted to the model's input unless ``data.resize`` says (:mod:`~lightning_resnet.data.geometry`):
     ``crop`` (the centre) for one class per image, ``pad`` (the whole image) for label sets, which may lie anywhere."""

@@ -70,6 +70,9 @@ class MultiLabel(Task):
     monitor = metric_key(VAL, MEAN_AP)
     metric_labels = MULTILABEL_METRIC_LABELS
     default_resize = "pad"
+    balanced_weights_refused = ("model.class_weights balanced weighs classes by their counts, which a multi-label set "
+                                "does not split among its images: give one weight per label (its positives' weight in "
+                                "the loss)")
     multi_hot_targets = True
     activation = ("each label's sigmoid of its logit (batch, num_labels): the labels at or above their thresholds "
                   "(decision.label_thresholds) are the image's")

@@ -203,9 +203,8 @@ class ImageClassifier(LightningModule):
         if stage == "fit" and self._trainer is not None:
             self._run_folder = str(run_dir(self.trainer))
         if stage == "fit" and self.hparams.class_weights is not None:
-            check(not self.task.multi_hot_targets or self.hparams.class_weights != "balanced",
-                  "model.class_weights balanced weighs classes by their counts, which a multi-label set does not "
-                  "split among its images: give one weight per label (its positives' weight in the loss)")
+            refused = self.task.balanced_weights_refused
+            check(self.hparams.class_weights != "balanced" or refused is None, str(refused))
             self.loss_weights = loss_weights(self.hparams.class_weights, self.class_names, self.class_counts.value)
         if stage == "fit" and self.distillation is not None:
             check(data is not None, "model.distillation needs this project's data module (its normalization)")

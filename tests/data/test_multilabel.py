@@ -92,6 +92,11 @@ def test_options_that_need_one_class_per_image_are_refused_on_the_command_line(t
     assert code == 2 and printed.strip() == (
         f"error: data.sampler balanced does not go with data.labels {labels}, a multi-label set: it draws by class: "
         "use model.class_weights"), printed
+    code, printed = cli_error(capsys, tiny_args(tmp_path, "--data.labels", str(labels), "--model.class_weights",
+                                                "balanced", "--trainer.max_epochs", "1"))
+    assert code == 2 and printed.strip().splitlines()[-1].startswith(
+        "error: model.class_weights balanced weighs classes by their counts, which a multi-label set does not split"
+    ), printed
 
 
 def test_inspect_counts_each_labels_images_and_the_labels_found_together(tmp_path, monkeypatch, capsys):
