@@ -103,6 +103,7 @@ def test_a_finished_run_extended_by_one_epoch_trains_exactly_that_epoch(trained,
         assert math.isfinite(float(calibrated_after["reject_below"]))
 
 
+@pytest.mark.slow  # 1.8-2.9 s in make check's fresh-clone run (pyproject.toml's marker: 1.7 s or more)
 def test_the_hints_fit_ends_with_do_what_they_say_pasted_as_they_stand(workdir, capsys):
     """A fold's best checkpoint is evaluated on that fold's validation images, without the options it was trained
     with; the TensorBoard command names this environment's TensorBoard."""

@@ -155,6 +155,7 @@ def test_auto_normalization_measures_the_train_split_once(image_folder, monkeypa
     assert again.normalization == measured
 
 
+@pytest.mark.slow  # 1.8-2.9 s in make check's fresh-clone run (pyproject.toml's marker: 1.7 s or more)
 def test_measured_statistics_are_kept_per_channel_count_whichever_run_came_first(workdir):
     """The cache of ``normalize: auto`` is keyed by everything its value depends on, the channels too."""
     gray = ["--model.backbone_options", "{stem: cifar, channels: [16, 32, 64, 128], in_chans: 1}"]

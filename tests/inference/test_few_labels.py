@@ -23,6 +23,7 @@ def unlabelled(trained, workdir):
     return make_image_folder(workdir / "unlabelled", classes=3, per_class=4, seed=9)
 
 
+@pytest.mark.slow  # 1.8-2.9 s in make check's fresh-clone run (pyproject.toml's marker: 1.7 s or more)
 def test_pseudo_labels_are_the_confident_predictions_and_join_the_training_part_only(trained, workdir, unlabelled,
                                                                                    capsys):
     best = next((trained / "checkpoints").glob("best-*.ckpt"))

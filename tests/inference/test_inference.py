@@ -31,6 +31,7 @@ def normalized_batch(checkpoint: Path, paths: list[str]) -> torch.Tensor:
     return data.on_after_batch_transfer([images, torch.zeros(len(paths))], 0)[0]
 
 
+@pytest.mark.slow  # 1.8-2.9 s in make check's fresh-clone run (pyproject.toml's marker: 1.7 s or more)
 def test_hflip_tta_is_the_mean_softmax_of_the_image_and_its_mirror(trained, workdir, capsys):
     checkpoint = trained / "checkpoints" / "last.ckpt"
     main(tiny_args(workdir / "images", "--ckpt_path", str(checkpoint), "--data.predict_dir", str(workdir / "holdout"),

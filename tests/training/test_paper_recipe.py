@@ -58,6 +58,7 @@ def test_the_resnet56_recipe_fits_cifar10_by_name_then_tests_on_its_test_part(mo
     assert 0.0 <= tested.trainer.callback_metrics["test/acc"] <= 1.0
 
 
+@pytest.mark.slow  # 1.8-2.9 s in make check's fresh-clone run (pyproject.toml's marker: 1.7 s or more)
 def test_a_run_planned_by_its_steps_alone_warms_up_over_an_epoch_of_the_loader(workdir, capsys):
     planned = ["--trainer.max_steps", "5", "--trainer.max_epochs", "-1", "--model.lr_scheduler", "step",
                "--model.warmup_epochs", "1"]  # 24 training images in batches of 8: an epoch of 3 steps
