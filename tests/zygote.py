@@ -43,9 +43,13 @@ def run_child(request: dict, fds: list[int]) -> None:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        for name in ("SIGCHLD", "SIGTERM", "SIGPIPE"):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter sets it
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # as a fresh interpreter sets them: a write to a closed pipe or socket raises BrokenPipeError rather than
+        # killing the process (with SIG_DFL, serve's process died of SIGPIPE writing to workers its group's SIGTERM
+        # had ended), and Ctrl-C raises KeyboardInterrupt
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
