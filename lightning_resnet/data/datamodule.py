@@ -7,6 +7,7 @@ and :meth:`ImageFolderDataModule.on_after_batch_transfer` normalizes them on the
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import UserError
+from ..errors import check
 from ..stages import TEST, VAL
 from ..tasks import Task, TaskName, task_of
 from .dataset import ImageSamples
@@ -29,10 +30,12 @@ from .loaders import (
     prediction_loader,
     processes_of,
     settings_for,
+    training_batches_done,
 )
 from .normalization import Normalization, Normalize, check_normalize, chosen_normalization, unlike_the_weights
 from .sources import ImageSource, SamplerKind, SourceOptions, open_source
 from .transforms import AugmentPreset, Views
+from .unlabelled_pool import UnlabelledImages
 
 
 def datamodule_of(trainer: Trainer) -> ImageFolderDataModule | None:
@@ -45,56 +48,50 @@ class ImageFolderDataModule(LightningDataModule):
     """Train / validation split of a folder of images, plus optional test and predict inputs.
 
     Args:
-        data_dir: a folder with one sub-folder of images per class, split here; or a folder split already, with
-            ``train/<class>/`` and ``val/`` (or ``valid/``, ``validation/``) and optionally ``test/``, used as it
-            is; ``demo:digits`` (scikit-learn's digits, written to ``data/digits``) or another data set by name
-            (``cifar10``, ...); or a data set ``convert`` wrote (LitData's format), a folder or a bucket URL
-            (``s3://``, ``gs://``, ``azure://``): its split (or folds), classes and normalization are its own.
-        val_fraction: share of each class held out for validation (a stratified random split);
-            a pre-split folder without ``val/`` splits its ``train/`` so.
-        seed: seed of that split; the same seed gives the same split on every machine and process.
+        data_dir: a folder with one sub-folder of images per class, split here; or split already (``train/<class>/``,
+            ``val/``, optionally ``test/``); ``demo:digits`` or another data set by name (``cifar10``, ...); or a
+            data set ``convert`` wrote (LitData's format; a folder or a bucket URL), with its own split and classes.
+        val_fraction: share of each class held out for validation (a stratified random split; of ``train/``
+            in a pre-split folder without ``val/``).
+        seed: seed of that split, the same on every machine and process.
         num_folds: split into this many stratified folds instead (k-fold cross-validation, ``cross_validate``);
             ``fold`` is held out. A data set converted with ``num_folds`` needs the same number here.
         fold: the fold held out, from 0 to ``num_folds - 1``.
-        exclude: a CSV file with a ``path`` column (an edited ``label_issues.csv`` or ``outliers.csv`` of ``inspect
-            --predictions``): those images are left out of training and validation (``split.csv``: ``excluded``).
+        exclude: a CSV file with a ``path`` column (as ``inspect --predictions`` writes): those images are left out
+            of training and validation (``split.csv``: ``excluded``).
         relabel: a CSV file with ``path`` and ``label`` columns: those images are trained and validated as ``label``.
-        group_duplicates: keep each group of exact and near copies (found once per folder, cached) on one side of
-            the split; copies shared between the parts of a pre-split folder are reported as leaks.
+        group_duplicates: keep each group of exact and near copies (cached) on one side of the split; copies
+            shared by the parts of a pre-split folder are reported as leaks.
         sampler: ``shuffle`` (each training image once an epoch) or ``balanced`` (every class equally often; DDP too).
         test_dir: folder laid out like ``data_dir`` for ``test``; by default a pre-split folder's ``test/``.
         predict_dir: an image file or a folder of images for ``predict``.
         image_size: the size of the images the model sees: one side (a square) or ``[height, width]``.
-        crop_fraction: ``crop``: the share of the resized image the centre crop keeps (0.875, ImageNet's; 1.0 keeps
-            the shorter side whole).
+        crop_fraction: ``crop``: the share of the resized image the centre crop keeps (0.875, ImageNet's; 1.0: all).
         resize: how an image of another shape is fitted to ``image_size`` (:mod:`.geometry`): ``crop`` (its centre),
             ``squish`` or ``pad`` (letterboxed); by default ``pad`` for label sets, ``crop`` for one class per image.
         pad_fill: ``pad``: the level (0-255) of the letterbox's bars.
-        train_augment: the training augmentation preset: ``basic`` (evaluation's view), ``pad_crop`` (that view padded
-            by an eighth of its side, cut again at random, and flipped: the ResNet paper's CIFAR augmentation),
-            ``standard`` (random resized crop, flip), or it then ``trivialaugment``, ``randaugment``, ``autoaugment``.
+        train_augment: the training augmentation (:data:`.transforms.AugmentPreset`): ``basic``, ``pad_crop`` (the
+            ResNet paper's CIFAR one), ``standard``, or it then ``trivialaugment``, ``randaugment`` or ``autoaugment``.
         crop_scale: area range of the random resized crop (0.08-1 for ImageNet; narrower for small images).
         hflip: probability of a horizontal flip (0 for digits and text).
-        normalize: ``imagenet``, ``auto`` (the training split's, measured once and cached), ``{mean: [...], std:
-            [...]}`` by hand (per channel, in [0, 1] units, as timm's ``--mean``/``--std``), or null (the default): the
-            pretrained weights' (``weights_normalization``) when ``model.pretrained`` names them, else ImageNet's.
+        normalize: ``imagenet``, ``auto`` (the training split's, measured once, cached), ``{mean: [...], std: [...]}``
+            (per channel, in [0, 1] units), or null (the default): ``model.pretrained``'s weights', else ImageNet's.
         batch_size: images per batch and process.
-        num_workers: loader processes of each training process; by default the cores this machine gives the
-            run, shared among its training processes, less one for each of them (at least one worker).
-        verify_images: at setup, leave out (and list) empty, truncated and undecodable files, reading only each
-            file's header and last bytes (cached). A file that fails later is skipped and counted.
+        num_workers: loader processes of each training process; by default the run's cores shared among its
+            training processes, less one for each (at least one).
+        verify_images: at setup, leave out (and list) empty, truncated and undecodable files (each file's header
+            and last bytes read, cached). A file that fails later is skipped and counted.
         class_names: the classes in index order; read from ``data_dir`` when not given (a checkpoint gives its own).
         channels: image channels, 3 (RGB) or 1 (gray); linked from ``model.backbone_options.in_chans``.
         weights_normalization: ``[mean, std]`` of the pretrained weights; linked from ``model.pretrained``.
-        weighted_loss: whether the model weighs its loss by class (linked from ``model.class_weights``; read by the
-            start-up's imbalance hint, which then does not suggest it).
-        extra_labels: a ``pseudo_labels.csv`` (``pseudo_label``): its images, from outside ``data_dir``, join the
-            training part only; ``split.csv`` lists them as ``pseudo``.
-        labels: a CSV file listing the images instead of class folders: a ``path`` column (relative to ``data_dir``,
-            by default the file's folder), a ``labels`` column (the class, or the labels separated by spaces), and
-            optionally a ``split`` column (``train``, ``val``, ``test``) for a set split already.
-        multilabel: whether each image of ``labels`` has a set of labels (multi-label classification: a sigmoid
-            per label); by default, when some row has two labels or more. The command line links it to the model.
+        weighted_loss: whether the model weighs its loss by class (from ``model.class_weights``: no imbalance hint).
+        extra_labels: a ``pseudo_labels.csv`` (``pseudo_label``): its images join the training part (as ``pseudo``).
+        labels: a CSV file listing the images instead of class folders: ``path`` (relative to ``data_dir``, by
+            default the file's folder), ``labels`` (the class, or labels separated by spaces), optionally ``split``.
+        multilabel: whether the images of ``labels`` have label sets (a sigmoid per label); by default, if a row has.
+        unlabelled_dir: a folder of images without labels (flat, or class folders whose names are ignored) that
+            ``fit`` trains on beside the labelled ones, as ``model.semi_supervised`` says (:mod:`.unlabelled_pool`).
+        unlabelled_ratio: unlabelled images per labelled image in a training batch (FixMatch's 7).
     """
 
     def __init__(
@@ -128,6 +125,8 @@ class ImageFolderDataModule(LightningDataModule):
         extra_labels: str | None = None,
         labels: str | None = None,
         multilabel: bool | None = None,
+        unlabelled_dir: str | None = None,
+        unlabelled_ratio: int = 7,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["class_names"])  # for the checkpoint and TensorBoard only: read below
@@ -148,6 +147,7 @@ class ImageFolderDataModule(LightningDataModule):
         self.geometry = Geometry.of(image_size, resize or self.task_kind.default_resize, crop_fraction, pad_fill)
         """The input size and how an image is fitted to it (a trained model keeps it); :attr:`views` read by it."""
         self.views = Views.of(self.geometry, channels, train_augment, crop_scale, hflip)
+        self.unlabelled = UnlabelledImages(unlabelled_dir, unlabelled_ratio) if unlabelled_dir is not None else None
         self.weights_normalization = (Normalization(tuple(weights_normalization[0]), tuple(weights_normalization[1]))
                                       if weights_normalization is not None else None)
         self._saved_normalization: Normalization | None = None  # a checkpoint's, which wins over every other
@@ -218,39 +218,37 @@ class ImageFolderDataModule(LightningDataModule):
         self.source.prepare()
         if self.normalize == "auto" and self._saved_normalization is None:
             self.source.measured_normalization(self.views.evaluation, self.num_workers)
+        if self.unlabelled is not None and self.trainer is not None and self.trainer.state.fn == "fit":
+            self.unlabelled.prepare()
 
     def setup(self, stage: str) -> None:
         unlike = unlike_the_weights(self.normalize, self.normalization, self.weights_normalization)
-        if stage == "fit" and unlike:
-            rank_zero_warn(unlike)
-        if stage == "fit" and (cropping := self.geometry.cropping_note(self.source.image_sizes())):
-            rank_zero_warn(cropping)
+        for note in (unlike, self.geometry.cropping_note(self.source.image_sizes())) if stage == "fit" else ():
+            if note:
+                rank_zero_warn(note)
         if stage in ("fit", "validate"):
             self.train_set = self.source.training_set(self.views.training, self.views.augmentation,
                                                       self._loader_settings(), processes_of(self.trainer)[0])
             self.val_set = self.source.evaluation_set(VAL, self.views.evaluation)
+            if self.unlabelled is not None and stage == "fit":
+                self.unlabelled.setup(self.source, self.views)
         elif stage == "test":
             self.test_set = self.source.evaluation_set(TEST, self.views.evaluation)
         elif stage == "predict":
-            if self.predict_dir is None:
-                raise UserError("predict needs data.predict_dir: an image file or a folder of images")
+            check(self.predict_dir is not None, "predict needs data.predict_dir: an image file or a folder of images")
             self.predict_paths = scan_unlabelled(Path(self.predict_dir).expanduser())
             self.predict_set = ImageSamples([(path, path) for path in self.predict_paths], self.views.evaluation)
 
     def _loader_settings(self) -> LoaderSettings:
         return settings_for(self.trainer, self.batch_size, self.num_workers_option, self.seed)
 
-    def _training_batches_done(self) -> int | None:
-        """Training batches whose optimizer step ran in this epoch (where Lightning's loop resumes; a save inside
-        ``on_train_batch_end`` comes before its batch counts as completed); None outside ``fit``."""
-        if self.trainer is None or self.trainer.state.fn != "fit":
-            return None
-        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-
     def train_dataloader(self) -> DataLoader:
         """A shuffle (or balanced draw) fixed by ``seed`` and the epoch, resumed mid-epoch from a checkpoint."""
-        self._train_loader = self.source.training_loader(self.train_set, self._loader_settings(),
-                                                         *processes_of(self.trainer), self._training_batches_done)
+        settings, processes = self._loader_settings(), processes_of(self.trainer)
+        self._train_loader = self.source.training_loader(self.train_set, settings, *processes,
+                                                         partial(training_batches_done, self.trainer))
+        if self.unlabelled is not None:
+            self._train_loader = self.unlabelled.beside(self._train_loader, settings, *processes)
         if self._saved_position is not None:
             self._train_loader.resume(self._saved_position)
             self._saved_position = None
@@ -272,6 +270,9 @@ class ImageFolderDataModule(LightningDataModule):
             return None
         if isinstance(batch, Tensor):  # images alone: the example input of the layer table at the start of fit
             return self.normalization(batch)
+        if isinstance(batch[0], list):  # labelled, then unlabelled images (data.unlabelled_dir)
+            (images, targets), ((weak, strong), _) = batch
+            return [self.normalization(images), targets, [self.normalization(weak), self.normalization(strong)]]
         images, targets = batch
         return [images if images.ndim == 2 else self.normalization(images), targets]
 
@@ -283,10 +284,9 @@ class ImageFolderDataModule(LightningDataModule):
         known = self.source.known_class_names()
         state = {"mean": list(normalization.mean), "std": list(normalization.std),
                  "class_names": list(known) if known else None}
-        done = self._training_batches_done()
+        done = training_batches_done(self.trainer)
         if self._train_loader is not None and done is not None:
-            # Where Lightning's loop resumes: after every batch whose optimizer step ran, and at the next
-            # epoch's start once the epoch's batches are all done
+            # where Lightning's loop resumes: after the batches whose step ran (the next epoch's start after all)
             state.update(self._train_loader.position(done, self.trainer.num_training_batches))
         return state
 

@@ -204,3 +204,34 @@ def cached_duplicate_groups(records: Sequence[ImageRecord]) -> list[DuplicateGro
     groups = duplicate_groups(records)
     write_json_atomically(cache, [[list(group.members), group.exact] for group in groups], "the duplicate groups")
     return groups
+
+
+def copies_between(originals: Sequence[ImageRecord], candidates: Sequence[ImageRecord]) -> dict[int, int]:
+    """Which ``candidates`` are exact or near copies of one of ``originals`` (the rules of :func:`near_pair_distances`),
+    as ``{candidate index: original index}``: the pairs across the two lists only, so that a large pool of
+    look-alikes (unlabelled images) costs no comparison among its own images."""
+    digests = {record.digest: index for index, record in enumerate(originals) if record.digest is not None}
+    found = {index: digests[record.digest] for index, record in enumerate(candidates) if record.digest in digests}
+    left = np.array([i for i, record in enumerate(originals) if in_near_search(record)], dtype=np.int64)
+    right = np.array([i for i, record in enumerate(candidates) if in_near_search(record) and i not in found],
+                     dtype=np.int64)
+    if not len(left) or not len(right):
+        return found
+    right_hashes = np.array([candidates[i].phash for i in right], dtype=np.uint64)
+    right_sides = np.array([min(candidates[i].width, candidates[i].height) for i in right])
+    pairs = []
+    for start in range(0, len(left), _ROWS_PER_BLOCK):
+        rows = left[start : start + _ROWS_PER_BLOCK]
+        hashes = np.array([originals[i].phash for i in rows], dtype=np.uint64)
+        sides = np.array([min(originals[i].width, originals[i].height) for i in rows])
+        bits = np.bitwise_count(hashes[:, None] ^ right_hashes[None, :])
+        limit = np.where(np.minimum(sides[:, None], right_sides[None, :]) < SMALL_SIDE, SMALL_NEAR_DISTANCE,
+                         NEAR_DISTANCE)
+        at_row, at_column = np.nonzero(bits <= limit)
+        pairs.append((rows[at_row], right[at_column], bits[at_row, at_column]))
+    first, second, bits = (np.concatenate(each) for each in zip(*pairs))
+    differences = _thumbnail_differences([*originals, *candidates], first, second + len(originals))
+    near = np.where(np.isnan(differences), bits <= NEAR_DISTANCE, differences <= THUMBNAIL_RMS)
+    for original, candidate in zip(first[near].tolist(), second[near].tolist()):
+        found.setdefault(candidate, original)
+    return found

@@ -38,6 +38,14 @@ def settings_for(trainer: Any, batch_size: int, num_workers: int | None, seed: i
     return LoaderSettings(batch_size, workers, seed, pin_memory=on_gpu)
 
 
+def training_batches_done(trainer: Any) -> int | None:
+    """Training batches whose optimizer step ran in this epoch (where Lightning's loop resumes; a save inside
+    ``on_train_batch_end`` comes before its batch counts as completed); None outside ``fit``."""
+    if trainer is None or trainer.state.fn != "fit":
+        return None
+    return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+
 @dataclass(frozen=True)
 class LoaderSettings:
     """What every loader of a run shares: images per batch and process, loader processes, the seed of the shuffle,

@@ -4,14 +4,16 @@ cache and written as the image folder the rest of the data reads, split as its a
 ``test/`` of one folder per class (validation is ``data.val_fraction`` of ``train/``). ``demo:digits`` is a name
 too: scikit-learn's digits, which need no download (:mod:`.digits`).
 
-A folder that exists under the name wins over it. Without a network, the download fails in one line that names the
-files to fetch and where to put them; torchvision checks their MD5 when it reads them.
+A folder that exists under the name wins over it. A copy a Linux distribution installed (:data:`SYSTEM_COPIES`:
+Debian's ``dataset-fashion-mnist``) is read before anything is downloaded. Without a network, the download fails in
+one line that names the files to fetch and where to put them; torchvision checks their MD5 when it reads them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import gzip
 import io
 import os
 import shutil
@@ -150,13 +152,49 @@ def wrote(name: str, counts: dict[str, int], images: Path) -> None:
     rank_zero_info(f"data: wrote the {name} data set ({parts} images) to {images}")
 
 
+SYSTEM_COPIES: dict[str, Path] = {"FashionMNIST": Path("/usr/share/datasets/fashion-mnist")}
+"""Where a distribution's package installs a data set torchvision would download (``apt install
+dataset-fashion-mnist``): the same four gzipped IDX files."""
+IDX_SHAPES = {"train-images-idx3-ubyte": (60_000, 28, 28), "train-labels-idx1-ubyte": (60_000,),
+              "t10k-images-idx3-ubyte": (10_000, 28, 28), "t10k-labels-idx1-ubyte": (10_000,)}
+"""The arrays of MNIST's and Fashion-MNIST's files: what a system copy must hold."""
+
+
+def idx_array(data: bytes, shape: tuple[int, ...]) -> bool:
+    """Whether ``data`` is an IDX file of unsigned bytes of ``shape`` (labels: 0-9)."""
+    header = 4 + 4 * len(shape)
+    if data[:4] != bytes([0, 0, 8, len(shape)]) or len(data) != header + int(np.prod(shape)):
+        return False
+    dims = tuple(int.from_bytes(data[4 + 4 * axis : 8 + 4 * axis], "big") for axis in range(len(shape)))
+    return dims == shape and (len(shape) > 1 or max(data[header:]) <= 9)
+
+
+def place_system_copy(class_name: str, files: list[OfficialFile]) -> Path | None:
+    """Put a distribution's copy of the data set where torchvision reads it, uncompressed, when each of its files
+    parses as the array expected (its files are recompressed, so torchvision's MD5s of the ``.gz`` files do not
+    apply); the copy's folder, or None."""
+    folder = SYSTEM_COPIES.get(class_name)
+    if folder is None or not all((folder / path.name).is_file() for _, path, _ in files):
+        return None
+    arrays = {path.with_suffix(""): gzip.decompress((folder / path.name).read_bytes()) for _, path, _ in files}
+    if not all(idx_array(data, IDX_SHAPES.get(path.name, ())) for path, data in arrays.items()):
+        return None
+    for path, data in arrays.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
+
+
 def write_arrays(name: str, class_name: str) -> Callable[[Path], None]:
     """The writer of a data set that torchvision holds as arrays of pixels (CIFAR, MNIST): one PNG per image."""
 
     def write(images: Path) -> None:
         download = images.parent / "download"
         kind = torchvision_class(class_name)
-        parts = fetched(name, official_files(class_name, download), lambda fetch: {
+        files = official_files(class_name, download)
+        if (copy := place_system_copy(class_name, files)) is not None:
+            rank_zero_info(f"data: reading the {name} data set from {copy} (a copy installed on this machine)")
+        parts = fetched(name, files, lambda fetch: {
             part: kind(str(download), train=part == TRAIN_PART, download=fetch) for part in (TRAIN_PART, TEST_PART)})
         with written_into_place(images) as partial:
             for part, data in parts.items():

@@ -88,3 +88,45 @@ def evaluation_sampler(dataset: Sized, num_replicas: int, rank: int) -> Unrepeat
     Lightning's default pads the shares with repeats, which are then counted twice in the metrics.
     """
     return UnrepeatedDistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+
+
+class UnlabelledStream(DistributedSampler):
+    """The unlabelled images of semi-supervised training as one endless stream: pass after pass over them, each pass
+    a shuffle fixed by ``(seed, pass)``, dealt out to the processes in turn (disjoint shares), with a seed per sample.
+
+    Epoch ``e`` of the labelled images reads this process's ``per_epoch`` samples that follow epoch ``e - 1``'s, so
+    a pool larger than an epoch's share is read on across epochs rather than from its start each time, and the
+    place in the stream follows from the labelled loader's ``[epoch, batches done]`` alone (:meth:`resume`).
+    """
+
+    def __init__(self, dataset: Sized, per_epoch: int, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed)
+        self.per_epoch = per_epoch
+        self._resume_at: tuple[int, int] | None = None
+        self._orders: dict[int, list[int]] = {}  # the shuffles of the passes being read
+
+    def resume(self, epoch: int, samples_done: int) -> None:
+        """Continue ``epoch`` after its first ``samples_done`` samples of this process."""
+        self.set_epoch(epoch)
+        self._resume_at = (epoch, samples_done)
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+    def _order(self, pass_: int) -> list[int]:
+        if pass_ not in self._orders:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + pass_)
+            self._orders = {pass_: torch.randperm(len(self.dataset), generator=generator).tolist()}
+        return self._orders[pass_]
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        skip = 0
+        if self._resume_at is not None and self._resume_at[0] == self.epoch:
+            skip = self._resume_at[1]
+            self._resume_at = None
+        keys = []
+        for position in range(self.epoch * self.per_epoch + skip, (self.epoch + 1) * self.per_epoch):
+            pass_, offset = divmod(position * self.num_replicas + self.rank, len(self.dataset))
+            index = self._order(pass_)[offset]
+            keys.append((index, sample_seed(self.seed + 1, pass_, index)))
+        return iter(keys)

@@ -73,6 +73,9 @@ class MultiLabel(Task):
     balanced_weights_refused = ("model.class_weights balanced weighs classes by their counts, which a multi-label set "
                                 "does not split among its images: give one weight per label (its positives' weight in "
                                 "the loss)")
+    semi_supervised_refused = ("data.unlabelled_dir: semi-supervised fit gives each unlabelled image one class (its "
+                               "pseudo-label), which a multi-label set does not have; pretrain on them instead "
+                               "(docs/few-labels.md)")
     multi_hot_targets = True
     activation = ("each label's sigmoid of its logit (batch, num_labels): the labels at or above their thresholds "
                   "(decision.label_thresholds) are the image's")

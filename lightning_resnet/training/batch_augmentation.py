@@ -124,6 +124,6 @@ class RandomErasing(Callback):
 
 
 def _images_and_targets(batch: Any) -> tuple[Tensor, Tensor]:
-    if not isinstance(batch, list) or len(batch) != 2:
+    if not isinstance(batch, list) or len(batch) < 2:  # [images, targets, unlabelled views] in semi-supervised fit
         raise TypeError(f"batch augmentation needs the batch as a list [images, targets], got {type(batch).__name__}")
     return batch[0], batch[1]

@@ -38,6 +38,9 @@ VAL_LOSS = metric_key(VAL, LOSS)
 FIT_SECONDS = "fit_seconds"
 """The checkpoint key of the run's wall seconds of ``fit`` when it was written, every part of a resumed run included:
 the one "seconds" of a run, which ``compare`` and ``sweep``'s ``trials.csv`` report."""
+SEMI_SUPERVISED_STATE = "semi_supervised_state"
+"""The checkpoint key of a semi-supervised method's statistics (FreeMatch's thresholds), for an exact resume; no part
+of the trained model's weights."""
 
 
 @dataclass(frozen=True)

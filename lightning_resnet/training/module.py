@@ -14,10 +14,11 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric
 
 from ..bundle import BUNDLE_KEY, Architecture, ModelBundle, Preprocessing, Provenance, package_versions
 from ..bundle.checkpoint import decision_in, without_decision_tensors
@@ -26,25 +27,21 @@ from ..errors import check
 from ..models import create_model, load_weights
 from ..stages import TEST, TRAIN, VAL
 from ..tasks import MULTICLASS, TaskName, task_named
-from ..tasks.metrics import LOSS, metric_key
-from .checkpoints import EPOCH_METRICS, FIT_SECONDS
+from .checkpoints import EPOCH_METRICS, FIT_SECONDS, SEMI_SUPERVISED_STATE
 from .class_weights import loss_weights
 from .distillation import Distillation, Teacher
+from .evaluation_steps import EvaluationSteps
 from .feature_cache import FrozenFeatures
 from .finetuning import BackboneFreeze
 from .metrics import TRAIN_LOSS
 from .optimization import Schedule, optimization_of, stretch_to
 from .run import run_dir
+from .semi_supervised import METHODS, ConsistencyTraining, SemiSupervised, check_unlabelled
 from .shared_by_copies import SharedByCopies
-from .tta import TestTimeAugmentation, test_time_views
-
-Evaluation = dict[str, Tensor]
-"""What an evaluation step returns to callbacks: ``logits`` (the network's output for the image, before
-the temperature) and ``probabilities`` (softmax of the logits over the temperature, averaged over the
-test-time views; in a multi-label set, each label's sigmoid)."""
+from .tta import TestTimeAugmentation
 
 
-class ImageClassifier(LightningModule):
+class ImageClassifier(EvaluationSteps, LightningModule):
     """Classify images with a ResNet / ResNeXt backbone from :mod:`lightning_resnet.models`.
 
     Args:
@@ -75,6 +72,9 @@ class ImageClassifier(LightningModule):
             negative labels).
         distillation: a trained model that teaches this one: ``teacher`` (its checkpoint), ``weight`` and
             ``temperature`` of the softened-logit term (:mod:`.distillation`); used by ``fit`` only.
+        semi_supervised: how ``fit`` learns from ``data.unlabelled_dir``'s images (:mod:`.semi_supervised`):
+            ``method`` (``fixmatch``, the default with that folder, or ``freematch``), ``threshold``, ``weight``,
+            ``ema_decay``, ...
         class_weights: weights of the classes in the training loss: ``balanced`` (the training
             split's images over the number of classes times each class's count, scikit-learn's rule),
             one number per class, or null (all equal). Validation and test losses stay unweighted. In a
@@ -118,6 +118,7 @@ class ImageClassifier(LightningModule):
         label_smoothing: float = 0.0,
         multilabel_loss: Literal["bce", "asymmetric"] = "bce",
         distillation: Distillation | None = None,
+        semi_supervised: SemiSupervised | None = None,
         class_weights: Literal["balanced"] | list[float] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: Schedule = "cosine",
@@ -147,14 +148,19 @@ class ImageClassifier(LightningModule):
               "every step")
         if distillation is not None:
             distillation.check()
+        if semi_supervised is not None:
+            semi_supervised.check(list(METHODS))
         check(distillation is None or not cache_features,
               "model.distillation needs the images: model.cache_features trains the head on cached features, which "
               "the teacher cannot read")
         # tta is how this run reads images, not part of the trained model: a checkpoint does not impose it
-        self.save_hyperparameters(ignore=["optimizer", "tta", "class_counts", "distillation"])
-        self.hparams["distillation"] = asdict(distillation) if distillation else None  # plain, for weights_only
+        self.save_hyperparameters(ignore=["optimizer", "tta", "class_counts", "distillation", "semi_supervised"])
+        for key, value in (("distillation", distillation), ("semi_supervised", semi_supervised)):
+            self.hparams[key] = asdict(value) if value else None  # plain, for weights_only
         self.distillation = distillation
         self.teacher: Teacher | None = None  # read when fit starts, never saved with this model
+        self.semi_supervised = semi_supervised
+        self.consistency: ConsistencyTraining | None = None  # with data.unlabelled_dir, made when fit starts
         self.model = create_model(backbone, num_classes=num_classes, **(backbone_options or {}))
         self.task = task_named(task)
         self.criterion = self.task.loss(label_smoothing, multilabel_loss, class_weights is not None)
@@ -186,11 +192,13 @@ class ImageClassifier(LightningModule):
         return self.hparams.num_classes
 
     def configure_callbacks(self) -> list[Callback]:
-        if not self.hparams.freeze_backbone:
-            return []
-        callbacks: list[Callback] = [BackboneFreeze(self.hparams.unfreeze_at_epoch)]
-        if self.hparams.get("cache_features"):
+        callbacks: list[Callback] = []
+        if self.hparams.freeze_backbone:
+            callbacks.append(BackboneFreeze(self.hparams.unfreeze_at_epoch))
+        if self.hparams.freeze_backbone and self.hparams.get("cache_features"):
             callbacks.append(FrozenFeatures(self.hparams.unfreeze_at_epoch))
+        if self.semi_supervised is not None and self.semi_supervised.ema_decay is not None:
+            callbacks.append(EMAWeightAveraging(decay=self.semi_supervised.ema_decay))
         return callbacks
 
     def setup(self, stage: str) -> None:
@@ -206,6 +214,12 @@ class ImageClassifier(LightningModule):
             refused = self.task.balanced_weights_refused
             check(self.hparams.class_weights != "balanced" or refused is None, str(refused))
             self.loss_weights = loss_weights(self.hparams.class_weights, self.class_names, self.class_counts.value)
+        if stage == "fit":
+            unlabelled = data is not None and data.unlabelled is not None
+            check_unlabelled(self.semi_supervised, unlabelled, self.task.semi_supervised_refused,
+                             self.hparams.cache_features)
+            self.consistency = ConsistencyTraining(self.semi_supervised or SemiSupervised(), self.class_names,
+                                                   self._mean_across_processes) if unlabelled else None
         if stage == "fit" and self.distillation is not None:
             check(data is not None, "model.distillation needs this project's data module (its normalization)")
             self.teacher = Teacher(self.distillation, self.task, self.class_names, data.channels, data.geometry.size,
@@ -248,14 +262,22 @@ class ImageClassifier(LightningModule):
                 if change:
                     rank_zero_info(change)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        images, targets = batch
-        logits = self(images)
+    def _mean_across_processes(self, values: Tensor) -> Tensor:
+        return self.trainer.strategy.reduce(values, reduce_op="mean")
+
+    def training_step(self, batch: list, batch_idx: int) -> Tensor:
+        images, targets, *unlabelled = batch  # unlabelled: their weak and strong views (data.unlabelled_dir)
+        if unlabelled:
+            logits, unlabelled_loss = self.consistency.logits_and_loss(self, images, unlabelled[0], self.log_dict)
+        else:
+            logits, unlabelled_loss = self(images), None
         loss = self.loss(logits, targets, self.loss_weights)
         if self.teacher is not None:
             loss = self.teacher.loss(loss, logits, images)
+        if unlabelled_loss is not None:
+            loss = loss + unlabelled_loss
         self.train_metrics.update(*self.task.training_metric_inputs(logits, targets))
-        self.log(TRAIN_LOSS, loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log(TRAIN_LOSS, loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(images))
         trainer = self._trainer  # None when a step is called by hand
         if trainer is not None and (trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches):
             # Logged once, at the last step, and computed by Lightning at the epoch's end together with
@@ -264,45 +286,6 @@ class ImageClassifier(LightningModule):
             # 0 (whose progress bar computes the epoch metrics first) makes in another order.
             self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
-
-    # ----- evaluation ----------------------------------------------------------------------------
-
-    def evaluate(self, images: Tensor) -> Evaluation:
-        """The logits of ``images`` and the probabilities ``validate``, ``test`` and ``predict`` report:
-        the task's activation of the logits divided by the temperature, averaged over the test-time views
-        (``tta``, never inside ``fit``: model selection and the temperature see single views)."""
-        logits = self(images)
-        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
-        views = test_time_views(images, "none" if fitting else self.tta)
-        view_logits = [logits if view is images else self(view) for view in views]
-        probabilities = torch.stack([self.decision.probabilities(each) for each in view_logits]).mean(0)
-        return {"logits": logits, "probabilities": probabilities}
-
-    def _evaluation_step(self, batch: tuple[Tensor, Tensor] | None, stage: str, metrics: MetricCollection,
-                         loss: MeanMetric) -> Evaluation | None:
-        if batch is None:  # every image of the batch was unreadable
-            return None
-        images, targets = batch
-        evaluation = self.evaluate(images)
-        probabilities = evaluation["probabilities"]
-        loss.update(self.task.reported_loss(probabilities, targets), weight=len(targets))
-        metrics.update(*self.task.evaluation_metric_inputs(probabilities, targets, self.decision))
-        self.log(metric_key(stage, LOSS), loss, on_epoch=True, prog_bar=True)
-        for name, metric in metrics.items():
-            self.log(name, metric, on_epoch=True, prog_bar=name.endswith(("/acc", "/mAP")))
-        return evaluation
-
-    def validation_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Evaluation | None:
-        return self._evaluation_step(batch, VAL, self.val_metrics, self.val_loss)
-
-    def test_step(self, batch: tuple[Tensor, Tensor] | None, batch_idx: int) -> Evaluation | None:
-        return self._evaluation_step(batch, TEST, self.test_metrics, self.test_loss)
-
-    def predict_step(self, batch: tuple[Tensor, Any] | None, batch_idx: int) -> dict[str, Tensor] | None:
-        if batch is None:
-            return None
-        evaluation = self.evaluate(batch[0])
-        return {**evaluation, "predictions": self.task.decide(evaluation["probabilities"], self.decision)}
 
     # ----- checkpoints and optimization ------------------------------------------------------------
 
@@ -314,6 +297,8 @@ class ImageClassifier(LightningModule):
             checkpoint[BUNDLE_KEY] = bundle.as_dict()
         checkpoint["class_names"] = self.class_names
         checkpoint[FIT_SECONDS] = self.saved_fit_seconds = self.fit_seconds
+        if self.consistency is not None:
+            checkpoint[SEMI_SUPERVISED_STATE] = self.consistency.method.state()
         if self._trainer is not None:
             checkpoint[EPOCH_METRICS] = {key: float(value) for key, value in self.trainer.callback_metrics.items()
                                          if key.startswith(f"{VAL}/") and value.numel() == 1}
@@ -335,6 +320,8 @@ class ImageClassifier(LightningModule):
         """Take the checkpoint's decision; check its classes against the model's; keep the seconds the run had
         taken."""
         self._seconds_before_resume = float(checkpoint.get(FIT_SECONDS, 0.0))
+        if self.consistency is not None and SEMI_SUPERVISED_STATE in checkpoint:
+            self.consistency.method.load_state(checkpoint[SEMI_SUPERVISED_STATE])
         self.decision = decision_in(checkpoint, self.num_classes)
         without_decision_tensors(checkpoint["state_dict"])  # where checkpoints written before the bundle kept it
         names = checkpoint.get("class_names")
