@@ -24,7 +24,7 @@ from torchvision.transforms import v2
 from ..errors import check
 from ..stages import TEST, TRAIN, VAL
 from .dataset import ImageSamples
-from .duplicates import copies_between
+from .duplicates import cached_copies_between
 from .extra_labels import PSEUDO
 from .image_records import image_records, warn_unreadable
 from .listing import scan_unlabelled
@@ -68,12 +68,10 @@ def unlabelled_pool(folder: str, source: ImageSource) -> UnlabelledPool:
     rows = source.split_rows()
     labelled = [path for path, part, _ in rows if part in (TRAIN, PSEUDO) and Path(path).is_file()]
     held_out = [path for path, part, _ in rows if part in (VAL, TEST) and Path(path).is_file()]
-    labelled_files = {Path(path).resolve() for path in labelled}
     labelled_digests = {record.digest for record in image_records(root, labelled, with_hashes=True)}
-    is_labelled = {index for index in readable
-                   if Path(paths[index]).resolve() in labelled_files or records[index].digest in labelled_digests}
+    is_labelled = {index for index in readable if records[index].digest in labelled_digests}  # the file or a copy
     candidates = [index for index in readable if index not in is_labelled]
-    copied = copies_between(image_records(root, held_out, with_hashes=True), [records[i] for i in candidates])
+    copied = cached_copies_between(image_records(root, held_out, with_hashes=True), [records[i] for i in candidates])
     copies = tuple(sorted((paths[candidates[at]], held_out[original]) for at, original in copied.items()))
     if copies:
         named = "; ".join(f"{copy} (a copy of {original})" for copy, original in copies[:10])

@@ -157,6 +157,8 @@ class SelfSupervised(LightningModule):
         check(math.isfinite(total_steps) and total_steps > 0,
               f"trainer.limit_train_batches {trainer.limit_train_batches} and trainer.max_epochs "
               f"{trainer.max_epochs} leave no training step")
+        if not math.isfinite(trainer.num_training_batches):  # trainer.max_steps alone: an epoch's length is read
+            trainer.fit_loop.setup_data()  # from the loader here (Lightning's own call), as fit's optimization does
         scheduler = build_scheduler(optimizer, self.hparams.lr_scheduler, int(total_steps),
                                     math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches),
                                     self.hparams.warmup_epochs)

@@ -1,0 +1,188 @@
+"""Few labels, many images: semi-supervised ``fit`` against every other way this project learns from unlabelled images.
+
+Each seed takes ``--per_class`` labelled training images of each class and 5 more for validation from Fashion-MNIST's
+training part (``--data fashion_mnist``, read from Debian's ``dataset-fashion-mnist``), the rest of that part as the
+unlabelled pool (flat, names unused) and its 10,000 test images as the test; or, with ``--data digits``, 10 % of the
+demo digits labelled (and 5 a class to validate), 60 % as the pool, 30 % as the test. Every row runs
+``configs/semi_supervised_photos.yaml``'s network and optimizer for the same ``--steps`` optimizer steps and reports
+the test accuracy of its final weights:
+
+- supervised only (``pad_crop`` and the flip: FixMatch's weak augmentation);
+- supervised with the strong augmentation (RandAugment, then Random Erasing of every image: the strong views' kind);
+- one noised pseudo-label round (``pseudo_label`` with the supervised model, then ``fit --data.extra_labels`` with
+  its ``NOISED_STUDENT``);
+- each ``pretrain`` method (``--steps`` of its own on the pool, once per data set, k-NN score on the labelled images),
+  then fine-tuning (the backbone frozen for the first fifth of the steps, then at 0.1x the rate);
+- FixMatch; FreeMatch; the best pretraining (by its fine-tuned accuracy on the first seed) followed by FreeMatch.
+
+Seconds per row: the wall time of its fit (and its pretraining or pseudo-labelling), on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import ROOT, report, table
+
+RECIPE = ROOT / "configs/semi_supervised_photos.yaml"
+PRETRAIN_CONFIGS = {"simclr": "configs/pretrain_demo.yaml", "byol": "configs/pretrain_demo_byol.yaml",
+                    "dino": "configs/pretrain_demo_dino.yaml"}
+ROWS = ["supervised", "strong", "pseudo", "pretrain", "fixmatch", "freematch", "pretrain_freematch"]
+VAL_PER_CLASS = 5
+
+
+def split(images: Path, work: Path, per_class: int | None, seed: int) -> Path:
+    """labelled/train (``per_class``, or 10 % with None), labelled/val (5 a class), labelled/test and pool/ as
+    links to ``images``' files (``train/`` and ``test/`` of a named set, or class folders split 60/30 here)."""
+    rng = random.Random(seed)
+    root = work / f"seed_{seed}"
+    pre_split = (images / "train").is_dir()
+    for folder in sorted(path for path in (images / "train" if pre_split else images).iterdir() if path.is_dir()):
+        files = sorted(folder.iterdir())
+        rng.shuffle(files)
+        labelled = per_class if per_class is not None else round(0.1 * len(files))
+        parts = {"train": files[:labelled], "val": files[labelled : labelled + VAL_PER_CLASS]}
+        pool_end = len(files) if pre_split else labelled + VAL_PER_CLASS + round(0.6 * len(files))
+        parts["pool"] = files[labelled + VAL_PER_CLASS : pool_end]
+        parts["test"] = sorted((images / "test" / folder.name).iterdir()) if pre_split else files[pool_end:]
+        for part, chosen in parts.items():
+            target = root / "pool" if part == "pool" else root / "labelled" / part / folder.name
+            target.mkdir(parents=True, exist_ok=True)
+            for file in chosen:
+                os.symlink(file, target / (f"{folder.name}_{file.name}" if part == "pool" else file.name))
+    return root
+
+
+def steps_options(steps: int, epochs: float) -> list[str]:
+    """``steps`` optimizer steps, validated about ten times (an epoch of the labelled images is a few steps)."""
+    return ["--trainer.max_steps", str(steps), "--trainer.max_epochs", "-1",
+            "--trainer.check_val_every_n_epoch", str(max(1, round(epochs / 10))),
+            "--trainer.enable_progress_bar", "false", "--test_after_fit", "false"]
+
+
+def fit_and_test(root: Path, name: str, budget: list[str], *extra: str) -> tuple[float, float, Path]:
+    """Test accuracy of one fit's final weights, its seconds and its best checkpoint."""
+    from lightning_resnet.cli import main as cli
+    from lightning_resnet.training.checkpoints import best_checkpoint
+
+    start = time.perf_counter()
+    run = cli(["fit", "--config", str(RECIPE), "--data.data_dir", str(root / "labelled"), *budget,
+               "--trainer.logger.init_args.name", name, *extra])
+    took = time.perf_counter() - start
+    last = Path(run.trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
+    tested = cli(["test", "--data.data_dir", str(root / "labelled"), "--ckpt_path", str(last),
+                  "--trainer.enable_progress_bar", "false"])
+    return float(tested.trainer.callback_metrics["test/acc"]), took, best_checkpoint(run.trainer).path
+
+
+def pretrain(method: str, pool: Path, knn: Path, steps: int, flip: float) -> tuple[Path, float, float]:
+    """The backbone weights of ``steps`` of ``method`` on ``pool``, its k-NN accuracy and seconds."""
+    from lightning_resnet.cli import main as cli
+
+    start = time.perf_counter()
+    run = cli(["pretrain", "--config", str(ROOT / PRETRAIN_CONFIGS[method]), "--data.data_dir", str(pool),
+               "--data.knn_dir", str(knn), "--model.backbone", "resnet20", "--data.image_size", "28",
+               "--data.normalize", "imagenet", "--data.view_options.hf_prob", str(flip), "--trainer.max_steps",
+               str(steps), "--trainer.max_epochs", "-1", "--trainer.check_val_every_n_epoch", "null",
+               "--trainer.val_check_interval", str(steps),
+               "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.name", f"pretrain_{method}"])
+    took = time.perf_counter() - start
+    knn_acc = run.trainer.callback_metrics.get("val/knn_acc")
+    return Path(run.trainer.logger.log_dir) / "backbone.safetensors", float(knn_acc or 0.0), took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", choices=["fashion_mnist", "digits"], default="fashion_mnist")
+    parser.add_argument("--per_class", type=int, default=10, help="labelled images per class (fashion_mnist)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=400, help="optimizer steps of every row (and of pretraining)")
+    parser.add_argument("--ratio", type=int, default=3, help="data.unlabelled_ratio of the semi-supervised rows")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=ROWS)
+    parser.add_argument("--methods", nargs="*", choices=list(PRETRAIN_CONFIGS), default=["simclr", "byol"])
+    options = parser.parse_args()
+    from lightning_resnet.cli.pseudo_label import NOISED_STUDENT
+    from lightning_resnet.data import DIGITS_DIR, named_data_set, write_digits
+
+    if options.data == "digits":
+        if not DIGITS_DIR.is_dir():
+            write_digits(DIGITS_DIR)
+        images, per_class, flip = DIGITS_DIR.resolve(), None, ["--data.hflip", "0.0"]
+    else:
+        images, per_class, flip = named_data_set("fashion_mnist").written(), options.per_class, []
+    results: dict[str, list[float]] = {}
+    seconds: dict[str, list[float]] = {}
+
+    def record(row: str, accuracy: float, took: float) -> None:
+        results.setdefault(row, []).append(accuracy)
+        seconds.setdefault(row, []).append(took)
+        print(f"{row}: test accuracy {accuracy:.4f} in {took:.0f} s", flush=True)
+
+    semi = ["--data.unlabelled_dir", "POOL", "--data.unlabelled_ratio", str(options.ratio)]
+    with tempfile.TemporaryDirectory() as work:
+        os.chdir(work)
+        weights: dict[str, tuple[Path, float]] = {}
+        for seed in range(options.seeds):
+            root = split(images, Path(work), per_class, seed)
+            labelled = sum(1 for _ in (root / "labelled" / "train").rglob("*.png"))
+            epochs = options.steps / math.ceil(labelled / 32)  # the recipe's batches of 32
+            budget = [*steps_options(options.steps, epochs), *flip]
+            unlabelled = [value.replace("POOL", str(root / "pool")) for value in semi]
+            seeded = ["--seed_everything", str(seed), "--model.semi_supervised", "null"]  # the rows without a pool
+            accuracy, took, supervised_model = fit_and_test(root, "supervised", budget, *seeded)
+            record("supervised only", accuracy, took)
+            if "strong" in options.rows:
+                record("supervised, strong augmentation", *fit_and_test(
+                    root, "strong", budget, *seeded, "--data.train_augment", "randaugment", "--trainer.callbacks+",
+                    "lightning_resnet.callbacks.RandomErasing", "--trainer.callbacks.probability", "1.0")[:2])
+            if "pseudo" in options.rows:
+                from lightning_resnet.cli import main as cli
+
+                start = time.perf_counter()
+                output = cli(["pseudo_label", "--ckpt_path", str(supervised_model), "--data.predict_dir",
+                              str(root / "pool"), "--output", str(root / "pseudo_labels.csv")])
+                labelling = time.perf_counter() - start
+                accuracy, took, _ = fit_and_test(root, "pseudo", budget, *seeded, "--data.extra_labels", str(output),
+                                                 *NOISED_STUDENT)
+                record("one noised pseudo-label round", accuracy, took + labelling)
+            if "pretrain" in options.rows or "pretrain_freematch" in options.rows:
+                for method in options.methods:
+                    if method not in weights:  # once per data set: no labels read, the test part never seen
+                        path, knn, took = pretrain(method, root / "pool", root / "labelled", options.steps,
+                                                   0.0 if flip else 0.5)
+                        weights[method] = (path, took)
+                        print(f"pretrain {method}: k-NN accuracy {knn:.4f} in {took:.0f} s", flush=True)
+                    fine_tune = ["--model.pretrained", str(weights[method][0]), "--model.freeze_backbone", "true",
+                                 "--model.unfreeze_at_epoch", str(max(1, round(epochs / 5))),
+                                 "--model.backbone_lr_factor", "0.1", "--data.normalize", "imagenet"]
+                    accuracy, took, _ = fit_and_test(root, f"from_{method}", budget, *seeded, *fine_tune)
+                    record(f"{method} then fine-tuning", accuracy, took + weights[method][1])
+            for method in ("fixmatch", "freematch"):
+                if method in options.rows:
+                    record(method, *fit_and_test(root, method, budget, *seeded, *unlabelled,
+                                                 "--model.semi_supervised.method", method)[:2])
+            if "pretrain_freematch" in options.rows and weights:
+                best = max(weights, key=lambda name: results.get(f"{name} then fine-tuning", [0.0])[0])
+                accuracy, took, _ = fit_and_test(root, "pretrain_freematch", budget, *seeded, *unlabelled,
+                                                 "--model.semi_supervised.method", "freematch", "--model.pretrained",
+                                                 str(weights[best][0]), "--data.normalize", "imagenet")
+                record(f"{best} then freematch", accuracy, took + weights[best][1])
+        os.chdir(ROOT)
+    described = (f"{options.per_class} labels per class" if options.data == "fashion_mnist"
+                 else "10 % of the digits labelled")
+    rows = [[row, " / ".join(f"{100 * value:.1f}" for value in values), f"{100 * statistics.mean(values):.1f}",
+             f"{statistics.median(seconds[row]):.0f}"] for row, values in results.items()]
+    report(f"Semi-supervised fit, {options.data} with {described}: {options.seeds} seed(s), {options.steps} optimizer "
+           f"steps a row, unlabelled ratio {options.ratio}",
+           table(["row", "test accuracy % per seed", "mean", "seconds (median)"], rows))
+
+
+if __name__ == "__main__":
+    main()
