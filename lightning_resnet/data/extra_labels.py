@@ -35,13 +35,14 @@ def read_extra_labels(source: str, class_names: Sequence[str], labelled_root: Pa
     samples: list[Sample] = []
     for number, row in enumerate(rows, start=2):
         path = Path(row["path"]).expanduser().resolve()
-        labels = row["label"].split()
+        # one class per image: the whole text, which may hold spaces (Fashion-MNIST's "Ankle boot")
+        labels = row["label"].split() if task.multi_hot_targets else [row["label"].strip()]
         check(path.is_file(), f"{option}, line {number}: {row['path']} does not exist")
         check(is_image_file(path), f"{option}, line {number}: {row['path']} is not an image file")
         check(not path.is_relative_to(root), f"{option}, line {number}: {row['path']} is an image of the labelled "
                                              f"folder {labelled_root}, which has its label already: the file must "
                                              "name images from elsewhere (what pseudo_label read)")
-        check(len(labels) == 1 or (task.multi_hot_targets and labels),
+        check(labels != [""] and (len(labels) == 1 or (task.multi_hot_targets and labels)),
               f"{option}, line {number}: {row['label']!r}: expected the image's {task.items}, separated by spaces"
               if task.multi_hot_targets else f"{option}, line {number}: {row['label']!r}: expected one class")
         unknown = [label for label in labels if label not in class_names]

@@ -155,29 +155,35 @@ def wrote(name: str, counts: dict[str, int], images: Path) -> None:
 SYSTEM_COPIES: dict[str, Path] = {"FashionMNIST": Path("/usr/share/datasets/fashion-mnist")}
 """Where a distribution's package installs a data set torchvision would download (``apt install
 dataset-fashion-mnist``): the same four gzipped IDX files."""
-IDX_SHAPES = {"train-images-idx3-ubyte": (60_000, 28, 28), "train-labels-idx1-ubyte": (60_000,),
-              "t10k-images-idx3-ubyte": (10_000, 28, 28), "t10k-labels-idx1-ubyte": (10_000,)}
-"""The arrays of MNIST's and Fashion-MNIST's files: what a system copy must hold."""
 
 
-def idx_array(data: bytes, shape: tuple[int, ...]) -> bool:
-    """Whether ``data`` is an IDX file of unsigned bytes of ``shape`` (labels: 0-9)."""
-    header = 4 + 4 * len(shape)
-    if data[:4] != bytes([0, 0, 8, len(shape)]) or len(data) != header + int(np.prod(shape)):
-        return False
-    dims = tuple(int.from_bytes(data[4 + 4 * axis : 8 + 4 * axis], "big") for axis in range(len(shape)))
-    return dims == shape and (len(shape) > 1 or max(data[header:]) <= 9)
+def idx_array(data: bytes, dimensions: int) -> tuple[int, ...] | None:
+    """The shape of ``data`` when it is an IDX file of unsigned bytes with ``dimensions`` axes, 28 x 28 pixels
+    (images) or labels 0-9; else None."""
+    header = 4 + 4 * dimensions
+    if data[:4] != bytes([0, 0, 8, dimensions]) or len(data) < header:
+        return None
+    shape = tuple(int.from_bytes(data[4 + 4 * axis : 8 + 4 * axis], "big") for axis in range(dimensions))
+    if len(data) != header + int(np.prod(shape)) or shape[1:] not in ((), (28, 28)):
+        return None
+    return shape if dimensions > 1 or max(data[header:], default=0) <= 9 else None
 
 
 def place_system_copy(class_name: str, files: list[OfficialFile]) -> Path | None:
-    """Put a distribution's copy of the data set where torchvision reads it, uncompressed, when each of its files
-    parses as the array expected (its files are recompressed, so torchvision's MD5s of the ``.gz`` files do not
-    apply); the copy's folder, or None."""
+    """Put a distribution's copy of the data set where torchvision reads it, uncompressed, unless torchvision's own
+    files are there, and when each of its files parses as the array expected and each part has as many labels as
+    images (its files are recompressed, so torchvision's MD5s of the ``.gz`` files do not apply); the copy's
+    folder, or None."""
     folder = SYSTEM_COPIES.get(class_name)
-    if folder is None or not all((folder / path.name).is_file() for _, path, _ in files):
+    targets = [path.with_suffix("") for _, path, _ in files]
+    if folder is None or any(path.exists() for path in targets) or not all(
+            (folder / path.name).is_file() for _, path, _ in files):
         return None
     arrays = {path.with_suffix(""): gzip.decompress((folder / path.name).read_bytes()) for _, path, _ in files}
-    if not all(idx_array(data, IDX_SHAPES.get(path.name, ())) for path, data in arrays.items()):
+    shapes = {path.name: idx_array(data, 3 if "images" in path.name else 1) for path, data in arrays.items()}
+    counts = {name.replace("images-idx3", "labels-idx1"): shape[0] for name, shape in shapes.items()
+              if shape and "images" in name}
+    if None in shapes.values() or any(shapes.get(name, (None,))[0] != count for name, count in counts.items()):
         return None
     for path, data in arrays.items():
         path.parent.mkdir(parents=True, exist_ok=True)

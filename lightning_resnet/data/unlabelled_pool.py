@@ -58,10 +58,9 @@ class UnlabelledPool:
                 + (f" (left out: {', '.join(left_out)})" if left_out else ""))
 
 
-def unlabelled_pool(folder: str, source: ImageSource) -> UnlabelledPool:
-    """The images of ``folder`` that semi-supervised training may read beside ``source``'s labelled split."""
-    root = Path(folder).expanduser()
-    paths = scan_unlabelled(root, option="data.unlabelled_dir")
+def unlabelled_pool(root: Path, paths: list[str], source: ImageSource) -> UnlabelledPool:
+    """The images of ``paths`` (the files under ``root``) that semi-supervised training may read beside
+    ``source``'s labelled split."""
     records = image_records(root, paths, with_hashes=True)
     warn_unreadable(paths, records, root)
     readable = [index for index, record in enumerate(records) if record.readable]
@@ -111,18 +110,18 @@ class UnlabelledImages:
     def __init__(self, folder: str, ratio: int) -> None:
         check(ratio >= 1, f"data.unlabelled_ratio must be a whole number of at least 1 (unlabelled images per "
                           f"labelled image in a batch), got {ratio}")
-        self.folder = folder
+        self.folder = Path(folder).expanduser()
+        self.paths = scan_unlabelled(self.folder, option="data.unlabelled_dir")  # a missing folder: one line now
         self.ratio = ratio
         self.pool: UnlabelledPool | None = None
         self.dataset: ImageSamples | None = None
 
     def prepare(self) -> None:
         """Once per node: the folder's files checked and hashed into the cache, which the other processes read."""
-        root = Path(self.folder).expanduser()
-        image_records(root, scan_unlabelled(root, option="data.unlabelled_dir"), with_hashes=True)
+        image_records(self.folder, self.paths, with_hashes=True)
 
     def setup(self, source: ImageSource, views: Views) -> None:
-        self.pool = unlabelled_pool(self.folder, source)
+        self.pool = unlabelled_pool(self.folder, self.paths, source)
         rank_zero_info(self.pool.describe())
         self.dataset = ImageSamples([(path, UNLABELLED) for path in self.pool.paths], views.training,
                                     WeakAndStrong(views.augmentation), replace_unreadable=True)

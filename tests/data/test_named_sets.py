@@ -3,6 +3,7 @@ files a download leaves in the cache, read as a pre-split folder; offline or unk
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
@@ -16,9 +17,16 @@ from PIL import Image
 
 from lightning_resnet.cli import main
 from lightning_resnet.data import ImageFolderDataModule
+from lightning_resnet.data import named_sets
 from lightning_resnet.data.named_sets import NamedDataSet, datasets_dir
 
 from ..conftest import CIFAR10_CLASSES, ROOT, cli_error, free_port, place_tiny_cifar10
+
+
+@pytest.fixture(autouse=True)
+def _no_system_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No data set installed by the system (this machine may have Debian's Fashion-MNIST): each test places its own."""
+    monkeypatch.setattr(named_sets, "SYSTEM_COPIES", {})
 
 
 def test_cifar10_by_name_is_written_once_as_its_train_and_test_folders(monkeypatch, tmp_path):
@@ -66,6 +74,42 @@ def test_fashion_mnist_by_name_reads_the_files_a_download_extracts(monkeypatch):
     assert "T-shirt_top" in data.source.class_names  # torchvision's "T-shirt/top", a folder's name
     images = datasets_dir() / "fashion_mnist" / "images"
     assert len(list((images / "train").rglob("*.png"))) == 30 and len(list((images / "test").rglob("*.png"))) == 10
+
+
+def system_copy(folder: Path, train_labels: int = 30) -> Path:
+    """Fashion-MNIST's four files as a distribution's package installs them: gzipped again (other bytes, other MD5s
+    than torchvision's), 30 training and 10 test images."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for prefix, count, labels in (("train", 30, train_labels), ("t10k", 10, 10)):
+        for name, array in ((f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, size=(count, 28, 28))),
+                            (f"{prefix}-labels-idx1-ubyte", np.arange(labels) % 10)):
+            write_idx(folder / name, array)
+            (folder / f"{name}.gz").write_bytes(gzip.compress((folder / name).read_bytes(), mtime=0))
+            (folder / name).unlink()
+    return folder
+
+
+def test_fashion_mnist_is_read_from_the_copy_the_system_installed_without_downloading(monkeypatch, tmp_path, caplog):
+    from torchvision.datasets import FashionMNIST
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setitem(named_sets.SYSTEM_COPIES, "FashionMNIST", system_copy(tmp_path / "usr_share"))
+    monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{free_port()}/"])  # offline
+    data = ImageFolderDataModule(data_dir="fashion_mnist", image_size=28, num_workers=0)
+    data.prepare_data()
+    images = datasets_dir() / "fashion_mnist" / "images"
+    assert len(list((images / "train").rglob("*.png"))) == 30 and len(list((images / "test").rglob("*.png"))) == 10
+    assert any(f"from {tmp_path / 'usr_share'}" in record.getMessage() for record in caplog.records)
+
+
+def test_a_system_copy_that_does_not_parse_is_not_read(monkeypatch, tmp_path, capsys):
+    from torchvision.datasets import FashionMNIST
+
+    monkeypatch.setitem(named_sets.SYSTEM_COPIES, "FashionMNIST", system_copy(tmp_path / "usr_share", 29))
+    monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{free_port()}/"])
+    code, message = cli_error(capsys, ["fit", "--data.data_dir", "fashion_mnist", "--trainer.max_epochs", "1"])
+    assert code == 2 and message.startswith("error: data.data_dir fashion_mnist: could not download it (")
 
 
 def test_imagenette_by_name_links_the_extracted_images_under_class_names():

@@ -1,6 +1,7 @@
 """Two machines, simulated on one: a process per node, each started as SLURM or torchrun starts it on its machine
 (``--trainer.num_nodes 2``, ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``), gloo over loopback, one shared folder
-as a cluster's shared file system. Every image is trained on once an epoch and validated once across the nodes;
+as a cluster's shared file system, semi-supervised (a labelled and an unlabelled loader). Every image is trained on
+once an epoch and validated once across the nodes, each unlabelled image read once a pass over them;
 Ctrl-C on one node stops both at the same step and ``--ckpt_path last`` resumes exactly; one node failing ends
 the other; the test after fit reads each test image once, as one process does."""
 
@@ -18,12 +19,15 @@ from lightning.pytorch import Callback
 
 from lightning_resnet.cli import main
 
-from ..conftest import free_port, start_cli, tiny_args
+from ..conftest import free_port, make_image_folder, start_cli, tiny_args
 
 pytestmark = pytest.mark.ddp
 
 NODES = ["--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp",
-         "--trainer.max_epochs", "2", "--data.batch_size", "4"]
+         "--trainer.max_epochs", "2", "--data.batch_size", "4", "--data.unlabelled_dir", "pool",
+         "--data.unlabelled_ratio", "2", "--model.semi_supervised.method", "freematch"]
+POOL = 20
+"""Unlabelled images: each node reads 3 batches of 8 an epoch, so the 48 of an epoch start a third pass."""
 HERE = "tests.training.test_many_machines"
 
 
@@ -31,8 +35,9 @@ class RecordImages(Callback):
     """Each node writes the images its sampler gives it, every training epoch, and its validation and test images."""
 
     def on_train_epoch_start(self, trainer, pl_module):
-        indices = [index for index, _ in trainer.train_dataloader.sampler]
-        self._write(trainer, f"train{trainer.current_epoch}", indices)
+        labelled, unlabelled = trainer.train_dataloader
+        self._write(trainer, f"train{trainer.current_epoch}", [index for index, _ in labelled.sampler])
+        self._write(trainer, f"unlabelled{trainer.current_epoch}", [index for index, _ in unlabelled.sampler])
 
     def on_validation_start(self, trainer, pl_module):
         if not trainer.sanity_checking:
@@ -92,6 +97,7 @@ def ended(nodes: list, timeout: float = 120) -> list[tuple[int, str]]:
 
 def test_two_nodes_train_each_image_once_resume_exactly_after_ctrl_c_on_one_and_end_together(workdir):
     images = workdir / "images"
+    make_image_folder(workdir / "pool", classes=2, per_class=POOL // 2, seed=31)
     straight = tiny_args(images, *NODES, f"--trainer.callbacks+={HERE}.RecordImages",
                          "--data.test_dir", str(workdir / "holdout"), "--trainer.logger.init_args.name", "straight")
     finished = ended(launch(workdir, straight))
@@ -100,6 +106,11 @@ def test_two_nodes_train_each_image_once_resume_exactly_after_ctrl_c_on_one_and_
         for epoch in (0, 1):
             shares = [json.loads((workdir / f"seen_{stage}{epoch}_rank{rank}.json").read_text()) for rank in (0, 1)]
             assert sorted(shares[0] + shares[1]) == list(range(count)), (stage, epoch, shares)
+    for epoch in (0, 1):  # the unlabelled stream: disjoint shares, each image once a pass, going on across epochs
+        shares = [json.loads((workdir / f"seen_unlabelled{epoch}_rank{rank}.json").read_text()) for rank in (0, 1)]
+        assert [len(share) for share in shares] == [24, 24]
+        if epoch == 0:
+            assert sorted(shares[0][:10] + shares[1][:10]) == list(range(POOL)), shares
     # the test after fit: 9 images, 5 and 4, none repeated to even the shares; one process reports the same
     shares = [json.loads((workdir / f"seen_test_rank{rank}.json").read_text()) for rank in (0, 1)]
     assert sorted(shares[0] + shares[1]) == list(range(9)), shares

@@ -18,6 +18,10 @@ from .interrupters import AUGMENTED, LETTERBOXED, STEP, UninterruptedRuns, asser
 UNFREEZING = ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1"]
 TEACHER = "<the shared tiny fit's best checkpoint>"
 TAUGHT = [*AUGMENTED, "--model.distillation.teacher", TEACHER]
+POOL = "<a folder of unlabelled images>"
+SEMI_SUPERVISED = [*AUGMENTED, "--data.unlabelled_dir", POOL, "--data.unlabelled_ratio", "2",
+                   "--model.semi_supervised.method", "freematch"]
+"""Two loaders (the unlabelled one's stream goes on across epochs) and FreeMatch's moving thresholds."""
 MOMENTS = {
     # (options, loader workers, interrupter, workers on resume, the interrupted run's exit code, a process of its
     # own, mid-epoch). The uninterrupted run of each option set is trained once, with no loader worker: per-image
@@ -32,25 +36,31 @@ MOMENTS = {
     "SIGTERM to the process group, 2 workers": (AUGMENTED, 2, "SigtermToTheGroup", 2, 128 + signal.SIGTERM, True,
                                                 True),
     "an epoch's end": (AUGMENTED, 0, "InterruptAfterEpoch", 0, 130, False, False),
+    "SIGTERM to the process group, semi-supervised, 2 workers a loader": (SEMI_SUPERVISED, 2, "SigtermToTheGroup", 2,
+                                                                         128 + signal.SIGTERM, True, True),
+    "an epoch's end, semi-supervised": (SEMI_SUPERVISED, 0, "InterruptAfterEpoch", 0, 130,
+                                             False, False),
 }
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> tuple[UninterruptedRuns, object]:
     root = tmp_path_factory.mktemp("resume")
+    make_image_folder(root / "pool", classes=3, per_class=7, seed=21)  # 21: the stream starts a new pass mid-epoch
     return UninterruptedRuns(root), make_image_folder(root / "images", classes=3, per_class=10)
 
 
 @pytest.mark.parametrize("moment", [pytest.param(name, marks=pytest.mark.slow)
                                     if MOMENTS[name][5] or MOMENTS[name][1] or MOMENTS[name][3]
-                                    or "letterboxed" in name else name
+                                    or "letterboxed" in name or "semi" in name else name
                                     for name in MOMENTS])  # a real process, loader workers, a second data set: slow
 def test_an_interrupt_at_any_moment_resumes_to_the_uninterrupted_runs_weights_buffers_and_optimizer(
         uninterrupted, trained_once, tmp_path, monkeypatch, moment):
     runs, images = uninterrupted
     options, workers, interrupter, workers_on_resume, exit_code, own_process, mid_epoch = MOMENTS[moment]
     teacher = str(next((trained_once / "tiny/version_0/checkpoints").glob("best-*.ckpt")))
-    options = [teacher if option == TEACHER else option for option in options]
+    replaced = {TEACHER: teacher, POOL: str(images.parent / "pool")}
+    options = [replaced.get(option, option) for option in options]
     common = ["--trainer.max_epochs", "3", "--data.batch_size", "4", *options]
     straight = runs.of(images, common)
     monkeypatch.chdir(tmp_path)
