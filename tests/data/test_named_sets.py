@@ -16,8 +16,7 @@ import pytest
 from PIL import Image
 
 from lightning_resnet.cli import main
-from lightning_resnet.data import ImageFolderDataModule
-from lightning_resnet.data import named_sets
+from lightning_resnet.data import ImageFolderDataModule, named_sets
 from lightning_resnet.data.named_sets import NamedDataSet, datasets_dir
 
 from ..conftest import CIFAR10_CLASSES, ROOT, cli_error, free_port, place_tiny_cifar10
