@@ -4,7 +4,7 @@ Each seed takes ``--per_class`` labelled training images of each class and 5 mor
 training part (``--data fashion_mnist``, read from Debian's ``dataset-fashion-mnist``), the rest of that part as the
 unlabelled pool (flat, names unused) and its 10,000 test images as the test; or, with ``--data digits``, 10 % of the
 demo digits labelled (and 5 a class to validate), 60 % as the pool, 30 % as the test. Every row runs
-``configs/semi_supervised_photos.yaml``'s network and optimizer for the same ``--steps`` optimizer steps and reports
+``configs/semi_supervised_photos.yaml`` (or ``_digits.yaml``) for the same ``--steps`` optimizer steps and reports
 the test accuracy of its final weights:
 
 - supervised only (``pad_crop`` and the flip: FixMatch's weak augmentation);
@@ -31,11 +31,14 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, report, table
 
-RECIPE = ROOT / "configs/semi_supervised_photos.yaml"
+RECIPES = {"fashion_mnist": ROOT / "configs/semi_supervised_photos.yaml",
+           "digits": ROOT / "configs/semi_supervised_digits.yaml"}
 PRETRAIN_CONFIGS = {"simclr": "configs/pretrain_demo.yaml", "byol": "configs/pretrain_demo_byol.yaml",
                     "dino": "configs/pretrain_demo_dino.yaml"}
 ROWS = ["supervised", "strong", "pseudo", "pretrain", "fixmatch", "freematch", "pretrain_freematch"]
 VAL_PER_CLASS = 5
+DATA = ["fashion_mnist"]
+"""The data set of this run, whose recipe every fit reads."""
 
 
 def split(images: Path, work: Path, per_class: int | None, seed: int) -> Path:
@@ -73,7 +76,7 @@ def fit_and_test(root: Path, name: str, budget: list[str], *extra: str) -> tuple
     from lightning_resnet.training.checkpoints import best_checkpoint
 
     start = time.perf_counter()
-    run = cli(["fit", "--config", str(RECIPE), "--data.data_dir", str(root / "labelled"), *budget,
+    run = cli(["fit", "--config", str(RECIPES[DATA[0]]), "--data.data_dir", str(root / "labelled"), *budget,
                "--trainer.logger.init_args.name", name, *extra])
     took = time.perf_counter() - start
     last = Path(run.trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
@@ -88,7 +91,8 @@ def pretrain(method: str, pool: Path, knn: Path, steps: int, flip: float) -> tup
 
     start = time.perf_counter()
     run = cli(["pretrain", "--config", str(ROOT / PRETRAIN_CONFIGS[method]), "--data.data_dir", str(pool),
-               "--data.knn_dir", str(knn), "--model.backbone", "resnet20", "--data.image_size", "28",
+               "--data.knn_dir", str(knn), "--model.backbone", "resnet20",
+               "--data.image_size", "16" if flip == 0 else "28",
                "--data.normalize", "imagenet", "--data.view_options.hf_prob", str(flip), "--trainer.max_steps",
                str(steps), "--trainer.max_epochs", "-1", "--trainer.check_val_every_n_epoch", "null",
                "--trainer.val_check_interval", str(steps),
@@ -108,13 +112,14 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=ROWS)
     parser.add_argument("--methods", nargs="*", choices=list(PRETRAIN_CONFIGS), default=["simclr", "byol"])
     options = parser.parse_args()
+    DATA[0] = options.data
     from lightning_resnet.cli.pseudo_label import NOISED_STUDENT
     from lightning_resnet.data import DIGITS_DIR, named_data_set, write_digits
 
     if options.data == "digits":
         if not DIGITS_DIR.is_dir():
             write_digits(DIGITS_DIR)
-        images, per_class, flip = DIGITS_DIR.resolve(), None, ["--data.hflip", "0.0"]
+        images, per_class, flip = DIGITS_DIR.resolve(), None, ["--data.hflip", "0.0"]  # the recipe's already
     else:
         images, per_class, flip = named_data_set("fashion_mnist").written(), options.per_class, []
     results: dict[str, list[float]] = {}

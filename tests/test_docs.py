@@ -161,7 +161,7 @@ def run_page(page: Path, tmp_path: Path, home: Path, skip: set[str]) -> Ran:
         else:
             resuming = args[0] in ("fit", "pretrain") and "--ckpt_path" in args
             short = [*SHORT.get(args[0], []), *(["--trainer.max_epochs", "2"] if resuming else [])]
-            if "_cifar10.yaml" in command:  # the paper's networks are narrow already, and have three stages
+            if "_cifar10.yaml" in command or "semi_supervised_" in command:  # ResNet-20/56/110: narrow, 3 stages
                 short = [option for option in short if option not in NARROW]
             code, printed = run(args if describes else [*args, *short], output)
             done.ran += 1
