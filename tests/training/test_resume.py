@@ -38,8 +38,6 @@ MOMENTS = {
     "an epoch's end": (AUGMENTED, 0, "InterruptAfterEpoch", 0, 130, False, False),
     "SIGTERM to the process group, semi-supervised, 2 workers a loader": (SEMI_SUPERVISED, 2, "SigtermToTheGroup", 2,
                                                                          128 + signal.SIGTERM, True, True),
-    "an epoch's end, semi-supervised": (SEMI_SUPERVISED, 0, "InterruptAfterEpoch", 0, 130,
-                                             False, False),
 }
 
 

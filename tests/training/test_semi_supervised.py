@@ -46,6 +46,7 @@ def flattened(pool: Path, into: Path) -> Path:
     return into
 
 
+@pytest.mark.slow  # fits through the command line: 3-4 s
 def test_unlabelled_images_train_through_the_method_alone_whatever_their_folders_are_called(workdir):
     images = workdir / "images"
     pool = make_image_folder(workdir / "pool", classes=3, per_class=6, seed=11)
@@ -74,6 +75,7 @@ def test_unlabelled_images_train_through_the_method_alone_whatever_their_folders
     assert runs["classes"].model.hparams.num_classes == 3  # the pool's folders added no class
 
 
+@pytest.mark.slow  # fits through the command line: 3-4 s
 def test_the_unlabelled_folder_leaves_out_copies_of_held_out_images_labelled_ones_and_broken_files(workdir, caplog):
     caplog.set_level(logging.INFO)
     images = workdir / "images"
