@@ -116,3 +116,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
+
+
+def resumable(path: Path) -> bool:
+    """Whether the checkpoint ``path`` holds what ``fit --ckpt_path`` continues from (the optimizer's state, which a
+    best checkpoint, weights only, does not)."""
+    import torch
+
+    try:
+        return "optimizer_states" in torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a checkpoint torch reads so: Lightning's own load says what is wrong with it
+        return True

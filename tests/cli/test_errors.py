@@ -50,6 +50,8 @@ CASES = [
      ["model.semi_supervised.method", "fixmatch, freematch", "mixmatch"]),
     ("a method without images", ["fit", "--model.semi_supervised.method", "fixmatch"],
      ["model.semi_supervised needs data.unlabelled_dir"]),
+    ("resuming from a best checkpoint", ["fit", "--ckpt_path", "whole.ckpt"],
+     ["--ckpt_path whole.ckpt holds the weights alone", "--model.pretrained whole.ckpt"]),
     ("three sides", ["fit", "--data.image_size", "[16, 16, 16]"], ["data.image_size [16, 16, 16]", "[height, width]"]),
     ("a resize mode there is not", ["fit", "--data.resize", "stretch"], ["data.resize", "stretch", "squish", "pad"]),
     ("a letterbox level out of range", ["fit", "--data.resize", "pad", "--data.pad_fill", "300"],
