@@ -59,6 +59,7 @@ def test_unlabelled_images_train_through_the_method_alone_whatever_their_folders
     for name, folder in (("classes", pool), ("flat", flat)):
         runs[name] = main(tiny_args(images, *SEMI, "--data.unlabelled_dir", str(folder),
                                     "--model.semi_supervised.method", "freematch",
+                                    "--model.semi_supervised.ema_decay", "0.5",
                                     f"--trainer.callbacks+={HERE}.RecordBatches",
                                     "--trainer.logger.init_args.name", name))
     recorder = next(each for each in runs["classes"].trainer.callbacks if isinstance(each, RecordBatches))
@@ -73,6 +74,7 @@ def test_unlabelled_images_train_through_the_method_alone_whatever_their_folders
     confident = sum(float(metrics[f"train/pseudo_labels/class_{index}"]) for index in range(3))
     assert confident == pytest.approx(float(metrics["train/confident"]) * 48, abs=0.5)  # the last epoch's 6 x 8
     assert runs["classes"].model.hparams.num_classes == 3  # the pool's folders added no class
+    assert any(type(each).__name__ == "EMAWeightAveraging" for each in runs["classes"].trainer.callbacks)
 
 
 @pytest.mark.slow  # fits through the command line: 3-4 s
