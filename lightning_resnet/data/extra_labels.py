@@ -35,16 +35,13 @@ def read_extra_labels(source: str, class_names: Sequence[str], labelled_root: Pa
     samples: list[Sample] = []
     for number, row in enumerate(rows, start=2):
         path = Path(row["path"]).expanduser().resolve()
-        # one class per image: the whole text, which may hold spaces (Fashion-MNIST's "Ankle boot")
-        labels = row["label"].split() if task.multi_hot_targets else [row["label"].strip()]
+        labels = task.written_labels(row["label"])
         check(path.is_file(), f"{option}, line {number}: {row['path']} does not exist")
         check(is_image_file(path), f"{option}, line {number}: {row['path']} is not an image file")
         check(not path.is_relative_to(root), f"{option}, line {number}: {row['path']} is an image of the labelled "
                                              f"folder {labelled_root}, which has its label already: the file must "
                                              "name images from elsewhere (what pseudo_label read)")
-        check(labels != [""] and (len(labels) == 1 or (task.multi_hot_targets and labels)),
-              f"{option}, line {number}: {row['label']!r}: expected the image's {task.items}, separated by spaces"
-              if task.multi_hot_targets else f"{option}, line {number}: {row['label']!r}: expected one class")
+        check(bool(labels), f"{option}, line {number}: {row['label']!r}: expected {task.written_labels_expected}")
         unknown = [label for label in labels if label not in class_names]
         if unknown:
             raise UserError(f"{option}, line {number}: {unknown[0]!r} is not a class of {labelled_root} "

@@ -80,6 +80,13 @@ class Task(ABC):
     def target(self, indices: tuple[int, ...]) -> int | tuple[int, ...]:
         """An image's target from the indices of its labels: a class index, or the label set."""
 
+    @abstractmethod
+    def written_labels(self, text: str) -> list[str]:
+        """The label names a file's label column gives an image (``pseudo_labels.csv``); empty when it gives none."""
+
+    written_labels_expected: str
+    """What a label column holds, in words, for the line that refuses one."""
+
     # ----- training ----------------------------------------------------------------------------------------
 
     @abstractmethod

@@ -84,6 +84,11 @@ class MultiLabel(Task):
     def target(self, indices: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(indices)
 
+    written_labels_expected = "the image's labels, separated by spaces"
+
+    def written_labels(self, text: str) -> list[str]:
+        return text.split()
+
     def probabilities(self, calibrated_logits: Tensor) -> Tensor:
         return calibrated_logits.sigmoid()
 

@@ -62,6 +62,11 @@ class SingleLabel(Task):
     def target(self, indices: tuple[int, ...]) -> int:
         return indices[0]
 
+    written_labels_expected = "a class"
+
+    def written_labels(self, text: str) -> list[str]:
+        return [text.strip()] if text.strip() else []  # the whole text: a class may have spaces ("Ankle boot")
+
     def probabilities(self, calibrated_logits: Tensor) -> Tensor:
         return calibrated_logits.softmax(dim=-1)
 
