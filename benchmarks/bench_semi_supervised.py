@@ -63,10 +63,11 @@ def split(images: Path, work: Path, per_class: int | None, seed: int) -> Path:
     return root
 
 
-def steps_options(steps: int, epochs: float) -> list[str]:
-    """``steps`` optimizer steps, validated about ten times (an epoch of the labelled images is a few steps)."""
+def steps_options(steps: int) -> list[str]:
+    """``steps`` optimizer steps, validated (and checkpointed) every tenth of them, whatever an epoch's length: a
+    few steps of the labelled images, hundreds of a pseudo-labelled pool."""
     return ["--trainer.max_steps", str(steps), "--trainer.max_epochs", "-1",
-            "--trainer.check_val_every_n_epoch", str(max(1, round(epochs / 10))),
+            "--trainer.check_val_every_n_epoch", "null", "--trainer.val_check_interval", str(max(1, steps // 10)),
             "--trainer.enable_progress_bar", "false", "--test_after_fit", "false"]
 
 
@@ -138,7 +139,7 @@ def main() -> None:
             root = split(images, Path(work), per_class, seed)
             labelled = sum(1 for _ in (root / "labelled" / "train").rglob("*.png"))
             epochs = options.steps / math.ceil(labelled / 32)  # the recipe's batches of 32
-            budget = [*steps_options(options.steps, epochs), *flip]
+            budget = [*steps_options(options.steps), *flip]
             unlabelled = [value.replace("POOL", str(root / "pool")) for value in semi]
             seeded = ["--seed_everything", str(seed), "--model.semi_supervised", "null"]  # the rows without a pool
             accuracy, took, supervised_model = fit_and_test(root, "supervised", budget, *seeded)
