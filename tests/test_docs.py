@@ -163,6 +163,8 @@ def run_page(page: Path, tmp_path: Path, home: Path, skip: set[str]) -> Ran:
             short = [*SHORT.get(args[0], []), *(["--trainer.max_epochs", "2"] if resuming else [])]
             if "_cifar10.yaml" in command or "semi_supervised_" in command:  # ResNet-20/56/110: narrow, 3 stages
                 short = [option for option in short if option not in NARROW]
+            if "--data.unlabelled_dir" in command:  # a batch of 8 and as many unlabelled images, not 32 and 224
+                short += ["--data.batch_size", "8", "--data.unlabelled_ratio", "1"]
             code, printed = run(args if describes else [*args, *short], output)
             done.ran += 1
         assert code == 0, f"{page.name}: {command}\n{printed[-3000:]}"
