@@ -263,14 +263,12 @@ class ResNetCLI(LightningCLI):
             return
         if not Path(path).is_file():
             raise UserError(f"--ckpt_path {path} does not exist: give best, last or a checkpoint file")
-        if subcommand == "fit" and not trained_options.resumable(Path(path)):
-            raise UserError(f"--ckpt_path {path} holds the weights alone (a best checkpoint): resume with --ckpt_path "
-                            f"last, or start a new run from these weights with --model.pretrained {path}")
+        if subcommand == "fit":
+            trained_options.check_resumable(Path(path))
         given = trained_options.given_options(self.given_args)
         if subcommand in trained_options.EVALUATING:
             self._log_beside_the_run(Path(path), config.trainer.logger, given)
-        overrides = trained_options.trained_settings(read_bundle(path), config.model, config.data, given,
-                                                     subcommand)
+        overrides = trained_options.trained_settings(read_bundle(path), config.model, config.data, given, subcommand)
         self.config = self.parser.parse_object({subcommand: overrides}, self.config)
 
     def _named_checkpoint(self, subcommand: str, name: str) -> str | None:

@@ -17,7 +17,7 @@ import yaml
 from jsonargparse import Namespace
 
 from ..bundle import ModelBundle
-from ..errors import UserError
+from ..errors import UserError, check
 from ..tasks import task_named
 from ..training.checkpoints import best_checkpoint_of_run, newest_run
 
@@ -118,12 +118,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def resumable(path: Path) -> bool:
-    """Whether the checkpoint ``path`` holds what ``fit --ckpt_path`` continues from (the optimizer's state, which a
-    best checkpoint, weights only, does not)."""
+def check_resumable(path: Path) -> None:
+    """One line unless the checkpoint ``path`` holds what ``fit --ckpt_path`` continues from (the optimizer's state,
+    which a best checkpoint, weights only, does not)."""
     import torch
 
     try:
-        return "optimizer_states" in torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        resumable = "optimizer_states" in torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # not a checkpoint torch reads so: Lightning's own load says what is wrong with it
-        return True
+        return
+    check(resumable, f"--ckpt_path {path} holds the weights alone (a best checkpoint): resume with --ckpt_path last, "
+                     f"or start a new run from these weights with --model.pretrained {path}")
