@@ -4,7 +4,7 @@ confident enough, its strongly augmented view is trained on that label. A method
 is (:meth:`ConsistencyMethod.thresholds`), may keep statistics for it, and may add a term.
 
 Not USB's (``semilearn``) algorithms: they run inside its own training loop, and ``pip install semilearn==0.3.2``
-would add 33 packages to this environment (transformers, wandb, aim, torchaudio among them; checked with
+would install 40 packages here (itself, transformers, wandb, aim, torchaudio among them; checked with
 ``pip install --dry-run``).
 """
 
