@@ -11,8 +11,9 @@ the test accuracy of its final weights:
 - supervised with the strong augmentation (RandAugment, then Random Erasing of every image: the strong views' kind);
 - one noised pseudo-label round (``pseudo_label`` with the supervised model, then ``fit --data.extra_labels`` with
   its ``NOISED_STUDENT``);
-- each ``pretrain`` method (``--steps`` of its own on the pool, once per data set, k-NN score on the labelled images),
-  then fine-tuning (the backbone frozen for the first fifth of the steps, then at 0.1x the rate);
+- each ``pretrain`` method (``--steps`` of its own on the first seed's pool, once per data set and step count, kept
+  in ``--pretrained_cache`` for the next run: the 10- and 40-label runs share it; k-NN score on the labelled
+  images), then fine-tuning (the backbone frozen for the first fifth of the steps, then at 0.1x the rate);
 - FixMatch; FreeMatch; the best pretraining (by its fine-tuned accuracy on the first seed) followed by FreeMatch.
 
 Seconds per row: the wall time of its fit (and its pretraining or pseudo-labelling), on this machine.
@@ -21,6 +22,7 @@ Seconds per row: the wall time of its fit (and its pretraining or pseudo-labelli
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -86,10 +88,17 @@ def fit_and_test(root: Path, name: str, budget: list[str], *extra: str) -> tuple
     return float(tested.trainer.callback_metrics["test/acc"]), took, best_checkpoint(run.trainer).path
 
 
-def pretrain(method: str, pool: Path, knn: Path, steps: int, flip: float) -> tuple[Path, float, float]:
-    """The backbone weights of ``steps`` of ``method`` on ``pool``, its k-NN accuracy and seconds."""
+def pretrain(method: str, pool: Path, knn: Path, steps: int, flip: float, cache: Path) -> tuple[Path, float, float]:
+    """The backbone weights of ``steps`` of ``method`` on ``pool``, its k-NN accuracy and seconds: from ``cache``
+    when a run of the same data set and steps made them (no labels read, the test part never seen)."""
+    import shutil
+
     from lightning_resnet.cli import main as cli
 
+    kept = cache / f"{DATA[0]}_{method}_{steps}"
+    if (kept / "run.json").is_file():
+        made = json.loads((kept / "run.json").read_text())
+        return kept / "backbone.safetensors", made["knn"], made["seconds"]
     start = time.perf_counter()
     run = cli(["pretrain", "--config", str(ROOT / PRETRAIN_CONFIGS[method]), "--data.data_dir", str(pool),
                "--data.knn_dir", str(knn), "--model.backbone", "resnet20",
@@ -99,8 +108,11 @@ def pretrain(method: str, pool: Path, knn: Path, steps: int, flip: float) -> tup
                "--trainer.val_check_interval", str(steps),
                "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.name", f"pretrain_{method}"])
     took = time.perf_counter() - start
-    knn_acc = run.trainer.callback_metrics.get("val/knn_acc")
-    return Path(run.trainer.logger.log_dir) / "backbone.safetensors", float(knn_acc or 0.0), took
+    knn_acc = float(run.trainer.callback_metrics.get("val/knn_acc") or 0.0)
+    kept.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(run.trainer.logger.log_dir) / "backbone.safetensors", kept / "backbone.safetensors")
+    (kept / "run.json").write_text(json.dumps({"knn": knn_acc, "seconds": took, "pool": str(pool)}))
+    return kept / "backbone.safetensors", knn_acc, took
 
 
 def main() -> None:
@@ -111,7 +123,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="optimizer steps of every row (and of pretraining)")
     parser.add_argument("--ratio", type=int, default=3, help="data.unlabelled_ratio of the semi-supervised rows")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=ROWS)
-    parser.add_argument("--methods", nargs="*", choices=list(PRETRAIN_CONFIGS), default=["simclr", "byol"])
+    parser.add_argument("--methods", nargs="*", choices=list(PRETRAIN_CONFIGS), default=["simclr", "byol", "dino"])
+    parser.add_argument("--pretrained_cache", type=Path, default=ROOT / "logs/bench_semi_supervised_pretrained",
+                        help="where pretrained backbones are kept for the next run of the same data set and steps")
     options = parser.parse_args()
     DATA[0] = options.data
     from lightning_resnet.cli.pseudo_label import NOISED_STUDENT
@@ -162,7 +176,7 @@ def main() -> None:
                 for method in options.methods:
                     if method not in weights:  # once per data set: no labels read, the test part never seen
                         path, knn, took = pretrain(method, root / "pool", root / "labelled", options.steps,
-                                                   0.0 if flip else 0.5)
+                                                   0.0 if flip else 0.5, options.pretrained_cache.resolve())
                         weights[method] = (path, took)
                         print(f"pretrain {method}: k-NN accuracy {knn:.4f} in {took:.0f} s", flush=True)
                     fine_tune = ["--model.pretrained", str(weights[method][0]), "--model.freeze_backbone", "true",

@@ -4,7 +4,6 @@ line, and the ways of running the command line (in this process, or as a real on
 from __future__ import annotations
 
 import colorsys
-import contextlib
 import csv
 import hashlib
 import io
@@ -12,14 +11,12 @@ import json
 import math
 import os
 import pickle
-import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 import urllib.request
@@ -39,6 +36,7 @@ if XDIST_WORKERS > 1:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 from lightning_resnet.cli import main  # noqa: E402
+from lightning_resnet.cli.launcher import Launcher  # noqa: E402
 from lightning_resnet.data import ImageFolderDataModule  # noqa: E402
 
 SLOWEST_FILES = ["test_docs.py", "test_streaming.py", "test_sweep.py", "test_distributed.py", "test_many_machines.py",
@@ -366,85 +364,55 @@ _REFUSING_PROCESSES: str | None = None
 """Why :func:`start_cli` refuses, in a test that is marked none of :data:`MARKERS`."""
 
 
-class Zygote:
-    """This pytest worker's :mod:`tests.zygote`: started on first use, ended with the worker."""
+class Launchers:
+    """This pytest worker's :class:`~lightning_resnet.cli.launcher.Launcher`: started on first use, ended with the
+    worker (its control socket closes)."""
 
-    process: subprocess.Popen | None = None
-    socket_path: str | None = None
+    launcher: Launcher | None = None
 
     @classmethod
-    def path(cls) -> str:
-        if cls.process is None or cls.process.poll() is not None:
-            folder = tempfile.mkdtemp(prefix="lightning-resnet-zygote-")
-            cls.socket_path = os.path.join(folder, "socket")
-            cls.process = subprocess.Popen([sys.executable, "-m", "tests.zygote", cls.socket_path], cwd=ROOT,
-                                           env=ENV, stdin=subprocess.PIPE, start_new_session=True)
-            deadline = time.monotonic() + 120
-            while not os.path.exists(cls.socket_path):
-                assert cls.process.poll() is None and time.monotonic() < deadline, "the tests' zygote did not start"
-                time.sleep(0.05)
-        return cls.socket_path
+    def get(cls) -> Launcher:
+        if cls.launcher is None or cls.launcher.process.poll() is not None:
+            cls.launcher = Launcher(env=ENV, cwd=ROOT, new_session=True)
+        return cls.launcher
 
 
 class CommandProcess:
-    """A ``python -m lightning_resnet`` process forked by the zygote, with what tests use of ``subprocess.Popen``:
+    """A ``python -m lightning_resnet`` process forked by the launcher, with what tests use of ``subprocess.Popen``:
     ``pid``, ``poll``, ``communicate`` (text; ``subprocess.TimeoutExpired`` after ``timeout``), ``kill`` and
     ``returncode``."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str], new_session: bool) -> None:
-        self.args = ["python", "-m", "lightning_resnet", *args]
-        self.returncode: int | None = None
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
-        self._connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._connection.connect(Zygote.path())
-        request = {"args": list(args), "cwd": str(cwd), "env": env, "new_session": new_session}
-        socket.send_fds(self._connection, [json.dumps(request).encode()], [out_write, err_write])
-        os.close(out_write)
-        os.close(err_write)
-        self._received = b""
-        self.pid = int(self._answer(None).split()[1])
+        try:
+            self._command = Launchers.get().start(args, cwd=cwd, env=env, stdout=out_write, stderr=err_write,
+                                                  new_session=new_session)
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+        self.args, self.pid = self._command.args, self._command.pid
         self._output: dict[str, list[str]] = {"out": [], "err": []}
         self._readers = [threading.Thread(target=self._read, args=(fd, name), daemon=True)
                          for fd, name in ((out_read, "out"), (err_read, "err"))]
         for reader in self._readers:
             reader.start()
 
+    @property
+    def returncode(self) -> int | None:
+        return self._command.returncode
+
     def _read(self, fd: int, name: str) -> None:
         with open(fd, encoding="utf-8", errors="replace") as stream:
             for chunk in iter(lambda: stream.read(4096), ""):
                 self._output[name].append(chunk)
 
-    def _answer(self, timeout: float | None) -> str | None:
-        """The zygote's next line, or None after ``timeout`` seconds without one."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while b"\n" not in self._received:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not select.select([self._connection], [], [], left)[0]:
-                return None
-            data = self._connection.recv(4096)
-            assert data, "the tests' zygote ended before the process it started"
-            self._received += data
-        line, self._received = self._received.split(b"\n", 1)
-        return line.decode()
-
-    def _status(self, timeout: float | None) -> int | None:
-        if self.returncode is None:
-            line = self._answer(timeout)
-            if line is None:
-                return None
-            status = int(line.split()[1])
-            self.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-            self._connection.close()
-        return self.returncode
-
     def poll(self) -> int | None:
-        return self._status(0)
+        return self._command.poll()
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._status(timeout) is None:
-            raise subprocess.TimeoutExpired(self.args, timeout)
+        self._command.wait(timeout)
         for reader in self._readers:  # the streams close when the last process holding them ends
             reader.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             if reader.is_alive():
@@ -452,16 +420,14 @@ class CommandProcess:
         return "".join(self._output["out"]), "".join(self._output["err"])
 
     def kill(self) -> None:
-        if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+        self._command.kill()
 
 
 def start_cli(cwd: Path, *args: str, env: dict[str, str] | None = None, start_new_session: bool = False,
               preexec_fn: object = None) -> CommandProcess:
     """``python -m lightning_resnet <args>`` as a real process in ``cwd`` (``env`` added to :data:`ENV`), its output
-    captured as text: forked from :mod:`tests.zygote`, which imported the package once, rather than ~5 s of imports
-    each. (``preexec_fn`` is what a fresh interpreter does anyway: Ctrl-C's handler is Python's own.)"""
+    captured as text: forked from this worker's launcher, which imported the package once, rather than ~5 s of
+    imports each. (``preexec_fn`` is what a fresh interpreter does anyway: Ctrl-C's handler is Python's own.)"""
     assert _REFUSING_PROCESSES is None, _REFUSING_PROCESSES
     return CommandProcess(list(args), cwd, {**ENV, **(env or {})}, start_new_session)
 

@@ -1,21 +1,19 @@
 """``cross_validate``: ``fit`` once per fold of ``data.num_folds``, then each fold's scores and their mean ± std.
 
-Each fold is an ordinary ``fit`` in a process of its own (so DDP and every ``fit`` option work as
-they do alone), logged to ``logs/<experiment>/crossval_N/fold_K/`` with its own checkpoints and
-``split.csv``; from a data set converted in folds (``convert --data.num_folds K``), each fold trains on the
-other folds' parts. A fold's scores are the validation metrics its best checkpoint carries (those of the
-epoch ``ModelCheckpoint`` chose it at). The table is printed and written to
-``crossval_N/cross_validation.csv``. After each fold its best checkpoint reads every image, and at the end
-``crossval_N/oof_predictions.csv`` gives each image as the fold that validated it saw it
-(:mod:`~lightning_resnet.reports.out_of_fold`), what ``inspect --predictions`` looks for label errors in.
+Each fold is an ordinary ``fit`` in a process of its own (so DDP and every ``fit`` option work as they do alone;
+forked by the command's :class:`~.launcher.Launcher`), logged to ``logs/<experiment>/crossval_N/fold_K/`` with its
+own checkpoints and ``split.csv``; from a data set converted in folds (``convert --data.num_folds K``), each fold
+trains on the other folds' parts. A fold's scores are the validation metrics its best checkpoint carries (those of
+the epoch ``ModelCheckpoint`` chose it at). The table is printed and written to ``crossval_N/cross_validation.csv``.
+After each fold its best checkpoint reads every image, and at the end ``crossval_N/oof_predictions.csv`` gives each
+image as the fold that validated it saw it (:mod:`~lightning_resnet.reports.out_of_fold`), what
+``inspect --predictions`` looks for label errors in.
 """
 
 from __future__ import annotations
 
 import csv
 import statistics
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from ..stages import VAL
 from ..tasks.metrics import METRIC_LABELS, MULTILABEL_METRIC_LABELS, metric_key
 from ..training.checkpoints import best_checkpoint_of_run, epoch_metrics
 from .app import ResNetCLI, cli_options
+from .launcher import Launcher
 
 COMMAND = "cross_validate"
 RESULTS_CSV = "cross_validation.csv"
@@ -73,23 +72,27 @@ def cross_validate(args: list[str]) -> None:
     del cli
 
     scores: list[dict[str, float]] = []
-    for fold in range(folds):
-        run = fold_folder(experiment / group, fold)
-        print(f"cross-validation: fold {fold} ({fold + 1} of {folds}) -> {run}", flush=True)
-        command = [sys.executable, "-m", "lightning_resnet", "fit", *args, "--data.fold", str(fold),
-                   "--trainer.logger.init_args.version", f"{group}/fold_{fold}",
-                   *(["--trainer.enable_model_summary", "false"] if fold else [])]  # the layer table once
-        finished = subprocess.run(command)
-        if finished.returncode != 0:
-            raise SystemExit(finished.returncode)
-        best = best_checkpoint_of_run(run)
-        if best is None:
-            raise UserError(f"fold {fold} chose no best checkpoint (trainer.limit_val_batches 0?): "
-                            "nothing to cross-validate")
-        scores.append(epoch_metrics(best.path))
-        if fold == 0:
-            paths = cross_validated_paths(run)
-        run_fold_model(best.path, paths, run, workers, converted)
+    with Launcher() as launcher:  # each fold a process of its own, without importing everything again
+        for fold in range(folds):
+            run = fold_folder(experiment / group, fold)
+            print(f"cross-validation: fold {fold} ({fold + 1} of {folds}) -> {run}", flush=True)
+            command = launcher.start(["fit", *args, "--data.fold", str(fold),
+                                      "--trainer.logger.init_args.version", f"{group}/fold_{fold}",
+                                      *(["--trainer.enable_model_summary", "false"] if fold else [])])  # table once
+            try:
+                code = command.wait()
+            except KeyboardInterrupt:  # Ctrl-C reached the fold too: it saves, then this command ends with it
+                code = command.wait()
+            if code != 0:
+                raise SystemExit(code if code > 0 else 128 - code)
+            best = best_checkpoint_of_run(run)
+            if best is None:
+                raise UserError(f"fold {fold} chose no best checkpoint (trainer.limit_val_batches 0?): "
+                                "nothing to cross-validate")
+            scores.append(epoch_metrics(best.path))
+            if fold == 0:
+                paths = cross_validated_paths(run)
+            run_fold_model(best.path, paths, run, workers, converted)
     print(format_results(scores, experiment / group))
     write_results(experiment / group / RESULTS_CSV, scores)
     images = CrossValidatedImages.from_splits(experiment / group, folds)

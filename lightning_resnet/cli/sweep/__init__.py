@@ -33,6 +33,7 @@ from ...tasks.metrics import VALIDATION_METRICS
 from ...training.trial_report import PrunerKind
 from ..app import ResNetCLI, cli_options
 from ..compare import flatten
+from ..launcher import Launcher
 from ..options import add_objective_options
 from .outputs import BEST_CONFIG, TRIALS_CSV, format_top, write_best_config, write_plots, write_trials_csv
 from .space import check_keys, read_space
@@ -107,35 +108,36 @@ def sweep(args: list[str]) -> Path:
     trial_options = fit_config(cli)
     (folder / FIT_CONFIG).write_text(yaml.safe_dump(trial_options, sort_keys=False))
     del cli
-    workers = [Study(options, folder / FIT_CONFIG, space, folder, study_name, max_epochs, worker)
-               for worker in range(options.workers)]
-    study = workers[0]
-    study.check_settings(settings_of(options, space, flatten(trial_options)))
-    stopped: list[Stopped] = []
+    with Launcher() as launcher:  # the trials' processes, without importing everything again for each
+        workers = [Study(options, folder / FIT_CONFIG, space, folder, study_name, max_epochs, launcher, worker)
+                   for worker in range(options.workers)]
+        study = workers[0]
+        study.check_settings(settings_of(options, space, flatten(trial_options)))
+        stopped: list[Stopped] = []
 
-    def run(worker: Study) -> None:
+        def run(worker: Study) -> None:
+            try:
+                worker.run()
+            except Stopped as interrupt:
+                stopped.append(interrupt)
+
+        previous = signal.signal(signal.SIGTERM, raise_stopped)
         try:
-            worker.run()
-        except Stopped as interrupt:
-            stopped.append(interrupt)
-
-    previous = signal.signal(signal.SIGTERM, raise_stopped)
-    try:
-        threads = [threading.Thread(target=run, args=(worker,)) for worker in workers[1:]]
-        for thread in threads:
-            thread.start()
-        study.run()
-        for thread in threads:
-            thread.join()
-        if stopped:
-            raise stopped[0]
-    except KeyboardInterrupt as interrupt:
-        signum = interrupt.signum if isinstance(interrupt, Stopped) else signal.SIGINT
-        print(f"sweep {study_name} {'interrupted' if signum == signal.SIGINT else 'stopped by SIGTERM'}: the study "
-              f"is kept in {study.storage}; the same command continues it", file=sys.stderr, flush=True)
-        raise SystemExit(128 + signum) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            threads = [threading.Thread(target=run, args=(worker,)) for worker in workers[1:]]
+            for thread in threads:
+                thread.start()
+            study.run()
+            for thread in threads:
+                thread.join()
+            if stopped:
+                raise stopped[0]
+        except KeyboardInterrupt as interrupt:
+            signum = interrupt.signum if isinstance(interrupt, Stopped) else signal.SIGINT
+            print(f"sweep {study_name} {'interrupted' if signum == signal.SIGINT else 'stopped by SIGTERM'}: the study "
+                  f"is kept in {study.storage}; the same command continues it", file=sys.stderr, flush=True)
+            raise SystemExit(128 + signum) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     rows = write_trials_csv(folder / TRIALS_CSV, study.study)
     finished = [row for row in rows if row["state"] == "complete"]
     if finished:

@@ -15,8 +15,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from typing import Any
 
 from ...errors import UserError, first_line
 from ...training.trial_report import PRUNED, PrunerKind, make_pruner, open_storage
+from ..launcher import Launcher
 from .space import Space, as_option
 
 STUDY_LOG = "study.log"
@@ -122,9 +121,10 @@ class Study:
     """One study: its folder, storage, sampler and pruner, and the loop that runs trials until the total is met."""
 
     def __init__(self, options: SweepOptions, fit_config: Path, space: Space, folder: Path, study_name: str,
-                 max_epochs: int, worker: int = 0) -> None:
+                 max_epochs: int, launcher: Launcher, worker: int = 0) -> None:
         import optuna
 
+        self.launcher = launcher
         self.options = options
         self.fit_config = fit_config
         self.space = space
@@ -209,7 +209,7 @@ class Study:
                   "init_args": {"storage": self.storage, "study": self.study_name, "trial_id": trial._trial_id,
                                 "metric": self.options.metric, "pruner": self.options.pruner,
                                 "startup_trials": self.options.pruner_startup_trials, "max_epochs": self.max_epochs}}
-        command = [sys.executable, "-m", "lightning_resnet", "fit", "--config", str(self.fit_config),
+        command = ["fit", "--config", str(self.fit_config),
                    *(word for key, value in trial.params.items() for word in as_option(key, value)),
                    "--model.calibrate", "false", "--test_after_fit", "false",
                    "--trainer.logger.init_args.version", f"{self.folder.name}/{run.name}",
@@ -218,7 +218,7 @@ class Study:
         log = self.folder / f"trial_{trial.number}.log"
         started = time.monotonic()
         with open(log, "w") as output:
-            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+            process = self.launcher.start(command, stdout=output.fileno(), stderr=output.fileno())
             stopped: Stopped | None = None
             try:
                 code = process.wait()
