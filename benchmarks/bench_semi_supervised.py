@@ -29,6 +29,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import ROOT, report, table
@@ -126,6 +127,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", choices=list(PRETRAIN_CONFIGS), default=["simclr", "byol", "dino"])
     parser.add_argument("--pretrained_cache", type=Path, default=ROOT / "logs/bench_semi_supervised_pretrained",
                         help="where pretrained backbones are kept for the next run of the same data set and steps")
+    parser.add_argument("--results", type=Path, default=ROOT / "logs/bench_semi_supervised_results.json",
+                        help="each row's result per seed, kept: a run with the same options measures only the rest")
     options = parser.parse_args()
     DATA[0] = options.data
     from lightning_resnet.cli.pseudo_label import NOISED_STUDENT
@@ -139,8 +142,18 @@ def main() -> None:
         images, per_class, flip = named_data_set("fashion_mnist").written(), options.per_class, []
     results: dict[str, list[float]] = {}
     seconds: dict[str, list[float]] = {}
+    kept = json.loads(options.results.read_text()) if options.results.is_file() else {}
+    described = (f"{options.per_class} labels per class" if options.data == "fashion_mnist"
+                 else "10 % of the digits labelled")
 
-    def record(row: str, accuracy: float, took: float) -> None:
+    def record(row: str, seed: int, measure: Callable[[], tuple[float, float]]) -> None:
+        """The row's test accuracy and seconds on ``seed``: measured, or kept from a run of the same options."""
+        key = f"{options.data}, {described}, {options.steps} steps, ratio {options.ratio}, seed {seed}: {row}"
+        if key not in kept:
+            kept[key] = measure()
+            options.results.parent.mkdir(parents=True, exist_ok=True)
+            options.results.write_text(json.dumps(kept, indent=1))
+        accuracy, took = kept[key]
         results.setdefault(row, []).append(accuracy)
         seconds.setdefault(row, []).append(took)
         print(f"{row}: test accuracy {accuracy:.4f} in {took:.0f} s", flush=True)
@@ -149,29 +162,50 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         os.chdir(work)
         weights: dict[str, tuple[Path, float]] = {}
-        for seed in range(options.seeds):
+
+        def one_seed(seed: int) -> None:
             root = split(images, Path(work), per_class, seed)
             labelled = sum(1 for _ in (root / "labelled" / "train").rglob("*.png"))
             epochs = options.steps / math.ceil(labelled / 32)  # the recipe's batches of 32
             budget = [*steps_options(options.steps), *flip]
             unlabelled = [value.replace("POOL", str(root / "pool")) for value in semi]
             seeded = ["--seed_everything", str(seed), "--model.semi_supervised", "null"]  # the rows without a pool
-            accuracy, took, supervised_model = fit_and_test(root, "supervised", budget, *seeded)
-            record("supervised only", accuracy, took)
-            if "strong" in options.rows:
-                record("supervised, strong augmentation", *fit_and_test(
-                    root, "strong", budget, *seeded, "--data.train_augment", "randaugment", "--trainer.callbacks+",
-                    "lightning_resnet.callbacks.RandomErasing", "--trainer.callbacks.probability", "1.0")[:2])
-            if "pseudo" in options.rows:
+            supervised: list[Path] = []
+
+            def supervised_only() -> tuple[float, float]:
+                accuracy, took, model = fit_and_test(root, "supervised", budget, *seeded)
+                supervised.append(model)
+                return accuracy, took
+
+            def pseudo_label_round() -> tuple[float, float]:
                 from lightning_resnet.cli import main as cli
 
+                if not supervised:  # its row was kept from an earlier run: the same seeded fit again
+                    supervised_only()
                 start = time.perf_counter()
-                output = cli(["pseudo_label", "--ckpt_path", str(supervised_model), "--data.predict_dir",
+                output = cli(["pseudo_label", "--ckpt_path", str(supervised[0]), "--data.predict_dir",
                               str(root / "pool"), "--output", str(root / "pseudo_labels.csv")])
                 labelling = time.perf_counter() - start
                 accuracy, took, _ = fit_and_test(root, "pseudo", budget, *seeded, "--data.extra_labels", str(output),
                                                  *NOISED_STUDENT)
-                record("one noised pseudo-label round", accuracy, took + labelling)
+                return accuracy, took + labelling
+
+            def fitted(name: str, *extra: str, pretrained: str | None = None) -> Callable[[], tuple[float, float]]:
+                """A fit of ``extra`` options; its seconds with its pretraining's."""
+
+                def measure() -> tuple[float, float]:
+                    accuracy, took, _ = fit_and_test(root, name, budget, *seeded, *extra)
+                    return accuracy, took + (weights[pretrained][1] if pretrained else 0.0)
+
+                return measure
+
+            record("supervised only", seed, supervised_only)
+            if "strong" in options.rows:
+                record("supervised, strong augmentation", seed, fitted(
+                    "strong", "--data.train_augment", "randaugment", "--trainer.callbacks+",
+                    "lightning_resnet.callbacks.RandomErasing", "--trainer.callbacks.probability", "1.0"))
+            if "pseudo" in options.rows:
+                record("one noised pseudo-label round", seed, pseudo_label_round)
             if "pretrain" in options.rows or "pretrain_freematch" in options.rows:
                 for method in options.methods:
                     if method not in weights:  # once per data set: no labels read, the test part never seen
@@ -179,24 +213,23 @@ def main() -> None:
                                                    0.0 if flip else 0.5, options.pretrained_cache.resolve())
                         weights[method] = (path, took)
                         print(f"pretrain {method}: k-NN accuracy {knn:.4f} in {took:.0f} s", flush=True)
-                    fine_tune = ["--model.pretrained", str(weights[method][0]), "--model.freeze_backbone", "true",
-                                 "--model.unfreeze_at_epoch", str(max(1, round(epochs / 5))),
-                                 "--model.backbone_lr_factor", "0.1", "--data.normalize", "imagenet"]
-                    accuracy, took, _ = fit_and_test(root, f"from_{method}", budget, *seeded, *fine_tune)
-                    record(f"{method} then fine-tuning", accuracy, took + weights[method][1])
+                    if "pretrain" in options.rows:
+                        record(f"{method} then fine-tuning", seed, fitted(
+                            f"from_{method}", "--model.pretrained", str(weights[method][0]), "--model.freeze_backbone",
+                            "true", "--model.unfreeze_at_epoch", str(max(1, round(epochs / 5))),
+                            "--model.backbone_lr_factor", "0.1", "--data.normalize", "imagenet", pretrained=method))
             for method in ("fixmatch", "freematch"):
                 if method in options.rows:
-                    record(method, *fit_and_test(root, method, budget, *seeded, *unlabelled,
-                                                 "--model.semi_supervised.method", method)[:2])
+                    record(method, seed, fitted(method, *unlabelled, "--model.semi_supervised.method", method))
             if "pretrain_freematch" in options.rows and weights:
                 best = max(weights, key=lambda name: results.get(f"{name} then fine-tuning", [0.0])[0])
-                accuracy, took, _ = fit_and_test(root, "pretrain_freematch", budget, *seeded, *unlabelled,
-                                                 "--model.semi_supervised.method", "freematch", "--model.pretrained",
-                                                 str(weights[best][0]), "--data.normalize", "imagenet")
-                record(f"{best} then freematch", accuracy, took + weights[best][1])
+                record(f"{best} then freematch", seed, fitted(
+                    "pretrain_freematch", *unlabelled, "--model.semi_supervised.method", "freematch",
+                    "--model.pretrained", str(weights[best][0]), "--data.normalize", "imagenet", pretrained=best))
+
+        for seed in range(options.seeds):
+            one_seed(seed)
         os.chdir(ROOT)
-    described = (f"{options.per_class} labels per class" if options.data == "fashion_mnist"
-                 else "10 % of the digits labelled")
     rows = [[row, " / ".join(f"{100 * value:.1f}" for value in values), f"{100 * statistics.mean(values):.1f}",
              f"{statistics.median(seconds[row]):.0f}"] for row, values in results.items()]
     report(f"Semi-supervised fit, {options.data} with {described}: {options.seeds} seed(s), {options.steps} optimizer "
