@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--data", choices=["fashion_mnist", "digits"], default="fashion_mnist")
     parser.add_argument("--per_class", type=int, default=10, help="labelled images per class (fashion_mnist)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=400, help="optimizer steps of every row (and of pretraining)")
+    parser.add_argument("--steps", type=int, default=500, help="optimizer steps of every row (and of pretraining)")
     parser.add_argument("--ratio", type=int, default=3, help="data.unlabelled_ratio of the semi-supervised rows")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=ROWS)
     parser.add_argument("--methods", nargs="*", choices=list(PRETRAIN_CONFIGS), default=["simclr", "byol", "dino"])
