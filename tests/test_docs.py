@@ -66,6 +66,8 @@ NOT_RUN = {
                         "tests/data/test_streaming.py 2)",
     "--predictions logs/demo/crossval_0": "the cross-validation above",
     "--data.exclude logs/demo/version_0/label_issues.csv": "the label_issues.csv of the inspection above",
+    "--format timm": "a network timm builds: the tests' narrow one has the CIFAR stem (tests/inference/"
+                     "test_timm_hub.py exports one and loads it in timm)",
 }
 
 STAND_INS = ["folder", "~/birds", "~/monkeypox", "~/new_photos", "data/birds", "data/noisy_digits", "data/scraped",

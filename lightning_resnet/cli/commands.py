@@ -43,7 +43,7 @@ COMMANDS = (
     Command("convert", "a folder into LitData's streaming format, split (or in folds) as fit splits it",
             MODEL_AND_DATA),
     Command("lr_find", "a learning rate from Lightning's finder, and its curve", MODEL_AND_DATA),
-    Command("export", "a trained model as ONNX, OpenVINO or torch.export (or INT8), its description beside it"),
+    Command("export", "a trained model as ONNX, OpenVINO or torch.export (or INT8), or a folder for timm"),
     Command("cross_validate", "a fit per fold, the scores' mean and spread, and out-of-fold predictions"),
     Command("sweep", "an Optuna study whose trials are fits"),
     Command("compare", "runs side by side: the options that differ and the scores"),

@@ -62,6 +62,8 @@ class Task(ABC):
     """Whether a target is a row of 0 and 1 per class (a label set) rather than a class index."""
     activation: str
     """What the probabilities are, in words (an export's description says it)."""
+    activation_code: str
+    """The probabilities of ``logits`` (calibrated) in torch, as a model card shows them."""
     agreement_name: str
     """The key of :meth:`agreement` in an INT8 model's description, and what it counts, in words."""
     agreement_words: str

@@ -77,6 +77,7 @@ class MultiLabel(Task):
                                "pseudo-label), which a multi-label set does not have; pretrain on them instead "
                                "(docs/few-labels.md)")
     multi_hot_targets = True
+    activation_code = "logits.sigmoid()"
     activation = ("each label's sigmoid of its logit (batch, num_labels): the labels at or above their thresholds "
                   "(decision.label_thresholds) are the image's")
     agreement_name, agreement_words = "set_agreement", "same label set"

@@ -56,6 +56,7 @@ class SingleLabel(Task):
     metric_labels = METRIC_LABELS
     default_resize = "crop"
     multi_hot_targets = False
+    activation_code = "logits.softmax(dim=-1)"
     activation = "the softmax of the logits (batch, num_classes)"
     agreement_name, agreement_words = "top1_agreement", "same class"
 
