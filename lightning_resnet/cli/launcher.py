@@ -40,24 +40,34 @@ from pathlib import Path
 
 PRELOADED = ("lightning_resnet.cli", "lightning_resnet.cli.app")
 """What every command imports first: Lightning, torch, torchvision, jsonargparse and the package's CLI."""
+FORKS = sys.platform == "linux"
+"""Where the launcher forks (Linux: ``fork`` and sequenced-packet UNIX sockets). Elsewhere (macOS has no
+``SOCK_SEQPACKET`` for UNIX sockets, Windows no ``fork``) each command is a fresh interpreter, as before."""
 
 
 class Launcher:
     """A launcher process (see the module's docstring) and the commands it started; a context manager that ends it."""
 
     def __init__(self, env: dict[str, str] | None = None, cwd: Path | None = None, new_session: bool = False) -> None:
+        self._started: list[LaunchedCommand | subprocess.Popen] = []
+        self.process: subprocess.Popen | None = None
+        if not FORKS:
+            return
         self._control, launcher_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # a message a request
-        self._started: list[LaunchedCommand] = []
         with launcher_end:
             self.process = subprocess.Popen([sys.executable, "-m", __name__], stdin=launcher_end, env=env, cwd=cwd,
                                             start_new_session=new_session)
 
     def start(self, args: list[str], *, cwd: str | Path | None = None, env: dict[str, str] | None = None,
-              stdout: int | None = None, stderr: int | None = None, new_session: bool = False) -> LaunchedCommand:
+              stdout: int | None = None, stderr: int | None = None,
+              new_session: bool = False) -> LaunchedCommand | subprocess.Popen:
         """``python -m lightning_resnet <args>``, forked by the launcher; ``cwd`` and ``env`` this process's own
         unless given, ``stdout`` and ``stderr`` file descriptors (this process's 1 and 2 unless given)."""
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
+        if self.process is None:  # not FORKS: a fresh interpreter
+            return subprocess.Popen([sys.executable, "-m", "lightning_resnet", *args], cwd=cwd, env=env, stdout=stdout,
+                                    stderr=stderr, start_new_session=new_session)
         connection, launcher_end = socket.socketpair()
         request = {"args": list(args), "cwd": str(cwd or os.getcwd()), "env": dict(os.environ if env is None else env),
                    "new_session": new_session}
@@ -74,6 +84,8 @@ class Launcher:
     def close(self) -> None:
         """End the launcher (and any command it is still running) and wait for it: at once when nothing runs (it
         may be importing still), else once it has killed what runs (on the control socket's end)."""
+        if self.process is None:
+            return
         self._control.close()
         if all(command.poll() is not None for command in self._started):
             self.process.kill()
