@@ -217,8 +217,8 @@ def serve(control: socket.socket) -> None:
             connection = socket.socket(fileno=fds[0])
             pid = os.fork()
             if pid == 0:
-                control.close()
-                connection.close()
+                for held in (control, connection, *children.values()):  # the requester's alone: EOF when it ends
+                    held.close()
                 run_child(request, fds[1:])
             for fd in fds[1:]:
                 os.close(fd)
