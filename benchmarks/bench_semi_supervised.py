@@ -27,6 +27,7 @@ import math
 import os
 import random
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -127,8 +128,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", choices=list(PRETRAIN_CONFIGS), default=["simclr", "byol", "dino"])
     parser.add_argument("--pretrained_cache", type=Path, default=ROOT / "logs/bench_semi_supervised_pretrained",
                         help="where pretrained backbones are kept for the next run of the same data set and steps")
-    parser.add_argument("--results", type=Path, default=ROOT / "logs/bench_semi_supervised_results.json",
-                        help="each row's result per seed, kept: a run with the same options measures only the rest")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="a JSON file that keeps each row's result per seed (with the commit it was measured at): "
+                             "a run with the same options and file measures only what it lacks (default: none kept, "
+                             "everything measured)")
     options = parser.parse_args()
     DATA[0] = options.data
     from lightning_resnet.cli.pseudo_label import NOISED_STUDENT
@@ -142,7 +145,9 @@ def main() -> None:
         images, per_class, flip = named_data_set("fashion_mnist").written(), options.per_class, []
     results: dict[str, list[float]] = {}
     seconds: dict[str, list[float]] = {}
-    kept = json.loads(options.results.read_text()) if options.results.is_file() else {}
+    kept = json.loads(options.results.read_text()) if options.results and options.results.is_file() else {}
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
     described = (f"{options.per_class} labels per class" if options.data == "fashion_mnist"
                  else "10 % of the digits labelled")
 
@@ -150,10 +155,12 @@ def main() -> None:
         """The row's test accuracy and seconds on ``seed``: measured, or kept from a run of the same options."""
         key = f"{options.data}, {described}, {options.steps} steps, ratio {options.ratio}, seed {seed}: {row}"
         if key not in kept:
-            kept[key] = measure()
-            options.results.parent.mkdir(parents=True, exist_ok=True)
-            options.results.write_text(json.dumps(kept, indent=1))
-        accuracy, took = kept[key]
+            accuracy, took = measure()
+            kept[key] = {"accuracy": accuracy, "seconds": took, "commit": commit}
+            if options.results:
+                options.results.parent.mkdir(parents=True, exist_ok=True)
+                options.results.write_text(json.dumps(kept, indent=1))
+        accuracy, took = kept[key]["accuracy"], kept[key]["seconds"]
         results.setdefault(row, []).append(accuracy)
         seconds.setdefault(row, []).append(took)
         print(f"{row}: test accuracy {accuracy:.4f} in {took:.0f} s", flush=True)
