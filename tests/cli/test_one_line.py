@@ -26,7 +26,8 @@ def only_line(error: str) -> str:
     (["fit", "--model.distillation.weight", "0.3"], ["model.distillation needs model.distillation.teacher"]),
     (["fit", "--model.class_weights", "bal"], ["model.class_weights bal", "balanced", "a list", "null"]),
     (["pretrain", "--data.normalize", "auto"], ["data.normalize auto", "imagenet", "a mapping"]),
-    (["export", "--ckpt_path", "x.ckpt", "--format", "tflite"], ["--format tflite", "onnx, openvino, torch_export or timm"]),
+    (["export", "--ckpt_path", "x.ckpt", "--format", "tflite"],
+     ["--format tflite", "onnx, openvino, torch_export or timm"]),
     (["serve", "--model", "x.ckpt", "--port", "eighty"], ["--port eighty", "a whole number"]),
 ], ids=["a number", "a choice", "a class needing an argument", "a union", "pretrain's normalize", "export's format",
         "serve's port"])
