@@ -14,7 +14,6 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
-from jsonargparse import lazy_instance
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -69,6 +68,14 @@ LEFT_OUT = {"inspect": {"predictions"}}
 """Callbacks a subcommand runs no loop for and whose key it uses itself: ``inspect --predictions`` names a
 cross-validation's folder."""
 
+
+
+def tensorboard_logger(name: str) -> dict[str, Any]:
+    """The default ``trainer.logger``: TensorBoard's, in ``logs/<name>``. A class path and its arguments rather than
+    jsonargparse's ``lazy_instance``, whose ``inspect.stack()`` reads the source of every frame of the caller: 0.26 s
+    of each command parsed in a profiled test process, 46 s of 435."""
+    return {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+            "init_args": {"save_dir": "logs", "name": name, "default_hp_metric": False}}
 
 class ResNetArgumentParser(LightningArgumentParser):
     """Lightning's parser, with the error as the first thing a user reads instead of a long usage dump."""
@@ -160,8 +167,7 @@ class ResNetCLI(LightningCLI):
                 "last_checkpoint.filename": "last",
                 "last_checkpoint.save_top_k": 1,
                 "last_checkpoint.enable_version_counter": False,
-                "trainer.logger": lazy_instance(TensorBoardLogger, save_dir="logs", name="default",
-                                                default_hp_metric=False),
+                "trainer.logger": tensorboard_logger("default"),
             }
         )
 

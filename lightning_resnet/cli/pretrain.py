@@ -11,11 +11,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import lazy_instance
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..bundle.checkpoint import of_pretraining, read_checkpoint
 from ..data.unlabelled import UnlabelledImages
@@ -28,7 +26,7 @@ from ..training.epoch_line import EpochLine
 from ..training.pretraining import SelfSupervised
 from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
-from .app import ResNetArgumentParser, retitle_the_methods_group
+from .app import ResNetArgumentParser, retitle_the_methods_group, tensorboard_logger
 from .checkpoint_options import named_checkpoint, newest_run
 from .commands import BY_NAME
 from .quiet import keep_quiet_what_asks_nothing_of_the_user, seed_line_unsaid
@@ -73,8 +71,7 @@ class PretrainCLI(LightningCLI):
             "last_checkpoint.filename": "last",
             "last_checkpoint.save_top_k": 1,
             "last_checkpoint.enable_version_counter": False,
-            "trainer.logger": lazy_instance(TensorBoardLogger, save_dir="logs", name="pretrain",
-                                            default_hp_metric=False),
+            "trainer.logger": tensorboard_logger("pretrain"),
         })
 
     def before_instantiate_classes(self) -> None:
