@@ -26,7 +26,7 @@ from ..training.epoch_line import EpochLine
 from ..training.pretraining import SelfSupervised
 from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
-from .app import ResNetArgumentParser, retitle_the_methods_group, tensorboard_logger
+from .app import ResNetArgumentParser, retitle_the_methods_group, tensorboard_logger, validated_once
 from .checkpoint_options import named_checkpoint, newest_run
 from .commands import BY_NAME
 from .quiet import keep_quiet_what_asks_nothing_of_the_user, seed_line_unsaid
@@ -73,6 +73,10 @@ class PretrainCLI(LightningCLI):
             "last_checkpoint.enable_version_counter": False,
             "trainer.logger": tensorboard_logger("pretrain"),
         })
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        validated_once(parser)
 
     def before_instantiate_classes(self) -> None:
         keep_quiet_what_asks_nothing_of_the_user()
