@@ -28,19 +28,23 @@ DIGITS_PER_CLASS = 30
 PLACEHOLDERS = {"<ckpt>": "$CKPT", "<folder or image>": "new_images/", "<folder>": "new_images/"}
 
 NARROW = ["--model.backbone_options", json.dumps(QUARTER_WIDTH)]
+IN_PROCESS = ["--data.num_workers", "0"]
+"""Loader workers are tested where they are the point (tests/data/test_workers.py, the interrupts with workers):
+forked from the test's process for each command of the pages, they cost this file 18 s of its 103 s of CPU (85 s
+without; the system time of the forks, 34 s, halved)."""
 SHORT = {
     # appended to the page's command: one batch an epoch, one epoch (two for a resume), one batch to evaluate, on
     # the tests' quarter-width network (a checkpoint of the full width took a second to write)
-    "fit": [*NARROW, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+    "fit": [*NARROW, *IN_PROCESS, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
             "--trainer.limit_val_batches", "1"],
-    "validate": [*NARROW, "--trainer.limit_val_batches", "1"],
-    "test": [*NARROW, "--trainer.limit_test_batches", "1"],
-    "predict": [*NARROW, "--trainer.limit_predict_batches", "1"],
+    "validate": [*NARROW, *IN_PROCESS, "--trainer.limit_val_batches", "1"],
+    "test": [*NARROW, *IN_PROCESS, "--trainer.limit_test_batches", "1"],
+    "predict": [*NARROW, *IN_PROCESS, "--trainer.limit_predict_batches", "1"],
     # a model trained on one batch guesses, and its INT8 copy may guess otherwise: kept whatever it loses (export
     # reads the rest from the checkpoint)
     "export": ["--keep_accuracy_drop", "true"],
-    "lr_find": [*NARROW, "--num_training", "8"],
-    "pretrain": [*NARROW, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+    "lr_find": [*NARROW, *IN_PROCESS, "--num_training", "8"],
+    "pretrain": [*NARROW, *IN_PROCESS, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
                  "--trainer.limit_val_batches", "1"],
 }
 
