@@ -133,6 +133,7 @@ def main() -> None:
                              "a run with the same options and file measures only what it lacks (default: none kept, "
                              "everything measured)")
     options = parser.parse_args()
+    options.results = options.results and options.results.resolve()  # the runs happen in a temporary folder
     DATA[0] = options.data
     from lightning_resnet.cli.pseudo_label import NOISED_STUDENT
     from lightning_resnet.data import DIGITS_DIR, named_data_set, write_digits
