@@ -40,7 +40,7 @@ def scores(checkpoint: Path, paths: list[str]) -> tuple[dict[str, torch.Tensor],
     model = TorchPredictor(read_bundle(checkpoint))
     temperature = model.bundle.decision.temperature
     with torch.inference_mode():
-        probabilities, scaled = model.shipped(torch.stack([model.view(path) for path in paths]))
+        probabilities, scaled, _ = model.shipped(torch.stack([model.view(path) for path in paths]))
     predicted = [model.class_names[index] for index in probabilities.argmax(dim=1).tolist()]
     return {"max softmax (calibrated), float32 as stored": probabilities.max(dim=1).values.double(),
             "max softmax (calibrated), float64": scaled.double().softmax(dim=1).max(dim=1).values,

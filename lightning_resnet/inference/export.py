@@ -3,10 +3,10 @@
 
 The exported program (:class:`~lightning_resnet.runtimes.ShippedClassifier`) takes the image as ``uint8`` (already
 resized and center-cropped to the training size, NCHW) and does the rest inside: normalization with the training
-mean and std, the network, the calibration temperature and the task's activation. It returns probabilities and
-logits, so a shipped file cannot disagree with the checkpoint by a forgotten normalization. The description beside it
-(``<file>.json``, :mod:`lightning_resnet.bundle.exported`) is the model's bundle, with the file's own input and
-outputs; every runtime (:mod:`lightning_resnet.runtimes`) reads it.
+mean and std, the network, the calibration temperature and the task's activation. It returns probabilities,
+logits and the pooled features, so a shipped file cannot disagree with the checkpoint by a forgotten normalization.
+The description beside it (``<file>.json``, :mod:`lightning_resnet.bundle.exported`) is the model's bundle, with
+the file's own input and outputs; every runtime (:mod:`lightning_resnet.runtimes`) reads it.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def the_files_part(bundle: ModelBundle, format: ExportFormat) -> dict[str, Any]:
         },
         "outputs": {"probabilities": bundle.task.activation,
                     "logits": "divided by the temperature (batch, num_classes)",
+                    "features": "the pooled features the classifier reads (batch, features): what embed writes",
                     "unsure": "the energy score, temperature * logsumexp(logits), below decision.reject_below: the "
                               "image may be none of the classes (null: no threshold)"},
     }

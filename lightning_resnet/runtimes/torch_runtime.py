@@ -13,8 +13,9 @@ from .base import Outputs, Predictor
 
 
 class ShippedClassifier(nn.Module):
-    """The network as it ships: ``uint8`` images in; the probabilities (the task's activation) and the calibrated
-    logits out. What ``export`` writes in every format, and what the PyTorch runtime runs."""
+    """The network as it ships: ``uint8`` images in; the probabilities (the task's activation), the calibrated logits
+    and the pooled features the classifier reads (what ``embed`` writes) out. What ``export`` writes in every
+    format, and what the PyTorch runtime runs."""
 
     def __init__(self, network: nn.Module, normalization: Normalization, temperature: float, task: Task) -> None:
         super().__init__()
@@ -25,12 +26,7 @@ class ShippedClassifier(nn.Module):
         self.temperature = float(temperature)
         self.task = task
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.network((images.float() - self.shift) * self.scale) / self.temperature
-        return self.task.probabilities(logits), logits
-
-    def embed(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """:meth:`forward`'s probabilities and logits, and the pooled features the classifier reads them from."""
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         features = self.network.forward_features((images.float() - self.shift) * self.scale)
         logits = self.network.forward_head(features) / self.temperature
         return self.task.probabilities(logits), logits, features
@@ -74,12 +70,8 @@ class TorchPredictor(Predictor):
 
     def run(self, crops: Tensor, features: bool = False) -> Outputs:
         with torch.inference_mode():
-            crops = crops.to(self.device)
-            if features:
-                probabilities, logits, pooled = self.shipped.embed(crops)
-                return Outputs(probabilities.cpu(), logits.cpu(), pooled.float().cpu())
-            probabilities, logits = self.shipped(crops)
-        return Outputs(probabilities.cpu(), logits.cpu())
+            probabilities, logits, pooled = self.shipped(crops.to(self.device))
+        return Outputs(probabilities.cpu(), logits.cpu(), pooled.float().cpu() if features else None)
 
     def head(self, features: Tensor) -> Outputs:
         """The outputs of pooled ``features`` computed before (a feature cache's), through the classifier alone."""

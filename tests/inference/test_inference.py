@@ -158,7 +158,8 @@ def test_the_papers_cifar_network_exports_to_onnx_with_the_same_outputs(tmp_path
     path = export_model(shipped, tmp_path / "resnet20.onnx", (32, 32))
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    probabilities, logits = session.run(None, {"images": images.numpy()})
+    probabilities, logits, features = session.run(None, {"images": images.numpy()})
     with torch.no_grad():
-        expected, expected_logits = shipped(images)
+        expected, expected_logits, expected_features = shipped(images)
     assert np.allclose(logits, expected_logits.numpy(), atol=1e-4) and np.allclose(probabilities, expected, atol=1e-5)
+    assert features.shape == (3, 64) and np.allclose(features, expected_features.numpy(), atol=1e-4)

@@ -51,7 +51,7 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
     trained_model = read_bundle(best)
     paths = sorted(str(path) for path in (workdir / "holdout").rglob("*.*"))
     with torch.no_grad():  # the float model: the checkpoint's network, preprocessing and softmax, as exported
-        float_probabilities, _ = ShippedClassifier.of(trained_model)(torch.stack([trained_model.view(path)
+        float_probabilities, *_ = ShippedClassifier.of(trained_model)(torch.stack([trained_model.view(path)
                                                                                     for path in paths]))
     assert sorted(row["path"] for row in rows) == paths
     by_path = {row["path"]: row for row in rows}

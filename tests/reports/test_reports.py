@@ -194,9 +194,13 @@ def test_export_carries_normalization_temperature_and_softmax(trained, workdir, 
         expected_logits = model((images.float() / 255 - mean) / std) / model.decision.temperature
     if export_format == "onnx":
         session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
-        probabilities, logits = session.run(["probabilities", "logits"], {"images": images.numpy()})
+        probabilities, logits, features = session.run(["probabilities", "logits", "features"],
+                                                      {"images": images.numpy()})
     else:
-        probabilities, logits = (t.detach().numpy() for t in torch.export.load(output).module()(images))
+        probabilities, logits, features = (t.detach().numpy() for t in torch.export.load(output).module()(images))
     assert probabilities.shape == logits.shape == (5, 3)
+    with torch.no_grad():  # the pooled features the classifier reads: what embed writes
+        expected_features = model.model.forward_features((images.float() / 255 - mean) / std)
+    assert np.abs(features - expected_features.numpy()).max() < 1e-4
     assert np.abs(logits - expected_logits.numpy()).max() < 1e-4
     assert np.abs(probabilities - expected_logits.softmax(1).numpy()).max() < 1e-5
