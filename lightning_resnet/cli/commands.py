@@ -53,6 +53,8 @@ COMMANDS = (
     Command("pretrain", "self-supervised pretraining of a backbone on unlabelled images (lightly)"),
     Command("suggest", "the unlabelled images to label next"),
     Command("pseudo_label", "the unlabelled images a model is sure of, for fit --data.extra_labels"),
+    Command("embed", "every image of a folder as a trained model's features, into one .npz file"),
+    Command("similar", "the images of an embedded folder nearest to an image"),
 )
 BY_NAME = {command.name: command for command in COMMANDS}
 OWN = tuple(command.name for command in COMMANDS if command.own_module)

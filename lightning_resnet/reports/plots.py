@@ -63,6 +63,23 @@ def mistakes_figure(images: Tensor, titles: list[str]) -> Figure:
     return figure
 
 
+def pictures_figure(grid: list[list[tuple[Tensor | None, str]]]) -> Figure:
+    """Rows of titled pictures (C, H, W in [0, 1]; None: a title alone), as ``similar`` shows a query and its
+    nearest images."""
+    columns = max(len(row) for row in grid)
+    figure = Figure(figsize=(1.6 * columns, 1.9 * len(grid)))
+    axes = picture_axes(figure, len(grid), columns)
+    for axis_row, row in zip(axes, grid):
+        for axis, (image, title) in zip(axis_row, row):
+            if image is not None and image.shape[0] == 1:
+                axis.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            elif image is not None:
+                axis.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+            axis.set_title(title, fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
 def curves_figure(curves: dict[str, list[tuple[int, float]]]) -> Figure:
     """Loss and accuracy (or a multi-label model's mAP) per epoch, train and validation, from
     :func:`~lightning_resnet.reports.read_curves`."""
