@@ -2,7 +2,8 @@
 
 ``POST /predict`` with an image (the body, or the multipart field ``file``) answers its top
 classes with calibrated probabilities and whether it is unsure; ``GET /health`` and ``GET /info``
-(the model's metadata). It listens on 127.0.0.1 unless ``--host 0.0.0.0`` asks for every interface.
+(the model's metadata); with ``--embeddings`` (``embed``'s file of a folder), ``POST /similar?k=10`` answers the
+nearest images of that folder. It listens on 127.0.0.1 unless ``--host 0.0.0.0`` asks for every interface.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def parse(args: list[str]) -> Namespace:
     parser.add_argument("--max_upload_mb", type=float, default=MAX_UPLOAD_MB, help="largest upload accepted")
     parser.add_argument("--max_pixels", type=int, default=MAX_PIXELS,
                         help="largest image accepted, in pixels (a guard against decompression bombs)")
+    parser.add_argument("--embeddings", type=Path | None, default=None,
+                        help="embed's .npz of a folder, by this model: POST /similar answers its nearest images")
     parser.add_argument("--log_level", type=Literal["critical", "error", "warning", "info", "debug"],
                         default="warning", help="what LitServe and uvicorn log (info: every request)")
     return parser.parse_args(args)
@@ -58,6 +61,20 @@ def check_accelerator(accelerator: str) -> None:
     available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     check(available.get(accelerator, True),
           f"--accelerator {accelerator}: this machine has none; use --accelerator cpu (or auto)")
+
+
+def check_embeddings(file: Path, model) -> None:
+    """One line unless ``file`` is embed's and its features have the length ``model`` gives."""
+    import torch
+
+    from ..inference.similarity import Embeddings
+
+    embeddings = Embeddings.load(file.expanduser(), "--embeddings")
+    channels, (height, width) = model.bundle.preprocessing.channels, model.view.size
+    given = model.run(torch.zeros(1, channels, height, width, dtype=torch.uint8), features=True).features.shape[1]
+    check(given == embeddings.features.shape[1],
+          f"--embeddings {file} holds {embeddings.features.shape[1]} features an image, --model gives {given}: "
+          "embed the folder with this model")
 
 
 def serve(args: list[str]) -> None:
@@ -78,15 +95,18 @@ def serve(args: list[str]) -> None:
     import litserve as ls  # only serve pays for importing the server
 
     from ..runtimes import EXPORTED
-    from ..serving.api import PREDICT_PATH, ClassifierAPI, answer_errors_as_json
+    from ..serving.api import PREDICT_PATH, SIMILAR_PATH, ClassifierAPI, answer_errors_as_json
     from ..serving.served import load_served
     from ..serving.uploads import UploadLimits
 
     served, model = load_served(options.model, options.name, options.version, options.top_k,
                                 threshold(options.reject_below))
     info = served.describe(model)
+    if options.embeddings is not None:
+        check_embeddings(options.embeddings, model)
     limits = UploadLimits(int(options.max_upload_mb * 2**20), options.max_pixels)
-    api = ClassifierAPI(served, model.view, limits, options.max_batch_size, options.batch_timeout, key)
+    api = ClassifierAPI(served, model.view, limits, options.max_batch_size, options.batch_timeout, key,
+                        options.embeddings and options.embeddings.expanduser().resolve())
     decision, classes = served.decision(model), model.class_names
     del model  # each worker loads its own
     accelerator = "cpu" if Path(served.path).suffix in EXPORTED else options.accelerator
@@ -96,6 +116,7 @@ def serve(args: list[str]) -> None:
     where = address(options.host, options.port)
     answers = f"{len(classes)} {decision.task.items}, {decision.task.describe_decision(decision)}"
     print(f"serving {served.path} ({served.name}, version {served.version}; {answers}) at {where}{PREDICT_PATH}; "
+          f"{f'POST {SIMILAR_PATH}?k=10 (the nearest of {options.embeddings}); ' if options.embeddings else ''}"
           f"GET /health, GET /info; batches of up to {options.max_batch_size}"
           f"{'; every request but /health needs the X-API-Key header' if key else ''}; Ctrl-C stops", flush=True)
     stop_on_sigterm()

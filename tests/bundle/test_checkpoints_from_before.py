@@ -72,7 +72,7 @@ def test_a_single_label_checkpoint_of_before_validates_exports_and_is_served(bef
         paths = sorted(rows)[:6]
         crops = np.stack([prepare(Path(path).read_bytes(), api.model.view, UploadLimits()) for path in paths])
         for path, said in zip(paths, api.predict(crops)):
-            answer = api.encode_response(said)
+            answer = api.encode_response(said)["answer"]
             assert answer["prediction"] == rows[path]["prediction"]
             assert answer["reject_below"] == pytest.approx(0.8729, abs=1e-4)
 

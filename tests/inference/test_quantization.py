@@ -77,7 +77,7 @@ def test_an_int8_export_is_checked_against_the_float_model_and_runs_like_any_exp
     signal.signal(signal.SIGINT, ctrl_c)
     crops = np.stack([prepare(Path(path).read_bytes(), api.model.view, UploadLimits()) for path in paths])
     for path, said in zip(paths, api.predict(crops)):
-        answer = api.encode_response(said)
+        answer = api.encode_response(said)["answer"]
         assert answer["prediction"] == by_path[path]["prediction"]
         assert answer["confidence"] == pytest.approx(float(by_path[path]["confidence"]), abs=1e-4)
 

@@ -38,8 +38,8 @@ pytestmark = pytest.mark.slow  # every test asks a real serve process
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, trained_once):
-    """The tiny model of ``trained_once`` served by a real ``serve`` process (batches of up to 8), the images
-    sent to it, and ``predict``'s predictions.csv of the same images."""
+    """The tiny model of ``trained_once`` served by a real ``serve`` process (batches of up to 8) with the embeddings
+    of the images sent to it (``/similar``), and ``predict``'s predictions.csv of the same images."""
     root = tmp_path_factory.mktemp("serve")
     shutil.copytree(trained_once, root / "logs")
     checkpoint = next((root / "logs/tiny/version_0/checkpoints").glob("best-*.ckpt"))
@@ -49,6 +49,8 @@ def service(tmp_path_factory, trained_once):
     try:
         main(tiny_args(root / "images", "--ckpt_path", str(checkpoint), "--data.predict_dir", str(images),
                        "--trainer.logger.init_args.name", "predicted", subcommand="predict"))
+        embeddings = main(["embed", "--model", str(checkpoint), "--input", str(images), "--output",
+                           str(root / "new.npz")])
     finally:
         os.chdir(previous)
     expected = {row["path"]: row for row in read_rows(root / "logs/predicted/version_0/predictions.csv")}
@@ -57,10 +59,11 @@ def service(tmp_path_factory, trained_once):
     port = free_port()
     # its key from the environment, as a deployment gives it; /health stays open
     process = start_cli(started_in, "serve", "--model", str(checkpoint), "--port", str(port), "--max_batch_size", "8",
-                        start_new_session=True, env={"LIT_SERVER_API_KEY": KEY})
+                        "--embeddings", str(embeddings), start_new_session=True, env={"LIT_SERVER_API_KEY": KEY})
     url = f"http://127.0.0.1:{port}"
     wait_until_up(process, f"{url}/health")
-    yield SimpleNamespace(url=url, checkpoint=checkpoint, expected=expected, started_in=started_in)
+    yield SimpleNamespace(url=url, checkpoint=checkpoint, expected=expected, started_in=started_in,
+                          embeddings=embeddings, root=root)
     output, error = stop(process)
     assert process.returncode == 0, error[-3000:]
     assert "Traceback" not in error, error[-3000:]
@@ -221,12 +224,56 @@ def test_an_exported_onnx_is_served_as_its_checkpoint(service, tmp_path):
         api.setup("cpu")  # a worker ignores Ctrl-C (its server stops it): this process must not
         signal.signal(signal.SIGINT, ctrl_c)
         crops = np.stack([prepare(Path(image).read_bytes(), api.model.view, UploadLimits()) for image in paths])
-        answers[path.suffix] = [api.encode_response(said) for said in api.predict(crops)]
+        answers[path.suffix] = [api.encode_response(said)["answer"] for said in api.predict(crops)]
     for from_checkpoint, from_onnx, path in zip(answers[".ckpt"], answers[".onnx"], paths):
         assert from_onnx["prediction"] == from_checkpoint["prediction"] == service.expected[path]["prediction"]
         assert from_onnx["confidence"] == pytest.approx(from_checkpoint["confidence"], abs=1e-5)
         assert from_onnx["energy_score"] == pytest.approx(from_checkpoint["energy_score"], abs=1e-4)
         assert from_onnx["unsure"] == (from_onnx["energy_score"] < 1.5)
+
+
+def test_similar_answers_the_nearest_embedded_images_as_the_similar_command_does(service):
+    from lightning_resnet.cli import main as cli
+
+    queries = sorted(service.expected)[:3]
+    answers = [requests.post(f"{service.url}/similar?k=4", data=Path(query).read_bytes(), headers=WITH_KEY,
+                             timeout=60) for query in queries]
+    assert [answer.status_code for answer in answers] == [200] * 3, [answer.text for answer in answers]
+    found = cli(["similar", "--embeddings", str(service.embeddings), "--image", str(Path(queries[0]).parent),
+                 "--k", "4", "--output", str(service.root / "similar")])
+    expected = {}
+    for row in read_rows(found):
+        expected.setdefault(row["query"], []).append((row["path"], float(row["distance"])))
+    for query, answer in zip(queries, answers):
+        neighbours = answer.json()["neighbours"]
+        assert neighbours[0]["path"] == query and neighbours[0]["distance"] < 1e-5  # itself, first
+        assert [each["rank"] for each in neighbours] == [1, 2, 3, 4]
+        assert [each["path"] for each in neighbours] == [path for path, _ in expected[query]]
+        assert all(abs(each["distance"] - distance) < 1e-4
+                   for each, (_, distance) in zip(neighbours, expected[query]))
+        assert answer.json()["model"]["name"] == "tiny"
+    for k, words in (("0", "k=0"), ("many", "k=many")):
+        refused = requests.post(f"{service.url}/similar?k={k}", data=Path(queries[0]).read_bytes(),
+                                headers=WITH_KEY, timeout=60)
+        assert refused.status_code == 422 and words in refused.json()["error"], refused.text
+    not_an_image = requests.post(f"{service.url}/similar", data=b"not an image", headers=WITH_KEY, timeout=60)
+    assert 400 <= not_an_image.status_code < 500 and "\n" not in not_an_image.json()["error"]
+    assert requests.post(f"{service.url}/similar", data=b"x", timeout=60).status_code == 401  # the key, as /predict
+    again = requests.post(f"{service.url}/similar?k=1", data=Path(queries[1]).read_bytes(), headers=WITH_KEY,
+                          timeout=60)
+    assert again.json()["neighbours"][0]["path"] == queries[1]  # and it goes on serving
+
+
+def test_embeddings_of_another_model_are_one_line(service, tmp_path, capsys):
+    from lightning_resnet.inference.similarity import Embeddings
+
+    other = Embeddings(("a.png",), np.ones((1, 7), np.float32), "another.ckpt").save(tmp_path / "other.npz")
+    for given, words in ((other, ["--embeddings", "holds 7 features", "gives 128"]),
+                         (tmp_path / "missing.npz", ["--embeddings", "does not exist"])):
+        with pytest.raises(SystemExit) as exit_code:
+            main(["serve", "--model", str(service.checkpoint), "--port", str(free_port()), "--embeddings", str(given)])
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert exit_code.value.code == 2 and len(errors) == 1 and all(word in errors[0] for word in words), errors
 
 
 def test_a_server_killed_outright_leaves_nothing_serving(service, tmp_path):
@@ -238,6 +285,8 @@ def test_a_server_killed_outright_leaves_nothing_serving(service, tmp_path):
     port = free_port()
     process = start_cli(tmp_path, "serve", "--model", str(exported), "--port", str(port), start_new_session=True)
     wait_until_up(process, f"http://127.0.0.1:{port}/health")
+    without = requests.post(f"http://127.0.0.1:{port}/similar", data=b"x", timeout=30)
+    assert without.status_code == 404 and "--embeddings" in without.json()["error"]  # started without them
     started = psutil.Process(process.pid).children(recursive=True)
     assert started  # the HTTP process and the inference worker at least
     os.kill(process.pid, signal.SIGKILL)

@@ -121,7 +121,7 @@ def test_export_predict_onnx_and_the_server_answer_the_label_sets_predict_gives(
     signal.signal(signal.SIGINT, ctrl_c)
     crops = np.stack([prepare(Path(row["path"]).read_bytes(), api.model.view, UploadLimits()) for row in rows[:8]])
     for row, said in zip(rows, api.predict(crops)):
-        answered = api.encode_response(said)
+        answered = api.encode_response(said)["answer"]  # what /predict answers
         assert " ".join(answered["labels"]) == row["labels"], (answered, row)
         assert [each["label"] for each in answered["probabilities"]] == LABELS
         assert answered["probabilities"][0]["probability"] == pytest.approx(float(row[f"probability_{LABELS[0]}"]),
