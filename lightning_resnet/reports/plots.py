@@ -46,6 +46,14 @@ def picture_axes(figure: Figure, rows: int, columns: int) -> np.ndarray:
     return axes
 
 
+def show_picture(axis: Any, image: Tensor) -> None:
+    """A viewable image (C, H, W in [0, 1]) in ``axis``: gray or colour, its pixels as they are."""
+    if image.shape[0] == 1:
+        axis.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        axis.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+
+
 def mistakes_figure(images: Tensor, titles: list[str]) -> Figure:
     """A grid of viewable ``images`` (N, C, H, W in [0, 1]), each with its title."""
     columns = min(8, len(images))
@@ -53,10 +61,7 @@ def mistakes_figure(images: Tensor, titles: list[str]) -> Figure:
     figure = Figure(figsize=(2.2 * columns, 2.8 * rows))
     axes = picture_axes(figure, rows, columns)
     for axis, image, title in zip(axes.flat, images, titles):
-        if image.shape[0] == 1:
-            axis.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        else:
-            axis.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+        show_picture(axis, image)
         axis.set_title(title, fontsize=8)
     figure.suptitle("most confident mistakes")
     figure.tight_layout()
@@ -71,10 +76,8 @@ def pictures_figure(grid: list[list[tuple[Tensor | None, str]]]) -> Figure:
     axes = picture_axes(figure, len(grid), columns)
     for axis_row, row in zip(axes, grid):
         for axis, (image, title) in zip(axis_row, row):
-            if image is not None and image.shape[0] == 1:
-                axis.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            elif image is not None:
-                axis.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+            if image is not None:
+                show_picture(axis, image)
             axis.set_title(title, fontsize=7)
     figure.tight_layout()
     return figure
