@@ -113,7 +113,7 @@ def test_a_rectangular_size_trains_exports_and_serves_with_the_checkpoints_answe
     crops = np.stack([prepare(Path(path).read_bytes(), api.model.view, UploadLimits()) for path in from_onnx])
     assert crops.shape[1:] == (3, 16, 32)
     for path, said in zip(from_onnx, api.predict(crops)):
-        answer = api.encode_response(said)
+        answer = api.encode_response(said)["answer"]
         assert " ".join(answer["labels"]) == from_onnx[path]["labels"]
         for given in answer["probabilities"]:
             assert given["probability"] == pytest.approx(float(from_onnx[path][f"probability_{given['label']}"]),
