@@ -7,7 +7,6 @@ Subcommands: ``fit``, ``validate``, ``test``, ``predict`` (Lightning's), and the
 
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 import sys
@@ -44,6 +43,7 @@ from ..training.run import run_dir
 from ..training.throughput import ThroughputDisplay
 from . import checkpoint_options as trained_options
 from .commands import APP_SUBCOMMANDS, BY_NAME, own_commands_help
+from .lightning_cli import tensorboard_logger, validated_once
 from .links import input_channels, weights_normalization
 from .parser_errors import one_line
 from .quiet import keep_quiet_what_asks_nothing_of_the_user, seed_line_unsaid
@@ -69,21 +69,6 @@ LEFT_OUT = {"inspect": {"predictions"}}
 """Callbacks a subcommand runs no loop for and whose key it uses itself: ``inspect --predictions`` names a
 cross-validation's folder."""
 
-
-
-def validated_once(parser: LightningArgumentParser) -> None:
-    """After parsing: the config was validated as it was parsed, and Lightning dumps it twice more (the hyperparameters,
-    ``config.yaml``), each dump validating it again: 0.2 s of CPU each in a profiled test process, 33 s of 435."""
-    parser.dump = functools.partial(parser.dump, skip_validation=True)
-    parser.save = functools.partial(parser.save, skip_validation=True)
-
-
-def tensorboard_logger(name: str) -> dict[str, Any]:
-    """The default ``trainer.logger``: TensorBoard's, in ``logs/<name>``. A class path and its arguments rather than
-    jsonargparse's ``lazy_instance``, whose ``inspect.stack()`` reads the source of every frame of the caller: 0.26 s
-    of each command parsed in a profiled test process, 46 s of 435."""
-    return {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-            "init_args": {"save_dir": "logs", "name": name, "default_hp_metric": False}}
 
 class ResNetArgumentParser(LightningArgumentParser):
     """Lightning's parser, with the error as the first thing a user reads instead of a long usage dump."""

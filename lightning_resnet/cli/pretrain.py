@@ -26,9 +26,10 @@ from ..training.epoch_line import EpochLine
 from ..training.pretraining import SelfSupervised
 from ..training.rank_watch import RankWatch
 from ..training.run import run_dir
-from .app import ResNetArgumentParser, retitle_the_methods_group, tensorboard_logger, validated_once
+from .app import ResNetArgumentParser, retitle_the_methods_group
 from .checkpoint_options import named_checkpoint, newest_run
 from .commands import BY_NAME
+from .lightning_cli import tensorboard_logger, validated_once
 from .quiet import keep_quiet_what_asks_nothing_of_the_user, seed_line_unsaid
 from .trainer import ChecksFirstTrainer
 
