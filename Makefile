@@ -46,9 +46,10 @@ TIMM ?= ../pytorch-image-models
 
 bench: $(INSTALLED)
 	mkdir -p logs/bench
-	{ for script in backbone loop input fast_paths time_to_accuracy startup streaming open_set serve data_problems near_copies feature_cache calibration_size lr_find checkpoint_choice few_labels multilabel label_set_commands semi_supervised resize paper_epoch pretrained_inspection deploy distillation similar; do \
+	{ for script in backbone loop input fast_paths time_to_accuracy startup streaming open_set serve data_problems near_copies feature_cache calibration_size lr_find checkpoint_choice few_labels multilabel label_set_commands semi_supervised resize paper_epoch pretrained_inspection deploy distillation similar extend; do \
 		PYTHONPATH=. $(PY) benchmarks/bench_$$script.py || exit 1; \
 	done; PYTHONPATH=. $(PY) benchmarks/bench_distillation.py --data photo_like --teachers resnet50 && \
 	PYTHONPATH=. $(PY) benchmarks/bench_semi_supervised.py --per_class 40 && \
 	PYTHONPATH=. $(PY) benchmarks/bench_semi_supervised.py --data digits && \
+	PYTHONPATH=. $(PY) benchmarks/bench_extend.py --data fashion_mnist && \
 	PYTHONPATH=. $(PY) benchmarks/bench_peer.py --timm $(TIMM); } | tee logs/bench/latest.md

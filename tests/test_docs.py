@@ -190,6 +190,9 @@ def make_stand_ins(root: Path, home: Path) -> None:
     for seed, folder in enumerate(STAND_INS):
         make_image_folder(Path(folder.replace("~", str(home)) if folder.startswith("~") else root / folder),
                           classes=3, per_class=4, size=(16, 16), seed=seed)
+    new_birds = make_image_folder(home / "new_birds", classes=4, per_class=4, size=(16, 16), seed=len(STAND_INS) + 1)
+    for old in ("class_0", "class_1", "class_2"):  # docs/adding-classes.md: a class ~/birds lacks, alone
+        shutil.rmtree(new_birds / old)
     photos = home / "photos"  # the labels file of docs/your-data.md: a generated folder's images, listed
     make_image_folder(photos / "by_class", classes=3, per_class=4, size=(16, 16), seed=len(STAND_INS))
     (photos / "labels.csv").write_text("path,labels\n" + "".join(

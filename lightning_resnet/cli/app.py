@@ -44,7 +44,7 @@ from ..training.throughput import ThroughputDisplay
 from . import checkpoint_options as trained_options
 from .commands import APP_SUBCOMMANDS, BY_NAME, own_commands_help
 from .lightning_cli import tensorboard_logger, validated_once
-from .links import input_channels, weights_normalization
+from .links import link_model_and_data
 from .parser_errors import one_line
 from .quiet import keep_quiet_what_asks_nothing_of_the_user, seed_line_unsaid
 from .trainer import ResNetTrainer
@@ -134,16 +134,7 @@ class ResNetCLI(LightningCLI):
         return {self._requested: self.ALL_SUBCOMMANDS[self._requested]}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.link_arguments("data.task", "model.task", apply_on="instantiate")
-        parser.link_arguments("model.backbone_options", "data.channels", compute_fn=input_channels)
-        parser.link_arguments(("model.pretrained", "model.backbone", "model.backbone_options"),
-                              "data.weights_normalization", compute_fn=weights_normalization)
-        parser.link_arguments("data", "model.class_counts", compute_fn=lambda data: data.training_class_counts,
-                              apply_on="instantiate")
-        parser.link_arguments("model.class_weights", "data.weighted_loss",
-                              compute_fn=lambda weights: weights is not None)
+        link_model_and_data(parser)
         for key, callback in ALWAYS_PRESENT.items():
             if key not in LEFT_OUT.get(self._preparing, ()):
                 parser.add_lightning_class_args(callback, key)

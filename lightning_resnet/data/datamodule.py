@@ -33,6 +33,7 @@ from .loaders import (
     training_batches_done,
 )
 from .normalization import Normalization, Normalize, check_normalize, chosen_normalization, unlike_the_weights
+from .previous_run import PreviousRun, RehearsalChoice, rehearsal_images
 from .sources import ImageSource, SamplerKind, SourceOptions, open_source
 from .transforms import AugmentPreset, Views
 from .unlabelled_pool import UnlabelledImages
@@ -92,6 +93,12 @@ class ImageFolderDataModule(LightningDataModule):
         unlabelled_dir: a folder of images without labels (flat, or class folders whose names are ignored) that
             ``fit`` trains on beside the labelled ones, as ``model.semi_supervised`` says (:mod:`.unlabelled_pool`).
         unlabelled_ratio: unlabelled images per labelled image in a training batch (FixMatch's 7).
+        rehearsal: with ``model.extend``, up to this many training images of each old class, from the old run's
+            ``split.csv``, join the training part (``split.csv``: ``rehearsal``); 0: none (the old model's answers
+            alone keep the old classes).
+        rehearsal_choice: which of a class's images: ``random`` or ``closest_to_mean`` (of the old model's
+            features); measured in benchmarks/README.md, "Adding classes".
+        extends: the checkpoint of the model an extended run grows; linked from ``model.extend``.
     """
 
     def __init__(
@@ -127,8 +134,14 @@ class ImageFolderDataModule(LightningDataModule):
         multilabel: bool | None = None,
         unlabelled_dir: str | None = None,
         unlabelled_ratio: int = 7,
+        rehearsal: int = 0,
+        rehearsal_choice: RehearsalChoice = "random",
+        extends: str | None = None,
     ) -> None:
         super().__init__()
+        check(rehearsal >= 0, f"data.rehearsal must be 0 or more images per old class, got {rehearsal}")
+        check(rehearsal == 0 or extends is not None,
+              "data.rehearsal keeps images of the classes of the model extended: it needs model.extend")
         self.save_hyperparameters(ignore=["class_names"])  # for the checkpoint and TensorBoard only: read below
         LoaderSettings(batch_size, num_workers or 0, seed)  # the loader options checked where they arrive
         check_normalize(normalize, channels)
@@ -147,6 +160,10 @@ class ImageFolderDataModule(LightningDataModule):
         self.geometry = Geometry.of(image_size, resize or self.task_kind.default_resize, crop_fraction, pad_fill)
         """The input size and how an image is fitted to it (a trained model keeps it); :attr:`views` read by it."""
         self.views = Views.of(self.geometry, channels, train_augment, crop_scale, hflip)
+        self.rehearsal = rehearsal
+        self.rehearsal_choice = rehearsal_choice
+        check(extends is None or not self.task_kind.multi_hot_targets,
+              "model.extend adds classes to a model of one class per image; label sets are not extended yet")
         self.unlabelled = UnlabelledImages(unlabelled_dir, unlabelled_ratio) if unlabelled_dir is not None else None
         self.weights_normalization = (Normalization(tuple(weights_normalization[0]), tuple(weights_normalization[1]))
                                       if weights_normalization is not None else None)
@@ -182,6 +199,27 @@ class ImageFolderDataModule(LightningDataModule):
     def task_kind(self) -> Task:
         """The task the images make: label sets (``multilabel`` given, else as the labels file says) or one class."""
         return task_of(self.multilabel) if self.multilabel is not None else self.source.task
+
+    @property
+    def previous_run(self) -> PreviousRun | None:
+        """The run of the model this run extends (``model.extend``), or None."""
+        return self.source.previous
+
+    def rehearse(self, features: Tensor | None = None) -> int:
+        """Add ``rehearsal`` images of each old class to the training part, chosen by ``rehearsal_choice`` (by the
+        old model's ``features`` of the previous run's training images, for ``closest_to_mean``); how many."""
+        previous = self.previous_run
+        if previous is None or not self.rehearsal:
+            return 0
+        added = self.source.rehearse(rehearsal_images(previous, self.rehearsal, self.rehearsal_choice, self.seed,
+                                                      features))
+        if self.train_set is not None:
+            self.train_set = self._training_set()
+        return added
+
+    def use_normalization(self, normalization: Normalization) -> None:
+        """Normalize as a trained model did (an extended model's), whatever ``normalize`` says."""
+        self._saved_normalization = normalization
 
     def training_class_counts(self) -> list[int]:
         """Images of each class in the training split (what ``model.class_weights: balanced`` weighs by)."""
@@ -227,8 +265,7 @@ class ImageFolderDataModule(LightningDataModule):
             if note:
                 rank_zero_warn(note)
         if stage in ("fit", "validate"):
-            self.train_set = self.source.training_set(self.views.training, self.views.augmentation,
-                                                      self._loader_settings(), processes_of(self.trainer)[0])
+            self.train_set = self._training_set()
             self.val_set = self.source.evaluation_set(VAL, self.views.evaluation)
             if self.unlabelled is not None and stage == "fit":
                 self.unlabelled.setup(self.source, self.views)
@@ -238,6 +275,10 @@ class ImageFolderDataModule(LightningDataModule):
             check(self.predict_dir is not None, "predict needs data.predict_dir: an image file or a folder of images")
             self.predict_paths = scan_unlabelled(Path(self.predict_dir).expanduser())
             self.predict_set = ImageSamples([(path, path) for path in self.predict_paths], self.views.evaluation)
+
+    def _training_set(self) -> Dataset:
+        return self.source.training_set(self.views.training, self.views.augmentation, self._loader_settings(),
+                                        processes_of(self.trainer)[0])
 
     def _loader_settings(self) -> LoaderSettings:
         return settings_for(self.trainer, self.batch_size, self.num_workers_option, self.seed)

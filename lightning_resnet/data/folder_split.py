@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
@@ -81,6 +82,15 @@ class FolderSplit:
             if len(parts) > 1:
                 found.append((group, parts))
         return tuple(found)
+
+    def with_held_out(self, paths: set[str]) -> FolderSplit:
+        """This split with the training images whose absolute paths are ``paths`` moved to validation (an extended
+        model's old validation images, which must not train it)."""
+        moved = {i for i in self.train if str(Path(self.files[i][0]).resolve()) in paths}
+        if not moved:
+            return self
+        return replace(self, train=tuple(i for i in self.train if i not in moved),
+                       val=tuple(sorted({*self.val, *moved})))
 
     def class_counts(self, indices: Sequence[int]) -> list[int]:
         """Images of each class (with each label, in a multi-label set) among ``indices``, in class index order."""
@@ -188,8 +198,9 @@ def announce(split: FolderSplit, rule: SplitRule, balanced: bool) -> None:
                        f"of train/val/test, which inflates the held-out scores (e.g. {examples}); "
                        "see python -m lightning_resnet inspect")
     counts = split.class_counts(split.train)
-    largest = max(range(len(counts)), key=counts.__getitem__)
-    smallest = min(range(len(counts)), key=counts.__getitem__)
+    present = [index for index, count in enumerate(split.class_counts(range(len(split.files)))) if count] or [0]
+    largest = max(present, key=counts.__getitem__)
+    smallest = min(present, key=counts.__getitem__)  # a class with no file here (an extended model's) is not scarce
     if not balanced and counts[largest] > IMBALANCE_WARNING_RATIO * max(counts[smallest], 1):
         rank_zero_warn(f"{layout.root}: the classes are imbalanced ({names[largest]}: {counts[largest]} "
                        f"training images, {names[smallest]}: {counts[smallest]}); consider "

@@ -4,7 +4,8 @@ The teacher reads the very batch the student reads, after Mixup/CutMix and Rando
 normalization to its own and resized to its own image size; it runs in eval mode without gradients. The student's
 loss becomes ``(1 - weight) * its own loss + weight * temperature² * KL(teacher ‖ student)`` on logits softened by
 ``temperature``: over the classes for one class per image, each label's for a label set (the task's
-``distillation_loss``). The teacher is no part of the student: it is not in the student's checkpoint, DDP does not
+``distillation_loss``); a teacher that knows some of the student's classes (the old model of ``model.extend``)
+teaches their logits. The teacher is no part of the student: it is not in the student's checkpoint, DDP does not
 see it, and nothing after ``fit`` (validate, predict, export, serve) reads it.
 
 Not timm's ``LogitDistillationTask``: it owns the student's forward and loss, where this module's loss (Mixup's
@@ -35,7 +36,8 @@ class Distillation:
     Args:
         teacher: a checkpoint of this project (``.ckpt``), or a run or experiment folder (``logs/resnet50``),
             whose newest run's best checkpoint teaches.
-        weight: the share of the distillation term in the loss; the rest is the student's own loss.
+        weight: the share of the distillation term in the loss; the rest is the student's own loss (0: none, the
+            ``model.extend`` baseline that only starts from the old model).
         temperature: divides both models' logits before the softmax (Hinton's T; 1-4 is usual).
     """
 
@@ -45,22 +47,22 @@ class Distillation:
 
     def check(self) -> None:
         """One line for a value that cannot work (not in ``__post_init__``: the parser would bury the line)."""
-        check(0.0 < self.weight <= 1.0, f"model.distillation.weight must be in (0, 1], got {self.weight}")
+        check(0.0 <= self.weight <= 1.0, f"model.distillation.weight must be in [0, 1], got {self.weight}")
         check(self.temperature > 0, f"model.distillation.temperature must be positive, got {self.temperature}")
 
 
-def teacher_checkpoint(given: str) -> Path:
-    """The checkpoint ``model.distillation.teacher`` names: the file, or the best of a folder's newest run."""
+def teacher_checkpoint(given: str, option: str = "model.distillation.teacher") -> Path:
+    """The checkpoint ``option`` names: the file, or the best of a folder's newest run."""
     path = Path(given).expanduser()
     if path.is_file():
         return path
     if not path.is_dir():
-        raise UserError(f"model.distillation.teacher {given} does not exist: expected a checkpoint of this project "
+        raise UserError(f"{option} {given} does not exist: expected a checkpoint of this project "
                         "or a run folder (logs/<experiment>)")
     run = path if (path / "checkpoints" / "last.ckpt").is_file() else newest_run(path)
     best = best_checkpoint_of_run(run) if run is not None else None
     if best is None or not best.path.is_file():
-        raise UserError(f"model.distillation.teacher {given} holds no run with a best checkpoint "
+        raise UserError(f"{option} {given} holds no run with a best checkpoint "
                         "(version_*/checkpoints/best-*.ckpt); give the teacher's checkpoint file")
     return best.path
 
@@ -79,14 +81,17 @@ class Teacher:
         check(trained.task is task, f"{option} {options.teacher} answers with {trained.task.items} "
                                     f"({trained.task.name}); the student learns {task.items} ({task.name}): a "
                                     "teacher must be of the student's task")
-        check(list(trained.classes) == list(class_names),
-              f"{option} {options.teacher} knows the {task.items} {', '.join(trained.classes)}; the data has "
-              f"{', '.join(class_names)}: a teacher must be trained on the same {task.items}")
+        unknown = [name for name in trained.classes if name not in class_names]
+        check(not unknown, f"{option} {options.teacher} knows the {task.items} {', '.join(trained.classes)}; the "
+                           f"data has {', '.join(class_names)}: a teacher must know the student's {task.items} or "
+                           "some of them (model.extend: the old ones)")
         channels_read = trained.architecture.channels
         check(channels_read == channels, f"{option} {options.teacher} reads {channels_read}-channel images, the "
                                          f"student {channels}-channel ones")
         self.options = options
         self.task = task
+        self.rows = [list(class_names).index(name) for name in trained.classes]
+        """The student's logits the teacher's answer, in the teacher's order: all of them, or the old classes'."""
         self.path = trained.path
         self.network = trained.network().requires_grad_(False)
         self.image_size = trained.preprocessing.geometry.size
@@ -114,7 +119,10 @@ class Teacher:
     def loss(self, student_loss: Tensor, student_logits: Tensor, images: Tensor) -> Tensor:
         """The student's own loss blended with the distillation term of its logits."""
         weight = self.options.weight
-        distilled = self.task.distillation_loss(student_logits, self.logits(images), self.options.temperature)
+        if weight == 0:
+            return student_loss
+        distilled = self.task.distillation_loss(student_logits[:, self.rows], self.logits(images),
+                                                self.options.temperature)
         return (1 - weight) * student_loss + weight * distilled
 
 

@@ -31,6 +31,7 @@ from .checkpoints import EPOCH_METRICS, FIT_SECONDS, SEMI_SUPERVISED_STATE
 from .class_weights import loss_weights
 from .distillation import Distillation, Teacher
 from .evaluation_steps import EvaluationSteps
+from .extension import start_extended
 from .feature_cache import FrozenFeatures
 from .finetuning import BackboneFreeze
 from .metrics import TRAIN_LOSS
@@ -70,6 +71,9 @@ class ImageClassifier(EvaluationSteps, LightningModule):
         multilabel_loss: a multi-label set's loss: ``bce`` (binary cross-entropy per label) or
             ``asymmetric`` (timm's asymmetric loss, Ridnik et al. 2021, which weighs down the many easy
             negative labels).
+        extend: a checkpoint of this project (or a run folder) to grow by the data's new classes: the new model
+            starts from its weights and keeps each old class's classifier row, and the old model teaches the old
+            classes (:mod:`.extension`; ``data.rehearsal`` adds its images); used by ``fit`` only.
         distillation: a trained model that teaches this one: ``teacher`` (its checkpoint), ``weight`` and
             ``temperature`` of the softened-logit term (:mod:`.distillation`); used by ``fit`` only.
         semi_supervised: how ``fit`` learns from ``data.unlabelled_dir``'s images (:mod:`.semi_supervised`):
@@ -117,6 +121,7 @@ class ImageClassifier(EvaluationSteps, LightningModule):
         backbone_lr_factor: float = 1.0,
         label_smoothing: float = 0.0,
         multilabel_loss: Literal["bce", "asymmetric"] = "bce",
+        extend: str | None = None,
         distillation: Distillation | None = None,
         semi_supervised: SemiSupervised | None = None,
         class_weights: Literal["balanced"] | list[float] | None = None,
@@ -150,9 +155,13 @@ class ImageClassifier(EvaluationSteps, LightningModule):
             distillation.check()
         if semi_supervised is not None:
             semi_supervised.check(list(METHODS))
+        check(extend is None or not pretrained, "model.extend starts from the old model's weights: leave "
+                                                "model.pretrained out")
         check(distillation is None or not cache_features,
               "model.distillation needs the images: model.cache_features trains the head on cached features, which "
               "the teacher cannot read")
+        check(extend is None or not cache_features, "model.extend needs the images (its old model teaches): "
+                                                    "model.cache_features trains the head on cached features")
         # tta is how this run reads images, not part of the trained model: a checkpoint does not impose it
         self.save_hyperparameters(ignore=["optimizer", "tta", "class_counts", "distillation", "semi_supervised"])
         for key, value in (("distillation", distillation), ("semi_supervised", semi_supervised)):
@@ -210,6 +219,10 @@ class ImageClassifier(EvaluationSteps, LightningModule):
                          partial=self.hparams.partial_weights)
         if stage == "fit" and self._trainer is not None:
             self._run_folder = str(run_dir(self.trainer))
+        if stage == "fit" and self.hparams.get("extend"):  # before the class counts: rehearsal adds images
+            self.distillation = start_extended(self.hparams.extend, self.model, self.hparams.backbone,
+                                               self.hparams.backbone_options, self.task, self.class_names, data,
+                                               self.distillation)
         if stage == "fit" and self.hparams.class_weights is not None:
             refused = self.task.balanced_weights_refused
             check(self.hparams.class_weights != "balanced" or refused is None, str(refused))

@@ -68,8 +68,8 @@ def test_a_teacher_teaches_the_batch_the_student_reads_and_is_no_part_of_the_stu
                                               str(teacher_run)))
     assert code == 2 and f"model.distillation.teacher {teacher_run} does not exist" in error
     code, error = cli_error(capsys, tiny_args(workdir / "images", "--model.distillation.teacher", str(best),
-                                              "--model.distillation.weight", "0"))
-    assert code == 2 and "model.distillation.weight must be in (0, 1], got 0" in error
+                                              "--model.distillation.weight", "1.5"))
+    assert code == 2 and "model.distillation.weight must be in [0, 1], got 1.5" in error
     code, error = cli_error(capsys, tiny_args(workdir / "images", "--model.distillation.teacher", str(best),
                                               "--model.freeze_backbone", "true", "--model.cache_features", "true"))
     assert code == 2 and "model.distillation needs the images: model.cache_features" in error

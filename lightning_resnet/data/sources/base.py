@@ -23,6 +23,7 @@ from ...tasks import SINGLE_LABEL, Task
 from ..digits import DIGITS_DATA
 from ..loaders import LoaderSettings, TrainingLoader
 from ..normalization import Normalization
+from ..previous_run import PreviousRun
 from ..splits import SplitRow, SplitRule
 from ..transforms import EvaluationView
 
@@ -56,6 +57,9 @@ class SourceOptions:
     """A labels file listing the images and their classes (:mod:`..labels_file`), instead of class folders."""
     multilabel: bool | None = None
     """Whether the images have label sets (several labels each); None: as the labels file says."""
+    extends: str | None = None
+    """The checkpoint of the model an extended run grows (``model.extend``): its classes join the data's, and its
+    run's validation images stay out of training (:mod:`..previous_run`)."""
 
     @classmethod
     def from_data_options(cls, options: Mapping[str, Any]) -> SourceOptions:
@@ -68,11 +72,14 @@ class SourceOptions:
                    options.get("exclude"), options.get("relabel"), options.get("sampler", "shuffle"),
                    options.get("test_dir"), options.get("verify_images", True), tuple(names) if names else None,
                    options.get("weighted_loss", False), options.get("extra_labels"), options.get("labels"),
-                   options.get("multilabel"))
+                   options.get("multilabel"), options.get("extends"))
 
 
 class ImageSource(ABC):
     """A source of labelled images: see the module's docstring."""
+
+    previous: PreviousRun | None = None
+    """The run of the model an extended run grows (``model.extend``); a source that reads it sets it."""
 
     def __init__(self, options: SourceOptions) -> None:
         self.options = options
@@ -111,6 +118,10 @@ class ImageSource(ABC):
             raise UserError(f"the checkpoint's classes ({', '.join(names)}) differ from the data module's "
                             f"({', '.join(known)}): use the data the model was trained on")
         self.given_class_names = tuple(names)
+
+    def rehearse(self, images: list[tuple[str, str]]) -> int:
+        """Train on ``images`` (path, class name) of :attr:`previous` too (how many); only sources that read it can."""
+        raise UserError(f"data.rehearsal: {self.location} cannot add the images of another run to its training part")
 
     @abstractmethod
     def prepare(self) -> None:

@@ -66,6 +66,8 @@ class ConvertedSource(ImageSource):
                   f"give --data.num_folds {folds} and --data.fold 0 to {folds - 1} (cross_validate runs them all)")
         check(options.exclude is None and options.relabel is None, "data.exclude and data.relabel apply to an image "
               "folder: give them to convert, which leaves those images out or relabels them")
+        check(options.extends is None, f"model.extend needs the images in a folder or a labels file: "
+                                       f"{self.converted.root} was converted with its classes fixed")
         self.fold = rule.fold
         self.seed = rule.seed
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 from ...errors import UserError, check
@@ -19,10 +20,11 @@ from ..corrections import EXCLUDED, Corrections, read_corrections
 from ..dataset import ImageSamples, Sample, label_counts, target_names
 from ..extra_labels import PSEUDO, read_extra_labels, refuse_copies_of_held_out
 from ..folder_split import FolderSplit, announce, split_folder
-from ..listing import FolderLayout, FolderListing, list_folder, list_test_folder
+from ..listing import FolderLayout, FolderListing, detect_layout, list_folder, list_test_folder, visible_folders
 from ..loaders import LoaderSettings, SampledLoader
 from ..named_sets import NamedDataSet, named_data_set, neither_folder_nor_name
 from ..normalization import Normalization, cached_mean_std
+from ..previous_run import REHEARSAL, PreviousRun
 from ..splits import SplitRow
 from ..transforms import EvaluationView
 from .base import Augmentation, ImageSource, SourceOptions, View
@@ -41,6 +43,9 @@ class FolderSource(ImageSource):
         self._split: FolderSplit | None = None  # ... then checked, hashed and split, once
         self._measured: Normalization | None = None  # normalize: auto, once measured or read from the cache
         self._extra: list[Sample] | None = None  # data.extra_labels, once read
+        self.previous: PreviousRun | None = PreviousRun.read(options.extends) if options.extends else None
+        """The run of the model an extended run grows (``model.extend``), or None."""
+        self._rehearsal: list[Sample] = []  # the previous run's training images it keeps (rehearse)
 
     @classmethod
     def reads(cls, options: SourceOptions) -> bool:
@@ -62,14 +67,31 @@ class FolderSource(ImageSource):
         return self.root
 
     def listing(self) -> FolderListing:
-        """Every image file of the folder with its class and part: the folder is listed once (no file read)."""
+        """Every image file of the folder with its class and part: the folder is listed once (no file read), under
+        the given classes, or an extended model's and the folder's (listed twice: a listing reads no file)."""
         if self._listing is None:
-            if self.named is not None:
-                self.named.written()
-            elif not self.root.exists() and os.sep not in self.options.data_dir:
-                raise UserError(neither_folder_nor_name(self.options.data_dir))
-            self._listing = list_folder(self.root, self.given_class_names)
+            names = self.given_class_names
+            if names is None and self.previous is not None:
+                names = self.previous.classes_with(self.own_class_names(), str(self.location))
+            self._listing = self.list_images(names)
         return self._listing
+
+    def written_root(self) -> Path:
+        """:attr:`root`, written first for a data set by name; one line when it is neither a folder nor a name."""
+        if self.named is not None:
+            self.named.written()
+        elif not self.root.exists() and os.sep not in self.options.data_dir:
+            raise UserError(neither_folder_nor_name(self.options.data_dir))
+        return self.root
+
+    def list_images(self, class_names: tuple[str, ...] | None) -> FolderListing:
+        """The images and their classes (``class_names`` when given, else the folder's)."""
+        return list_folder(self.written_root(), class_names)
+
+    def own_class_names(self) -> list[str]:
+        """The class folders (of ``train/`` when split already), one enough: an extended model adds its own."""
+        layout = detect_layout(self.written_root())
+        return visible_folders(layout.train if layout.presplit else layout.root)
 
     def folder_split(self, find_duplicates: bool | None = None) -> FolderSplit:
         """The folder checked, hashed (``find_duplicates``, ``group_duplicates`` by default) and split: the one
@@ -78,6 +100,8 @@ class FolderSource(ImageSource):
         hashes = rule.group_duplicates if find_duplicates is None else find_duplicates
         if self._split is None or (hashes and not self._split.hashed):
             self._split = split_folder(self.listing(), rule, self.options.verify_images, hashes, self.corrections)
+            if self.previous is not None:
+                self._split = self._split.with_held_out(resolved(path for path, _ in self.previous.validation))
             announce(self._split, rule, balanced=self.options.sampler == "balanced" or self.options.balanced_elsewhere)
         return self._split
 
@@ -105,7 +129,29 @@ class FolderSource(ImageSource):
         by the seed (or one fold of ``num_folds``) that keeps duplicates together; the images of
         ``data.extra_labels`` join the training part."""
         split = self.folder_split()
-        return split.samples(split.train) + self.extra_samples(), split.samples(split.val)
+        return (split.samples(split.train) + self.extra_samples() + self._rehearsal,
+                split.samples(split.val) + self.previous_validation)
+
+    @cached_property
+    def previous_validation(self) -> list[Sample]:
+        """An extended model's old validation images that are not in this folder (none without ``model.extend``):
+        validated with the folder's, so that the old classes are validated too."""
+        if self.previous is None:
+            return []
+        return [(path, self.class_names.index(name)) for path, name in self.previous.validation
+                if str(Path(path).resolve()) not in self.listed_paths]
+
+    @cached_property
+    def listed_paths(self) -> set[str]:
+        """The absolute paths of the folder's images (what an extended model's old images are compared with)."""
+        return resolved(path for path, _ in self.listing().files)
+
+    def rehearse(self, images: list[tuple[str, str]]) -> int:
+        """Train on ``images`` (path, class name) of the previous run too (:func:`..previous_run.rehearsal_images`),
+        those of this folder aside (they train anyway); how many."""
+        self._rehearsal = [(path, self.class_names.index(name)) for path, name in images
+                           if str(Path(path).resolve()) not in self.listed_paths]
+        return len(self._rehearsal)
 
     def extra_samples(self) -> list[Sample]:
         """The images of ``data.extra_labels`` (none without it), read and checked once."""
@@ -140,15 +186,14 @@ class FolderSource(ImageSource):
 
     def split_rows(self) -> list[SplitRow]:
         split = self.folder_split()
-        parts = [(TRAIN, split.samples(split.train)), (PSEUDO, self.extra_samples()), (VAL, split.samples(split.val)),
+        parts = [(TRAIN, split.samples(split.train)), (PSEUDO, self.extra_samples()), (REHEARSAL, self._rehearsal),
+                 (VAL, split.samples(split.val) + self.previous_validation),
                  (TEST, self.test_samples() if self.has_test else []), (EXCLUDED, split.samples(split.excluded))]
         return [(path, part, target_names(target, self.class_names)) for part, samples in parts
                 for path, target in samples]
 
     def training_class_counts(self) -> list[int]:
-        split = self.folder_split()
-        return label_counts((target for _, target in split.samples(split.train) + self.extra_samples()),
-                            len(self.class_names))
+        return label_counts((target for _, target in self.split()[0]), len(self.class_names))
 
     def measured_normalization(self, view: EvaluationView, num_workers: int) -> Normalization:
         if self._measured is None:
@@ -178,3 +223,8 @@ class FolderSource(ImageSource):
     def training_loader(self, dataset: ImageSamples, settings: LoaderSettings, processes: int, rank: int,
                         batches_done: Callable[[], int | None]) -> SampledLoader:
         return SampledLoader(dataset, settings, processes, rank, balanced=self.options.sampler == "balanced")
+
+
+def resolved(paths) -> set[str]:
+    """The absolute forms of ``paths`` (``split.csv`` keeps the paths as the run was given them)."""
+    return {str(Path(path).resolve()) for path in paths}

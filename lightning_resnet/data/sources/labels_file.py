@@ -45,17 +45,18 @@ class LabelsFileSource(FolderSource):
     def task(self) -> Task:
         return self.listing().task
 
-    def listing(self) -> FolderListing:
-        if self._listing is None:
-            require_folder(self.root, f"data.data_dir must be the folder the paths of data.labels "
-                                      f"{self.options.labels} are relative to")
-            listing = list_labels_file(str(self.labels_file(self.options)), self.root, self.given_class_names,
-                                       self.options.multilabel)
-            for option, value, why in NOT_WITH[listing.task.name](self.options):
-                check(not value, f"{option} does not go with data.labels {self.options.labels}, a multi-label set: "
-                                 f"it {why}")
-            self._listing = listing
-        return self._listing
+    def own_class_names(self) -> list[str]:
+        return list(self.list_images(None).class_names)
+
+    def list_images(self, class_names: tuple[str, ...] | None) -> FolderListing:
+        require_folder(self.root, f"data.data_dir must be the folder the paths of data.labels "
+                                  f"{self.options.labels} are relative to")
+        listing = list_labels_file(str(self.labels_file(self.options)), self.root, class_names,
+                                   self.options.multilabel)
+        for option, value, why in NOT_WITH[listing.task.name](self.options):
+            check(not value, f"{option} does not go with data.labels {self.options.labels}, a multi-label set: "
+                             f"it {why}")
+        return listing
 
 
 def not_with_label_sets(options: SourceOptions) -> tuple[tuple[str, object, str], ...]:
