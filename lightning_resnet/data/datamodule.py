@@ -140,6 +140,8 @@ class ImageFolderDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         check(rehearsal >= 0, f"data.rehearsal must be 0 or more images per old class, got {rehearsal}")
+        check(extends is None or num_folds is None, "model.extend trains one model on the split of its folder: it "
+                                                   "does not go with data.num_folds (cross_validate)")
         check(rehearsal == 0 or extends is not None,
               "data.rehearsal keeps images of the classes of the model extended: it needs model.extend")
         self.save_hyperparameters(ignore=["class_names"])  # for the checkpoint and TensorBoard only: read below
