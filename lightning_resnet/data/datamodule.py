@@ -164,8 +164,7 @@ class ImageFolderDataModule(LightningDataModule):
         self.views = Views.of(self.geometry, channels, train_augment, crop_scale, hflip)
         self.rehearsal = rehearsal
         self.rehearsal_choice = rehearsal_choice
-        check(extends is None or not self.task_kind.multi_hot_targets,
-              "model.extend adds classes to a model of one class per image; label sets are not extended yet")
+        check(extends is None or self.task_kind.extension_refused is None, str(self.task_kind.extension_refused))
         self.unlabelled = UnlabelledImages(unlabelled_dir, unlabelled_ratio) if unlabelled_dir is not None else None
         self.weights_normalization = (Normalization(tuple(weights_normalization[0]), tuple(weights_normalization[1]))
                                       if weights_normalization is not None else None)

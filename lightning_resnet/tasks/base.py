@@ -72,6 +72,9 @@ class Task(ABC):
     semi_supervised_refused: str | None = None
     """Why ``data.unlabelled_dir`` cannot train this task (its pseudo-labels are one class per image); None when it
     can."""
+    extension_refused: str | None = None
+    """Why ``model.extend`` cannot grow this task's model (its old run's images are listed one class each); None when
+    it can."""
     default_resize: str
     """How an image is fitted to the model's input unless ``data.resize`` says (:mod:`~lightning_resnet.data.geometry`):
     ``crop`` (the centre) for one class per image, ``pad`` (the whole image) for label sets, which may lie anywhere."""

@@ -76,6 +76,8 @@ class MultiLabel(Task):
     semi_supervised_refused = ("data.unlabelled_dir: semi-supervised fit gives each unlabelled image one class (its "
                                "pseudo-label), which a multi-label set does not have; pretrain on them instead "
                                "(docs/few-labels.md)")
+    extension_refused = ("model.extend adds classes to a model of one class per image: the rehearsal of an old run "
+                         "reads its split.csv one class an image, which a label set is not")
     multi_hot_targets = True
     activation_code = "logits.sigmoid()"
     activation = ("each label's sigmoid of its logit (batch, num_labels): the labels at or above their thresholds "

@@ -16,7 +16,7 @@ from lightning_resnet.bundle import read_bundle
 from lightning_resnet.cli import main
 from lightning_resnet.data.previous_run import PreviousRun, rehearsal_images
 
-from ..conftest import QUARTER_WIDTH, cli_error, make_image_folder, tiny_args
+from ..conftest import QUARTER_WIDTH, cli_error, make_image_folder, make_label_sets, tiny_args
 
 PROBE = "--trainer.callbacks+=tests.training.test_extend.FirstBatchLogits"
 
@@ -121,6 +121,7 @@ def test_what_cannot_be_extended_is_one_line(trained, workdir, capsys):
     make_image_folder(workdir / "grown", classes=4, per_class=4)
     make_image_folder(workdir / "renamed", classes=4, per_class=4)
     shutil.move(workdir / "renamed" / "class_2", workdir / "renamed" / "class_9")
+    tags = make_label_sets(workdir / "tags", count=12)
     cases = {
         "another backbone": (["--model.backbone_options", json.dumps({**QUARTER_WIDTH, "channels": [8, 16, 32, 64]})],
                              "grown", best, f"model.extend {best} is a resnet18"),
@@ -130,6 +131,8 @@ def test_what_cannot_be_extended_is_one_line(trained, workdir, capsys):
         "a folder without runs": ([], "grown", "nowhere", "model.extend nowhere does not exist"),
         "with pretrained weights": (["--model.pretrained", best], "grown", best,
                                     "model.extend starts from the old model's weights"),
+        "label sets": (["--data.labels", str(tags)], "tags", best,
+                       "model.extend adds classes to a model of one class per image"),
     }
     for name, (extra, folder, given, words) in cases.items():
         code, error = cli_error(capsys, tiny_args(workdir / folder, "--model.extend", given, *extra))
