@@ -112,8 +112,9 @@ def best_checkpoint(trainer: Trainer) -> BestCheckpoint | None:
     """The run's best checkpoint, as its ``ModelCheckpoint`` on :data:`~.metrics.MONITOR` chose it; None
     before one is written (or without validation). The one place that answers "which checkpoint is best"."""
     for callback in trainer.checkpoint_callbacks:
+        # a score, not only a path: resumed into another run folder, Lightning restores the old best's path alone
         if (isinstance(callback, ModelCheckpoint) and callback.monitor in MONITORS.values()
-                and callback.best_model_path):
+                and callback.best_model_path and callback.best_model_score is not None):
             return BestCheckpoint(Path(callback.best_model_path), float(callback.best_model_score), callback.monitor)
     return None
 

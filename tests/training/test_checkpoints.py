@@ -62,6 +62,16 @@ def test_the_best_checkpoint_is_model_checkpoints_and_carries_its_scores_and_tem
 
 
 @pytest.mark.slow
+def test_a_finished_run_continued_into_a_new_run_folder_chooses_and_calibrates_its_own_best(trained, workdir):
+    """Lightning restores the old best's path but not its score when the run folder changes (a new version)."""
+    last = trained / "checkpoints" / "last.ckpt"
+    cli = main(tiny_args(workdir / "images", "--trainer.max_epochs", "3", "--ckpt_path", str(last)))
+    best = best_checkpoint(cli.trainer)
+    assert best is not None and best.path.resolve().parent == workdir / "logs/tiny/version_1/checkpoints"
+    assert decision_in(best.path)["temperature"] is not None
+
+
+@pytest.mark.slow
 def test_a_kill_during_the_calibration_rewrite_leaves_the_checkpoint_loadable(tmp_path):
     """The child may write at most 1 MB to a file; the kernel kills it (SIGXFSZ) part-way through rewriting
     a 4 MB checkpoint with its temperature. A write straight into the file would leave it cut short."""
